@@ -1,0 +1,84 @@
+/**
+ * Ingest records after parsing: precise types the engine can trust (STYLE: parse once at the edge).
+ * `parse/` turns untrusted JSON into these; the pipeline applies them.
+ */
+import type { EventPropertyValue, IdentityKey, JsonValue, RecordContext, StoredValue, ValueType } from "./types.js";
+
+export type Handle =
+  | { kind: "device"; deviceId: string }
+  | { kind: "identity"; key: IdentityKey; value: string }
+  | { kind: "profile"; profileId: string };
+
+/** One operation of a property set (SEMANTICS §4). A plain value is `set`. */
+export type PropertyOp =
+  | { kind: "set"; key: string; value: StoredValue; type: ValueType }
+  | { kind: "setOnce"; key: string; value: StoredValue; type: ValueType }
+  | { kind: "incr"; key: string; by: number }
+  | { kind: "add"; key: string; values: string[] }
+  | { kind: "remove"; key: string; values: string[] }
+  | { kind: "setMulti"; key: string; values: string[] }
+  | { kind: "delete"; key: string };
+
+interface RecordBase {
+  /** Client id for idempotency (SEMANTICS §11). */
+  id?: string;
+  /** Record time, epoch ms: the one sent, else the receive time. */
+  ts: number;
+  handle: Handle;
+  context?: RecordContext;
+}
+
+export interface LoginRecord extends RecordBase {
+  type: "login";
+  properties: PropertyOp[];
+}
+
+export interface ProfileRecord extends RecordBase {
+  type: "profile";
+  properties: PropertyOp[];
+}
+
+export interface EventRecord extends RecordBase {
+  type: "event";
+  name: string;
+  properties: Record<string, EventPropertyValue>;
+}
+
+export interface TokenRecord extends RecordBase {
+  type: "token";
+  channel: "push";
+  /** null unregisters the device's token. */
+  token: string | null;
+}
+
+/** Writes that come from the profile API rather than ingest; journalled like any record so demerge replays them. */
+export interface FlagsRecord extends RecordBase {
+  type: "flags";
+  test?: boolean;
+  controlGroupExcluded?: boolean;
+}
+
+export interface DocumentRecord extends RecordBase {
+  type: "document";
+  compartmentId: string;
+  userAccountId: string;
+  /** `put` replaces the document (keeping system fields), `shallow`/`deep` merge into it, `delete` removes it. */
+  mode: "put" | "shallow" | "deep" | "delete";
+  body: { [key: string]: JsonValue };
+}
+
+export type IngestRecord = LoginRecord | ProfileRecord | EventRecord | TokenRecord;
+export type AnyRecord = IngestRecord | FlagsRecord | DocumentRecord;
+
+export type Outcome = "identified" | "switched" | "appended" | "created" | "updated" | "stored" | "duplicate";
+
+export interface Unapplied {
+  key: string;
+  code: "IDENTITY_CONFLICT" | "INVALID_IDENTITY" | "IDENTITY_KEY_NOT_ENABLED";
+}
+
+export interface RecordResult {
+  profileId: string;
+  outcome: Outcome;
+  unapplied?: Unapplied[];
+}

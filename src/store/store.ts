@@ -1,0 +1,208 @@
+/**
+ * The Store port: everything Portrait keeps, behind one interface with a SQLite and a PostgreSQL adapter.
+ * The adapters hold all SQL; callers (pipeline, api, cli) never build queries.
+ *
+ * Concurrency contract (both adapters):
+ * - `write()` runs its function in one transaction. Everything it reads through `lockProfile` stays locked until
+ *   commit, so concurrent increments never lose an update (SQLite: one writer at a time; PostgreSQL: row locks).
+ * - Account-wide unique handles (identity values, device ids, user accounts, record ids, Charged IDs) are claimed
+ *   with insert-if-absent: the returned owner is the single winner however many writers race.
+ * - `savepoint()` makes one record atomic inside a batch: a failed record leaves nothing behind.
+ */
+import type { AnyRecord } from "../engine/records.js";
+import type {
+  Account,
+  AccountSettings,
+  DeviceRow,
+  IdentityKey,
+  NewEvent,
+  ProfileDocument,
+  ProfileState,
+  StoredEvent,
+  UserAccountRef,
+  ValueType,
+} from "../engine/types.js";
+
+export type KeyKind = "secret" | "public";
+
+export interface ApiKeyRow {
+  id: string;
+  accountId: string;
+  kind: KeyKind;
+  name: string;
+  /** SHA-256 hex of the secret; the secret itself is never stored. */
+  hash: string;
+  /** First characters of the key, to recognise it in lists. */
+  prefix: string;
+  createdAt: number;
+  revokedAt: number | null;
+}
+
+export interface DashboardUserRow {
+  accountId: string;
+  username: string;
+  /** scrypt hash `salt:hash`, hex. */
+  passwordHash: string;
+}
+
+/** `profile` for profile properties, `event:<name>` for an event's properties. */
+export type TypeScope = "profile" | `event:${string}`;
+
+export interface TypeRegistration {
+  scope: TypeScope;
+  path: string;
+  type: ValueType;
+}
+
+/** What a merge must be able to put back (SEMANTICS §7 demerge). */
+export interface ProfileSnapshot {
+  state: ProfileState;
+  devices: DeviceRow[];
+  userAccounts: UserAccountRef[];
+  documents: ProfileDocument[];
+  chargedIds: string[];
+  orphans: string[];
+}
+
+export interface MergeRow {
+  id: string;
+  targetId: string;
+  sourceId: string;
+  createdAt: number;
+  undoneAt: number | null;
+  /** Highest event seq of the account when the merge happened: events above it were written after. */
+  eventSeqAtMerge: number;
+  target: ProfileSnapshot;
+  source: ProfileSnapshot;
+  /** Seqs of the source's events that moved to the target. */
+  movedEventSeqs: number[];
+  /** Seqs of the source's events dropped as repeated Charged IDs (kept aside so undo can restore them). */
+  droppedEvents: StoredEvent[];
+}
+
+export interface EventPage {
+  events: StoredEvent[];
+  /** Opaque continuation, null at the end. */
+  next: { ts: number; seq: number } | null;
+}
+
+export interface DeletedCounts {
+  profiles: number;
+  events: number;
+  identities: number;
+  devices: number;
+}
+
+/** Reads available both inside and outside a transaction. */
+export interface StoreReader {
+  getProfile(accountId: string, profileId: string): Promise<ProfileState | null>;
+  findProfileByIdentity(accountId: string, key: IdentityKey, value: string): Promise<string | null>;
+  findDevice(accountId: string, deviceId: string): Promise<DeviceRow | null>;
+  findProfileByUserAccount(accountId: string, ref: UserAccountRef): Promise<string | null>;
+  listDevices(accountId: string, profileId: string): Promise<DeviceRow[]>;
+  listUserAccounts(accountId: string, profileId: string): Promise<UserAccountRef[]>;
+  /** Anonymous profiles left behind by login switches onto this profile. */
+  listOrphans(accountId: string, profileId: string): Promise<string[]>;
+  /** Merge tombstones pointing at this profile. */
+  listTombstones(accountId: string, profileId: string): Promise<string[]>;
+  /** Events of the given profiles, newest first by (ts, seq); `before` continues a previous page. */
+  listEvents(
+    accountId: string,
+    profileIds: string[],
+    opts: { before?: { ts: number; seq: number } | null; limit: number },
+  ): Promise<EventPage>;
+  getDocument(accountId: string, ref: UserAccountRef): Promise<ProfileDocument | null>;
+  listDocuments(accountId: string, profileId: string): Promise<ProfileDocument[]>;
+  listChargedIds(accountId: string, profileId: string): Promise<string[]>;
+  listTypes(accountId: string): Promise<TypeRegistration[]>;
+  getMerge(accountId: string, mergeId: string): Promise<MergeRow | null>;
+  /** Merges whose source or target is this profile, newest first. */
+  listMergesTouching(accountId: string, profileId: string): Promise<MergeRow[]>;
+  countControlGroupExcluded(accountId: string): Promise<number>;
+  /** Highest event seq in the account (0 when none). */
+  maxEventSeq(accountId: string): Promise<number>;
+}
+
+/** Writes, available only inside `Store.write`. */
+export interface StoreTx extends StoreReader {
+  /** Reads a profile and locks it until commit. */
+  lockProfile(accountId: string, profileId: string): Promise<ProfileState | null>;
+  insertProfile(accountId: string, state: ProfileState): Promise<void>;
+  updateProfile(accountId: string, state: ProfileState): Promise<void>;
+
+  /** Inserts the identity row if the value is free; returns the owner afterwards (this profile or the earlier one). */
+  claimIdentity(accountId: string, key: IdentityKey, value: string, profileId: string): Promise<string>;
+  /** Removes the identity row if this profile owns it. */
+  releaseIdentity(accountId: string, key: IdentityKey, value: string, profileId: string): Promise<void>;
+  /** Removes every identity row of one key (an identity key dropped from the settings). */
+  releaseIdentityKey(accountId: string, key: IdentityKey): Promise<void>;
+
+  /** Creates or repoints a device (a device has exactly one current profile). */
+  upsertDevice(accountId: string, device: DeviceRow): Promise<void>;
+  deleteDevice(accountId: string, deviceId: string): Promise<void>;
+
+  claimUserAccount(accountId: string, ref: UserAccountRef, profileId: string): Promise<string>;
+  releaseUserAccount(accountId: string, ref: UserAccountRef): Promise<void>;
+  putDocument(accountId: string, doc: ProfileDocument): Promise<void>;
+  deleteDocument(accountId: string, ref: UserAccountRef): Promise<boolean>;
+
+  /** True the first time an account sees this record id (idempotency); false for a repeat. */
+  claimRecordId(accountId: string, recordId: string, at: number): Promise<boolean>;
+  /** True the first time this profile sees this Charged ID. */
+  claimChargedId(accountId: string, profileId: string, chargedId: string): Promise<boolean>;
+  releaseChargedIds(accountId: string, profileId: string): Promise<void>;
+
+  /** Assigns each event its seq, in order. */
+  insertEvents(accountId: string, events: NewEvent[]): Promise<number[]>;
+  listEventsBySeq(accountId: string, seqs: number[]): Promise<StoredEvent[]>;
+  /** Seqs of every event of a profile, ascending. */
+  listEventSeqs(accountId: string, profileId: string): Promise<number[]>;
+  moveEvents(accountId: string, seqs: number[], toProfileId: string): Promise<void>;
+  deleteEvents(accountId: string, seqs: number[]): Promise<void>;
+  /** Restores events with their original seqs (demerge). */
+  restoreEvents(accountId: string, events: StoredEvent[]): Promise<void>;
+
+  /** Registers a path's type unless one is registered; returns the registered type. */
+  registerType(accountId: string, scope: TypeScope, path: string, type: ValueType): Promise<ValueType>;
+  /** The one allowed change (string → multi by `$add`). */
+  changeType(accountId: string, scope: TypeScope, path: string, type: ValueType): Promise<void>;
+
+  insertMerge(accountId: string, merge: MergeRow): Promise<void>;
+  markMergeUndone(accountId: string, mergeId: string, at: number): Promise<void>;
+  appendJournal(accountId: string, mergeId: string, record: AnyRecord): Promise<void>;
+  listJournal(accountId: string, mergeId: string): Promise<AnyRecord[]>;
+  /** Deletes merges (and their journals) involving this profile: they can no longer be undone. */
+  deleteMergesTouching(accountId: string, profileId: string): Promise<void>;
+
+  /** Deletes one profile and everything it owns; counts what went. */
+  deleteProfileData(accountId: string, profileId: string): Promise<DeletedCounts>;
+
+  /** Runs `fn` so that if it throws, none of its writes remain. */
+  savepoint<T>(fn: () => Promise<T>): Promise<T>;
+}
+
+export interface Store {
+  readonly dialect: "sqlite" | "postgres";
+  /** Applies pending migrations. */
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+
+  // Accounts, keys and operator data: small, rarely written.
+  createAccount(account: Account): Promise<void>;
+  getAccount(accountId: string): Promise<Account | null>;
+  listAccounts(): Promise<Account[]>;
+  updateAccountSettings(accountId: string, settings: AccountSettings): Promise<void>;
+  insertApiKey(key: ApiKeyRow): Promise<void>;
+  findApiKeyByHash(hash: string): Promise<ApiKeyRow | null>;
+  listApiKeys(accountId: string): Promise<ApiKeyRow[]>;
+  /** Marks the key revoked; false when the account has no such key. */
+  revokeApiKey(accountId: string, keyId: string, at: number): Promise<boolean>;
+  insertDashboardUser(user: DashboardUserRow): Promise<void>;
+  findDashboardUser(username: string): Promise<DashboardUserRow | null>;
+  getMeta(key: string): Promise<string | null>;
+  setMeta(key: string, value: string): Promise<void>;
+
+  reader: StoreReader;
+  /** One transaction, scoped to one account. */
+  write<T>(accountId: string, fn: (tx: StoreTx) => Promise<T>): Promise<T>;
+}
