@@ -68,7 +68,8 @@ export class PortraitError extends Error {
 
   /** The same error seen from one level further out, e.g. `properties.Email` inside `records[3]`. */
   under(prefix: string): PortraitError {
-    const field = this.field === undefined ? prefix : this.field.startsWith("[") ? prefix + this.field : `${prefix}.${this.field}`;
+    const field =
+      this.field === undefined ? prefix : this.field.startsWith("[") ? prefix + this.field : `${prefix}.${this.field}`;
     return new PortraitError(this.code, this.message, field);
   }
 }

@@ -96,9 +96,13 @@ export interface ProfileState {
   updatedAt: number;
   firstSeen: number | null;
   lastSeen: number | null;
+  /** First source seen: the earliest utm_source, else the earliest referrer host (SEMANTICS §11). */
   acquiredFrom: string | null;
   acquiredTs: number | null;
+  acquiredKind: "utm" | "referrer" | null;
   location: Location;
+  /** True while the Timezone property came from a client's context rather than an explicit write. */
+  timezoneFromContext: boolean;
   bucket: number;
   flags: ProfileFlags;
   stats: ProfileStats;
@@ -106,6 +110,8 @@ export interface ProfileState {
   orphanOf: string | null;
   /** Set on a merge tombstone. */
   mergedInto: string | null;
+  /** The undoable merge this profile is the target of: records applied to it are journalled there (SEMANTICS §7). */
+  journalMergeId: string | null;
 }
 
 export type ProfileType = "anonymous" | "identified" | "customer";

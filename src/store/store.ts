@@ -119,6 +119,8 @@ export interface StoreReader {
   /** Merges whose source or target is this profile, newest first. */
   listMergesTouching(accountId: string, profileId: string): Promise<MergeRow[]>;
   countControlGroupExcluded(accountId: string): Promise<number>;
+  /** Live and orphan profile ids in id order after `afterId`: whole-account scans (settings changes, exports). */
+  listProfileIds(accountId: string, afterId: string | null, limit: number): Promise<string[]>;
   /** Highest event seq in the account (0 when none). */
   maxEventSeq(accountId: string): Promise<number>;
 }
@@ -137,6 +139,8 @@ export interface StoreTx extends StoreReader {
   /** Removes every identity row of one key (an identity key dropped from the settings). */
   releaseIdentityKey(accountId: string, key: IdentityKey): Promise<void>;
 
+  /** Inserts the device if it is unknown; returns its current profile (this one or the earlier claimant's). */
+  claimDevice(accountId: string, device: DeviceRow): Promise<string>;
   /** Creates or repoints a device (a device has exactly one current profile). */
   upsertDevice(accountId: string, device: DeviceRow): Promise<void>;
   deleteDevice(accountId: string, deviceId: string): Promise<void>;

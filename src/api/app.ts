@@ -1,0 +1,77 @@
+/** The fastify app factory: body limits, auth, the error shape, and one plugin per route group. */
+import swagger from "@fastify/swagger";
+import Fastify, { type FastifyInstance } from "fastify";
+import type { Logger } from "pino";
+import { PortraitError } from "../engine/errors.js";
+import type { Accounts } from "../pipeline/accounts.js";
+import type { Portrait } from "../pipeline/portrait.js";
+import { authHook } from "./auth.js";
+import { errorBody, errorHandler } from "./errors.js";
+import { type Metrics, metricsPlugin } from "./metrics.js";
+import { accountRoutes } from "./routes/account.js";
+import { documentRoutes } from "./routes/documents.js";
+import { healthRoutes } from "./routes/health.js";
+import { ingestRoutes } from "./routes/ingest.js";
+import { keyRoutes } from "./routes/keys.js";
+import { mergeRoutes } from "./routes/merges.js";
+import { profileRoutes } from "./routes/profiles.js";
+import { sdkRoutes } from "./routes/sdk.js";
+
+/** API.md: JSON bodies over 5 MB → 413 (imports stream and have their own limit). */
+export const JSON_BODY_LIMIT = 5 * 1024 * 1024;
+
+export interface AppDeps {
+  portrait: Portrait;
+  accounts: Accounts;
+  metrics: Metrics;
+  logger?: Logger | boolean;
+}
+
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: typeof deps.logger === "object" ? deps.logger : undefined,
+    logger: typeof deps.logger === "boolean" ? deps.logger : undefined,
+    bodyLimit: JSON_BODY_LIMIT,
+    disableRequestLogging: true,
+    return503OnClosing: true,
+    forceCloseConnections: "idle",
+  } as never) as unknown as FastifyInstance;
+
+  // Route schemas document the API (OpenAPI); the engine validates, so every refusal carries our codes.
+  app.setValidatorCompiler(() => () => true);
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((request, reply) => {
+    reply
+      .status(404)
+      .send(errorBody(new PortraitError("NOT_FOUND", `no route ${request.method} ${request.url.split("?")[0]}`)));
+  });
+  // The SDK posts JSON as text/plain so that sendBeacon and simple CORS requests work (API.md SDK endpoints).
+  app.addContentTypeParser("text/plain", { parseAs: "string", bodyLimit: JSON_BODY_LIMIT }, (_req, body, done) => {
+    done(null, body);
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: "3.1.0",
+      info: {
+        title: "Portrait API",
+        version: "1.0.0",
+        description: "Self-hostable user-profile engine (v1 contract).",
+      },
+      components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  app.addHook("onRequest", authHook(deps.accounts));
+  await app.register(metricsPlugin(deps.metrics));
+  await app.register(healthRoutes);
+  await app.register(accountRoutes(deps));
+  await app.register(keyRoutes(deps));
+  await app.register(ingestRoutes(deps));
+  await app.register(sdkRoutes(deps));
+  await app.register(profileRoutes(deps));
+  await app.register(documentRoutes(deps));
+  await app.register(mergeRoutes(deps));
+  app.get("/v1/openapi.json", { config: { access: "none" }, schema: { hide: true } }, async () => app.swagger());
+  return app;
+}

@@ -1,0 +1,52 @@
+/**
+ * API keys (API.md Conventions: Auth): a secret key as `Authorization: Bearer`, or a public key (`pk_…`) for
+ * the SDK endpoints, also accepted as `?key=` so sendBeacon and simple CORS requests work.
+ */
+import type { FastifyReply, FastifyRequest } from "fastify";
+import { PortraitError } from "../engine/errors.js";
+import type { Account } from "../engine/types.js";
+import type { Accounts } from "../pipeline/accounts.js";
+import type { ApiKeyRow } from "../store/store.js";
+
+/** Which key a route takes. */
+export type Access = "none" | "secret" | "public";
+
+declare module "fastify" {
+  interface FastifyContextConfig {
+    access?: Access;
+  }
+  interface FastifyRequest {
+    account: Account;
+    apiKey: ApiKeyRow;
+  }
+}
+
+function presentedKey(request: FastifyRequest): string | null {
+  const header = request.headers.authorization;
+  if (typeof header === "string") {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (m) return m[1] as string;
+  }
+  const query = request.query as Record<string, unknown> | undefined;
+  return typeof query?.key === "string" ? query.key : null;
+}
+
+export function authHook(accounts: Accounts) {
+  return async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
+    const access = request.routeOptions.config.access ?? "secret";
+    if (access === "none") return;
+    const presented = presentedKey(request);
+    if (!presented)
+      throw new PortraitError("UNAUTHORIZED", "an API key is required: Authorization: Bearer <secret key>");
+    const auth = await accounts.authenticate(presented);
+    if (!auth) throw new PortraitError("UNAUTHORIZED", "the API key is unknown or revoked");
+    if (access === "secret" && auth.key.kind !== "secret") {
+      throw new PortraitError(
+        "FORBIDDEN",
+        "this endpoint needs a secret key; a public key only reaches the SDK endpoints",
+      );
+    }
+    request.account = auth.account;
+    request.apiKey = auth.key;
+  };
+}

@@ -1,0 +1,64 @@
+/** The one place a PortraitError becomes an HTTP status (API.md Conventions: Errors). */
+import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
+import { type ErrorCode, PortraitError } from "../engine/errors.js";
+
+const STATUS: Partial<Record<ErrorCode, number>> = {
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  UNKNOWN_PROFILE: 404,
+  UNKNOWN_SEGMENT: 404,
+  UNKNOWN_IMPORT: 404,
+  UNKNOWN_MERGE: 404,
+  UNKNOWN_KEY: 404,
+  UNKNOWN_DOCUMENT: 404,
+  PAYLOAD_TOO_LARGE: 413,
+  DOCUMENT_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  MERGE_NOT_UNDOABLE: 409,
+  ALREADY_UNDONE: 409,
+  CONTROL_GROUP_EXCLUSION_LIMIT: 409,
+  IDENTITY_KEY_CONFLICT: 409,
+  SEGMENT_IN_USE: 409,
+  IDENTITY_CONFLICT: 409,
+};
+
+export function statusOf(code: ErrorCode): number {
+  return STATUS[code] ?? 400;
+}
+
+export function errorBody(e: PortraitError): { error: { code: string; message: string; field?: string } } {
+  return { error: { code: e.code, message: e.message, ...(e.field !== undefined && { field: e.field }) } };
+}
+
+/** Fastify's own errors (body parsing, limits) mapped to the fixed codes; anything unexpected is a bare 500. */
+export function toPortraitError(err: FastifyError): PortraitError | null {
+  if (err instanceof PortraitError) return err;
+  switch (err.code) {
+    case "FST_ERR_CTP_BODY_TOO_LARGE":
+      return new PortraitError("PAYLOAD_TOO_LARGE", "the request body is larger than this endpoint accepts");
+    case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
+      return new PortraitError("UNSUPPORTED_MEDIA_TYPE", "this endpoint takes application/json");
+    case "FST_ERR_CTP_EMPTY_JSON_BODY":
+      return new PortraitError("INVALID_JSON", "the body is empty; send a JSON document");
+    case "FST_ERR_CTP_INVALID_CONTENT_LENGTH":
+      return new PortraitError("INVALID_JSON", "the Content-Length header does not match the body");
+  }
+  if (err.statusCode === 400 && err instanceof SyntaxError) {
+    return new PortraitError("INVALID_JSON", `the body is not valid JSON: ${err.message}`);
+  }
+  if (err.statusCode === 413) return new PortraitError("PAYLOAD_TOO_LARGE", "the request body is too large");
+  if (err.statusCode === 415) return new PortraitError("UNSUPPORTED_MEDIA_TYPE", "unsupported content type");
+  if (err.statusCode === 400 && err.validation === undefined) return new PortraitError("INVALID_JSON", err.message);
+  return null;
+}
+
+export function errorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const mapped = toPortraitError(err);
+  if (mapped) {
+    reply.status(statusOf(mapped.code)).send(errorBody(mapped));
+    return;
+  }
+  request.log.error({ err }, "unhandled error");
+  reply.status(500).send({ error: { code: "INTERNAL", message: "internal error; the request was not applied" } });
+}

@@ -1,0 +1,38 @@
+/** API.md Account: the caller's account and its settings. */
+import type { FastifyInstance } from "fastify";
+import { PortraitError } from "../../engine/errors.js";
+import type { Account } from "../../engine/types.js";
+import type { AppDeps } from "../app.js";
+
+export function accountView(a: Account) {
+  return { id: a.id, name: a.name, settings: a.settings };
+}
+
+export function accountRoutes({ accounts, portrait }: AppDeps) {
+  return async (app: FastifyInstance) => {
+    app.get(
+      "/v1/account",
+      { schema: { tags: ["account"], summary: "The caller's account and settings" } },
+      async (request) => {
+        const account = await accounts.get(request.account.id);
+        if (!account) throw new PortraitError("UNAUTHORIZED", "the key's account no longer exists");
+        return accountView(account);
+      },
+    );
+    app.patch(
+      "/v1/account/settings",
+      {
+        schema: {
+          tags: ["account"],
+          summary: "Change identityKeys, identityLimits, mergePolicy, timezone, allowedOrigins or publicProperties",
+          body: { type: "object" },
+        },
+      },
+      async (request) => {
+        const account = await accounts.get(request.account.id);
+        if (!account) throw new PortraitError("UNAUTHORIZED", "the key's account no longer exists");
+        return accountView(await portrait.updateSettings(accounts, account, request.body));
+      },
+    );
+  };
+}

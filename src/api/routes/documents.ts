@@ -1,0 +1,76 @@
+/** API.md Compartment documents: one per (compartmentId, userAccountId), at most 64 KB. */
+import type { FastifyInstance } from "fastify";
+import { PortraitError } from "../../engine/errors.js";
+import { isPlainObject } from "../../engine/parse-record.js";
+import type { JsonValue } from "../../engine/types.js";
+import type { AppDeps } from "../app.js";
+import { profileId } from "./profiles.js";
+
+type DocParams = { Params: { id: string; compartmentId: string; userAccountId: string } };
+
+function ref(params: DocParams["Params"]) {
+  for (const field of ["compartmentId", "userAccountId"] as const) {
+    const v = params[field];
+    if (v.length === 0 || v.length > 256)
+      throw new PortraitError("INVALID_VALUE", `${field} must be 1-256 characters`, field);
+  }
+  return { compartmentId: params.compartmentId, userAccountId: params.userAccountId };
+}
+
+export function documentRoutes({ portrait }: AppDeps) {
+  return async (app: FastifyInstance) => {
+    const path = "/v1/profiles/:id/documents/:compartmentId/:userAccountId";
+    app.put<DocParams>(
+      path,
+      {
+        schema: {
+          tags: ["documents"],
+          summary: "Store a profile document (replaces it; system fields kept)",
+          body: { type: "object" },
+        },
+      },
+      async (request) => {
+        const body = request.body;
+        if (!isPlainObject(body))
+          throw new PortraitError("INVALID_DOCUMENT", "a document must be a JSON object", "body");
+        const id = profileId(request.params.id);
+        const r = ref(request.params);
+        await portrait.apply(request.account, {
+          type: "document",
+          ts: Date.now(),
+          handle: { kind: "profile", profileId: id },
+          ...r,
+          mode: "put",
+          body: body as { [key: string]: JsonValue },
+        });
+        return portrait.getDocument(request.account, id, r);
+      },
+    );
+    app.get<DocParams>(path, { schema: { tags: ["documents"], summary: "A profile document" } }, async (request) =>
+      portrait.getDocument(request.account, profileId(request.params.id), ref(request.params)),
+    );
+    app.delete<DocParams>(
+      path,
+      { schema: { tags: ["documents"], summary: "Delete a profile document" } },
+      async (request) => {
+        const id = profileId(request.params.id);
+        const r = ref(request.params);
+        await portrait.getDocument(request.account, id, r);
+        await portrait.apply(request.account, {
+          type: "document",
+          ts: Date.now(),
+          handle: { kind: "profile", profileId: id },
+          ...r,
+          mode: "delete",
+          body: {},
+        });
+        return { deleted: true };
+      },
+    );
+    app.get<{ Params: { id: string } }>(
+      "/v1/profiles/:id/documents",
+      { schema: { tags: ["documents"], summary: "All documents of a profile" } },
+      async (request) => ({ documents: await portrait.listDocuments(request.account, profileId(request.params.id)) }),
+    );
+  };
+}

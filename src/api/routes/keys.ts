@@ -1,0 +1,52 @@
+/** API.md Keys: list, create (shown once), revoke. */
+import type { FastifyInstance } from "fastify";
+import { PortraitError } from "../../engine/errors.js";
+import { isPlainObject } from "../../engine/parse-record.js";
+import type { ApiKeyRow } from "../../store/store.js";
+import type { AppDeps } from "../app.js";
+
+const keyView = (k: ApiKeyRow) => ({
+  id: k.id,
+  kind: k.kind,
+  name: k.name,
+  prefix: k.prefix,
+  createdAt: new Date(k.createdAt).toISOString(),
+  revokedAt: k.revokedAt === null ? null : new Date(k.revokedAt).toISOString(),
+});
+
+export function keyRoutes({ accounts, portrait }: AppDeps) {
+  return async (app: FastifyInstance) => {
+    app.get(
+      "/v1/keys",
+      { schema: { tags: ["keys"], summary: "The account's API keys (secrets are never shown again)" } },
+      async (request) => ({
+        keys: (await portrait.store.listApiKeys(request.account.id)).map(keyView),
+      }),
+    );
+    app.post(
+      "/v1/keys",
+      { schema: { tags: ["keys"], summary: "Create a key; the response shows it once", body: { type: "object" } } },
+      async (request, reply) => {
+        const body = request.body;
+        if (!isPlainObject(body)) throw new PortraitError("INVALID_BODY", 'the body must be {"kind", "name"}');
+        const created = await accounts.createKey(
+          request.account.id,
+          body.kind as never,
+          (body.name ?? "unnamed") as string,
+        );
+        reply.status(201);
+        return { ...keyView(created.row), key: created.key };
+      },
+    );
+    app.delete<{ Params: { id: string } }>(
+      "/v1/keys/:id",
+      { schema: { tags: ["keys"], summary: "Revoke a key" } },
+      async (request) => {
+        if (!(await accounts.revokeKey(request.account.id, request.params.id))) {
+          throw new PortraitError("UNKNOWN_KEY", `key ${request.params.id} does not exist`, "id");
+        }
+        return { revoked: true };
+      },
+    );
+  };
+}

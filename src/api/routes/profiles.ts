@@ -1,0 +1,133 @@
+/** API.md Profiles (Find People by identity), flags, timeline, delete and export. */
+import type { FastifyInstance } from "fastify";
+import { PortraitError } from "../../engine/errors.js";
+import { isPlainObject, parseDeviceId } from "../../engine/parse-record.js";
+import { normaliseIdentityValue } from "../../engine/properties/values.js";
+import type { IdentityKey } from "../../engine/types.js";
+import type { FindQuery } from "../../pipeline/portrait.js";
+import type { AppDeps } from "../app.js";
+
+type IdParams = { Params: { id: string } };
+const PROFILE_ID = /^[0-9a-f]{32}$/;
+
+export function profileId(id: string): string {
+  if (!PROFILE_ID.test(id))
+    throw new PortraitError("UNKNOWN_PROFILE", `profile ${id.slice(0, 64)} does not exist`, "id");
+  return id;
+}
+
+const FIND_PARAMS: Array<[string, IdentityKey]> = [
+  ["identity", "Identity"],
+  ["email", "Email"],
+  ["phone", "Phone"],
+  ["fbid", "FBID"],
+  ["gpid", "GPID"],
+];
+
+function findQuery(query: Record<string, unknown>): FindQuery {
+  const given = Object.entries(query).filter(([, v]) => v !== undefined);
+  if (given.length === 0) {
+    throw new PortraitError(
+      "MISSING_HANDLE",
+      "name one of identity, email, phone, fbid, gpid, deviceId, compartmentId+userAccountId",
+    );
+  }
+  for (const [param, key] of FIND_PARAMS) {
+    const v = query[param];
+    if (v === undefined) continue;
+    if (typeof v !== "string") throw new PortraitError("INVALID_VALUE", `${param} must be given once`, param);
+    return { kind: "identity", key, value: normaliseIdentityValue(key, v, param) };
+  }
+  if (query.deviceId !== undefined) return { kind: "device", deviceId: parseDeviceId(query.deviceId, "deviceId") };
+  if (query.profileId !== undefined) return { kind: "profile", profileId: profileId(String(query.profileId)) };
+  if (typeof query.compartmentId === "string" && typeof query.userAccountId === "string") {
+    return { kind: "userAccount", ref: { compartmentId: query.compartmentId, userAccountId: query.userAccountId } };
+  }
+  throw new PortraitError("INVALID_VALUE", `unknown search parameter ${given.map(([k]) => k).join(", ")}`);
+}
+
+function booleanField(body: unknown, field: string): boolean {
+  if (!isPlainObject(body) || typeof body[field] !== "boolean") {
+    throw new PortraitError("INVALID_VALUE", `the body must be {"${field}": true|false}`, field);
+  }
+  return body[field] as boolean;
+}
+
+export function profileRoutes({ portrait }: AppDeps) {
+  return async (app: FastifyInstance) => {
+    app.get<{ Querystring: Record<string, unknown> }>(
+      "/v1/profiles",
+      {
+        schema: {
+          tags: ["profiles"],
+          summary: "Find People by Identity, Email, Phone, FBID, GPID, device or user account",
+        },
+      },
+      async (request) => {
+        try {
+          return { profiles: await portrait.findProfiles(request.account, findQuery(request.query)) };
+        } catch (e) {
+          // A malformed identity finds nobody rather than failing the search.
+          if (e instanceof PortraitError && ["INVALID_IDENTITY", "INVALID_EMAIL", "INVALID_PHONE"].includes(e.code)) {
+            return { profiles: [] };
+          }
+          throw e;
+        }
+      },
+    );
+    app.get<IdParams>("/v1/profiles/:id", { schema: { tags: ["profiles"], summary: "A profile" } }, async (request) =>
+      portrait.requireProfile(request.account, profileId(request.params.id)),
+    );
+    app.patch<IdParams>(
+      "/v1/profiles/:id",
+      { schema: { tags: ["profiles"], summary: "Apply a property set with operations", body: { type: "object" } } },
+      async (request) => portrait.patchProfile(request.account, profileId(request.params.id), request.body),
+    );
+    app.delete<IdParams>(
+      "/v1/profiles/:id",
+      { schema: { tags: ["profiles"], summary: "Delete a person for good" } },
+      async (request) => ({
+        deleted: await portrait.deleteProfile(request.account, profileId(request.params.id)),
+      }),
+    );
+    app.get<IdParams & { Querystring: { cursor?: string; limit?: string } }>(
+      "/v1/profiles/:id/events",
+      { schema: { tags: ["profiles"], summary: "The timeline, newest first; orphans' events flagged anonymous" } },
+      async (request) => {
+        const limit = request.query.limit === undefined ? 50 : Number(request.query.limit);
+        if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
+          throw new PortraitError("INVALID_VALUE", "limit must be an integer from 1 to 1000", "limit");
+        }
+        return portrait.timeline(request.account, profileId(request.params.id), {
+          cursor: request.query.cursor,
+          limit,
+        });
+      },
+    );
+    app.get<IdParams>(
+      "/v1/profiles/:id/export",
+      { schema: { tags: ["profiles"], summary: "Everything stored about a person" } },
+      async (request) => portrait.exportProfile(request.account, profileId(request.params.id)),
+    );
+    app.put<IdParams>(
+      "/v1/profiles/:id/test",
+      { schema: { tags: ["profiles"], summary: "Mark or unmark a test profile", body: { type: "object" } } },
+      async (request) =>
+        portrait.setFlags(request.account, profileId(request.params.id), { test: booleanField(request.body, "test") }),
+    );
+    app.put<IdParams>(
+      "/v1/profiles/:id/control-group-exclusion",
+      {
+        schema: {
+          tags: ["profiles"],
+          summary: "Exclude from control groups (at most 20 per account)",
+          body: { type: "object" },
+        },
+      },
+      async (request) =>
+        portrait.setFlags(request.account, profileId(request.params.id), {
+          controlGroupExcluded: booleanField(request.body, "excluded"),
+        }),
+    );
+  };
+}

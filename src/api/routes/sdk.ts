@@ -1,0 +1,91 @@
+/**
+ * API.md Browser SDK endpoints: the ingest batch for device handles only, with a public key, JSON also accepted as
+ * text/plain; CORS for the account's allowed origins. The SDK never reads profiles except public properties.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { PortraitError } from "../../engine/errors.js";
+import type { Account } from "../../engine/types.js";
+import type { BatchResult } from "../../pipeline/portrait.js";
+import type { AppDeps } from "../app.js";
+import type { Metrics } from "../metrics.js";
+
+export function countOutcomes(metrics: Metrics, result: BatchResult): void {
+  for (const r of result.results) metrics.records.inc({ outcome: r.outcome });
+  for (const u of result.unprocessed) metrics.records.inc({ outcome: u.code });
+}
+
+function allowOrigin(account: Account | undefined, request: FastifyRequest, reply: FastifyReply): void {
+  const origin = request.headers.origin;
+  if (!origin) return;
+  if (!account) return;
+  const allowed = account.settings.allowedOrigins;
+  if (allowed.includes("*") || allowed.includes(origin)) {
+    reply.header("access-control-allow-origin", origin);
+    reply.header("vary", "Origin");
+  }
+}
+
+export function parseSdkBody(body: unknown): unknown {
+  if (typeof body !== "string") return body;
+  try {
+    return JSON.parse(body);
+  } catch (e) {
+    throw new PortraitError("INVALID_JSON", `the body is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+export function sdkRoutes({ portrait, metrics }: AppDeps) {
+  return async (app: FastifyInstance) => {
+    // Errors too must carry CORS headers, or the browser hides them from the SDK.
+    app.addHook("onSend", async (request, reply, payload) => {
+      allowOrigin(request.account, request, reply);
+      return payload;
+    });
+    app.options("/v1/sdk/*", { config: { access: "none" }, schema: { hide: true } }, async (request, reply) => {
+      if (request.headers.origin) {
+        reply.header("access-control-allow-origin", request.headers.origin);
+        reply.header("access-control-allow-methods", "GET, POST, OPTIONS");
+        reply.header("access-control-allow-headers", "content-type");
+        reply.header("access-control-max-age", "600");
+        reply.header("vary", "Origin");
+      }
+      reply.status(204).send();
+    });
+    app.post(
+      "/v1/sdk/batch",
+      {
+        config: { access: "public" },
+        schema: {
+          tags: ["sdk"],
+          summary: "The ingest batch for browsers: device handles only, public key as ?key=pk_…",
+          querystring: { type: "object", properties: { key: { type: "string" } } },
+          body: { type: "object" },
+        },
+      },
+      async (request) => {
+        const result = await portrait.ingest(request.account, parseSdkBody(request.body), { deviceHandlesOnly: true });
+        countOutcomes(metrics, result);
+        return result;
+      },
+    );
+    app.get<{ Querystring: { deviceId?: string } }>(
+      "/v1/sdk/profile",
+      {
+        config: { access: "public" },
+        schema: { tags: ["sdk"], summary: "The account's publicProperties of a device's profile" },
+      },
+      async (request) => {
+        const deviceId = request.query.deviceId;
+        if (typeof deviceId !== "string" || deviceId.length === 0) {
+          throw new PortraitError("MISSING_HANDLE", "deviceId is required", "deviceId");
+        }
+        const [view] = await portrait.findProfiles(request.account, { kind: "device", deviceId });
+        const allowed = request.account.settings.publicProperties;
+        const properties: Record<string, unknown> = {};
+        for (const key of allowed)
+          if (view && view.properties[key] !== undefined) properties[key] = view.properties[key];
+        return { properties };
+      },
+    );
+  };
+}

@@ -1,0 +1,173 @@
+/**
+ * The `portrait` command. `serve` runs the server; the operator commands (accounts, keys, find) open the same
+ * store directly, which is safe while a server runs on it (SQLite WAL, or PostgreSQL).
+ */
+import { Command } from "commander";
+import { configFromEnv } from "../config.js";
+import { PortraitError } from "../engine/errors.js";
+import { normaliseIdentityValue } from "../engine/properties/values.js";
+import { IDENTITY_KEYS, type IdentityKey } from "../engine/types.js";
+import { Accounts } from "../pipeline/accounts.js";
+import { Portrait } from "../pipeline/portrait.js";
+import { printFirstRun, startServer } from "../server.js";
+import { openStore } from "../store/open.js";
+import type { Store } from "../store/store.js";
+
+interface StoreOptions {
+  dataDir?: string;
+  databaseUrl?: string;
+}
+
+function withStoreOptions(cmd: Command): Command {
+  return cmd
+    .option("--data-dir <dir>", "SQLite data directory (default: $PORTRAIT_DATA_DIR or ./data)")
+    .option("--database-url <url>", "PostgreSQL URL (default: $PORTRAIT_DATABASE_URL)");
+}
+
+async function withStore<T>(opts: StoreOptions, fn: (store: Store) => Promise<T>): Promise<T> {
+  const env = configFromEnv();
+  const store = await openStore({
+    dataDir: opts.dataDir ?? env.dataDir,
+    databaseUrl: opts.databaseUrl ?? env.databaseUrl,
+  });
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+function print(value: unknown, json: boolean | undefined, text: () => string): void {
+  process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${text()}\n`);
+}
+
+async function accountOf(store: Store, id: string | undefined) {
+  const accountId = id ?? "default";
+  const account = await store.getAccount(accountId);
+  if (!account) throw new PortraitError("UNAUTHORIZED", `no account ${accountId}; see \`portrait accounts list\``);
+  return account;
+}
+
+export function buildCli(): Command {
+  const program = new Command("portrait")
+    .description("Portrait, the self-hostable user-profile engine")
+    .showHelpAfterError();
+
+  program
+    .command("serve")
+    .description(
+      "serve the API on $PORTRAIT_PORT (default 8080) with data in $PORTRAIT_DATA_DIR or $PORTRAIT_DATABASE_URL",
+    )
+    .option("-p, --port <port>", "port to listen on")
+    .action(async (opts: { port?: string }) => {
+      const config = configFromEnv();
+      if (opts.port !== undefined) config.port = Number(opts.port);
+      const server = await startServer(config);
+      if (server.firstRun) printFirstRun(server.firstRun, server.url);
+      else process.stdout.write(`Portrait listening on ${server.url}\n`);
+      const stop = (signal: string) => {
+        server.app.log.info({ signal }, "shutting down: finishing in-flight requests");
+        server.close().then(
+          () => process.exit(0),
+          (err) => {
+            server.app.log.error({ err }, "shutdown failed");
+            process.exit(1);
+          },
+        );
+      };
+      process.once("SIGTERM", () => stop("SIGTERM"));
+      process.once("SIGINT", () => stop("SIGINT"));
+    });
+
+  const accounts = program.command("accounts").description("manage accounts (tenants)");
+  withStoreOptions(accounts.command("create <name>").description("create an account with a secret and a public key"))
+    .option("--json", "print JSON")
+    .action(async (name: string, opts: StoreOptions & { json?: boolean }) => {
+      await withStore(opts, async (store) => {
+        const created = await new Accounts(store).create(name);
+        const out = { id: created.account.id, name, secretKey: created.secretKey, publicKey: created.publicKey };
+        print(out, opts.json, () => `account ${out.id}\nsecret key ${out.secretKey}\npublic key ${out.publicKey}`);
+      });
+    });
+  withStoreOptions(accounts.command("list").description("list accounts"))
+    .option("--json", "print JSON")
+    .action(async (opts: StoreOptions & { json?: boolean }) => {
+      await withStore(opts, async (store) => {
+        const list = (await store.listAccounts()).map((a) => ({ id: a.id, name: a.name }));
+        print(list, opts.json, () => list.map((a) => `${a.id}\t${a.name}`).join("\n"));
+      });
+    });
+
+  const keys = program.command("keys").description("manage API keys");
+  withStoreOptions(keys.command("create").description("create a key (shown once)"))
+    .option("--account <id>", "account id", "default")
+    .option("--kind <kind>", "secret or public", "secret")
+    .option("--name <name>", "a name to recognise it by", "cli")
+    .option("--json", "print JSON")
+    .action(async (opts: StoreOptions & { account: string; kind: string; name: string; json?: boolean }) => {
+      await withStore(opts, async (store) => {
+        const account = await accountOf(store, opts.account);
+        const created = await new Accounts(store).createKey(account.id, opts.kind as never, opts.name);
+        const out = { id: created.row.id, kind: created.row.kind, name: created.row.name, key: created.key };
+        print(out, opts.json, () => `${out.kind} key ${out.id}: ${out.key}`);
+      });
+    });
+  withStoreOptions(keys.command("list").description("list keys"))
+    .option("--account <id>", "account id", "default")
+    .option("--json", "print JSON")
+    .action(async (opts: StoreOptions & { account: string; json?: boolean }) => {
+      await withStore(opts, async (store) => {
+        const account = await accountOf(store, opts.account);
+        const list = (await store.listApiKeys(account.id)).map((k) => ({
+          id: k.id,
+          kind: k.kind,
+          name: k.name,
+          prefix: k.prefix,
+          revoked: k.revokedAt !== null,
+        }));
+        print(list, opts.json, () =>
+          list.map((k) => `${k.id}\t${k.kind}\t${k.prefix}…\t${k.name}${k.revoked ? "\trevoked" : ""}`).join("\n"),
+        );
+      });
+    });
+  withStoreOptions(keys.command("revoke <id>").description("revoke a key"))
+    .option("--account <id>", "account id", "default")
+    .action(async (id: string, opts: StoreOptions & { account: string }) => {
+      await withStore(opts, async (store) => {
+        const account = await accountOf(store, opts.account);
+        if (!(await new Accounts(store).revokeKey(account.id, id)))
+          throw new PortraitError("UNKNOWN_KEY", `no key ${id}`);
+        process.stdout.write(`revoked ${id}\n`);
+      });
+    });
+
+  withStoreOptions(program.command("find").description("find a person by an identity"))
+    .option("--account <id>", "account id", "default")
+    .option("--email <email>")
+    .option("--identity <identity>")
+    .option("--phone <phone>")
+    .option("--fbid <fbid>")
+    .option("--gpid <gpid>")
+    .action(async (opts: StoreOptions & Record<string, string | undefined>) => {
+      const given = IDENTITY_KEYS.filter((k) => opts[k.toLowerCase()] !== undefined);
+      if (given.length !== 1)
+        throw new PortraitError("MISSING_HANDLE", "name exactly one of --identity, --email, --phone, --fbid, --gpid");
+      const key = given[0] as IdentityKey;
+      await withStore(opts, async (store) => {
+        const account = await accountOf(store, opts.account);
+        const value = normaliseIdentityValue(key, opts[key.toLowerCase()], key);
+        const profiles = await new Portrait(store).findProfiles(account, { kind: "identity", key, value });
+        process.stdout.write(`${JSON.stringify({ profiles }, null, 2)}\n`);
+      });
+    });
+  return program;
+}
+
+buildCli()
+  .parseAsync(process.argv)
+  .catch((err: unknown) => {
+    const message =
+      err instanceof PortraitError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err);
+    process.stderr.write(`portrait: ${message}\n`);
+    process.exit(1);
+  });

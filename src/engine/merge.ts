@@ -1,0 +1,98 @@
+/** Combining two people into one (SEMANTICS §7). The pipeline moves rows; this decides the merged state. */
+import { roundMoney } from "./activity.js";
+import { PortraitError } from "./errors.js";
+import { type IdentityChange, trim } from "./identity/identities.js";
+import { mergeProperties } from "./properties/apply.js";
+import type { IdentityKey, ProfileState, ProfileStats } from "./types.js";
+
+export function assertMergeable(target: ProfileState | null, source: ProfileState | null, ids: [string, string]): void {
+  const [targetId, sourceId] = ids;
+  if (!target) throw new PortraitError("UNKNOWN_PROFILE", `targetId ${targetId} is not a profile`, "targetId");
+  if (!source) throw new PortraitError("UNKNOWN_PROFILE", `sourceId ${sourceId} is not a profile`, "sourceId");
+  if (target.id === source.id)
+    throw new PortraitError("INVALID_MERGE", "a profile cannot be merged with itself", "sourceId");
+  for (const [field, p] of [
+    ["targetId", target],
+    ["sourceId", source],
+  ] as const) {
+    if (p.mergedInto) throw new PortraitError("INVALID_MERGE", `${field} is a merge tombstone`, field);
+    if (p.orphanOf) throw new PortraitError("INVALID_MERGE", `${field} is an orphan of ${p.orphanOf}`, field);
+  }
+}
+
+export interface MergedState {
+  state: ProfileState;
+  /** Identity values as they change for the target; values over a limit are released. */
+  identities: IdentityChange;
+}
+
+/**
+ * The merged target: properties by per-key ts (counters summed, sets unioned), identities unioned and trimmed to
+ * their limits newest-first, earliest creation and first sighting, latest sighting, the target's bucket and
+ * acquisition, either side's flags, stats added up less the events dropped as repeated Charged IDs.
+ */
+export function mergeStates(
+  target: ProfileState,
+  source: ProfileState,
+  limits: Partial<Record<IdentityKey, number>>,
+  dropped: ProfileStats,
+  now: number,
+): MergedState {
+  const union: ProfileState["identities"] = { ...target.identities };
+  const keys = new Set<IdentityKey>();
+  for (const [key, values] of Object.entries(source.identities) as Array<
+    [IdentityKey, ProfileState["identities"][IdentityKey]]
+  >) {
+    if (!values?.length) continue;
+    const list = [...(union[key] ?? [])];
+    for (const v of values) if (!list.some((x) => x.value === v.value)) list.push(v);
+    union[key] = list;
+    keys.add(key);
+  }
+  const identities = trim(target.identities, union, keys, limits);
+  // The property of an identity key shows the newest value kept.
+  const props = mergeProperties(target.props, source.props);
+
+  const min = (a: number | null, b: number | null) => (a === null ? b : b === null ? a : Math.min(a, b));
+  const max = (a: number | null, b: number | null) => (a === null ? b : b === null ? a : Math.max(a, b));
+  const state: ProfileState = {
+    ...target,
+    props,
+    identities: identities.identities,
+    createdAt: Math.min(target.createdAt, source.createdAt),
+    updatedAt: now,
+    firstSeen: min(target.firstSeen, source.firstSeen),
+    lastSeen: max(target.lastSeen, source.lastSeen),
+    location: target.location.city !== null || target.location.lat !== null ? target.location : source.location,
+    timezoneFromContext:
+      props.Timezone === target.props.Timezone ? target.timezoneFromContext : source.timezoneFromContext,
+    flags: {
+      test: target.flags.test || source.flags.test,
+      controlGroupExcluded: target.flags.controlGroupExcluded || source.flags.controlGroupExcluded,
+    },
+    stats: {
+      events: target.stats.events + source.stats.events - dropped.events,
+      charged: target.stats.charged + source.stats.charged - dropped.charged,
+      revenue: roundMoney(target.stats.revenue + source.stats.revenue - dropped.revenue),
+    },
+  };
+  // SEMANTICS §9: a test profile carries is_test_user = "Yes"; the flag may come from the source.
+  if (state.flags.test && state.props.is_test_user?.v !== "Yes") {
+    state.props = { ...state.props, is_test_user: { v: "Yes", t: "string", ts: now } };
+  }
+  return { state, identities };
+}
+
+/** What remains of the source: a pointer to the target, nothing else (its data moved). */
+export function tombstoneOf(source: ProfileState, targetId: string, now: number): ProfileState {
+  return {
+    ...source,
+    props: {},
+    identities: {},
+    updatedAt: now,
+    flags: { test: false, controlGroupExcluded: false },
+    stats: { events: 0, charged: 0, revenue: 0 },
+    mergedInto: targetId,
+    journalMergeId: null,
+  };
+}

@@ -1,0 +1,191 @@
+/**
+ * Events (SEMANTICS §3 "Event"): the name, the record timestamp and the event properties, which are scalars only
+ * except `Charged.Items`. Error fields are relative to the properties object (`Amount`, `Items[2].Price`).
+ */
+import { fail, show } from "../errors.js";
+import type { EventPropertyValue } from "../types.js";
+import { charLength, isPlainObject, validateKey } from "./keys.js";
+import { describeValue, MAX_STRING_LENGTH, parseDateInput, parseIso8601, toIsoUtc } from "./values.js";
+
+export const MAX_EVENT_NAME_LENGTH = 120;
+export const MAX_EVENT_PROPERTIES = 256;
+export const MAX_CHARGED_ITEMS = 100;
+/** Keys of one `Charged.Items` element. */
+export const MAX_ITEM_PROPERTIES = 256;
+/** How far in the future a record's ts may be (SEMANTICS §3). */
+export const MAX_FUTURE_MS = 86_400_000;
+
+/** Written by Portrait itself; clients sending them get RESERVED_EVENT_NAME (SEMANTICS §3). */
+export const RESERVED_EVENT_NAMES: ReadonlySet<string> = new Set([
+  "Identity Set",
+  "Identity Error",
+  "Profile Merged",
+  "Profile Demerged",
+]);
+
+export const CHARGED = "Charged";
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+
+/** A client-sent event name: a string of 1-120 characters, not blank, not reserved. Errors carry no field. */
+export function validateEventName(name: unknown): string {
+  if (typeof name !== "string") {
+    fail("INVALID_EVENT_NAME", `Event name must be a string, got ${describeValue(name)}`);
+  }
+  const n = name.length <= MAX_EVENT_NAME_LENGTH ? name.length : charLength(name);
+  if (n < 1 || n > MAX_EVENT_NAME_LENGTH || name.trim() === "") {
+    fail(
+      "INVALID_EVENT_NAME",
+      `Event name must be 1-${MAX_EVENT_NAME_LENGTH} characters and not blank, got ${show(name)}`,
+    );
+  }
+  if (CONTROL.test(name)) {
+    fail("INVALID_EVENT_NAME", `Event name must not contain control characters, got ${show(name)}`);
+  }
+  if (RESERVED_EVENT_NAMES.has(name)) {
+    fail("RESERVED_EVENT_NAME", `Event name ${show(name)} is reserved for events Portrait writes itself`);
+  }
+  return name;
+}
+
+/**
+ * A record's ts: epoch seconds (a number, fractions kept to the millisecond, or a string of digits) or ISO-8601
+ * text (offset-less and date-only read in `timezone`). Absent → `now`. Must be > 0 and at most one day after `now`.
+ * Returns epoch ms.
+ */
+export function parseTimestamp(v: unknown, now: number, field: string, timezone = "UTC"): number {
+  if (v === undefined) return now;
+  let ms: number | null = null;
+  if (typeof v === "number" && Number.isFinite(v)) {
+    ms = Math.round(v * 1000);
+  } else if (typeof v === "string") {
+    ms = /^\d{1,12}(?:\.\d+)?$/.test(v) ? Math.round(Number(v) * 1000) : (parseIso8601(v, timezone)?.ms ?? null);
+  }
+  if (ms === null) {
+    fail(
+      "INVALID_TIMESTAMP",
+      `${field} must be epoch seconds or an ISO-8601 date-time such as "2024-11-20T10:00:00Z", got ${describeValue(v)}`,
+      field,
+    );
+  }
+  if (ms <= 0) {
+    fail("INVALID_TIMESTAMP", `${field} must be after 1970-01-01T00:00:00Z, got ${show(v)}`, field);
+  }
+  if (ms > now + MAX_FUTURE_MS) {
+    fail(
+      "INVALID_TIMESTAMP",
+      `${field} must be at most one day in the future (epoch seconds, not milliseconds), got ${show(v)}`,
+      field,
+    );
+  }
+  return ms;
+}
+
+type Scalar = string | number | boolean;
+
+/** An event's properties: at most 256 keys of scalars (dates become ISO-8601 UTC strings); `Charged` rules. */
+export function parseEventProperties(
+  name: string,
+  input: unknown,
+  opts: { timezone: string },
+): Record<string, EventPropertyValue> {
+  if (input === undefined) return {};
+  if (!isPlainObject(input)) {
+    fail("INVALID_RECORD", `Event properties must be a JSON object, got ${describeValue(input)}`);
+  }
+  const keys = Object.keys(input);
+  if (keys.length > MAX_EVENT_PROPERTIES) {
+    fail("TOO_MANY_PROPERTIES", `An event holds at most ${MAX_EVENT_PROPERTIES} properties, got ${keys.length}`);
+  }
+  const charged = name === CHARGED;
+  const out: Record<string, EventPropertyValue> = {};
+  for (const key of keys) {
+    validateKey(key, key);
+    const raw = input[key];
+    if (charged && key === "Items") {
+      out[key] = parseItems(raw, opts.timezone);
+    } else if (charged && key === "Amount") {
+      if (typeof raw !== "number" || !Number.isFinite(raw) || raw < 0) {
+        fail("INVALID_VALUE", `Charged "Amount" must be a finite number >= 0, got ${describeValue(raw)}`, key);
+      }
+      out[key] = raw === 0 ? 0 : raw;
+    } else if (charged && key === "Charged ID") {
+      out[key] = parseChargedId(raw, key);
+    } else {
+      out[key] = parseEventScalar(raw, key, opts.timezone, charged ? ' (only Charged "Items" may be an array)' : "");
+    }
+  }
+  return out;
+}
+
+/** `Charged ID`: a non-empty string or a whole number, stored as a string so `123` and `"123"` are one id. */
+function parseChargedId(raw: unknown, field: string): string {
+  if (typeof raw === "number" && Number.isSafeInteger(raw)) return String(raw);
+  if (typeof raw === "string" && raw.trim() !== "" && charLength(raw) <= MAX_STRING_LENGTH) return raw;
+  return fail(
+    "INVALID_VALUE",
+    `Charged "Charged ID" must be a non-empty string (at most ${MAX_STRING_LENGTH} characters) or a whole number, got ${describeValue(raw)}`,
+    field,
+  );
+}
+
+function parseItems(raw: unknown, timezone: string): Array<{ [key: string]: Scalar }> {
+  if (!Array.isArray(raw)) {
+    fail("TYPE_MISMATCH", `Charged "Items" must be an array of objects, got ${describeValue(raw)}`, "Items");
+  }
+  if (raw.length > MAX_CHARGED_ITEMS) {
+    fail("TOO_MANY_VALUES", `Charged "Items" holds at most ${MAX_CHARGED_ITEMS} items, got ${raw.length}`, "Items");
+  }
+  return raw.map((item, i) => {
+    const at = `Items[${i}]`;
+    if (!isPlainObject(item)) {
+      fail("TYPE_MISMATCH", `Charged "Items" element ${i} must be an object, got ${describeValue(item)}`, at);
+    }
+    const keys = Object.keys(item);
+    if (keys.length > MAX_ITEM_PROPERTIES) {
+      fail("TOO_MANY_PROPERTIES", `An item holds at most ${MAX_ITEM_PROPERTIES} keys, got ${keys.length}`, at);
+    }
+    const out: { [key: string]: Scalar } = {};
+    for (const key of keys) {
+      validateKey(key, `${at}.${key}`);
+      out[key] = parseEventScalar(item[key], `${at}.${key}`, timezone, " (Items are flat objects of scalars)");
+    }
+    return out;
+  });
+}
+
+function parseEventScalar(raw: unknown, path: string, timezone: string, hint: string): Scalar {
+  const date = parseDateInput(raw, timezone, path);
+  if (date !== null) return toIsoUtc(date);
+  switch (typeof raw) {
+    case "string": {
+      const n = raw.length <= MAX_STRING_LENGTH ? raw.length : charLength(raw);
+      if (n > MAX_STRING_LENGTH) {
+        fail(
+          "VALUE_TOO_LONG",
+          `Event property ${show(path)} must be at most ${MAX_STRING_LENGTH} characters, got ${n}`,
+          path,
+        );
+      }
+      return raw;
+    }
+    case "number":
+      if (!Number.isFinite(raw)) {
+        fail("INVALID_VALUE", `Event property ${show(path)} must be a finite number, got ${describeValue(raw)}`, path);
+      }
+      return raw === 0 ? 0 : raw;
+    case "boolean":
+      return raw;
+    default: {
+      if (raw === null || raw === undefined) {
+        fail("TYPE_MISMATCH", `Event property ${show(path)} cannot be null; leave the key out instead`, path);
+      }
+      return fail(
+        "TYPE_MISMATCH",
+        `Event property ${show(path)} must be a string, number, boolean or date${hint}, got ${describeValue(raw)}`,
+        path,
+      );
+    }
+  }
+}

@@ -1,0 +1,211 @@
+/**
+ * Accounts, API keys and dashboard users (API.md Account, Keys, Starting and first run).
+ * Keys are ≥ 128-bit random, stored as SHA-256, cached in memory and dropped from the cache on revoke (§11).
+ */
+import { createHash, randomBytes, scryptSync, timingSafeEqual } from "node:crypto";
+import { PortraitError, show } from "../engine/errors.js";
+import { isPlainObject, isTimeZone } from "../engine/parse-record.js";
+import {
+  type Account,
+  type AccountSettings,
+  DEFAULT_SETTINGS,
+  IDENTITY_KEYS,
+  type IdentityKey,
+} from "../engine/types.js";
+import type { ApiKeyRow, KeyKind, Store } from "../store/store.js";
+import { type Clock, randomIds, systemClock } from "./clock.js";
+
+export const hashKey = (secret: string): string => createHash("sha256").update(secret).digest("hex");
+
+export function generateKey(kind: KeyKind): string {
+  // 192 random bits, URL-safe: comfortably above the 128-bit floor.
+  return `${kind === "secret" ? "sk" : "pk"}_${randomBytes(24).toString("base64url")}`;
+}
+
+export interface CreatedKey {
+  row: ApiKeyRow;
+  /** Shown once; never stored. */
+  key: string;
+}
+
+export interface NewAccount {
+  account: Account;
+  secretKey: string;
+  publicKey: string;
+}
+
+export interface AuthenticatedKey {
+  account: Account;
+  key: ApiKeyRow;
+}
+
+const CACHE_TTL_MS = 30_000;
+
+export class Accounts {
+  private readonly cache = new Map<string, { at: number; auth: AuthenticatedKey }>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly clock: Clock = systemClock,
+  ) {}
+
+  async create(name: string, keys: { secretKey?: string; publicKey?: string } = {}, id?: string): Promise<NewAccount> {
+    if (typeof name !== "string" || name.trim() === "" || name.length > 200) {
+      throw new PortraitError("INVALID_VALUE", "an account name is 1-200 characters", "name");
+    }
+    const account: Account = {
+      id: id ?? `acc_${randomIds.opaque()}`,
+      name,
+      settings: structuredClone(DEFAULT_SETTINGS),
+      createdAt: this.clock.now(),
+    };
+    await this.store.createAccount(account);
+    const secret = await this.createKey(account.id, "secret", "default secret key", keys.secretKey);
+    const pub = await this.createKey(account.id, "public", "default public key", keys.publicKey);
+    return { account, secretKey: secret.key, publicKey: pub.key };
+  }
+
+  async createKey(accountId: string, kind: KeyKind, name: string, given?: string): Promise<CreatedKey> {
+    if (kind !== "secret" && kind !== "public") {
+      throw new PortraitError("INVALID_VALUE", `kind must be "secret" or "public", got ${show(kind)}`, "kind");
+    }
+    if (typeof name !== "string" || name.length === 0 || name.length > 200) {
+      throw new PortraitError("INVALID_VALUE", "name must be a string of 1-200 characters", "name");
+    }
+    const key = given ?? generateKey(kind);
+    if (given !== undefined && given.length < 16) {
+      throw new PortraitError("INVALID_VALUE", "a bootstrap key must be at least 16 characters", "key");
+    }
+    const row: ApiKeyRow = {
+      id: `key_${randomIds.opaque()}`,
+      accountId,
+      kind,
+      name,
+      hash: hashKey(key),
+      prefix: key.slice(0, 7),
+      createdAt: this.clock.now(),
+      revokedAt: null,
+    };
+    await this.store.insertApiKey(row);
+    return { row, key };
+  }
+
+  async revokeKey(accountId: string, keyId: string): Promise<boolean> {
+    const ok = await this.store.revokeApiKey(accountId, keyId, this.clock.now());
+    for (const [hash, entry] of this.cache) if (entry.auth.key.id === keyId) this.cache.delete(hash);
+    return ok;
+  }
+
+  /** The account and key a presented secret belongs to, or null (unknown or revoked). */
+  async authenticate(presented: string): Promise<AuthenticatedKey | null> {
+    const hash = hashKey(presented);
+    const cached = this.cache.get(hash);
+    const now = this.clock.now();
+    if (cached && now - cached.at < CACHE_TTL_MS) return cached.auth;
+    const key = await this.store.findApiKeyByHash(hash);
+    if (!key || key.revokedAt !== null) {
+      this.cache.delete(hash);
+      return null;
+    }
+    const account = await this.store.getAccount(key.accountId);
+    if (!account) return null;
+    const auth = { account, key };
+    if (this.cache.size > 10_000) this.cache.clear();
+    this.cache.set(hash, { at: now, auth });
+    return auth;
+  }
+
+  /** The freshest account row (settings change while keys stay cached). */
+  async get(accountId: string): Promise<Account | null> {
+    return this.store.getAccount(accountId);
+  }
+
+  async updateSettings(account: Account, patch: unknown): Promise<Account> {
+    const settings = validateSettings(account.settings, patch);
+    await this.store.updateAccountSettings(account.id, settings);
+    for (const entry of this.cache.values())
+      if (entry.auth.account.id === account.id) entry.auth.account.settings = settings;
+    return { ...account, settings };
+  }
+
+  async createDashboardUser(accountId: string, username: string, password: string): Promise<void> {
+    const salt = randomBytes(16);
+    const hash = scryptSync(password, salt, 32);
+    await this.store.insertDashboardUser({
+      accountId,
+      username,
+      passwordHash: `${salt.toString("hex")}:${hash.toString("hex")}`,
+    });
+  }
+
+  async checkDashboardUser(username: string, password: string): Promise<string | null> {
+    const user = await this.store.findDashboardUser(username);
+    if (!user) return null;
+    const [salt, hash] = user.passwordHash.split(":") as [string, string];
+    const given = scryptSync(password, Buffer.from(salt, "hex"), 32);
+    return timingSafeEqual(given, Buffer.from(hash, "hex")) ? user.accountId : null;
+  }
+}
+
+/** Validates a settings patch against the current settings (SEMANTICS §1, §11 Settings changes). */
+export function validateSettings(current: AccountSettings, patch: unknown): AccountSettings {
+  if (!isPlainObject(patch)) throw new PortraitError("INVALID_SETTING", "settings must be a JSON object");
+  const next: AccountSettings = structuredClone(current);
+  const bad = (field: string, message: string): never => {
+    throw new PortraitError("INVALID_SETTING", `${field} ${message}`, field);
+  };
+  for (const [field, value] of Object.entries(patch)) {
+    switch (field) {
+      case "identityKeys": {
+        if (!Array.isArray(value) || value.length === 0) bad(field, "must be a non-empty array");
+        const keys = value as unknown[];
+        for (const k of keys) {
+          if (typeof k !== "string" || !(IDENTITY_KEYS as readonly string[]).includes(k)) {
+            bad(field, `may hold only ${IDENTITY_KEYS.join(", ")}; got ${show(k)}`);
+          }
+        }
+        if (new Set(keys).size !== keys.length) bad(field, "must not repeat a key");
+        next.identityKeys = keys as IdentityKey[];
+        break;
+      }
+      case "identityLimits": {
+        if (!isPlainObject(value)) bad(field, 'must be an object such as {"Email": 3}');
+        const limits: Partial<Record<IdentityKey, number>> = {};
+        for (const [k, n] of Object.entries(value as Record<string, unknown>)) {
+          if (!(IDENTITY_KEYS as readonly string[]).includes(k)) bad(`${field}.${k}`, "is not an identity key");
+          if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > 100)
+            bad(`${field}.${k}`, "must be an integer from 1 to 100");
+          limits[k as IdentityKey] = n as number;
+        }
+        next.identityLimits = limits;
+        break;
+      }
+      case "mergePolicy":
+        if (value !== "reject" && value !== "merge") bad(field, 'must be "reject" or "merge"');
+        next.mergePolicy = value as AccountSettings["mergePolicy"];
+        break;
+      case "timezone":
+        if (typeof value !== "string" || !isTimeZone(value))
+          bad(field, `must be an IANA time zone, got ${show(value)}`);
+        next.timezone = value as string;
+        break;
+      case "allowedOrigins":
+      case "publicProperties":
+        if (
+          !Array.isArray(value) ||
+          value.some((v) => typeof v !== "string" || v.length === 0 || v.length > 512) ||
+          value.length > 1000
+        ) {
+          bad(field, "must be an array of non-empty strings");
+        }
+        next[field] = value as string[];
+        break;
+      default:
+        bad(
+          field,
+          "is not a setting (identityKeys, identityLimits, mergePolicy, timezone, allowedOrigins, publicProperties)",
+        );
+    }
+  }
+  return next;
+}

@@ -1,0 +1,115 @@
+/**
+ * Step "apply operations" for a property set, with the identity rules around it: identity values are claimed in
+ * the account-wide index, conflicts are refused, merged or left unapplied (SEMANTICS §3, §4).
+ */
+import { PortraitError, show } from "../engine/errors.js";
+import {
+  addIdentityValues,
+  type IdentityChange,
+  newestValue,
+  removeIdentityKey,
+} from "../engine/identity/identities.js";
+import { applyPropertyOps } from "../engine/properties/apply.js";
+import type { PropertyOp, Unapplied } from "../engine/records.js";
+import type { IdentityKey, ProfileState } from "../engine/types.js";
+import { mergeProfiles } from "./merge.js";
+import type { RecordScope } from "./record-scope.js";
+
+/** What to do with an identity value another profile owns. */
+export type ConflictMode = "reject" | "merge" | "skip";
+
+export interface AppliedProperties {
+  state: ProfileState;
+  unapplied: Unapplied[];
+}
+
+export async function applyProperties(
+  scope: RecordScope,
+  target: ProfileState,
+  ops: PropertyOp[],
+  ts: number,
+  mode: ConflictMode,
+): Promise<AppliedProperties> {
+  const { uow } = scope;
+  const { identityKeys, identityLimits } = uow.account.settings;
+  const isIdentityKey = (key: string): key is IdentityKey => (identityKeys as string[]).includes(key);
+  const unapplied: Unapplied[] = [];
+  let state = target;
+  const kept: PropertyOp[] = [];
+
+  for (const op of ops) {
+    if (op.kind !== "set" || !isIdentityKey(op.key)) {
+      kept.push(op);
+      continue;
+    }
+    const value = op.value as string;
+    const owner = await uow.tx.findProfileByIdentity(uow.accountId, op.key, value);
+    if (owner === null || owner === state.id) {
+      kept.push(op);
+      continue;
+    }
+    if (mode === "skip") {
+      unapplied.push({ key: op.key, code: "IDENTITY_CONFLICT" });
+      scope.identityError(state.id, op.key, "IDENTITY_CONFLICT", ts);
+      continue;
+    }
+    if (mode === "reject") {
+      throw new PortraitError(
+        "IDENTITY_CONFLICT",
+        `${op.key} ${show(value)} belongs to another profile (${owner}); the account's mergePolicy is reject`,
+        op.key,
+      );
+    }
+    // mergePolicy merge: the owner of the identity is the target, this record's profile the source (SEMANTICS §7).
+    uow.put(state);
+    const merged = await mergeProfiles(scope, owner, state.id);
+    scope.createdMerges.add(merged.mergeId);
+    state = merged.target;
+    kept.push(op);
+  }
+
+  const applied = applyPropertyOps(state.props, kept, ts, { get: (path) => uow.typeOf("profile", path) });
+  for (const r of applied.registrations) {
+    const winner = await uow.register("profile", r.path, r.type, r.change ?? false);
+    if (winner !== r.type) {
+      throw new PortraitError("TYPE_MISMATCH", `${r.path} is a ${winner}, got a ${r.type}`, r.path);
+    }
+  }
+  let props = applied.props;
+
+  // Identity values follow their property: a value is held while it is among the newest `limit` by ts.
+  let identities: IdentityChange = { identities: state.identities, released: [], added: [] };
+  const additions = kept
+    .filter((op): op is Extract<PropertyOp, { kind: "set" }> => op.kind === "set" && isIdentityKey(op.key))
+    .map((op) => ({ key: op.key as IdentityKey, value: op.value as string, ts }));
+  if (additions.length > 0) identities = addIdentityValues(state.identities, additions, identityLimits);
+  for (const op of kept) {
+    if (op.kind === "delete" && isIdentityKey(op.key) && props[op.key]?.v === undefined && props[op.key]?.ts === ts) {
+      const removed = removeIdentityKey(identities.identities, op.key);
+      identities = {
+        identities: removed.identities,
+        released: [...identities.released, ...removed.released],
+        added: identities.added.filter((a) => a.key !== op.key),
+      };
+    }
+  }
+  const changedKeys = new Set([...identities.added, ...identities.released].map((c) => c.key));
+  if (changedKeys.size > 0) {
+    props = { ...props };
+    for (const key of changedKeys) {
+      const newest = newestValue(identities.identities[key]);
+      if (newest) props[key] = { v: newest.value, t: "string", ts: Math.max(newest.ts, props[key]?.ts ?? 0) };
+    }
+  }
+  for (const { key, value } of identities.released) {
+    await uow.tx.releaseIdentity(uow.accountId, key, value, state.id);
+  }
+  for (const { key, value } of identities.added) {
+    const winner = await uow.tx.claimIdentity(uow.accountId, key, value, state.id);
+    if (winner !== state.id) {
+      throw new PortraitError("IDENTITY_CONFLICT", `${key} ${show(value)} was claimed by another profile`, key);
+    }
+    scope.identitySet(state.id, key, value, ts);
+  }
+  return { state: { ...state, props, identities: identities.identities, updatedAt: scope.now }, unapplied };
+}

@@ -1,0 +1,262 @@
+/**
+ * One record through the pipeline: idempotency → resolve identity → apply operations → persist.
+ * Runs inside `UnitOfWork.atomically`, so a refusal anywhere leaves nothing behind.
+ */
+import { applyActivity, countEvent } from "../engine/activity.js";
+import { PortraitError } from "../engine/errors.js";
+import { decideLogin, type LoginValue } from "../engine/identity/login.js";
+import { hasIdentity } from "../engine/profile.js";
+import type {
+  AnyRecord,
+  DocumentRecord,
+  EventRecord,
+  FlagsRecord,
+  LoginRecord,
+  ProfileRecord,
+  RecordResult,
+  TokenRecord,
+} from "../engine/records.js";
+import type { IdentityKey, ProfileState } from "../engine/types.js";
+import { applyProperties } from "./apply-properties.js";
+import { applyDocument } from "./documents.js";
+import type { RecordScope } from "./record-scope.js";
+import { createProfile, resolveTarget } from "./resolve.js";
+
+export const CONTROL_GROUP_EXCLUSION_LIMIT = 20;
+
+export async function applyRecord(scope: RecordScope, record: AnyRecord): Promise<RecordResult> {
+  const { uow } = scope;
+  if (record.id !== undefined && !scope.replay) {
+    const first = await uow.tx.claimRecordId(uow.accountId, record.id, scope.now);
+    if (!first) return { profileId: await peekProfileId(scope, record), outcome: "duplicate" };
+  }
+  const result = await dispatch(scope, record);
+  await finishRecord(scope, record);
+  return result;
+}
+
+function dispatch(scope: RecordScope, record: AnyRecord): Promise<RecordResult> {
+  switch (record.type) {
+    case "login":
+      return applyLogin(scope, record);
+    case "profile":
+      return applyProfile(scope, record);
+    case "event":
+      return applyEvent(scope, record);
+    case "token":
+      return applyToken(scope, record);
+    case "flags":
+      return applyFlags(scope, record);
+    case "document":
+      return applyDocumentRecord(scope, record);
+  }
+}
+
+/** System events are counted events of their profile; then every touched profile's open merge journals the record. */
+async function finishRecord(scope: RecordScope, record: AnyRecord): Promise<void> {
+  const { uow } = scope;
+  if (scope.systemEvents.length > 0) {
+    await uow.tx.insertEvents(uow.accountId, scope.systemEvents);
+    for (const e of scope.systemEvents) {
+      const state = await uow.load(e.profileId);
+      if (state) uow.put(countEvent(state, e.name, 0));
+    }
+  }
+  const journals = new Set<string>();
+  for (const id of scope.touched) {
+    const mergeId = (await uow.load(id))?.journalMergeId;
+    if (mergeId && !scope.createdMerges.has(mergeId)) journals.add(mergeId);
+  }
+  for (const mergeId of journals) await uow.tx.appendJournal(uow.accountId, mergeId, record);
+}
+
+/** For a duplicate: the profile its handle names now, without creating anything. */
+async function peekProfileId(scope: RecordScope, record: AnyRecord): Promise<string> {
+  const { tx, accountId } = scope.uow;
+  const h = record.handle;
+  if (h.kind === "profile") return (await scope.uow.loadLive(h.profileId))?.id ?? h.profileId;
+  const id =
+    h.kind === "device"
+      ? (await tx.findDevice(accountId, h.deviceId))?.profileId
+      : await tx.findProfileByIdentity(accountId, h.key, h.value);
+  return id ?? "";
+}
+
+/** Property errors name the key; inside a record the path starts at `properties`. */
+async function underProperties<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (e) {
+    throw e instanceof PortraitError ? e.under("properties") : e;
+  }
+}
+
+function touch(scope: RecordScope, state: ProfileState): void {
+  scope.uow.put(state);
+  scope.touched.add(state.id);
+}
+
+async function applyProfile(scope: RecordScope, record: ProfileRecord): Promise<RecordResult> {
+  const { state: target, created } = await resolveTarget(scope, record.handle, record.ts);
+  const mode = scope.uow.account.settings.mergePolicy === "merge" ? "merge" : "reject";
+  const { state } = await underProperties(applyProperties(scope, target, record.properties, record.ts, mode));
+  touch(scope, applyActivity(state, record.ts, record.context));
+  return { profileId: state.id, outcome: created ? "created" : "updated" };
+}
+
+/** SEMANTICS §3 Login and §11 "Login, exactly". */
+async function applyLogin(scope: RecordScope, record: LoginRecord): Promise<RecordResult> {
+  const { uow } = scope;
+  if (record.handle.kind !== "device") throw new PortraitError("INVALID_HANDLE", "a login needs deviceId", "deviceId");
+  const deviceId = record.handle.deviceId;
+  const keys = uow.account.settings.identityKeys;
+
+  const values: LoginValue[] = [];
+  for (const key of keys) {
+    const op = record.properties.find((o) => o.key === key && o.kind === "set");
+    if (op?.kind !== "set") continue;
+    const value = op.value as string;
+    values.push({ key, value, owner: await uow.tx.findProfileByIdentity(uow.accountId, key, value) });
+  }
+  if (values.length === 0) {
+    throw new PortraitError(
+      "MISSING_IDENTITY",
+      `a login needs at least one identity value (${keys.join(", ")})`,
+      "properties",
+    );
+  }
+
+  const device = await uow.tx.findDevice(uow.accountId, deviceId);
+  const cur = device ? await uow.loadLive(device.profileId) : null;
+  const decision = decideLogin({ curId: cur?.id ?? null, curHasIdentity: cur ? hasIdentity(cur) : false, values });
+
+  let target: ProfileState;
+  let created = false;
+  if (decision.target === null) {
+    target = await createProfile(scope);
+    created = true;
+  } else {
+    const loaded = await uow.loadLive(decision.target);
+    if (!loaded) throw new PortraitError("UNKNOWN_PROFILE", "the login's profile disappeared", "deviceId");
+    target = loaded;
+  }
+  const skipped = new Set(decision.unapplied.map((u) => u.key as IdentityKey));
+  for (const key of skipped) scope.identityError(target.id, key, "IDENTITY_CONFLICT", record.ts);
+  const ops = record.properties.filter((o) => !(o.kind === "set" && skipped.has(o.key as IdentityKey)));
+  const { state, unapplied } = await underProperties(applyProperties(scope, target, ops, record.ts, "skip"));
+  touch(scope, applyActivity(state, record.ts, record.context));
+
+  if (decision.switchDevice || created) {
+    await uow.tx.upsertDevice(uow.accountId, {
+      deviceId,
+      profileId: state.id,
+      pushToken: device?.pushToken ?? null,
+      platform: device?.platform ?? record.context?.platform ?? null,
+    });
+  }
+  if (decision.orphan) {
+    const orphan = await uow.load(decision.orphan);
+    if (orphan) touch(scope, { ...orphan, orphanOf: state.id, updatedAt: scope.now });
+  }
+  const all = [...decision.unapplied, ...unapplied];
+  return { profileId: state.id, outcome: decision.outcome, ...(all.length > 0 && { unapplied: all }) };
+}
+
+async function applyEvent(scope: RecordScope, record: EventRecord): Promise<RecordResult> {
+  const { uow } = scope;
+  const { state: target } = await resolveTarget(scope, record.handle, record.ts);
+  const scopeName = `event:${record.name}` as const;
+  for (const [key, value] of Object.entries(record.properties)) {
+    const type =
+      typeof value === "string"
+        ? "string"
+        : typeof value === "number"
+          ? "number"
+          : typeof value === "boolean"
+            ? "boolean"
+            : "object";
+    const known = uow.typeOf(scopeName, key);
+    const winner = known ?? (await uow.register(scopeName, key, type));
+    if (winner !== type) {
+      throw new PortraitError(
+        "TYPE_MISMATCH",
+        `event ${record.name} property ${key} is a ${winner}, got a ${type}`,
+        `properties.${key}`,
+      );
+    }
+  }
+  let amount = 0;
+  if (record.name === "Charged") {
+    const chargedId = record.properties["Charged ID"];
+    if (chargedId !== undefined && !(await uow.tx.claimChargedId(uow.accountId, target.id, String(chargedId)))) {
+      return { profileId: target.id, outcome: "duplicate" };
+    }
+    amount = typeof record.properties.Amount === "number" ? record.properties.Amount : 0;
+  }
+  const deviceId = record.handle.kind === "device" ? record.handle.deviceId : null;
+  await uow.tx.insertEvents(uow.accountId, [
+    {
+      profileId: target.id,
+      id: record.id ?? `e-${scope.ids.opaque()}`,
+      name: record.name,
+      ts: record.ts,
+      properties: record.properties,
+      deviceId,
+      platform: record.context?.platform ?? null,
+    },
+  ]);
+  touch(scope, applyActivity(countEvent(target, record.name, amount), record.ts, record.context));
+  return { profileId: target.id, outcome: "stored" };
+}
+
+async function applyToken(scope: RecordScope, record: TokenRecord): Promise<RecordResult> {
+  const { uow } = scope;
+  if (record.handle.kind !== "device") throw new PortraitError("INVALID_HANDLE", "a token needs deviceId", "deviceId");
+  const { state, created } = await resolveTarget(scope, record.handle, record.ts);
+  const device = await uow.tx.findDevice(uow.accountId, record.handle.deviceId);
+  await uow.tx.upsertDevice(uow.accountId, {
+    deviceId: record.handle.deviceId,
+    profileId: state.id,
+    pushToken: record.token,
+    platform: record.context?.platform ?? device?.platform ?? null,
+  });
+  touch(scope, applyActivity(state, record.ts, record.context));
+  return { profileId: state.id, outcome: created ? "created" : "updated" };
+}
+
+/** SEMANTICS §9: test profiles carry is_test_user = "Yes"; at most 20 control-group exclusions per account. */
+async function applyFlags(scope: RecordScope, record: FlagsRecord): Promise<RecordResult> {
+  const { uow } = scope;
+  const { state } = await resolveTarget(scope, record.handle, record.ts);
+  let next: ProfileState = { ...state, flags: { ...state.flags }, updatedAt: scope.now };
+  if (record.test !== undefined) {
+    next.flags.test = record.test;
+    const props = { ...next.props };
+    if (record.test) props.is_test_user = { v: "Yes", t: "string", ts: record.ts };
+    else delete props.is_test_user;
+    next = { ...next, props };
+  }
+  if (record.controlGroupExcluded !== undefined) {
+    if (record.controlGroupExcluded && !state.flags.controlGroupExcluded) {
+      await uow.flush();
+      const count = await uow.tx.countControlGroupExcluded(uow.accountId);
+      if (count >= CONTROL_GROUP_EXCLUSION_LIMIT) {
+        throw new PortraitError(
+          "CONTROL_GROUP_EXCLUSION_LIMIT",
+          `an account can exclude at most ${CONTROL_GROUP_EXCLUSION_LIMIT} profiles from control groups`,
+          "excluded",
+        );
+      }
+    }
+    next.flags.controlGroupExcluded = record.controlGroupExcluded;
+  }
+  touch(scope, next);
+  return { profileId: state.id, outcome: "updated" };
+}
+
+async function applyDocumentRecord(scope: RecordScope, record: DocumentRecord): Promise<RecordResult> {
+  const { state, created } = await resolveTarget(scope, record.handle, record.ts);
+  await applyDocument(scope, state, record);
+  touch(scope, applyActivity(state, record.ts, undefined));
+  return { profileId: state.id, outcome: created ? "created" : "updated" };
+}

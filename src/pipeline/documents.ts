@@ -1,0 +1,79 @@
+/** Compartment profile documents (SEMANTICS §8): one per (compartmentId, userAccountId), owned by one person. */
+import { PortraitError } from "../engine/errors.js";
+import type { DocumentRecord } from "../engine/records.js";
+import type { JsonValue, ProfileDocument, ProfileState } from "../engine/types.js";
+import type { RecordScope } from "./record-scope.js";
+
+export const MAX_DOCUMENT_BYTES = 64 * 1024;
+type Doc = { [key: string]: JsonValue };
+
+/** Portrait owns the timestamps; the ids are the client's to store as given, else the document's key. */
+const OWNED = ["$creation_ts", "$last_modified_ts"];
+
+export async function applyDocument(
+  scope: RecordScope,
+  profile: ProfileState,
+  record: DocumentRecord,
+): Promise<ProfileDocument | null> {
+  const { uow } = scope;
+  const ref = { compartmentId: record.compartmentId, userAccountId: record.userAccountId };
+  const owner = await uow.tx.claimUserAccount(uow.accountId, ref, profile.id);
+  if (owner !== profile.id) {
+    throw new PortraitError(
+      "IDENTITY_CONFLICT",
+      `user account ${record.compartmentId}/${record.userAccountId} belongs to another profile`,
+      "userAccountId",
+    );
+  }
+  const existing = await uow.tx.getDocument(uow.accountId, ref);
+  if (record.mode === "delete") {
+    await uow.tx.deleteDocument(uow.accountId, ref);
+    return null;
+  }
+  const incoming = withoutOwned(record.body);
+  const base = existing?.body ?? {};
+  const merged: Doc =
+    record.mode === "put"
+      ? incoming
+      : record.mode === "shallow"
+        ? { ...withoutOwned(base), ...incoming }
+        : deepMerge(withoutOwned(base), incoming);
+  const createdAt = existing?.createdAt ?? scope.now;
+  const body: Doc = {
+    $compartment_id: record.compartmentId,
+    $user_account_id: record.userAccountId,
+    ...merged,
+    $creation_ts: createdAt,
+    $last_modified_ts: scope.now,
+  };
+  if (Buffer.byteLength(JSON.stringify(body)) > MAX_DOCUMENT_BYTES) {
+    throw new PortraitError(
+      "DOCUMENT_TOO_LARGE",
+      `a profile document is at most ${MAX_DOCUMENT_BYTES} bytes`,
+      "user_profile",
+    );
+  }
+  const doc: ProfileDocument = { ...ref, profileId: profile.id, body, createdAt, updatedAt: scope.now };
+  await uow.tx.putDocument(uow.accountId, doc);
+  return doc;
+}
+
+function withoutOwned(doc: Doc): Doc {
+  const out: Doc = {};
+  for (const [k, v] of Object.entries(doc)) if (!OWNED.includes(k)) out[k] = v;
+  return out;
+}
+
+function isObject(v: JsonValue | undefined): v is Doc {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** Nested objects merge key by key; anything else (arrays included) is replaced by the new value. */
+export function deepMerge(base: Doc, incoming: Doc): Doc {
+  const out: Doc = { ...base };
+  for (const [k, v] of Object.entries(incoming)) {
+    const b = out[k];
+    out[k] = isObject(b) && isObject(v) ? deepMerge(b, v) : v;
+  }
+  return out;
+}

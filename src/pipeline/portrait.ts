@@ -1,0 +1,355 @@
+/**
+ * The application service the transports call: each method is one use case in one transaction.
+ * HTTP, CLI and imports stay thin by calling only this.
+ */
+import { PortraitError } from "../engine/errors.js";
+import { isPlainObject, parseRecord } from "../engine/parse-record.js";
+import { parsePropertySet } from "../engine/properties/parse.js";
+import type { AnyRecord, IngestRecord, RecordResult } from "../engine/records.js";
+import type { Account, JsonValue, ProfileDocument, StoredEvent, UserAccountRef } from "../engine/types.js";
+import type { DeletedCounts, Store } from "../store/store.js";
+import { type Accounts, validateSettings } from "./accounts.js";
+import { applyRecord } from "./apply-record.js";
+import { type Clock, type IdSource, randomIds, systemClock } from "./clock.js";
+import { deleteProfile, household } from "./delete.js";
+import { undoMerge } from "./demerge.js";
+import { mergeProfiles } from "./merge.js";
+import { RecordScope } from "./record-scope.js";
+import { reindexIdentities } from "./settings.js";
+import { TypeCache } from "./type-cache.js";
+import { UnitOfWork } from "./unit-of-work.js";
+import { iso, type ProfileView, profileView } from "./views.js";
+
+export const MAX_BATCH = 1000;
+
+export interface BatchFailure {
+  index: number;
+  code: string;
+  error: string;
+  field?: string;
+}
+
+export interface BatchResult {
+  status: "success" | "partial" | "fail";
+  processed: number;
+  unprocessed: BatchFailure[];
+  results: Array<RecordResult & { index: number }>;
+}
+
+export interface EventView {
+  id: string;
+  name: string;
+  ts: string;
+  properties: Record<string, unknown>;
+  anonymous: boolean;
+  profileId: string;
+  deviceId: string | null;
+  platform: string | null;
+}
+
+export class Portrait {
+  readonly types: TypeCache;
+
+  constructor(
+    readonly store: Store,
+    readonly clock: Clock = systemClock,
+    readonly ids: IdSource = randomIds,
+  ) {
+    this.types = new TypeCache(store);
+  }
+
+  /** Runs a use case in one write transaction with a fresh working set. */
+  async transact<T>(account: Account, fn: (uow: UnitOfWork) => Promise<T>): Promise<T> {
+    await this.types.ensure(account.id);
+    let uow: UnitOfWork | undefined;
+    const result = await this.store.write(account.id, async (tx) => {
+      uow = new UnitOfWork(tx, account, this.types, this.clock);
+      const value = await fn(uow);
+      await uow.flush();
+      return value;
+    });
+    uow?.committed();
+    return result;
+  }
+
+  /**
+   * PATCH /v1/account/settings (SEMANTICS §11 Settings changes): an added identity key back-fills the index from
+   * properties or fails 409 listing duplicates; a removed key drops its rows; a lowered limit releases the oldest.
+   */
+  async updateSettings(accounts: Accounts, account: Account, patch: unknown): Promise<Account> {
+    const next = validateSettings(account.settings, patch);
+    const updated = { ...account, settings: next };
+    await this.transact(updated, (uow) => reindexIdentities(uow, account.settings, next));
+    return accounts.updateSettings(account, patch);
+  }
+
+  /** POST /v1/ingest and /v1/sdk/batch: records applied in order, each atomic; 400 only for a malformed batch. */
+  async ingest(account: Account, body: unknown, opts: { deviceHandlesOnly?: boolean } = {}): Promise<BatchResult> {
+    if (!isPlainObject(body) || !Array.isArray(body.records)) {
+      throw new PortraitError("INVALID_BATCH", 'the body must be {"records": [...]}', "records");
+    }
+    const raw = body.records as unknown[];
+    if (raw.length > MAX_BATCH) {
+      throw new PortraitError(
+        "BATCH_TOO_LARGE",
+        `a batch holds at most ${MAX_BATCH} records, got ${raw.length}`,
+        "records",
+      );
+    }
+    const now = this.clock.now();
+    const unprocessed: BatchFailure[] = [];
+    const parsed: Array<{ index: number; record: IngestRecord }> = [];
+    raw.forEach((input, index) => {
+      try {
+        parsed.push({ index, record: parseRecord(input, { settings: account.settings, now, ...opts }) });
+      } catch (e) {
+        unprocessed.push(failure(index, e));
+      }
+    });
+    const results: BatchResult["results"] = [];
+    if (parsed.length > 0) {
+      await this.transact(account, async (uow) => {
+        for (const { index, record } of parsed) {
+          try {
+            const result = await uow.atomically(() => applyRecord(new RecordScope(uow, this.ids, now), record));
+            results.push({ index, ...result });
+          } catch (e) {
+            unprocessed.push(failure(index, e));
+          }
+        }
+      });
+    }
+    unprocessed.sort((a, b) => a.index - b.index);
+    const status = unprocessed.length === 0 ? "success" : results.length === 0 ? "fail" : "partial";
+    return { status, processed: results.length, unprocessed, results };
+  }
+
+  /** One record from the profile API (PATCH, flags, documents): atomic, errors thrown. */
+  async apply(account: Account, record: AnyRecord): Promise<RecordResult> {
+    const now = this.clock.now();
+    return this.transact(account, (uow) =>
+      uow.atomically(() => applyRecord(new RecordScope(uow, this.ids, now), record)),
+    );
+  }
+
+  async patchProfile(account: Account, profileId: string, body: unknown): Promise<ProfileView> {
+    const now = this.clock.now();
+    const properties = parsePropertySet(body, { timezone: account.settings.timezone, now });
+    try {
+      const result = await this.apply(account, {
+        type: "profile",
+        ts: now,
+        handle: { kind: "profile", profileId },
+        properties,
+      });
+      return await this.requireProfile(account, result.profileId);
+    } catch (e) {
+      // The PATCH body is the property set itself: its errors name the key, not `properties.key`.
+      if (e instanceof PortraitError && e.field?.startsWith("properties.")) {
+        throw new PortraitError(e.code, e.message, e.field.slice("properties.".length));
+      }
+      throw e;
+    }
+  }
+
+  async setFlags(
+    account: Account,
+    profileId: string,
+    flags: { test?: boolean; controlGroupExcluded?: boolean },
+  ): Promise<ProfileView> {
+    const now = this.clock.now();
+    const result = await this.apply(account, {
+      type: "flags",
+      ts: now,
+      handle: { kind: "profile", profileId },
+      ...flags,
+    });
+    return this.requireProfile(account, result.profileId);
+  }
+
+  async merge(
+    account: Account,
+    targetId: string,
+    sourceId: string,
+  ): Promise<{ mergeId: string; profile: ProfileView }> {
+    const now = this.clock.now();
+    const mergeId = await this.transact(account, async (uow) => {
+      const scope = new RecordScope(uow, this.ids, now);
+      // A request naming a tombstone acts on its target; naming the same live profile twice is refused.
+      const target = await uow.loadLive(targetId);
+      const source = await uow.loadLive(sourceId);
+      if (!target) throw new PortraitError("UNKNOWN_PROFILE", `targetId ${targetId} is not a profile`, "targetId");
+      if (!source) throw new PortraitError("UNKNOWN_PROFILE", `sourceId ${sourceId} is not a profile`, "sourceId");
+      const result = await mergeProfiles(scope, target.id, source.id);
+      await uow.tx.insertEvents(uow.accountId, scope.systemEvents);
+      const merged = await uow.load(target.id);
+      if (merged)
+        uow.put({ ...merged, stats: { ...merged.stats, events: merged.stats.events + scope.systemEvents.length } });
+      return result.mergeId;
+    });
+    const merge = await this.store.reader.getMerge(account.id, mergeId);
+    return { mergeId, profile: await this.requireProfile(account, merge?.targetId ?? targetId) };
+  }
+
+  async undoMerge(account: Account, mergeId: string): Promise<{ target: ProfileView; source: ProfileView }> {
+    const now = this.clock.now();
+    const result = await this.transact(account, (uow) => undoMerge(uow, this.ids, now, mergeId));
+    return {
+      target: await this.requireProfile(account, result.targetId),
+      source: await this.requireProfile(account, result.sourceId),
+    };
+  }
+
+  async deleteProfile(account: Account, profileId: string): Promise<DeletedCounts> {
+    return this.transact(account, (uow) => deleteProfile(uow, profileId));
+  }
+
+  /** The live profile an id names (a tombstone's id reads as its target), or null. */
+  async getProfile(account: Account, profileId: string): Promise<ProfileView | null> {
+    let state = await this.store.reader.getProfile(account.id, profileId);
+    for (let hops = 0; state?.mergedInto && hops < 64; hops++) {
+      state = await this.store.reader.getProfile(account.id, state.mergedInto);
+    }
+    return state ? profileView(this.store.reader, account, state, this.clock.now()) : null;
+  }
+
+  async requireProfile(account: Account, profileId: string): Promise<ProfileView> {
+    const view = await this.getProfile(account, profileId);
+    if (!view) throw new PortraitError("UNKNOWN_PROFILE", `profile ${profileId} does not exist`, "id");
+    return view;
+  }
+
+  /** Find People by identity (API.md GET /v1/profiles?…). */
+  async findProfiles(account: Account, query: FindQuery): Promise<ProfileView[]> {
+    const r = this.store.reader;
+    let id: string | null = null;
+    if (query.kind === "identity") id = await r.findProfileByIdentity(account.id, query.key, query.value);
+    else if (query.kind === "device") id = (await r.findDevice(account.id, query.deviceId))?.profileId ?? null;
+    else if (query.kind === "userAccount") id = await r.findProfileByUserAccount(account.id, query.ref);
+    else id = query.profileId;
+    const view = id ? await this.getProfile(account, id) : null;
+    return view ? [view] : [];
+  }
+
+  /** The timeline: own events plus orphans' events flagged anonymous, newest first (SEMANTICS §5). */
+  async timeline(
+    account: Account,
+    profileId: string,
+    page: { cursor?: string | null; limit: number },
+  ): Promise<{ events: EventView[]; nextCursor: string | null }> {
+    const profile = await this.requireProfile(account, profileId);
+    const orphans = await this.store.reader.listOrphans(account.id, profile.id);
+    const result = await this.store.reader.listEvents(account.id, [profile.id, ...orphans], {
+      before: decodeCursor(page.cursor),
+      limit: page.limit,
+    });
+    return {
+      events: result.events.map((e) => eventView(e, e.profileId !== profile.id)),
+      nextCursor: result.next ? encodeCursor(result.next) : null,
+    };
+  }
+
+  /** Every stored fact about a person as one document (SEMANTICS §10). */
+  async exportProfile(account: Account, profileId: string): Promise<Record<string, unknown>> {
+    const profile = await this.requireProfile(account, profileId);
+    const r = this.store.reader;
+    const members = await this.transactRead(account, profile.id);
+    const orphans = await r.listOrphans(account.id, profile.id);
+    const events = await this.allEvents(account, [profile.id, ...orphans]);
+    const orphanViews: ProfileView[] = [];
+    for (const id of orphans) {
+      const state = await r.getProfile(account.id, id);
+      if (state) orphanViews.push(await profileView(r, account, state, this.clock.now()));
+    }
+    const merges = await r.listMergesTouching(account.id, profile.id);
+    return {
+      exportedAt: iso(this.clock.now()),
+      profile,
+      documents: (await r.listDocuments(account.id, profile.id)).map(documentView),
+      devices: await r.listDevices(account.id, profile.id),
+      events: events.map((e) => eventView(e, e.profileId !== profile.id)),
+      orphans: orphanViews,
+      tombstones: members.filter((id) => id !== profile.id && !orphans.includes(id)),
+      merges: merges.map((m) => ({
+        id: m.id,
+        targetId: m.targetId,
+        sourceId: m.sourceId,
+        createdAt: iso(m.createdAt),
+        undoneAt: iso(m.undoneAt),
+      })),
+    };
+  }
+
+  private async transactRead(account: Account, profileId: string): Promise<string[]> {
+    return this.transact(account, (uow) => household(uow, profileId));
+  }
+
+  private async allEvents(account: Account, profileIds: string[]): Promise<StoredEvent[]> {
+    const out: StoredEvent[] = [];
+    let before: { ts: number; seq: number } | null = null;
+    for (;;) {
+      const page = await this.store.reader.listEvents(account.id, profileIds, { before, limit: 1000 });
+      out.push(...page.events);
+      if (!page.next) return out;
+      before = page.next;
+    }
+  }
+
+  async getDocument(account: Account, profileId: string, ref: UserAccountRef): Promise<Record<string, JsonValue>> {
+    const profile = await this.requireProfile(account, profileId);
+    const doc = await this.store.reader.getDocument(account.id, ref);
+    if (!doc || doc.profileId !== profile.id) {
+      throw new PortraitError(
+        "UNKNOWN_DOCUMENT",
+        `profile ${profileId} has no document ${ref.compartmentId}/${ref.userAccountId}`,
+      );
+    }
+    return documentView(doc);
+  }
+
+  async listDocuments(account: Account, profileId: string): Promise<Array<Record<string, JsonValue>>> {
+    const profile = await this.requireProfile(account, profileId);
+    return (await this.store.reader.listDocuments(account.id, profile.id)).map(documentView);
+  }
+}
+
+export type FindQuery =
+  | { kind: "identity"; key: import("../engine/types.js").IdentityKey; value: string }
+  | { kind: "device"; deviceId: string }
+  | { kind: "userAccount"; ref: UserAccountRef }
+  | { kind: "profile"; profileId: string };
+
+export function documentView(doc: ProfileDocument): Record<string, JsonValue> {
+  return doc.body;
+}
+
+export function eventView(e: StoredEvent, anonymous: boolean): EventView {
+  return {
+    id: e.id,
+    name: e.name,
+    ts: new Date(e.ts).toISOString(),
+    properties: e.properties,
+    anonymous,
+    profileId: e.profileId,
+    deviceId: e.deviceId,
+    platform: e.platform,
+  };
+}
+
+function failure(index: number, e: unknown): BatchFailure {
+  if (e instanceof PortraitError) {
+    return { index, code: e.code, error: e.message, ...(e.field !== undefined && { field: e.field }) };
+  }
+  throw e;
+}
+
+export function encodeCursor(c: { ts: number; seq: number }): string {
+  return Buffer.from(`${c.ts}:${c.seq}`).toString("base64url");
+}
+
+export function decodeCursor(cursor: string | null | undefined): { ts: number; seq: number } | null {
+  if (!cursor) return null;
+  const m = /^(-?\d+):(\d+)$/.exec(Buffer.from(cursor, "base64url").toString());
+  if (!m) throw new PortraitError("INVALID_VALUE", "cursor is not one this API returned", "cursor");
+  return { ts: Number(m[1]), seq: Number(m[2]) };
+}

@@ -1,0 +1,44 @@
+/**
+ * What applying one record needs besides the record: the transaction's working set, time and ids, and the
+ * bookkeeping that is written once the record succeeds (system events, journals).
+ */
+import type { IdentityKey, NewEvent } from "../engine/types.js";
+import type { IdSource } from "./clock.js";
+import type { UnitOfWork } from "./unit-of-work.js";
+
+export class RecordScope {
+  /** Events Portrait itself writes (Identity Set, Identity Error, Profile Merged…), inserted with the record. */
+  readonly systemEvents: NewEvent[] = [];
+  /** Profiles the record changed: each one's undoable merge journals the record (SEMANTICS §7). */
+  readonly touched = new Set<string>();
+  /** Merges this record caused; it is never journalled into them (replaying it would merge again). */
+  readonly createdMerges = new Set<string>();
+
+  constructor(
+    readonly uow: UnitOfWork,
+    readonly ids: IdSource,
+    readonly now: number,
+    /** True while demerge replays a journal: the record was already checked for idempotency. */
+    readonly replay = false,
+  ) {}
+
+  systemEvent(profileId: string, name: string, ts: number, properties: NewEvent["properties"]): void {
+    this.systemEvents.push({
+      profileId,
+      id: `sys-${this.ids.opaque()}`,
+      name,
+      ts,
+      properties,
+      deviceId: null,
+      platform: null,
+    });
+  }
+
+  identitySet(profileId: string, key: IdentityKey, value: string, ts: number): void {
+    this.systemEvent(profileId, "Identity Set", ts, { Key: key, Value: value });
+  }
+
+  identityError(profileId: string, key: string, code: string, ts: number): void {
+    this.systemEvent(profileId, "Identity Error", ts, { Key: key, Code: code });
+  }
+}

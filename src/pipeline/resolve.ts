@@ -1,0 +1,83 @@
+/** Step "resolve identity": from a record's handle to its target profile (SEMANTICS §3, §11 Handles). */
+import { PortraitError } from "../engine/errors.js";
+import { newProfileState } from "../engine/profile.js";
+import type { Handle } from "../engine/records.js";
+import type { ProfileState } from "../engine/types.js";
+import type { RecordScope } from "./record-scope.js";
+
+export interface Resolved {
+  state: ProfileState;
+  created: boolean;
+}
+
+/** The live profile a handle names, creating it for an unknown device or identity. */
+export async function resolveTarget(scope: RecordScope, handle: Handle, ts: number): Promise<Resolved> {
+  const { uow } = scope;
+  switch (handle.kind) {
+    case "profile": {
+      const state = await uow.loadLive(handle.profileId);
+      if (!state)
+        throw new PortraitError("UNKNOWN_PROFILE", `profileId ${handle.profileId} is not a profile`, "profileId");
+      return { state, created: false };
+    }
+    case "device": {
+      const device = await uow.tx.findDevice(uow.accountId, handle.deviceId);
+      if (device) {
+        const state = await uow.loadLive(device.profileId);
+        if (!state)
+          throw new PortraitError("UNKNOWN_PROFILE", `device ${handle.deviceId} points at no profile`, "deviceId");
+        return { state, created: false };
+      }
+      // Claim before creating, as for identities: racing first events of one device make one profile.
+      const id = scope.ids.profileId();
+      const owner = await uow.tx.claimDevice(uow.accountId, {
+        deviceId: handle.deviceId,
+        profileId: id,
+        pushToken: null,
+        platform: null,
+      });
+      if (owner !== id) {
+        const state = await uow.loadLive(owner);
+        if (!state)
+          throw new PortraitError("UNKNOWN_PROFILE", `device ${handle.deviceId} points at no profile`, "deviceId");
+        return { state, created: false };
+      }
+      return { state: await createProfile(scope, id), created: true };
+    }
+    case "identity": {
+      const owner = await uow.tx.findProfileByIdentity(uow.accountId, handle.key, handle.value);
+      if (owner) {
+        const state = await uow.loadLive(owner);
+        if (state) return { state, created: false };
+      }
+      // Claim before creating: with racing writers the store picks one owner and the losers use it.
+      const id = scope.ids.profileId();
+      const winner = await uow.tx.claimIdentity(uow.accountId, handle.key, handle.value, id);
+      if (winner !== id) {
+        const state = await uow.loadLive(winner);
+        if (!state)
+          throw new PortraitError(
+            "UNKNOWN_PROFILE",
+            `${handle.key} belongs to a deleted profile`,
+            `identity.${handle.key}`,
+          );
+        return { state, created: false };
+      }
+      const fresh = await createProfile(scope, id);
+      const state: ProfileState = {
+        ...fresh,
+        identities: { [handle.key]: [{ value: handle.value, ts }] },
+        props: { ...fresh.props, [handle.key]: { v: handle.value, t: "string", ts } },
+      };
+      uow.put(state);
+      scope.identitySet(state.id, handle.key, handle.value, ts);
+      return { state, created: true };
+    }
+  }
+}
+
+export async function createProfile(scope: RecordScope, id = scope.ids.profileId()): Promise<ProfileState> {
+  const state = newProfileState(id, scope.now, scope.ids.bucket());
+  await scope.uow.create(state);
+  return state;
+}

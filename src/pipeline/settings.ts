@@ -1,0 +1,62 @@
+/** Identity index maintenance when identity settings change (SEMANTICS §11 Settings changes). */
+import { PortraitError } from "../engine/errors.js";
+import { limitFor, removeIdentityKey, trim } from "../engine/identity/identities.js";
+import type { AccountSettings, IdentityKey, ProfileState } from "../engine/types.js";
+import type { UnitOfWork } from "./unit-of-work.js";
+
+const PAGE = 500;
+
+export async function reindexIdentities(
+  uow: UnitOfWork,
+  before: AccountSettings,
+  after: AccountSettings,
+): Promise<void> {
+  const { tx, accountId } = uow;
+  const added = after.identityKeys.filter((k) => !before.identityKeys.includes(k));
+  const removed = before.identityKeys.filter((k) => !after.identityKeys.includes(k));
+  const lowered = after.identityKeys.filter(
+    (k) => before.identityKeys.includes(k) && limitFor(after.identityLimits, k) < limitFor(before.identityLimits, k),
+  );
+  if (added.length === 0 && removed.length === 0 && lowered.length === 0) return;
+
+  for (const key of removed) await tx.releaseIdentityKey(accountId, key);
+  const duplicates: string[] = [];
+  await forEachProfile(uow, async (state) => {
+    let next: ProfileState = state;
+    for (const key of removed) next = { ...next, identities: removeIdentityKey(next.identities, key).identities };
+    if (lowered.length > 0) {
+      const change = trim(next.identities, next.identities, lowered, after.identityLimits);
+      for (const { key, value } of change.released) await tx.releaseIdentity(accountId, key, value, state.id);
+      next = { ...next, identities: change.identities };
+    }
+    for (const key of added) {
+      const entry = next.props[key];
+      if (typeof entry?.v !== "string" || state.mergedInto || state.orphanOf) continue;
+      const owner = await tx.claimIdentity(accountId, key as IdentityKey, entry.v, state.id);
+      if (owner !== state.id) duplicates.push(`${key} ${entry.v} (${owner}, ${state.id})`);
+      next = { ...next, identities: { ...next.identities, [key]: [{ value: entry.v, ts: entry.ts }] } };
+    }
+    if (next !== state) uow.put(next);
+  });
+  if (duplicates.length > 0) {
+    throw new PortraitError(
+      "IDENTITY_KEY_CONFLICT",
+      `these values are held by several profiles: ${duplicates.slice(0, 20).join("; ")}${duplicates.length > 20 ? "; …" : ""}`,
+      "identityKeys",
+    );
+  }
+}
+
+async function forEachProfile(uow: UnitOfWork, fn: (state: ProfileState) => Promise<void>): Promise<void> {
+  let after: string | null = null;
+  for (;;) {
+    const ids = await uow.tx.listProfileIds(uow.accountId, after, PAGE);
+    for (const id of ids) {
+      const state = await uow.load(id);
+      if (state) await fn(state);
+    }
+    if (ids.length < PAGE) return;
+    after = ids[ids.length - 1] as string;
+    await uow.flush();
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * One transaction's working set: profile states loaded (and locked) once, changed in memory record by record,
+ * written back once at the end. A record that fails is rolled back both in the store (savepoint) and here.
+ */
+import type { Account, ProfileState, ValueType } from "../engine/types.js";
+import type { StoreTx, TypeScope } from "../store/store.js";
+import type { Clock } from "./clock.js";
+import type { TypeCache } from "./type-cache.js";
+
+export class UnitOfWork {
+  private readonly states = new Map<string, ProfileState>();
+  private readonly dirty = new Set<string>();
+  /** Per-record undo log: the value each touched entry had before the record began. */
+  private undo: Map<string, ProfileState | undefined> | null = null;
+  private pendingTypes = new Map<string, ValueType>();
+  private undoTypes: string[] | null = null;
+
+  constructor(
+    readonly tx: StoreTx,
+    readonly account: Account,
+    readonly types: TypeCache,
+    readonly clock: Clock,
+  ) {}
+
+  get accountId(): string {
+    return this.account.id;
+  }
+
+  /** Loads and locks a profile once per transaction. */
+  async load(profileId: string): Promise<ProfileState | null> {
+    const cached = this.states.get(profileId);
+    if (cached) return cached;
+    const state = await this.tx.lockProfile(this.account.id, profileId);
+    if (state) this.states.set(profileId, state);
+    return state;
+  }
+
+  /** Follows merge tombstones to the live profile (SEMANTICS §7: a tombstone's id acts on its target). */
+  async loadLive(profileId: string): Promise<ProfileState | null> {
+    let state = await this.load(profileId);
+    for (let hops = 0; state?.mergedInto && hops < 64; hops++) state = await this.load(state.mergedInto);
+    return state?.mergedInto ? null : state;
+  }
+
+  async create(state: ProfileState): Promise<void> {
+    await this.tx.insertProfile(this.account.id, state);
+    this.remember(state.id);
+    this.states.set(state.id, state);
+  }
+
+  put(state: ProfileState): void {
+    this.remember(state.id);
+    this.states.set(state.id, state);
+    this.dirty.add(state.id);
+  }
+
+  /** Forgets a profile that the record deleted from the store. */
+  drop(profileId: string): void {
+    this.remember(profileId);
+    this.states.delete(profileId);
+    this.dirty.delete(profileId);
+  }
+
+  typeOf(scope: TypeScope, path: string): ValueType | undefined {
+    return this.pendingTypes.get(`${scope}\u0000${path}`) ?? this.types.get(this.account.id, scope, path);
+  }
+
+  /** Registers a type (first writer wins across processes; a loser sees the winner's type). */
+  async register(scope: TypeScope, path: string, type: ValueType, change = false): Promise<ValueType> {
+    const k = `${scope}\u0000${path}`;
+    if (change) await this.tx.changeType(this.account.id, scope, path, type);
+    const winner = change ? type : await this.tx.registerType(this.account.id, scope, path, type);
+    this.undoTypes?.push(k);
+    this.pendingTypes.set(k, winner);
+    return winner;
+  }
+
+  /** Runs one record atomically: on failure the store and this working set are as before it. */
+  async atomically<T>(fn: () => Promise<T>): Promise<T> {
+    this.undo = new Map();
+    this.undoTypes = [];
+    try {
+      return await this.tx.savepoint(fn);
+    } catch (e) {
+      for (const [id, prev] of this.undo) {
+        if (prev) this.states.set(id, prev);
+        else this.states.delete(id);
+      }
+      for (const k of this.undoTypes) this.pendingTypes.delete(k);
+      throw e;
+    } finally {
+      this.undo = null;
+      this.undoTypes = null;
+    }
+  }
+
+  private remember(id: string): void {
+    if (this.undo && !this.undo.has(id)) this.undo.set(id, this.states.get(id));
+  }
+
+  /**
+   * Writes every changed profile back: once before commit, and before a step that reads profile rows through
+   * SQL (merge snapshots). Marks stay set so a later rollback of the record cannot lose earlier records' changes.
+   */
+  async flush(): Promise<void> {
+    for (const id of this.dirty) {
+      const state = this.states.get(id);
+      if (state) await this.tx.updateProfile(this.account.id, state);
+    }
+  }
+
+  /** After commit: registrations become visible to later transactions. */
+  committed(): void {
+    for (const [k, type] of this.pendingTypes) {
+      const [scope, path] = k.split("\u0000") as [TypeScope, string];
+      this.types.set(this.account.id, scope, path, type);
+    }
+    this.pendingTypes.clear();
+  }
+}

@@ -1,0 +1,88 @@
+/** How a profile reads from outside (API.md Profiles): values rendered, derived fields computed at read time. */
+import { limitFor } from "../engine/identity/identities.js";
+import { ageFromDob, profileType } from "../engine/profile.js";
+import type { Account, JsonValue, ProfileState, PropertyEntry } from "../engine/types.js";
+import type { StoreReader } from "../store/store.js";
+
+export const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+
+export function renderValue(entry: PropertyEntry): JsonValue | undefined {
+  if (entry.v === undefined) return undefined;
+  if (entry.t === "date" && typeof entry.v === "number") return new Date(entry.v).toISOString();
+  return entry.v as JsonValue;
+}
+
+export function renderProperties(state: ProfileState, account: Account, now: number): Record<string, JsonValue> {
+  const out: Record<string, JsonValue> = {};
+  for (const key of Object.keys(state.props).sort()) {
+    const value = renderValue(state.props[key] as PropertyEntry);
+    if (value !== undefined) out[key] = value;
+  }
+  const dob = state.props.DOB?.v;
+  if (typeof dob === "string") {
+    const age = ageFromDob(dob, now, account.settings.timezone);
+    if (age) out.Age = { years: age.years, months: age.months };
+  }
+  return out;
+}
+
+export function renderIdentities(state: ProfileState, account: Account): Record<string, JsonValue> {
+  const out: Record<string, JsonValue> = {};
+  for (const key of account.settings.identityKeys) {
+    const values = (state.identities[key] ?? []).map((v) => v.value);
+    if (values.length === 0) continue;
+    // API.md: a key whose limit is above 1 shows its values as an array, newest last.
+    out[key] = limitFor(account.settings.identityLimits, key) > 1 ? values : (values[values.length - 1] as string);
+  }
+  return out;
+}
+
+export interface ProfileView {
+  id: string;
+  type: string;
+  identities: Record<string, JsonValue>;
+  devices: string[];
+  accounts: Array<{ compartmentId: string; userAccountId: string }>;
+  properties: Record<string, JsonValue>;
+  system: Record<string, JsonValue | null | ProfileState["location"]>;
+  flags: { test: boolean; controlGroupExcluded: boolean };
+  stats: { events: number; revenue: number; orphans: number };
+  orphanOf: string | null;
+  mergedInto: string | null;
+}
+
+export async function profileView(
+  reader: StoreReader,
+  account: Account,
+  state: ProfileState,
+  now: number,
+): Promise<ProfileView> {
+  const [devices, accounts, orphans] = await Promise.all([
+    reader.listDevices(account.id, state.id),
+    reader.listUserAccounts(account.id, state.id),
+    reader.listOrphans(account.id, state.id),
+  ]);
+  const tz = state.props.Timezone?.v;
+  return {
+    id: state.id,
+    type: profileType(state),
+    identities: renderIdentities(state, account),
+    devices: devices.map((d) => d.deviceId),
+    accounts,
+    properties: renderProperties(state, account, now),
+    system: {
+      createdAt: iso(state.createdAt),
+      updatedAt: iso(state.updatedAt),
+      firstSeen: iso(state.firstSeen),
+      lastSeen: iso(state.lastSeen),
+      acquiredFrom: state.acquiredFrom,
+      location: { ...state.location },
+      timezone: typeof tz === "string" ? tz : null,
+      bucket: state.bucket,
+    },
+    flags: { ...state.flags },
+    stats: { events: state.stats.events, revenue: state.stats.revenue, orphans: orphans.length },
+    orphanOf: state.orphanOf,
+    mergedInto: state.mergedInto,
+  };
+}

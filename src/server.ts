@@ -1,0 +1,97 @@
+/**
+ * `portrait serve`: opens the store, creates the first account on an empty store (printing its keys once),
+ * serves the API, and on SIGTERM/SIGINT stops taking requests, finishes in-flight batches, then closes the store.
+ */
+import { randomBytes } from "node:crypto";
+import type { FastifyInstance } from "fastify";
+import pino from "pino";
+import { buildApp } from "./api/app.js";
+import { createMetrics } from "./api/metrics.js";
+import type { Config } from "./config.js";
+import { Accounts } from "./pipeline/accounts.js";
+import { Portrait } from "./pipeline/portrait.js";
+import { openStore } from "./store/open.js";
+import type { Store } from "./store/store.js";
+
+export interface FirstRun {
+  accountId: string;
+  secretKey: string;
+  publicKey: string;
+  dashboardUser: string;
+  dashboardPassword: string;
+}
+
+/** API.md Starting and first run: an empty store gets the account `default`, its keys and a dashboard admin. */
+export async function bootstrap(
+  store: Store,
+  accounts: Accounts,
+  config: Pick<Config, "bootstrapSecretKey" | "bootstrapPublicKey">,
+): Promise<FirstRun | null> {
+  if ((await store.listAccounts()).length > 0) return null;
+  const created = await accounts.create(
+    "default",
+    {
+      ...(config.bootstrapSecretKey && { secretKey: config.bootstrapSecretKey }),
+      ...(config.bootstrapPublicKey && { publicKey: config.bootstrapPublicKey }),
+    },
+    "default",
+  );
+  const dashboardPassword = randomBytes(12).toString("base64url");
+  await accounts.createDashboardUser(created.account.id, "admin", dashboardPassword);
+  return {
+    accountId: created.account.id,
+    secretKey: created.secretKey,
+    publicKey: created.publicKey,
+    dashboardUser: "admin",
+    dashboardPassword,
+  };
+}
+
+export interface RunningServer {
+  app: FastifyInstance;
+  store: Store;
+  url: string;
+  firstRun: FirstRun | null;
+  close(): Promise<void>;
+}
+
+export async function startServer(config: Config): Promise<RunningServer> {
+  const logger = pino({ level: config.logLevel });
+  const store = await openStore(config);
+  const accounts = new Accounts(store);
+  const firstRun = await bootstrap(store, accounts, config);
+  const portrait = new Portrait(store);
+  const app = await buildApp({ portrait, accounts, metrics: createMetrics(), logger });
+  const address = await app.listen({ port: config.port, host: config.host });
+  const url = address.replace("0.0.0.0", "localhost").replace("[::]", "localhost");
+  let closing: Promise<void> | null = null;
+  return {
+    app,
+    store,
+    url,
+    firstRun,
+    close() {
+      closing ??= (async () => {
+        await app.close();
+        await store.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+export function printFirstRun(first: FirstRun, url: string): void {
+  const lines = [
+    "",
+    "Portrait is ready. This store is new, so here are its first keys (shown once; keep them safe):",
+    `  account:            ${first.accountId}`,
+    `  secret key:         ${first.secretKey}`,
+    `  public key:         ${first.publicKey}`,
+    `  dashboard login:    ${first.dashboardUser} / ${first.dashboardPassword}`,
+    "",
+    `  API:                ${url}/v1  (OpenAPI: ${url}/v1/openapi.json)`,
+    `  try:                curl -H 'Authorization: Bearer ${first.secretKey}' ${url}/v1/account`,
+    "",
+  ];
+  process.stdout.write(`${lines.join("\n")}\n`);
+}

@@ -1,0 +1,1109 @@
+/**
+ * One behaviour suite for every Store adapter (STYLE: a conformance suite for the stores; tests run on real
+ * databases). An adapter's test file calls `describeStoreConformance` with a factory for a fresh store.
+ *
+ * The suite shares one store between its tests; each test works in accounts of its own (fresh ids), which also
+ * exercises account isolation all the time. Lists whose order the Store interface does not promise are compared
+ * sorted, so an adapter is free in those.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { AnyRecord } from "../../engine/records.js";
+import type {
+  AccountSettings,
+  DeviceRow,
+  NewEvent,
+  ProfileDocument,
+  ProfileState,
+  StoredEvent,
+  UserAccountRef,
+} from "../../engine/types.js";
+import { DEFAULT_SETTINGS } from "../../engine/types.js";
+import type { ApiKeyRow, MergeRow, ProfileSnapshot, Store, StoreReader, StoreTx } from "../store.js";
+import { blankProfile, fullProfile, newAccount, newId } from "./fixtures.js";
+
+const T0 = 1_700_000_000_000;
+
+function sorted<T>(items: readonly T[], by: (item: T) => string = String): T[] {
+  return [...items].sort((a, b) => (by(a) < by(b) ? -1 : by(a) > by(b) ? 1 : 0));
+}
+
+function event(profileId: string, ts: number, name = "Viewed", properties: NewEvent["properties"] = {}): NewEvent {
+  return { profileId, id: newId(), name, ts, properties, deviceId: null, platform: null };
+}
+
+/** The order the timeline promises: newest ts first, then highest seq. */
+function newestFirst(events: StoredEvent[]): StoredEvent[] {
+  return [...events].sort((a, b) => b.ts - a.ts || b.seq - a.seq);
+}
+
+/** Every page of a timeline, following `next` until it is null. */
+async function readAllPages(reader: StoreReader, accountId: string, profileIds: string[], limit: number) {
+  const pages: StoredEvent[][] = [];
+  let before: { ts: number; seq: number } | null = null;
+  for (let guard = 0; guard < 1000; guard++) {
+    const page = await reader.listEvents(accountId, profileIds, { before, limit });
+    pages.push(page.events);
+    if (page.next === null) return pages;
+    const last = page.events[page.events.length - 1]!;
+    expect(page.next).toEqual({ ts: last.ts, seq: last.seq });
+    before = page.next;
+  }
+  throw new Error("listEvents never returned next = null");
+}
+
+function snapshot(state: ProfileState, extra: Partial<ProfileSnapshot> = {}): ProfileSnapshot {
+  return { state, devices: [], userAccounts: [], documents: [], chargedIds: [], orphans: [], ...extra };
+}
+
+function merge(targetId: string, sourceId: string, createdAt: number, extra: Partial<MergeRow> = {}): MergeRow {
+  return {
+    id: newId(),
+    targetId,
+    sourceId,
+    createdAt,
+    undoneAt: null,
+    eventSeqAtMerge: 0,
+    target: snapshot(blankProfile(targetId)),
+    source: snapshot(blankProfile(sourceId)),
+    movedEventSeqs: [],
+    droppedEvents: [],
+    ...extra,
+  };
+}
+
+function profileRecord(deviceId: string, ts: number, name: string): AnyRecord {
+  return {
+    type: "profile",
+    ts,
+    handle: { kind: "device", deviceId },
+    properties: [{ kind: "set", key: "Name", value: name, type: "string" }],
+  };
+}
+
+export function describeStoreConformance(
+  name: string,
+  makeStore: () => Promise<Store>,
+  dropStore: (s: Store) => Promise<void>,
+): void {
+  describe(`Store conformance: ${name}`, () => {
+    let store: Store;
+
+    beforeAll(async () => {
+      store = await makeStore();
+    });
+
+    afterAll(async () => {
+      await dropStore(store);
+    });
+
+    /** A fresh account, so every test starts from an empty world. */
+    async function freshAccount(): Promise<string> {
+      const account = newAccount();
+      await store.createAccount(account);
+      return account.id;
+    }
+
+    /** Inserts blank profiles (or the given states) in one transaction; returns their ids. */
+    async function insertProfiles(accountId: string, ...states: ProfileState[]): Promise<string[]> {
+      await store.write(accountId, async (tx) => {
+        for (const state of states) await tx.insertProfile(accountId, state);
+      });
+      return states.map((s) => s.id);
+    }
+
+    describe("accounts and operator data", () => {
+      it("creates, reads, lists and updates the settings of accounts", async () => {
+        const account = newAccount(T0 + 5);
+        await store.createAccount(account);
+        expect(await store.getAccount(account.id)).toEqual(account);
+        expect(await store.getAccount(`acct_${newId()}`)).toBeNull();
+        expect(await store.listAccounts()).toContainEqual(account);
+
+        const settings: AccountSettings = {
+          identityKeys: ["Phone", "Identity", "Email"],
+          identityLimits: { Email: 3 },
+          mergePolicy: "merge",
+          timezone: "Europe/Paris",
+          allowedOrigins: ["https://shop.example"],
+          publicProperties: ["Name", "Tier"],
+        };
+        await store.updateAccountSettings(account.id, settings);
+        expect(await store.getAccount(account.id)).toEqual({ ...account, settings });
+      });
+
+      it("refuses a second account with the same id, and settings for an unknown account", async () => {
+        const account = newAccount();
+        await store.createAccount(account);
+        await expect(store.createAccount({ ...account, name: "Other" })).rejects.toThrow();
+        expect((await store.getAccount(account.id))?.name).toBe(account.name);
+        await expect(store.updateAccountSettings(`acct_${newId()}`, DEFAULT_SETTINGS)).rejects.toThrow();
+      });
+
+      it("finds API keys by hash, lists them per account and revokes them within their account only", async () => {
+        const [a, b] = [await freshAccount(), await freshAccount()];
+        const key = (accountId: string, createdAt: number): ApiKeyRow => ({
+          id: newId(),
+          accountId,
+          kind: "secret",
+          name: `key ${createdAt}`,
+          hash: newId() + newId(),
+          prefix: "pk_12345",
+          createdAt,
+          revokedAt: null,
+        });
+        const [a1, a2, b1] = [key(a, T0), { ...key(a, T0 + 1), kind: "public" as const }, key(b, T0)];
+        for (const k of [a1, a2, b1]) await store.insertApiKey(k);
+
+        expect(await store.findApiKeyByHash(a2.hash)).toEqual(a2);
+        expect(await store.findApiKeyByHash("0".repeat(64))).toBeNull();
+        expect(sorted(await store.listApiKeys(a), (k) => k.id)).toEqual(sorted([a1, a2], (k) => k.id));
+        expect(await store.listApiKeys(b)).toEqual([b1]);
+
+        expect(await store.revokeApiKey(b, a1.id, T0 + 10)).toBe(false);
+        expect(await store.revokeApiKey(a, newId(), T0 + 10)).toBe(false);
+        expect((await store.findApiKeyByHash(a1.hash))?.revokedAt).toBeNull();
+
+        expect(await store.revokeApiKey(a, a1.id, T0 + 10)).toBe(true);
+        expect(await store.findApiKeyByHash(a1.hash)).toEqual({ ...a1, revokedAt: T0 + 10 });
+        // Revoking again succeeds and keeps the first revocation time.
+        expect(await store.revokeApiKey(a, a1.id, T0 + 20)).toBe(true);
+        expect((await store.findApiKeyByHash(a1.hash))?.revokedAt).toBe(T0 + 10);
+        expect((await store.findApiKeyByHash(a2.hash))?.revokedAt).toBeNull();
+
+        await expect(store.insertApiKey({ ...key(a, T0), hash: a2.hash })).rejects.toThrow();
+      });
+
+      it("keeps meta values and dashboard users", async () => {
+        const metaKey = `test.${newId()}`;
+        expect(await store.getMeta(metaKey)).toBeNull();
+        await store.setMeta(metaKey, "one");
+        expect(await store.getMeta(metaKey)).toBe("one");
+        await store.setMeta(metaKey, "two");
+        expect(await store.getMeta(metaKey)).toBe("two");
+
+        const accountId = await freshAccount();
+        const user = { accountId, username: `user_${newId()}`, passwordHash: "aa:bb" };
+        expect(await store.findDashboardUser(user.username)).toBeNull();
+        await store.insertDashboardUser(user);
+        expect(await store.findDashboardUser(user.username)).toEqual(user);
+        await expect(store.insertDashboardUser({ ...user, passwordHash: "cc:dd" })).rejects.toThrow();
+        expect(await store.findDashboardUser(user.username)).toEqual(user);
+      });
+    });
+
+    describe("profiles", () => {
+      it("round-trips a full profile state through insert, get, lock and update", async () => {
+        const accountId = await freshAccount();
+        const state = fullProfile();
+        const seen = await store.write(accountId, async (tx) => {
+          await tx.insertProfile(accountId, state);
+          return { got: await tx.getProfile(accountId, state.id), locked: await tx.lockProfile(accountId, state.id) };
+        });
+        expect(seen.got).toEqual(state);
+        expect(seen.locked).toEqual(state);
+        expect(await store.reader.getProfile(accountId, state.id)).toEqual(state);
+
+        const updated: ProfileState = {
+          ...state,
+          props: {
+            ...state.props,
+            Name: { v: "Ada King", t: "string", ts: T0 + 50 },
+            Tier: { v: 3, t: "number", ts: T0 },
+          },
+          identities: { Identity: [{ value: "42", ts: T0 + 50 }] },
+          updatedAt: T0 + 50,
+          lastSeen: T0 + 50,
+          location: { city: null, region: null, country: "FR", lat: null, lon: null },
+          flags: { test: false, controlGroupExcluded: false },
+          stats: { events: 13, charged: 3, revenue: 120.4 },
+        };
+        await store.write(accountId, (tx) => tx.updateProfile(accountId, updated));
+        expect(await store.reader.getProfile(accountId, state.id)).toEqual(updated);
+      });
+
+      it("answers null for an unknown profile and refuses duplicates and updates of missing profiles", async () => {
+        const accountId = await freshAccount();
+        const [id] = await insertProfiles(accountId, blankProfile());
+        expect(await store.reader.getProfile(accountId, newId())).toBeNull();
+        expect(await store.write(accountId, (tx) => tx.lockProfile(accountId, newId()))).toBeNull();
+        await expect(store.write(accountId, (tx) => tx.insertProfile(accountId, fullProfile(id)))).rejects.toThrow();
+        expect(await store.reader.getProfile(accountId, id!)).toEqual(blankProfile(id));
+        await expect(store.write(accountId, (tx) => tx.updateProfile(accountId, blankProfile()))).rejects.toThrow();
+      });
+
+      it("lists orphans and tombstones from the state's orphanOf and mergedInto, following updates", async () => {
+        const accountId = await freshAccount();
+        const owner = newId();
+        const o1 = { ...blankProfile(), orphanOf: owner };
+        const o2 = { ...blankProfile(), orphanOf: owner };
+        const t1 = blankProfile();
+        await insertProfiles(accountId, blankProfile(owner), o1, o2, t1, { ...blankProfile(), orphanOf: newId() });
+        expect(sorted(await store.reader.listOrphans(accountId, owner))).toEqual(sorted([o1.id, o2.id]));
+        expect(await store.reader.listTombstones(accountId, owner)).toEqual([]);
+
+        await store.write(accountId, async (tx) => {
+          await tx.updateProfile(accountId, { ...t1, mergedInto: owner });
+          await tx.updateProfile(accountId, { ...o1, orphanOf: null });
+        });
+        expect(await store.reader.listOrphans(accountId, owner)).toEqual([o2.id]);
+        expect(await store.reader.listTombstones(accountId, owner)).toEqual([t1.id]);
+        expect(await store.reader.listOrphans(accountId, newId())).toEqual([]);
+      });
+
+      it("pages live and orphan profile ids in id order, leaving out tombstones", async () => {
+        const accountId = await freshAccount();
+        const live = Array.from({ length: 7 }, () => blankProfile());
+        const orphan = { ...blankProfile(), orphanOf: live[0]!.id };
+        const tombstone = { ...blankProfile(), mergedInto: live[1]!.id };
+        await insertProfiles(accountId, ...live, orphan, tombstone);
+        const expected = sorted([...live, orphan].map((p) => p.id));
+
+        const seen: string[] = [];
+        let after: string | null = null;
+        for (let guard = 0; guard < 10; guard++) {
+          const ids: string[] = await store.reader.listProfileIds(accountId, after, 3);
+          expect(ids.length).toBeLessThanOrEqual(3);
+          seen.push(...ids);
+          if (ids.length < 3) break;
+          after = ids[ids.length - 1]!;
+        }
+        expect(seen).toEqual(expected);
+        expect(await store.write(accountId, (tx) => tx.listProfileIds(accountId, expected[4]!, 100))).toEqual(
+          expected.slice(5),
+        );
+        expect(await store.reader.listProfileIds(accountId, expected[7]!, 100)).toEqual([]);
+      });
+
+      it("counts control-group-excluded profiles of the account, leaving out merge tombstones", async () => {
+        const accountId = await freshAccount();
+        expect(await store.reader.countControlGroupExcluded(accountId)).toBe(0);
+        const excluded = (p: ProfileState): ProfileState => ({
+          ...p,
+          flags: { ...p.flags, controlGroupExcluded: true },
+        });
+        const [p1, p2, p3] = [excluded(blankProfile()), excluded(blankProfile()), blankProfile()];
+        await insertProfiles(accountId, p1, p2, p3);
+        expect(await store.reader.countControlGroupExcluded(accountId)).toBe(2);
+
+        await store.write(accountId, async (tx) => {
+          await tx.updateProfile(accountId, excluded(p3));
+          await tx.updateProfile(accountId, blankProfile(p1.id));
+        });
+        expect(await store.reader.countControlGroupExcluded(accountId)).toBe(2);
+
+        await store.write(accountId, (tx) => tx.updateProfile(accountId, { ...p2, mergedInto: p3.id }));
+        expect(await store.reader.countControlGroupExcluded(accountId)).toBe(1);
+      });
+    });
+
+    describe("identities, devices and user accounts", () => {
+      it("gives an identity value to its first claimant and releases it only for its owner", async () => {
+        const accountId = await freshAccount();
+        const [p1, p2] = await insertProfiles(accountId, blankProfile(), blankProfile());
+        const owners = await store.write(accountId, async (tx) => [
+          await tx.claimIdentity(accountId, "Email", "ada@example.com", p1!),
+          await tx.claimIdentity(accountId, "Email", "ada@example.com", p2!),
+          await tx.claimIdentity(accountId, "Identity", "ada@example.com", p2!),
+          await tx.claimIdentity(accountId, "Email", "ada@example.com", p1!),
+        ]);
+        expect(owners).toEqual([p1, p1, p2, p1]);
+        expect(await store.reader.findProfileByIdentity(accountId, "Email", "ada@example.com")).toBe(p1);
+        expect(await store.reader.findProfileByIdentity(accountId, "Identity", "ada@example.com")).toBe(p2);
+        expect(await store.reader.findProfileByIdentity(accountId, "Email", "nobody@example.com")).toBeNull();
+
+        await store.write(accountId, (tx) => tx.releaseIdentity(accountId, "Email", "ada@example.com", p2!));
+        expect(await store.reader.findProfileByIdentity(accountId, "Email", "ada@example.com")).toBe(p1);
+        await store.write(accountId, (tx) => tx.releaseIdentity(accountId, "Email", "ada@example.com", p1!));
+        expect(await store.reader.findProfileByIdentity(accountId, "Email", "ada@example.com")).toBeNull();
+        expect(await store.write(accountId, (tx) => tx.claimIdentity(accountId, "Email", "ada@example.com", p2!))).toBe(
+          p2,
+        );
+      });
+
+      it("drops every value of one identity key and keeps the other keys", async () => {
+        const accountId = await freshAccount();
+        const [p1, p2] = await insertProfiles(accountId, blankProfile(), blankProfile());
+        await store.write(accountId, async (tx) => {
+          await tx.claimIdentity(accountId, "Phone", "+33600000001", p1!);
+          await tx.claimIdentity(accountId, "Phone", "+33600000002", p2!);
+          await tx.claimIdentity(accountId, "Email", "p1@example.com", p1!);
+          await tx.releaseIdentityKey(accountId, "Phone");
+        });
+        expect(await store.reader.findProfileByIdentity(accountId, "Phone", "+33600000001")).toBeNull();
+        expect(await store.reader.findProfileByIdentity(accountId, "Phone", "+33600000002")).toBeNull();
+        expect(await store.reader.findProfileByIdentity(accountId, "Email", "p1@example.com")).toBe(p1);
+      });
+
+      it("creates, repoints, updates and deletes devices", async () => {
+        const accountId = await freshAccount();
+        const [p1, p2] = await insertProfiles(accountId, blankProfile(), blankProfile());
+        const d1: DeviceRow = { deviceId: "dev-1", profileId: p1!, pushToken: "tok-1", platform: "web" };
+        const d2: DeviceRow = { deviceId: "dev-2", profileId: p1!, pushToken: null, platform: null };
+        await store.write(accountId, async (tx) => {
+          await tx.upsertDevice(accountId, d1);
+          await tx.upsertDevice(accountId, d2);
+        });
+        expect(await store.reader.findDevice(accountId, "dev-1")).toEqual(d1);
+        expect(sorted(await store.reader.listDevices(accountId, p1!), (d) => d.deviceId)).toEqual([d1, d2]);
+        expect(await store.reader.findDevice(accountId, "dev-unknown")).toBeNull();
+
+        // A device has one current profile: upserting it elsewhere moves it, token and platform included.
+        const moved: DeviceRow = { deviceId: "dev-1", profileId: p2!, pushToken: null, platform: "ios" };
+        await store.write(accountId, (tx) => tx.upsertDevice(accountId, moved));
+        expect(await store.reader.findDevice(accountId, "dev-1")).toEqual(moved);
+        expect(await store.reader.listDevices(accountId, p1!)).toEqual([d2]);
+        expect(await store.reader.listDevices(accountId, p2!)).toEqual([moved]);
+
+        await store.write(accountId, (tx) => tx.deleteDevice(accountId, "dev-2"));
+        expect(await store.reader.findDevice(accountId, "dev-2")).toBeNull();
+        expect(await store.reader.listDevices(accountId, p1!)).toEqual([]);
+      });
+
+      it("gives an unknown device to its first claimant and leaves a known one where it is", async () => {
+        const accountId = await freshAccount();
+        const [p1, p2] = await insertProfiles(accountId, blankProfile(), blankProfile());
+        const first: DeviceRow = { deviceId: "dev-c", profileId: p1!, pushToken: "tok", platform: "web" };
+        const owners = await store.write(accountId, async (tx) => [
+          await tx.claimDevice(accountId, first),
+          await tx.claimDevice(accountId, { deviceId: "dev-c", profileId: p2!, pushToken: null, platform: "ios" }),
+        ]);
+        expect(owners).toEqual([p1, p1]);
+        expect(await store.reader.findDevice(accountId, "dev-c")).toEqual(first);
+        expect(await store.reader.listDevices(accountId, p2!)).toEqual([]);
+      });
+
+      it("gives a racing unknown device to exactly one of 50 new profiles", async () => {
+        const accountId = await freshAccount();
+        const results = await Promise.all(
+          Array.from({ length: 50 }, () =>
+            store.write(accountId, async (tx) => {
+              const mine = newId();
+              const device: DeviceRow = { deviceId: "dev-race", profileId: mine, pushToken: null, platform: null };
+              return { mine, owner: await tx.claimDevice(accountId, device) };
+            }),
+          ),
+        );
+        const winners = results.filter((r) => r.owner === r.mine);
+        expect(winners).toHaveLength(1);
+        expect(new Set(results.map((r) => r.owner))).toEqual(new Set([winners[0]!.mine]));
+        expect((await store.reader.findDevice(accountId, "dev-race"))?.profileId).toBe(winners[0]!.mine);
+      });
+
+      it("gives a user account to its first claimant and releases it", async () => {
+        const accountId = await freshAccount();
+        const [p1, p2] = await insertProfiles(accountId, blankProfile(), blankProfile());
+        const ref: UserAccountRef = { compartmentId: "default", userAccountId: "u-1" };
+        const other: UserAccountRef = { compartmentId: "crm", userAccountId: "u-1" };
+        const owners = await store.write(accountId, async (tx) => [
+          await tx.claimUserAccount(accountId, ref, p1!),
+          await tx.claimUserAccount(accountId, ref, p2!),
+          await tx.claimUserAccount(accountId, other, p1!),
+        ]);
+        expect(owners).toEqual([p1, p1, p1]);
+        expect(await store.reader.findProfileByUserAccount(accountId, ref)).toBe(p1);
+        expect(await store.reader.findProfileByUserAccount(accountId, { ...ref, userAccountId: "u-2" })).toBeNull();
+        expect(
+          sorted(await store.reader.listUserAccounts(accountId, p1!), (r) => `${r.compartmentId}/${r.userAccountId}`),
+        ).toEqual([other, ref]);
+
+        await store.write(accountId, (tx) => tx.releaseUserAccount(accountId, ref));
+        expect(await store.reader.findProfileByUserAccount(accountId, ref)).toBeNull();
+        expect(await store.reader.listUserAccounts(accountId, p1!)).toEqual([other]);
+        expect(await store.write(accountId, (tx) => tx.claimUserAccount(accountId, ref, p2!))).toBe(p2);
+      });
+
+      it("puts, replaces, lists and deletes profile documents", async () => {
+        const accountId = await freshAccount();
+        const [p1, p2] = await insertProfiles(accountId, blankProfile(), blankProfile());
+        const doc = (profileId: string, userAccountId: string, body: ProfileDocument["body"]): ProfileDocument => ({
+          compartmentId: "default",
+          userAccountId,
+          profileId,
+          body: { $compartment_id: "default", $user_account_id: userAccountId, ...body },
+          createdAt: T0,
+          updatedAt: T0,
+        });
+        const d1 = doc(p1!, "u-1", { plan: "gold", nested: { a: [1, 2, { b: true }] } });
+        const d2 = doc(p1!, "u-2", {});
+        await store.write(accountId, async (tx) => {
+          await tx.putDocument(accountId, d1);
+          await tx.putDocument(accountId, d2);
+        });
+        expect(await store.reader.getDocument(accountId, d1)).toEqual(d1);
+        expect(sorted(await store.reader.listDocuments(accountId, p1!), (d) => d.userAccountId)).toEqual([d1, d2]);
+
+        const replaced = { ...d1, profileId: p2!, body: { plan: "silver" }, updatedAt: T0 + 9 };
+        await store.write(accountId, (tx) => tx.putDocument(accountId, replaced));
+        expect(await store.reader.getDocument(accountId, d1)).toEqual(replaced);
+        expect(await store.reader.listDocuments(accountId, p1!)).toEqual([d2]);
+        expect(await store.reader.listDocuments(accountId, p2!)).toEqual([replaced]);
+
+        expect(await store.write(accountId, (tx) => tx.deleteDocument(accountId, d2))).toBe(true);
+        expect(await store.write(accountId, (tx) => tx.deleteDocument(accountId, d2))).toBe(false);
+        expect(await store.reader.getDocument(accountId, d2)).toBeNull();
+        expect(await store.reader.listDocuments(accountId, p1!)).toEqual([]);
+      });
+    });
+
+    describe("idempotency and Charged IDs", () => {
+      it("claims a record id once per account", async () => {
+        const [a, b] = [await freshAccount(), await freshAccount()];
+        const recordId = newId();
+        expect(
+          await store.write(a, async (tx) => [
+            await tx.claimRecordId(a, recordId, T0),
+            await tx.claimRecordId(a, recordId, T0 + 1),
+          ]),
+        ).toEqual([true, false]);
+        expect(await store.write(a, (tx) => tx.claimRecordId(a, recordId, T0 + 2))).toBe(false);
+        expect(await store.write(b, (tx) => tx.claimRecordId(b, recordId, T0))).toBe(true);
+        expect(await store.write(a, (tx) => tx.claimRecordId(a, newId(), T0))).toBe(true);
+      });
+
+      it("claims a Charged ID once per profile, lists and releases them", async () => {
+        const accountId = await freshAccount();
+        const [p1, p2] = await insertProfiles(accountId, blankProfile(), blankProfile());
+        const claims = await store.write(accountId, async (tx) => [
+          await tx.claimChargedId(accountId, p1!, "order-1"),
+          await tx.claimChargedId(accountId, p1!, "order-1"),
+          await tx.claimChargedId(accountId, p1!, "order-2"),
+          await tx.claimChargedId(accountId, p2!, "order-1"),
+        ]);
+        expect(claims).toEqual([true, false, true, true]);
+        expect(sorted(await store.reader.listChargedIds(accountId, p1!))).toEqual(["order-1", "order-2"]);
+        expect(await store.reader.listChargedIds(accountId, p2!)).toEqual(["order-1"]);
+
+        await store.write(accountId, (tx) => tx.releaseChargedIds(accountId, p1!));
+        expect(await store.reader.listChargedIds(accountId, p1!)).toEqual([]);
+        expect(await store.reader.listChargedIds(accountId, p2!)).toEqual(["order-1"]);
+        expect(await store.write(accountId, (tx) => tx.claimChargedId(accountId, p1!, "order-1"))).toBe(true);
+      });
+    });
+
+    describe("events", () => {
+      it("assigns increasing seqs in order and keeps every field", async () => {
+        const accountId = await freshAccount();
+        const [p1] = await insertProfiles(accountId, blankProfile());
+        const charged = event(p1!, T0 + 2, "Charged", {
+          Amount: 49.9,
+          "Payment Mode": "card",
+          "Charged ID": "order-1",
+          Items: [
+            { sku: "a-1", qty: 2, gift: false },
+            { sku: "b-2", qty: 1, gift: true },
+          ],
+        });
+        const batch: NewEvent[] = [
+          { ...event(p1!, T0, "App Launched", { first: true }), deviceId: "dev-1", platform: "android" },
+          charged,
+          event(p1!, T0 + 1, "Viewed", { page: "/é ✓", n: 0 }),
+        ];
+        const seqs = await store.write(accountId, (tx) => tx.insertEvents(accountId, batch));
+        expect(seqs).toHaveLength(3);
+        expect(seqs[0]!).toBeLessThan(seqs[1]!);
+        expect(seqs[1]!).toBeLessThan(seqs[2]!);
+
+        const stored = await store.write(accountId, (tx) => tx.listEventsBySeq(accountId, seqs));
+        expect(sorted(stored, (e) => String(e.seq).padStart(20, "0"))).toEqual(
+          batch.map((e, i) => ({ ...e, seq: seqs[i] })),
+        );
+        expect(await store.write(accountId, (tx) => tx.listEventSeqs(accountId, p1!))).toEqual(seqs);
+        expect(await store.write(accountId, (tx) => tx.insertEvents(accountId, []))).toEqual([]);
+      });
+
+      it("pages a profile's timeline newest first by (ts, seq), equal ts included, without gaps or repeats", async () => {
+        const accountId = await freshAccount();
+        const [p1] = await insertProfiles(accountId, blankProfile());
+        const times = [T0 + 100, T0 + 300, T0 + 200, T0 + 300, T0 + 100, T0 + 200, T0 + 300, T0 + 50];
+        const seqs = await store.write(accountId, (tx) =>
+          tx.insertEvents(
+            accountId,
+            times.map((ts) => event(p1!, ts)),
+          ),
+        );
+        const all = await store.write(accountId, (tx) => tx.listEventsBySeq(accountId, seqs));
+        const expected = newestFirst(all);
+
+        for (const limit of [1, 3, 4, 8, 20]) {
+          const pages = await readAllPages(store.reader, accountId, [p1!], limit);
+          expect(pages.flat()).toEqual(expected);
+          for (const page of pages) expect(page.length).toBeLessThanOrEqual(limit);
+          // `next` only when more rows exist: a page count of exactly ceil(total / limit), never an empty last page.
+          expect(pages).toHaveLength(Math.max(1, Math.ceil(expected.length / limit)));
+        }
+        const first = await store.reader.listEvents(accountId, [p1!], { limit: 8 });
+        expect(first.next).toBeNull();
+        const firstThree = await store.reader.listEvents(accountId, [p1!], { before: null, limit: 3 });
+        expect(firstThree.events.map((e) => e.ts)).toEqual([T0 + 300, T0 + 300, T0 + 300]);
+        expect(firstThree.events.map((e) => e.seq)).toEqual([seqs[6], seqs[3], seqs[1]]);
+      });
+
+      it("merges the timelines of several profiles and excludes the others", async () => {
+        const accountId = await freshAccount();
+        const [p1, p2, p3] = await insertProfiles(accountId, blankProfile(), blankProfile(), blankProfile());
+        const seqs = await store.write(accountId, (tx) =>
+          tx.insertEvents(accountId, [
+            event(p1!, T0 + 10),
+            event(p2!, T0 + 10),
+            event(p3!, T0 + 15),
+            event(p2!, T0 + 20),
+            event(p1!, T0 + 5),
+            event(p2!, T0 + 5),
+            event(p1!, T0 + 30),
+          ]),
+        );
+        const all = await store.write(accountId, (tx) => tx.listEventsBySeq(accountId, seqs));
+        const expected = newestFirst(all.filter((e) => e.profileId !== p3));
+        expect(expected).toHaveLength(6);
+        for (const limit of [1, 2, 5, 6, 100]) {
+          expect((await readAllPages(store.reader, accountId, [p1!, p2!], limit)).flat()).toEqual(expected);
+        }
+        expect(
+          (await store.reader.listEvents(accountId, [p3!, newId()], { limit: 10 })).events.map((e) => e.seq),
+        ).toEqual([seqs[2]]);
+        expect(await store.reader.listEvents(accountId, [], { limit: 10 })).toEqual({ events: [], next: null });
+        expect(await store.reader.listEvents(accountId, [newId()], { limit: 10 })).toEqual({ events: [], next: null });
+      });
+
+      it("reads a page of many profiles at once", async () => {
+        const accountId = await freshAccount();
+        const profiles = Array.from({ length: 300 }, () => blankProfile());
+        await insertProfiles(accountId, ...profiles);
+        await store.write(accountId, (tx) =>
+          tx.insertEvents(
+            accountId,
+            profiles.map((p, i) => event(p.id, T0 + i)),
+          ),
+        );
+        const ids = profiles.map((p) => p.id);
+        const page = await store.reader.listEvents(accountId, ids, { limit: 250 });
+        expect(page.events).toHaveLength(250);
+        expect(page.events[0]?.profileId).toBe(ids[299]);
+        expect(page.next).not.toBeNull();
+        const rest = await store.reader.listEvents(accountId, ids, { before: page.next, limit: 250 });
+        expect(rest.events.map((e) => e.profileId)).toEqual(ids.slice(0, 50).reverse());
+        expect(rest.next).toBeNull();
+      });
+
+      it("tracks the account's highest seq", async () => {
+        const [a, b] = [await freshAccount(), await freshAccount()];
+        expect(await store.reader.maxEventSeq(a)).toBe(0);
+        const [p1] = await insertProfiles(a, blankProfile());
+        const seqs = await store.write(a, (tx) => tx.insertEvents(a, [event(p1!, T0), event(p1!, T0 - 10)]));
+        expect(await store.reader.maxEventSeq(a)).toBe(seqs[1]);
+        expect(await store.write(a, (tx) => tx.maxEventSeq(a))).toBe(seqs[1]);
+        expect(await store.reader.maxEventSeq(b)).toBe(0);
+      });
+
+      it("moves, deletes and restores events by seq, never reusing a seq", async () => {
+        const accountId = await freshAccount();
+        const [p1, p2] = await insertProfiles(accountId, blankProfile(), blankProfile());
+        const seqs = await store.write(accountId, (tx) =>
+          tx.insertEvents(accountId, [event(p1!, T0), event(p1!, T0 + 1), event(p1!, T0 + 2), event(p2!, T0 + 3)]),
+        );
+        const [s0, s1, s2, s3] = seqs as [number, number, number, number];
+
+        await store.write(accountId, (tx) => tx.moveEvents(accountId, [s1, s2], p2!));
+        await store.write(accountId, async (tx) => {
+          expect(await tx.listEventSeqs(accountId, p1!)).toEqual([s0]);
+          expect(await tx.listEventSeqs(accountId, p2!)).toEqual([s1, s2, s3]);
+          expect((await tx.listEventsBySeq(accountId, [s1, s2])).map((e) => e.profileId)).toEqual([p2, p2]);
+        });
+
+        const removed = await store.write(accountId, async (tx) => {
+          const events = await tx.listEventsBySeq(accountId, [s2, s3]);
+          await tx.deleteEvents(accountId, [s2, s3]);
+          return events;
+        });
+        expect(removed.map((e) => e.seq)).toEqual([s2, s3]);
+        expect(await store.write(accountId, (tx) => tx.listEventsBySeq(accountId, [s2, s3]))).toEqual([]);
+        expect((await store.reader.listEvents(accountId, [p2!], { limit: 10 })).events.map((e) => e.seq)).toEqual([s1]);
+
+        // A new event never takes the seq of a deleted one, even the newest.
+        const [s4] = await store.write(accountId, (tx) => tx.insertEvents(accountId, [event(p1!, T0 + 4)]));
+        expect(s4!).toBeGreaterThan(s3);
+
+        await store.write(accountId, (tx) => tx.restoreEvents(accountId, removed));
+        expect(await store.write(accountId, (tx) => tx.listEventsBySeq(accountId, [s2, s3]))).toEqual(removed);
+        expect((await store.reader.listEvents(accountId, [p2!], { limit: 10 })).events.map((e) => e.seq)).toEqual([
+          s3,
+          s2,
+          s1,
+        ]);
+        const [s5] = await store.write(accountId, (tx) => tx.insertEvents(accountId, [event(p1!, T0 + 5)]));
+        expect(s5!).toBeGreaterThan(s4!);
+        expect(await store.reader.maxEventSeq(accountId)).toBe(s5);
+      });
+    });
+
+    describe("type registry", () => {
+      it("keeps the first registered type per scope and path, and allows the one change", async () => {
+        const accountId = await freshAccount();
+        const registered = await store.write(accountId, async (tx) => [
+          await tx.registerType(accountId, "profile", "Plan", "string"),
+          await tx.registerType(accountId, "profile", "Plan", "number"),
+          await tx.registerType(accountId, "event:Charged", "Plan", "number"),
+          await tx.registerType(accountId, "profile", "address.city", "string"),
+        ]);
+        expect(registered).toEqual(["string", "string", "number", "string"]);
+
+        await store.write(accountId, (tx) => tx.changeType(accountId, "profile", "Plan", "multi"));
+        expect(await store.write(accountId, (tx) => tx.registerType(accountId, "profile", "Plan", "string"))).toBe(
+          "multi",
+        );
+        expect(sorted(await store.reader.listTypes(accountId), (t) => `${t.scope} ${t.path}`)).toEqual([
+          { scope: "event:Charged", path: "Plan", type: "number" },
+          { scope: "profile", path: "Plan", type: "multi" },
+          { scope: "profile", path: "address.city", type: "string" },
+        ]);
+      });
+
+      it("lets exactly one of many racing first writers fix the type", async () => {
+        const accountId = await freshAccount();
+        const types = ["string", "number", "boolean", "date"] as const;
+        const results = await Promise.all(
+          Array.from({ length: 20 }, (_, i) =>
+            store.write(accountId, (tx) => tx.registerType(accountId, "profile", "Racy", types[i % types.length]!)),
+          ),
+        );
+        const winner = (await store.reader.listTypes(accountId))[0]?.type;
+        expect(winner).toBeDefined();
+        expect(new Set(results)).toEqual(new Set([winner]));
+      });
+    });
+
+    describe("merges", () => {
+      it("round-trips a merge with its snapshots and dropped events", async () => {
+        const accountId = await freshAccount();
+        const target = fullProfile();
+        const source = { ...blankProfile(), orphanOf: null };
+        const dropped: StoredEvent = {
+          seq: 17,
+          profileId: source.id,
+          id: "evt-1",
+          name: "Charged",
+          ts: T0,
+          properties: { Amount: 10, "Charged ID": "order-1", Items: [{ sku: "x" }] },
+          deviceId: "dev-9",
+          platform: "web",
+        };
+        const row = merge(target.id, source.id, T0 + 100, {
+          eventSeqAtMerge: 42,
+          target: snapshot(target, {
+            devices: [{ deviceId: "dev-1", profileId: target.id, pushToken: "t", platform: "ios" }],
+            userAccounts: [{ compartmentId: "default", userAccountId: "u-1" }],
+            documents: [
+              {
+                compartmentId: "default",
+                userAccountId: "u-1",
+                profileId: target.id,
+                body: { a: { b: 1 } },
+                createdAt: T0,
+                updatedAt: T0 + 1,
+              },
+            ],
+            chargedIds: ["order-9"],
+            orphans: [newId()],
+          }),
+          source: snapshot(source, { chargedIds: ["order-1"] }),
+          movedEventSeqs: [3, 5, 8],
+          droppedEvents: [dropped],
+        });
+        await store.write(accountId, (tx) => tx.insertMerge(accountId, row));
+        expect(await store.reader.getMerge(accountId, row.id)).toEqual(row);
+        expect(await store.reader.getMerge(accountId, newId())).toBeNull();
+
+        await store.write(accountId, (tx) => tx.markMergeUndone(accountId, row.id, T0 + 500));
+        expect(await store.reader.getMerge(accountId, row.id)).toEqual({ ...row, undoneAt: T0 + 500 });
+      });
+
+      it("lists the merges touching a profile newest first, ties in insertion order", async () => {
+        const accountId = await freshAccount();
+        const [a, b, c, d] = [newId(), newId(), newId(), newId()];
+        const m1 = merge(a, b, T0 + 1000);
+        const m2 = merge(c, a, T0 + 2000);
+        const m3 = merge(a, d, T0 + 2000);
+        const m4 = merge(c, d, T0 + 3000);
+        await store.write(accountId, async (tx) => {
+          for (const m of [m1, m2, m3, m4]) await tx.insertMerge(accountId, m);
+        });
+        expect(await store.reader.listMergesTouching(accountId, a)).toEqual([m3, m2, m1]);
+        expect(await store.reader.listMergesTouching(accountId, b)).toEqual([m1]);
+        expect((await store.reader.listMergesTouching(accountId, d)).map((m) => m.id)).toEqual([m4.id, m3.id]);
+        expect(await store.reader.listMergesTouching(accountId, newId())).toEqual([]);
+      });
+
+      it("keeps each merge's journal in append order and deletes merges touching a profile with their journals", async () => {
+        const accountId = await freshAccount();
+        const [a, b, c] = [newId(), newId(), newId()];
+        const m1 = merge(a, b, T0);
+        const m2 = merge(c, a, T0 + 1);
+        const m3 = merge(c, newId(), T0 + 2);
+        const records = (m: MergeRow) =>
+          Array.from({ length: 12 }, (_, i) => profileRecord(`dev-${m.id}`, T0 + i, `n${i}`));
+        await store.write(accountId, async (tx) => {
+          for (const m of [m1, m2, m3]) await tx.insertMerge(accountId, m);
+          // Interleaved appends: each journal still reads back in its own order.
+          for (let i = 0; i < 12; i++) {
+            for (const m of [m1, m2, m3]) await tx.appendJournal(accountId, m.id, records(m)[i]!);
+          }
+        });
+        await store.write(accountId, async (tx) => {
+          for (const m of [m1, m2, m3]) expect(await tx.listJournal(accountId, m.id)).toEqual(records(m));
+          expect(await tx.listJournal(accountId, newId())).toEqual([]);
+        });
+
+        await store.write(accountId, (tx) => tx.deleteMergesTouching(accountId, b));
+        expect(await store.reader.getMerge(accountId, m1.id)).toBeNull();
+        expect(await store.reader.listMergesTouching(accountId, a)).toEqual([m2]);
+        await store.write(accountId, async (tx) => {
+          expect(await tx.listJournal(accountId, m1.id)).toEqual([]);
+          expect(await tx.listJournal(accountId, m2.id)).toEqual(records(m2));
+        });
+
+        await store.write(accountId, (tx) => tx.deleteMergesTouching(accountId, a));
+        expect(await store.reader.getMerge(accountId, m2.id)).toBeNull();
+        expect(await store.reader.getMerge(accountId, m3.id)).toEqual(m3);
+        await store.write(accountId, async (tx) => {
+          expect(await tx.listJournal(accountId, m2.id)).toEqual([]);
+          expect(await tx.listJournal(accountId, m3.id)).toEqual(records(m3));
+        });
+      });
+    });
+
+    describe("deleting a profile", () => {
+      /** A profile with something in every table a profile owns rows in. */
+      async function populate(accountId: string, id: string, tag: string) {
+        const doc: ProfileDocument = {
+          compartmentId: "default",
+          userAccountId: `u-${tag}`,
+          profileId: id,
+          body: { tag },
+          createdAt: T0,
+          updatedAt: T0,
+        };
+        return store.write(accountId, async (tx) => {
+          await tx.insertProfile(accountId, fullProfile(id));
+          await tx.claimIdentity(accountId, "Email", `${tag}@example.com`, id);
+          await tx.claimIdentity(accountId, "Identity", tag, id);
+          await tx.upsertDevice(accountId, { deviceId: `${tag}-d1`, profileId: id, pushToken: null, platform: null });
+          await tx.upsertDevice(accountId, { deviceId: `${tag}-d2`, profileId: id, pushToken: "t", platform: "ios" });
+          await tx.claimUserAccount(accountId, doc, id);
+          await tx.putDocument(accountId, doc);
+          await tx.claimChargedId(accountId, id, `${tag}-order`);
+          const seqs = await tx.insertEvents(accountId, [event(id, T0), event(id, T0 + 1), event(id, T0 + 2)]);
+          return { doc, seqs };
+        });
+      }
+
+      it("removes everything the profile owns, counts it, and leaves other profiles alone", async () => {
+        const accountId = await freshAccount();
+        const [p, q] = [newId(), newId()];
+        const { doc, seqs } = await populate(accountId, p, "p");
+        const kept = await populate(accountId, q, "q");
+        const m = merge(q, p, T0);
+        await store.write(accountId, async (tx) => {
+          await tx.insertMerge(accountId, m);
+          await tx.appendJournal(accountId, m.id, profileRecord("p-d1", T0, "x"));
+        });
+
+        const counts = await store.write(accountId, async (tx) => {
+          const deleted = await tx.deleteProfileData(accountId, p);
+          await tx.deleteMergesTouching(accountId, p);
+          return deleted;
+        });
+        expect(counts).toEqual({ profiles: 1, events: 3, identities: 2, devices: 2 });
+
+        const r = store.reader;
+        expect(await r.getProfile(accountId, p)).toBeNull();
+        expect(await r.findProfileByIdentity(accountId, "Email", "p@example.com")).toBeNull();
+        expect(await r.findProfileByIdentity(accountId, "Identity", "p")).toBeNull();
+        expect(await r.findDevice(accountId, "p-d1")).toBeNull();
+        expect(await r.listDevices(accountId, p)).toEqual([]);
+        expect(await r.findProfileByUserAccount(accountId, doc)).toBeNull();
+        expect(await r.listUserAccounts(accountId, p)).toEqual([]);
+        expect(await r.getDocument(accountId, doc)).toBeNull();
+        expect(await r.listDocuments(accountId, p)).toEqual([]);
+        expect(await r.listChargedIds(accountId, p)).toEqual([]);
+        expect(await r.listEvents(accountId, [p], { limit: 10 })).toEqual({ events: [], next: null });
+        expect(await r.listMergesTouching(accountId, p)).toEqual([]);
+        expect(await r.getMerge(accountId, m.id)).toBeNull();
+        await store.write(accountId, async (tx) => {
+          expect(await tx.listEventsBySeq(accountId, seqs)).toEqual([]);
+          expect(await tx.listEventSeqs(accountId, p)).toEqual([]);
+          expect(await tx.listJournal(accountId, m.id)).toEqual([]);
+        });
+
+        expect(await r.getProfile(accountId, q)).toEqual(fullProfile(q));
+        expect(await r.findProfileByIdentity(accountId, "Email", "q@example.com")).toBe(q);
+        expect(await r.listDevices(accountId, q)).toHaveLength(2);
+        expect(await r.getDocument(accountId, kept.doc)).toEqual(kept.doc);
+        expect(await r.listUserAccounts(accountId, q)).toEqual([{ compartmentId: "default", userAccountId: "u-q" }]);
+        expect(await r.listChargedIds(accountId, q)).toEqual(["q-order"]);
+        expect((await r.listEvents(accountId, [q], { limit: 10 })).events).toHaveLength(3);
+      });
+
+      it("counts nothing for an unknown profile", async () => {
+        const accountId = await freshAccount();
+        expect(await store.write(accountId, (tx) => tx.deleteProfileData(accountId, newId()))).toEqual({
+          profiles: 0,
+          events: 0,
+          identities: 0,
+          devices: 0,
+        });
+      });
+    });
+
+    describe("transactions", () => {
+      it("commits and returns the function's result", async () => {
+        const accountId = await freshAccount();
+        const state = blankProfile();
+        const result = await store.write(accountId, async (tx) => {
+          await tx.insertProfile(accountId, state);
+          return "done";
+        });
+        expect(result).toBe("done");
+        expect(await store.reader.getProfile(accountId, state.id)).toEqual(state);
+      });
+
+      it("rolls back everything when the function throws, and rethrows the same error", async () => {
+        const accountId = await freshAccount();
+        const [p0] = await insertProfiles(accountId, blankProfile());
+        await store.write(accountId, (tx) => tx.insertEvents(accountId, [event(p0!, T0)]));
+        const seqBefore = await store.reader.maxEventSeq(accountId);
+        const state = blankProfile();
+        const failure = new Error("boom");
+        const attempt = store.write(accountId, async (tx) => {
+          await tx.insertProfile(accountId, state);
+          await tx.claimIdentity(accountId, "Email", "rollback@example.com", state.id);
+          await tx.upsertDevice(accountId, { deviceId: "rb-1", profileId: state.id, pushToken: null, platform: null });
+          await tx.insertEvents(accountId, [event(state.id, T0)]);
+          await tx.claimRecordId(accountId, "record-rb", T0);
+          await tx.updateProfile(accountId, { ...blankProfile(p0), bucket: 9 });
+          throw failure;
+        });
+        await expect(attempt).rejects.toBe(failure);
+
+        expect(await store.reader.getProfile(accountId, state.id)).toBeNull();
+        expect(await store.reader.getProfile(accountId, p0!)).toEqual(blankProfile(p0));
+        expect(await store.reader.findProfileByIdentity(accountId, "Email", "rollback@example.com")).toBeNull();
+        expect(await store.reader.findDevice(accountId, "rb-1")).toBeNull();
+        expect((await store.reader.listEvents(accountId, [state.id], { limit: 5 })).events).toEqual([]);
+        expect(await store.reader.maxEventSeq(accountId)).toBe(seqBefore);
+        expect(await store.write(accountId, (tx) => tx.claimRecordId(accountId, "record-rb", T0))).toBe(true);
+      });
+
+      it("undoes a failed savepoint while the outer transaction commits", async () => {
+        const accountId = await freshAccount();
+        const [kept1, lost, kept2] = [blankProfile(), blankProfile(), blankProfile()];
+        const failure = new Error("bad record");
+        const outcome = await store.write(accountId, async (tx) => {
+          await tx.insertProfile(accountId, kept1);
+          const good = await tx.savepoint(async () => {
+            await tx.claimIdentity(accountId, "Email", "kept@example.com", kept1.id);
+            return "applied";
+          });
+          const bad = await tx
+            .savepoint(async () => {
+              await tx.insertProfile(accountId, lost);
+              await tx.claimIdentity(accountId, "Email", "lost@example.com", lost.id);
+              await tx.insertEvents(accountId, [event(lost.id, T0)]);
+              await tx.updateProfile(accountId, { ...kept1, bucket: 5 });
+              throw failure;
+            })
+            .catch((error: unknown) => error);
+          // Inside the transaction, the failed record is already gone.
+          expect(await tx.getProfile(accountId, lost.id)).toBeNull();
+          await tx.insertProfile(accountId, kept2);
+          return { good, bad };
+        });
+        expect(outcome).toEqual({ good: "applied", bad: failure });
+        expect(await store.reader.getProfile(accountId, kept1.id)).toEqual(kept1);
+        expect(await store.reader.getProfile(accountId, kept2.id)).toEqual(kept2);
+        expect(await store.reader.getProfile(accountId, lost.id)).toBeNull();
+        expect(await store.reader.findProfileByIdentity(accountId, "Email", "kept@example.com")).toBe(kept1.id);
+        expect(await store.reader.findProfileByIdentity(accountId, "Email", "lost@example.com")).toBeNull();
+        expect((await store.reader.listEvents(accountId, [lost.id], { limit: 5 })).events).toEqual([]);
+      });
+
+      it("nests savepoints: an inner failure undoes only the inner writes", async () => {
+        const accountId = await freshAccount();
+        const [outer, inner, after] = [blankProfile(), blankProfile(), blankProfile()];
+        await store.write(accountId, (tx) =>
+          tx.savepoint(async () => {
+            await tx.insertProfile(accountId, outer);
+            await tx
+              .savepoint(async () => {
+                await tx.insertProfile(accountId, inner);
+                await tx.savepoint(async () => tx.claimIdentity(accountId, "Email", "inner@example.com", inner.id));
+                throw new Error("inner fails");
+              })
+              .catch(() => undefined);
+            await tx.savepoint(async () => tx.insertProfile(accountId, after));
+          }),
+        );
+        expect(await store.reader.getProfile(accountId, outer.id)).toEqual(outer);
+        expect(await store.reader.getProfile(accountId, after.id)).toEqual(after);
+        expect(await store.reader.getProfile(accountId, inner.id)).toBeNull();
+        expect(await store.reader.findProfileByIdentity(accountId, "Email", "inner@example.com")).toBeNull();
+      });
+
+      it("refuses a transaction once its write() has finished, and other accounts inside it", async () => {
+        const [a, b] = [await freshAccount(), await freshAccount()];
+        let leaked: StoreTx | undefined;
+        await store.write(a, async (tx) => {
+          leaked = tx;
+          await expect(tx.insertProfile(b, blankProfile())).rejects.toThrow();
+          await expect(tx.getProfile(b, newId())).rejects.toThrow();
+        });
+        expect(leaked).toBeDefined();
+        await expect(leaked!.insertProfile(a, blankProfile())).rejects.toThrow();
+        await expect(leaked!.getProfile(a, newId())).rejects.toThrow();
+      });
+    });
+
+    describe("concurrency", () => {
+      it("loses no update when 200 writes lock, increment and save the same profile", async () => {
+        const accountId = await freshAccount();
+        const state: ProfileState = { ...blankProfile(), props: { n: { v: 0, t: "number", ts: T0, counter: true } } };
+        await insertProfiles(accountId, state);
+        await Promise.all(
+          Array.from({ length: 200 }, () =>
+            store.write(accountId, async (tx) => {
+              const current = await tx.lockProfile(accountId, state.id);
+              if (current === null) throw new Error("profile vanished");
+              const n = current.props.n?.v;
+              if (typeof n !== "number") throw new Error("n is not a number");
+              await tx.updateProfile(accountId, {
+                ...current,
+                props: { ...current.props, n: { v: n + 1, t: "number", ts: T0, counter: true } },
+              });
+            }),
+          ),
+        );
+        expect((await store.reader.getProfile(accountId, state.id))?.props.n?.v).toBe(200);
+      });
+
+      it("gives a contested identity to exactly one of 50 new profiles", async () => {
+        const accountId = await freshAccount();
+        const results = await Promise.all(
+          Array.from({ length: 50 }, () =>
+            store.write(accountId, async (tx) => {
+              const mine = blankProfile();
+              await tx.insertProfile(accountId, mine);
+              return { mine: mine.id, owner: await tx.claimIdentity(accountId, "Email", "race@example.com", mine.id) };
+            }),
+          ),
+        );
+        const winners = results.filter((r) => r.owner === r.mine);
+        expect(winners).toHaveLength(1);
+        expect(new Set(results.map((r) => r.owner))).toEqual(new Set([winners[0]!.mine]));
+        expect(await store.reader.findProfileByIdentity(accountId, "Email", "race@example.com")).toBe(winners[0]!.mine);
+      });
+
+      it("accepts a racing record id exactly once", async () => {
+        const accountId = await freshAccount();
+        const claims = await Promise.all(
+          Array.from({ length: 50 }, () => store.write(accountId, (tx) => tx.claimRecordId(accountId, "same-id", T0))),
+        );
+        expect(claims.filter(Boolean)).toHaveLength(1);
+      });
+    });
+
+    describe("account isolation", () => {
+      it("shows nothing of one account to another, even for the same ids", async () => {
+        const [a, b] = [await freshAccount(), await freshAccount()];
+        const id = newId();
+        const ref: UserAccountRef = { compartmentId: "default", userAccountId: "shared-user" };
+        const m = merge(id, newId(), T0);
+        const seqs = await store.write(a, async (tx) => {
+          await tx.insertProfile(a, { ...fullProfile(id), flags: { test: false, controlGroupExcluded: true } });
+          await tx.insertProfile(a, { ...blankProfile(), orphanOf: id });
+          await tx.insertProfile(a, { ...blankProfile(), mergedInto: id });
+          await tx.claimIdentity(a, "Email", "shared@example.com", id);
+          await tx.upsertDevice(a, { deviceId: "shared-device", profileId: id, pushToken: null, platform: null });
+          await tx.claimUserAccount(a, ref, id);
+          await tx.putDocument(a, { ...ref, profileId: id, body: {}, createdAt: T0, updatedAt: T0 });
+          await tx.claimChargedId(a, id, "shared-order");
+          await tx.registerType(a, "profile", "Plan", "string");
+          await tx.insertMerge(a, m);
+          await tx.appendJournal(a, m.id, profileRecord("shared-device", T0, "x"));
+          await tx.claimRecordId(a, "shared-record", T0);
+          return tx.insertEvents(a, [event(id, T0), event(id, T0 + 1)]);
+        });
+
+        const r = store.reader;
+        expect(await r.getProfile(b, id)).toBeNull();
+        expect(await r.findProfileByIdentity(b, "Email", "shared@example.com")).toBeNull();
+        expect(await r.findDevice(b, "shared-device")).toBeNull();
+        expect(await r.findProfileByUserAccount(b, ref)).toBeNull();
+        expect(await r.listDevices(b, id)).toEqual([]);
+        expect(await r.listUserAccounts(b, id)).toEqual([]);
+        expect(await r.listOrphans(b, id)).toEqual([]);
+        expect(await r.listTombstones(b, id)).toEqual([]);
+        expect(await r.listEvents(b, [id], { limit: 10 })).toEqual({ events: [], next: null });
+        expect(await r.getDocument(b, ref)).toBeNull();
+        expect(await r.listDocuments(b, id)).toEqual([]);
+        expect(await r.listChargedIds(b, id)).toEqual([]);
+        expect(await r.listTypes(b)).toEqual([]);
+        expect(await r.getMerge(b, m.id)).toBeNull();
+        expect(await r.listMergesTouching(b, id)).toEqual([]);
+        expect(await r.countControlGroupExcluded(b)).toBe(0);
+        expect(await r.listProfileIds(b, null, 100)).toEqual([]);
+        expect(await r.maxEventSeq(b)).toBe(0);
+        expect(await store.listApiKeys(b)).toEqual([]);
+
+        await store.write(b, async (tx) => {
+          expect(await tx.lockProfile(b, id)).toBeNull();
+          expect(await tx.listEventsBySeq(b, seqs)).toEqual([]);
+          expect(await tx.listEventSeqs(b, id)).toEqual([]);
+          expect(await tx.listJournal(b, m.id)).toEqual([]);
+          // Writes of B never reach A's rows, and B's handles are its own.
+          await tx.moveEvents(b, seqs, newId());
+          await tx.deleteEvents(b, seqs);
+          await tx.releaseIdentity(b, "Email", "shared@example.com", id);
+          await tx.releaseIdentityKey(b, "Email");
+          await tx.deleteDevice(b, "shared-device");
+          await tx.releaseUserAccount(b, ref);
+          expect(await tx.deleteDocument(b, ref)).toBe(false);
+          await tx.releaseChargedIds(b, id);
+          await tx.markMergeUndone(b, m.id, T0 + 1);
+          await tx.deleteMergesTouching(b, id);
+          await tx.changeType(b, "profile", "Plan", "multi");
+          expect(await tx.deleteProfileData(b, id)).toEqual({ profiles: 0, events: 0, identities: 0, devices: 0 });
+          await tx.insertProfile(b, blankProfile(id));
+          expect(
+            await tx.claimDevice(b, { deviceId: "shared-device", profileId: id, pushToken: "b", platform: null }),
+          ).toBe(id);
+          expect(await tx.claimIdentity(b, "Email", "shared@example.com", id)).toBe(id);
+          expect(await tx.claimRecordId(b, "shared-record", T0)).toBe(true);
+          expect(await tx.claimChargedId(b, id, "shared-order")).toBe(true);
+          expect(await tx.registerType(b, "profile", "Plan", "number")).toBe("number");
+        });
+
+        expect(await r.getProfile(b, id)).toEqual(blankProfile(id));
+        expect((await r.getProfile(a, id))?.props).toEqual(fullProfile(id).props);
+        expect(await r.findProfileByIdentity(a, "Email", "shared@example.com")).toBe(id);
+        expect(await r.findDevice(a, "shared-device")).toEqual({
+          deviceId: "shared-device",
+          profileId: id,
+          pushToken: null,
+          platform: null,
+        });
+        expect((await r.findDevice(b, "shared-device"))?.pushToken).toBe("b");
+        expect(await r.findProfileByUserAccount(a, ref)).toBe(id);
+        expect(await r.getDocument(a, ref)).not.toBeNull();
+        expect(await r.listChargedIds(a, id)).toEqual(["shared-order"]);
+        expect(await r.listTypes(a)).toEqual([{ scope: "profile", path: "Plan", type: "string" }]);
+        expect(await r.getMerge(a, m.id)).toEqual(m);
+        expect(await r.countControlGroupExcluded(a)).toBe(1);
+        expect(await r.maxEventSeq(a)).toBe(seqs[1]);
+        expect((await r.listEvents(a, [id], { limit: 10 })).events.map((e) => e.seq)).toEqual([seqs[1], seqs[0]]);
+        await store.write(a, async (tx) => {
+          expect(await tx.listJournal(a, m.id)).toHaveLength(1);
+          expect(await tx.claimRecordId(a, "shared-record", T0)).toBe(false);
+        });
+      });
+    });
+  });
+}
