@@ -106,18 +106,24 @@ export class Portrait {
         unprocessed.push(failure(index, e));
       }
     });
-    const results: BatchResult["results"] = [];
+    let results: BatchResult["results"] = [];
     if (parsed.length > 0) {
-      await this.transact(account, async (uow) => {
+      // Built inside the transaction function so that a store that re-runs it (PostgreSQL on deadlock) starts clean.
+      const applied = await this.transact(account, async (uow) => {
+        const ok: BatchResult["results"] = [];
+        const refused: BatchFailure[] = [];
         for (const { index, record } of parsed) {
           try {
             const result = await uow.atomically(() => applyRecord(new RecordScope(uow, this.ids, now), record));
-            results.push({ index, ...result });
+            ok.push({ index, ...result });
           } catch (e) {
-            unprocessed.push(failure(index, e));
+            refused.push(failure(index, e));
           }
         }
+        return { ok, refused };
       });
+      results = applied.ok;
+      unprocessed.push(...applied.refused);
     }
     unprocessed.sort((a, b) => a.index - b.index);
     const status = unprocessed.length === 0 ? "success" : results.length === 0 ? "fail" : "partial";
