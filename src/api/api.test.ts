@@ -224,3 +224,37 @@ describe("documents", () => {
     expect((await s.api("GET", `/v1/profiles/${id}/documents/1606/crm-1`)).status).toBe(404);
   });
 });
+
+describe("context", () => {
+  it("context timezone sets Timezone until the client writes Timezone itself; acquiredFrom keeps the earliest source", async () => {
+    const ingest = (records: unknown[]) => s.api("POST", "/v1/ingest", { records });
+    const id = (
+      await ingest([
+        {
+          type: "event",
+          deviceId: "tz",
+          name: "A",
+          ts: 1790000100,
+          context: { timezone: "Europe/Paris", referrer: "https://ref.example/x" },
+        },
+      ])
+    ).body.results[0].profileId;
+    await ingest([
+      {
+        type: "event",
+        deviceId: "tz",
+        name: "B",
+        ts: 1790000200,
+        context: { timezone: "Asia/Tokyo", utm_source: "late" },
+      },
+    ]);
+    await ingest([{ type: "event", deviceId: "tz", name: "C", ts: 1790000050, context: { utm_source: "early" } }]);
+    let p = (await s.api("GET", `/v1/profiles/${id}`)).body;
+    expect(p.properties.Timezone).toBe("Asia/Tokyo");
+    expect(p.system.acquiredFrom).toBe("early");
+    await ingest([{ type: "profile", deviceId: "tz", ts: 1790000300, properties: { Timezone: "America/New_York" } }]);
+    await ingest([{ type: "event", deviceId: "tz", name: "D", ts: 1790000400, context: { timezone: "Europe/Paris" } }]);
+    p = (await s.api("GET", `/v1/profiles/${id}`)).body;
+    expect(p.system.timezone).toBe("America/New_York");
+  });
+});

@@ -111,5 +111,10 @@ export async function applyProperties(
     }
     scope.identitySet(state.id, key, value, ts);
   }
-  return { state: { ...state, props, identities: identities.identities, updatedAt: scope.now }, unapplied };
+  // A client's own Timezone write wins over context from then on (SEMANTICS §11).
+  const timezoneFromContext = kept.some((op) => op.key === "Timezone") ? false : state.timezoneFromContext;
+  return {
+    state: { ...state, props, identities: identities.identities, updatedAt: scope.now, timezoneFromContext },
+    unapplied,
+  };
 }
