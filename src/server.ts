@@ -50,6 +50,7 @@ export async function bootstrap(
 export interface RunningServer {
   app: FastifyInstance;
   store: Store;
+  portrait: Portrait;
   url: string;
   firstRun: FirstRun | null;
   close(): Promise<void>;
@@ -68,6 +69,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   return {
     app,
     store,
+    portrait,
     url,
     firstRun,
     close() {

@@ -197,7 +197,7 @@ async function applyEvent(scope: RecordScope, record: EventRecord): Promise<Reco
   await uow.tx.insertEvents(uow.accountId, [
     {
       profileId: target.id,
-      id: record.id ?? `e-${scope.ids.opaque()}`,
+      id: record.id ?? scope.ids.eventId(),
       name: record.name,
       ts: record.ts,
       properties: record.properties,

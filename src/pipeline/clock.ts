@@ -13,10 +13,16 @@ export interface IdSource {
   /** 0–999, fixed at creation. */
   bucket(): number;
   opaque(): string;
+  /** Ids for events without a client id: unique, cheap (a random process prefix and a counter). */
+  eventId(): string;
 }
+
+const processPrefix = randomBytes(6).toString("hex");
+let eventCounter = 0;
 
 export const randomIds: IdSource = {
   profileId: () => randomBytes(16).toString("hex"),
   bucket: () => randomInt(0, 1000),
   opaque: () => randomBytes(12).toString("hex"),
+  eventId: () => `e-${processPrefix}-${(eventCounter++).toString(36)}`,
 };

@@ -25,7 +25,7 @@ export class RecordScope {
   systemEvent(profileId: string, name: string, ts: number, properties: NewEvent["properties"]): void {
     this.systemEvents.push({
       profileId,
-      id: `sys-${this.ids.opaque()}`,
+      id: this.ids.eventId(),
       name,
       ts,
       properties,

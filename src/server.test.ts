@@ -1,0 +1,67 @@
+/** Starting and stopping: first-run bootstrap happens once, and shutdown finishes the batches in flight. */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { configFromEnv } from "./config.js";
+import { startServer } from "./server.js";
+import { SqliteStore } from "./store/sqlite/sqlite-store.js";
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function config(dir: string, extra: Record<string, string> = {}) {
+  return configFromEnv({ PORTRAIT_PORT: "0", PORTRAIT_HOST: "127.0.0.1", PORTRAIT_DATA_DIR: dir, PORTRAIT_LOG_LEVEL: "silent", ...extra });
+}
+
+describe("server lifecycle", () => {
+  it("creates the default account and its keys on the first start only, honouring bootstrap keys", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "portrait-life-"));
+    dirs.push(dir);
+    const secret = "sk_bootstrap_0123456789abcdef";
+    const first = await startServer(config(dir, { PORTRAIT_BOOTSTRAP_SECRET_KEY: secret }));
+    expect(first.firstRun).toMatchObject({ accountId: "default", secretKey: secret, dashboardUser: "admin" });
+    expect(first.firstRun?.publicKey).toMatch(/^pk_/);
+    await first.close();
+    const second = await startServer(config(dir));
+    expect(second.firstRun).toBeNull();
+    const res = await fetch(`${second.url}/v1/account`, { headers: { authorization: `Bearer ${secret}` } });
+    expect(res.status).toBe(200);
+    await second.close();
+  });
+
+  it("finishes an in-flight batch before closing, and the batch is committed", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "portrait-life-"));
+    dirs.push(dir);
+    const secret = "sk_bootstrap_0123456789abcdef";
+    const server = await startServer(config(dir, { PORTRAIT_BOOTSTRAP_SECRET_KEY: secret }));
+    // Close only once the batch is being applied, so the test does not depend on timing.
+    let started!: () => void;
+    const applying = new Promise<void>((resolve) => {
+      started = resolve;
+    });
+    const ingest = server.portrait.ingest.bind(server.portrait);
+    server.portrait.ingest = (...args) => {
+      started();
+      return ingest(...args);
+    };
+    const records = Array.from({ length: 1000 }, (_, i) => ({ type: "login", deviceId: `d${i}`, properties: { Identity: `u${i}` } }));
+    const inFlight = fetch(`${server.url}/v1/ingest`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" },
+      body: JSON.stringify({ records }),
+    });
+    await applying;
+    const closing = server.close();
+    const res = await inFlight;
+    await closing;
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { processed: number };
+    expect(body.processed).toBe(1000);
+    const store = SqliteStore.open(path.join(dir, "portrait.db"));
+    expect(await store.reader.findProfileByIdentity("default", "Identity", "u999")).toEqual(expect.any(String));
+    await store.close();
+  });
+});
