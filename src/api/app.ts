@@ -16,6 +16,7 @@ import { keyRoutes } from "./routes/keys.js";
 import { mergeRoutes } from "./routes/merges.js";
 import { profileRoutes } from "./routes/profiles.js";
 import { sdkRoutes } from "./routes/sdk.js";
+import { sdkBundleRoutes } from "./routes/sdk-bundle.js";
 
 /** API.md: JSON bodies over 5 MB → 413 (imports stream and have their own limit). */
 export const JSON_BODY_LIMIT = 5 * 1024 * 1024;
@@ -70,6 +71,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(keyRoutes(deps));
   await app.register(ingestRoutes(deps));
   await app.register(sdkRoutes(deps));
+  await app.register(sdkBundleRoutes());
   await app.register(profileRoutes(deps));
   await app.register(documentRoutes(deps));
   await app.register(mergeRoutes(deps));

@@ -33,6 +33,8 @@ function presentedKey(request: FastifyRequest): string | null {
 
 export function authHook(accounts: Accounts) {
   return async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
+    // An unknown route is a 404 NOT_FOUND for everyone, key or not (API.md fixed codes).
+    if (request.routeOptions.url === undefined) return;
     const access = request.routeOptions.config.access ?? "secret";
     if (access === "none") return;
     const presented = presentedKey(request);

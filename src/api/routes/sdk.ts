@@ -17,6 +17,10 @@ export function countOutcomes(metrics: Metrics, result: BatchResult): void {
 function allowOrigin(account: Account | undefined, request: FastifyRequest, reply: FastifyReply): void {
   const origin = request.headers.origin;
   if (!origin) return;
+  // A refused key has no account to ask; the refusal reveals nothing, and without CORS headers the SDK would only
+  // see a network error and retry a wrong key forever instead of reporting it.
+  if (!account && reply.statusCode === 401)
+    reply.header("access-control-allow-origin", origin).header("vary", "Origin");
   if (!account) return;
   const allowed = account.settings.allowedOrigins;
   if (allowed.includes("*") || allowed.includes(origin)) {

@@ -1,0 +1,282 @@
+/**
+ * The SDK's state and behaviour behind the public surface (index.ts): initialisation and the calls made before it,
+ * the device id, sessions (`App Launched`), the records' stamps and context, opt-out, logout, and reading the
+ * account's public properties.
+ */
+import { browser, log } from "./browser.js";
+import { Outbox, type WireRecord } from "./outbox.js";
+import {
+  cleanEventName,
+  cleanEventProperties,
+  cleanProfileProperties,
+  IDENTITY_KEYS,
+  isPlainObject,
+  type Json,
+  type JsonObject,
+} from "./sanitize.js";
+import {
+  DEVICE_KEY,
+  OPT_OUT_KEY,
+  readCookie,
+  readDurable,
+  readJson,
+  readLocal,
+  SESSION_KEY,
+  uuid,
+  writeCookie,
+  writeDurable,
+  writeLocal,
+} from "./storage.js";
+
+/** 30 minutes without activity end a session; the next activity sends `App Launched`. */
+export const SESSION_IDLE_MS = 30 * 60 * 1000;
+/** The server refuses context strings longer than this (and with them the whole record). */
+const MAX_CONTEXT_LENGTH = 2048;
+const UTM_KEYS = ["utm_source", "utm_medium", "utm_campaign"];
+
+export interface InitOptions {
+  key?: unknown;
+  endpoint?: unknown;
+}
+
+/** `{ Site: {...} }` as CleverTap pages write it, or the property object itself. */
+function siteOf(input: unknown): unknown {
+  return isPlainObject(input) && isPlainObject(input.Site) ? input.Site : input;
+}
+
+function cut(s: string): string {
+  return s.length > MAX_CONTEXT_LENGTH ? s.slice(0, MAX_CONTEXT_LENGTH) : s;
+}
+
+/** SEMANTICS §11 context fields the browser knows: platform, timezone, locale, url, referrer, UTM parameters. */
+function pageContext(): Record<string, Json> {
+  const w = browser();
+  const ctx: Record<string, Json> = { platform: "web" };
+  try {
+    const tz = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    // An unknown zone would make the server refuse the whole record; better to send none.
+    if (tz && tz !== "Etc/Unknown") ctx.timezone = tz;
+  } catch {
+    // no Intl time zone support
+  }
+  if (w.navigator?.language) ctx.locale = cut(w.navigator.language);
+  const href = w.location?.href;
+  if (href) ctx.url = cut(href.split("#")[0] ?? href);
+  if (w.document?.referrer) ctx.referrer = cut(w.document.referrer);
+  try {
+    const params = new URLSearchParams(w.location?.search ?? "");
+    for (const k of UTM_KEYS) {
+      const v = params.get(k);
+      if (v) ctx[k] = cut(v);
+    }
+  } catch {
+    // no URLSearchParams
+  }
+  return ctx;
+}
+
+export class Client {
+  private outbox: Outbox | null = null;
+  private endpoint = "";
+  private key = "";
+  /** Calls made after the script loaded but before init, replayed in order by init. */
+  private pending: Array<() => void> = [];
+  private markReady: () => void = () => {};
+  readonly ready: Promise<void>;
+
+  constructor(private readonly scriptOrigin: string | null) {
+    this.ready = new Promise((resolve) => {
+      this.markReady = resolve;
+    });
+  }
+
+  get initialised(): boolean {
+    return this.outbox !== null;
+  }
+
+  init(options: InitOptions): void {
+    if (this.outbox) {
+      log.warn("init was already called; this call is ignored");
+      return;
+    }
+    const opts = isPlainObject(options) ? options : {};
+    const key = opts.key;
+    if (typeof key !== "string" || !key.startsWith("pk_")) {
+      log.error(
+        typeof key === "string" && key.startsWith("sk_")
+          ? "init: that is a secret key; never put it in a web page. Use the account's public key (pk_…)"
+          : "init: key must be the account's public key (pk_…)",
+      );
+      return;
+    }
+    const endpoint = typeof opts.endpoint === "string" ? opts.endpoint : this.scriptOrigin;
+    if (!endpoint || !/^https?:\/\/[^/]/.test(endpoint)) {
+      log.error('init: endpoint must be the Portrait server\'s URL, such as "https://portrait.example.com"');
+      return;
+    }
+    this.key = key;
+    this.endpoint = endpoint.replace(/\/+$/, "");
+    const outbox = new Outbox(this.endpoint, key);
+    this.outbox = outbox;
+    if (this.optedOut()) outbox.clear();
+    const leftover = outbox.records().length > 0;
+
+    const w = browser();
+    w.addEventListener("online", () => outbox.online());
+    // Page hide: a tab switch may be the last moment a mobile page runs, so send now (keepalive fetch); a page
+    // going away hands what is left to sendBeacon.
+    w.addEventListener("pagehide", () => outbox.beacon());
+    w.document?.addEventListener("visibilitychange", () => {
+      if (w.document?.visibilityState === "hidden") {
+        if (!this.optedOut()) void outbox.flush();
+      } else this.safely(() => this.touchSession(Date.now()));
+    });
+
+    writeCookie(DEVICE_KEY, this.deviceId()); // a rolling year from the last visit
+    const calls = this.pending;
+    this.pending = [];
+    for (const call of calls) this.safely(call);
+    this.touchSession(Date.now());
+    this.markReady();
+    // Whatever an earlier page left queued goes out now; this page's own records follow the 1 s timer.
+    if (leftover && !this.optedOut()) void outbox.flush();
+  }
+
+  private safely(fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      log.error("internal error:", e);
+    }
+  }
+
+  /** Runs `fn` now if initialised, else at init; `at` is the time of the call, kept for the record's ts. */
+  private run(fn: (at: number) => void): void {
+    const at = Date.now();
+    if (this.outbox) fn(at);
+    else this.pending.push(() => fn(at));
+  }
+
+  optedOut(): boolean {
+    return readDurable(OPT_OUT_KEY) === "1";
+  }
+
+  deviceId(): string {
+    let id = readLocal(DEVICE_KEY);
+    if (!id) {
+      id = readCookie(DEVICE_KEY) ?? uuid();
+      writeDurable(DEVICE_KEY, id);
+    }
+    return id;
+  }
+
+  /** SEMANTICS §3: `App Launched` marks a new session; a session ends after 30 idle minutes. */
+  private touchSession(at: number): void {
+    if (!this.outbox || this.optedOut()) return;
+    const session = readJson<{ last?: unknown }>(SESSION_KEY);
+    const last = typeof session?.last === "number" ? session.last : null;
+    writeLocal(SESSION_KEY, JSON.stringify({ last: Math.max(at, last ?? 0) }));
+    if (last !== null && at - last <= SESSION_IDLE_MS) return;
+    const screen = browser().screen;
+    const properties: JsonObject = screen ? { "Screen Width": screen.width, "Screen Height": screen.height } : {};
+    this.outbox.add(this.stamp("event", { name: "App Launched", properties }, at));
+  }
+
+  private stamp(type: WireRecord["type"], fields: Partial<WireRecord>, at: number): WireRecord {
+    return { type, id: uuid(), deviceId: this.deviceId(), ts: at / 1000, ...fields, context: pageContext() };
+  }
+
+  private enqueue(type: WireRecord["type"], fields: Partial<WireRecord>, at: number): void {
+    if (!this.outbox || this.optedOut()) return;
+    this.touchSession(at);
+    this.outbox.add(this.stamp(type, fields, at));
+  }
+
+  /** onUserLogin: SEMANTICS §3 Login; the server decides identify / switch / append / new. */
+  login(input: unknown): void {
+    this.run((at) => {
+      const properties = cleanProfileProperties(siteOf(input), "onUserLogin", new Date(at));
+      if (properties === null) return;
+      if (!IDENTITY_KEYS.some((k) => properties[k] !== undefined)) {
+        log.warn(`onUserLogin needs an identity (one of ${IDENTITY_KEYS.join(", ")}); nothing sent`);
+        return;
+      }
+      this.enqueue("login", { properties }, at);
+    });
+  }
+
+  profile(input: unknown): void {
+    this.pushProperties("profile.push", siteOf(input));
+  }
+
+  private pushProperties(where: string, input: unknown): void {
+    this.run((at) => {
+      const properties = cleanProfileProperties(input, where, new Date(at));
+      if (properties !== null && Object.keys(properties).length > 0) this.enqueue("profile", { properties }, at);
+    });
+  }
+
+  /** One operation on one key, as the CleverTap-style helpers (handleIncrementValue, …) send it. */
+  operate(method: string, key: unknown, op: string, operand: unknown): void {
+    if (typeof key !== "string") {
+      log.warn(`${method}: the key must be a string; nothing sent`);
+      return;
+    }
+    this.pushProperties(method, { [key]: { [op]: operand } });
+  }
+
+  event(name: unknown, properties: unknown): void {
+    this.run((at) => {
+      const clean = cleanEventName(name);
+      if (clean === null) return;
+      this.enqueue("event", { name: clean, properties: cleanEventProperties(clean, properties) }, at);
+    });
+  }
+
+  privacy(input: unknown): void {
+    if (!isPlainObject(input) || typeof input.optOut !== "boolean") {
+      log.warn("privacy.push takes { optOut: true } or { optOut: false }");
+      return;
+    }
+    if (input.optOut) {
+      writeDurable(OPT_OUT_KEY, "1");
+      this.outbox?.clear();
+      log.info("opted out: nothing is sent from this browser until privacy.push({ optOut: false })");
+    } else {
+      writeDurable(OPT_OUT_KEY, null);
+      log.info("opted in: sending resumes");
+    }
+  }
+
+  /** The next visitor on this browser is a new anonymous device: a new device id, a new session. */
+  logout(): void {
+    writeDurable(DEVICE_KEY, uuid());
+    writeLocal(SESSION_KEY, null);
+  }
+
+  flush(): Promise<void> {
+    return this.outbox && !this.optedOut() ? this.outbox.flush() : Promise.resolve();
+  }
+
+  /** GET /v1/sdk/profile: only the account's publicProperties are ever returned. */
+  async getProperty(key: unknown): Promise<Json | undefined> {
+    if (typeof key !== "string") {
+      log.warn("profile.get: the key must be a string");
+      return undefined;
+    }
+    await this.ready;
+    if (this.optedOut()) return undefined;
+    await this.flush(); // so that a value just pushed is what comes back
+    const fetch = browser().fetch;
+    if (!fetch) return undefined;
+    const url = `${this.endpoint}/v1/sdk/profile?key=${encodeURIComponent(this.key)}&deviceId=${encodeURIComponent(this.deviceId())}`;
+    const res = await fetch(url, { method: "GET", credentials: "omit" });
+    if (res.status !== 200) {
+      log.warn(`profile.get: the server answered HTTP ${res.status}`);
+      return undefined;
+    }
+    const body = (await res.json()) as { properties?: Record<string, Json> } | null;
+    const properties = body?.properties;
+    return properties && Object.hasOwn(properties, key) ? properties[key] : undefined;
+  }
+}

@@ -1,0 +1,217 @@
+/**
+ * The offline queue and its sender. Records wait in localStorage (bounded) until the server answers 200 for them,
+ * so a closed tab, a reload or an outage loses nothing; every record carries the UUID `id` it got when queued, so
+ * sending one twice (a retry after a lost response, a beacon at page hide, two tabs sharing the queue) is
+ * harmless: the server stores it once (SEMANTICS §11 Idempotency).
+ *
+ * When: 1 s after a record is queued, on the `online` event, after a failure with exponential back-off
+ * (network errors, 408, 429, 5xx), when the page is hidden (a keepalive fetch, whose answer is still read if the
+ * page lives on) and when it goes away (navigator.sendBeacon). A 4xx for the whole batch is not
+ * retried (the batch would fail again); a 200 with `unprocessed` entries logs each refusal and drops the record.
+ */
+import { browser, type FetchResponse, log } from "./browser.js";
+import type { Json, JsonObject } from "./sanitize.js";
+import { QUEUE_KEY_PREFIX, readJson, writeLocal } from "./storage.js";
+
+export interface WireRecord {
+  type: "login" | "profile" | "event";
+  id: string;
+  deviceId: string;
+  /** Epoch seconds, to the millisecond. */
+  ts: number;
+  name?: string;
+  properties?: JsonObject;
+  context?: Record<string, Json>;
+}
+
+export const MAX_QUEUE = 1000;
+const BATCH_RECORDS = 100;
+/** Below the 64 KB that keepalive fetches and beacons may carry in flight. */
+const BEACON_BYTES = 60_000;
+const FLUSH_DELAY_MS = 1000;
+const BACKOFF_START_MS = 1000;
+const BACKOFF_MAX_MS = 120_000;
+/** After a beacon, its records are not sent again by this page for a while (they stay queued until a 200). */
+const BEACON_GRACE_MS = 60_000;
+
+function byteLength(s: string): number {
+  return new TextEncoder().encode(s).length;
+}
+
+interface Unprocessed {
+  index?: number;
+  code?: string;
+  error?: string;
+  field?: string;
+}
+
+export class Outbox {
+  private readonly storageKey: string;
+  private readonly batchUrl: string;
+  private sending: Promise<void> | null = null;
+  private timer: number | null = null;
+  private timerAt = 0;
+  private failures = 0;
+  private batchSize = BATCH_RECORDS;
+  private readonly beaconed = new Map<string, number>();
+  /** Ids of the batch being sent by fetch right now (a beacon at page hide leaves them out). */
+  private inflight: ReadonlySet<string> = new Set();
+  private warnedFull = false;
+
+  constructor(endpoint: string, key: string) {
+    this.storageKey = QUEUE_KEY_PREFIX + key;
+    this.batchUrl = `${endpoint}/v1/sdk/batch?key=${encodeURIComponent(key)}`;
+  }
+
+  /** The queue as stored now (another tab may have added to it). */
+  records(): WireRecord[] {
+    const list = readJson<WireRecord[]>(this.storageKey);
+    return Array.isArray(list) ? list : [];
+  }
+
+  private save(list: WireRecord[]): void {
+    let kept = list;
+    // Over quota: keep the newer half, and again, rather than stop queueing altogether.
+    while (!writeLocal(this.storageKey, kept.length ? JSON.stringify(kept) : null) && kept.length > 1) {
+      kept = kept.slice(Math.ceil(kept.length / 2));
+    }
+  }
+
+  add(record: WireRecord): void {
+    const list = this.records();
+    list.push(record);
+    if (list.length > MAX_QUEUE) {
+      if (!this.warnedFull) log.warn(`the offline queue holds at most ${MAX_QUEUE} records; the oldest are dropped`);
+      this.warnedFull = true;
+      list.splice(0, list.length - MAX_QUEUE);
+    }
+    this.save(list);
+    this.schedule(FLUSH_DELAY_MS);
+  }
+
+  clear(): void {
+    writeLocal(this.storageKey, null);
+  }
+
+  private remove(ids: ReadonlySet<string>): void {
+    this.save(this.records().filter((r) => !ids.has(r.id)));
+    for (const id of ids) this.beaconed.delete(id);
+  }
+
+  private schedule(ms: number): void {
+    const w = browser();
+    const at = Date.now() + ms;
+    if (this.timer !== null) {
+      if (this.timerAt <= at) return;
+      w.clearTimeout(this.timer);
+    }
+    this.timerAt = at;
+    this.timer = w.setTimeout(() => {
+      this.timer = null;
+      void this.flush();
+    }, ms);
+  }
+
+  /** Connectivity is back: forget the back-off and send now. */
+  online(): void {
+    this.failures = 0;
+    void this.flush();
+  }
+
+  /** Sends everything queued, batch after batch; resolves when the queue is empty or a send failed. */
+  flush(): Promise<void> {
+    this.sending ??= this.drain().finally(() => {
+      this.sending = null;
+    });
+    return this.sending;
+  }
+
+  private sendable(now: number): WireRecord[] {
+    return this.records().filter((r) => (this.beaconed.get(r.id) ?? 0) < now && !this.inflight.has(r.id));
+  }
+
+  private async drain(): Promise<void> {
+    const w = browser();
+    for (;;) {
+      const batch = this.sendable(Date.now()).slice(0, this.batchSize);
+      if (batch.length === 0) return;
+      if (!w.fetch || w.navigator?.onLine === false) return this.retryLater();
+      const body = JSON.stringify({ records: batch });
+      let res: FetchResponse;
+      this.inflight = new Set(batch.map((r) => r.id));
+      try {
+        res = await w.fetch(this.batchUrl, {
+          method: "POST",
+          body,
+          // text/plain keeps this a simple CORS request (no preflight); the server parses it as JSON.
+          headers: { "content-type": "text/plain" },
+          credentials: "omit",
+          keepalive: byteLength(body) < BEACON_BYTES,
+        });
+      } catch {
+        return this.retryLater(); // network error, refused connection, CORS refusal
+      } finally {
+        this.inflight = new Set();
+      }
+      const status = res.status;
+      if (status === 200) {
+        const answer = (await res.json().catch(() => null)) as { unprocessed?: Unprocessed[] } | null;
+        for (const u of answer?.unprocessed ?? []) {
+          const r = u.index === undefined ? undefined : batch[u.index];
+          const what = r ? (r.type === "event" ? `event "${r.name}"` : `${r.type} record`) : "a record";
+          log.warn(
+            `the server refused ${what}: ${u.code ?? "ERROR"} ${u.error ?? ""}${u.field ? ` (${u.field})` : ""}`,
+          );
+        }
+        this.failures = 0;
+        this.remove(new Set(batch.map((r) => r.id)));
+        continue;
+      }
+      if (status === 413 && batch.length > 1) {
+        this.batchSize = Math.max(1, Math.floor(batch.length / 2));
+        continue;
+      }
+      if (status === 408 || status === 429 || status >= 500) return this.retryLater();
+      const answer = (await res.json().catch(() => null)) as { error?: { code?: string; message?: string } } | null;
+      log.error(
+        `the server refused a batch of ${batch.length} records (HTTP ${status} ${answer?.error?.code ?? ""}: ${answer?.error?.message ?? ""}); they are dropped`,
+      );
+      this.remove(new Set(batch.map((r) => r.id)));
+    }
+  }
+
+  private retryLater(): void {
+    const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_START_MS * 2 ** this.failures);
+    this.failures = Math.min(this.failures + 1, 20);
+    // Jitter, so that a recovering server is not hit by every browser at the same instant.
+    this.schedule(Math.round(delay * (0.75 + Math.random() * 0.5)));
+  }
+
+  /**
+   * Page hide: hand what is queued to the browser with sendBeacon, which outlives the page. The records stay queued
+   * until a 200 is seen (a beacon's fate is unknown), so the next page load sends them again if the beacon was
+   * lost; the server's idempotency makes the repeat harmless.
+   */
+  beacon(): void {
+    const w = browser();
+    if (!w.navigator?.sendBeacon || w.navigator.onLine === false) return;
+    const now = Date.now();
+    const batch: WireRecord[] = [];
+    let bytes = 20;
+    for (const r of this.sendable(now)) {
+      const size = byteLength(JSON.stringify(r)) + 1;
+      if (bytes + size > BEACON_BYTES || batch.length >= BATCH_RECORDS) break;
+      batch.push(r);
+      bytes += size;
+    }
+    if (batch.length === 0) return;
+    try {
+      if (w.navigator.sendBeacon(this.batchUrl, JSON.stringify({ records: batch }))) {
+        for (const r of batch) this.beaconed.set(r.id, now + BEACON_GRACE_MS);
+        this.schedule(BEACON_GRACE_MS);
+      }
+    } catch {
+      // a beacon refused synchronously changes nothing: the records are still queued
+    }
+  }
+}
