@@ -1,260 +1,274 @@
-/** End to end through a real server on a real SQLite file: the README walkthrough and the contract around it. */
+/** End to end through a real server on each store: the README walkthrough and the contract around it. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { storesUnderTest } from "../test-support/postgres.js";
 import { PUBLIC, SECRET, startTestServer, type TestServer } from "../test-support/server.js";
 
 let s: TestServer;
-beforeAll(async () => {
-  s = await startTestServer();
-});
-afterAll(async () => {
-  await s.close();
-});
 
-describe("first run and plumbing", () => {
-  it("serves health without auth, the account with the bootstrap key, OpenAPI and metrics", async () => {
-    expect(await s.api("GET", "/healthz", undefined, { authorization: "" })).toEqual({
-      status: 200,
-      body: { ok: true },
-    });
-    const account = await s.api("GET", "/v1/account");
-    expect(account.status).toBe(200);
-    expect(account.body).toMatchObject({
-      id: "default",
-      name: "default",
-      settings: { identityKeys: ["Identity", "Email"], mergePolicy: "reject", timezone: "UTC" },
-    });
-    const openapi = await s.api("GET", "/v1/openapi.json");
-    expect(openapi.body.openapi).toBe("3.1.0");
-    expect(Object.keys(openapi.body.paths)).toEqual(
-      expect.arrayContaining(["/v1/ingest", "/v1/profiles/{id}", "/v1/sdk/batch"]),
-    );
-    await s.api("POST", "/v1/ingest", { records: [{ type: "event", deviceId: "m", name: "Ping" }] });
-    const metrics = await s.api("GET", "/metrics");
-    expect(metrics.body).toContain('portrait_ingest_records_total{outcome="stored"}');
-    expect(metrics.body).toContain("portrait_http_request_duration_seconds_bucket");
+// PostgreSQL is left out (reason printed) when no server answers outside CI.
+const stores = await storesUnderTest();
+
+describe.each(stores)("%s store", (store) => {
+  beforeAll(async () => {
+    s = await startTestServer({}, { store });
+  });
+  afterAll(async () => {
+    await s.close();
   });
 
-  it("answers unknown routes, missing and wrong keys with the error shape", async () => {
-    expect(await s.api("GET", "/v1/nope")).toMatchObject({ status: 404, body: { error: { code: "NOT_FOUND" } } });
-    expect(await s.api("GET", "/v1/account", undefined, { authorization: "" })).toMatchObject({
-      status: 401,
-      body: { error: { code: "UNAUTHORIZED" } },
+  describe("first run and plumbing", () => {
+    it("serves health without auth, the account with the bootstrap key, OpenAPI and metrics", async () => {
+      expect(await s.api("GET", "/healthz", undefined, { authorization: "" })).toEqual({
+        status: 200,
+        body: { ok: true },
+      });
+      const account = await s.api("GET", "/v1/account");
+      expect(account.status).toBe(200);
+      expect(account.body).toMatchObject({
+        id: "default",
+        name: "default",
+        settings: { identityKeys: ["Identity", "Email"], mergePolicy: "reject", timezone: "UTC" },
+      });
+      const openapi = await s.api("GET", "/v1/openapi.json");
+      expect(openapi.body.openapi).toBe("3.1.0");
+      expect(Object.keys(openapi.body.paths)).toEqual(
+        expect.arrayContaining(["/v1/ingest", "/v1/profiles/{id}", "/v1/sdk/batch"]),
+      );
+      await s.api("POST", "/v1/ingest", { records: [{ type: "event", deviceId: "m", name: "Ping" }] });
+      const metrics = await s.api("GET", "/metrics");
+      expect(metrics.body).toContain('portrait_ingest_records_total{outcome="stored"}');
+      expect(metrics.body).toContain("portrait_http_request_duration_seconds_bucket");
     });
-    expect(await s.api("GET", "/v1/account", undefined, { authorization: "Bearer sk_wrong" })).toMatchObject({
-      status: 401,
-    });
-    expect(await s.api("GET", "/v1/account", undefined, { authorization: `Bearer ${PUBLIC}` })).toMatchObject({
-      status: 403,
-      body: { error: { code: "FORBIDDEN" } },
+
+    it("answers unknown routes, missing and wrong keys with the error shape", async () => {
+      expect(await s.api("GET", "/v1/nope")).toMatchObject({ status: 404, body: { error: { code: "NOT_FOUND" } } });
+      expect(await s.api("GET", "/favicon.ico", undefined, { authorization: "" })).toMatchObject({
+        status: 404,
+        body: { error: { code: "NOT_FOUND" } },
+      });
+      expect(await s.api("GET", "/v1/account", undefined, { authorization: "" })).toMatchObject({
+        status: 401,
+        body: { error: { code: "UNAUTHORIZED" } },
+      });
+      expect(await s.api("GET", "/v1/account", undefined, { authorization: "Bearer sk_wrong" })).toMatchObject({
+        status: 401,
+      });
+      expect(await s.api("GET", "/v1/account", undefined, { authorization: `Bearer ${PUBLIC}` })).toMatchObject({
+        status: 403,
+        body: { error: { code: "FORBIDDEN" } },
+      });
     });
   });
-});
 
-describe("the walkthrough: login → profile push → event → Find People", () => {
-  it("builds one person and finds them by every handle", async () => {
-    const ingest = await s.api("POST", "/v1/ingest", {
-      records: [
-        {
-          type: "login",
-          deviceId: "d-1",
-          ts: 1790000000,
-          properties: { Identity: "u-42", Email: "A@X.io", Name: "Ana", DOB: "1997-08-14" },
+  describe("the walkthrough: login → profile push → event → Find People", () => {
+    it("builds one person and finds them by every handle", async () => {
+      const ingest = await s.api("POST", "/v1/ingest", {
+        records: [
+          {
+            type: "login",
+            deviceId: "d-1",
+            ts: 1790000000,
+            properties: { Identity: "u-42", Email: "A@X.io", Name: "Ana", DOB: "1997-08-14" },
+          },
+          { type: "profile", deviceId: "d-1", properties: { "Customer Type": "Silver", Points: { $incr: 10 } } },
+          { type: "profile", identity: { Email: "b@x.io" }, properties: { Plan: "pro" } },
+          {
+            type: "event",
+            deviceId: "d-1",
+            name: "Product Viewed",
+            id: "msg-123",
+            ts: "2026-11-20T10:00:00Z",
+            properties: { Product: "Shoe", Price: 59.9 },
+            context: { timezone: "Europe/Paris", utm_source: "news" },
+          },
+          { type: "token", deviceId: "d-1", channel: "push", token: "tok-abc" },
+        ],
+      });
+      expect(ingest.status).toBe(200);
+      expect(ingest.body).toMatchObject({ status: "success", processed: 5, unprocessed: [] });
+      expect(ingest.body.results.map((r: { outcome: string }) => r.outcome)).toEqual([
+        "identified",
+        "updated",
+        "created",
+        "stored",
+        "updated",
+      ]);
+      const id = ingest.body.results[0].profileId;
+      expect(id).toMatch(/^[0-9a-f]{32}$/);
+
+      const byEmail = await s.api("GET", "/v1/profiles?email=a@x.io");
+      expect(byEmail.body.profiles).toHaveLength(1);
+      const p = byEmail.body.profiles[0];
+      expect(p).toMatchObject({
+        id,
+        type: "identified",
+        identities: { Identity: "u-42", Email: "a@x.io" },
+        devices: ["d-1"],
+        properties: {
+          Identity: "u-42",
+          Email: "a@x.io",
+          Name: "Ana",
+          DOB: "1997-08-14",
+          "Customer Type": "Silver",
+          Points: 10,
+          Timezone: "Europe/Paris",
         },
-        { type: "profile", deviceId: "d-1", properties: { "Customer Type": "Silver", Points: { $incr: 10 } } },
-        { type: "profile", identity: { Email: "b@x.io" }, properties: { Plan: "pro" } },
-        {
-          type: "event",
-          deviceId: "d-1",
-          name: "Product Viewed",
-          id: "msg-123",
-          ts: "2026-11-20T10:00:00Z",
-          properties: { Product: "Shoe", Price: 59.9 },
-          context: { timezone: "Europe/Paris", utm_source: "news" },
-        },
-        { type: "token", deviceId: "d-1", channel: "push", token: "tok-abc" },
-      ],
+        system: { acquiredFrom: "news", timezone: "Europe/Paris" },
+        flags: { test: false, controlGroupExcluded: false },
+      });
+      expect(p.properties.Age.years).toBeGreaterThanOrEqual(29);
+      expect(p.system.bucket).toBeGreaterThanOrEqual(0);
+      expect(p.system.bucket).toBeLessThan(1000);
+      for (const q of ["identity=u-42", "deviceId=d-1", `profileId=${id}`]) {
+        expect((await s.api("GET", `/v1/profiles?${q}`)).body.profiles[0]?.id).toBe(id);
+      }
+      expect((await s.api("GET", "/v1/profiles?email=nobody@x.io")).body).toEqual({ profiles: [] });
+
+      const events = await s.api("GET", `/v1/profiles/${id}/events?limit=2`);
+      expect(events.body.events[0]).toMatchObject({
+        id: "msg-123",
+        name: "Product Viewed",
+        ts: "2026-11-20T10:00:00.000Z",
+        anonymous: false,
+      });
+      expect(events.body.nextCursor).toEqual(expect.any(String));
+      const page2 = await s.api("GET", `/v1/profiles/${id}/events?limit=50&cursor=${events.body.nextCursor}`);
+      expect(events.body.events[1].name).toBe("Identity Set");
+      expect(page2.body.events.map((e: { name: string }) => e.name)).toEqual(["Identity Set"]);
+      expect(page2.body.nextCursor).toBeNull();
+
+      // The same event id again is stored once.
+      const again = await s.api("POST", "/v1/ingest", {
+        records: [{ type: "event", deviceId: "d-1", name: "Product Viewed", id: "msg-123" }],
+      });
+      expect(again.body.results[0]).toMatchObject({ outcome: "duplicate", profileId: id });
     });
-    expect(ingest.status).toBe(200);
-    expect(ingest.body).toMatchObject({ status: "success", processed: 5, unprocessed: [] });
-    expect(ingest.body.results.map((r: { outcome: string }) => r.outcome)).toEqual([
-      "identified",
-      "updated",
-      "created",
-      "stored",
-      "updated",
-    ]);
-    const id = ingest.body.results[0].profileId;
-    expect(id).toMatch(/^[0-9a-f]{32}$/);
 
-    const byEmail = await s.api("GET", "/v1/profiles?email=a@x.io");
-    expect(byEmail.body.profiles).toHaveLength(1);
-    const p = byEmail.body.profiles[0];
-    expect(p).toMatchObject({
-      id,
-      type: "identified",
-      identities: { Identity: "u-42", Email: "a@x.io" },
-      devices: ["d-1"],
-      properties: {
-        Identity: "u-42",
-        Email: "a@x.io",
-        Name: "Ana",
-        DOB: "1997-08-14",
-        "Customer Type": "Silver",
-        Points: 10,
-        Timezone: "Europe/Paris",
-      },
-      system: { acquiredFrom: "news", timezone: "Europe/Paris" },
-      flags: { test: false, controlGroupExcluded: false },
-    });
-    expect(p.properties.Age.years).toBeGreaterThanOrEqual(29);
-    expect(p.system.bucket).toBeGreaterThanOrEqual(0);
-    expect(p.system.bucket).toBeLessThan(1000);
-    for (const q of ["identity=u-42", "deviceId=d-1", `profileId=${id}`]) {
-      expect((await s.api("GET", `/v1/profiles?${q}`)).body.profiles[0]?.id).toBe(id);
-    }
-    expect((await s.api("GET", "/v1/profiles?email=nobody@x.io")).body).toEqual({ profiles: [] });
+    it("PATCH applies operations; flags, export and delete work; another account cannot see the profile", async () => {
+      const r = await s.api("POST", "/v1/ingest", {
+        records: [{ type: "login", deviceId: "p-1", properties: { Email: "patch@x.io" } }],
+      });
+      const id = r.body.results[0].profileId;
+      const patched = await s.api("PATCH", `/v1/profiles/${id}`, { Score: { $incr: 3 }, Tags: { $add: ["a", "b"] } });
+      expect(patched.body.properties).toMatchObject({ Score: 3, Tags: ["a", "b"] });
+      const bad = await s.api("PATCH", `/v1/profiles/${id}`, { Score: "high" });
+      expect(bad).toMatchObject({ status: 400, body: { error: { code: "TYPE_MISMATCH", field: "Score" } } });
 
-    const events = await s.api("GET", `/v1/profiles/${id}/events?limit=2`);
-    expect(events.body.events[0]).toMatchObject({
-      id: "msg-123",
-      name: "Product Viewed",
-      ts: "2026-11-20T10:00:00.000Z",
-      anonymous: false,
-    });
-    expect(events.body.nextCursor).toEqual(expect.any(String));
-    const page2 = await s.api("GET", `/v1/profiles/${id}/events?limit=50&cursor=${events.body.nextCursor}`);
-    expect(events.body.events[1].name).toBe("Identity Set");
-    expect(page2.body.events.map((e: { name: string }) => e.name)).toEqual(["Identity Set"]);
-    expect(page2.body.nextCursor).toBeNull();
+      const test = await s.api("PUT", `/v1/profiles/${id}/test`, { test: true });
+      expect(test.body).toMatchObject({ flags: { test: true }, properties: { is_test_user: "Yes" } });
+      const excluded = await s.api("PUT", `/v1/profiles/${id}/control-group-exclusion`, { excluded: true });
+      expect(excluded.body.flags.controlGroupExcluded).toBe(true);
 
-    // The same event id again is stored once.
-    const again = await s.api("POST", "/v1/ingest", {
-      records: [{ type: "event", deviceId: "d-1", name: "Product Viewed", id: "msg-123" }],
-    });
-    expect(again.body.results[0]).toMatchObject({ outcome: "duplicate", profileId: id });
-  });
+      const exported = await s.api("GET", `/v1/profiles/${id}/export`);
+      expect(exported.body).toMatchObject({ profile: { id }, devices: [{ deviceId: "p-1" }] });
+      expect(exported.body.events.length).toBeGreaterThan(0);
 
-  it("PATCH applies operations; flags, export and delete work; another account cannot see the profile", async () => {
-    const r = await s.api("POST", "/v1/ingest", {
-      records: [{ type: "login", deviceId: "p-1", properties: { Email: "patch@x.io" } }],
-    });
-    const id = r.body.results[0].profileId;
-    const patched = await s.api("PATCH", `/v1/profiles/${id}`, { Score: { $incr: 3 }, Tags: { $add: ["a", "b"] } });
-    expect(patched.body.properties).toMatchObject({ Score: 3, Tags: ["a", "b"] });
-    const bad = await s.api("PATCH", `/v1/profiles/${id}`, { Score: "high" });
-    expect(bad).toMatchObject({ status: 400, body: { error: { code: "TYPE_MISMATCH", field: "Score" } } });
-
-    const test = await s.api("PUT", `/v1/profiles/${id}/test`, { test: true });
-    expect(test.body).toMatchObject({ flags: { test: true }, properties: { is_test_user: "Yes" } });
-    const excluded = await s.api("PUT", `/v1/profiles/${id}/control-group-exclusion`, { excluded: true });
-    expect(excluded.body.flags.controlGroupExcluded).toBe(true);
-
-    const exported = await s.api("GET", `/v1/profiles/${id}/export`);
-    expect(exported.body).toMatchObject({ profile: { id }, devices: [{ deviceId: "p-1" }] });
-    expect(exported.body.events.length).toBeGreaterThan(0);
-
-    const deleted = await s.api("DELETE", `/v1/profiles/${id}`);
-    expect(deleted.body).toEqual({ deleted: { profiles: 1, events: 1, identities: 1, devices: 1 } });
-    expect(await s.api("GET", `/v1/profiles/${id}`)).toMatchObject({
-      status: 404,
-      body: { error: { code: "UNKNOWN_PROFILE" } },
-    });
-  });
-
-  it("keeps accounts apart: another account's profile id is 404, never 403", async () => {
-    const mine = (await s.api("POST", "/v1/ingest", { records: [{ type: "event", deviceId: "iso", name: "X" }] })).body
-      .results[0].profileId;
-    const key = await s.api("POST", "/v1/keys", { kind: "secret", name: "second" });
-    expect(key.status).toBe(201);
-    const { accounts } = await import("../test-support/accounts.js");
-    const other = await accounts(s);
-    for (const [method, path] of [
-      ["GET", `/v1/profiles/${mine}`],
-      ["GET", `/v1/profiles/${mine}/events`],
-      ["DELETE", `/v1/profiles/${mine}`],
-    ] as const) {
-      expect(await s.api(method, path, undefined, { authorization: `Bearer ${other.secretKey}` })).toMatchObject({
+      const deleted = await s.api("DELETE", `/v1/profiles/${id}`);
+      expect(deleted.body).toEqual({ deleted: { profiles: 1, events: 1, identities: 1, devices: 1 } });
+      expect(await s.api("GET", `/v1/profiles/${id}`)).toMatchObject({
         status: 404,
         body: { error: { code: "UNKNOWN_PROFILE" } },
       });
-    }
-    expect(
-      (await s.api("GET", "/v1/profiles?deviceId=iso", undefined, { authorization: `Bearer ${other.secretKey}` })).body,
-    ).toEqual({ profiles: [] });
-    expect((await s.api("GET", `/v1/profiles/${mine}`)).status).toBe(200);
+    });
+
+    it("keeps accounts apart: another account's profile id is 404, never 403", async () => {
+      const mine = (await s.api("POST", "/v1/ingest", { records: [{ type: "event", deviceId: "iso", name: "X" }] }))
+        .body.results[0].profileId;
+      const key = await s.api("POST", "/v1/keys", { kind: "secret", name: "second" });
+      expect(key.status).toBe(201);
+      const { accounts } = await import("../test-support/accounts.js");
+      const other = await accounts(s);
+      for (const [method, path] of [
+        ["GET", `/v1/profiles/${mine}`],
+        ["GET", `/v1/profiles/${mine}/events`],
+        ["DELETE", `/v1/profiles/${mine}`],
+      ] as const) {
+        expect(await s.api(method, path, undefined, { authorization: `Bearer ${other.secretKey}` })).toMatchObject({
+          status: 404,
+          body: { error: { code: "UNKNOWN_PROFILE" } },
+        });
+      }
+      expect(
+        (await s.api("GET", "/v1/profiles?deviceId=iso", undefined, { authorization: `Bearer ${other.secretKey}` }))
+          .body,
+      ).toEqual({ profiles: [] });
+      expect((await s.api("GET", `/v1/profiles/${mine}`)).status).toBe(200);
+    });
+
+    it("revoked keys stop working at once", async () => {
+      const created = await s.api("POST", "/v1/keys", { kind: "secret", name: "temp" });
+      const auth = { authorization: `Bearer ${created.body.key}` };
+      expect((await s.api("GET", "/v1/account", undefined, auth)).status).toBe(200);
+      expect((await s.api("DELETE", `/v1/keys/${created.body.id}`)).status).toBe(200);
+      expect((await s.api("GET", "/v1/account", undefined, auth)).status).toBe(401);
+      const list = await s.api("GET", "/v1/keys");
+      expect(JSON.stringify(list.body)).not.toContain(created.body.key);
+      expect(JSON.stringify(list.body)).not.toContain(SECRET);
+    });
   });
 
-  it("revoked keys stop working at once", async () => {
-    const created = await s.api("POST", "/v1/keys", { kind: "secret", name: "temp" });
-    const auth = { authorization: `Bearer ${created.body.key}` };
-    expect((await s.api("GET", "/v1/account", undefined, auth)).status).toBe(200);
-    expect((await s.api("DELETE", `/v1/keys/${created.body.id}`)).status).toBe(200);
-    expect((await s.api("GET", "/v1/account", undefined, auth)).status).toBe(401);
-    const list = await s.api("GET", "/v1/keys");
-    expect(JSON.stringify(list.body)).not.toContain(created.body.key);
-    expect(JSON.stringify(list.body)).not.toContain(SECRET);
+  describe("documents", () => {
+    it("stores, reads, lists and deletes a compartment document with Portrait's system fields", async () => {
+      const id = (await s.api("POST", "/v1/ingest", { records: [{ type: "event", deviceId: "doc", name: "X" }] })).body
+        .results[0].profileId;
+      const put = await s.api("PUT", `/v1/profiles/${id}/documents/1606/crm-1`, {
+        newsletter_options: { subscribed: true },
+        $creation_ts: 1,
+      });
+      expect(put.status).toBe(200);
+      expect(put.body).toMatchObject({
+        $compartment_id: "1606",
+        $user_account_id: "crm-1",
+        newsletter_options: { subscribed: true },
+      });
+      expect(put.body.$creation_ts).toBeGreaterThan(1);
+      expect(
+        (await s.api("GET", `/v1/profiles?compartmentId=1606&userAccountId=crm-1`)).body.profiles[0].accounts,
+      ).toEqual([{ compartmentId: "1606", userAccountId: "crm-1" }]);
+      expect((await s.api("GET", `/v1/profiles/${id}/documents`)).body.documents).toHaveLength(1);
+      const big = await s.api("PUT", `/v1/profiles/${id}/documents/1606/crm-1`, { blob: "x".repeat(70_000) });
+      expect(big).toMatchObject({ status: 413, body: { error: { code: "DOCUMENT_TOO_LARGE" } } });
+      expect((await s.api("GET", `/v1/profiles/${id}/documents/1606/crm-1`)).body.newsletter_options).toEqual({
+        subscribed: true,
+      });
+      expect((await s.api("DELETE", `/v1/profiles/${id}/documents/1606/crm-1`)).status).toBe(200);
+      expect((await s.api("GET", `/v1/profiles/${id}/documents/1606/crm-1`)).status).toBe(404);
+    });
   });
-});
 
-describe("documents", () => {
-  it("stores, reads, lists and deletes a compartment document with Portrait's system fields", async () => {
-    const id = (await s.api("POST", "/v1/ingest", { records: [{ type: "event", deviceId: "doc", name: "X" }] })).body
-      .results[0].profileId;
-    const put = await s.api("PUT", `/v1/profiles/${id}/documents/1606/crm-1`, {
-      newsletter_options: { subscribed: true },
-      $creation_ts: 1,
-    });
-    expect(put.status).toBe(200);
-    expect(put.body).toMatchObject({
-      $compartment_id: "1606",
-      $user_account_id: "crm-1",
-      newsletter_options: { subscribed: true },
-    });
-    expect(put.body.$creation_ts).toBeGreaterThan(1);
-    expect(
-      (await s.api("GET", `/v1/profiles?compartmentId=1606&userAccountId=crm-1`)).body.profiles[0].accounts,
-    ).toEqual([{ compartmentId: "1606", userAccountId: "crm-1" }]);
-    expect((await s.api("GET", `/v1/profiles/${id}/documents`)).body.documents).toHaveLength(1);
-    const big = await s.api("PUT", `/v1/profiles/${id}/documents/1606/crm-1`, { blob: "x".repeat(70_000) });
-    expect(big).toMatchObject({ status: 413, body: { error: { code: "DOCUMENT_TOO_LARGE" } } });
-    expect((await s.api("GET", `/v1/profiles/${id}/documents/1606/crm-1`)).body.newsletter_options).toEqual({
-      subscribed: true,
-    });
-    expect((await s.api("DELETE", `/v1/profiles/${id}/documents/1606/crm-1`)).status).toBe(200);
-    expect((await s.api("GET", `/v1/profiles/${id}/documents/1606/crm-1`)).status).toBe(404);
-  });
-});
-
-describe("context", () => {
-  it("context timezone sets Timezone until the client writes Timezone itself; acquiredFrom keeps the earliest source", async () => {
-    const ingest = (records: unknown[]) => s.api("POST", "/v1/ingest", { records });
-    const id = (
+  describe("context", () => {
+    it("context timezone sets Timezone until the client writes Timezone itself; acquiredFrom keeps the earliest source", async () => {
+      const ingest = (records: unknown[]) => s.api("POST", "/v1/ingest", { records });
+      const id = (
+        await ingest([
+          {
+            type: "event",
+            deviceId: "tz",
+            name: "A",
+            ts: 1790000100,
+            context: { timezone: "Europe/Paris", referrer: "https://ref.example/x" },
+          },
+        ])
+      ).body.results[0].profileId;
       await ingest([
         {
           type: "event",
           deviceId: "tz",
-          name: "A",
-          ts: 1790000100,
-          context: { timezone: "Europe/Paris", referrer: "https://ref.example/x" },
+          name: "B",
+          ts: 1790000200,
+          context: { timezone: "Asia/Tokyo", utm_source: "late" },
         },
-      ])
-    ).body.results[0].profileId;
-    await ingest([
-      {
-        type: "event",
-        deviceId: "tz",
-        name: "B",
-        ts: 1790000200,
-        context: { timezone: "Asia/Tokyo", utm_source: "late" },
-      },
-    ]);
-    await ingest([{ type: "event", deviceId: "tz", name: "C", ts: 1790000050, context: { utm_source: "early" } }]);
-    let p = (await s.api("GET", `/v1/profiles/${id}`)).body;
-    expect(p.properties.Timezone).toBe("Asia/Tokyo");
-    expect(p.system.acquiredFrom).toBe("early");
-    await ingest([{ type: "profile", deviceId: "tz", ts: 1790000300, properties: { Timezone: "America/New_York" } }]);
-    await ingest([{ type: "event", deviceId: "tz", name: "D", ts: 1790000400, context: { timezone: "Europe/Paris" } }]);
-    p = (await s.api("GET", `/v1/profiles/${id}`)).body;
-    expect(p.system.timezone).toBe("America/New_York");
+      ]);
+      await ingest([{ type: "event", deviceId: "tz", name: "C", ts: 1790000050, context: { utm_source: "early" } }]);
+      let p = (await s.api("GET", `/v1/profiles/${id}`)).body;
+      expect(p.properties.Timezone).toBe("Asia/Tokyo");
+      expect(p.system.acquiredFrom).toBe("early");
+      await ingest([{ type: "profile", deviceId: "tz", ts: 1790000300, properties: { Timezone: "America/New_York" } }]);
+      await ingest([
+        { type: "event", deviceId: "tz", name: "D", ts: 1790000400, context: { timezone: "Europe/Paris" } },
+      ]);
+      p = (await s.api("GET", `/v1/profiles/${id}`)).body;
+      expect(p.system.timezone).toBe("America/New_York");
+    });
   });
 });

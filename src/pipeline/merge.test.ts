@@ -2,14 +2,12 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { PortraitError } from "../engine/errors.js";
 import { type Harness, makeHarness } from "../test-support/portrait.js";
+import { storesUnderTest } from "../test-support/postgres.js";
 
 let h: Harness;
-beforeEach(async () => {
-  h = await makeHarness();
-});
-afterEach(async () => {
-  await h.close();
-});
+
+// PostgreSQL is left out (reason printed) when no server answers outside CI.
+const stores = await storesUnderTest();
 
 const ts = (s: number) => 1_790_000_000 + s;
 
@@ -46,160 +44,171 @@ async function portraitOf(id: string) {
   };
 }
 
-describe("identity conflicts", () => {
-  it("mergePolicy reject refuses the whole record and applies nothing of it", async () => {
-    await person("a", { Email: "a@x.io" });
-    const b = await person("b", { Identity: "u-b" });
-    const r = await h.ingest({ type: "profile", deviceId: "b", properties: { Plan: "pro", Email: "a@x.io" } });
-    expect(r.unprocessed[0]).toMatchObject({ index: 0, code: "IDENTITY_CONFLICT", field: "properties.Email" });
-    const p = await h.portrait.requireProfile(h.account, b);
-    expect(p.properties.Plan).toBeUndefined();
-    expect(p.identities).toEqual({ Identity: "u-b" });
+describe.each(stores)("%s store", (store) => {
+  beforeEach(async () => {
+    h = await makeHarness({}, store);
+  });
+  afterEach(async () => {
+    await h.close();
   });
 
-  it("mergePolicy merge merges the pushing profile into the owner of the identity and logs it", async () => {
-    await h.settings({ mergePolicy: "merge" });
-    const a = await person("a", { Email: "a@x.io", Name: "Ana" });
-    const b = await person("b", { Identity: "u-b" }, 2);
-    const r = await h.ingest({
-      type: "profile",
-      deviceId: "b",
-      properties: { Plan: "pro", Email: "a@x.io" },
-      ts: ts(3),
+  describe("identity conflicts", () => {
+    it("mergePolicy reject refuses the whole record and applies nothing of it", async () => {
+      await person("a", { Email: "a@x.io" });
+      const b = await person("b", { Identity: "u-b" });
+      const r = await h.ingest({ type: "profile", deviceId: "b", properties: { Plan: "pro", Email: "a@x.io" } });
+      expect(r.unprocessed[0]).toMatchObject({ index: 0, code: "IDENTITY_CONFLICT", field: "properties.Email" });
+      const p = await h.portrait.requireProfile(h.account, b);
+      expect(p.properties.Plan).toBeUndefined();
+      expect(p.identities).toEqual({ Identity: "u-b" });
     });
-    expect(r.results[0]?.profileId).toBe(a);
-    const merged = await h.portrait.requireProfile(h.account, a);
-    expect(merged.identities).toEqual({ Identity: "u-b", Email: "a@x.io" });
-    expect(merged.properties).toMatchObject({ Plan: "pro", Name: "Ana" });
-    expect(merged.devices.sort()).toEqual(["a", "b"]);
-    // The tombstone's id acts on and returns the target.
-    expect((await h.portrait.requireProfile(h.account, b)).id).toBe(a);
-    const timeline = await h.portrait.timeline(h.account, a, { limit: 50 });
-    expect(timeline.events.map((e) => e.name)).toContain("Profile Merged");
-  });
-});
 
-describe("explicit merge and undo", () => {
-  it("merge combines by per-key ts, sums counters, unions sets; undo restores both people exactly", async () => {
-    const a = await person("a", { Identity: "u-a", Name: "Old", Points: { $incr: 5 }, Tags: ["x"] }, 1);
-    await h.ingest({
-      type: "event",
-      deviceId: "a",
-      name: "Charged",
-      ts: ts(2),
-      properties: { Amount: 10, "Charged ID": "c1" },
+    it("mergePolicy merge merges the pushing profile into the owner of the identity and logs it", async () => {
+      await h.settings({ mergePolicy: "merge" });
+      const a = await person("a", { Email: "a@x.io", Name: "Ana" });
+      const b = await person("b", { Identity: "u-b" }, 2);
+      const r = await h.ingest({
+        type: "profile",
+        deviceId: "b",
+        properties: { Plan: "pro", Email: "a@x.io" },
+        ts: ts(3),
+      });
+      expect(r.results[0]?.profileId).toBe(a);
+      const merged = await h.portrait.requireProfile(h.account, a);
+      expect(merged.identities).toEqual({ Identity: "u-b", Email: "a@x.io" });
+      expect(merged.properties).toMatchObject({ Plan: "pro", Name: "Ana" });
+      expect(merged.devices.sort()).toEqual(["a", "b"]);
+      // The tombstone's id acts on and returns the target.
+      expect((await h.portrait.requireProfile(h.account, b)).id).toBe(a);
+      const timeline = await h.portrait.timeline(h.account, a, { limit: 50 });
+      expect(timeline.events.map((e) => e.name)).toContain("Profile Merged");
     });
-    const b = await person("b", { Identity: "u-b", Points: { $incr: 7 }, Tags: ["y"] }, 3);
-    await h.ingest({ type: "profile", deviceId: "b", ts: ts(4), properties: { Name: "New" } });
-    await h.ingest({
-      type: "event",
-      deviceId: "b",
-      name: "Charged",
-      ts: ts(5),
-      properties: { Amount: 10, "Charged ID": "c1" },
+  });
+
+  describe("explicit merge and undo", () => {
+    it("merge combines by per-key ts, sums counters, unions sets; undo restores both people exactly", async () => {
+      const a = await person("a", { Identity: "u-a", Name: "Old", Points: { $incr: 5 }, Tags: ["x"] }, 1);
+      await h.ingest({
+        type: "event",
+        deviceId: "a",
+        name: "Charged",
+        ts: ts(2),
+        properties: { Amount: 10, "Charged ID": "c1" },
+      });
+      const b = await person("b", { Identity: "u-b", Points: { $incr: 7 }, Tags: ["y"] }, 3);
+      await h.ingest({ type: "profile", deviceId: "b", ts: ts(4), properties: { Name: "New" } });
+      await h.ingest({
+        type: "event",
+        deviceId: "b",
+        name: "Charged",
+        ts: ts(5),
+        properties: { Amount: 10, "Charged ID": "c1" },
+      });
+      await h.ingest({
+        type: "event",
+        deviceId: "b",
+        name: "Charged",
+        ts: ts(6),
+        properties: { Amount: 4, "Charged ID": "c2" },
+      });
+      const beforeA = await portraitOf(a);
+      const beforeB = await portraitOf(b);
+
+      const { mergeId, profile } = await h.portrait.merge(h.account, a, b);
+      expect(profile.id).toBe(a);
+      expect(profile.properties).toMatchObject({ Name: "New", Points: 12, Tags: ["x", "y"] });
+      // Identity keeps one value: the newest by ts (u-b), and u-a is released (SEMANTICS §7).
+      expect(profile.identities).toEqual({ Identity: "u-b" });
+      expect(await h.portrait.findProfiles(h.account, { kind: "identity", key: "Identity", value: "u-a" })).toEqual([]);
+      expect(profile.type).toBe("customer");
+      // The repeated Charged ID c1 counts once.
+      expect(profile.stats.revenue).toBe(14);
+
+      const undone = await h.portrait.undoMerge(h.account, mergeId);
+      expect(undone.target.id).toBe(a);
+      expect(undone.source.id).toBe(b);
+      expect(await portraitOf(a)).toEqual(beforeA);
+      expect(await portraitOf(b)).toEqual(beforeB);
+      expect(await codeOf(h.portrait.undoMerge(h.account, mergeId))).toBe("ALREADY_UNDONE");
     });
-    await h.ingest({
-      type: "event",
-      deviceId: "b",
-      name: "Charged",
-      ts: ts(6),
-      properties: { Amount: 4, "Charged ID": "c2" },
+
+    it("undo replays records that arrived after the merge, routed by their handle", async () => {
+      const a = await person("a", { Identity: "u-a" });
+      const b = await person("b", { Identity: "u-b" });
+      const { mergeId } = await h.portrait.merge(h.account, a, b);
+      await h.ingest(
+        { type: "event", deviceId: "b", name: "Viewed", ts: ts(10) },
+        { type: "profile", deviceId: "a", ts: ts(11), properties: { Plan: "pro" } },
+        { type: "profile", profileId: b, ts: ts(12), properties: { Color: "red" } },
+      );
+      const merged = await h.portrait.requireProfile(h.account, a);
+      expect(merged.properties).toMatchObject({ Plan: "pro", Color: "red" });
+
+      await h.portrait.undoMerge(h.account, mergeId);
+      const pa = await h.portrait.requireProfile(h.account, a);
+      const pb = await h.portrait.requireProfile(h.account, b);
+      expect(pa.properties.Plan).toBe("pro");
+      expect(pa.properties.Color).toBeUndefined();
+      expect(pb.properties.Color).toBe("red");
+      expect(pb.devices).toEqual(["b"]);
+      const bEvents = await h.portrait.timeline(h.account, b, { limit: 50 });
+      expect(bEvents.events.map((e) => e.name)).toContain("Viewed");
+      const aEvents = await h.portrait.timeline(h.account, a, { limit: 50 });
+      expect(aEvents.events.map((e) => e.name)).not.toContain("Viewed");
     });
-    const beforeA = await portraitOf(a);
-    const beforeB = await portraitOf(b);
 
-    const { mergeId, profile } = await h.portrait.merge(h.account, a, b);
-    expect(profile.id).toBe(a);
-    expect(profile.properties).toMatchObject({ Name: "New", Points: 12, Tags: ["x", "y"] });
-    // Identity keeps one value: the newest by ts (u-b), and u-a is released (SEMANTICS §7).
-    expect(profile.identities).toEqual({ Identity: "u-b" });
-    expect(await h.portrait.findProfiles(h.account, { kind: "identity", key: "Identity", value: "u-a" })).toEqual([]);
-    expect(profile.type).toBe("customer");
-    // The repeated Charged ID c1 counts once.
-    expect(profile.stats.revenue).toBe(14);
+    it("refuses merging a profile with itself, a tombstone or an orphan; only the latest merge can be undone", async () => {
+      const a = await person("a", { Identity: "u-a" });
+      const b = await person("b", { Identity: "u-b" });
+      const c = await person("c", { Identity: "u-c" });
+      const orphan = (await h.ingest({ type: "event", deviceId: "x", name: "Viewed" })).results[0]?.profileId as string;
+      await h.ingest({ type: "login", deviceId: "x", properties: { Identity: "u-c" } });
 
-    const undone = await h.portrait.undoMerge(h.account, mergeId);
-    expect(undone.target.id).toBe(a);
-    expect(undone.source.id).toBe(b);
-    expect(await portraitOf(a)).toEqual(beforeA);
-    expect(await portraitOf(b)).toEqual(beforeB);
-    expect(await codeOf(h.portrait.undoMerge(h.account, mergeId))).toBe("ALREADY_UNDONE");
+      expect(await codeOf(h.portrait.merge(h.account, a, a))).toBe("INVALID_MERGE");
+      expect(await codeOf(h.portrait.merge(h.account, a, orphan))).toBe("INVALID_MERGE");
+      const m1 = await h.portrait.merge(h.account, a, b);
+      // b is a tombstone now: naming it names a, so this is a merge of a with itself.
+      expect(await codeOf(h.portrait.merge(h.account, a, b))).toBe("INVALID_MERGE");
+      const m2 = await h.portrait.merge(h.account, a, c);
+      expect(await codeOf(h.portrait.undoMerge(h.account, m1.mergeId))).toBe("MERGE_NOT_UNDOABLE");
+      expect(await codeOf(h.portrait.undoMerge(h.account, "nope"))).toBe("UNKNOWN_MERGE");
+      await h.portrait.undoMerge(h.account, m2.mergeId);
+      await h.portrait.undoMerge(h.account, m1.mergeId);
+      expect((await h.portrait.requireProfile(h.account, b)).identities).toEqual({ Identity: "u-b" });
+      expect((await h.portrait.requireProfile(h.account, c)).stats.orphans).toBe(1);
+    });
+
+    it("identity values over a key's limit keep the newest by ts after a merge", async () => {
+      await h.settings({ identityKeys: ["Identity", "Email"], identityLimits: { Email: 2 } });
+      const a = await person("a", { Email: "a1@x.io" }, 1);
+      await h.ingest({ type: "profile", deviceId: "a", ts: ts(5), properties: { Email: "a2@x.io" } });
+      const b = await person("b", { Email: "b1@x.io" }, 3);
+      const { profile } = await h.portrait.merge(h.account, a, b);
+      expect(profile.identities.Email).toEqual(["b1@x.io", "a2@x.io"]);
+      const [released] = await h.portrait.findProfiles(h.account, { kind: "identity", key: "Email", value: "a1@x.io" });
+      expect(released).toBeUndefined();
+    });
   });
 
-  it("undo replays records that arrived after the merge, routed by their handle", async () => {
-    const a = await person("a", { Identity: "u-a" });
-    const b = await person("b", { Identity: "u-b" });
-    const { mergeId } = await h.portrait.merge(h.account, a, b);
-    await h.ingest(
-      { type: "event", deviceId: "b", name: "Viewed", ts: ts(10) },
-      { type: "profile", deviceId: "a", ts: ts(11), properties: { Plan: "pro" } },
-      { type: "profile", profileId: b, ts: ts(12), properties: { Color: "red" } },
-    );
-    const merged = await h.portrait.requireProfile(h.account, a);
-    expect(merged.properties).toMatchObject({ Plan: "pro", Color: "red" });
-
-    await h.portrait.undoMerge(h.account, mergeId);
-    const pa = await h.portrait.requireProfile(h.account, a);
-    const pb = await h.portrait.requireProfile(h.account, b);
-    expect(pa.properties.Plan).toBe("pro");
-    expect(pa.properties.Color).toBeUndefined();
-    expect(pb.properties.Color).toBe("red");
-    expect(pb.devices).toEqual(["b"]);
-    const bEvents = await h.portrait.timeline(h.account, b, { limit: 50 });
-    expect(bEvents.events.map((e) => e.name)).toContain("Viewed");
-    const aEvents = await h.portrait.timeline(h.account, a, { limit: 50 });
-    expect(aEvents.events.map((e) => e.name)).not.toContain("Viewed");
-  });
-
-  it("refuses merging a profile with itself, a tombstone or an orphan; only the latest merge can be undone", async () => {
-    const a = await person("a", { Identity: "u-a" });
-    const b = await person("b", { Identity: "u-b" });
-    const c = await person("c", { Identity: "u-c" });
-    const orphan = (await h.ingest({ type: "event", deviceId: "x", name: "Viewed" })).results[0]?.profileId as string;
-    await h.ingest({ type: "login", deviceId: "x", properties: { Identity: "u-c" } });
-
-    expect(await codeOf(h.portrait.merge(h.account, a, a))).toBe("INVALID_MERGE");
-    expect(await codeOf(h.portrait.merge(h.account, a, orphan))).toBe("INVALID_MERGE");
-    const m1 = await h.portrait.merge(h.account, a, b);
-    // b is a tombstone now: naming it names a, so this is a merge of a with itself.
-    expect(await codeOf(h.portrait.merge(h.account, a, b))).toBe("INVALID_MERGE");
-    const m2 = await h.portrait.merge(h.account, a, c);
-    expect(await codeOf(h.portrait.undoMerge(h.account, m1.mergeId))).toBe("MERGE_NOT_UNDOABLE");
-    expect(await codeOf(h.portrait.undoMerge(h.account, "nope"))).toBe("UNKNOWN_MERGE");
-    await h.portrait.undoMerge(h.account, m2.mergeId);
-    await h.portrait.undoMerge(h.account, m1.mergeId);
-    expect((await h.portrait.requireProfile(h.account, b)).identities).toEqual({ Identity: "u-b" });
-    expect((await h.portrait.requireProfile(h.account, c)).stats.orphans).toBe(1);
-  });
-
-  it("identity values over a key's limit keep the newest by ts after a merge", async () => {
-    await h.settings({ identityKeys: ["Identity", "Email"], identityLimits: { Email: 2 } });
-    const a = await person("a", { Email: "a1@x.io" }, 1);
-    await h.ingest({ type: "profile", deviceId: "a", ts: ts(5), properties: { Email: "a2@x.io" } });
-    const b = await person("b", { Email: "b1@x.io" }, 3);
-    const { profile } = await h.portrait.merge(h.account, a, b);
-    expect(profile.identities.Email).toEqual(["b1@x.io", "a2@x.io"]);
-    const [released] = await h.portrait.findProfiles(h.account, { kind: "identity", key: "Email", value: "a1@x.io" });
-    expect(released).toBeUndefined();
-  });
-});
-
-describe("delete", () => {
-  it("removes the person with orphans and tombstones, releases devices, and a later event starts fresh", async () => {
-    const a = await person("a", { Identity: "u-a" });
-    const b = await person("b", { Identity: "u-b" });
-    await h.ingest({ type: "event", deviceId: "x", name: "Viewed" });
-    await h.ingest({ type: "login", deviceId: "x", properties: { Identity: "u-a" } });
-    await h.portrait.merge(h.account, a, b);
-    const deleted = await h.portrait.deleteProfile(h.account, a);
-    expect(deleted.profiles).toBe(3);
-    // u-a was released by the merge (u-b is newer), so one identity row remains to delete.
-    expect(deleted.identities).toBe(1);
-    expect(deleted.devices).toBe(3);
-    expect(await h.portrait.getProfile(h.account, a)).toBeNull();
-    expect(await h.portrait.getProfile(h.account, b)).toBeNull();
-    const again = await h.ingest({ type: "event", deviceId: "a", name: "Viewed" });
-    expect(again.results[0]?.profileId).not.toBe(a);
-    expect((await h.portrait.requireProfile(h.account, again.results[0]?.profileId as string)).type).toBe("anonymous");
+  describe("delete", () => {
+    it("removes the person with orphans and tombstones, releases devices, and a later event starts fresh", async () => {
+      const a = await person("a", { Identity: "u-a" });
+      const b = await person("b", { Identity: "u-b" });
+      await h.ingest({ type: "event", deviceId: "x", name: "Viewed" });
+      await h.ingest({ type: "login", deviceId: "x", properties: { Identity: "u-a" } });
+      await h.portrait.merge(h.account, a, b);
+      const deleted = await h.portrait.deleteProfile(h.account, a);
+      expect(deleted.profiles).toBe(3);
+      // u-a was released by the merge (u-b is newer), so one identity row remains to delete.
+      expect(deleted.identities).toBe(1);
+      expect(deleted.devices).toBe(3);
+      expect(await h.portrait.getProfile(h.account, a)).toBeNull();
+      expect(await h.portrait.getProfile(h.account, b)).toBeNull();
+      const again = await h.ingest({ type: "event", deviceId: "a", name: "Viewed" });
+      expect(again.results[0]?.profileId).not.toBe(a);
+      expect((await h.portrait.requireProfile(h.account, again.results[0]?.profileId as string)).type).toBe(
+        "anonymous",
+      );
+    });
   });
 });

@@ -6,7 +6,16 @@ import type { Store } from "./store.js";
 
 export async function openStore(opts: { dataDir: string; databaseUrl: string | null }): Promise<Store> {
   if (opts.databaseUrl) {
-    throw new Error("PORTRAIT_DATABASE_URL is set, but this build has no PostgreSQL adapter yet");
+    // Loaded only when used, so a SQLite deployment never loads the PostgreSQL driver.
+    const { PostgresStore } = await import("./postgres/postgres-store.js");
+    const store = await PostgresStore.connect(opts.databaseUrl);
+    try {
+      await store.migrate();
+    } catch (error) {
+      await store.close();
+      throw error;
+    }
+    return store;
   }
   mkdirSync(opts.dataDir, { recursive: true });
   const store = SqliteStore.open(path.join(opts.dataDir, "portrait.db"));

@@ -1,12 +1,17 @@
-/** A Portrait service on a real SQLite file, with a clock the test controls. */
+/**
+ * A Portrait service with a clock the test controls, on a real SQLite file, or (`"postgres"`) on a fresh PostgreSQL
+ * database dropped on close.
+ */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Account, AccountSettings } from "../engine/types.js";
 import { Accounts } from "../pipeline/accounts.js";
 import { Portrait } from "../pipeline/portrait.js";
+import { PostgresStore } from "../store/postgres/postgres-store.js";
 import { SqliteStore } from "../store/sqlite/sqlite-store.js";
 import type { Store } from "../store/store.js";
+import { createTestDatabase, type StoreKind, type TestDatabase } from "./postgres.js";
 
 export const T0 = Date.UTC(2026, 10, 1, 12, 0, 0);
 
@@ -22,9 +27,24 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function makeHarness(settings: Partial<AccountSettings> = {}, store?: Store): Promise<Harness> {
+/** A store given as a kind is made here (and removed on close); a Store object is used as it is. */
+export async function makeHarness(
+  settings: Partial<AccountSettings> = {},
+  store: Store | StoreKind = "sqlite",
+): Promise<Harness> {
   const dir = mkdtempSync(path.join(tmpdir(), "portrait-harness-"));
-  const s = store ?? SqliteStore.open(path.join(dir, "portrait.db"));
+  let database: TestDatabase | null = null;
+  let s: Store;
+  if (store === "sqlite") {
+    s = SqliteStore.open(path.join(dir, "portrait.db"));
+  } else if (store === "postgres") {
+    database = await createTestDatabase();
+    // Suites list their stores with storesUnderTest(), which leaves PostgreSQL out when there is no server.
+    if (database === null) throw new Error("makeHarness: no PostgreSQL server to test on");
+    s = await PostgresStore.connect(database.url);
+  } else {
+    s = store;
+  }
   await s.migrate();
   let now = T0;
   const clock = {
@@ -51,6 +71,7 @@ export async function makeHarness(settings: Partial<AccountSettings> = {}, store
     },
     async close() {
       await s.close();
+      await database?.drop();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -1,9 +1,13 @@
-/** A real Portrait server on a real SQLite file in a temp directory, for end-to-end tests. */
+/**
+ * A real Portrait server for end-to-end tests: on a real SQLite file in a temp directory, or (`store: "postgres"`) on a
+ * fresh PostgreSQL database that is dropped when the server closes.
+ */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { configFromEnv } from "../config.js";
 import { type RunningServer, startServer } from "../server.js";
+import { createTestDatabase, type StoreKind, type TestDatabase } from "./postgres.js";
 
 export const SECRET = "sk_test_secret_key_0123456789abcdef";
 export const PUBLIC = "pk_test_public_key_0123456789abcdef";
@@ -25,8 +29,17 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
+export async function startTestServer(
+  env: Record<string, string> = {},
+  opts: { store?: StoreKind } = {},
+): Promise<TestServer> {
   const dir = mkdtempSync(path.join(tmpdir(), "portrait-test-"));
+  let database: TestDatabase | null = null;
+  if (opts.store === "postgres") {
+    database = await createTestDatabase();
+    // Suites list their stores with storesUnderTest(), which leaves PostgreSQL out when there is no server.
+    if (database === null) throw new Error("startTestServer: no PostgreSQL server to test on");
+  }
   const config = configFromEnv({
     PORTRAIT_PORT: "0",
     PORTRAIT_HOST: "127.0.0.1",
@@ -34,9 +47,17 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     PORTRAIT_BOOTSTRAP_SECRET_KEY: SECRET,
     PORTRAIT_BOOTSTRAP_PUBLIC_KEY: PUBLIC,
     PORTRAIT_LOG_LEVEL: "warn",
+    ...(database && { PORTRAIT_DATABASE_URL: database.url }),
     ...env,
   });
-  const server = await startServer(config);
+  let server: RunningServer;
+  try {
+    server = await startServer(config);
+  } catch (error) {
+    await database?.drop();
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
   const url = server.url;
   return {
     url,
@@ -63,6 +84,7 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     },
     async close() {
       await server.close();
+      await database?.drop();
       rmSync(dir, { recursive: true, force: true });
     },
   };

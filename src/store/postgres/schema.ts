@@ -1,0 +1,242 @@
+/**
+ * The PostgreSQL schema as an ordered list of migrations. A migration is never edited once released: a change is a new
+ * entry at the end. `migrate` applies the pending ones in one transaction (PostgreSQL DDL is transactional) under an
+ * advisory lock, and records each in `schema_migrations`: several processes starting at once apply them once, one
+ * after the other, and a crash half-way leaves the database at the previous version.
+ *
+ * The tables are SQLite's (see ../sqlite/schema.ts), typed for PostgreSQL and keyed for distribution (PRODUCT.md
+ * Scaling out, docs/scaling.md):
+ * - profile-owned tables (profiles, documents, charged_ids, events) are keyed (account_id, profile_id, …), so with
+ *   Citus they can be distributed and co-located by profile id;
+ * - account-wide unique handles (identities, devices, user_accounts, record_ids) are look-up tables keyed
+ *   (account_id, kind/key, value) → profile_id, the only way a query gets from one profile to another.
+ *
+ * Conventions: times are epoch milliseconds (bigint); JSON is jsonb; every text column that is compared or sorted is
+ * `COLLATE "C"`, so that orderings (ids, device ids, type paths) are byte order exactly as in SQLite, whatever locale
+ * the database was created with, and its indexes serve `ORDER BY` and range conditions.
+ */
+import type pg from "pg";
+
+export interface Migration {
+  version: number;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    sql: `
+      -- Operator data: accounts, their keys, dashboard logins, and process-wide settings (e.g. the SFTP host key).
+      CREATE TABLE accounts (
+        id         text COLLATE "C" PRIMARY KEY,
+        name       text NOT NULL,
+        settings   jsonb NOT NULL,
+        created_at bigint NOT NULL
+      );
+
+      CREATE TABLE api_keys (
+        id         text COLLATE "C" PRIMARY KEY,
+        account_id text COLLATE "C" NOT NULL,
+        kind       text NOT NULL,
+        name       text NOT NULL,
+        hash       text COLLATE "C" NOT NULL UNIQUE,
+        prefix     text NOT NULL,
+        created_at bigint NOT NULL,
+        revoked_at bigint
+      );
+      CREATE INDEX api_keys_by_account ON api_keys (account_id);
+
+      CREATE TABLE dashboard_users (
+        username      text COLLATE "C" PRIMARY KEY,
+        account_id    text COLLATE "C" NOT NULL,
+        password_hash text NOT NULL
+      );
+
+      CREATE TABLE meta (
+        key   text COLLATE "C" PRIMARY KEY,
+        value text NOT NULL
+      );
+
+      -- A profile is one JSON document; the columns beside it mirror the fields that queries select on.
+      CREATE TABLE profiles (
+        account_id             text COLLATE "C" NOT NULL,
+        id                     text COLLATE "C" NOT NULL,
+        state                  jsonb NOT NULL,
+        merged_into            text COLLATE "C",
+        orphan_of              text COLLATE "C",
+        control_group_excluded boolean NOT NULL DEFAULT false,
+        created_at             bigint NOT NULL,
+        updated_at             bigint NOT NULL,
+        PRIMARY KEY (account_id, id)
+      );
+      CREATE INDEX profiles_by_orphan_of ON profiles (account_id, orphan_of, id) WHERE orphan_of IS NOT NULL;
+      CREATE INDEX profiles_by_merged_into ON profiles (account_id, merged_into, id) WHERE merged_into IS NOT NULL;
+      -- SEMANTICS §9: at most 20 excluded profiles per account, counted on every change of the flag.
+      CREATE INDEX profiles_control_group_excluded ON profiles (account_id)
+        WHERE control_group_excluded AND merged_into IS NULL;
+
+      -- Account-wide unique handles → their profile (SEMANTICS §2: each value belongs to at most one profile).
+      -- The primary key is what makes a claim race-free across processes: INSERT … ON CONFLICT DO NOTHING.
+      CREATE TABLE identities (
+        account_id text COLLATE "C" NOT NULL,
+        key        text COLLATE "C" NOT NULL,
+        value      text COLLATE "C" NOT NULL,
+        profile_id text COLLATE "C" NOT NULL,
+        PRIMARY KEY (account_id, key, value)
+      );
+      CREATE INDEX identities_by_profile ON identities (account_id, profile_id);
+
+      CREATE TABLE devices (
+        account_id text COLLATE "C" NOT NULL,
+        device_id  text COLLATE "C" NOT NULL,
+        profile_id text COLLATE "C" NOT NULL,
+        push_token text,
+        platform   text,
+        PRIMARY KEY (account_id, device_id)
+      );
+      CREATE INDEX devices_by_profile ON devices (account_id, profile_id, device_id);
+
+      CREATE TABLE user_accounts (
+        account_id      text COLLATE "C" NOT NULL,
+        compartment_id  text COLLATE "C" NOT NULL,
+        user_account_id text COLLATE "C" NOT NULL,
+        profile_id      text COLLATE "C" NOT NULL,
+        PRIMARY KEY (account_id, compartment_id, user_account_id)
+      );
+      CREATE INDEX user_accounts_by_profile ON user_accounts (account_id, profile_id, compartment_id, user_account_id);
+
+      -- Profile-owned, so keyed by profile. A user account has one document account-wide (the Store contract, as on
+      -- SQLite): the unique index keeps that on one server; distributed, user_accounts is the look-up for it instead.
+      CREATE TABLE documents (
+        account_id      text COLLATE "C" NOT NULL,
+        profile_id      text COLLATE "C" NOT NULL,
+        compartment_id  text COLLATE "C" NOT NULL,
+        user_account_id text COLLATE "C" NOT NULL,
+        body            jsonb NOT NULL,
+        created_at      bigint NOT NULL,
+        updated_at      bigint NOT NULL,
+        PRIMARY KEY (account_id, profile_id, compartment_id, user_account_id)
+      );
+      CREATE UNIQUE INDEX documents_by_user_account ON documents (account_id, compartment_id, user_account_id);
+
+      -- SEMANTICS §11 idempotency: (account, record id) seen once.
+      CREATE TABLE record_ids (
+        account_id text COLLATE "C" NOT NULL,
+        record_id  text COLLATE "C" NOT NULL,
+        created_at bigint NOT NULL,
+        PRIMARY KEY (account_id, record_id)
+      );
+
+      -- SEMANTICS §3: a repeated Charged ID on the same profile is stored once.
+      CREATE TABLE charged_ids (
+        account_id text COLLATE "C" NOT NULL,
+        profile_id text COLLATE "C" NOT NULL,
+        charged_id text COLLATE "C" NOT NULL,
+        PRIMARY KEY (account_id, profile_id, charged_id)
+      );
+
+      -- seq comes from one sequence, so it is never reused, even after the newest events are deleted (merge
+      -- bookkeeping relies on it). CACHE 1 (the default, kept on purpose): with a per-connection cache a seq handed
+      -- out later could be lower than one handed out earlier, and "events above eventSeqAtMerge came after" would break.
+      -- The primary key is the timeline order (a backward scan reads newest first), so the hottest table carries one
+      -- index fewer; seq alone is unique all the same.
+      CREATE TABLE events (
+        seq        bigserial NOT NULL,
+        account_id text COLLATE "C" NOT NULL,
+        profile_id text COLLATE "C" NOT NULL,
+        id         text COLLATE "C" NOT NULL,
+        name       text COLLATE "C" NOT NULL,
+        ts         bigint NOT NULL,
+        properties jsonb NOT NULL,
+        device_id  text COLLATE "C",
+        platform   text,
+        PRIMARY KEY (account_id, profile_id, ts, seq)
+      );
+      -- Look-ups by seq (merge bookkeeping) and maxEventSeq (a backward index-only probe): no high-water row, which
+      -- on PostgreSQL would be one hot row that every event-writing transaction of an account queues on.
+      CREATE INDEX events_by_seq ON events (account_id, seq);
+
+      -- SEMANTICS §4: the first write of a path fixes its type.
+      CREATE TABLE type_registry (
+        account_id text COLLATE "C" NOT NULL,
+        scope      text COLLATE "C" NOT NULL,
+        path       text COLLATE "C" NOT NULL,
+        type       text NOT NULL,
+        PRIMARY KEY (account_id, scope, path)
+      );
+
+      -- SEMANTICS §7: what a merge needs to be undone (snapshots, moved and dropped events) and the records since.
+      -- seq is the insertion order (SQLite's rowid): it breaks ties of created_at.
+      CREATE TABLE merges (
+        account_id text COLLATE "C" NOT NULL,
+        id         text COLLATE "C" NOT NULL,
+        seq        bigint GENERATED ALWAYS AS IDENTITY,
+        target_id  text COLLATE "C" NOT NULL,
+        source_id  text COLLATE "C" NOT NULL,
+        created_at bigint NOT NULL,
+        undone_at  bigint,
+        data       jsonb NOT NULL,
+        PRIMARY KEY (account_id, id)
+      );
+      CREATE INDEX merges_by_target ON merges (account_id, target_id);
+      CREATE INDEX merges_by_source ON merges (account_id, source_id);
+
+      -- seq from a sequence rather than max(seq) + 1: two appends can never compute the same next number.
+      CREATE TABLE merge_journal (
+        account_id text COLLATE "C" NOT NULL,
+        merge_id   text COLLATE "C" NOT NULL,
+        seq        bigint GENERATED ALWAYS AS IDENTITY,
+        record     jsonb NOT NULL,
+        PRIMARY KEY (account_id, merge_id, seq)
+      );
+    `,
+  },
+];
+
+export const LATEST_VERSION = MIGRATIONS.reduce((latest, m) => Math.max(latest, m.version), 0);
+
+/** The advisory lock that serialises migrations across processes: "portrait" in ASCII, as a bigint. */
+const MIGRATION_LOCK = "8101528128837405044";
+
+/** Applies the pending migrations in one transaction; returns the versions applied (none when up to date). */
+export async function migrate(pool: pg.Pool, now: () => number = Date.now): Promise<number[]> {
+  const client = await pool.connect();
+  try {
+    await client.query("BEGIN");
+    try {
+      // Held until COMMIT: a second process waits here, then finds the migrations applied.
+      await client.query(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`);
+      await client.query(`
+        CREATE TABLE IF NOT EXISTS schema_migrations (
+          version    integer PRIMARY KEY,
+          applied_at bigint NOT NULL
+        )
+      `);
+      const rows = await client.query<{ version: number }>("SELECT version FROM schema_migrations");
+      const applied = new Set(rows.rows.map((r) => r.version));
+      const newest = Math.max(0, ...applied);
+      if (newest > LATEST_VERSION) {
+        throw new Error(
+          `The database is at schema version ${newest}, newer than this Portrait knows (${LATEST_VERSION}); upgrade Portrait.`,
+        );
+      }
+      const done: number[] = [];
+      for (const migration of MIGRATIONS) {
+        if (applied.has(migration.version)) continue;
+        await client.query(migration.sql);
+        await client.query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)", [
+          migration.version,
+          now(),
+        ]);
+        done.push(migration.version);
+      }
+      await client.query("COMMIT");
+      return done;
+    } catch (error) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw error;
+    }
+  } finally {
+    client.release();
+  }
+}

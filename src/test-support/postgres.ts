@@ -1,0 +1,116 @@
+/**
+ * Fresh PostgreSQL databases for tests, on the server at $PORTRAIT_TEST_PG_URL (default
+ * postgres://postgres@127.0.0.1:5432/postgres, a maintenance database of a local server with trust auth).
+ *
+ * With no server there, PostgreSQL tests are skipped on a developer's machine (the reason is printed) but FAIL in CI
+ * (CI=true): a CI run that silently tested one store only would be worse than a red build.
+ */
+import { randomBytes } from "node:crypto";
+import pg from "pg";
+
+export type StoreKind = "sqlite" | "postgres";
+
+/** Every store the end-to-end suites cover. */
+export const STORES: readonly StoreKind[] = ["sqlite", "postgres"];
+
+export interface TestDatabase {
+  url: string;
+  drop(): Promise<void>;
+}
+
+const DEFAULT_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres";
+
+function adminUrl(): string {
+  return process.env.PORTRAIT_TEST_PG_URL || DEFAULT_ADMIN_URL;
+}
+
+/** The URL without its password, for messages. */
+function shown(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = "***";
+    return u.toString();
+  } catch {
+    return url;
+  }
+}
+
+/** Errors that mean "nothing answers there", as opposed to a server that answers and refuses (auth, missing role). */
+const UNREACHABLE = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "ETIMEDOUT"]);
+
+function isUnreachable(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const { code } = error as { code?: string };
+  if (code !== undefined && UNREACHABLE.has(code)) return true;
+  if (error instanceof AggregateError) return error.errors.some(isUnreachable);
+  return /timeout/i.test(error.message);
+}
+
+let reported = false;
+
+/** An admin connection, or null (reason printed once) when no server answers and this is not CI. */
+async function connectAdmin(): Promise<pg.Client | null> {
+  const url = adminUrl();
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
+  try {
+    await client.connect();
+    return client;
+  } catch (error) {
+    await client.end().catch(() => undefined);
+    if (process.env.CI === "true") {
+      throw new Error(`PostgreSQL tests cannot run: no usable server at ${shown(url)} (CI=true, so not skipping)`, {
+        cause: error,
+      });
+    }
+    if (!isUnreachable(error)) throw error;
+    if (!reported) {
+      reported = true;
+      console.warn(
+        `PostgreSQL tests skipped: no server at ${shown(url)} (start one, or point PORTRAIT_TEST_PG_URL at one)`,
+      );
+    }
+    return null;
+  }
+}
+
+/** A new, empty database `portrait_test_<random>`; null when PostgreSQL tests are to be skipped (see above). */
+export async function createTestDatabase(): Promise<TestDatabase | null> {
+  const admin = await connectAdmin();
+  if (admin === null) return null;
+  const name = `portrait_test_${randomBytes(8).toString("hex")}`;
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(adminUrl());
+  url.pathname = `/${name}`;
+  let dropped: Promise<void> | null = null;
+  return {
+    url: url.toString(),
+    drop() {
+      dropped ??= (async () => {
+        const client = await connectAdmin();
+        if (client === null) return;
+        try {
+          // FORCE: a connection a failed test left open must not keep the database alive.
+          await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+        } finally {
+          await client.end();
+        }
+      })();
+      return dropped;
+    },
+  };
+}
+
+/**
+ * The stores a suite runs on here: all of STORES, less PostgreSQL (with the reason printed) when no server answers
+ * outside CI. For `describe.each`, which needs the list before the tests are collected.
+ */
+export async function storesUnderTest(): Promise<StoreKind[]> {
+  const admin = await connectAdmin();
+  if (admin === null) return STORES.filter((s) => s !== "postgres");
+  await admin.end();
+  return [...STORES];
+}
