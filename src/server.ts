@@ -28,14 +28,21 @@ export async function bootstrap(
   config: Pick<Config, "bootstrapSecretKey" | "bootstrapPublicKey">,
 ): Promise<FirstRun | null> {
   if ((await store.listAccounts()).length > 0) return null;
-  const created = await accounts.create(
-    "default",
-    {
-      ...(config.bootstrapSecretKey && { secretKey: config.bootstrapSecretKey }),
-      ...(config.bootstrapPublicKey && { publicKey: config.bootstrapPublicKey }),
-    },
-    "default",
-  );
+  let created: Awaited<ReturnType<Accounts["create"]>>;
+  try {
+    created = await accounts.create(
+      "default",
+      {
+        ...(config.bootstrapSecretKey && { secretKey: config.bootstrapSecretKey }),
+        ...(config.bootstrapPublicKey && { publicKey: config.bootstrapPublicKey }),
+      },
+      "default",
+    );
+  } catch (error) {
+    // Several nodes starting at once on an empty PostgreSQL: the account's primary key lets one of them win.
+    if ((await store.getAccount("default")) !== null) return null;
+    throw error;
+  }
   const dashboardPassword = randomBytes(12).toString("base64url");
   await accounts.createDashboardUser(created.account.id, "admin", dashboardPassword);
   return {

@@ -194,6 +194,23 @@ describe.each(stores)("%s store", (store) => {
       expect((await s.api("GET", `/v1/profiles/${id}`)).body.properties.Note).toBe(evil);
       await expectUntouched();
     });
+
+    it("refuses NUL characters and unpaired surrogates as one failed record, on both stores", async () => {
+      const r = await s.api("POST", "/v1/ingest", {
+        records: [
+          { type: "profile", deviceId: "keep", properties: { Name: "nul\u0000byte" } },
+          { type: "event", deviceId: "keep", name: "E", properties: { p: "\ud800" } },
+          { type: "profile", deviceId: "keep", properties: { Color: "green" } },
+        ],
+      });
+      expect(r.body.status).toBe("partial");
+      expect(r.body.unprocessed.map((u: { code: string; field: string }) => [u.code, u.field])).toEqual([
+        ["INVALID_VALUE", "properties.Name"],
+        ["INVALID_VALUE", "properties.p"],
+      ]);
+      const p = await s.api("GET", `/v1/profiles/${known}`);
+      expect(p.body.properties).toMatchObject({ Name: "Kept", Color: "green" });
+    });
   });
 
   describe("profile endpoints", () => {

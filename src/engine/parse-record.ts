@@ -5,6 +5,7 @@
 import { PortraitError, show } from "./errors.js";
 import { parseEventProperties, parseTimestamp, validateEventName } from "./properties/event-properties.js";
 import { isPlainObject } from "./properties/keys.js";
+import { assertStorableText } from "./text.js";
 import { parsePropertySet } from "./properties/parse.js";
 import { isValidTimeZone, normaliseIdentityValue } from "./properties/values.js";
 import type { Handle, IngestRecord } from "./records.js";
@@ -25,6 +26,7 @@ export { isPlainObject };
 
 export function parseRecord(input: unknown, opts: ParseOptions): IngestRecord {
   if (!isPlainObject(input)) throw new PortraitError("INVALID_RECORD", "a record must be a JSON object");
+  assertStorableText(input);
   const type = input.type;
   if (typeof type !== "string" || !(RECORD_TYPES as readonly string[]).includes(type)) {
     throw new PortraitError(

@@ -5,6 +5,7 @@
 import { PortraitError } from "../engine/errors.js";
 import { isPlainObject, parseRecord } from "../engine/parse-record.js";
 import { parsePropertySet } from "../engine/properties/parse.js";
+import { assertStorableText } from "../engine/text.js";
 import type { AnyRecord, IngestRecord, RecordResult } from "../engine/records.js";
 import type { Account, JsonValue, ProfileDocument, StoredEvent, UserAccountRef } from "../engine/types.js";
 import type { DeletedCounts, Store } from "../store/store.js";
@@ -140,6 +141,7 @@ export class Portrait {
 
   async patchProfile(account: Account, profileId: string, body: unknown): Promise<ProfileView> {
     const now = this.clock.now();
+    assertStorableText(body);
     const properties = parsePropertySet(body, { timezone: account.settings.timezone, now });
     try {
       const result = await this.apply(account, {

@@ -2,6 +2,7 @@
 import type { FastifyInstance } from "fastify";
 import { PortraitError } from "../../engine/errors.js";
 import { isPlainObject } from "../../engine/parse-record.js";
+import { assertStorableText } from "../../engine/text.js";
 import type { JsonValue } from "../../engine/types.js";
 import type { AppDeps } from "../app.js";
 import { profileId } from "./profiles.js";

@@ -1,0 +1,32 @@
+/**
+ * Text both stores can keep: no NUL character and no unpaired UTF-16 surrogate (PostgreSQL refuses both, and
+ * neither is meaningful text). Checked once at the edge so a record fails cleanly instead of a whole batch later.
+ */
+import { PortraitError } from "./errors.js";
+
+const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+export function assertStorableText(input: unknown, field = ""): void {
+  if (typeof input === "string") {
+    if (UNSTORABLE.test(input)) {
+      throw new PortraitError(
+        "INVALID_VALUE",
+        "text must not contain NUL characters or unpaired surrogates",
+        field || undefined,
+      );
+    }
+    return;
+  }
+  if (typeof input !== "object" || input === null) return;
+  if (Array.isArray(input)) {
+    input.forEach((v, i) => assertStorableText(v, `${field}[${i}]`));
+    return;
+  }
+  for (const [key, value] of Object.entries(input)) {
+    const path = field ? `${field}.${key}` : key;
+    if (UNSTORABLE.test(key)) {
+      throw new PortraitError("INVALID_KEY", "a key must not contain NUL characters or unpaired surrogates", path);
+    }
+    assertStorableText(value, path);
+  }
+}
