@@ -13,6 +13,7 @@ import { type Accounts, validateSettings } from "./accounts.js";
 import { applyRecord } from "./apply-record.js";
 import { type Clock, type IdSource, randomIds, systemClock } from "./clock.js";
 import { deleteProfile, household } from "./delete.js";
+import { GroupCommit } from "./group-commit.js";
 import { undoMerge } from "./demerge.js";
 import { mergeProfiles } from "./merge.js";
 import { RecordScope } from "./record-scope.js";
@@ -48,8 +49,21 @@ export interface EventView {
   platform: string | null;
 }
 
+interface IngestJob {
+  parsed: Array<{ index: number; record: IngestRecord }>;
+  now: number;
+}
+
+interface JobOutcome {
+  ok: BatchResult["results"];
+  refused: BatchFailure[];
+}
+
 export class Portrait {
   readonly types: TypeCache;
+  private readonly groupCommit = new GroupCommit<IngestJob, JobOutcome>((account, jobs) =>
+    this.applyBatches(account, jobs),
+  );
 
   constructor(
     readonly store: Store,
@@ -109,8 +123,23 @@ export class Portrait {
     });
     let results: BatchResult["results"] = [];
     if (parsed.length > 0) {
-      // Built inside the transaction function so that a store that re-runs it (PostgreSQL on deadlock) starts clean.
-      const applied = await this.transact(account, async (uow) => {
+      const applied = await this.groupCommit.submit(account, { parsed, now }, parsed.length);
+      results = applied.ok;
+      unprocessed.push(...applied.refused);
+    }
+    unprocessed.sort((a, b) => a.index - b.index);
+    const status = unprocessed.length === 0 ? "success" : results.length === 0 ? "fail" : "partial";
+    return { status, processed: results.length, unprocessed, results };
+  }
+
+  /**
+   * Applies several parsed batches in one transaction (group commit). Results are built inside the transaction
+   * function so that a store that re-runs it (PostgreSQL on deadlock) starts clean.
+   */
+  private applyBatches(account: Account, jobs: IngestJob[]): Promise<JobOutcome[]> {
+    return this.transact(account, async (uow) => {
+      const outcomes: JobOutcome[] = [];
+      for (const { parsed, now } of jobs) {
         const ok: BatchResult["results"] = [];
         const refused: BatchFailure[] = [];
         for (const { index, record } of parsed) {
@@ -121,14 +150,10 @@ export class Portrait {
             refused.push(failure(index, e));
           }
         }
-        return { ok, refused };
-      });
-      results = applied.ok;
-      unprocessed.push(...applied.refused);
-    }
-    unprocessed.sort((a, b) => a.index - b.index);
-    const status = unprocessed.length === 0 ? "success" : results.length === 0 ? "fail" : "partial";
-    return { status, processed: results.length, unprocessed, results };
+        outcomes.push({ ok, refused });
+      }
+      return outcomes;
+    });
   }
 
   /** One record from the profile API (PATCH, flags, documents): atomic, errors thrown. */
