@@ -48,7 +48,7 @@ export class GroupCommit<Job, Outcome> {
           account,
           group.map((g) => g.job),
         );
-        group.forEach((g, i) => g.resolve(outcomes[i] as Outcome));
+        for (const [i, g] of group.entries()) g.resolve(outcomes[i] as Outcome);
       } catch (error) {
         for (const g of group) g.reject(error);
       }

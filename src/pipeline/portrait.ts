@@ -5,16 +5,16 @@
 import { PortraitError } from "../engine/errors.js";
 import { isPlainObject, parseRecord } from "../engine/parse-record.js";
 import { parsePropertySet } from "../engine/properties/parse.js";
-import { assertStorableText } from "../engine/text.js";
 import type { AnyRecord, IngestRecord, RecordResult } from "../engine/records.js";
+import { assertStorableText } from "../engine/text.js";
 import type { Account, JsonValue, ProfileDocument, StoredEvent, UserAccountRef } from "../engine/types.js";
 import type { DeletedCounts, Store } from "../store/store.js";
 import { type Accounts, validateSettings } from "./accounts.js";
 import { applyRecord } from "./apply-record.js";
 import { type Clock, type IdSource, randomIds, systemClock } from "./clock.js";
 import { deleteProfile, household } from "./delete.js";
-import { GroupCommit } from "./group-commit.js";
 import { undoMerge } from "./demerge.js";
+import { GroupCommit } from "./group-commit.js";
 import { mergeProfiles } from "./merge.js";
 import { RecordScope } from "./record-scope.js";
 import { reindexIdentities } from "./settings.js";
