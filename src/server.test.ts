@@ -13,7 +13,13 @@ afterEach(() => {
 });
 
 function config(dir: string, extra: Record<string, string> = {}) {
-  return configFromEnv({ PORTRAIT_PORT: "0", PORTRAIT_HOST: "127.0.0.1", PORTRAIT_DATA_DIR: dir, PORTRAIT_LOG_LEVEL: "silent", ...extra });
+  return configFromEnv({
+    PORTRAIT_PORT: "0",
+    PORTRAIT_HOST: "127.0.0.1",
+    PORTRAIT_DATA_DIR: dir,
+    PORTRAIT_LOG_LEVEL: "silent",
+    ...extra,
+  });
 }
 
 describe("server lifecycle", () => {
@@ -47,7 +53,11 @@ describe("server lifecycle", () => {
       started();
       return ingest(...args);
     };
-    const records = Array.from({ length: 1000 }, (_, i) => ({ type: "login", deviceId: `d${i}`, properties: { Identity: `u${i}` } }));
+    const records = Array.from({ length: 1000 }, (_, i) => ({
+      type: "login",
+      deviceId: `d${i}`,
+      properties: { Identity: `u${i}` },
+    }));
     const inFlight = fetch(`${server.url}/v1/ingest`, {
       method: "POST",
       headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" },

@@ -5,10 +5,10 @@
 import { PortraitError, show } from "./errors.js";
 import { parseEventProperties, parseTimestamp, validateEventName } from "./properties/event-properties.js";
 import { isPlainObject } from "./properties/keys.js";
-import { assertStorableText } from "./text.js";
 import { parsePropertySet } from "./properties/parse.js";
 import { isValidTimeZone, normaliseIdentityValue } from "./properties/values.js";
 import type { Handle, IngestRecord } from "./records.js";
+import { assertStorableText } from "./text.js";
 import { type AccountSettings, IDENTITY_KEYS, type IdentityKey, type RecordContext } from "./types.js";
 
 const RECORD_TYPES = ["login", "profile", "event", "token"] as const;

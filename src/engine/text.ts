@@ -4,6 +4,7 @@
  */
 import { PortraitError } from "./errors.js";
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching NUL is the point of this pattern
 const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 export function assertStorableText(input: unknown, field = ""): void {
@@ -19,7 +20,7 @@ export function assertStorableText(input: unknown, field = ""): void {
   }
   if (typeof input !== "object" || input === null) return;
   if (Array.isArray(input)) {
-    input.forEach((v, i) => assertStorableText(v, `${field}[${i}]`));
+    for (const [i, v] of input.entries()) assertStorableText(v, `${field}[${i}]`);
     return;
   }
   for (const [key, value] of Object.entries(input)) {

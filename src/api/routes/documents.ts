@@ -34,6 +34,7 @@ export function documentRoutes({ portrait }: AppDeps) {
         const body = request.body;
         if (!isPlainObject(body))
           throw new PortraitError("INVALID_DOCUMENT", "a document must be a JSON object", "body");
+        assertStorableText(body);
         const id = profileId(request.params.id);
         const r = ref(request.params);
         await portrait.apply(request.account, {
