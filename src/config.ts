@@ -9,6 +9,12 @@ export interface Config {
   bootstrapSecretKey: string | null;
   bootstrapPublicKey: string | null;
   logLevel: string;
+  /** Largest import upload (PORTRAIT_IMPORT_MAX_BYTES, default 10 GB). */
+  importMaxBytes: number;
+  /** SFTP drop point port (PORTRAIT_SFTP_PORT); null = no SFTP server. */
+  sftpPort: number | null;
+  /** A claimed import whose worker is silent this long is taken over (PORTRAIT_IMPORT_CLAIM_TIMEOUT_MS, 15 s). */
+  importClaimTimeoutMs: number;
 }
 
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): Config {
@@ -23,5 +29,22 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): Config {
     bootstrapSecretKey: env.PORTRAIT_BOOTSTRAP_SECRET_KEY || null,
     bootstrapPublicKey: env.PORTRAIT_BOOTSTRAP_PUBLIC_KEY || null,
     logLevel: env.PORTRAIT_LOG_LEVEL ?? "info",
+    importMaxBytes: positive(env, "PORTRAIT_IMPORT_MAX_BYTES", 10 * 1000 ** 3),
+    sftpPort: env.PORTRAIT_SFTP_PORT ? portNumber(env.PORTRAIT_SFTP_PORT, "PORTRAIT_SFTP_PORT") : null,
+    importClaimTimeoutMs: positive(env, "PORTRAIT_IMPORT_CLAIM_TIMEOUT_MS", 15_000),
   };
+}
+
+function positive(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`${name} must be a positive whole number, got ${raw}`);
+  return n;
+}
+
+function portNumber(raw: string, name: string): number {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`${name} must be a port number, got ${raw}`);
+  return n;
 }

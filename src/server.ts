@@ -8,6 +8,7 @@ import pino from "pino";
 import { buildApp } from "./api/app.js";
 import { createMetrics } from "./api/metrics.js";
 import type { Config } from "./config.js";
+import { createImports, type Imports } from "./imports/index.js";
 import { Accounts } from "./pipeline/accounts.js";
 import { Portrait } from "./pipeline/portrait.js";
 import { openStore } from "./store/open.js";
@@ -60,6 +61,8 @@ export interface RunningServer {
   portrait: Portrait;
   url: string;
   firstRun: FirstRun | null;
+  /** Bulk imports: the upload service, the runner, and the SFTP drop point when PORTRAIT_SFTP_PORT is set. */
+  imports: Imports;
   close(): Promise<void>;
 }
 
@@ -69,8 +72,17 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const accounts = new Accounts(store);
   const firstRun = await bootstrap(store, accounts, config);
   const portrait = new Portrait(store);
-  const app = await buildApp({ portrait, accounts, metrics: createMetrics(), logger });
+  const imports = createImports(portrait, config, logger);
+  const app = await buildApp({
+    portrait,
+    accounts,
+    metrics: createMetrics(),
+    logger,
+    imports: imports.service,
+    importMaxBytes: config.importMaxBytes,
+  });
   const address = await app.listen({ port: config.port, host: config.host });
+  await imports.start();
   const url = address.replace("0.0.0.0", "localhost").replace("[::]", "localhost");
   let closing: Promise<void> | null = null;
   return {
@@ -79,8 +91,10 @@ export async function startServer(config: Config): Promise<RunningServer> {
     portrait,
     url,
     firstRun,
+    imports,
     close() {
       closing ??= (async () => {
+        await imports.stop();
         await app.close();
         await store.close();
       })();

@@ -3,12 +3,14 @@
  * the bench process) and the server are separate processes. On this 2-core machine they share the two cores, so
  * every HTTP figure is "server + load generator on the same box" — the spec's setting, not a ceiling.
  */
+
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { freshDatabase } from "./postgres.js";
 import type { BenchContext } from "./scenario.js";
 import { registerExitCleanup } from "./scope.js";
 
@@ -133,7 +135,7 @@ async function waitReady(child: ChildProcess, url: string, gone: () => boolean, 
 
 /**
  * A real Portrait server, `node bin/portrait.js serve`, on a fresh temp data dir with the bench's bootstrap keys.
- * With `--store postgres` it uses $PORTRAIT_DATABASE_URL, which must name an empty database.
+ * With `--store postgres` it gets a fresh database of its own (bench/lib/postgres.ts).
  */
 export async function startPortrait(ctx: BenchContext, name: string): Promise<ServerProcess> {
   const dir = tempDir(ctx, `portrait-bench-${name.toLowerCase()}`);
@@ -143,11 +145,7 @@ export async function startPortrait(ctx: BenchContext, name: string): Promise<Se
     PORTRAIT_BOOTSTRAP_PUBLIC_KEY: PUBLIC_KEY,
     PORTRAIT_LOG_LEVEL: "warn",
   };
-  if (ctx.store === "postgres") {
-    const databaseUrl = process.env.PORTRAIT_DATABASE_URL;
-    if (!databaseUrl) throw new Error("--store postgres needs PORTRAIT_DATABASE_URL (an empty database)");
-    env.PORTRAIT_DATABASE_URL = databaseUrl;
-  }
+  if (ctx.store === "postgres") env.PORTRAIT_DATABASE_URL = await freshDatabase(ctx, name);
   return spawnServer(ctx, {
     name: `portrait-${name}`,
     script: path.join(REPO_ROOT, "bin", "portrait.js"),

@@ -4,8 +4,10 @@
  */
 import path from "node:path";
 import { DEFAULT_SETTINGS } from "../../src/engine/types.js";
+import { PostgresStore } from "../../src/store/postgres/postgres-store.js";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import type { Store } from "../../src/store/store.js";
+import { freshDatabase } from "./postgres.js";
 import { tempDir } from "./processes.js";
 import { type BenchContext, median } from "./scenario.js";
 
@@ -13,12 +15,15 @@ export const RAW_ACCOUNT = "bench";
 
 /** A fresh store on a temp file with one account; closed and removed with the scenario. */
 export async function openRawStore(ctx: BenchContext, name: string): Promise<Store> {
-  if (ctx.store !== "sqlite") {
-    // B8 adds the PostgreSQL raw baseline (COPY / prepared inserts on its own database) with the adapter.
-    throw new Error(`no raw-store baseline for ${ctx.store} yet`);
+  let store: Store;
+  if (ctx.store === "postgres") {
+    const pgStore = await PostgresStore.connect(await freshDatabase(ctx, `raw${name}`));
+    await pgStore.migrate();
+    store = pgStore;
+  } else {
+    const dir = tempDir(ctx, `portrait-raw-${name.toLowerCase()}`);
+    store = SqliteStore.open(path.join(dir, "raw.db"));
   }
-  const dir = tempDir(ctx, `portrait-raw-${name.toLowerCase()}`);
-  const store = SqliteStore.open(path.join(dir, "raw.db"));
   ctx.scope.defer(() => store.close());
   await store.createAccount({ id: RAW_ACCOUNT, name: "bench", settings: DEFAULT_SETTINGS, createdAt: Date.now() });
   return store;

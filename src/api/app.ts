@@ -3,6 +3,7 @@ import swagger from "@fastify/swagger";
 import Fastify, { type FastifyInstance, LogController } from "fastify";
 import type { Logger } from "pino";
 import { PortraitError } from "../engine/errors.js";
+import type { ImportService } from "../imports/service.js";
 import type { Accounts } from "../pipeline/accounts.js";
 import type { Portrait } from "../pipeline/portrait.js";
 import { authHook } from "./auth.js";
@@ -11,12 +12,15 @@ import { type Metrics, metricsPlugin } from "./metrics.js";
 import { accountRoutes } from "./routes/account.js";
 import { documentRoutes } from "./routes/documents.js";
 import { healthRoutes } from "./routes/health.js";
+import { importRoutes } from "./routes/imports.js";
 import { ingestRoutes } from "./routes/ingest.js";
 import { keyRoutes } from "./routes/keys.js";
 import { mergeRoutes } from "./routes/merges.js";
 import { profileRoutes } from "./routes/profiles.js";
 import { sdkRoutes } from "./routes/sdk.js";
 import { sdkBundleRoutes } from "./routes/sdk-bundle.js";
+import { segmentRoutes } from "./routes/segments.js";
+import { sftpKeyRoutes } from "./routes/sftp-keys.js";
 
 /** API.md: JSON bodies over 5 MB → 413 (imports stream and have their own limit). */
 export const JSON_BODY_LIMIT = 5 * 1024 * 1024;
@@ -26,6 +30,9 @@ export interface AppDeps {
   accounts: Accounts;
   metrics: Metrics;
   logger?: Logger | boolean;
+  /** Bulk imports (routes registered only when given) and their upload limit. */
+  imports?: ImportService;
+  importMaxBytes?: number;
 }
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -75,6 +82,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(profileRoutes(deps));
   await app.register(documentRoutes(deps));
   await app.register(mergeRoutes(deps));
+  await app.register(segmentRoutes(deps));
+  await app.register(sftpKeyRoutes(deps));
+  if (deps.imports)
+    await app.register(importRoutes({ ...deps, imports: deps.imports }, deps.importMaxBytes ?? Infinity));
   app.get("/v1/openapi.json", { config: { access: "none" }, schema: { hide: true } }, async () => app.swagger());
   return app;
 }

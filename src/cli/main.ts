@@ -9,9 +9,10 @@ import { normaliseIdentityValue } from "../engine/properties/values.js";
 import { IDENTITY_KEYS, type IdentityKey } from "../engine/types.js";
 import { Accounts } from "../pipeline/accounts.js";
 import { Portrait } from "../pipeline/portrait.js";
-import { printFirstRun, startServer } from "../server.js";
 import { openStore } from "../store/open.js";
 import type { Store } from "../store/store.js";
+import { addImportCommands } from "./import.js";
+import { addSegmentCommands } from "./segment.js";
 
 interface StoreOptions {
   dataDir?: string;
@@ -60,6 +61,8 @@ export function buildCli(): Command {
     )
     .option("-p, --port <port>", "port to listen on")
     .action(async (opts: { port?: string }) => {
+      // Loaded here so that client commands (`portrait import`) do not load the server (and stay small in memory).
+      const { printFirstRun, startServer } = await import("../server.js");
       const config = configFromEnv();
       if (opts.port !== undefined) config.port = Number(opts.port);
       const server = await startServer(config);
@@ -160,6 +163,8 @@ export function buildCli(): Command {
         process.stdout.write(`${JSON.stringify({ profiles }, null, 2)}\n`);
       });
     });
+  addImportCommands(program, withStore);
+  addSegmentCommands(program, withStoreOptions, withStore, accountOf);
   return program;
 }
 

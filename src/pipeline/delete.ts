@@ -4,6 +4,7 @@
  */
 import { PortraitError } from "../engine/errors.js";
 import type { DeletedCounts } from "../store/store.js";
+import { importHandles } from "./import-handles.js";
 import type { UnitOfWork } from "./unit-of-work.js";
 
 export async function deleteProfile(uow: UnitOfWork, profileId: string): Promise<DeletedCounts> {
@@ -13,6 +14,7 @@ export async function deleteProfile(uow: UnitOfWork, profileId: string): Promise
   const doomed = await household(uow, state.id);
   const total: DeletedCounts = { profiles: 0, events: 0, identities: 0, devices: 0 };
   for (const id of doomed) {
+    await tx.redactImportData(accountId, id, await importHandles(uow, id));
     await tx.deleteMergesTouching(accountId, id);
     const counts = await tx.deleteProfileData(accountId, id);
     total.profiles += counts.profiles;

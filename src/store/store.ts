@@ -22,6 +22,8 @@ import type {
   UserAccountRef,
   ValueType,
 } from "../engine/types.js";
+import type { ImportHandle, ImportStore } from "./import-store.js";
+import type { SegmentStore } from "./segment-store.js";
 
 export type KeyKind = "secret" | "public";
 
@@ -181,6 +183,12 @@ export interface StoreTx extends StoreReader {
   /** Deletes one profile and everything it owns; counts what went. */
   deleteProfileData(accountId: string, profileId: string): Promise<DeletedCounts>;
 
+  /**
+   * SEMANTICS §10: a deleted profile's rows in stored import failure reports are redacted (matched by the profile id
+   * and `handles`, the identity values, devices… it had), and its import look-ups (email hashes) go.
+   */
+  redactImportData(accountId: string, profileId: string, handles: readonly ImportHandle[]): Promise<void>;
+
   /** Runs `fn` so that if it throws, none of its writes remain. */
   savepoint<T>(fn: () => Promise<T>): Promise<T>;
 }
@@ -207,6 +215,10 @@ export interface Store {
   setMeta(key: string, value: string): Promise<void>;
 
   reader: StoreReader;
+  /** Bulk imports and SFTP keys (import-store.ts). */
+  readonly imports: ImportStore;
+  /** Segment evaluation and saved segments (segment-store.ts). */
+  readonly segments: SegmentStore;
   /** One transaction, scoped to one account. */
   write<T>(accountId: string, fn: (tx: StoreTx) => Promise<T>): Promise<T>;
 }

@@ -39,6 +39,7 @@ import type {
   UserAccountRef,
   ValueType,
 } from "../../engine/types.js";
+import type { ImportHandle } from "../import-store.js";
 import type {
   ApiKeyRow,
   DashboardUserRow,
@@ -51,6 +52,8 @@ import type {
   TypeRegistration,
   TypeScope,
 } from "../store.js";
+import { PostgresImports, redactImportData } from "./postgres-imports.js";
+import { PostgresSegments, segmentIndex } from "./postgres-segments.js";
 import { migrate } from "./schema.js";
 
 /** Larger than any ts or seq: the cursor of the first page. */
@@ -555,6 +558,7 @@ class PostgresTx extends PostgresReader implements StoreTx {
   async lockProfile(accountId: string, profileId: string): Promise<ProfileState | null> {
     // The row lock lasts until COMMIT: a second writer of this profile, in any process, waits here.
     const row = await first<{ state: ProfileState }>(this.db(accountId), "lockProfile", [accountId, profileId]);
+    if (row) segmentIndex.loaded(this, row.state);
     return row?.state ?? null;
   }
 
@@ -569,6 +573,7 @@ class PostgresTx extends PostgresReader implements StoreTx {
       state.createdAt,
       state.updatedAt,
     ]);
+    await segmentIndex.written(this, this.client, accountId, state, true);
   }
 
   async updateProfile(accountId: string, state: ProfileState): Promise<void> {
@@ -584,6 +589,7 @@ class PostgresTx extends PostgresReader implements StoreTx {
     ]);
     // Updating a profile that does not exist is a bug upstream; saying so beats losing the write silently.
     if (result.rowCount === 0) throw new Error(`updateProfile: account ${accountId} has no profile ${state.id}.`);
+    await segmentIndex.written(this, this.client, accountId, state, false);
   }
 
   override async findProfileByIdentity(accountId: string, key: IdentityKey, value: string): Promise<string | null> {
@@ -815,7 +821,13 @@ class PostgresTx extends PostgresReader implements StoreTx {
     await count("deleteUserAccountsOf");
     await count("deleteDocumentsOf");
     await count("releaseChargedIds");
+    await segmentIndex.deleted(this, db, accountId, profileId);
     return counts;
+  }
+
+  async redactImportData(accountId: string, profileId: string, handles: readonly ImportHandle[]): Promise<void> {
+    this.db(accountId);
+    await redactImportData(this.client, accountId, profileId, handles);
   }
 
   async savepoint<T>(fn: () => Promise<T>): Promise<T> {
@@ -832,6 +844,7 @@ class PostgresTx extends PostgresReader implements StoreTx {
       return result;
     } catch (error) {
       this.depth = depth;
+      segmentIndex.rolledBack(this);
       // Also what brings the transaction back from PostgreSQL's "aborted" state after a failed statement. If the
       // connection itself is gone there is nothing to undo here: the caller's rollback (or the server) ends it.
       try {
@@ -871,10 +884,14 @@ async function claim<V>(insert: () => Promise<V | undefined>, read: () => Promis
 export class PostgresStore implements Store {
   readonly dialect = "postgres" as const;
   readonly reader: StoreReader;
+  readonly imports: PostgresImports;
+  readonly segments: PostgresSegments;
   private closing: Promise<void> | null = null;
 
   private constructor(private readonly pool: pg.Pool) {
     this.reader = new PostgresReader(pool);
+    this.imports = new PostgresImports(pool);
+    this.segments = new PostgresSegments(pool);
   }
 
   /**
@@ -896,6 +913,7 @@ export class PostgresStore implements Store {
 
   async migrate(): Promise<void> {
     await migrate(this.pool);
+    await this.segments.backfill();
   }
 
   /** Waits for the connections in use (a write in progress commits), then closes them all. */

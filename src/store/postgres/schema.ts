@@ -16,6 +16,7 @@
  * the database was created with, and its indexes serve `ORDER BY` and range conditions.
  */
 import type pg from "pg";
+import { SEGMENTS_SCHEMA } from "./postgres-segments.js";
 
 export interface Migration {
   version: number;
@@ -191,6 +192,78 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    // Bulk imports and the SFTP drop point (API.md Imports; SEMANTICS §11 Imports, SFTP); see ../sqlite/schema.ts.
+    version: 2,
+    sql: `
+      CREATE TABLE imports (
+        account_id   text COLLATE "C" NOT NULL,
+        id           text COLLATE "C" NOT NULL,
+        seq          bigint GENERATED ALWAYS AS IDENTITY,
+        kind         text NOT NULL,
+        format       text NOT NULL,
+        status       text NOT NULL,
+        source       text NOT NULL,
+        file_name    text,
+        file_path    text NOT NULL,
+        sha256       text NOT NULL,
+        bytes        bigint NOT NULL,
+        options      jsonb NOT NULL,
+        header       jsonb,
+        rows         bigint NOT NULL,
+        processed    bigint NOT NULL,
+        failed       bigint NOT NULL,
+        bytes_read   bigint NOT NULL,
+        last_row     bigint NOT NULL,
+        error        text,
+        created_at   bigint NOT NULL,
+        started_at   bigint,
+        finished_at  bigint,
+        claimed_by   text,
+        heartbeat_at bigint,
+        PRIMARY KEY (account_id, id)
+      );
+      CREATE INDEX imports_unfinished ON imports (created_at, seq) WHERE status IN ('queued', 'running');
+
+      CREATE TABLE import_failures (
+        account_id  text COLLATE "C" NOT NULL,
+        import_id   text COLLATE "C" NOT NULL,
+        row_number  bigint NOT NULL,
+        data        jsonb,
+        description text NOT NULL,
+        PRIMARY KEY (account_id, import_id, row_number)
+      );
+      CREATE TABLE import_failure_handles (
+        account_id text COLLATE "C" NOT NULL,
+        kind       text COLLATE "C" NOT NULL,
+        value      text COLLATE "C" NOT NULL,
+        import_id  text COLLATE "C" NOT NULL,
+        row_number bigint NOT NULL,
+        PRIMARY KEY (account_id, kind, value, import_id, row_number)
+      );
+
+      CREATE TABLE sftp_keys (
+        account_id  text COLLATE "C" NOT NULL,
+        id          text COLLATE "C" NOT NULL,
+        name        text NOT NULL,
+        algorithm   text NOT NULL,
+        public_key  text NOT NULL,
+        fingerprint text NOT NULL,
+        created_at  bigint NOT NULL,
+        PRIMARY KEY (account_id, id)
+      );
+
+      CREATE TABLE email_hashes (
+        account_id text COLLATE "C" NOT NULL,
+        hash       text COLLATE "C" NOT NULL,
+        profile_id text COLLATE "C" NOT NULL,
+        PRIMARY KEY (account_id, hash)
+      );
+      CREATE INDEX email_hashes_by_profile ON email_hashes (account_id, profile_id);
+    `,
+  },
+  // Segments (SEMANTICS §6): the property index, the events-by-name index, saved segments (postgres-segments.ts).
+  { version: 3, sql: SEGMENTS_SCHEMA },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.reduce((latest, m) => Math.max(latest, m.version), 0);

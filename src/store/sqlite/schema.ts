@@ -7,10 +7,13 @@
  * fresh database) picks them over the primary key for `WHERE account_id = ? AND profile_id = ? ORDER BY …`.
  *
  * Conventions: every profile-owned table is keyed by (account_id, profile_id, …) or by an account-wide unique handle
- * (account_id, kind, value) → profile_id; time columns are epoch milliseconds (INTEGER); JSON is stored as text;
- * tables are STRICT so a wrong type fails loudly instead of being stored as something else.
+ * (account_id, kind, value) → profile_id, except events, which hang off the profile's integer key (see `events`);
+ * time columns are epoch milliseconds (INTEGER); JSON is stored as text; tables are STRICT so a wrong type fails
+ * loudly instead of being stored as something else. Tables looked up only by their key are WITHOUT ROWID (one
+ * B-tree search instead of index + table).
  */
 import type Database from "better-sqlite3";
+import { SEGMENTS_SCHEMA } from "./sqlite-segments.js";
 
 export interface Migration {
   version: number;
@@ -53,16 +56,20 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
 
       -- A profile is one JSON document; the columns beside it mirror the fields that queries select on.
+      -- \`pk\` (the rowid) is the adapter's own integer key: events refer to it, so their timeline index holds integers
+      -- only. Ids stay the public key: (account_id, id) is unique and every id → pk look-up is made within the account,
+      -- so a pk never leads into another account's rows.
       CREATE TABLE profiles (
+        pk                     INTEGER PRIMARY KEY,
         account_id             TEXT NOT NULL,
         id                     TEXT NOT NULL,
-        state                  TEXT NOT NULL,
         merged_into            TEXT,
         orphan_of              TEXT,
         control_group_excluded INTEGER NOT NULL DEFAULT 0,
         created_at             INTEGER NOT NULL,
         updated_at             INTEGER NOT NULL,
-        PRIMARY KEY (account_id, id)
+        state                  TEXT NOT NULL,
+        UNIQUE (account_id, id)
       ) STRICT;
       CREATE INDEX profiles_by_orphan_of ON profiles (account_id, orphan_of, id) WHERE orphan_of IS NOT NULL;
       CREATE INDEX profiles_by_merged_into ON profiles (account_id, merged_into, id) WHERE merged_into IS NOT NULL;
@@ -77,7 +84,7 @@ export const MIGRATIONS: readonly Migration[] = [
         value      TEXT NOT NULL,
         profile_id TEXT NOT NULL,
         PRIMARY KEY (account_id, key, value)
-      ) STRICT;
+      ) STRICT, WITHOUT ROWID;
       CREATE INDEX identities_by_profile ON identities (account_id, profile_id);
 
       CREATE TABLE devices (
@@ -87,7 +94,7 @@ export const MIGRATIONS: readonly Migration[] = [
         push_token TEXT,
         platform   TEXT,
         PRIMARY KEY (account_id, device_id)
-      ) STRICT;
+      ) STRICT, WITHOUT ROWID;
       CREATE INDEX devices_by_profile ON devices (account_id, profile_id, device_id);
 
       CREATE TABLE user_accounts (
@@ -96,7 +103,7 @@ export const MIGRATIONS: readonly Migration[] = [
         user_account_id TEXT NOT NULL,
         profile_id      TEXT NOT NULL,
         PRIMARY KEY (account_id, compartment_id, user_account_id)
-      ) STRICT;
+      ) STRICT, WITHOUT ROWID;
       CREATE INDEX user_accounts_by_profile ON user_accounts (account_id, profile_id, compartment_id, user_account_id);
 
       CREATE TABLE documents (
@@ -128,25 +135,26 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT, WITHOUT ROWID;
 
       -- AUTOINCREMENT: a seq is never reused, even after the newest events are deleted (merge bookkeeping relies on it).
+      -- An event belongs to its account through its profile (profile_pk → profiles.pk); every query by seq joins the
+      -- profile to check the account. The timeline index is all integers: events arrive in random profile order, and
+      -- small fixed-size keys keep those inserts cheap (fewer pages, fewer splits, fewer dirty pages per commit).
       CREATE TABLE events (
         seq        INTEGER PRIMARY KEY AUTOINCREMENT,
-        account_id TEXT NOT NULL,
-        profile_id TEXT NOT NULL,
-        id         TEXT NOT NULL,
-        name       TEXT NOT NULL,
+        profile_pk INTEGER NOT NULL,
         ts         INTEGER NOT NULL,
+        name       TEXT NOT NULL,
+        id         TEXT NOT NULL,
         properties TEXT NOT NULL,
         device_id  TEXT,
         platform   TEXT
       ) STRICT;
-      CREATE INDEX events_timeline ON events (account_id, profile_id, ts DESC, seq DESC);
-      CREATE INDEX events_by_name ON events (account_id, name, ts);
+      CREATE INDEX events_timeline ON events (profile_pk, ts, seq);
 
       -- The highest seq ever given to an account's events: maxEventSeq without an extra index on the hot events table.
       CREATE TABLE event_seq_high_water (
         account_id TEXT PRIMARY KEY,
         seq        INTEGER NOT NULL
-      ) STRICT;
+      ) STRICT, WITHOUT ROWID;
 
       -- SEMANTICS §4: the first write of a path fixes its type.
       CREATE TABLE type_registry (
@@ -180,6 +188,83 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    // Bulk imports and the SFTP drop point (API.md Imports; SEMANTICS §11 Imports, SFTP).
+    version: 2,
+    sql: `
+      -- One row per import: its file (stored under the data directory), its checkpoint and counts, and the worker
+      -- that runs it (a claim older than the heartbeat timeout is free again, so a killed process's import resumes).
+      CREATE TABLE imports (
+        account_id   TEXT NOT NULL,
+        id           TEXT NOT NULL,
+        kind         TEXT NOT NULL,
+        format       TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        source       TEXT NOT NULL,
+        file_name    TEXT,
+        file_path    TEXT NOT NULL,
+        sha256       TEXT NOT NULL,
+        bytes        INTEGER NOT NULL,
+        options      TEXT NOT NULL,
+        header       TEXT,
+        rows         INTEGER NOT NULL,
+        processed    INTEGER NOT NULL,
+        failed       INTEGER NOT NULL,
+        bytes_read   INTEGER NOT NULL,
+        last_row     INTEGER NOT NULL,
+        error        TEXT,
+        created_at   INTEGER NOT NULL,
+        started_at   INTEGER,
+        finished_at  INTEGER,
+        claimed_by   TEXT,
+        heartbeat_at INTEGER,
+        PRIMARY KEY (account_id, id)
+      ) STRICT;
+      CREATE INDEX imports_unfinished ON imports (created_at) WHERE status IN ('queued', 'running');
+
+      -- The failure report: a refused row's original content (NULL once redacted) and why.
+      CREATE TABLE import_failures (
+        account_id  TEXT NOT NULL,
+        import_id   TEXT NOT NULL,
+        row_number  INTEGER NOT NULL,
+        data        TEXT,
+        description TEXT NOT NULL,
+        PRIMARY KEY (account_id, import_id, row_number)
+      ) STRICT, WITHOUT ROWID;
+      -- SEMANTICS §10: the handles a refused row named, so that deleting that person redacts the row.
+      CREATE TABLE import_failure_handles (
+        account_id TEXT NOT NULL,
+        kind       TEXT NOT NULL,
+        value      TEXT NOT NULL,
+        import_id  TEXT NOT NULL,
+        row_number INTEGER NOT NULL,
+        PRIMARY KEY (account_id, kind, value, import_id, row_number)
+      ) STRICT, WITHOUT ROWID;
+
+      CREATE TABLE sftp_keys (
+        account_id  TEXT NOT NULL,
+        id          TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        algorithm   TEXT NOT NULL,
+        public_key  TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (account_id, id)
+      ) STRICT;
+
+      -- Document imports by email_hash (API.md Compartment documents): SHA-256 of each Email identity → its profile,
+      -- rebuilt from the identities when an import first needs it.
+      CREATE TABLE email_hashes (
+        account_id TEXT NOT NULL,
+        hash       TEXT NOT NULL,
+        profile_id TEXT NOT NULL,
+        PRIMARY KEY (account_id, hash)
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX email_hashes_by_profile ON email_hashes (account_id, profile_id);
+    `,
+  },
+  // Segments (SEMANTICS §6): the property index, the events-by-name index, saved segments (sqlite-segments.ts).
+  { version: 3, sql: SEGMENTS_SCHEMA },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.reduce((latest, m) => Math.max(latest, m.version), 0);

@@ -3,8 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { NewEvent } from "../../engine/types.js";
 import { describeStoreConformance } from "../conformance/conformance.js";
-import { blankProfile, newAccount } from "../conformance/fixtures.js";
+import { blankProfile, newAccount, newId } from "../conformance/fixtures.js";
 import type { Store } from "../store.js";
 import { LATEST_VERSION, MIGRATIONS } from "./schema.js";
 import { SqliteStore } from "./sqlite-store.js";
@@ -163,6 +164,248 @@ describe("SqliteStore on a file", () => {
       expect(await store.listAccounts()).toEqual([account]);
     } finally {
       await store.close();
+    }
+  });
+});
+
+/** What only this adapter does: integer profile keys, events written behind, lazy savepoints (sqlite-store.ts). */
+describe("SqliteStore internals", () => {
+  let dir: string;
+  let file: string;
+  let store: SqliteStore;
+  let accountId: string;
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), "portrait-sqlite-"));
+    file = join(dir, "portrait.db");
+    store = SqliteStore.open(file);
+    const account = newAccount();
+    await store.createAccount(account);
+    accountId = account.id;
+  });
+
+  afterEach(async () => {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const T0 = 1_700_000_000_000;
+  function event(profileId: string, ts: number, name = "Viewed"): NewEvent {
+    return { profileId, id: newId(), name, ts, properties: { n: ts - T0 }, deviceId: null, platform: null };
+  }
+  async function newProfile(): Promise<string> {
+    const state = blankProfile();
+    await store.write(accountId, (tx) => tx.insertProfile(accountId, state));
+    return state.id;
+  }
+
+  it("shows pending events to reads inside the transaction, and commits them", async () => {
+    const p = await newProfile();
+    const seqs = await store.write(accountId, async (tx) => {
+      const seqs = await tx.insertEvents(accountId, [event(p, T0), event(p, T0 + 1)]);
+      expect(await tx.maxEventSeq(accountId)).toBe(seqs[1]);
+      expect(await tx.listEventSeqs(accountId, p)).toEqual(seqs);
+      expect((await tx.listEvents(accountId, [p], { limit: 10 })).events.map((e) => e.seq)).toEqual(
+        [...seqs].reverse(),
+      );
+      expect((await tx.listEventsBySeq(accountId, seqs)).map((e) => e.ts)).toEqual([T0, T0 + 1]);
+      return seqs;
+    });
+    expect((await store.reader.listEvents(accountId, [p], { limit: 10 })).events.map((e) => e.seq)).toEqual(
+      [...seqs].reverse(),
+    );
+    expect(await store.reader.maxEventSeq(accountId)).toBe(seqs[1]);
+  });
+
+  it("keeps the events added before a failed savepoint and drops those added inside it, at any depth", async () => {
+    const p = await newProfile();
+    const kept = await store.write(accountId, async (tx) => {
+      const kept: number[] = [];
+      kept.push(...(await tx.insertEvents(accountId, [event(p, T0)])));
+      // A record that only adds events and fails.
+      await tx
+        .savepoint(async () => {
+          await tx.insertEvents(accountId, [event(p, T0 + 1)]);
+          throw new Error("no");
+        })
+        .catch(() => undefined);
+      // A record that also writes through SQL (which opens its savepoint) and fails.
+      await tx
+        .savepoint(async () => {
+          await tx.insertEvents(accountId, [event(p, T0 + 2)]);
+          await tx.claimIdentity(accountId, "Email", "lost@example.com", p);
+          await tx.insertEvents(accountId, [event(p, T0 + 3)]);
+          // A read of events writes the pending ones: those from before the savepoint must survive its rollback.
+          expect(await tx.listEventSeqs(accountId, p)).toHaveLength(3);
+          throw new Error("no");
+        })
+        .catch(() => undefined);
+      // Nested: the outer savepoint keeps its events around a failed inner one.
+      await tx.savepoint(async () => {
+        kept.push(...(await tx.insertEvents(accountId, [event(p, T0 + 4)])));
+        await tx
+          .savepoint(async () => {
+            await tx.insertEvents(accountId, [event(p, T0 + 5)]);
+            await tx.claimRecordId(accountId, "inner", T0);
+            throw new Error("no");
+          })
+          .catch(() => undefined);
+        kept.push(...(await tx.insertEvents(accountId, [event(p, T0 + 6)])));
+        await tx.claimRecordId(accountId, "outer", T0);
+      });
+      kept.push(...(await tx.insertEvents(accountId, [event(p, T0 + 7)])));
+      return kept;
+    });
+    const stored = (await store.reader.listEvents(accountId, [p], { limit: 20 })).events;
+    expect(stored.map((e) => e.ts)).toEqual([T0 + 7, T0 + 6, T0 + 4, T0]);
+    expect(stored.map((e) => e.seq)).toEqual([...kept].reverse());
+    expect(new Set(kept).size).toBe(kept.length);
+    expect(await store.reader.maxEventSeq(accountId)).toBe(Math.max(...kept));
+    expect(await store.reader.findProfileByIdentity(accountId, "Email", "lost@example.com")).toBeNull();
+    await store.write(accountId, async (tx) => {
+      expect(await tx.claimRecordId(accountId, "inner", T0)).toBe(true);
+      expect(await tx.claimRecordId(accountId, "outer", T0)).toBe(false);
+    });
+  });
+
+  it("forgets the key of a profile whose insert a savepoint took back", async () => {
+    const p = await newProfile();
+    const lost = blankProfile();
+    const after = blankProfile();
+    await store.write(accountId, async (tx) => {
+      await tx
+        .savepoint(async () => {
+          await tx.insertProfile(accountId, lost);
+          await tx.insertEvents(accountId, [event(lost.id, T0)]);
+          throw new Error("no");
+        })
+        .catch(() => undefined);
+      // The next profile takes the pk the lost one had; events of the lost id must not land on it.
+      await tx.insertProfile(accountId, after);
+      await expect(tx.insertEvents(accountId, [event(lost.id, T0)])).rejects.toThrow(/no profile/);
+      await expect(tx.updateProfile(accountId, lost)).rejects.toThrow(/no profile/);
+      await tx.insertEvents(accountId, [event(p, T0)]);
+    });
+    expect((await store.reader.listEvents(accountId, [after.id], { limit: 5 })).events).toEqual([]);
+    expect(await store.reader.getProfile(accountId, after.id)).toEqual(after);
+  });
+
+  it("rewrites the columns beside the state when a read profile changes them", async () => {
+    const [owner, p] = [await newProfile(), await newProfile()];
+    await store.write(accountId, async (tx) => {
+      const state = (await tx.lockProfile(accountId, p))!;
+      await tx.updateProfile(accountId, { ...state, orphanOf: owner, updatedAt: T0 + 1 });
+      await tx.updateProfile(accountId, { ...state, orphanOf: owner, updatedAt: T0 + 2 });
+    });
+    expect(await store.reader.listOrphans(accountId, owner)).toEqual([p]);
+    await store.write(accountId, async (tx) => {
+      const state = (await tx.lockProfile(accountId, p))!;
+      await tx.updateProfile(accountId, { ...state, flags: { test: false, controlGroupExcluded: true } });
+      expect(await tx.countControlGroupExcluded(accountId)).toBe(1);
+      await tx.updateProfile(accountId, state);
+      expect(await tx.countControlGroupExcluded(accountId)).toBe(0);
+      expect(await tx.listOrphans(accountId, owner)).toEqual([p]);
+      await tx.updateProfile(accountId, { ...state, orphanOf: null, mergedInto: owner });
+    });
+    expect(await store.reader.listOrphans(accountId, owner)).toEqual([]);
+    expect(await store.reader.listTombstones(accountId, owner)).toEqual([p]);
+    expect(await store.reader.countControlGroupExcluded(accountId)).toBe(0);
+    expect((await store.reader.getProfile(accountId, p))?.mergedInto).toBe(owner);
+  });
+
+  it("writes many events of one call in order, across several multi-row inserts", async () => {
+    const [p, q] = [await newProfile(), await newProfile()];
+    const batch = Array.from({ length: 300 }, (_, i) => ({
+      ...event(i % 3 ? p : q, T0 + (i % 17)),
+      deviceId: i % 2 ? `d${i}` : null,
+      platform: i % 5 ? null : "ios",
+    }));
+    const seqs = await store.write(accountId, (tx) => tx.insertEvents(accountId, batch));
+    expect(seqs).toEqual(seqs.map((_, i) => seqs[0]! + i));
+    const stored = await store.write(accountId, (tx) => tx.listEventsBySeq(accountId, seqs));
+    expect(stored).toEqual(batch.map((e, i) => ({ ...e, seq: seqs[i] })));
+  });
+
+  it("refuses a malformed event or an unknown profile inside the record, not at commit", async () => {
+    const p = await newProfile();
+    const outcome = await store.write(accountId, async (tx) => {
+      const bad = [
+        { ...event(p, T0), ts: T0 + 0.5 },
+        { ...event(p, T0), name: 7 as unknown as string },
+        { ...event(p, T0), deviceId: 7 as unknown as string },
+        event(newId(), T0),
+      ];
+      const errors: unknown[] = [];
+      for (const e of bad) {
+        errors.push(await tx.savepoint(() => tx.insertEvents(accountId, [event(p, T0), e])).catch((x: unknown) => x));
+      }
+      return { errors, good: await tx.insertEvents(accountId, [event(p, T0 + 1)]) };
+    });
+    for (const error of outcome.errors) expect(error).toBeInstanceOf(Error);
+    expect((await store.reader.listEvents(accountId, [p], { limit: 10 })).events.map((e) => e.seq)).toEqual(
+      outcome.good,
+    );
+  });
+
+  it("refuses to move events to a profile the account does not have", async () => {
+    const p = await newProfile();
+    const seqs = await store.write(accountId, (tx) => tx.insertEvents(accountId, [event(p, T0)]));
+    await expect(store.write(accountId, (tx) => tx.moveEvents(accountId, seqs, newId()))).rejects.toThrow(/no profile/);
+    expect(await store.write(accountId, (tx) => tx.listEventSeqs(accountId, p))).toEqual(seqs);
+  });
+
+  it("never hands out a seq twice when two stores write to one file", async () => {
+    const other = SqliteStore.open(file);
+    try {
+      const p = await newProfile();
+      const seqs: number[] = [];
+      for (let round = 0; round < 5; round++) {
+        for (const s of [store, other]) {
+          seqs.push(...(await s.write(accountId, (tx) => tx.insertEvents(accountId, [event(p, T0), event(p, T0)]))));
+        }
+      }
+      expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+      expect(new Set(seqs).size).toBe(seqs.length);
+      expect(await other.reader.maxEventSeq(accountId)).toBe(seqs.at(-1));
+    } finally {
+      await other.close();
+    }
+  });
+
+  it("never follows a remembered profile key that now names another row", async () => {
+    // Another process deletes a profile and creates one that takes the same pk (the highest was deleted).
+    const other = SqliteStore.open(file);
+    try {
+      const gone = blankProfile();
+      // The first profile of the file: pk 1.
+      await store.write(accountId, (tx) => tx.insertProfile(accountId, gone));
+      expect(await store.reader.getProfile(accountId, gone.id)).toEqual(gone);
+      const stranger = newAccount();
+      await other.createAccount(stranger);
+      const newcomer = blankProfile();
+      await other.write(accountId, (tx) => tx.deleteProfileData(accountId, gone.id));
+      await other.write(stranger.id, (tx) => tx.insertProfile(stranger.id, newcomer));
+      const raw = new Database(file, { readonly: true });
+      try {
+        const pkOf = raw.prepare<[string], number>("SELECT pk FROM profiles WHERE id = ?").pluck();
+        expect(pkOf.get(newcomer.id)).toBe(1);
+      } finally {
+        raw.close();
+      }
+      const reused = blankProfile(gone.id);
+      await other.write(stranger.id, (tx) => tx.insertProfile(stranger.id, { ...reused, bucket: 3 }));
+
+      expect(await store.reader.getProfile(accountId, gone.id)).toBeNull();
+      expect(await store.reader.listEvents(accountId, [gone.id], { limit: 5 })).toEqual({ events: [], next: null });
+      await store.write(accountId, async (tx) => {
+        expect(await tx.getProfile(accountId, gone.id)).toBeNull();
+        await expect(tx.updateProfile(accountId, gone)).rejects.toThrow(/no profile/);
+        await expect(tx.insertEvents(accountId, [event(gone.id, T0)])).rejects.toThrow(/no profile/);
+      });
+      expect((await store.reader.getProfile(stranger.id, gone.id))?.bucket).toBe(3);
+      expect(await store.reader.getProfile(stranger.id, newcomer.id)).toEqual(newcomer);
+    } finally {
+      await other.close();
     }
   });
 });

@@ -1,0 +1,100 @@
+/**
+ * API.md Imports: `POST /v1/imports?kind=…` (CSV or NDJSON body, or multipart field `file`) → 202 once the file is
+ * stored; `GET /v1/imports/{id}`; `GET /v1/imports/{id}/failures.csv`.
+ *
+ * Bodies here are never parsed or buffered by fastify: this plugin's content-type parsers hand the request stream
+ * to the import service, which writes it to disk up to PORTRAIT_IMPORT_MAX_BYTES (the 5 MB limit is for JSON).
+ */
+import type { Readable } from "node:stream";
+import multipart from "@fastify/multipart";
+import type { FastifyInstance } from "fastify";
+import { PortraitError } from "../../engine/errors.js";
+import { importView } from "../../imports/runner.js";
+import { formatFor, type ImportService, parseKind } from "../../imports/service.js";
+import type { AppDeps } from "../app.js";
+
+/** A multipart part's format: its content type, else its file name's extension (curl sends octet-stream). */
+function partContentType(mimetype: string, filename: string): string {
+  if (mimetype === "text/csv" || mimetype.includes("ndjson")) return mimetype;
+  if (/\.csv$/i.test(filename)) return "text/csv";
+  if (/\.(ndjson|jsonl)$/i.test(filename)) return "application/x-ndjson";
+  return mimetype;
+}
+
+export function importRoutes({ imports }: AppDeps & { imports: ImportService }, maxBytes: number) {
+  return async (app: FastifyInstance) => {
+    app.removeAllContentTypeParsers();
+    await app.register(multipart, { limits: { fileSize: maxBytes, files: 1, fields: 10, parts: 11 } });
+    const passStream = (_req: unknown, payload: unknown, done: (err: Error | null, body?: unknown) => void) =>
+      done(null, payload);
+    app.addContentTypeParser(["text/csv", "application/x-ndjson", "application/ndjson"], passStream);
+    // Any other type reaches the handler unread, which answers 415 naming what it takes.
+    app.addContentTypeParser("*", passStream);
+
+    app.post<{ Querystring: { kind?: string } }>(
+      "/v1/imports",
+      {
+        schema: {
+          tags: ["imports"],
+          summary: "Upload a profiles/events CSV or NDJSON, or a documents NDJSON; the import runs in the background",
+          querystring: {
+            type: "object",
+            properties: { kind: { type: "string", enum: ["profiles", "events", "documents"] } },
+          },
+        },
+      },
+      async (request, reply) => {
+        const kind = parseKind(request.query.kind);
+        let body: Readable;
+        let contentType: string | undefined;
+        let fileName: string | null = null;
+        let truncated: (() => boolean) | undefined;
+        if (request.isMultipart()) {
+          const part = await request.file();
+          if (part?.fieldname !== "file") {
+            throw new PortraitError(
+              "INVALID_BODY",
+              'a multipart import needs the file in a field named "file"',
+              "file",
+            );
+          }
+          body = part.file;
+          contentType = partContentType(part.mimetype, part.filename);
+          fileName = part.filename || null;
+          truncated = () => part.file.truncated;
+        } else {
+          body = request.body as Readable;
+          contentType = request.headers["content-type"];
+        }
+        let row: Awaited<ReturnType<ImportService["create"]>>;
+        try {
+          const format = formatFor(kind, contentType);
+          row = await imports.create(request.account, body, { kind, format, source: "api", fileName }, truncated);
+        } catch (e) {
+          // The rest of a refused upload is not read: the connection closes after the answer instead.
+          reply.header("connection", "close");
+          throw e;
+        }
+        reply.status(202);
+        return { id: row.id, status: row.status };
+      },
+    );
+
+    app.get<{ Params: { id: string } }>(
+      "/v1/imports/:id",
+      { schema: { tags: ["imports"], summary: "An import's status and counts" } },
+      async (request) => importView(await imports.get(request.account, request.params.id)),
+    );
+
+    app.get<{ Params: { id: string } }>(
+      "/v1/imports/:id/failures.csv",
+      { schema: { tags: ["imports"], summary: "The refused rows, each with a last column Failure Description" } },
+      async (request, reply) => {
+        const report = await imports.failures(request.account, request.params.id);
+        reply.type("text/csv; charset=utf-8");
+        reply.header("content-disposition", `attachment; filename="import-${request.params.id}-failures.csv"`);
+        return reply.send(report);
+      },
+    );
+  };
+}

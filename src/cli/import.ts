@@ -1,0 +1,247 @@
+/**
+ * `portrait import FILE --kind …` — a client of a running server (SEMANTICS §11 Imports): streams the file to
+ * `POST /v1/imports`, then polls the import and draws a progress bar on stderr (rows, rows/s, ETA; plain lines when
+ * stderr is not a terminal), and ends with a summary. Exit code 1 when the import failed (the file could not be read).
+ *
+ * `portrait sftp-keys add|list|remove` manage the SFTP drop point's keys in the store, like `portrait keys`.
+ */
+import { createReadStream, existsSync, readFileSync, statSync } from "node:fs";
+import http from "node:http";
+import https from "node:https";
+import path from "node:path";
+import { type Readable, Transform } from "node:stream";
+import type { Command } from "commander";
+import { PortraitError } from "../engine/errors.js";
+import type { Store } from "../store/store.js";
+
+interface ImportStatus {
+  id: string;
+  status: "queued" | "running" | "done" | "failed";
+  rows: number;
+  processed: number;
+  failed: number;
+  startedAt: string | null;
+  finishedAt: string | null;
+  error?: string;
+  bytes: number;
+  bytesRead: number;
+}
+
+const number = (n: number) => Math.round(n).toLocaleString("en-US");
+
+function duration(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds < 0) return "?";
+  if (seconds < 60) return `${Math.ceil(seconds)}s`;
+  const m = Math.floor(seconds / 60);
+  return `${m}m${String(Math.ceil(seconds % 60)).padStart(2, "0")}s`;
+}
+
+/** Draws progress on stderr: a bar redrawn in place on a terminal, else a line every few seconds. */
+class Progress {
+  private lastLine = 0;
+  private readonly tty = process.stderr.isTTY === true;
+
+  show(label: string, fraction: number, detail: string): void {
+    const pct = `${Math.floor(Math.min(1, Math.max(0, fraction)) * 100)}%`.padStart(4);
+    if (this.tty) {
+      const width = 24;
+      const filled = Math.round(Math.min(1, fraction) * width);
+      const bar = `${"#".repeat(filled)}${"·".repeat(width - filled)}`;
+      process.stderr.write(`\r\x1b[2K${label} [${bar}] ${pct}  ${detail}`);
+    } else if (Date.now() - this.lastLine >= 2000) {
+      this.lastLine = Date.now();
+      process.stderr.write(`${label} ${pct}  ${detail}\n`);
+    }
+  }
+
+  done(): void {
+    if (this.tty) process.stderr.write("\n");
+  }
+}
+
+function formatFor(file: string, given: string | undefined): "csv" | "ndjson" {
+  if (given === "csv" || given === "ndjson") return given;
+  if (given !== undefined) throw new PortraitError("INVALID_VALUE", `--format must be csv or ndjson, got ${given}`);
+  return /\.csv$/i.test(file) ? "csv" : "ndjson";
+}
+
+async function apiError(res: { status: number; text: string } | Response): Promise<PortraitError> {
+  const text = typeof res.text === "string" ? res.text : await res.text();
+  try {
+    const body = JSON.parse(text) as { error?: { code?: string; message?: string } };
+    if (body.error?.code) return new PortraitError(body.error.code as never, body.error.message ?? text);
+  } catch {
+    // not JSON
+  }
+  return new PortraitError("INVALID_BODY" as never, `HTTP ${res.status}: ${text.slice(0, 200)}`);
+}
+
+/**
+ * POSTs a stream with node:http, which waits for the socket to drain (fetch with a web stream body reads the whole
+ * file ahead into memory). An early answer (401, 415, 413) ends the upload and is returned as the response.
+ */
+function postFile(
+  url: string,
+  headers: Record<string, string>,
+  body: Readable,
+): Promise<{ status: number; text: string }> {
+  const target = new URL(url);
+  const request = (target.protocol === "https:" ? https : http).request(target, { method: "POST", headers });
+  return new Promise((resolve, reject) => {
+    request.on("response", (res) => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => {
+        text += chunk;
+      });
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
+      res.on("error", reject);
+      body.unpipe(request);
+      body.destroy();
+    });
+    request.on("error", reject);
+    body.on("error", reject);
+    body.pipe(request);
+  });
+}
+
+export async function runImportCommand(
+  file: string,
+  opts: { kind: string; url: string; key?: string; format?: string; interval?: string },
+): Promise<number> {
+  const key = opts.key ?? process.env.PORTRAIT_KEY;
+  if (!key) throw new PortraitError("UNAUTHORIZED", "give the secret key with --key sk_… (or $PORTRAIT_KEY)");
+  if (!existsSync(file) || !statSync(file).isFile()) throw new PortraitError("INVALID_VALUE", `no file ${file}`);
+  const format = formatFor(file, opts.format);
+  const size = statSync(file).size;
+  const base = opts.url.replace(/\/+$/, "");
+  const headers = { authorization: `Bearer ${key}` };
+  const progress = new Progress();
+  const name = path.basename(file);
+
+  // Upload, streamed: the file is never held in memory.
+  let sent = 0;
+  const started = Date.now();
+  const meter = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      sent += chunk.length;
+      const seconds = (Date.now() - started) / 1000;
+      const rate = sent / Math.max(seconds, 0.001);
+      progress.show(
+        `uploading ${name}`,
+        size ? sent / size : 1,
+        `${(sent / 1e6).toFixed(1)} MB  ETA ${duration((size - sent) / rate)}`,
+      );
+      done(null, chunk);
+    },
+  });
+  const res = await postFile(
+    `${base}/v1/imports?kind=${encodeURIComponent(opts.kind)}`,
+    {
+      ...headers,
+      "content-type": format === "csv" ? "text/csv" : "application/x-ndjson",
+      "content-length": String(size),
+    },
+    createReadStream(file, { highWaterMark: 1 << 20 }).pipe(meter),
+  );
+  progress.done();
+  if (res.status !== 202) throw await apiError(res);
+  const { id } = JSON.parse(res.text) as { id: string };
+
+  // Poll until the import is done or failed.
+  const interval = Number(opts.interval ?? 500);
+  let status: ImportStatus;
+  for (;;) {
+    const poll = await fetch(`${base}/v1/imports/${id}`, { headers });
+    if (poll.status !== 200) throw await apiError(poll);
+    status = (await poll.json()) as ImportStatus;
+    if (status.status === "done" || status.status === "failed") break;
+    const since = status.startedAt ? (Date.now() - Date.parse(status.startedAt)) / 1000 : 0;
+    const rowRate = since > 0 ? status.rows / since : 0;
+    const byteRate = since > 0 ? status.bytesRead / since : 0;
+    const eta = byteRate > 0 ? (status.bytes - status.bytesRead) / byteRate : Number.NaN;
+    progress.show(
+      `importing ${name}`,
+      status.bytes ? status.bytesRead / status.bytes : 0,
+      status.status === "queued"
+        ? "queued"
+        : `${number(status.rows)} rows  ${number(rowRate)} rows/s  ETA ${duration(eta)}`,
+    );
+    await new Promise((resolve) => setTimeout(resolve, interval));
+  }
+  progress.done();
+
+  const seconds =
+    status.startedAt && status.finishedAt ? (Date.parse(status.finishedAt) - Date.parse(status.startedAt)) / 1000 : 0;
+  const rate = seconds > 0 ? ` (${number(status.rows / seconds)} rows/s)` : "";
+  process.stdout.write(
+    `import ${id} ${status.status} in ${seconds.toFixed(1)} s: ${number(status.rows)} rows, ${number(status.processed)} processed, ${number(status.failed)} failed${rate}\n`,
+  );
+  if (status.error) process.stdout.write(`error: ${status.error}\n`);
+  if (status.failed > 0) process.stdout.write(`failed rows: ${base}/v1/imports/${id}/failures.csv\n`);
+  return status.status === "failed" ? 1 : 0;
+}
+
+/** `portrait import` and `portrait sftp-keys`, added to the program. */
+export function addImportCommands(
+  program: Command,
+  withStore: <T>(opts: { dataDir?: string; databaseUrl?: string }, fn: (store: Store) => Promise<T>) => Promise<T>,
+): void {
+  program
+    .command("import <file>")
+    .description("import a CSV or NDJSON file through a running server (POST /v1/imports), with progress")
+    .requiredOption("--kind <kind>", "profiles, events or documents")
+    .option("--url <url>", "the server", "http://localhost:8080")
+    .option("--key <key>", "a secret key of the account (default: $PORTRAIT_KEY)")
+    .option("--format <format>", "csv or ndjson (default: from the file name)")
+    .action(async (file: string, opts: { kind: string; url: string; key?: string; format?: string }) => {
+      process.exitCode = await runImportCommand(file, opts);
+    });
+
+  const storeOptions = (cmd: Command) =>
+    cmd
+      .option("--account <id>", "account id", "default")
+      .option("--data-dir <dir>", "SQLite data directory (default: $PORTRAIT_DATA_DIR or ./data)")
+      .option("--database-url <url>", "PostgreSQL URL (default: $PORTRAIT_DATABASE_URL)")
+      .option("--json", "print JSON");
+  type StoreOpts = { account: string; dataDir?: string; databaseUrl?: string; json?: boolean };
+  const print = (value: unknown, json: boolean | undefined, text: string) =>
+    process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${text}\n`);
+  const account = async (store: Store, id: string) => {
+    const found = await store.getAccount(id);
+    if (!found) throw new PortraitError("UNAUTHORIZED", `no account ${id}; see \`portrait accounts list\``);
+    return found;
+  };
+
+  const keys = program.command("sftp-keys").description("SSH public keys that may log in to the SFTP drop point");
+  storeOptions(
+    keys.command("add <name> <publicKey>").description("register a key: the key line, or a .pub file"),
+  ).action(async (name: string, publicKey: string, opts: StoreOpts) => {
+    const line = existsSync(publicKey) ? readFileSync(publicKey, "utf8").trim() : publicKey;
+    const { addSftpKey } = await import("../imports/sftp/keys.js");
+    await withStore(opts, async (store) => {
+      const a = await account(store, opts.account);
+      const row = await addSftpKey(store.imports, a.id, name, line);
+      const out = { id: row.id, name: row.name, fingerprint: row.fingerprint };
+      print(out, opts.json, `sftp key ${out.id} ${out.name} ${out.fingerprint} (log in as user ${a.id})`);
+    });
+  });
+  storeOptions(keys.command("list").description("list the account's SFTP keys")).action(async (opts: StoreOpts) => {
+    const { sftpKeyView } = await import("../imports/sftp/keys.js");
+    await withStore(opts, async (store) => {
+      const a = await account(store, opts.account);
+      const list = (await store.imports.listSftpKeys(a.id)).map(sftpKeyView);
+      print(list, opts.json, list.map((k) => `${k.id}\t${k.name}\t${k.fingerprint}`).join("\n"));
+    });
+  });
+  storeOptions(keys.command("remove <id>").description("remove an SFTP key")).action(
+    async (id: string, opts: StoreOpts) => {
+      const { removeSftpKey } = await import("../imports/sftp/keys.js");
+      await withStore(opts, async (store) => {
+        const a = await account(store, opts.account);
+        await removeSftpKey(store.imports, a.id, id);
+        print({ removed: id }, opts.json, `removed ${id}`);
+      });
+    },
+  );
+}

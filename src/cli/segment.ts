@@ -1,0 +1,38 @@
+/** `portrait segment count --where '<json>' [--account default]`: an exact segment count (SEMANTICS §6). */
+import type { Command } from "commander";
+import { PortraitError } from "../engine/errors.js";
+import type { Account } from "../engine/types.js";
+import { Portrait } from "../pipeline/portrait.js";
+import { Segments } from "../pipeline/segments.js";
+import type { Store } from "../store/store.js";
+
+interface StoreOptions {
+  dataDir?: string;
+  databaseUrl?: string;
+}
+
+export function addSegmentCommands(
+  program: Command,
+  withStoreOptions: (cmd: Command) => Command,
+  withStore: <T>(opts: StoreOptions, fn: (store: Store) => Promise<T>) => Promise<T>,
+  accountOf: (store: Store, id: string | undefined) => Promise<Account>,
+): void {
+  const segment = program.command("segment").description("find people by criteria (segments)");
+  withStoreOptions(segment.command("count").description("count the profiles a condition matches (exact)"))
+    .requiredOption("--where <json>", 'a segment condition, e.g. \'{"property": "Plan", "op": "eq", "value": "pro"}\'')
+    .option("--account <id>", "account id", "default")
+    .option("--json", "print JSON")
+    .action(async (opts: StoreOptions & { where: string; account: string; json?: boolean }) => {
+      let where: unknown;
+      try {
+        where = JSON.parse(opts.where);
+      } catch (e) {
+        throw new PortraitError("INVALID_SEGMENT", `--where is not valid JSON: ${(e as Error).message}`, "where");
+      }
+      await withStore(opts, async (store) => {
+        const account = await accountOf(store, opts.account);
+        const count = await new Segments(new Portrait(store)).count(account, where);
+        process.stdout.write(opts.json ? `${JSON.stringify({ count })}\n` : `${count}\n`);
+      });
+    });
+}

@@ -1,0 +1,215 @@
+/**
+ * CSV headers and cells (API.md Imports, SEMANTICS §11 "CSV cells"): a header is a key with an optional type in
+ * angle brackets (`Score<number>`, `Purchase Date<dd/MM/yyyy>`), or `<key>.operation` naming the operation of the
+ * key's column. A cell becomes the JSON value an ingest record would carry, so that the ordinary record parser and
+ * engine validate it exactly as they validate the live API.
+ */
+import { PortraitError } from "../engine/errors.js";
+import type { ValueType } from "../engine/types.js";
+import { compileDatePattern, type DatePattern, PatternError, parseWithPattern } from "./ldml-date.js";
+
+export type CellType =
+  | { kind: "string" }
+  | { kind: "number" }
+  | { kind: "boolean" }
+  | { kind: "date" }
+  | { kind: "pattern"; pattern: DatePattern }
+  | { kind: "multi" }
+  | { kind: "json" };
+
+export interface Column {
+  index: number;
+  /** The header as written. */
+  header: string;
+  /** The property key (or the handle / event field) the column feeds. */
+  key: string;
+  /** The type the header declares, or null: the key's registered type, else string. */
+  type: CellType | null;
+  /** Set on `<key>.operation` columns. */
+  operationOf?: string;
+}
+
+/** A header row that cannot be read: the import fails as a file that cannot be read (API.md `failed`). */
+export class HeaderError extends Error {}
+
+const TYPE_NAMES: Record<string, CellType> = {
+  string: { kind: "string" },
+  text: { kind: "string" },
+  number: { kind: "number" },
+  integer: { kind: "number" },
+  float: { kind: "number" },
+  double: { kind: "number" },
+  boolean: { kind: "boolean" },
+  bool: { kind: "boolean" },
+  date: { kind: "date" },
+  datetime: { kind: "date" },
+  multi: { kind: "multi" },
+  "multi-value": { kind: "multi" },
+  list: { kind: "multi" },
+  json: { kind: "json" },
+  object: { kind: "json" },
+};
+
+const TYPED = /^(.*?)\s*<([^<>]+)>$/;
+
+export function parseHeader(header: string[]): Column[] {
+  const seen = new Set<string>();
+  return header.map((raw, index) => {
+    const text = index === 0 ? raw.replace(/^\uFEFF/, "").trim() : raw.trim();
+    if (text === "") throw new HeaderError(`column ${index + 1} has an empty header`);
+    if (seen.has(text)) throw new HeaderError(`column ${index + 1}: the header ${JSON.stringify(text)} appears twice`);
+    seen.add(text);
+    if (text.endsWith(".operation")) {
+      const key = text.slice(0, -".operation".length);
+      if (key === "") throw new HeaderError(`column ${index + 1}: ".operation" needs a key before it`);
+      return { index, header: text, key: text, type: null, operationOf: key };
+    }
+    const m = TYPED.exec(text);
+    if (!m) return { index, header: text, key: text, type: null };
+    const key = (m[1] as string).trim();
+    const spec = (m[2] as string).trim();
+    if (key === "") throw new HeaderError(`column ${index + 1}: ${JSON.stringify(text)} has a type but no key`);
+    return { index, header: text, key, type: cellType(spec, index) };
+  });
+}
+
+function cellType(spec: string, index: number): CellType {
+  const named = TYPE_NAMES[spec.toLowerCase()];
+  if (named) return named;
+  try {
+    return { kind: "pattern", pattern: compileDatePattern(spec) };
+  } catch (e) {
+    if (e instanceof PatternError) {
+      throw new HeaderError(
+        `column ${index + 1}: <${spec}> is neither a type (string, number, boolean, date, multi, json) nor a date pattern: ${e.message}`,
+      );
+    }
+    throw e;
+  }
+}
+
+/** The type a registered or system key implies for an untyped cell. */
+export function typeForRegistered(type: ValueType | undefined): CellType {
+  switch (type) {
+    case "number":
+      return { kind: "number" };
+    case "boolean":
+      return { kind: "boolean" };
+    case "date":
+      return { kind: "date" };
+    case "multi":
+      return { kind: "multi" };
+    case "object":
+      return { kind: "json" };
+    default:
+      return { kind: "string" };
+  }
+}
+
+const NUMBER = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+const TRUE = new Set(["true", "yes", "y", "1"]);
+const FALSE = new Set(["false", "no", "n", "0"]);
+const EPOCH_SECONDS = /^-?\d{1,12}(?:\.\d+)?$/;
+
+function refuse(column: Column, expected: string, cell: string): never {
+  const shown = cell.length > 60 ? `${JSON.stringify(cell.slice(0, 60))}…` : JSON.stringify(cell);
+  throw new PortraitError(
+    "INVALID_VALUE",
+    `column ${JSON.stringify(column.header)} must be ${expected}, got ${shown}`,
+    column.key,
+  );
+}
+
+/** A non-empty cell as the JSON value of a plain set. */
+export function cellValue(cell: string, type: CellType, column: Column, timezone: string): unknown {
+  switch (type.kind) {
+    case "string":
+      return cell;
+    case "number": {
+      const text = cell.trim();
+      if (!NUMBER.test(text)) refuse(column, "a number", cell);
+      return Number(text);
+    }
+    case "boolean": {
+      const text = cell.trim().toLowerCase();
+      if (TRUE.has(text)) return true;
+      if (FALSE.has(text)) return false;
+      return refuse(column, "a boolean (true/false, yes/no, 1/0)", cell);
+    }
+    case "date": {
+      const text = cell.trim();
+      // DOB-style calendar dates stay text: the engine reads YYYY-MM-DD for DOB and as a day elsewhere.
+      if (EPOCH_SECONDS.test(text)) return `$D_${text}`;
+      return { $date: text };
+    }
+    case "pattern": {
+      const ms = parseWithPattern(cell, type.pattern, timezone);
+      if (ms === null) return refuse(column, `a date like ${JSON.stringify(type.pattern.source)}`, cell);
+      return `$D_${Math.floor(ms / 1000)}`;
+    }
+    case "multi":
+      return listValue(cell);
+    case "json":
+      try {
+        return JSON.parse(cell);
+      } catch {
+        return refuse(column, "JSON", cell);
+      }
+  }
+}
+
+/** `$add`/`$remove`/`$set` cells: a JSON array, or one value (SEMANTICS §11 CSV cells). */
+export function listValue(cell: string): unknown {
+  const text = cell.trim();
+  if (text.startsWith("[")) {
+    try {
+      const parsed: unknown = JSON.parse(text);
+      if (Array.isArray(parsed))
+        return parsed.map((v) => (typeof v === "number" || typeof v === "boolean" ? String(v) : v));
+    } catch {
+      // Not JSON: the cell is one value that happens to start with "[".
+    }
+  }
+  return [cell];
+}
+
+const OPERATIONS = ["$add", "$remove", "$set", "$delete", "$incr", "$decr", "$setOnce"] as const;
+
+/** A cell with its operation column's value → the property set entry; undefined means no change. */
+export function operationValue(
+  op: string,
+  cell: string,
+  type: CellType,
+  column: Column | undefined,
+  opColumn: Column,
+  timezone: string,
+): unknown {
+  const name = op.trim();
+  if (!(OPERATIONS as readonly string[]).includes(name)) {
+    throw new PortraitError(
+      "INVALID_OPERATION",
+      `column ${JSON.stringify(opColumn.header)} must be one of ${OPERATIONS.join(", ")} or empty, got ${JSON.stringify(op)}`,
+      opColumn.operationOf,
+    );
+  }
+  if (name === "$delete") return { $delete: true };
+  if (cell === "") return undefined;
+  if (column === undefined) {
+    throw new PortraitError(
+      "INVALID_OPERATION",
+      `column ${JSON.stringify(opColumn.header)} says ${name} but there is no column ${JSON.stringify(opColumn.operationOf)}`,
+      opColumn.operationOf,
+    );
+  }
+  switch (name) {
+    case "$add":
+    case "$remove":
+    case "$set":
+      return { [name]: listValue(cell) };
+    case "$incr":
+    case "$decr":
+      return { [name]: cellValue(cell, { kind: "number" }, column, timezone) };
+    default:
+      return { $setOnce: cellValue(cell, type, column, timezone) };
+  }
+}

@@ -1,0 +1,97 @@
+import { describe, expect, it } from "vitest";
+import { HeaderError, parseHeader } from "./csv-columns.js";
+import { EventRowMapper, type MappingContext, ProfileRowMapper } from "./csv-records.js";
+
+const ctx = (types: Record<string, string> = {}): MappingContext => ({
+  timezone: "UTC",
+  typeOf: (_scope, key) => types[key] as never,
+});
+
+describe("CSV headers", () => {
+  it("reads keys, types, date patterns and operation columns", () => {
+    const columns = parseHeader(["\uFEFFEmail", "Score<number>", "Born < dd/MM/yyyy >", "Tags.operation"]);
+    expect(columns.map((c) => [c.key, c.type?.kind ?? null, c.operationOf ?? null])).toEqual([
+      ["Email", null, null],
+      ["Score", "number", null],
+      ["Born", "pattern", null],
+      ["Tags.operation", null, "Tags"],
+    ]);
+  });
+
+  it.each([
+    [["Email", ""], /empty header/],
+    [["Email", "Email"], /appears twice/],
+    [["Email", "<number>"], /no key/],
+    [["Email", "X<weird type>"], /neither a type/],
+    [["Email", ".operation"], /needs a key/],
+  ])("refuses %j", (header, message) => {
+    expect(() => parseHeader(header)).toThrow(message);
+  });
+});
+
+describe("profile rows", () => {
+  it("takes the first non-empty handle cell in API order and keeps other identity columns as properties", () => {
+    const m = new ProfileRowMapper(["Phone", "Email", "identity", "profileId", "Name"]);
+    expect(m.map(["+33612345678", "a@x.io", "", "", "Ana"], ctx()).record).toEqual({
+      type: "profile",
+      identity: { Email: "a@x.io" },
+      properties: { Phone: "+33612345678", Name: "Ana" },
+    });
+    expect(m.map(["", "", "u-1", "", ""], ctx()).record).toMatchObject({ identity: { Identity: "u-1" } });
+    const byId = m.map(["", "", "", "0123456789abcdef0123456789abcdef", "B"], ctx()).record;
+    expect(byId).toMatchObject({ profileId: "0123456789abcdef0123456789abcdef", properties: { Name: "B" } });
+    expect(() => m.map(["", "", "", "", "x"], ctx())).toThrow(/no handle/);
+  });
+
+  it("leaves empty cells out, types untyped cells by the registry, and turns operation cells into operations", () => {
+    const m = new ProfileRowMapper(["Email", "Visits", "Vip", "Tags", "Tags.operation", "Gone.operation", "Note"]);
+    const row = m.map(
+      ["a@x.io", "3", "yes", '["a","b"]', "$remove", "$delete", ""],
+      ctx({ Visits: "number", Vip: "boolean" }),
+    );
+    expect(row.record.properties).toEqual({
+      Visits: 3,
+      Vip: true,
+      Tags: { $remove: ["a", "b"] },
+      Gone: { $delete: true },
+    });
+    expect(m.map(["a@x.io", "", "", "solo", "$set", "", ""], ctx()).record.properties).toEqual({
+      Tags: { $set: ["solo"] },
+    });
+    expect(m.map(["a@x.io", "5", "", "", "", "", ""], ctx()).record.properties).toEqual({ Visits: "5" });
+    expect(() => m.map(["a@x.io", "x", "", "", "", "", ""], ctx({ Visits: "number" }))).toThrow(/must be a number/);
+    expect(() => m.map(["a@x.io", "", "", "t", "$frobnicate", "", ""], ctx())).toThrow(/one of \$add/);
+    expect(() => m.map(["a@x.io", "1"], ctx())).toThrow(/2 cells but the header has 7/);
+  });
+
+  it("records the row's handles for redaction", () => {
+    const m = new ProfileRowMapper(["Email", "Phone", "Name"]);
+    expect(m.map([" A@X.io ", "+33 6 12 34 56 78", "n"], ctx()).handles).toEqual([
+      { kind: "Email", value: "a@x.io" },
+      { kind: "Phone", value: "+33612345678" },
+    ]);
+  });
+
+  it("needs a handle column", () => {
+    expect(() => new ProfileRowMapper(["Name", "City"])).toThrow(HeaderError);
+  });
+});
+
+describe("event rows", () => {
+  it("builds event records with ts and typed properties", () => {
+    const m = new EventRowMapper(["deviceId", "evtName", "ts", "Price<number>", "Promo<boolean>"]);
+    expect(m.map(["d-1", "Viewed", "1732000000", "9.5", "no"], ctx()).record).toEqual({
+      type: "event",
+      deviceId: "d-1",
+      name: "Viewed",
+      ts: 1732000000,
+      properties: { Price: 9.5, Promo: false },
+    });
+    expect(m.map(["d-1", "Viewed", "", "", ""], ctx()).record).not.toHaveProperty("ts");
+  });
+
+  it("needs evtName and refuses operation columns", () => {
+    expect(() => new EventRowMapper(["Email", "ts"])).toThrow(/evtName/);
+    expect(() => new EventRowMapper(["Email", "evtName", "X.operation"])).toThrow(/profile properties only/);
+  });
+});

@@ -1,0 +1,201 @@
+/**
+ * CSV rows → ingest records (API.md Imports): profiles CSV rows become `profile` records and events CSV rows `event`
+ * records, which then go through `Portrait.ingest` like any API batch. Nothing here validates values beyond reading
+ * the cell's declared type: the record parser and the engine do that, with the live API's codes and messages.
+ */
+import { PortraitError } from "../engine/errors.js";
+import { SYSTEM_PROPERTY_TYPES } from "../engine/properties/parse.js";
+import { normaliseIdentityValue } from "../engine/properties/values.js";
+import { IDENTITY_KEYS, type IdentityKey, type ValueType } from "../engine/types.js";
+import type { ImportHandle } from "../store/import-store.js";
+import type { TypeScope } from "../store/store.js";
+import {
+  type CellType,
+  type Column,
+  cellValue,
+  HeaderError,
+  operationValue,
+  parseHeader,
+  typeForRegistered,
+} from "./csv-columns.js";
+
+/** What a row becomes: the record for the pipeline, and the handles it named (for redaction on delete). */
+export interface MappedRow {
+  record: Record<string, unknown>;
+  handles: ImportHandle[];
+}
+
+export interface MappingContext {
+  timezone: string;
+  /** The registered type of a key (profile properties, or an event's properties), if any. */
+  typeOf(scope: TypeScope, key: string): ValueType | undefined;
+}
+
+/** API.md: the handle is the first of these columns present (and, per row, the first non-empty one). */
+const HANDLE_COLUMNS = ["identity", "Identity", "profileId", "Email", "Phone", "deviceId"] as const;
+type HandleColumn = (typeof HANDLE_COLUMNS)[number];
+
+const IDENTITY_SET: ReadonlySet<string> = new Set(IDENTITY_KEYS);
+
+function identityKeyOf(key: string): IdentityKey | null {
+  if (key === "identity") return "Identity";
+  return IDENTITY_SET.has(key) ? (key as IdentityKey) : null;
+}
+
+/** Identity-like cells of a row, normalised when they can be, so that deleting the person finds the row. */
+export function handleOf(kind: string, raw: string): ImportHandle {
+  const key = identityKeyOf(kind);
+  if (key !== null) {
+    try {
+      return { kind: key, value: normaliseIdentityValue(key, raw, key) };
+    } catch {
+      return { kind: key, value: raw.trim() };
+    }
+  }
+  return { kind, value: raw.trim() };
+}
+
+abstract class CsvRowMapper {
+  protected readonly columns: Column[];
+  protected readonly handles: Array<{ column: Column; kind: HandleColumn }>;
+
+  constructor(header: string[]) {
+    this.columns = parseHeader(header);
+    this.handles = [];
+    for (const kind of HANDLE_COLUMNS) {
+      const column = this.columns.find((c) => c.key === kind && c.operationOf === undefined);
+      if (column) this.handles.push({ column, kind });
+    }
+    if (this.handles.length === 0) {
+      throw new HeaderError(`no handle column: the header needs one of ${HANDLE_COLUMNS.join(", ")}`);
+    }
+  }
+
+  /** The row's handle fields for the record (`identity`, `profileId` or `deviceId`) and the column used. */
+  protected handle(fields: string[]): { fields: Record<string, unknown>; column: Column } {
+    for (const { column, kind } of this.handles) {
+      const cell = fields[column.index] ?? "";
+      if (cell.trim() === "") continue;
+      if (kind === "profileId") return { fields: { profileId: cell.trim() }, column };
+      if (kind === "deviceId") return { fields: { deviceId: cell }, column };
+      return { fields: { identity: { [identityKeyOf(kind) as string]: cell } }, column };
+    }
+    throw new PortraitError(
+      "MISSING_HANDLE",
+      `the row has no handle: ${this.handles.map((h) => h.column.header).join(", ")} ${this.handles.length > 1 ? "are all" : "is"} empty`,
+    );
+  }
+
+  protected rowHandles(fields: string[]): ImportHandle[] {
+    const out: ImportHandle[] = [];
+    for (const c of this.columns) {
+      const cell = fields[c.index] ?? "";
+      if (cell.trim() === "" || c.operationOf !== undefined) continue;
+      if (identityKeyOf(c.key) !== null || c.key === "profileId" || c.key === "deviceId")
+        out.push(handleOf(c.key, cell));
+    }
+    return out;
+  }
+
+  protected checkWidth(fields: string[]): void {
+    if (fields.length !== this.columns.length) {
+      throw new PortraitError(
+        "INVALID_RECORD",
+        `the row has ${fields.length} cells but the header has ${this.columns.length} columns`,
+      );
+    }
+  }
+
+  /** The declared type, else the registered one, else the system property's, else string. */
+  protected typeFor(column: Column, scope: TypeScope, ctx: MappingContext): CellType {
+    if (column.type) return column.type;
+    if (scope === "profile" && column.key === "DOB") return { kind: "string" };
+    const registered =
+      ctx.typeOf(scope, column.key) ?? (scope === "profile" ? SYSTEM_PROPERTY_TYPES[column.key] : undefined);
+    return typeForRegistered(registered);
+  }
+
+  abstract map(fields: string[], ctx: MappingContext): MappedRow;
+}
+
+/** Profiles CSV: one `profile` record per row. */
+export class ProfileRowMapper extends CsvRowMapper {
+  private readonly operations = new Map<string, Column>();
+  private readonly valueColumns: Column[];
+
+  constructor(header: string[]) {
+    super(header);
+    for (const c of this.columns) if (c.operationOf !== undefined) this.operations.set(c.operationOf, c);
+    this.valueColumns = this.columns.filter((c) => c.operationOf === undefined);
+  }
+
+  map(fields: string[], ctx: MappingContext): MappedRow {
+    const handles = this.rowHandles(fields);
+    this.checkWidth(fields);
+    const handle = this.handle(fields);
+    const properties: Record<string, unknown> = {};
+    for (const column of this.valueColumns) {
+      if (column === handle.column) continue;
+      // Handle columns that are not identity keys (profileId, deviceId) are never properties.
+      if (column.key === "profileId" || column.key === "deviceId") continue;
+      const key = identityKeyOf(column.key) ?? column.key;
+      const cell = fields[column.index] ?? "";
+      const opColumn = this.operations.get(column.key);
+      const op = opColumn ? (fields[opColumn.index] ?? "") : "";
+      const type = this.typeFor(column, "profile", ctx);
+      let value: unknown;
+      if (opColumn && op.trim() !== "") {
+        value = operationValue(op, cell, type, column, opColumn, ctx.timezone);
+      } else if (cell !== "") {
+        value = cellValue(cell, type, column, ctx.timezone);
+      }
+      if (value !== undefined) properties[key] = value;
+    }
+    // `<key>.operation` columns without a value column: only `$delete` makes sense there.
+    for (const [key, opColumn] of this.operations) {
+      if (this.valueColumns.some((c) => c.key === key)) continue;
+      const op = fields[opColumn.index] ?? "";
+      if (op.trim() === "") continue;
+      const value = operationValue(op, "", { kind: "string" }, undefined, opColumn, ctx.timezone);
+      if (value !== undefined) properties[identityKeyOf(key) ?? key] = value;
+    }
+    return { record: { type: "profile", ...handle.fields, properties }, handles };
+  }
+}
+
+/** Events CSV: the handle column, `evtName`, `ts`, and property columns; one `event` record per row. */
+export class EventRowMapper extends CsvRowMapper {
+  private readonly name: Column;
+  private readonly ts: Column | undefined;
+  private readonly propertyColumns: Column[];
+
+  constructor(header: string[]) {
+    super(header);
+    const name = this.columns.find((c) => c.key === "evtName");
+    if (!name) throw new HeaderError("an events CSV needs an evtName column");
+    this.name = name;
+    this.ts = this.columns.find((c) => c.key === "ts");
+    const op = this.columns.find((c) => c.operationOf !== undefined);
+    if (op) throw new HeaderError(`column ${JSON.stringify(op.header)}: operations apply to profile properties only`);
+    const handleColumns = new Set(this.handles.map((h) => h.column));
+    this.propertyColumns = this.columns.filter((c) => c !== name && c !== this.ts && !handleColumns.has(c));
+  }
+
+  map(fields: string[], ctx: MappingContext): MappedRow {
+    const handles = this.rowHandles(fields);
+    this.checkWidth(fields);
+    const handle = this.handle(fields);
+    const name = fields[this.name.index] ?? "";
+    const tsCell = this.ts ? (fields[this.ts.index] ?? "").trim() : "";
+    const scope: TypeScope = `event:${name}`;
+    const properties: Record<string, unknown> = {};
+    for (const column of this.propertyColumns) {
+      const cell = fields[column.index] ?? "";
+      if (cell === "") continue;
+      properties[column.key] = cellValue(cell, this.typeFor(column, scope, ctx), column, ctx.timezone);
+    }
+    const record: Record<string, unknown> = { type: "event", ...handle.fields, name, properties };
+    if (tsCell !== "") record.ts = /^\d+(?:\.\d+)?$/.test(tsCell) ? Number(tsCell) : tsCell;
+    return { record, handles };
+  }
+}

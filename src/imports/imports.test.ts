@@ -1,0 +1,366 @@
+/**
+ * Imports end to end over HTTP, on both stores (API.md Imports, SEMANTICS §8, §10, §11): every format and kind, the
+ * failure report, idempotent re-runs, deletion redaction, and malformed, oversized, wrongly typed and hostile input.
+ */
+import { createHash } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { failuresCsv, runImport, upload, waitForImport } from "../test-support/imports.js";
+import { storesUnderTest } from "../test-support/postgres.js";
+import { SECRET, startTestServer, type TestServer } from "../test-support/server.js";
+
+const stores = await storesUnderTest();
+
+let s: TestServer;
+
+// biome-ignore lint/suspicious/noExplicitAny: tests read profiles of every shape
+async function profileBy(query: string): Promise<any> {
+  const r = await s.api("GET", `/v1/profiles?${query}`);
+  expect(r.status).toBe(200);
+  return r.body.profiles[0] ?? null;
+}
+
+const ndjson = (...lines: unknown[]) =>
+  `${lines.map((l) => (typeof l === "string" ? l : JSON.stringify(l))).join("\n")}\n`;
+
+describe.each(stores)("%s store", (store) => {
+  beforeAll(async () => {
+    s = await startTestServer({ PORTRAIT_IMPORT_MAX_BYTES: String(2 * 1024 * 1024) }, { store });
+    await s.api("PATCH", "/v1/account/settings", {
+      timezone: "Europe/Paris",
+      identityKeys: ["Identity", "Email", "Phone"],
+    });
+  });
+  afterAll(async () => {
+    await s.close();
+  });
+
+  describe("profiles CSV", () => {
+    it("applies typed headers, date patterns in the account timezone, operations, and leaves empty cells alone", async () => {
+      await s.api("POST", "/v1/ingest", {
+        records: [{ type: "profile", identity: { Email: "ana@x.io" }, properties: { Plan: "gold", Level: 3 } }],
+      });
+      const csv = [
+        "Email,Name,Score<number>,Purchase Date<dd/MM/yyyy HH:mm>,Plan,Level,Tags,Tags.operation,Old.operation",
+        'ana@x.io,Ana,12.5,31/12/2024 23:30,,7,"[""a"",""b""]",$add,$delete',
+        "bob@x.io,Bob,,01/02/2020 08:00,silver,,solo,$add,",
+      ].join("\n");
+      const r = await runImport(s, "profiles", csv);
+      expect(r).toMatchObject({ status: "done", rows: 2, processed: 2, failed: 0 });
+      const ana = await profileBy("email=ana@x.io");
+      expect(ana.properties).toMatchObject({ Name: "Ana", Score: 12.5, Plan: "gold", Level: 7, Tags: ["a", "b"] });
+      // 23:30 in Paris on 31 Dec is 22:30 UTC.
+      expect(ana.properties["Purchase Date"]).toBe("2024-12-31T22:30:00.000Z");
+      const bob = await profileBy("email=bob@x.io");
+      expect(bob.properties).toMatchObject({ Name: "Bob", Plan: "silver", Tags: ["solo"] });
+      expect(bob.properties.Score).toBeUndefined();
+    });
+
+    it("takes the handle from the first non-empty handle column and applies other identity columns as identities", async () => {
+      const csv = "Identity,Email,Phone,City\nu-1,u1@x.io,+33 6 12 34 56 78,Lyon\n,u2@x.io,,Nice\n";
+      const r = await runImport(s, "profiles", csv);
+      expect(r).toMatchObject({ status: "done", processed: 2, failed: 0 });
+      const u1 = await profileBy("identity=u-1");
+      expect(u1.identities).toMatchObject({ Identity: "u-1", Email: "u1@x.io", Phone: "+33612345678" });
+      expect(await profileBy("phone=%2B33612345678")).toMatchObject({ id: u1.id });
+      expect((await profileBy("email=u2@x.io")).properties.City).toBe("Nice");
+    });
+
+    it("reads untyped cells with the key's registered type", async () => {
+      await s.api("POST", "/v1/ingest", {
+        records: [{ type: "profile", identity: { Email: "reg@x.io" }, properties: { Visits: 1, Vip: true } }],
+      });
+      const r = await runImport(s, "profiles", "Email,Visits,Vip\nreg@x.io,42,false\nreg2@x.io,many,true\n");
+      expect(r).toMatchObject({ processed: 1, failed: 1 });
+      expect((await profileBy("email=reg@x.io")).properties).toMatchObject({ Visits: 42, Vip: false });
+      expect(await failuresCsv(s, r.id)).toContain('column ""Visits"" must be a number');
+    });
+
+    it("writes refused rows, as read, to the failure report with the live API's codes", async () => {
+      const csv = [
+        "Email,Phone,Gender,Age,Name",
+        "ok@x.io,,F,,Fine",
+        "not-an-email,,,,Bad email",
+        'phone@x.io,223,,,"Bad, phone"',
+        "age@x.io,,,30,Age is derived",
+        ",,,,No handle",
+        "short@x.io,too,few",
+      ].join("\r\n");
+      const r = await runImport(s, "profiles", csv);
+      expect(r).toMatchObject({ status: "done", rows: 6, processed: 1, failed: 5 });
+      const report = (await failuresCsv(s, r.id)).trim().split("\r\n");
+      expect(report[0]).toBe("Email,Phone,Gender,Age,Name,Failure Description");
+      expect(report).toHaveLength(6);
+      expect(report[1]).toMatch(/^not-an-email,,,,Bad email,"?INVALID_EMAIL/);
+      expect(report[2]).toMatch(/^phone@x\.io,223,,,"Bad, phone","?INVALID_PHONE/);
+      expect(report[3]).toMatch(/AGE_IS_DERIVED/);
+      expect(report[4]).toMatch(/MISSING_HANDLE/);
+      expect(report[5]).toMatch(/^short@x\.io,too,few,,,.*INVALID_RECORD.*3 cells/);
+    });
+
+    it("keeps SQL-looking and spreadsheet-formula cells as plain data", async () => {
+      const hostile = [
+        "'; DROP TABLE profiles; --",
+        '=HYPERLINK("http://evil","x")',
+        "+cmd|' /C calc'!A0",
+        "@SUM(1+1)",
+        "Robert'); DELETE FROM identities;--",
+      ];
+      const csv = `Email,Note\n${hostile.map((h, i) => `h${i}@x.io,"${h.replaceAll('"', '""')}"`).join("\n")}\n`;
+      const r = await runImport(s, "profiles", csv);
+      expect(r).toMatchObject({ status: "done", processed: hostile.length });
+      for (const [i, h] of hostile.entries()) expect((await profileBy(`email=h${i}@x.io`)).properties.Note).toBe(h);
+      expect(await profileBy("email=ana@x.io")).not.toBeNull();
+    });
+  });
+
+  describe("events CSV and NDJSON", () => {
+    it("stores events from a CSV with evtName, ts and typed properties", async () => {
+      const csv =
+        "Email,evtName,ts,Amount<number>,Product\nev@x.io,Charged,1732000000,59.9,Shoe\nev@x.io,Viewed,2024-11-20T10:00:00Z,,Hat\nev@x.io,,1732000000,,\n";
+      const r = await runImport(s, "events", csv);
+      expect(r).toMatchObject({ status: "done", rows: 3, processed: 2, failed: 1 });
+      const p = await profileBy("email=ev@x.io");
+      const events = (await s.api("GET", `/v1/profiles/${p.id}/events`)).body.events;
+      const names = events.map((e: { name: string }) => e.name);
+      expect(names).toEqual(expect.arrayContaining(["Charged", "Viewed"]));
+      expect(events.find((e: { name: string }) => e.name === "Charged").properties).toEqual({
+        Amount: 59.9,
+        Product: "Shoe",
+      });
+      expect(p.type).toBe("customer");
+      expect(await failuresCsv(s, r.id)).toMatch(/INVALID_EVENT_NAME/);
+    });
+
+    it("imports NDJSON ingest records, and a second upload of the same file applies nothing twice", async () => {
+      const file = ndjson(
+        { identity: { Email: "nd@x.io" }, properties: { Points: { $incr: 10 } } },
+        { type: "event", identity: { Email: "nd@x.io" }, name: "Signed Up", ts: 1732000000 },
+        "",
+        "{not json",
+        { type: "profile", identity: { Email: "nd@x.io" }, properties: { Points: { $incr: 5 } } },
+      );
+      const first = await runImport(s, "profiles", file.replace(/^.*Signed Up.*\n/m, ""), "application/x-ndjson");
+      expect(first).toMatchObject({ status: "done", rows: 3, processed: 2, failed: 1 });
+      const again = await runImport(s, "profiles", file.replace(/^.*Signed Up.*\n/m, ""), "application/x-ndjson");
+      expect(again).toMatchObject({ status: "done", rows: 3, processed: 2, failed: 1 });
+      expect((await profileBy("email=nd@x.io")).properties.Points).toBe(15);
+      const events = ndjson({ identity: { Email: "nd@x.io" }, name: "Signed Up", ts: 1732000000 });
+      await runImport(s, "events", events, "application/x-ndjson");
+      await runImport(s, "events", events, "application/x-ndjson");
+      const p = await profileBy("email=nd@x.io");
+      const list = (await s.api("GET", `/v1/profiles/${p.id}/events`)).body.events;
+      expect(list.filter((e: { name: string }) => e.name === "Signed Up")).toHaveLength(1);
+    });
+
+    it("refuses records of the wrong type for the kind", async () => {
+      const r = await runImport(
+        s,
+        "events",
+        ndjson({ type: "profile", identity: { Email: "x@x.io" }, properties: {} }),
+        "application/x-ndjson",
+      );
+      expect(r).toMatchObject({ processed: 0, failed: 1 });
+      expect(await failuresCsv(s, r.id)).toMatch(/^Line,Failure Description\r\n"\{""type"":""profile""/);
+    });
+  });
+
+  describe("documents NDJSON (mediarithmics)", () => {
+    it("upserts by user account (creating the person), replaces, merges shallow and deep, and deletes", async () => {
+      const base = { operation: "UPSERT", compartment_id: "1606", user_account_id: "crm-1" };
+      const r = await runImport(
+        s,
+        "documents",
+        ndjson(
+          {
+            ...base,
+            force_replace: true,
+            user_profile: { $compartment_id: 1606, firstname: "David", opts: { a: 1, b: 2 }, list: [1, 2] },
+          },
+          { ...base, force_replace: false, merge_objects: false, user_profile: { lastname: "G", opts: { c: 3 } } },
+          { ...base, force_replace: false, merge_objects: true, user_profile: { opts: { d: 4 }, list: [3] } },
+          { operation: "UPSERT", compartment_id: "1606", user_account_id: "crm-2", user_profile: { x: 1 } },
+          { operation: "DELETE", compartment_id: "1606", user_account_id: "crm-2" },
+        ),
+        "application/x-ndjson",
+      );
+      expect(r).toMatchObject({ status: "done", rows: 5, processed: 5, failed: 0 });
+      const p = await profileBy("compartmentId=1606&userAccountId=crm-1");
+      const doc = (await s.api("GET", `/v1/profiles/${p.id}/documents/1606/crm-1`)).body;
+      expect(doc).toMatchObject({
+        $compartment_id: 1606,
+        $user_account_id: "crm-1",
+        firstname: "David",
+        lastname: "G",
+        opts: { c: 3, d: 4 },
+        list: [3],
+      });
+      expect(typeof doc.$creation_ts).toBe("number");
+      const two = await profileBy("compartmentId=1606&userAccountId=crm-2");
+      expect((await s.api("GET", `/v1/profiles/${two.id}/documents`)).body.documents).toEqual([]);
+    });
+
+    it("finds people by email_hash and user_point_id; unknown ones are UNKNOWN_PROFILE", async () => {
+      await s.api("POST", "/v1/ingest", {
+        records: [{ type: "profile", identity: { Email: "hash@x.io" }, properties: {} }],
+      });
+      const p = await profileBy("email=hash@x.io");
+      const hash = createHash("sha256").update("hash@x.io").digest("hex");
+      const r = await runImport(
+        s,
+        "documents",
+        ndjson(
+          { operation: "UPSERT", compartment_id: "7", email_hash: hash, user_profile: { tier: "A" } },
+          { operation: "UPSERT", compartment_id: "8", user_point_id: p.id, user_profile: { tier: "B" } },
+          { operation: "UPSERT", compartment_id: "7", email_hash: "0".repeat(64), user_profile: {} },
+          { operation: "UPSERT", compartment_id: "7", user_point_id: "f".repeat(32), user_profile: {} },
+          { operation: "MERGE", compartment_id: "7", user_account_id: "z" },
+          { operation: "UPSERT", user_account_id: "big", user_profile: { blob: "x".repeat(70 * 1024) } },
+          { operation: "UPSERT", user_account_id: "a", email_hash: hash },
+        ),
+        "application/x-ndjson",
+      );
+      expect(r).toMatchObject({ processed: 2, failed: 5 });
+      const docs = (await s.api("GET", `/v1/profiles/${p.id}/documents`)).body.documents;
+      expect(docs.map((d: { tier: string }) => d.tier).sort()).toEqual(["A", "B"]);
+      const report = await failuresCsv(s, r.id);
+      expect(report.match(/UNKNOWN_PROFILE/g)).toHaveLength(2);
+      expect(report).toMatch(/DOCUMENT_TOO_LARGE/);
+      expect(report).toMatch(/MULTIPLE_HANDLES/);
+    });
+
+    it("takes NDJSON only", async () => {
+      const r = await upload(s, "documents", "a,b\n1,2\n", "text/csv");
+      expect(r).toMatchObject({ status: 415, body: { error: { code: "UNSUPPORTED_MEDIA_TYPE" } } });
+    });
+  });
+
+  describe("uploads", () => {
+    it("accepts a multipart field named file", async () => {
+      const form = new FormData();
+      form.append("file", new Blob(["Email,Name\nmp@x.io,Multi\n"], { type: "text/csv" }), "people.csv");
+      const res = await fetch(`${s.url}/v1/imports?kind=profiles`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${SECRET}` },
+        body: form,
+      });
+      expect(res.status).toBe(202);
+      const { id } = (await res.json()) as { id: string };
+      expect(await waitForImport(s, id)).toMatchObject({ status: "done", processed: 1 });
+      expect((await profileBy("email=mp@x.io")).properties.Name).toBe("Multi");
+    });
+
+    it("refuses unknown kinds, other content types and files over the limit", async () => {
+      expect(await upload(s, "widgets", "Email\na@x.io\n")).toMatchObject({
+        status: 400,
+        body: { error: { code: "INVALID_VALUE" } },
+      });
+      expect(await upload(s, "profiles", '{"records": []}', "application/json")).toMatchObject({
+        status: 415,
+        body: { error: { code: "UNSUPPORTED_MEDIA_TYPE" } },
+      });
+      expect(await upload(s, "profiles", "<x/>", "application/xml")).toMatchObject({ status: 415 });
+      const big = `Email,Note\n${`a@x.io,${"x".repeat(1000)}\n`.repeat(2200)}`;
+      expect(await upload(s, "profiles", big)).toMatchObject({
+        status: 413,
+        body: { error: { code: "PAYLOAD_TOO_LARGE" } },
+      });
+      const form = new FormData();
+      form.append("file", new Blob([big], { type: "text/csv" }), "big.csv");
+      const res = await fetch(`${s.url}/v1/imports?kind=profiles`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${SECRET}` },
+        body: form,
+      });
+      expect(res.status).toBe(413);
+      const wrongField = new FormData();
+      wrongField.append("upload", new Blob(["Email\n"], { type: "text/csv" }), "x.csv");
+      const bad = await fetch(`${s.url}/v1/imports?kind=profiles`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${SECRET}` },
+        body: wrongField,
+      });
+      expect(bad.status).toBe(400);
+    });
+
+    it("needs a secret key, and another account's import is UNKNOWN_IMPORT", async () => {
+      const anon = await fetch(`${s.url}/v1/imports?kind=profiles`, { method: "POST", body: "Email\n" });
+      expect(anon.status).toBe(401);
+      const r = await runImport(s, "profiles", "Email\nmine@x.io\n");
+      const other = await s.server.portrait.store.listAccounts();
+      expect(other.length).toBeGreaterThan(0);
+      const { Accounts } = await import("../pipeline/accounts.js");
+      const created = await new Accounts(s.server.store).create("other");
+      const headers = { authorization: `Bearer ${created.secretKey}` };
+      for (const path of [`/v1/imports/${r.id}`, `/v1/imports/${r.id}/failures.csv`, "/v1/imports/nope"]) {
+        const res = await fetch(s.url + path, { headers });
+        expect(res.status).toBe(404);
+        expect(((await res.json()) as { error: { code: string } }).error.code).toBe("UNKNOWN_IMPORT");
+      }
+    });
+  });
+
+  describe("files that cannot be read", () => {
+    it("marks the import failed at broken CSV quoting and keeps the rows before it", async () => {
+      const csv = 'Email,Name\nq1@x.io,One\nq2@x.io,"Two\nq3@x.io,Three\n';
+      const r = await runImport(s, "profiles", csv);
+      expect(r.status).toBe("failed");
+      expect(r.error).toMatch(/CSV could not be read/);
+      expect(r.processed).toBe(1);
+      expect(await profileBy("email=q1@x.io")).not.toBeNull();
+      expect(await profileBy("email=q3@x.io")).toBeNull();
+    });
+
+    it("fails on a header it cannot use, and on an empty file", async () => {
+      expect(await runImport(s, "profiles", "Name,City\nAna,Paris\n")).toMatchObject({
+        status: "failed",
+        processed: 0,
+      });
+      expect(await runImport(s, "profiles", "Email,Born<qq/ww>\na@x.io,1\n")).toMatchObject({ status: "failed" });
+      expect(await runImport(s, "events", "Email,Name\na@x.io,x\n")).toMatchObject({ status: "failed" });
+      expect(await runImport(s, "profiles", "")).toMatchObject({ status: "failed", rows: 0 });
+    });
+
+    it("refuses an over-long NDJSON line as one row and goes on; a huge CSV row fails the file", async () => {
+      const long = JSON.stringify({ identity: { Email: "long@x.io" }, properties: { Note: "x".repeat(1_100_000) } });
+      const r = await runImport(
+        s,
+        "profiles",
+        `${long}\n${JSON.stringify({ identity: { Email: "after@x.io" }, properties: { Name: "After" } })}\n`,
+        "application/x-ndjson",
+      );
+      expect(r).toMatchObject({ status: "done", rows: 2, processed: 1, failed: 1 });
+      expect(await failuresCsv(s, r.id)).toMatch(/longer than 1048576 bytes/);
+      const csv = `Email,Note\nbig@x.io,${"y".repeat(1_100_000)}\n`;
+      expect(await runImport(s, "profiles", csv)).toMatchObject({ status: "failed" });
+    });
+
+    it("stores bytes that are not UTF-8 or hold NUL as refused rows, not as a broken import", async () => {
+      const bytes = Buffer.concat([
+        Buffer.from("Email,Name\nnul@x.io,A\u0000B\nlatin@x.io,"),
+        Buffer.from([0xe9, 0xff]),
+        Buffer.from("\nfine@x.io,Fine\n"),
+      ]);
+      const r = await runImport(s, "profiles", bytes);
+      expect(r.status).toBe("done");
+      expect(r.rows).toBe(3);
+      expect((await profileBy("email=fine@x.io")).properties.Name).toBe("Fine");
+    });
+  });
+
+  describe("deletion", () => {
+    it("redacts the deleted person's rows in stored failure reports (SEMANTICS §10)", async () => {
+      await s.api("POST", "/v1/ingest", {
+        records: [{ type: "profile", identity: { Email: "gone@x.io" }, properties: { Phone: "+33612345670" } }],
+      });
+      const r = await runImport(s, "profiles", "Email,Phone,Age\ngone@x.io,,3\nstays@x.io,,4\n,+33612345670,5\n");
+      expect(r.failed).toBe(3);
+      const p = await profileBy("email=gone@x.io");
+      expect((await s.api("DELETE", `/v1/profiles/${p.id}`)).status).toBe(200);
+      const report = await failuresCsv(s, r.id);
+      expect(report).not.toContain("gone@x.io");
+      expect(report).not.toContain("+33612345670");
+      expect(report).toContain("stays@x.io");
+      expect(report.match(/redacted/g)).toHaveLength(2);
+    });
+  });
+});

@@ -1,0 +1,65 @@
+/**
+ * Bulk imports as the server runs them: the upload service the routes use, the runner that works through queued
+ * imports (resuming what a previous process left), and the SFTP drop point when PORTRAIT_SFTP_PORT is set.
+ */
+import { randomBytes } from "node:crypto";
+import type { Logger } from "pino";
+import type { Config } from "../config.js";
+import type { Portrait } from "../pipeline/portrait.js";
+import { ImportRunner } from "./runner.js";
+import { ImportService } from "./service.js";
+import { SftpDropPoint } from "./sftp/server.js";
+
+export interface Imports {
+  runner: ImportRunner;
+  service: ImportService;
+  sftp: SftpDropPoint | null;
+  /** After the HTTP server listens: resume queued imports, open the SFTP port. */
+  start(): Promise<void>;
+  /** Closes the SFTP port and stops the runner between batches (a running import resumes at the next start). */
+  stop(): Promise<void>;
+}
+
+export function createImports(
+  portrait: Portrait,
+  config: Pick<Config, "dataDir" | "importMaxBytes" | "importClaimTimeoutMs" | "sftpPort" | "host">,
+  logger?: Logger,
+): Imports {
+  const store = portrait.store;
+  const runner = new ImportRunner(portrait, {
+    dataDir: config.dataDir,
+    workerId: `${process.pid}-${randomBytes(6).toString("hex")}`,
+    claimTimeoutMs: config.importClaimTimeoutMs,
+    // SQLite has one server process: what a previous process was running is resumed at once.
+    reclaimOnStart: store.dialect === "sqlite",
+    ...(logger && { logger }),
+  });
+  const service = new ImportService(store.imports, runner, {
+    dataDir: config.dataDir,
+    maxBytes: config.importMaxBytes,
+  });
+  const sftp =
+    config.sftpPort === null
+      ? null
+      : new SftpDropPoint({
+          store,
+          imports: service,
+          dataDir: config.dataDir,
+          port: config.sftpPort,
+          host: config.host,
+          ...(logger && { logger }),
+        });
+  return {
+    runner,
+    service,
+    sftp,
+    async start() {
+      runner.start();
+      await sftp?.start();
+    },
+    async stop() {
+      await sftp?.stop();
+      await runner.stop();
+    },
+  };
+}

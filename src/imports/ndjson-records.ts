@@ -1,0 +1,149 @@
+/**
+ * NDJSON lines → records: ingest records for profiles and events imports, mediarithmics profile-document lines for
+ * documents imports (SEMANTICS §8). Lines are parsed here only as far as routing needs; the record parser and the
+ * engine do the rest, as for the live API.
+ */
+import { PortraitError, show } from "../engine/errors.js";
+import { isPlainObject } from "../engine/parse-record.js";
+import { assertStorableText } from "../engine/text.js";
+import type { JsonValue } from "../engine/types.js";
+import type { DocumentLine } from "../pipeline/document-lines.js";
+import { MAX_DOCUMENT_BYTES } from "../pipeline/documents.js";
+import type { ImportHandle } from "../store/import-store.js";
+import { handleOf, type MappedRow } from "./csv-records.js";
+
+function parseLine(line: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch (e) {
+    throw new PortraitError("INVALID_JSON", `the line is not valid JSON: ${(e as Error).message}`);
+  }
+  if (!isPlainObject(value)) throw new PortraitError("INVALID_RECORD", "each line must be a JSON object");
+  return value;
+}
+
+const TYPES_OF: Record<"profiles" | "events", readonly string[]> = {
+  profiles: ["profile", "login", "token"],
+  events: ["event"],
+};
+
+/** A profiles or events NDJSON line: an ingest record (its `type` defaults to the import's kind). */
+export function mapIngestLine(line: string, kind: "profiles" | "events"): MappedRow {
+  const record = parseLine(line);
+  const handles = recordHandles(record);
+  if (record.type === undefined) record.type = kind === "profiles" ? "profile" : "event";
+  if (typeof record.type !== "string" || !TYPES_OF[kind].includes(record.type)) {
+    throw new PortraitError(
+      "INVALID_RECORD",
+      `a ${kind} import takes records of type ${TYPES_OF[kind].join(", ")}, got ${show(record.type)}`,
+      "type",
+    );
+  }
+  return { record, handles };
+}
+
+function recordHandles(record: Record<string, unknown>): ImportHandle[] {
+  const out: ImportHandle[] = [];
+  const add = (kind: string, v: unknown) => {
+    if (typeof v === "string" && v.trim() !== "") out.push(handleOf(kind, v));
+    else if (typeof v === "number") out.push(handleOf(kind, String(v)));
+  };
+  add("profileId", record.profileId);
+  add("deviceId", record.deviceId);
+  if (isPlainObject(record.identity)) for (const [k, v] of Object.entries(record.identity)) add(k, v);
+  if (isPlainObject(record.properties)) {
+    for (const key of ["Identity", "Email", "Phone", "FBID", "GPID"]) add(key, record.properties[key]);
+  }
+  return out;
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+const PROFILE_ID = /^[0-9a-f]{32}$/;
+
+function idField(v: unknown, field: string): string {
+  if (typeof v === "number" && Number.isSafeInteger(v)) return String(v);
+  if (typeof v !== "string" || v.length === 0 || v.length > 256) {
+    throw new PortraitError("INVALID_VALUE", `${field} must be a string of 1-256 characters, got ${show(v)}`, field);
+  }
+  return v;
+}
+
+/** A mediarithmics profile-document line (SEMANTICS §8, API.md Compartment documents). */
+export function mapDocumentLine(line: string): { line: DocumentLine; handles: ImportHandle[] } {
+  const input = parseLine(line);
+  assertStorableText(input);
+  const handles: ImportHandle[] = [];
+  const operation = input.operation;
+  if (operation !== "UPSERT" && operation !== "DELETE") {
+    throw new PortraitError(
+      "INVALID_VALUE",
+      `operation must be "UPSERT" or "DELETE", got ${show(operation)}`,
+      "operation",
+    );
+  }
+  const compartmentId =
+    input.compartment_id === undefined ? "default" : idField(input.compartment_id, "compartment_id");
+  const given = (["user_account_id", "email_hash", "user_point_id"] as const).filter((k) => input[k] !== undefined);
+  if (given.length === 0) {
+    throw new PortraitError(
+      "MISSING_HANDLE",
+      "a line needs one identifier: user_account_id, email_hash or user_point_id",
+    );
+  }
+  if (given.length > 1) {
+    throw new PortraitError("MULTIPLE_HANDLES", `a line names one identifier, got ${given.join(" and ")}`, given[1]);
+  }
+  let identifier: DocumentLine["identifier"];
+  if (given[0] === "user_account_id") {
+    const userAccountId = idField(input.user_account_id, "user_account_id");
+    identifier = { kind: "userAccount", userAccountId };
+    handles.push({ kind: "userAccount", value: JSON.stringify([compartmentId, userAccountId]) });
+  } else if (given[0] === "email_hash") {
+    const hash = typeof input.email_hash === "string" ? input.email_hash.toLowerCase() : "";
+    if (!HEX64.test(hash)) {
+      throw new PortraitError(
+        "INVALID_VALUE",
+        "email_hash must be the hex SHA-256 of the normalised Email",
+        "email_hash",
+      );
+    }
+    identifier = { kind: "emailHash", hash };
+    handles.push({ kind: "email_hash", value: hash });
+  } else {
+    const profileId = input.user_point_id;
+    if (typeof profileId !== "string" || !PROFILE_ID.test(profileId)) {
+      throw new PortraitError("UNKNOWN_PROFILE", `user_point_id ${show(profileId)} is not a profile`, "user_point_id");
+    }
+    identifier = { kind: "userPoint", profileId };
+    handles.push({ kind: "profileId", value: profileId });
+  }
+  for (const flag of ["force_replace", "merge_objects"] as const) {
+    if (input[flag] !== undefined && typeof input[flag] !== "boolean") {
+      throw new PortraitError("INVALID_VALUE", `${flag} must be true or false, got ${show(input[flag])}`, flag);
+    }
+  }
+  const body = input.user_profile ?? {};
+  if (operation === "UPSERT" && !isPlainObject(body)) {
+    throw new PortraitError("INVALID_DOCUMENT", "user_profile must be a JSON object", "user_profile");
+  }
+  if (Buffer.byteLength(JSON.stringify(body)) > MAX_DOCUMENT_BYTES) {
+    throw new PortraitError(
+      "DOCUMENT_TOO_LARGE",
+      `a profile document is at most ${MAX_DOCUMENT_BYTES} bytes`,
+      "user_profile",
+    );
+  }
+  const mode: DocumentLine["mode"] =
+    operation === "DELETE"
+      ? "delete"
+      : input.force_replace === true
+        ? "put"
+        : input.merge_objects === true
+          ? "deep"
+          : "shallow";
+  return {
+    line: { compartmentId, identifier, mode, body: (isPlainObject(body) ? body : {}) as { [key: string]: JsonValue } },
+    handles,
+  };
+}

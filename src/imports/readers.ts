@@ -1,0 +1,144 @@
+/**
+ * Streaming readers of an import file: CSV rows (csv-parse) and NDJSON lines, in constant memory whatever the file
+ * size. Each yields rows numbered from 1 (the CSV header is row 0), with the bytes read so far for progress.
+ *
+ * A row the reader can still delimit but not use (an NDJSON line over the limit, a CSV row with the wrong number of
+ * cells) is handed on to be refused like any bad row. What cannot be delimited any more (broken CSV quoting, a CSV
+ * record over the limit, a failing disk) is a ReadError: the import stops there, `failed`, with the rows before it
+ * applied (SEMANTICS §11 Imports).
+ */
+import type { Readable } from "node:stream";
+import { Parser } from "csv-parse";
+
+export interface SourceRow {
+  /** 1-based data row (CSV: after the header; NDJSON: the line number). */
+  row: number;
+  /** CSV: the row's cells; NDJSON: the line. */
+  data: string[] | string;
+  /** Bytes of the file consumed when the row was read (approximate for CSV: the parser reads ahead). */
+  bytesRead: number;
+  /** Set when the reader could delimit the row but it is unusable (an over-long line). */
+  problem?: string;
+}
+
+export class ReadError extends Error {}
+
+/** Longest CSV record or NDJSON line: far above any valid record (documents are ≤ 64 KB, properties ≤ 512 chars). */
+export const MAX_ROW_BYTES = 1024 * 1024;
+
+/** csv-parse's push parser, under its stream class: records come out synchronously, in order, before any error. */
+interface PushParser {
+  api: {
+    parse(
+      buf: Buffer | undefined,
+      end: boolean,
+      push: (record: string[]) => void,
+      close: () => void,
+    ): Error | undefined;
+  };
+  info: { bytes: number };
+}
+
+/**
+ * CSV: the header first (row 0), then the data rows. The parser is driven chunk by chunk rather than piped: as a
+ * stream, an error at the end of a chunk would destroy it and drop the rows parsed before the error.
+ */
+export async function* readCsv(stream: Readable, maxRowBytes = MAX_ROW_BYTES): AsyncGenerator<SourceRow> {
+  const parser = new Parser({
+    bom: true,
+    relax_column_count: true,
+    relax_quotes: true,
+    skip_empty_lines: true,
+    max_record_size: maxRowBytes,
+  }) as unknown as PushParser;
+  let row = 0;
+  const records: string[][] = [];
+  const push = (record: string[]) => {
+    records.push(record);
+  };
+  const close = () => undefined;
+  const drain = function* (): Generator<SourceRow> {
+    for (const record of records) yield { row: row++, data: record, bytesRead: parser.info.bytes };
+    records.length = 0;
+  };
+  const fail = (e: Error) => new ReadError(`the CSV could not be read after row ${Math.max(row - 1, 0)}: ${e.message}`);
+  try {
+    for await (const data of stream as AsyncIterable<Buffer | string>) {
+      const error = parser.api.parse(typeof data === "string" ? Buffer.from(data) : data, false, push, close);
+      yield* drain();
+      if (error) throw fail(error);
+    }
+  } catch (e) {
+    if (e instanceof ReadError) throw e;
+    throw new ReadError(`the file could not be read after row ${Math.max(row - 1, 0)}: ${(e as Error).message}`);
+  } finally {
+    stream.destroy();
+  }
+  const error = parser.api.parse(undefined, true, push, close);
+  yield* drain();
+  if (error) throw fail(error);
+}
+
+const NEWLINE = 0x0a;
+
+/** NDJSON: one row per non-blank line; a line over the limit is skipped to its end and reported as a problem. */
+export async function* readNdjson(stream: Readable, maxRowBytes = MAX_ROW_BYTES): AsyncGenerator<SourceRow> {
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let tooLong = false;
+  let line = 0;
+  let consumed = 0;
+  const finish = (bytesRead: number): SourceRow | null => {
+    line++;
+    if (tooLong) {
+      const head = Buffer.concat(pending).subarray(0, 200).toString("utf8");
+      pending = [];
+      pendingBytes = 0;
+      tooLong = false;
+      return { row: line, data: `${head}…`, bytesRead, problem: `the line is longer than ${maxRowBytes} bytes` };
+    }
+    let text = Buffer.concat(pending, pendingBytes).toString("utf8");
+    pending = [];
+    pendingBytes = 0;
+    if (text.endsWith("\r")) text = text.slice(0, -1);
+    if (line === 1 && text.startsWith("\uFEFF")) text = text.slice(1);
+    return text.trim() === "" ? null : { row: line, data: text, bytesRead };
+  };
+  const keep = (part: Buffer) => {
+    if (tooLong) return;
+    if (pendingBytes + part.length > maxRowBytes) {
+      // Keep only the start of an over-long line, for the failure report.
+      const room = Math.max(0, 200 - pendingBytes);
+      if (room > 0) pending.push(part.subarray(0, room));
+      pendingBytes += Math.min(room, part.length);
+      tooLong = true;
+      return;
+    }
+    pending.push(part);
+    pendingBytes += part.length;
+  };
+  try {
+    for await (const data of stream as AsyncIterable<Buffer | string>) {
+      const chunk = typeof data === "string" ? Buffer.from(data) : data;
+      let start = 0;
+      for (;;) {
+        const nl = chunk.indexOf(NEWLINE, start);
+        if (nl < 0) break;
+        keep(chunk.subarray(start, nl));
+        const row = finish(consumed + nl + 1);
+        if (row) yield row;
+        start = nl + 1;
+      }
+      keep(chunk.subarray(start));
+      consumed += chunk.length;
+    }
+  } catch (e) {
+    throw new ReadError(`the file could not be read after line ${line}: ${(e as Error).message}`);
+  } finally {
+    stream.destroy();
+  }
+  if (pendingBytes > 0 || tooLong) {
+    const row = finish(consumed);
+    if (row) yield row;
+  }
+}

@@ -1,0 +1,387 @@
+/**
+ * The import runner (SEMANTICS §11 Imports): runs queued imports one at a time per account, in the order they were
+ * created, each row through the same pipeline as the live API in batches of up to 1,000 rows per transaction.
+ *
+ * Resuming: after each batch the checkpoint (last row, counts) is saved; a run that stops (shutdown, kill, another
+ * worker's claim) is picked up at the checkpoint by the next worker. Rows of the batch in flight when a process died
+ * are applied again, which is harmless: every row carries the record id `imp:<sha256 of the file>:<row>`, so a row
+ * already applied is a `duplicate` (counted as processed, applied once). The same id makes a second upload of the
+ * same file apply nothing twice.
+ *
+ * Several processes on one PostgreSQL database each run a runner; the store's claim (a row update under an advisory
+ * lock) lets exactly one of them run a given import, and a claim whose heartbeat is older than the timeout is free.
+ */
+import { createReadStream, createWriteStream, existsSync } from "node:fs";
+import { rename, rm, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { pipeline } from "node:stream/promises";
+import type { Logger } from "pino";
+import { PortraitError } from "../engine/errors.js";
+import type { Account } from "../engine/types.js";
+import { applyDocumentLines, type DocumentLine } from "../pipeline/document-lines.js";
+import { type BatchFailure, MAX_BATCH, type Portrait } from "../pipeline/portrait.js";
+import type { ImportFailure, ImportHandle, ImportRow } from "../store/import-store.js";
+import { HeaderError } from "./csv-columns.js";
+import { EventRowMapper, type MappingContext, ProfileRowMapper } from "./csv-records.js";
+import { failureReport } from "./failure-report.js";
+import { mapDocumentLine, mapIngestLine } from "./ndjson-records.js";
+import { ReadError, readCsv, readNdjson, type SourceRow } from "./readers.js";
+
+export interface RunnerOptions {
+  dataDir: string;
+  /** Unique per process. */
+  workerId: string;
+  /** A claim not renewed for this long is free for another worker (default 15 s). */
+  claimTimeoutMs?: number;
+  /** How often to look for imports created elsewhere or left by a dead worker (default 5 s). */
+  pollMs?: number;
+  /**
+   * Rows per step (default 1,000): applied as ingest batches of ≤ 1,000 submitted together, which group commit
+   * runs in one transaction; the checkpoint is saved after each step. Larger steps commit less often but hold the
+   * (SQLite: only) writer longer, which live API requests would wait for.
+   */
+  batchSize?: number;
+  /** SQLite has one server process: claims left by the previous process are free at start, without waiting. */
+  reclaimOnStart?: boolean;
+  logger?: Logger;
+}
+
+interface PendingRow {
+  source: SourceRow;
+  handles: ImportHandle[];
+  record?: Record<string, unknown>;
+  document?: DocumentLine;
+  /** Refused before the pipeline (a cell of the wrong type, a line that is not JSON). */
+  refusal?: string;
+}
+
+/** `CODE (field): message`, the Failure Description of a refused row. */
+export function describeFailure(f: Pick<BatchFailure, "code" | "error" | "field">): string {
+  return `${f.code}${f.field ? ` (${f.field})` : ""}: ${f.error}`;
+}
+
+function refusalOf(e: unknown): string {
+  if (e instanceof PortraitError) return describeFailure({ code: e.code, error: e.message, field: e.field });
+  throw e;
+}
+
+/** Record ids of imported rows (SEMANTICS §11 Idempotency). */
+export function rowRecordId(sha256: string, row: number): string {
+  return `imp:${sha256}:${row}`;
+}
+
+class Stopped extends Error {}
+
+export class ImportRunner {
+  private readonly loops = new Map<string, Promise<void>>();
+  private readonly claimTimeoutMs: number;
+  private readonly batchSize: number;
+  private timer: NodeJS.Timeout | null = null;
+  private stopped = false;
+  private readonly startedAt = Date.now();
+
+  constructor(
+    private readonly portrait: Portrait,
+    private readonly opts: RunnerOptions,
+  ) {
+    this.claimTimeoutMs = opts.claimTimeoutMs ?? 15_000;
+    this.batchSize = Math.max(1, opts.batchSize ?? 1000);
+  }
+
+  private get store() {
+    return this.portrait.store;
+  }
+
+  /** Starts working: resumes what was queued or running, then polls. */
+  start(): void {
+    this.kick();
+    this.timer = setInterval(() => this.kick(), this.opts.pollMs ?? 5_000);
+    this.timer.unref();
+  }
+
+  /** Stops between batches; an import in progress keeps its checkpoint and is resumed by the next start. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    await Promise.allSettled([...this.loops.values()]);
+  }
+
+  /** Looks for work now (a new import was created). */
+  kick(): void {
+    if (this.stopped) return;
+    void this.store.imports.listUnfinished().then(
+      (rows) => {
+        for (const accountId of new Set(rows.map((r) => r.accountId))) this.ensureLoop(accountId);
+      },
+      (err) => this.opts.logger?.error({ err }, "import runner: listing imports failed"),
+    );
+  }
+
+  /** Resolves when the account has no runnable import left here (tests and the bench wait on it). */
+  async idle(): Promise<void> {
+    while (this.loops.size > 0) await Promise.allSettled([...this.loops.values()]);
+  }
+
+  private ensureLoop(accountId: string): void {
+    if (this.loops.has(accountId) || this.stopped) return;
+    const loop = this.accountLoop(accountId)
+      .catch((err) => this.opts.logger?.error({ err, accountId }, "import runner failed"))
+      .finally(() => this.loops.delete(accountId));
+    this.loops.set(accountId, loop);
+  }
+
+  /** One import at a time per account, oldest first. */
+  private async accountLoop(accountId: string): Promise<void> {
+    while (!this.stopped) {
+      const now = Date.now();
+      // A claim last renewed before this process started was left by a process that is gone (SQLite: one server).
+      const staleBefore = Math.max(now - this.claimTimeoutMs, this.opts.reclaimOnStart ? this.startedAt : 0);
+      const oldest = (await this.store.imports.listUnfinished()).find(
+        (r) => r.accountId === accountId && existsSync(this.filePath(r)),
+      );
+      // Oldest first: when it cannot be claimed (another worker runs an import of this account), the poll retries.
+      const claimed =
+        oldest && (await this.store.imports.claimImport(accountId, oldest.id, this.opts.workerId, now, staleBefore));
+      if (!claimed) return;
+      await this.run(claimed);
+    }
+  }
+
+  private filePath(row: ImportRow): string {
+    return path.join(this.opts.dataDir, row.filePath);
+  }
+
+  private async run(row: ImportRow): Promise<void> {
+    const account = await this.store.getAccount(row.accountId);
+    const worker = this.opts.workerId;
+    const finish = async (status: "done" | "failed", error: string | null) => {
+      await this.store.imports.finishImport(row.accountId, row.id, worker, { status, error }, Date.now());
+      await this.writeResults(row.accountId, row.id);
+      // The stored copy is only needed to resume; the report lives in the store (and a 10 GB file should not stay).
+      await rm(this.filePath(row), { force: true });
+    };
+    if (!account) return finish("failed", "the account no longer exists");
+    const heartbeat = setInterval(
+      () => {
+        void this.store.imports.heartbeat(row.accountId, row.id, worker, Date.now()).catch(() => undefined);
+      },
+      Math.max(100, Math.floor(this.claimTimeoutMs / 3)),
+    );
+    try {
+      const outcome = await this.readAndApply(account, row);
+      await finish(outcome.error === null ? "done" : "failed", outcome.error);
+    } catch (e) {
+      if (e instanceof Stopped) {
+        await this.store.imports.releaseImport(row.accountId, row.id, worker).catch(() => undefined);
+        return;
+      }
+      this.opts.logger?.error({ err: e, importId: row.id }, "import failed");
+      await finish("failed", `internal error: ${(e as Error).message}`).catch(() => undefined);
+    } finally {
+      clearInterval(heartbeat);
+    }
+  }
+
+  /** Reads the file from the checkpoint and applies it batch by batch; returns why it stopped early, if it did. */
+  private async readAndApply(account: Account, row: ImportRow): Promise<{ error: string | null }> {
+    await this.portrait.types.ensure(account.id);
+    const progress = {
+      rows: row.rows,
+      processed: row.processed,
+      failed: row.failed,
+      bytesRead: row.bytesRead,
+      lastRow: row.lastRow,
+    };
+    const ctx: MappingContext = {
+      timezone: account.settings.timezone,
+      typeOf: (scope, key) => this.portrait.types.get(account.id, scope, key),
+    };
+    const stream = createReadStream(this.filePath(row), { highWaterMark: 1 << 20 });
+    const source = row.format === "csv" ? readCsv(stream) : readNdjson(stream);
+    let mapper: ProfileRowMapper | EventRowMapper | null = null;
+    let batch: PendingRow[] = [];
+    let emailHashesReady = false;
+
+    const flush = async () => {
+      if (batch.length === 0) return;
+      const rows = batch;
+      batch = [];
+      if (this.stopped) throw new Stopped();
+      const failures = await this.applyBatch(account, row, rows, () => emailHashesReady);
+      if (row.kind === "documents") emailHashesReady = true;
+      const last = rows[rows.length - 1] as PendingRow;
+      progress.rows += rows.length;
+      progress.failed += failures.length;
+      progress.processed += rows.length - failures.length;
+      progress.bytesRead = last.source.bytesRead;
+      progress.lastRow = last.source.row;
+      const held = await this.store.imports.saveProgress(
+        account.id,
+        row.id,
+        this.opts.workerId,
+        progress,
+        failures,
+        Date.now(),
+      );
+      if (!held) throw new Stopped();
+    };
+
+    try {
+      for await (const src of source) {
+        if (row.format === "csv" && src.row === 0) {
+          const header = (src.data as string[]).map((h) => row.options.mapping?.[h.trim()] ?? h);
+          if (row.header === null) await this.store.imports.setHeader(account.id, row.id, src.data as string[]);
+          mapper = row.kind === "events" ? new EventRowMapper(header) : new ProfileRowMapper(header);
+          continue;
+        }
+        if (src.row <= progress.lastRow) continue;
+        batch.push(this.mapRow(row, src, mapper, ctx));
+        if (batch.length >= this.batchSize) await flush();
+      }
+      await flush();
+      if (row.format === "csv" && mapper === null) return { error: "the CSV file is empty: it needs a header row" };
+      return { error: null };
+    } catch (e) {
+      if (e instanceof ReadError || e instanceof HeaderError) {
+        // Rows before the fault stay applied (SEMANTICS §11 Imports).
+        await flush();
+        return { error: e instanceof HeaderError ? `the CSV header cannot be used: ${e.message}` : e.message };
+      }
+      throw e;
+    } finally {
+      stream.destroy();
+    }
+  }
+
+  private mapRow(
+    row: ImportRow,
+    src: SourceRow,
+    mapper: ProfileRowMapper | EventRowMapper | null,
+    ctx: MappingContext,
+  ): PendingRow {
+    if (src.problem) return { source: src, handles: [], refusal: `INVALID_RECORD: ${src.problem}` };
+    try {
+      if (row.kind === "documents") {
+        const { line, handles } = mapDocumentLine(src.data as string);
+        return { source: src, handles, document: line };
+      }
+      const mapped =
+        row.format === "csv"
+          ? (mapper as ProfileRowMapper | EventRowMapper).map(src.data as string[], ctx)
+          : mapIngestLine(src.data as string, row.kind === "events" ? "events" : "profiles");
+      // The row's record id, unless an NDJSON record brought its own (SEMANTICS §11 Idempotency).
+      if (mapped.record.id === undefined || mapped.record.id === null)
+        mapped.record.id = rowRecordId(row.sha256, src.row);
+      return { source: src, handles: mapped.handles, record: mapped.record };
+    } catch (e) {
+      return { source: src, handles: [], refusal: refusalOf(e) };
+    }
+  }
+
+  /** Applies one batch; returns its refused rows. */
+  private async applyBatch(
+    account: Account,
+    row: ImportRow,
+    rows: PendingRow[],
+    emailHashesReady: () => boolean,
+  ): Promise<ImportFailure[]> {
+    const refused = new Map<number, string>();
+    rows.forEach((r, i) => {
+      if (r.refusal !== undefined) refused.set(i, r.refusal);
+    });
+    if (row.kind === "documents") {
+      const lines: Array<{ index: number; line: DocumentLine; id: string }> = [];
+      for (const [i, r] of rows.entries()) {
+        if (!r.document) continue;
+        let line = r.document;
+        if (line.identifier.kind === "emailHash") {
+          if (!emailHashesReady()) await this.store.imports.refreshEmailHashes(account.id);
+          const profileId = await this.store.imports.findProfileByEmailHash(account.id, line.identifier.hash);
+          if (profileId === null) {
+            refused.set(i, "UNKNOWN_PROFILE (email_hash): no profile has an Email with this hash");
+            continue;
+          }
+          line = { ...line, identifier: { kind: "userPoint", profileId } };
+        }
+        lines.push({ index: i, line, id: rowRecordId(row.sha256, r.source.row) });
+      }
+      if (lines.length > 0) {
+        const outcome = await applyDocumentLines(this.portrait, account, lines);
+        for (const f of outcome.refused) refused.set(f.index, describeFailure(f));
+      }
+    } else {
+      const records: unknown[] = [];
+      const indexOf: number[] = [];
+      for (const [i, r] of rows.entries()) {
+        if (!r.record) continue;
+        records.push(r.record);
+        indexOf.push(i);
+      }
+      // Submitted together, the ingest batches share one transaction (group commit) and keep their order.
+      const chunks: Array<Promise<void>> = [];
+      for (let start = 0; start < records.length; start += MAX_BATCH) {
+        const chunk = records.slice(start, start + MAX_BATCH);
+        chunks.push(
+          this.portrait.ingest(account, { records: chunk }).then((result) => {
+            for (const f of result.unprocessed) refused.set(indexOf[start + f.index] as number, describeFailure(f));
+          }),
+        );
+      }
+      await Promise.all(chunks);
+    }
+    return [...refused.entries()]
+      .sort((a, b) => a[0] - b[0])
+      .map(([i, description]) => {
+        const r = rows[i] as PendingRow;
+        return { row: r.source.row, data: r.source.data, description, handles: r.handles };
+      });
+  }
+
+  /** SFTP imports: `<file>.result.json` and `<file>.failures.csv` next to the data file. */
+  private async writeResults(accountId: string, importId: string): Promise<void> {
+    const row = await this.store.imports.getImport(accountId, importId);
+    const dir = row?.options.resultDir;
+    const name = row?.options.resultName;
+    if (!row || !dir || !name) return;
+    try {
+      const failuresName = `${name}.failures.csv`;
+      const tmp = path.join(dir, `.${failuresName}.part`);
+      await pipeline(failureReport(this.store.imports, row), createWriteStream(tmp));
+      await rename(tmp, path.join(dir, failuresName));
+      await writeFile(
+        path.join(dir, `${name}.result.json`),
+        `${JSON.stringify(resultDocument(row, failuresName), null, 2)}\n`,
+      );
+    } catch (err) {
+      this.opts.logger?.error({ err, importId }, "could not write the SFTP result files");
+    }
+  }
+}
+
+/** What `<file>.result.json` holds: the import's status and counts. */
+export function resultDocument(row: ImportRow, failuresFile: string | null): Record<string, unknown> {
+  return {
+    ...importView(row),
+    fileName: row.fileName,
+    ...(row.error !== null && { error: row.error }),
+    ...(failuresFile !== null && { failuresFile }),
+  };
+}
+
+/** API.md `GET /v1/imports/{id}`, plus the byte counts the CLI's progress bar uses. */
+export function importView(row: ImportRow): Record<string, unknown> {
+  const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+  return {
+    id: row.id,
+    kind: row.kind,
+    status: row.status,
+    rows: row.rows,
+    processed: row.processed,
+    failed: row.failed,
+    startedAt: iso(row.startedAt),
+    finishedAt: iso(row.finishedAt),
+    ...(row.error !== null && { error: row.error }),
+    bytes: row.bytes,
+    bytesRead: row.status === "done" ? row.bytes : row.bytesRead,
+  };
+}

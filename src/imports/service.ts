@@ -1,0 +1,149 @@
+/**
+ * Creating and reading imports (API.md Imports): an upload is streamed to `<data dir>/imports/<id>` with its SHA-256
+ * computed on the way, up to the size limit, and only then recorded as `queued` (SEMANTICS §11: the file is stored
+ * before the 202). The runner takes it from there.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import { mkdir, rename, rm } from "node:fs/promises";
+import path from "node:path";
+import { type Readable, Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { PortraitError, show } from "../engine/errors.js";
+import type { Account } from "../engine/types.js";
+import {
+  IMPORT_KINDS,
+  type ImportFormat,
+  type ImportKind,
+  type ImportOptions,
+  type ImportRow,
+  type ImportSource,
+  type ImportStore,
+} from "../store/import-store.js";
+import { failureReport } from "./failure-report.js";
+import type { ImportRunner } from "./runner.js";
+
+/** PORTRAIT_IMPORT_MAX_BYTES default: 10 GB. */
+export const DEFAULT_IMPORT_MAX_BYTES = 10 * 1000 ** 3;
+
+export function parseKind(v: unknown): ImportKind {
+  if (typeof v !== "string" || !(IMPORT_KINDS as readonly string[]).includes(v)) {
+    throw new PortraitError("INVALID_VALUE", `kind must be one of ${IMPORT_KINDS.join(", ")}, got ${show(v)}`, "kind");
+  }
+  return v as ImportKind;
+}
+
+/** The format a content type names, or 415 (documents take NDJSON only). */
+export function formatFor(kind: ImportKind, contentType: string | undefined): ImportFormat {
+  const type = (contentType ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
+  const format: ImportFormat | null =
+    type === "text/csv" ? "csv" : type === "application/x-ndjson" || type === "application/ndjson" ? "ndjson" : null;
+  if (format === null || (kind === "documents" && format === "csv")) {
+    const accepted = kind === "documents" ? "application/x-ndjson" : "text/csv or application/x-ndjson";
+    throw new PortraitError(
+      "UNSUPPORTED_MEDIA_TYPE",
+      `a ${kind} import takes ${accepted} (or multipart/form-data with a file field), got ${show(type || "no content type")}`,
+    );
+  }
+  return format;
+}
+
+export interface NewImport {
+  kind: ImportKind;
+  format: ImportFormat;
+  source: ImportSource;
+  fileName: string | null;
+  options?: ImportOptions;
+}
+
+export class ImportService {
+  constructor(
+    private readonly store: ImportStore,
+    private readonly runner: ImportRunner | null,
+    private readonly opts: { dataDir: string; maxBytes: number },
+  ) {}
+
+  /** Streams `body` to disk, then records the import as queued and wakes the runner. */
+  async create(account: Account, body: Readable, spec: NewImport, isTruncated?: () => boolean): Promise<ImportRow> {
+    const id = randomBytes(16).toString("hex");
+    const dir = path.join(this.opts.dataDir, "imports");
+    await mkdir(dir, { recursive: true });
+    const part = path.join(dir, `${id}.part`);
+    const hash = createHash("sha256");
+    let bytes = 0;
+    const max = this.opts.maxBytes;
+    const meter = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        bytes += chunk.length;
+        if (bytes > max) {
+          done(
+            new PortraitError(
+              "PAYLOAD_TOO_LARGE",
+              `an import file is at most ${max} bytes (PORTRAIT_IMPORT_MAX_BYTES)`,
+            ),
+          );
+          return;
+        }
+        hash.update(chunk);
+        done(null, chunk);
+      },
+    });
+    try {
+      await pipeline(body, meter, createWriteStream(part));
+      if (isTruncated?.()) {
+        throw new PortraitError(
+          "PAYLOAD_TOO_LARGE",
+          `an import file is at most ${max} bytes (PORTRAIT_IMPORT_MAX_BYTES)`,
+        );
+      }
+      await rename(part, path.join(dir, id));
+    } catch (e) {
+      await rm(part, { force: true });
+      throw e;
+    }
+    const row: ImportRow = {
+      accountId: account.id,
+      id,
+      kind: spec.kind,
+      format: spec.format,
+      status: "queued",
+      source: spec.source,
+      fileName: spec.fileName,
+      filePath: path.join("imports", id),
+      sha256: hash.digest("hex"),
+      bytes,
+      options: spec.options ?? {},
+      header: null,
+      rows: 0,
+      processed: 0,
+      failed: 0,
+      bytesRead: 0,
+      lastRow: 0,
+      error: null,
+      createdAt: Date.now(),
+      startedAt: null,
+      finishedAt: null,
+      claimedBy: null,
+      heartbeatAt: null,
+    };
+    try {
+      await this.store.insertImport(row);
+    } catch (e) {
+      await rm(path.join(dir, id), { force: true });
+      throw e;
+    }
+    this.runner?.kick();
+    return row;
+  }
+
+  /** The import, or 404 UNKNOWN_IMPORT (also for another account's id: ids leak nothing). */
+  async get(account: Account, importId: string): Promise<ImportRow> {
+    const row = /^[0-9a-f]{32}$/.test(importId) ? await this.store.getImport(account.id, importId) : null;
+    if (!row) throw new PortraitError("UNKNOWN_IMPORT", `import ${importId} does not exist`, "id");
+    return row;
+  }
+
+  async failures(account: Account, importId: string): Promise<Readable> {
+    return failureReport(this.store, await this.get(account, importId));
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * SFTP manifests (SEMANTICS §11 SFTP): a JSON file named `*.manifest` or `*.manifest.json` that names a data file
+ * uploaded before it and says how to import it:
+ *
+ *   {"fileName": "crm.csv", "kind": "profiles", "format": "csv",
+ *    "columns": {"mail": "Email", "points": {"name": "Points", "type": "number"}, "joined": {"type": "dd/MM/yyyy"}}}
+ *
+ * `format` defaults from the file name (`.csv`, else NDJSON); `columns` renames and types CSV columns before the
+ * header is read (a type is one of the header types or a date pattern, as in `Points<number>`).
+ */
+import { readFile, stat } from "node:fs/promises";
+import path from "node:path";
+import { isPlainObject } from "../../engine/parse-record.js";
+import { IMPORT_KINDS, type ImportFormat, type ImportKind } from "../../store/import-store.js";
+import { resolveInside } from "./paths.js";
+
+const MAX_MANIFEST_BYTES = 64 * 1024;
+
+export function isManifestName(name: string): boolean {
+  return /\.manifest(\.json)?$/i.test(name) && !/^\.|\.part$/.test(name);
+}
+
+export interface Manifest {
+  /** As written in the manifest (relative to the manifest's folder). */
+  fileName: string;
+  /** The data file on disk. */
+  dataPath: string;
+  kind: ImportKind;
+  format: ImportFormat;
+  mapping?: Record<string, string>;
+}
+
+export type ManifestOutcome =
+  | { ok: true; manifest: Manifest }
+  | { ok: false; code: "INVALID_MANIFEST" | "MISSING_FILE"; message: string; fileName: string | null };
+
+const invalid = (message: string, fileName: string | null = null): ManifestOutcome => ({
+  ok: false,
+  code: "INVALID_MANIFEST",
+  message,
+  fileName,
+});
+
+function mappingOf(columns: unknown): Record<string, string> | string {
+  if (!isPlainObject(columns)) return "columns must be an object of source column → name or {name, type}";
+  const out: Record<string, string> = {};
+  for (const [source, target] of Object.entries(columns)) {
+    if (typeof target === "string" && target.trim() !== "") {
+      out[source] = target;
+      continue;
+    }
+    if (!isPlainObject(target)) return `columns.${source} must be a name or {name, type}`;
+    const name = target.name ?? source;
+    const type = target.type;
+    if (typeof name !== "string" || name.trim() === "") return `columns.${source}.name must be a non-empty string`;
+    if (type !== undefined && (typeof type !== "string" || /[<>]/.test(type) || type.trim() === "")) {
+      return `columns.${source}.type must be a type name or a date pattern`;
+    }
+    out[source] = type === undefined ? name : `${name}<${type}>`;
+  }
+  return out;
+}
+
+/**
+ * Reads and checks a manifest. `virtualDir` is the manifest's folder as the client sees it and `root` the account's
+ * folder on disk; the data file must be inside it.
+ */
+export async function readManifest(manifestPath: string, virtualDir: string, root: string): Promise<ManifestOutcome> {
+  let text: string;
+  try {
+    const s = await stat(manifestPath);
+    if (s.size > MAX_MANIFEST_BYTES) return invalid(`a manifest is at most ${MAX_MANIFEST_BYTES} bytes`);
+    text = await readFile(manifestPath, "utf8");
+  } catch (e) {
+    return invalid(`the manifest could not be read: ${(e as Error).message}`);
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch (e) {
+    return invalid(`the manifest is not valid JSON: ${(e as Error).message}`);
+  }
+  if (!isPlainObject(body)) return invalid('the manifest must be a JSON object {"fileName", "kind", …}');
+  const fileName = body.fileName;
+  if (typeof fileName !== "string" || fileName.trim() === "") return invalid("fileName must name the data file");
+  // Joined by hand: path.posix.join would cancel the ".." segments that must be refused.
+  const virtual = resolveInside(`${virtualDir}/${fileName}`);
+  if (virtual === null || virtual === "/") return invalid("fileName must name a file inside your folder");
+  const shownName = fileName;
+  const kind = body.kind;
+  if (typeof kind !== "string" || !(IMPORT_KINDS as readonly string[]).includes(kind)) {
+    return invalid(`kind must be one of ${IMPORT_KINDS.join(", ")}`, shownName);
+  }
+  const format = body.format ?? (/\.csv$/i.test(fileName) ? "csv" : "ndjson");
+  if (format !== "csv" && format !== "ndjson") return invalid('format must be "csv" or "ndjson"', shownName);
+  if (kind === "documents" && format !== "ndjson") return invalid("documents imports take NDJSON only", shownName);
+  let mapping: Record<string, string> | undefined;
+  const columns = body.columns ?? body.mapping;
+  if (columns !== undefined) {
+    if (format !== "csv") return invalid("columns apply to CSV files only", shownName);
+    const m = mappingOf(columns);
+    if (typeof m === "string") return invalid(m, shownName);
+    mapping = m;
+  }
+  const dataPath = path.join(root, virtual);
+  try {
+    if (!(await stat(dataPath)).isFile()) throw new Error("not a file");
+  } catch {
+    return { ok: false, code: "MISSING_FILE", message: `the data file ${fileName} was not found`, fileName: shownName };
+  }
+  return { ok: true, manifest: { fileName, dataPath, kind: kind as ImportKind, format, ...(mapping && { mapping }) } };
+}

@@ -1,0 +1,346 @@
+/**
+ * The SFTP drop point (SEMANTICS §11 SFTP): started only when PORTRAIT_SFTP_PORT is set. The user name is the account
+ * id; only public-key login with a key the account registered is accepted (passwords are refused). Each account sees
+ * one folder, `<data dir>/sftp/<account id>`, as `/`: paths are resolved inside it and a path that climbs above it is
+ * refused, so no account can reach another's files.
+ *
+ * Upload a data file, then a manifest (`*.manifest` or `*.manifest.json`, see manifest.ts): when the manifest is
+ * closed, its import is queued. Manifests are handled one at a time in the order they finish uploading, so imports
+ * are created, and run, in that order. The runner writes `<file>.result.json` and `<file>.failures.csv` back.
+ */
+import { randomBytes } from "node:crypto";
+import { createReadStream, type Stats } from "node:fs";
+import { type FileHandle, mkdir, open, readdir, rename, rm, rmdir, stat, writeFile } from "node:fs/promises";
+import path from "node:path";
+import type { Logger } from "pino";
+import ssh2 from "ssh2";
+import type { Store } from "../../store/store.js";
+import type { ImportService } from "../service.js";
+import { isManifestName, type Manifest, readManifest } from "./manifest.js";
+import { resolveInside } from "./paths.js";
+
+const { STATUS_CODE } = ssh2.utils.sftp;
+const HOST_KEY_META = "sftp.hostKey";
+const ACCOUNT_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** The host key, generated on first use and kept in the store (so clients see the same key after a restart). */
+export async function hostKey(store: Store): Promise<string> {
+  const existing = await store.getMeta(HOST_KEY_META);
+  if (existing) return existing;
+  const pair = ssh2.utils.generateKeyPairSync("ed25519");
+  await store.setMeta(HOST_KEY_META, pair.private);
+  // Two processes starting at once on PostgreSQL: both generate, the last write wins, and both use the stored one.
+  return (await store.getMeta(HOST_KEY_META)) ?? pair.private;
+}
+
+type Handle =
+  | { kind: "file"; file: FileHandle; virtual: string; writing: boolean }
+  | { kind: "dir"; virtual: string; done: boolean };
+
+function attrsOf(s: Stats) {
+  return {
+    mode: s.mode,
+    uid: 0,
+    gid: 0,
+    size: s.size,
+    atime: Math.floor(s.atimeMs / 1000),
+    mtime: Math.floor(s.mtimeMs / 1000),
+  };
+}
+
+function longname(name: string, s: Stats): string {
+  const type = s.isDirectory() ? "d" : "-";
+  const date = new Date(s.mtimeMs).toISOString().slice(0, 16).replace("T", " ");
+  return `${type}rw-r--r--    1 portrait portrait ${String(s.size).padStart(10)} ${date} ${name}`;
+}
+
+export interface SftpServerOptions {
+  store: Store;
+  imports: ImportService;
+  dataDir: string;
+  port: number;
+  host: string;
+  logger?: Logger;
+}
+
+export class SftpDropPoint {
+  private server: ssh2.Server | null = null;
+  /** Manifests in the order they finished uploading (SEMANTICS §11 SFTP). */
+  private manifests: Promise<void> = Promise.resolve();
+  private readonly clients = new Set<ssh2.Connection>();
+  port = 0;
+
+  constructor(private readonly opts: SftpServerOptions) {}
+
+  async start(): Promise<number> {
+    const key = await hostKey(this.opts.store);
+    const server = new ssh2.Server({ hostKeys: [key] }, (client) => this.onClient(client));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(this.opts.port, this.opts.host, () => resolve());
+    });
+    const address = server.address();
+    this.port = typeof address === "object" && address ? address.port : this.opts.port;
+    return this.port;
+  }
+
+  async stop(): Promise<void> {
+    for (const c of this.clients) c.end();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    await this.manifests;
+  }
+
+  private root(accountId: string): string {
+    return path.join(this.opts.dataDir, "sftp", accountId);
+  }
+
+  private onClient(client: ssh2.Connection): void {
+    this.clients.add(client);
+    let accountId: string | null = null;
+    client.on("error", () => undefined);
+    client.on("close", () => this.clients.delete(client));
+    client.on("authentication", (ctx) => {
+      if (ctx.method !== "publickey" || !ACCOUNT_ID.test(ctx.username)) {
+        ctx.reject(["publickey"]);
+        return;
+      }
+      void this.checkKey(ctx).then(
+        async (ok) => {
+          if (!ok) return ctx.reject(["publickey"]);
+          accountId = ctx.username;
+          await mkdir(this.root(accountId), { recursive: true });
+          ctx.accept();
+        },
+        () => ctx.reject(["publickey"]),
+      );
+    });
+    client.on("ready", () => {
+      client.on("session", (acceptSession) => {
+        const session = acceptSession();
+        session.on("sftp", (acceptSftp) => {
+          this.serve(acceptSftp(), accountId as string);
+        });
+        // Only SFTP: no shell, no exec.
+        session.on("shell", (_accept, reject) => reject());
+        session.on("exec", (_accept, reject) => reject());
+      });
+    });
+  }
+
+  /** A key the account registered; with a signature, proof that the client holds its private half. */
+  private async checkKey(ctx: ssh2.PublicKeyAuthContext): Promise<boolean> {
+    const account = await this.opts.store.getAccount(ctx.username);
+    if (!account) return false;
+    const keys = await this.opts.store.imports.listSftpKeys(account.id);
+    const match = keys.find((k) => Buffer.from(k.publicKey, "base64").equals(ctx.key.data));
+    if (!match) return false;
+    if (!ctx.signature || !ctx.blob) return true;
+    const parsed = ssh2.utils.parseKey(`${match.algorithm} ${match.publicKey}`);
+    if (parsed instanceof Error) return false;
+    return parsed.verify(ctx.blob, ctx.signature, ctx.hashAlgo) === true;
+  }
+
+  private serve(sftp: ssh2.SFTPWrapper, accountId: string): void {
+    const root = this.root(accountId);
+    const handles = new Map<string, Handle>();
+    const real = (virtual: string) => path.join(root, virtual);
+    const newHandle = (h: Handle) => {
+      const id = randomBytes(8);
+      handles.set(id.toString("hex"), h);
+      return id;
+    };
+    const fail = (reqId: number, e: unknown) => {
+      const code = (e as NodeJS.ErrnoException)?.code;
+      sftp.status(
+        reqId,
+        code === "ENOENT"
+          ? STATUS_CODE.NO_SUCH_FILE
+          : code === "EACCES"
+            ? STATUS_CODE.PERMISSION_DENIED
+            : STATUS_CODE.FAILURE,
+        code === "ENOENT" ? "No such file" : "Failure",
+      );
+    };
+    /** Resolves a path or answers PERMISSION_DENIED (traversal above the folder). */
+    const inside = (reqId: number, p: string): string | null => {
+      const v = resolveInside(p);
+      if (v === null) sftp.status(reqId, STATUS_CODE.PERMISSION_DENIED, "Path outside your folder");
+      return v;
+    };
+    const run = (reqId: number, work: () => Promise<void>) => {
+      work().catch((e) => fail(reqId, e));
+    };
+
+    sftp.on("REALPATH", (reqId, p) => {
+      const v = inside(reqId, p);
+      if (v !== null) sftp.name(reqId, [{ filename: v, longname: v, attrs: {} as ssh2.Attributes }]);
+    });
+    const statPath = (reqId: number, p: string) => {
+      const v = inside(reqId, p);
+      if (v !== null) run(reqId, async () => sftp.attrs(reqId, attrsOf(await stat(real(v)))));
+    };
+    sftp.on("STAT", statPath);
+    sftp.on("LSTAT", statPath);
+    sftp.on("OPEN", (reqId, filename, flags) => {
+      const v = inside(reqId, filename);
+      if (v === null) return;
+      const writing = (flags & ssh2.utils.sftp.OPEN_MODE.WRITE) !== 0;
+      run(reqId, async () => {
+        const file = await open(real(v), ssh2.utils.sftp.flagsToString(flags) ?? "r");
+        sftp.handle(reqId, newHandle({ kind: "file", file, virtual: v, writing }));
+      });
+    });
+    sftp.on("READ", (reqId, id, offset, length) => {
+      const h = handles.get(id.toString("hex"));
+      if (h?.kind !== "file") return sftp.status(reqId, STATUS_CODE.FAILURE, "Bad handle");
+      run(reqId, async () => {
+        const buffer = Buffer.alloc(Math.min(length, 256 * 1024));
+        const { bytesRead } = await h.file.read(buffer, 0, buffer.length, offset);
+        if (bytesRead === 0) sftp.status(reqId, STATUS_CODE.EOF);
+        else sftp.data(reqId, buffer.subarray(0, bytesRead));
+      });
+    });
+    sftp.on("WRITE", (reqId, id, offset, data) => {
+      const h = handles.get(id.toString("hex"));
+      if (h?.kind !== "file") return sftp.status(reqId, STATUS_CODE.FAILURE, "Bad handle");
+      run(reqId, async () => {
+        await h.file.write(data, 0, data.length, offset);
+        sftp.status(reqId, STATUS_CODE.OK);
+      });
+    });
+    sftp.on("FSTAT", (reqId, id) => {
+      const h = handles.get(id.toString("hex"));
+      if (h?.kind !== "file") return sftp.status(reqId, STATUS_CODE.FAILURE, "Bad handle");
+      run(reqId, async () => sftp.attrs(reqId, attrsOf(await h.file.stat())));
+    });
+    // Times and modes are not kept; accepting the request lets `put -p` and friends succeed.
+    sftp.on("FSETSTAT", (reqId) => sftp.status(reqId, STATUS_CODE.OK));
+    sftp.on("SETSTAT", (reqId, p) => {
+      if (inside(reqId, p) !== null) sftp.status(reqId, STATUS_CODE.OK);
+    });
+    sftp.on("CLOSE", (reqId, id) => {
+      const key = id.toString("hex");
+      const h = handles.get(key);
+      handles.delete(key);
+      if (!h) return sftp.status(reqId, STATUS_CODE.FAILURE, "Bad handle");
+      if (h.kind === "dir") return sftp.status(reqId, STATUS_CODE.OK);
+      run(reqId, async () => {
+        await h.file.close();
+        sftp.status(reqId, STATUS_CODE.OK);
+        if (h.writing && isManifestName(path.posix.basename(h.virtual))) this.enqueueManifest(accountId, h.virtual);
+      });
+    });
+    sftp.on("OPENDIR", (reqId, p) => {
+      const v = inside(reqId, p);
+      if (v === null) return;
+      run(reqId, async () => {
+        if (!(await stat(real(v))).isDirectory())
+          throw Object.assign(new Error("not a directory"), { code: "ENOTDIR" });
+        sftp.handle(reqId, newHandle({ kind: "dir", virtual: v, done: false }));
+      });
+    });
+    sftp.on("READDIR", (reqId, id) => {
+      const h = handles.get(id.toString("hex"));
+      if (h?.kind !== "dir") return sftp.status(reqId, STATUS_CODE.FAILURE, "Bad handle");
+      if (h.done) return sftp.status(reqId, STATUS_CODE.EOF);
+      h.done = true;
+      run(reqId, async () => {
+        const names = await readdir(real(h.virtual));
+        const entries = [];
+        for (const name of names) {
+          if (name.startsWith(".") && name.endsWith(".part")) continue;
+          const s = await stat(path.join(real(h.virtual), name)).catch(() => null);
+          if (s) entries.push({ filename: name, longname: longname(name, s), attrs: attrsOf(s) });
+        }
+        if (entries.length === 0) sftp.status(reqId, STATUS_CODE.EOF);
+        else sftp.name(reqId, entries);
+      });
+    });
+    sftp.on("REMOVE", (reqId, p) => {
+      const v = inside(reqId, p);
+      if (v !== null)
+        run(reqId, async () => {
+          await rm(real(v));
+          sftp.status(reqId, STATUS_CODE.OK);
+        });
+    });
+    sftp.on("MKDIR", (reqId, p) => {
+      const v = inside(reqId, p);
+      if (v !== null)
+        run(reqId, async () => {
+          await mkdir(real(v));
+          sftp.status(reqId, STATUS_CODE.OK);
+        });
+    });
+    sftp.on("RMDIR", (reqId, p) => {
+      const v = inside(reqId, p);
+      if (v !== null)
+        run(reqId, async () => {
+          await rmdir(real(v));
+          sftp.status(reqId, STATUS_CODE.OK);
+        });
+    });
+    sftp.on("RENAME", (reqId, from, to) => {
+      const a = inside(reqId, from);
+      if (a === null) return;
+      const b = inside(reqId, to);
+      if (b !== null)
+        run(reqId, async () => {
+          await rename(real(a), real(b));
+          sftp.status(reqId, STATUS_CODE.OK);
+          if (isManifestName(path.posix.basename(b))) this.enqueueManifest(accountId, b);
+        });
+    });
+    for (const op of ["READLINK", "SYMLINK"] as const) {
+      sftp.on(op as "READLINK", (reqId: number) => sftp.status(reqId, STATUS_CODE.OP_UNSUPPORTED, "Not supported"));
+    }
+    // The client is done: close our side too (else the client waits for the channel to close), and the files.
+    sftp.on("end", () => {
+      sftp.end();
+      for (const h of handles.values()) if (h.kind === "file") void h.file.close().catch(() => undefined);
+      handles.clear();
+    });
+  }
+
+  /** Manifests are handled strictly one after another, in the order they were closed. */
+  private enqueueManifest(accountId: string, virtual: string): void {
+    this.manifests = this.manifests
+      .then(() => this.handleManifest(accountId, virtual))
+      .catch((err) => this.opts.logger?.error({ err, accountId, manifest: virtual }, "SFTP manifest failed"));
+  }
+
+  private async handleManifest(accountId: string, virtual: string): Promise<void> {
+    const root = this.root(accountId);
+    const dir = path.posix.dirname(virtual);
+    const account = await this.opts.store.getAccount(accountId);
+    if (!account) return;
+    const outcome = await readManifest(path.join(root, virtual), dir, root);
+    if (!outcome.ok) {
+      const resultName = path.posix.basename(outcome.fileName ?? virtual);
+      await writeResult(path.join(root, dir), resultName, {
+        status: "failed",
+        manifest: path.posix.basename(virtual),
+        ...(outcome.fileName !== null && { fileName: outcome.fileName }),
+        error: { code: outcome.code, message: outcome.message },
+      });
+      return;
+    }
+    const m: Manifest = outcome.manifest;
+    await this.opts.imports.create(account, createReadStream(m.dataPath), {
+      kind: m.kind,
+      format: m.format,
+      source: "sftp",
+      fileName: m.fileName,
+      options: {
+        ...(m.mapping && { mapping: m.mapping }),
+        resultDir: path.dirname(m.dataPath),
+        resultName: path.basename(m.dataPath),
+      },
+    });
+  }
+}
+
+async function writeResult(dir: string, name: string, body: Record<string, unknown>): Promise<void> {
+  await writeFile(path.join(dir, `${name}.result.json`), `${JSON.stringify(body, null, 2)}\n`);
+}

@@ -1,0 +1,284 @@
+/**
+ * The SFTP drop point with the real OpenSSH `sftp` client (SEMANTICS §11 SFTP): key login as the account, uploads
+ * that trigger imports in manifest order, result files written back, and the refusals: a wrong key, a password, another
+ * account's folder, path traversal, a manifest naming a missing file, a malformed manifest.
+ */
+import { execFile, execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Accounts } from "../../pipeline/accounts.js";
+import { startTestServer, type TestServer } from "../../test-support/server.js";
+import { hostKey } from "./server.js";
+
+const hasSftp = (() => {
+  try {
+    execFileSync("sftp", ["-V"], { stdio: "ignore" });
+    return true;
+  } catch {
+    // `sftp -V` exits non-zero on some builds but still exists; look for the binary instead.
+    return ["/usr/bin/sftp", "/usr/local/bin/sftp"].some((p) => existsSync(p));
+  }
+})();
+if (!hasSftp && process.env.CI === "true")
+  throw new Error("the OpenSSH sftp client is missing (apt-get install openssh-client)");
+
+let s: TestServer;
+let work: string;
+let port: number;
+let other: { id: string; secretKey: string };
+
+function keyPair(name: string): string {
+  const file = path.join(work, name);
+  execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", name, "-f", file]);
+  return file;
+}
+
+interface SftpRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `sftp -b` with the given commands (a leading `-` lets a command fail without ending the batch). */
+async function sftp(user: string, key: string, commands: string[], extra: string[] = []): Promise<SftpRun> {
+  const batch = path.join(work, `batch-${Math.random().toString(36).slice(2)}`);
+  writeFileSync(batch, `${commands.join("\n")}\n`);
+  const args = [
+    "-b",
+    batch,
+    "-i",
+    key,
+    "-P",
+    String(port),
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "IdentitiesOnly=yes",
+    "-o",
+    "ConnectTimeout=10",
+    ...extra,
+    `${user}@127.0.0.1`,
+  ];
+  try {
+    const r = await promisify(execFile)("sftp", args, { encoding: "utf8", timeout: 30_000, cwd: work });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: typeof err.code === "number" ? err.code : 255, stdout: err.stdout ?? "", stderr: err.stderr ?? "" };
+  }
+}
+
+function folder(accountId: string): string {
+  return path.join(s.dir, "sftp", accountId);
+}
+
+async function waitForFile(file: string, timeoutMs = 30_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  while (!existsSync(file)) {
+    if (Date.now() > deadline) throw new Error(`no ${file} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return readFileSync(file, "utf8");
+}
+
+describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
+  let key: string;
+  let otherKey: string;
+  let strangerKey: string;
+
+  beforeAll(async () => {
+    work = mkdtempSync(path.join(tmpdir(), "portrait-sftp-"));
+    s = await startTestServer({ PORTRAIT_SFTP_PORT: "0" });
+    port = s.server.imports.sftp?.port ?? 0;
+    key = keyPair("mine");
+    otherKey = keyPair("other");
+    strangerKey = keyPair("stranger");
+    const added = await s.api("POST", "/v1/sftp/keys", {
+      name: "laptop",
+      publicKey: readFileSync(`${key}.pub`, "utf8"),
+    });
+    expect(added).toMatchObject({
+      status: 201,
+      body: { name: "laptop", fingerprint: expect.stringMatching(/^SHA256:/) },
+    });
+    const created = await new Accounts(s.server.store).create("other");
+    other = { id: created.account.id, secretKey: created.secretKey };
+    const res = await fetch(`${s.url}/v1/sftp/keys`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${other.secretKey}`, "content-type": "application/json" },
+      body: JSON.stringify({ name: "theirs", publicKey: readFileSync(`${otherKey}.pub`, "utf8") }),
+    });
+    expect(res.status).toBe(201);
+  });
+  afterAll(async () => {
+    await s.close();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it("manages keys through the API: list, refuse junk and duplicates, delete", async () => {
+    const list = await s.api("GET", "/v1/sftp/keys");
+    expect(list.body.keys).toHaveLength(1);
+    expect(list.body.keys[0]).toMatchObject({ name: "laptop", algorithm: "ssh-ed25519" });
+    for (const publicKey of ["not a key", "ssh-ed25519 AAAA", readFileSync(key, "utf8"), 42]) {
+      expect(await s.api("POST", "/v1/sftp/keys", { name: "x", publicKey })).toMatchObject({
+        status: 400,
+        body: { error: { code: "INVALID_VALUE", field: "publicKey" } },
+      });
+    }
+    expect(
+      await s.api("POST", "/v1/sftp/keys", { name: "again", publicKey: readFileSync(`${key}.pub`, "utf8") }),
+    ).toMatchObject({ status: 400 });
+    const temp = await s.api("POST", "/v1/sftp/keys", {
+      name: "temp",
+      publicKey: readFileSync(`${strangerKey}.pub`, "utf8"),
+    });
+    expect((await s.api("DELETE", `/v1/sftp/keys/${temp.body.id}`)).status).toBe(200);
+    expect(await s.api("DELETE", `/v1/sftp/keys/${temp.body.id}`)).toMatchObject({ status: 404 });
+  });
+
+  it("imports a data file once its manifest is uploaded, in manifest order, and writes the results back", async () => {
+    writeFileSync(path.join(work, "first.csv"), "Email,Plan,Points<number>\nsftp1@x.io,free,1\nnot-an-email,free,2\n");
+    writeFileSync(path.join(work, "second.csv"), "mail,plan,points\nsftp1@x.io,pro,5\n");
+    writeFileSync(path.join(work, "first.csv.manifest"), JSON.stringify({ fileName: "first.csv", kind: "profiles" }));
+    writeFileSync(
+      path.join(work, "second.manifest.json"),
+      JSON.stringify({
+        fileName: "second.csv",
+        kind: "profiles",
+        columns: { mail: "Email", plan: "Plan", points: { name: "Points", type: "number" } },
+      }),
+    );
+    const r = await sftp("default", key, [
+      "put first.csv",
+      "put second.csv",
+      "put first.csv.manifest",
+      "put second.manifest.json",
+    ]);
+    expect(r.code).toBe(0);
+    const first = JSON.parse(await waitForFile(path.join(folder("default"), "first.csv.result.json")));
+    expect(first).toMatchObject({
+      status: "done",
+      rows: 2,
+      processed: 1,
+      failed: 1,
+      failuresFile: "first.csv.failures.csv",
+    });
+    const second = JSON.parse(await waitForFile(path.join(folder("default"), "second.csv.result.json")));
+    expect(second).toMatchObject({ status: "done", processed: 1, failed: 0 });
+    // The second manifest finished uploading last, so its import ran last: its Plan wins.
+    const found = await s.api("GET", "/v1/profiles?email=sftp1%40x.io");
+    expect(found.body.profiles[0].properties).toMatchObject({ Plan: "pro", Points: 5 });
+    // The results can be fetched back over SFTP.
+    const back = await sftp("default", key, ["get first.csv.failures.csv fetched.csv", "ls"]);
+    expect(back.code).toBe(0);
+    expect(readFileSync(path.join(work, "fetched.csv"), "utf8")).toMatch(
+      /^Email,Plan,Points<number>,Failure Description\r\nnot-an-email/,
+    );
+  });
+
+  it("answers a manifest naming a missing file with MISSING_FILE, and a malformed one with the reason", async () => {
+    writeFileSync(path.join(work, "ghost.manifest"), JSON.stringify({ fileName: "ghost.csv", kind: "profiles" }));
+    writeFileSync(path.join(work, "broken.manifest"), "{not json");
+    writeFileSync(path.join(work, "kindless.manifest"), JSON.stringify({ fileName: "kindless.csv", kind: "widgets" }));
+    writeFileSync(
+      path.join(work, "escape.manifest"),
+      JSON.stringify({ fileName: "../../etc/passwd", kind: "profiles" }),
+    );
+    writeFileSync(path.join(work, "quotes.csv"), 'Email,Name\nq@x.io,Fine\nr@x.io,"never closed\n');
+    writeFileSync(path.join(work, "quotes.csv.manifest"), JSON.stringify({ fileName: "quotes.csv", kind: "profiles" }));
+    const r = await sftp("default", key, [
+      "put ghost.manifest",
+      "put broken.manifest",
+      "put kindless.manifest",
+      "put escape.manifest",
+      "put quotes.csv",
+      "put quotes.csv.manifest",
+    ]);
+    expect(r.code).toBe(0);
+    const ghost = JSON.parse(await waitForFile(path.join(folder("default"), "ghost.csv.result.json")));
+    expect(ghost).toMatchObject({ status: "failed", error: { code: "MISSING_FILE" } });
+    const broken = JSON.parse(await waitForFile(path.join(folder("default"), "broken.manifest.result.json")));
+    expect(broken).toMatchObject({
+      status: "failed",
+      error: { code: "INVALID_MANIFEST", message: expect.stringMatching(/JSON/) },
+    });
+    const kindless = JSON.parse(await waitForFile(path.join(folder("default"), "kindless.csv.result.json")));
+    expect(kindless).toMatchObject({
+      status: "failed",
+      error: { code: "INVALID_MANIFEST", message: expect.stringMatching(/kind/) },
+    });
+    const quotes = JSON.parse(await waitForFile(path.join(folder("default"), "quotes.csv.result.json")));
+    expect(quotes).toMatchObject({
+      status: "failed",
+      rows: 1,
+      processed: 1,
+      error: expect.stringMatching(/CSV could not be read/),
+    });
+    const escaped = JSON.parse(await waitForFile(path.join(folder("default"), "escape.manifest.result.json")));
+    expect(escaped).toMatchObject({
+      status: "failed",
+      error: { code: "INVALID_MANIFEST", message: expect.stringMatching(/inside your folder/) },
+    });
+  });
+
+  it("keeps its host key in the store across restarts", async () => {
+    const stored = await s.server.store.getMeta("sftp.hostKey");
+    expect(stored).toMatch(/OPENSSH PRIVATE KEY/);
+    expect(await hostKey(s.server.store)).toBe(stored);
+  });
+
+  it("refuses a key the account did not register, another account's key, and passwords", async () => {
+    const stranger = await sftp("default", strangerKey, ["ls"], ["-o", "BatchMode=yes"]);
+    expect(stranger.code).not.toBe(0);
+    expect(stranger.stderr).toMatch(/Permission denied/);
+    const wrongAccount = await sftp("default", otherKey, ["ls"], ["-o", "BatchMode=yes"]);
+    expect(wrongAccount.code).not.toBe(0);
+    const unknownUser = await sftp("nobody", key, ["ls"], ["-o", "BatchMode=yes"]);
+    expect(unknownUser.code).not.toBe(0);
+    const password = await sftp(
+      "default",
+      strangerKey,
+      ["ls"],
+      [
+        "-o",
+        "PreferredAuthentications=password,keyboard-interactive",
+        "-o",
+        "PubkeyAuthentication=no",
+        "-o",
+        "NumberOfPasswordPrompts=1",
+        "-o",
+        "BatchMode=yes",
+      ],
+    );
+    expect(password.code).not.toBe(0);
+    expect(password.stderr).toMatch(/Permission denied \(publickey\)/);
+  });
+
+  it("keeps each account in its own folder: no traversal, no other account's files", async () => {
+    writeFileSync(path.join(folder(other.id), "..", "secret.txt"), "operator data");
+    const theirs = await sftp(other.id, otherKey, ["put first.csv theirs.csv", "ls"]);
+    expect(theirs.code).toBe(0);
+    expect(existsSync(path.join(folder(other.id), "theirs.csv"))).toBe(true);
+    const attempts = await sftp("default", key, [
+      "-get ../secret.txt stolen1.txt",
+      `-get ../${other.id}/theirs.csv stolen2.txt`,
+      `-get /../${other.id}/theirs.csv stolen3.txt`,
+      `-cd ../${other.id}`,
+      "-put first.csv ../planted.csv",
+      `-ls /${other.id}`,
+      "pwd",
+      "ls",
+    ]);
+    expect(attempts.code).toBe(0);
+    for (const f of ["stolen1.txt", "stolen2.txt", "stolen3.txt"]) expect(existsSync(path.join(work, f))).toBe(false);
+    expect(existsSync(path.join(folder("default"), "..", "planted.csv"))).toBe(false);
+    expect(attempts.stdout).toMatch(/Remote working directory: \//);
+    expect(attempts.stdout.split("sftp> ls").at(-1)).not.toMatch(/theirs\.csv/);
+    expect(attempts.stderr).toMatch(/Permission denied|outside your folder|No such file/);
+  });
+});
