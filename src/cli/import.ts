@@ -142,7 +142,7 @@ export async function runImportCommand(
       "content-type": format === "csv" ? "text/csv" : "application/x-ndjson",
       "content-length": String(size),
     },
-    createReadStream(file, { highWaterMark: 1 << 20 }).pipe(meter),
+    createReadStream(file, { highWaterMark: 64 * 1024 }).pipe(meter),
   );
   progress.done();
   if (res.status !== 202) throw await apiError(res);

@@ -60,6 +60,11 @@ export const SEGMENTS_SCHEMA = `
   CREATE INDEX segment_values_by_str ON segment_values (account_id, path, kind, str, many);
   CREATE INDEX segment_values_by_num ON segment_values (account_id, path, kind, num, many);
 
+  -- A segment that has no small set to start from walks the account's live profiles (never orphans or tombstones,
+  -- SEMANTICS §5) in id order: from this covering index, without reading their JSON unless a condition needs it.
+  CREATE INDEX profiles_live ON profiles (account_id, id, merged_into, orphan_of)
+    WHERE merged_into IS NULL AND orphan_of IS NULL;
+
   -- Saved segments: the definition as sent (evaluated fresh on every read) and the segments each one names.
   CREATE TABLE segments (
     account_id TEXT NOT NULL,
@@ -88,6 +93,8 @@ const DRIVER_CAP = 100_000;
 /** Up to this many starting keys, property leaves are tested per profile rather than as sets. */
 const ROW_FORM_CAP = 20_000;
 const LIVE = "p.account_id = @p0 AND p.merged_into IS NULL AND p.orphan_of IS NULL";
+/** The walk over the account's live profiles (see profiles_live). */
+const SCAN = "profiles p INDEXED BY profiles_live";
 const ROW_FORMS: Omit<CompileOptions, "skip"> = { values: "row", events: () => "row" };
 
 /**
@@ -302,9 +309,9 @@ export class SqliteSegments implements SegmentStore {
     if (best === undefined || (best.n >= DRIVER_CAP && force?.driver !== true)) {
       if (force?.forms === "row") {
         const c = new SqliteSegmentCompiler(accountId, ctx, { ...ROW_FORMS, skip: new Set() }).compile(condition);
-        return { from: "profiles p", where: `${LIVE} AND (${c.where})`, params: c.params, empty: false };
+        return { from: SCAN, where: `${LIVE} AND (${c.where})`, params: c.params, empty: false };
       }
-      return { from: "profiles p", where: `${LIVE} AND (${first.where})`, params: first.params, empty: false };
+      return { from: SCAN, where: `${LIVE} AND (${first.where})`, params: first.params, empty: false };
     }
     const start = sized.filter((x, i) => i === 0 || x.n <= 4 * best.n).slice(0, 3);
     const keys = db
