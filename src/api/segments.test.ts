@@ -287,6 +287,23 @@ describe.each(stores)("segments over HTTP on %s", (store) => {
     expect(gone.body.error).toMatchObject({ code: "INVALID_SEGMENT", field: "where.inSegment" });
   });
 
+  it("evaluates large conditions, and refuses one too large to evaluate", async () => {
+    const names = Array.from({ length: 999 }, (_, i) => `City ${i}`);
+    expect(await count({ property: "City", op: "in", value: [...names, "Paris"] })).toBe(3);
+    expect(await count({ property: "City", op: "notIn", value: names })).toBe(4);
+    // 100 × 100 conditions: deep enough for the grammar, too many values for one statement.
+    const wide = {
+      any: Array.from({ length: 100 }, (_, i) => ({
+        all: names.slice(0, 100).map((value) => ({ property: `P${i}`, op: "eq", value })),
+      })),
+    };
+    const r = await query(wide);
+    expect(r.status).toBe(400);
+    expect(r.body.error.code).toBe("INVALID_SEGMENT");
+    // 100 alternatives nest as a balanced tree, well inside the SQL parser's depth limit.
+    expect(await count({ any: names.slice(0, 100).map((value) => ({ property: "City", op: "eq", value })) })).toBe(0);
+  });
+
   it("validates saved segments like queries", async () => {
     const bad = await s.api("POST", "/v1/segments", { name: "x", where: { property: "City", op: "gt", value: true } });
     expect(bad.status).toBe(400);

@@ -41,7 +41,7 @@ export const ISO_MS_FUNCTION = "portrait_iso_ms";
 const TRUE = "true";
 const FALSE = "false";
 
-type SqlType = "text" | "float8" | "bigint" | "int" | "text[]";
+type SqlType = "text" | "float8" | "bigint" | "int" | "text[]" | "float8[]";
 
 export interface CompiledCondition {
   /** Boolean over `p`, never NULL; its first parameter is the account id. */
@@ -51,18 +51,28 @@ export interface CompiledCondition {
   empty: boolean;
 }
 
+/**
+ * `parts` joined by `op`, as a balanced tree of parentheses: a long list (a big `any`, many `in` values) nests
+ * log₂(n) deep, not n (the SQL parser limits expression depth).
+ */
+function joined(parts: readonly string[], op: "AND" | "OR"): string {
+  if (parts.length <= 4) return parts.map((p) => `(${p})`).join(` ${op} `);
+  const half = parts.length >> 1;
+  return `(${joined(parts.slice(0, half), op)}) ${op} (${joined(parts.slice(half), op)})`;
+}
+
 function and(parts: readonly string[]): string {
   if (parts.includes(FALSE)) return FALSE;
   const kept = parts.filter((p) => p !== TRUE);
   if (kept.length === 0) return TRUE;
-  return kept.length === 1 ? (kept[0] as string) : kept.map((p) => `(${p})`).join(" AND ");
+  return kept.length === 1 ? (kept[0] as string) : joined(kept, "AND");
 }
 
 function or(parts: readonly string[]): string {
   if (parts.includes(TRUE)) return TRUE;
   const kept = parts.filter((p) => p !== FALSE);
   if (kept.length === 0) return FALSE;
-  return kept.length === 1 ? (kept[0] as string) : kept.map((p) => `(${p})`).join(" OR ");
+  return kept.length === 1 ? (kept[0] as string) : joined(kept, "OR");
 }
 
 function not(x: string): string {
@@ -130,6 +140,21 @@ function jsonAtom(x: string, numbersAreDates: boolean, single: string): AtomSql 
 
 const SCALAR = "('string', 'number', 'boolean')";
 
+/** More parameters than this and the condition is refused (PostgreSQL's protocol stops at 65,535). */
+export const MAX_PARAMETERS = 20_000;
+
+function tooLarge(): PortraitError {
+  return new PortraitError(
+    "INVALID_SEGMENT",
+    `This condition is too large to evaluate: it needs over ${MAX_PARAMETERS} values (inSegment conditions included); use in lists rather than many eq conditions`,
+    "where",
+  );
+}
+
+/** The week bucket of an event, exactly as `events_by_name` spells it (postgres-segments.ts). */
+const WEEK_MS = 604_800_000;
+const EVENT_WEEK = "(e.ts / 604800000)";
+
 export class PostgresSegmentCompiler {
   readonly params: unknown[] = [];
   private readonly accountParam: string;
@@ -150,6 +175,7 @@ export class PostgresSegmentCompiler {
   compile(c: Condition): CompiledCondition {
     const condition = this.node(c, 0);
     const live = `p.account_id = ${this.accountParam} AND p.merged_into IS NULL AND p.orphan_of IS NULL`;
+    if (this.params.length > MAX_PARAMETERS) throw tooLarge();
     return { ...renumber(`${live} AND (${condition})`, this.params), empty: condition === FALSE };
   }
 
@@ -297,8 +323,30 @@ export class PostgresSegmentCompiler {
         return a.stored ? "kind <> 'x'" : TRUE;
       case "eq":
         return this.eqAtom(a, t.value, dates);
-      case "in":
-        return or(t.value.map((l) => this.eqAtom(a, l, dates)));
+      case "in": {
+        // Strings and numbers travel as one array parameter each, however many there are.
+        const strings = t.value.flatMap((l) => (l.kind === "string" ? [l.value] : []));
+        const numbers = t.value.flatMap((l) => (l.kind === "number" ? [l.value] : []));
+        return or([
+          strings.length === 0 || a.isString === null
+            ? FALSE
+            : and([
+                a.isString,
+                // Stored rows: the indexed prefix first (see strCompare).
+                a.stored
+                  ? `left(str, 256) = ANY(${this.param(
+                      strings.map((v) => Array.from(v).slice(0, 256).join("")),
+                      "text[]",
+                    )})`
+                  : TRUE,
+                `${a.str} = ANY(${this.param(strings, "text[]")})`,
+              ]),
+          numbers.length === 0 || a.isNumber === null
+            ? FALSE
+            : and([a.isNumber, `${a.num} = ANY(${this.param(numbers, "float8[]")})`]),
+          ...t.value.filter((l) => l.kind !== "string" && l.kind !== "number").map((l) => this.eqAtom(a, l, dates)),
+        ]);
+      }
       case "contains": {
         if (t.value.kind !== "string" || a.isString === null) return FALSE;
         return and([a.isString, `strpos(${a.str}, ${this.param(t.value.value, "text")}) > 0`]);
@@ -470,7 +518,8 @@ export class PostgresSegmentCompiler {
       const did = this.emptyPasses(c) && c.firstTime === undefined && c.lastTime === undefined;
       return c.mode === "didNot" ? (did ? FALSE : TRUE) : did ? TRUE : FALSE;
     }
-    const inWindow = and([matching, c.window ? this.window("e.ts", c.window) : TRUE]);
+    // The week bounds let the name index (account_id, name, week, seq) skip to the window; the exact window follows.
+    const inWindow = and([matching, ...(c.window ? [this.weeks(c.window), this.window("e.ts", c.window)] : [])]);
     const count = "count(*)";
     const sum = (a: Aggregate) => `coalesce(sum(${this.eventNumber(a.path)}), 0)`;
     const groupPasses = and([
@@ -514,6 +563,15 @@ export class PostgresSegmentCompiler {
         ? `e.name = ${this.param(c.events[0], "text")}`
         : `e.name = ANY(${this.param(c.events, "text[]")})`;
     return and([`e.account_id = ${this.accountParam}`, base, ...(c.where ?? []).map((w) => this.eventCondition(w))]);
+  }
+
+  /** The week buckets of `events_by_name` a window covers (the same expression as the index's). */
+  private weeks(w: Window): string {
+    const week = (ms: number) => this.param(Math.floor(ms / WEEK_MS), "bigint");
+    if (w.kind === "withinLast") return `${EVENT_WEEK} >= ${week(Math.ceil(sinceOf(w.days, this.ctx.now)))}`;
+    const parts = [`${EVENT_WEEK} >= ${week(w.from.start)}`];
+    if (w.to !== undefined) parts.push(`${EVENT_WEEK} <= ${week(w.to.end)}`);
+    return and(parts);
   }
 
   private window(x: string, w: Window): string {

@@ -25,9 +25,18 @@ import type {
 } from "../segment-store.js";
 import { PostgresSegmentCompiler } from "./postgres-segment-compiler.js";
 
+/**
+ * Migration 4 (postgres/schema.ts): `events_by_name` ordered by week of ts, then seq, so that inserts land at the
+ * ends of a few ranges (see ../sqlite/sqlite-segments.ts); profile_id and ts make it covering.
+ */
+export const EVENTS_BY_WEEK_SCHEMA = `
+  DROP INDEX events_by_name;
+  CREATE INDEX events_by_name ON events (account_id, name, (ts / 604800000), seq) INCLUDE (profile_id, ts);
+`;
+
 /** Migration (postgres/schema.ts): the property index, the events-by-name index, saved segments, portrait_iso_ms. */
 export const SEGMENTS_SCHEMA = `
-  -- Behaviour conditions: a name's events in a time window, as profile ids, from the index alone.
+  -- Behaviour conditions: a name's events in a time window, as profile ids (replaced in version 4, below).
   CREATE INDEX events_by_name ON events (account_id, name, ts) INCLUDE (profile_id);
 
   -- Profile properties as segment conditions read them (engine/segment/index-values.ts), one row per atom.
@@ -113,6 +122,12 @@ function toSegment(row: SegmentRow): SavedSegment {
 // ---------------------------------------------------------------------------------------------------------------
 // The property index, kept by the adapter's transactions
 
+/** A new profile's rows. */
+const INSERT_ROWS = `INSERT INTO segment_values (account_id, profile_id, path, ord, kind, many, str, num)
+  SELECT $1, $2, path, ord, kind, many, str, num
+  FROM unnest($3::text[], $4::int[], $5::text[], $6::bool[], $7::text[], $8::float8[]) AS r(path, ord, kind, many, str, num)`;
+
+/** A profile's rows of some paths (all when $9 is NULL) replaced by these: the others deleted, these upserted. */
 const WRITE_ROWS = `WITH incoming AS (
     SELECT * FROM unnest($3::text[], $4::int[], $5::text[], $6::bool[], $7::text[], $8::float8[])
       AS r(path, ord, kind, many, str, num)
@@ -171,7 +186,8 @@ class PostgresSegmentIndex {
         ords.set(r.path, n + 1);
         return n;
       });
-      await db.query(WRITE_ROWS, [
+      // Named statements: each connection plans them once.
+      const values = [
         accountId,
         state.id,
         rows.map((r) => r.path),
@@ -180,14 +196,19 @@ class PostgresSegmentIndex {
         rows.map((r) => r.many),
         rows.map((r) => r.str),
         rows.map((r) => r.num),
-        paths,
-      ]);
+      ];
+      if (inserted) await db.query({ name: "segment_values_insert", text: INSERT_ROWS, values });
+      else await db.query({ name: "segment_values_write", text: WRITE_ROWS, values: [...values, paths] });
     }
     known.set(state.id, json);
   }
 
   async deleted(tx: object, db: Queryable, accountId: string, profileId: string): Promise<void> {
-    await db.query("DELETE FROM segment_values WHERE account_id = $1 AND profile_id = $2", [accountId, profileId]);
+    await db.query({
+      name: "segment_values_delete",
+      text: "DELETE FROM segment_values WHERE account_id = $1 AND profile_id = $2",
+      values: [accountId, profileId],
+    });
     this.of(tx).delete(profileId);
   }
 

@@ -13,7 +13,7 @@
  * B-tree search instead of index + table).
  */
 import type Database from "better-sqlite3";
-import { SEGMENTS_SCHEMA } from "./sqlite-segments.js";
+import { EVENTS_BY_WEEK_SCHEMA, SEGMENTS_SCHEMA } from "./sqlite-segments.js";
 
 export interface Migration {
   version: number;
@@ -265,6 +265,8 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   // Segments (SEMANTICS §6): the property index, the events-by-name index, saved segments (sqlite-segments.ts).
   { version: 3, sql: SEGMENTS_SCHEMA },
+  // Behaviour conditions: the events-by-name index ordered by week, so that ingestion stays cheap.
+  { version: 4, sql: EVENTS_BY_WEEK_SCHEMA },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.reduce((latest, m) => Math.max(latest, m.version), 0);

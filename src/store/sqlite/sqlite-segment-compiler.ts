@@ -8,10 +8,10 @@
  * - profile properties: `segment_values`, one row per atom a condition can see (engine/segment/index-values.ts),
  *   kept beside the profile at every write (sqlite-segments.ts). `Age` is computed from DOB's text at query time;
  *   dates of DOB are compared as text against bounds for the account timezone (engine/segment/bounds.ts);
- * - behaviour: the events table through `events_by_name` (name, ts, profile_pk), one row per event, keyed by the
- *   profile that owns it: a profile's own events only, so an orphan's events (which stay on the orphan) never
- *   count for the person it points to (SEMANTICS §5), and merges, undos and deletions move or remove the rows the
- *   index reads. Event properties are read from the event's JSON;
+ * - behaviour: the events table, through `events_by_name` (name, week, seq, profile_pk, ts) or the profile's timeline,
+ *   one row per event, keyed by the profile that owns it: a profile's own events only, so an orphan's events (which
+ *   stay on the orphan) never count for the person it points to (SEMANTICS §5), and merges, undos and deletions move
+ *   or remove the rows the indexes read. Event properties are read from the event's JSON;
  * - system fields, flags, bucket and type: the profile row (its columns or its JSON state);
  * - compartment documents: the documents table, walked key by key with json_each;
  * - `inSegment`: the saved segment's condition, expanded in place.
@@ -57,6 +57,9 @@ export const ISO_MS_FUNCTION = "portrait_iso_ms";
 const TRUE = "1";
 const FALSE = "0";
 
+/** More parameters than this and the condition is refused (SQLite stops at 32,766 variables). */
+export const MAX_PARAMETERS = 20_000;
+
 /** A set of profile keys (`SELECT profile_pk …`), and how to count its raw rows cheaply (for choosing a driver). */
 export interface ProfileSet {
   select: string;
@@ -97,18 +100,28 @@ export interface CompiledCondition {
   params: Record<string, unknown>;
 }
 
+/**
+ * `parts` joined by `op`, as a balanced tree of parentheses: a long list (a big `any`, many `in` values) nests
+ * log₂(n) deep, not n (the SQL parser limits expression depth).
+ */
+function joined(parts: readonly string[], op: "AND" | "OR"): string {
+  if (parts.length <= 4) return parts.map((p) => `(${p})`).join(` ${op} `);
+  const half = parts.length >> 1;
+  return `(${joined(parts.slice(0, half), op)}) ${op} (${joined(parts.slice(half), op)})`;
+}
+
 export function and(parts: readonly string[]): string {
   if (parts.includes(FALSE)) return FALSE;
   const kept = parts.filter((p) => p !== TRUE);
   if (kept.length === 0) return TRUE;
-  return kept.length === 1 ? (kept[0] as string) : kept.map((p) => `(${p})`).join(" AND ");
+  return kept.length === 1 ? (kept[0] as string) : joined(kept, "AND");
 }
 
 export function or(parts: readonly string[]): string {
   if (parts.includes(TRUE)) return TRUE;
   const kept = parts.filter((p) => p !== FALSE);
   if (kept.length === 0) return FALSE;
-  return kept.length === 1 ? (kept[0] as string) : kept.map((p) => `(${p})`).join(" OR ");
+  return kept.length === 1 ? (kept[0] as string) : joined(kept, "OR");
 }
 
 export function not(x: string): string {
@@ -179,6 +192,13 @@ export class SqliteSegmentCompiler {
       if (compiled.set) drivers.push({ ...compiled.set, conjunct });
       return this.options.skip.has(conjunct) ? TRUE : compiled.sql;
     });
+    if (this.n > MAX_PARAMETERS) {
+      throw new PortraitError(
+        "INVALID_SEGMENT",
+        `This condition is too large to evaluate: it needs over ${MAX_PARAMETERS} values (inSegment conditions included); use in lists rather than many eq conditions`,
+        "where",
+      );
+    }
     return { where: and(parts), drivers, events: this.events, params: this.params };
   }
 
@@ -347,8 +367,17 @@ export class SqliteSegmentCompiler {
         return a === ROW_ATOM ? "kind <> 'x'" : TRUE;
       case "eq":
         return this.eqAtom(a, t.value, dates);
-      case "in":
-        return or(t.value.map((l) => this.eqAtom(a, l, dates)));
+      case "in": {
+        // Strings and numbers travel as one JSON array each, however many there are.
+        const strings = t.value.flatMap((l) => (l.kind === "string" ? [l.value] : []));
+        const numbers = t.value.flatMap((l) => (l.kind === "number" ? [l.value] : []));
+        const list = (values: unknown[]) => `(SELECT value FROM json_each(${this.param(JSON.stringify(values))}))`;
+        return or([
+          strings.length === 0 || a.isString === null ? FALSE : and([a.isString, `${a.str} IN ${list(strings)}`]),
+          numbers.length === 0 || a.isNumber === null ? FALSE : and([a.isNumber, `${a.num} IN ${list(numbers)}`]),
+          ...t.value.filter((l) => l.kind !== "string" && l.kind !== "number").map((l) => this.eqAtom(a, l, dates)),
+        ]);
+      }
       case "contains": {
         if (t.value.kind !== "string" || a.isString === null) return FALSE;
         return and([a.isString, `instr(${a.str}, ${this.param(t.value.value)}) > 0`]);
@@ -558,15 +587,17 @@ export class SqliteSegmentCompiler {
       const did = this.emptyPasses(c) && c.firstTime === undefined && c.lastTime === undefined;
       return { sql: c.mode === "didNot" ? (did ? FALSE : TRUE) : did ? TRUE : FALSE };
     }
-    const window = c.window ? this.window("e.ts", c.window) : TRUE;
     const leaf = this.events.length;
-    this.events.push(`SELECT 1 FROM events e WHERE ${and([nameTest("e.name", names), window])}`);
     const form = this.options.events(leaf);
-    // Set form: the name index (name, ts, profile_pk). Row form: the profile's own events by its timeline index
-    // (`+e.name` keeps SQLite off the name index there).
+    // Set form: the name index (sqlite-segments.ts: name, week, seq, profile_pk, ts), whose week bucket the window
+    // also bounds. Row form: the profile's own events by its timeline index (`+e.name` keeps SQLite off the other).
+    const weeks = c.window ? this.weeks(c.window) : TRUE;
+    const window = c.window ? this.window("e.ts", c.window) : TRUE;
+    this.events.push(`SELECT 1 FROM events e WHERE ${and([nameTest("e.name", names), weeks, window])}`);
     const scope = form === "set" ? nameTest("e.name", names) : and(["e.profile_pk = p.pk", nameTest("+e.name", names)]);
+    // firstTime/lastTime look at every matching event, whatever the window (SEMANTICS §11).
     const matching = and([scope, where]);
-    const inWindow = and([matching, window]);
+    const inWindow = and([matching, form === "set" ? weeks : TRUE, window]);
     const count = "count(*)";
     const sum = (a: Aggregate) => `total(${this.eventNumber(a.path)})`;
     const countPasses = c.count ? `${count} ${SQL_OP[c.count.op]} ${this.param(c.count.value)}` : `${count} >= 1`;
@@ -634,6 +665,15 @@ export class SqliteSegmentCompiler {
     return `SELECT e.profile_pk FROM events e WHERE ${where} GROUP BY e.profile_pk${having === TRUE ? "" : ` HAVING ${having}`}`;
   }
 
+  /** The week buckets of `events_by_name` a window covers (the exact window is tested as well). */
+  private weeks(w: Window): string {
+    const week = (ms: number) => this.param(Math.floor(ms / WEEK_MS));
+    if (w.kind === "withinLast") return `${EVENT_WEEK} >= ${week(Math.ceil(sinceOf(w.days, this.ctx.now)))}`;
+    const parts = [`${EVENT_WEEK} >= ${week(w.from.start)}`];
+    if (w.to !== undefined) parts.push(`${EVENT_WEEK} <= ${week(w.to.end)}`);
+    return and(parts);
+  }
+
   private window(x: string, w: Window): string {
     if (w.kind === "withinLast") {
       return `${x} >= ${this.param(Math.ceil(sinceOf(w.days, this.ctx.now)))}`;
@@ -693,6 +733,14 @@ export class SqliteSegmentCompiler {
     return negated ? not(positive) : positive;
   }
 }
+
+/**
+ * The week bucket of an event, exactly as `events_by_name` spells it (an expression index is used only for the same
+ * expression). Events arrive roughly in time order, so new index entries land at the ends of a few (name, week)
+ * ranges instead of all over the index, which keeps ingestion cheap even for back-dated events.
+ */
+export const WEEK_MS = 604_800_000;
+const EVENT_WEEK = "e.ts / 604800000";
 
 /** `x` is one of the event names (their parameters). */
 function nameTest(x: string, names: readonly string[]): string {

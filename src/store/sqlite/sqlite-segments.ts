@@ -8,7 +8,7 @@
  *   from sqlite-store.ts). "Changed" compares the properties' JSON with what this transaction read (or last wrote):
  *   a profile updated without being read, or after a savepoint rolled back, is always rewritten. Events, which only
  *   move activity fields, therefore cost nothing here.
- * - `events_by_name` (name, ts, profile_pk): the events of a name (in a window) as profile keys, from the index alone.
+ * - `events_by_name` (name, week, seq, profile_pk, ts): a name's events (in a window) as profile keys, from the index.
  *   It follows events wherever they go (merge, undo, delete) because it is an index of the events table; orphans'
  *   events stay keyed to the orphan, so they never count for the person (SEMANTICS §5).
  * - the profile row for system fields, flags and liveness.
@@ -39,9 +39,20 @@ import {
   SqliteSegmentCompiler,
 } from "./sqlite-segment-compiler.js";
 
+/**
+ * Migration 4 (sqlite/schema.ts): `events_by_name` ordered by (name, week of ts, seq). Events arrive roughly in time
+ * order, so each insert lands at the end of one of a few (name, week) ranges, not at a random place in the index
+ * (≈ 45% of raw insert speed for events back-dated at random over 30 days, against ≈ 20% for (name, ts, …)).
+ * profile_pk and ts make it covering.
+ */
+export const EVENTS_BY_WEEK_SCHEMA = `
+  DROP INDEX events_by_name;
+  CREATE INDEX events_by_name ON events (name, ts / 604800000, seq, profile_pk, ts);
+`;
+
 /** Migration (sqlite/schema.ts): the property index, the events-by-name index, saved segments. */
 export const SEGMENTS_SCHEMA = `
-  -- Behaviour conditions: a name's events in a time window, as profile keys, without reading the events themselves.
+  -- Behaviour conditions: a name's events in a time window, as profile keys (replaced in version 4, below).
   CREATE INDEX events_by_name ON events (name, ts, profile_pk);
 
   -- Profile properties as segment conditions read them (engine/segment/index-values.ts), one row per atom, kept with
@@ -302,8 +313,14 @@ export class SqliteSegments implements SegmentStore {
     const rows = (sql: string, cap: number) =>
       db.prepare(`SELECT count(*) FROM (${sql} LIMIT ${cap})`).pluck().get(first.params) as number;
     const force = sqlitePlanning.force;
+    // Counting stops where a set could no longer be used (over 4× the smallest so far, or DRIVER_CAP).
+    let smallest = DRIVER_CAP;
     const sized = (force?.driver === false ? [] : first.drivers)
-      .map((d) => ({ d, n: rows(d.rows, DRIVER_CAP) }))
+      .map((d) => {
+        const n = rows(d.rows, Math.min(DRIVER_CAP, 4 * smallest + 1));
+        smallest = Math.min(smallest, n);
+        return { d, n };
+      })
       .sort((a, b) => a.n - b.n);
     const best = sized[0];
     if (best === undefined || (best.n >= DRIVER_CAP && force?.driver !== true)) {
