@@ -1,4 +1,7 @@
-/** `portrait segment count --where '<json>' [--account default]`: an exact segment count (SEMANTICS §6). */
+/**
+ * `portrait segment count --where '<json>' [--account default]`: an exact segment count (SEMANTICS §6), through the same
+ * pipeline as POST /v1/segments/query. A refused condition exits 1 with `INVALID_SEGMENT: at <JSON path>: <why>`.
+ */
 import type { Command } from "commander";
 import { PortraitError } from "../engine/errors.js";
 import type { Account } from "../engine/types.js";
@@ -27,11 +30,24 @@ export function addSegmentCommands(
       try {
         where = JSON.parse(opts.where);
       } catch (e) {
-        throw new PortraitError("INVALID_SEGMENT", `--where is not valid JSON: ${(e as Error).message}`, "where");
+        throw new PortraitError(
+          "INVALID_SEGMENT",
+          `at where: --where is not valid JSON: ${(e as Error).message}`,
+          "where",
+        );
       }
       await withStore(opts, async (store) => {
         const account = await accountOf(store, opts.account);
-        const count = await new Segments(new Portrait(store)).count(account, where);
+        let count: number;
+        try {
+          count = await new Segments(new Portrait(store)).count(account, where);
+        } catch (e) {
+          // The terminal has no `field`: the JSON path of the fault goes into the sentence.
+          if (e instanceof PortraitError && e.field !== undefined) {
+            throw new PortraitError(e.code, `at ${e.field}: ${e.message}`, e.field);
+          }
+          throw e;
+        }
         process.stdout.write(opts.json ? `${JSON.stringify({ count })}\n` : `${count}\n`);
       });
     });

@@ -5,13 +5,15 @@
  * counted and paged by SQL and compared with the reference evaluator run on what the store holds, read back profile by
  * profile (own events only, SEMANTICS §5).
  */
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import pg from "pg";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { Json } from "../engine/segment/condition.js";
 import { isMember, type Subject } from "../engine/segment/evaluate.js";
 import { parseCondition } from "../engine/segment/parse.js";
 import type { StoredEvent } from "../engine/types.js";
+import { PostgresStore } from "../store/postgres/postgres-store.js";
 import { type Harness, makeHarness, T0 } from "../test-support/portrait.js";
-import { storesUnderTest } from "../test-support/postgres.js";
+import { createTestDatabase, storesUnderTest, type TestDatabase } from "../test-support/postgres.js";
 import { Segments } from "./segments.js";
 
 const stores = await storesUnderTest();
@@ -248,5 +250,130 @@ describe.each(stores)("segments follow the data through merges, undo, deletion a
     m = await check("deleted keys");
     expect(members(m, { property: "City", op: "neq", value: "Paris" })).toEqual([p]);
     expect(members(m, { property: "Tags", op: "contains", value: "vip" })).toEqual([]);
+  });
+});
+
+describe.each(stores)("a saved segment of many members on %s: paging and the CSV export", (store) => {
+  let h: Harness;
+  let segments: Segments;
+  /** PostgreSQL: the test's own database, so that its sessions can be watched. */
+  let database: TestDatabase | null = null;
+  /** Member ids, in id order. */
+  let members: string[];
+  let segmentId: string;
+
+  beforeEach(async () => {
+    if (store === "postgres") {
+      database = await createTestDatabase();
+      h = await makeHarness({}, await PostgresStore.connect(database!.url));
+    } else {
+      h = await makeHarness({}, store);
+    }
+    segments = new Segments(h.portrait);
+    // 1,800 profiles, two in three of them in Paris: members and non-members interleave in id order.
+    const ids: string[] = [];
+    for (let batch = 0; batch < 3; batch++) {
+      const r = await h.ingest(
+        ...Array.from({ length: 600 }, (_, i) => ({
+          type: "profile",
+          deviceId: `dev-${batch}-${i}`,
+          properties: { City: i % 3 === 2 ? "Lyon" : "Paris", Rank: batch * 600 + i },
+        })),
+      );
+      expect(r.status).toBe("success");
+      ids.push(...r.results.map((x, i) => (i % 3 === 2 ? "" : (x.profileId as string))));
+    }
+    members = ids.filter((id) => id !== "").sort();
+    expect(members).toHaveLength(1200);
+    segmentId = (
+      await segments.create(h.account, { name: "Paris", where: { property: "City", op: "eq", value: "Paris" } })
+    ).id;
+  });
+  afterEach(async () => {
+    await h.close();
+    await database?.drop();
+    database = null;
+  });
+
+  it("pages the members with the cursor: every member exactly once, in id order, over many pages", async () => {
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    for (;;) {
+      const page = await segments.profiles(h.account, segmentId, { limit: 37, cursor });
+      pages++;
+      expect(page.count).toBe(1200);
+      expect(page.profiles.length).toBe(page.nextCursor === null ? 1200 % 37 : 37);
+      seen.push(...page.profiles.map((p) => p.id));
+      cursor = page.nextCursor;
+      if (cursor === null) break;
+      expect(pages).toBeLessThan(100);
+    }
+    expect(pages).toBe(Math.ceil(1200 / 37));
+    expect(seen).toEqual(members);
+    expect(new Set(seen).size).toBe(1200);
+    // A page past the last member is empty and ends there.
+    const last = await segments.profiles(h.account, segmentId, { limit: 1000, cursor: null });
+    const after = await segments.profiles(h.account, segmentId, { limit: 1000, cursor: last.nextCursor });
+    expect(after.profiles.map((p) => p.id)).toEqual(members.slice(1000));
+    expect(after.nextCursor).toBeNull();
+  });
+
+  it("streams the CSV: each batch of rows is written as the store reads it, from one cursor", async () => {
+    // Watch the store's stream (the real one, on the real database) to see how far it has been read.
+    const real = h.store.segments.streamSegment.bind(h.store.segments);
+    let batchesRead = 0;
+    const spy = vi.spyOn(h.store.segments, "streamSegment").mockImplementation(async function* (...args) {
+      for await (const batch of real(...args)) {
+        batchesRead++;
+        yield batch;
+      }
+    } as typeof h.store.segments.streamSegment);
+    /** Sessions holding the export's cursor open (PostgreSQL). */
+    const openCursors = async (): Promise<number> => {
+      const client = new pg.Client(database!.url);
+      await client.connect();
+      try {
+        const r = await client.query(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+           WHERE datname = current_database() AND state = 'idle in transaction' AND query LIKE 'FETCH % FROM segment_export'`,
+        );
+        return r.rows[0].n as number;
+      } finally {
+        await client.end();
+      }
+    };
+    try {
+      const lines = (await segments.export(h.account, segmentId))[Symbol.asyncIterator]();
+      const header = await lines.next();
+      expect(header.value).toBe("id,type,Identity,Email,City,Rank\r\n");
+      const first = await lines.next();
+      // One batch (500 members) read, one written: nothing collected ahead of the reader.
+      expect(batchesRead).toBe(1);
+      const firstRows = (first.value as string).split("\r\n").slice(0, -1);
+      expect(firstRows).toHaveLength(500);
+      if (store === "postgres") expect(await openCursors()).toBe(1);
+      const rows = [...firstRows];
+      for (;;) {
+        const next = await lines.next();
+        if (next.done) break;
+        expect(batchesRead).toBe(1 + rows.length / 500);
+        rows.push(...(next.value as string).split("\r\n").slice(0, -1));
+      }
+      expect(batchesRead).toBe(3);
+      expect(rows.map((r) => r.split(",")[0])).toEqual(members);
+      expect(rows[0]).toMatch(/^[0-9a-f]{32},anonymous,,,Paris,\d+$/);
+      if (store === "postgres") expect(await openCursors()).toBe(0);
+
+      // A reader that stops early releases the cursor.
+      const early = (await segments.export(h.account, segmentId))[Symbol.asyncIterator]();
+      await early.next();
+      await early.next();
+      await early.return?.(undefined);
+      if (store === "postgres") expect(await openCursors()).toBe(0);
+      expect(spy).toHaveBeenCalledTimes(2);
+    } finally {
+      spy.mockRestore();
+    }
   });
 });
