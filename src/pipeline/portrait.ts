@@ -7,7 +7,14 @@ import { isPlainObject, parseRecord } from "../engine/parse-record.js";
 import { parsePropertySet } from "../engine/properties/parse.js";
 import type { AnyRecord, IngestRecord, RecordResult } from "../engine/records.js";
 import { assertStorableText } from "../engine/text.js";
-import type { Account, JsonValue, ProfileDocument, StoredEvent, UserAccountRef } from "../engine/types.js";
+import type {
+  Account,
+  JsonValue,
+  ProfileDocument,
+  ProfileState,
+  StoredEvent,
+  UserAccountRef,
+} from "../engine/types.js";
 import type { DeletedCounts, Store } from "../store/store.js";
 import { type Accounts, validateSettings } from "./accounts.js";
 import { applyRecord } from "./apply-record.js";
@@ -239,11 +246,16 @@ export class Portrait {
 
   /** The live profile an id names (a tombstone's id reads as its target), or null. */
   async getProfile(account: Account, profileId: string): Promise<ProfileView | null> {
+    const state = await this.liveState(account, profileId);
+    return state ? profileView(this.store.reader, account, state, this.clock.now()) : null;
+  }
+
+  private async liveState(account: Account, profileId: string): Promise<ProfileState | null> {
     let state = await this.store.reader.getProfile(account.id, profileId);
     for (let hops = 0; state?.mergedInto && hops < 64; hops++) {
       state = await this.store.reader.getProfile(account.id, state.mergedInto);
     }
-    return state ? profileView(this.store.reader, account, state, this.clock.now()) : null;
+    return state;
   }
 
   async requireProfile(account: Account, profileId: string): Promise<ProfileView> {
@@ -270,7 +282,8 @@ export class Portrait {
     profileId: string,
     page: { cursor?: string | null; limit: number },
   ): Promise<{ events: EventView[]; nextCursor: string | null }> {
-    const profile = await this.requireProfile(account, profileId);
+    const profile = await this.liveState(account, profileId);
+    if (!profile) throw new PortraitError("UNKNOWN_PROFILE", `profile ${profileId} does not exist`, "id");
     const orphans = await this.store.reader.listOrphans(account.id, profile.id);
     const result = await this.store.reader.listEvents(account.id, [profile.id, ...orphans], {
       before: decodeCursor(page.cursor),

@@ -392,6 +392,9 @@ interface SavepointStatements {
   rollbackTo: Database.Statement<[]>;
 }
 
+/** Up to this many profiles, a timeline page is read as one index walk per profile (see `listEvents`). */
+const PAGE_WALKS_MAX = 32;
+
 function toEvent(row: Omit<EventRow, "profileId">, profileId: string): StoredEvent {
   return {
     seq: row.seq,
@@ -573,11 +576,19 @@ class SqliteReader implements StoreReader {
     const seq = opts.before?.seq ?? END;
     // One row more than asked tells whether another page exists.
     let events: StoredEvent[];
-    if (profileIds.length === 1) {
-      const profileId = profileIds[0]!;
-      const pk = this.pkOf(sql, accountId, profileId);
-      if (pk === undefined) return { events: [], next: null };
-      events = sql.eventsPageOfProfile.all(pk, ts, seq, limit + 1).map((row) => toEvent(row, profileId));
+    if (profileIds.length <= PAGE_WALKS_MAX) {
+      // A person and a few orphans: one walk of the timeline index per profile, each stopping after a page, then
+      // merged here. The single joined query would sort every event of all of them to keep one page.
+      events = [];
+      for (const profileId of new Set(profileIds)) {
+        const pk = this.pkOf(sql, accountId, profileId);
+        if (pk === undefined) continue;
+        for (const row of sql.eventsPageOfProfile.all(pk, ts, seq, limit + 1)) events.push(toEvent(row, profileId));
+      }
+      if (events.length > 0 && profileIds.length > 1) {
+        events.sort((a, b) => b.ts - a.ts || b.seq - a.seq);
+        if (events.length > limit + 1) events.length = limit + 1;
+      }
     } else {
       events = sql.eventsPageOfProfiles
         .all(accountId, JSON.stringify(profileIds), ts, seq, limit + 1)
