@@ -18,6 +18,7 @@ import type {
 import type { DeletedCounts, Store } from "../store/store.js";
 import { type Accounts, validateSettings } from "./accounts.js";
 import { applyRecord } from "./apply-record.js";
+import { batchHandles } from "./batch-handles.js";
 import { type Clock, type IdSource, randomIds, systemClock } from "./clock.js";
 import { deleteProfile, household } from "./delete.js";
 import { undoMerge } from "./demerge.js";
@@ -145,6 +146,9 @@ export class Portrait {
    */
   private applyBatches(account: Account, jobs: IngestJob[]): Promise<JobOutcome[]> {
     return this.transact(account, async (uow) => {
+      // A hint: a store may load and lock what the records name in a few round trips (StoreTx.prefetch).
+      const records = jobs.flatMap((job) => job.parsed.map((p) => p.record));
+      await uow.tx.prefetch?.(account.id, batchHandles(account, records));
       const outcomes: JobOutcome[] = [];
       for (const { parsed, now } of jobs) {
         const ok: BatchResult["results"] = [];

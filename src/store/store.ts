@@ -127,8 +127,25 @@ export interface StoreReader {
   maxEventSeq(accountId: string): Promise<number>;
 }
 
+/** The handles a batch of records names, for `StoreTx.prefetch`. */
+export interface BatchHandles {
+  deviceIds: string[];
+  identities: Array<{ key: IdentityKey; value: string }>;
+  profileIds: string[];
+}
+
 /** Writes, available only inside `Store.write`. */
 export interface StoreTx extends StoreReader {
+  /**
+   * A hint, optional to implement and to call: the devices, identity values and profiles the records about to run in
+   * this transaction name. An adapter may load them, and lock the profiles (the named ones and the owners of the named
+   * handles, in id order), in a few round trips instead of one per record, and then answer this transaction's
+   * `findDevice`, `findProfileByIdentity` and `lockProfile` from what it loaded. The answers must stay exactly what
+   * the plain calls would return: the transaction's own writes (claims, device and identity changes, profile writes,
+   * deletes, merges) and savepoint rollbacks keep that cache truthful or drop from it.
+   */
+  prefetch?(accountId: string, handles: BatchHandles): Promise<void>;
+
   /** Reads a profile and locks it until commit. */
   lockProfile(accountId: string, profileId: string): Promise<ProfileState | null>;
   insertProfile(accountId: string, state: ProfileState): Promise<void>;

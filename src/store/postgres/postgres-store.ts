@@ -42,6 +42,7 @@ import type {
 import type { ImportHandle } from "../import-store.js";
 import type {
   ApiKeyRow,
+  BatchHandles,
   DashboardUserRow,
   DeletedCounts,
   EventPage,
@@ -99,6 +100,15 @@ interface MergeTableRow {
 interface OwnerRow {
   profile_id: string;
 }
+/** A device or identity row as prefetch reads it: `name` is the device id or the identity key. */
+interface HandleRow {
+  kind: "device" | "identity";
+  name: string;
+  value: string | null;
+  profile_id: string;
+  push_token: string | null;
+  platform: string | null;
+}
 /** The part of a MergeRow kept as one JSON column. */
 type MergeData = Pick<MergeRow, "eventSeqAtMerge" | "target" | "source" | "movedEventSeqs" | "droppedEvents">;
 
@@ -139,9 +149,14 @@ const SQL = {
   insertProfile: `INSERT INTO profiles
     (account_id, id, state, merged_into, orphan_of, control_group_excluded, created_at, updated_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-  updateProfile: `UPDATE profiles
-    SET state = $1, merged_into = $2, orphan_of = $3, control_group_excluded = $4, created_at = $5, updated_at = $6
-    WHERE account_id = $7 AND id = $8`,
+  // Updates are written behind (PostgresTx): the last state of each profile, all in one statement.
+  updateProfiles: `UPDATE profiles AS p
+    SET state = u.state, merged_into = u.merged_into, orphan_of = u.orphan_of,
+        control_group_excluded = u.control_group_excluded, created_at = u.created_at, updated_at = u.updated_at
+    FROM unnest($2::text[], $3::jsonb[], $4::text[], $5::text[], $6::boolean[], $7::bigint[], $8::bigint[])
+      AS u(id, state, merged_into, orphan_of, control_group_excluded, created_at, updated_at)
+    WHERE p.account_id = $1 AND p.id = u.id
+    RETURNING p.id`,
   listOrphans: "SELECT id FROM profiles WHERE account_id = $1 AND orphan_of = $2 ORDER BY id",
   listTombstones: "SELECT id FROM profiles WHERE account_id = $1 AND merged_into = $2 ORDER BY id",
   // Tombstones are left out: they act as their target (SEMANTICS §7). The primary key gives the id order.
@@ -153,6 +168,27 @@ const SQL = {
   // Handles. Inside a transaction, a look-up that finds nothing holds the handle (an advisory lock on its name, until
   // COMMIT), and every insert of a handle takes that lock first, in the same statement: see HandleLocks below.
   holdHandle: "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+  // Many at once (prefetch), in the order of their hashes, so that two transactions never wait on each other in a circle.
+  holdHandles: `SELECT pg_advisory_xact_lock(h) FROM (
+      SELECT DISTINCT hashtextextended(n, 0) AS h FROM unnest($1::text[]) AS n ORDER BY 1
+    ) held`,
+
+  // Prefetch (PostgresTx.prefetch): a batch's devices and identity values as one list of rows, then its profiles locked in
+  // id order. Each look-up is its own index probe (LATERAL … LIMIT 1): with `= ANY(array)` the planner may scan the whole
+  // account instead, as it does when a fresh table has no statistics yet.
+  prefetchHandles: `SELECT 'device' AS kind, d.id AS name, NULL AS value, x.profile_id, x.push_token, x.platform
+      FROM unnest($2::text[]) AS d(id)
+      CROSS JOIN LATERAL (
+        SELECT profile_id, push_token, platform FROM devices WHERE account_id = $1 AND device_id = d.id LIMIT 1
+      ) x
+    UNION ALL
+    SELECT 'identity', h.key, h.value, x.profile_id, NULL, NULL
+      FROM unnest($3::text[], $4::text[]) AS h(key, value)
+      CROSS JOIN LATERAL (
+        SELECT profile_id FROM identities WHERE account_id = $1 AND key = h.key AND value = h.value LIMIT 1
+      ) x`,
+  prefetchProfiles:
+    "SELECT id, state FROM profiles WHERE account_id = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE",
 
   // Identities.
   findIdentity: "SELECT profile_id FROM identities WHERE account_id = $1 AND key = $2 AND value = $3",
@@ -206,21 +242,10 @@ const SQL = {
   listChargedIds: "SELECT charged_id FROM charged_ids WHERE account_id = $1 AND profile_id = $2 ORDER BY charged_id",
   releaseChargedIds: "DELETE FROM charged_ids WHERE account_id = $1 AND profile_id = $2",
 
-  // Events. A batch is one statement: the columns travel as arrays, unnested in step.
-  // The seqs are drawn first and numbered in ascending order, then joined to the events by position, so the events
-  // of a batch get increasing seqs in their given order however PostgreSQL schedules the rows.
-  insertEvents: `WITH seqs AS (
-      SELECT row_number() OVER (ORDER BY seq) AS ord, seq
-      FROM (SELECT nextval('events_seq_seq') AS seq FROM generate_series(1, cardinality($2::text[]))) drawn
-    ), inserted AS (
-      INSERT INTO events (seq, account_id, profile_id, id, name, ts, properties, device_id, platform)
-      SELECT seqs.seq, $1, e.profile_id, e.id, e.name, e.ts, e.properties, e.device_id, e.platform
-      FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::jsonb[], $7::text[], $8::text[])
-        WITH ORDINALITY AS e(profile_id, id, name, ts, properties, device_id, platform, ord)
-      JOIN seqs USING (ord)
-    )
-    SELECT seq FROM seqs ORDER BY ord`,
-  restoreEvents: `INSERT INTO events (seq, account_id, profile_id, id, name, ts, properties, device_id, platform)
+  // Events. Rows are written behind (PostgresTx): their seqs are drawn ahead from the sequence, then the rows go in
+  // one statement, the columns travel as arrays unnested in step. Restored events (demerge) take the same statement.
+  drawSeqs: "SELECT nextval('events_seq_seq') AS seq FROM generate_series(1, $1::int)",
+  insertEventRows: `INSERT INTO events (seq, account_id, profile_id, id, name, ts, properties, device_id, platform)
     SELECT e.seq, $1, e.profile_id, e.id, e.name, e.ts, e.properties, e.device_id, e.platform
     FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::jsonb[], $8::text[], $9::text[])
       AS e(seq, profile_id, id, name, ts, properties, device_id, platform)`,
@@ -278,8 +303,13 @@ const SQL = {
 
 type StatementName = keyof typeof SQL;
 
-/** What statements run on: the pool (one read on any connection) or the one connection of a transaction. */
-type Queryable = pg.Pool | pg.PoolClient;
+/**
+ * What statements run on: the pool (one read on any connection), or a transaction, which prepares its connection
+ * before each statement (PostgresTx).
+ */
+interface Queryable {
+  query<R extends pg.QueryResultRow>(config: pg.QueryConfig): Promise<pg.QueryResult<R>>;
+}
 
 /** Runs a named statement; errors about text PostgreSQL cannot store become a record's INVALID_VALUE. */
 async function run<R extends pg.QueryResultRow>(
@@ -529,11 +559,114 @@ class PostgresReader implements StoreReader {
   }
 }
 
-/** The transaction handed to one `write()` function; unusable once that write has committed or rolled back. */
+/** An event accepted by `insertEvents` and not yet written (see PostgresTx). */
+interface PendingEvent {
+  seq: number;
+  profileId: string;
+  id: string;
+  name: string;
+  ts: number;
+  /** The properties as a jsonb parameter, checked when the event was accepted. */
+  properties: string;
+  deviceId: string | null;
+  platform: string | null;
+}
+
+/** A profile update accepted by `updateProfile` and not yet written. */
+interface PendingProfile {
+  state: ProfileState;
+  /** The state as a jsonb parameter, checked when the update was accepted. */
+  json: string;
+}
+
+/** An open savepoint: where the written-behind rows stood when it opened, and the look-ups its writes changed. */
+interface Frame {
+  eventsAt: number;
+  profilesAt: number;
+  /** SAVEPOINT is sent only before the first SQL write inside it. */
+  opened: boolean;
+  /** Keys of `known.devices` / `known.identities` that writes inside it set or dropped. */
+  changed: string[];
+}
+
+/** How a statement touches the transaction: whether it writes, and whether it reads or changes stored events. */
+interface Access {
+  write: boolean;
+  events: boolean;
+}
+const READ: Access = { write: false, events: false };
+const WRITE: Access = { write: true, events: false };
+const READ_EVENTS: Access = { write: false, events: true };
+const WRITE_EVENTS: Access = { write: true, events: true };
+
+/** Rows per statement when written-behind rows are sent (bounds one statement's parameters, not its count). */
+const ROWS_PER_STATEMENT = 5000;
+
+/** The most seqs one draw takes ahead (see PostgresTx.takeSeqs). */
+const MAX_SEQ_DRAW = 4096;
+
+const deviceKey = (deviceId: string) => `d${deviceId}`;
+const identityKey = (key: IdentityKey, value: string) => `i${key}\u0000${value}`;
+
+/**
+ * The transaction handed to one `write()` function; unusable once that write has committed or rolled back.
+ *
+ * Round trips are what an ingest transaction costs here (one connection does ≈ 3.5k sequential point look-ups/s,
+ * PERFORMANCE.md), so, as on SQLite, most of a record's work does not reach the server one statement at a time:
+ * - Events are written behind: `insertEvents` gives each event its seq at once, from a block drawn ahead from the
+ *   sequence, and keeps the rows; they go in one multi-row INSERT before anything reads or changes stored events, before
+ *   a SAVEPOINT that must not include them, and before COMMIT. A block is drawn after every profile lock the
+ *   transaction has taken so far (a lock taken later throws the rest of the block away), so a seq is never lower than
+ *   the seqs of events a previous holder of the same profile lock wrote: "events above eventSeqAtMerge came after"
+ *   holds as it did with a nextval() per INSERT (schema.ts, events).
+ * - Profile updates are written behind too, in one UPDATE … FROM unnest, before the transaction's next statement of any
+ *   kind (so every read sees them) and before COMMIT.
+ * - Savepoints are lazy: SAVEPOINT is sent only before the first SQL write inside one, so a record that only reads and
+ *   adds events costs no statement for its atomicity. A record that fails before writing rolls nothing back in SQL.
+ *   The rule that keeps rollbacks exact: rows accepted before a savepoint opened are written before its SAVEPOINT.
+ * - `prefetch` locks a batch's profiles and reads its handles in a few statements; `findDevice`,
+ *   `findProfileByIdentity` and `lockProfile` answer from that while this transaction's own writes keep it true.
+ * A statement that fails with no open SAVEPOINT of its own aborts more than its record: PostgreSQL refuses every later
+ * statement until that savepoint (or the whole transaction) rolls back. The transaction then refuses to go on, and
+ * `write()` rolls it back rather than send a COMMIT that PostgreSQL would turn into a ROLLBACK. Reads check their text
+ * parameters for NUL first, the one refusal that depends on data, so a bad value fails only its record.
+ */
 class PostgresTx extends PostgresReader implements StoreTx {
   private open = true;
   /** Savepoints currently open, innermost last. */
-  private depth = 0;
+  private readonly frames: Frame[] = [];
+  private readonly pending: PendingEvent[] = [];
+  /** How many of `pending` are in SQL already. */
+  private eventsWritten = 0;
+  private readonly profileWrites: PendingProfile[] = [];
+  private profilesWritten = 0;
+  /** Seqs drawn ahead and not yet given, ascending; `seqAt` is the next one to give. */
+  private seqs: number[] = [];
+  private seqAt = 0;
+  /** Seqs given in this transaction: the next draw takes as many again (up to MAX_SEQ_DRAW). */
+  private seqsGiven = 0;
+  /** A batch's record count (from prefetch): the first draw's size. */
+  private seqHint = 0;
+  /** The statement that left the transaction unusable, and the depth of the savepoint whose rollback revives it. */
+  private broken: { error: unknown; depth: number } | null = null;
+  /**
+   * What `prefetch` found. A device or identity value found absent (null) is held by this transaction (as a look-up
+   * that finds nothing holds it). A profile is locked, and stored as it is here: it is handed out once, to the first
+   * `lockProfile` of it (a later one reads it again under the lock it already holds), and dropped by any write of it.
+   */
+  private readonly known = {
+    devices: new Map<string, DeviceRow | null>(),
+    identities: new Map<string, string | null>(),
+    profiles: new Map<string, ProfileState>(),
+  };
+
+  /** The connection as reads, writes and event statements see it (see `statement`). */
+  private readonly reads: Queryable = { query: (config) => this.statement(READ, config) };
+  private readonly writes: Queryable = { query: (config) => this.statement(WRITE, config) };
+  private readonly eventReads: Queryable = { query: (config) => this.statement(READ_EVENTS, config) };
+  private readonly eventWrites: Queryable = { query: (config) => this.statement(WRITE_EVENTS, config) };
+  /** The connection for the statements that preparing a statement sends (failures still recorded). */
+  private readonly sender: Queryable = { query: (config) => this.send(config) };
 
   constructor(
     private readonly client: pg.PoolClient,
@@ -547,23 +680,319 @@ class PostgresTx extends PostgresReader implements StoreTx {
   }
 
   /** SEMANTICS §1: no write ever crosses accounts, so a transaction serves only the account it was opened for. */
-  protected override db(accountId: string): Queryable {
+  private check(accountId: string): void {
     if (!this.open) throw new Error("This transaction has already finished; use the store inside write() only.");
     if (accountId !== this.accountId) {
       throw new Error(`A transaction of account ${this.accountId} cannot touch account ${accountId}.`);
     }
-    return this.client;
   }
 
+  protected override db(accountId: string): Queryable {
+    this.check(accountId);
+    return this.reads;
+  }
+
+  private forWrite(accountId: string): Queryable {
+    this.check(accountId);
+    return this.writes;
+  }
+
+  private forEvents(accountId: string, access: Access): Queryable {
+    this.check(accountId);
+    return access.write ? this.eventWrites : this.eventReads;
+  }
+
+  /**
+   * Every statement of the transaction goes through here: written-behind profile updates go first (every statement
+   * sees them), a write opens the savepoints it runs in, and a statement on events writes the pending ones first.
+   */
+  private async statement<R extends pg.QueryResultRow>(
+    access: Access,
+    config: pg.QueryConfig,
+  ): Promise<pg.QueryResult<R>> {
+    await this.prepare(access);
+    return this.send<R>(config);
+  }
+
+  private async prepare(access: Access): Promise<void> {
+    this.refuseIfBroken();
+    // A read opens the savepoints only when rows it must see were accepted inside one not opened yet.
+    const unopened = this.frames.find((f) => !f.opened);
+    const open =
+      access.write ||
+      (unopened !== undefined &&
+        (this.profileWrites.length > unopened.profilesAt ||
+          (access.events && this.pending.length > unopened.eventsAt)));
+    if (open) await this.openSavepoints();
+    await this.writeProfiles(this.profileWrites.length);
+    if (access.events) await this.writeEvents(this.pending.length);
+  }
+
+  /** Runs `fn` on the connection itself (code outside this file that takes a client), as a write. */
+  private async onClient<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    await this.prepare(WRITE);
+    try {
+      return await fn(this.client);
+    } catch (error) {
+      this.failed(error);
+      throw error;
+    }
+  }
+
+  private async send<R extends pg.QueryResultRow>(config: pg.QueryConfig): Promise<pg.QueryResult<R>> {
+    this.refuseIfBroken();
+    if (!this.protectedNow()) refuseNul(config.values);
+    try {
+      return await this.client.query<R>(config);
+    } catch (error) {
+      this.failed(error);
+      throw error;
+    }
+  }
+
+  /** True when a failing statement would be undone by the innermost savepoint's rollback alone. */
+  private protectedNow(): boolean {
+    const innermost = this.frames[this.frames.length - 1];
+    return innermost?.opened === true;
+  }
+
+  private failed(error: unknown): void {
+    if (this.broken) return;
+    let depth = this.frames.length - 1;
+    while (depth >= 0 && !this.frames[depth]!.opened) depth--;
+    this.broken = { error, depth };
+  }
+
+  private refuseIfBroken(): void {
+    if (this.broken) {
+      throw new Error("An earlier statement of this transaction failed; it must roll back first.", {
+        cause: this.broken.error,
+      });
+    }
+  }
+
+  /** Opens in SQL every savepoint not opened yet, writing first the rows accepted before each. */
+  private async openSavepoints(): Promise<void> {
+    for (let depth = 0; depth < this.frames.length; depth++) {
+      const frame = this.frames[depth]!;
+      if (frame.opened) continue;
+      await this.writeEvents(frame.eventsAt);
+      await this.writeProfiles(frame.profilesAt);
+      await this.send({ text: `SAVEPOINT record_${depth}` });
+      frame.opened = true;
+    }
+  }
+
+  /** Writes the pending events up to (not including) index `end`. */
+  private async writeEvents(end: number): Promise<void> {
+    while (this.eventsWritten < end) {
+      const from = this.eventsWritten;
+      const batch = this.pending.slice(from, Math.min(end, from + ROWS_PER_STATEMENT));
+      await run(this.sender, "insertEventRows", [
+        this.accountId,
+        batch.map((e) => e.seq),
+        batch.map((e) => e.profileId),
+        batch.map((e) => e.id),
+        batch.map((e) => e.name),
+        batch.map((e) => e.ts),
+        batch.map((e) => e.properties),
+        batch.map((e) => e.deviceId),
+        batch.map((e) => e.platform),
+      ]);
+      this.eventsWritten = from + batch.length;
+    }
+  }
+
+  /** Writes the pending profile updates up to (not including) index `end`: the last update of each profile. */
+  private async writeProfiles(end: number): Promise<void> {
+    if (this.profilesWritten >= end) return;
+    const latest = new Map<string, PendingProfile>();
+    for (let i = this.profilesWritten; i < end; i++) {
+      const write = this.profileWrites[i]!;
+      latest.set(write.state.id, write);
+    }
+    this.profilesWritten = end;
+    const writes = [...latest.values()];
+    for (let from = 0; from < writes.length; from += ROWS_PER_STATEMENT) {
+      const batch = writes.slice(from, from + ROWS_PER_STATEMENT);
+      const updated = await rows<{ id: string }>(this.sender, "updateProfiles", [
+        this.accountId,
+        batch.map((w) => w.state.id),
+        batch.map((w) => w.json),
+        batch.map((w) => w.state.mergedInto),
+        batch.map((w) => w.state.orphanOf),
+        batch.map((w) => w.state.flags.controlGroupExcluded),
+        batch.map((w) => w.state.createdAt),
+        batch.map((w) => w.state.updatedAt),
+      ]);
+      if (updated.length !== batch.length) {
+        // Updating a profile that does not exist is a bug upstream; saying so beats losing the write silently.
+        const found = new Set(updated.map((r) => r.id));
+        const missing = batch.find((w) => !found.has(w.state.id))?.state.id;
+        const error = new Error(`updateProfile: account ${this.accountId} has no profile ${missing}.`);
+        this.failed(error);
+        throw error;
+      }
+    }
+    try {
+      for (const write of writes) await segmentIndex.written(this, this.client, this.accountId, write.state, false);
+    } catch (error) {
+      this.failed(error);
+      throw error;
+    }
+  }
+
+  /** Before COMMIT: whatever is still written behind. Throws if the transaction cannot commit. */
+  async finish(): Promise<void> {
+    if (this.broken) throw this.broken.error;
+    await this.writeProfiles(this.profileWrites.length);
+    await this.writeEvents(this.pending.length);
+  }
+
+  /** The statement that broke the transaction, if one did (write() rolls back with it instead of committing). */
+  get failure(): unknown {
+    return this.broken?.error;
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // Prefetch (StoreTx.prefetch)
+
+  async prefetch(accountId: string, handles: BatchHandles): Promise<void> {
+    const db = this.db(accountId);
+    const deviceIds = [...new Set(handles.deviceIds)];
+    const identities = new Map(handles.identities.map((h) => [identityKey(h.key, h.value), h]));
+    const keys = [...identities.values()].map((h) => h.key);
+    const values = [...identities.values()].map((h) => h.value);
+    this.seqHint = Math.max(
+      this.seqHint,
+      handles.deviceIds.length + handles.identities.length + handles.profileIds.length,
+    );
+
+    // The handles, then their owners and the named profiles locked in id order (so two prefetching transactions never
+    // wait on each other in a circle), then the handles again: a statement sees what committed before it started, and
+    // an owner could have changed hands just before its lock was taken. Once it is locked it cannot: moving a device
+    // or an identity value off a profile takes that profile's lock first.
+    const before = await this.readHandles(accountId, deviceIds, keys, values);
+    const profileIds = new Set(handles.profileIds);
+    for (const device of before.devices.values()) profileIds.add(device.profileId);
+    for (const owner of before.identities.values()) profileIds.add(owner);
+    const locked = new Set<string>();
+    if (profileIds.size > 0) {
+      const states = await rows<{ id: string; state: ProfileState }>(db, "prefetchProfiles", [
+        accountId,
+        [...profileIds],
+      ]);
+      this.dropSeqs();
+      for (const row of states) {
+        locked.add(row.id);
+        this.known.profiles.set(row.id, row.state);
+      }
+    }
+    const found =
+      before.devices.size + before.identities.size > 0
+        ? await this.readHandles(accountId, deviceIds, keys, values)
+        : before;
+    // Only a handle whose owner is locked here keeps its answer until COMMIT; any other is looked up when asked.
+    for (const [deviceId, device] of found.devices) {
+      if (locked.has(device.profileId)) this.known.devices.set(deviceId, device);
+    }
+    for (const [key, owner] of found.identities) if (locked.has(owner)) this.known.identities.set(key, owner);
+    const absentDevices = deviceIds.filter((d) => !found.devices.has(d));
+    const absentIdentities = [...identities.values()].filter((h) => !found.identities.has(identityKey(h.key, h.value)));
+    if (absentDevices.length + absentIdentities.length === 0) return;
+
+    // Handles found free are held until COMMIT, as `holdIfAbsent` holds them one by one, then read again: one that a
+    // transaction holding it meanwhile gave an owner is looked up when asked; the others are free for this one alone.
+    const names = [
+      ...absentDevices.map((d) => handleName.device(accountId, d)),
+      ...absentIdentities.map((h) => handleName.identity(accountId, h.key, h.value)),
+    ];
+    await run(db, "holdHandles", [names]);
+    const again = await this.readHandles(
+      accountId,
+      absentDevices,
+      absentIdentities.map((h) => h.key),
+      absentIdentities.map((h) => h.value),
+    );
+    for (const deviceId of absentDevices) if (!again.devices.has(deviceId)) this.known.devices.set(deviceId, null);
+    for (const h of absentIdentities) {
+      const key = identityKey(h.key, h.value);
+      if (!again.identities.has(key)) this.known.identities.set(key, null);
+    }
+  }
+
+  private async readHandles(
+    accountId: string,
+    deviceIds: string[],
+    keys: IdentityKey[],
+    values: string[],
+  ): Promise<{ devices: Map<string, DeviceRow>; identities: Map<string, string> }> {
+    const devices = new Map<string, DeviceRow>();
+    const identities = new Map<string, string>();
+    if (deviceIds.length + keys.length === 0) return { devices, identities };
+    const found = await rows<HandleRow>(this.db(accountId), "prefetchHandles", [accountId, deviceIds, keys, values]);
+    for (const row of found) {
+      if (row.kind === "device") {
+        devices.set(row.name, {
+          deviceId: row.name,
+          profileId: row.profile_id,
+          pushToken: row.push_token,
+          platform: row.platform,
+        });
+      } else {
+        identities.set(identityKey(row.name as IdentityKey, row.value!), row.profile_id);
+      }
+    }
+    return { devices, identities };
+  }
+
+  /** Sets or drops a prefetched handle; the innermost savepoint remembers it, to drop it again if it rolls back. */
+  private learn<V>(map: Map<string, V>, key: string, mapKey: string, value: V | undefined): void {
+    if (value === undefined) map.delete(mapKey);
+    else map.set(mapKey, value);
+    this.frames[this.frames.length - 1]?.changed.push(key);
+  }
+
+  private learnDevice(deviceId: string, device: DeviceRow | undefined): void {
+    if (device === undefined && !this.known.devices.has(deviceId)) return;
+    this.learn(this.known.devices, deviceKey(deviceId), deviceId, device);
+  }
+
+  private learnIdentity(key: IdentityKey, value: string, owner: string | undefined): void {
+    const k = identityKey(key, value);
+    if (owner === undefined && !this.known.identities.has(k)) return;
+    this.learn(this.known.identities, k, k, owner);
+  }
+
+  private forget(keys: readonly string[]): void {
+    for (const key of keys) {
+      if (key.startsWith("d")) this.known.devices.delete(key.slice(1));
+      else this.known.identities.delete(key);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // Profiles
+
   async lockProfile(accountId: string, profileId: string): Promise<ProfileState | null> {
+    this.check(accountId);
+    const prefetched = this.known.profiles.get(profileId);
+    if (prefetched !== undefined) {
+      this.known.profiles.delete(profileId);
+      segmentIndex.loaded(this, prefetched);
+      return prefetched;
+    }
     // The row lock lasts until COMMIT: a second writer of this profile, in any process, waits here.
     const row = await first<{ state: ProfileState }>(this.db(accountId), "lockProfile", [accountId, profileId]);
+    this.dropSeqs();
     if (row) segmentIndex.loaded(this, row.state);
     return row?.state ?? null;
   }
 
   async insertProfile(accountId: string, state: ProfileState): Promise<void> {
-    await run(this.db(accountId), "insertProfile", [
+    const db = this.forWrite(accountId);
+    this.known.profiles.delete(state.id);
+    await run(db, "insertProfile", [
       accountId,
       state.id,
       json(state),
@@ -573,32 +1002,35 @@ class PostgresTx extends PostgresReader implements StoreTx {
       state.createdAt,
       state.updatedAt,
     ]);
-    await segmentIndex.written(this, this.client, accountId, state, true);
+    await this.onClient((client) => segmentIndex.written(this, client, accountId, state, true));
   }
 
   async updateProfile(accountId: string, state: ProfileState): Promise<void> {
-    const result = await run(this.db(accountId), "updateProfile", [
-      json(state),
-      state.mergedInto,
-      state.orphanOf,
-      state.flags.controlGroupExcluded,
-      state.createdAt,
-      state.updatedAt,
-      accountId,
-      state.id,
-    ]);
-    // Updating a profile that does not exist is a bug upstream; saying so beats losing the write silently.
-    if (result.rowCount === 0) throw new Error(`updateProfile: account ${accountId} has no profile ${state.id}.`);
-    await segmentIndex.written(this, this.client, accountId, state, false);
+    this.check(accountId);
+    this.refuseIfBroken();
+    // Refused here, inside the caller's savepoint, rather than when the update is written.
+    const text = json(state);
+    refuseNul([state.id, state.mergedInto, state.orphanOf]);
+    this.known.profiles.delete(state.id);
+    this.profileWrites.push({ state, json: text });
   }
 
+  // -------------------------------------------------------------------------------------------------------------
+  // Handles
+
   override async findProfileByIdentity(accountId: string, key: IdentityKey, value: string): Promise<string | null> {
+    this.check(accountId);
+    const known = this.known.identities.get(identityKey(key, value));
+    if (known !== undefined) return known;
     return this.holdIfAbsent(handleName.identity(accountId, key, value), () =>
       super.findProfileByIdentity(accountId, key, value),
     );
   }
 
   override async findDevice(accountId: string, deviceId: string): Promise<DeviceRow | null> {
+    this.check(accountId);
+    const known = this.known.devices.get(deviceId);
+    if (known !== undefined) return known === null ? null : { ...known };
     return this.holdIfAbsent(handleName.device(accountId, deviceId), () => super.findDevice(accountId, deviceId));
   }
 
@@ -618,55 +1050,78 @@ class PostgresTx extends PostgresReader implements StoreTx {
   private async holdIfAbsent<V>(name: string, read: () => Promise<V | null>): Promise<V | null> {
     const found = await read();
     if (found !== null) return found;
-    await run(this.client, "holdHandle", [name]);
+    await run(this.reads, "holdHandle", [name]);
     return read();
   }
 
   async claimIdentity(accountId: string, key: IdentityKey, value: string, profileId: string): Promise<string> {
-    const db = this.db(accountId);
+    const db = this.forWrite(accountId);
     const held = handleName.identity(accountId, key, value);
-    return claim(
+    const owner = await claim(
       async () => (await first<OwnerRow>(db, "insertIdentity", [accountId, key, value, profileId, held]))?.profile_id,
       async () => (await first<OwnerRow>(db, "findIdentity", [accountId, key, value]))?.profile_id,
     );
+    this.learnIdentity(key, value, owner);
+    return owner;
   }
 
   async releaseIdentity(accountId: string, key: IdentityKey, value: string, profileId: string): Promise<void> {
-    await run(this.db(accountId), "releaseIdentity", [accountId, key, value, profileId]);
+    await run(this.forWrite(accountId), "releaseIdentity", [accountId, key, value, profileId]);
+    this.learnIdentity(key, value, undefined);
   }
 
   async releaseIdentityKey(accountId: string, key: IdentityKey): Promise<void> {
-    await run(this.db(accountId), "releaseIdentityKey", [accountId, key]);
+    await run(this.forWrite(accountId), "releaseIdentityKey", [accountId, key]);
+    for (const k of [...this.known.identities.keys()]) {
+      if (k.startsWith(identityKey(key, ""))) this.learn(this.known.identities, k, k, undefined);
+    }
   }
 
   async claimDevice(accountId: string, device: DeviceRow): Promise<string> {
-    const db = this.db(accountId);
+    const db = this.forWrite(accountId);
     const { deviceId, profileId } = device;
+    const pushToken = device.pushToken ?? null;
+    const platform = device.platform ?? null;
     const held = handleName.device(accountId, deviceId);
-    const row = [accountId, deviceId, profileId, device.pushToken ?? null, device.platform ?? null, held];
-    return claim(
-      async () => (await first<OwnerRow>(db, "insertDevice", row))?.profile_id,
+    const row = [accountId, deviceId, profileId, pushToken, platform, held];
+    const inserted = { row: false };
+    const owner = await claim(
+      async () => {
+        const mine = (await first<OwnerRow>(db, "insertDevice", row))?.profile_id;
+        inserted.row = mine !== undefined;
+        return mine;
+      },
       async () => (await first<DeviceRow>(db, "findDevice", [accountId, deviceId]))?.profileId,
     );
+    this.learnDevice(deviceId, inserted.row ? { deviceId, profileId, pushToken, platform } : undefined);
+    return owner;
   }
 
   async upsertDevice(accountId: string, device: DeviceRow): Promise<void> {
-    await run(this.db(accountId), "upsertDevice", [
+    const row: DeviceRow = {
+      deviceId: device.deviceId,
+      profileId: device.profileId,
+      pushToken: device.pushToken ?? null,
+      platform: device.platform ?? null,
+    };
+    await run(this.forWrite(accountId), "upsertDevice", [
       accountId,
-      device.deviceId,
-      device.profileId,
-      device.pushToken ?? null,
-      device.platform ?? null,
-      handleName.device(accountId, device.deviceId),
+      row.deviceId,
+      row.profileId,
+      row.pushToken,
+      row.platform,
+      handleName.device(accountId, row.deviceId),
     ]);
+    this.learnDevice(row.deviceId, row);
   }
 
   async deleteDevice(accountId: string, deviceId: string): Promise<void> {
-    await run(this.db(accountId), "deleteDevice", [accountId, deviceId]);
+    await run(this.forWrite(accountId), "deleteDevice", [accountId, deviceId]);
+    this.learnDevice(deviceId, undefined);
   }
 
   async claimUserAccount(accountId: string, ref: UserAccountRef, profileId: string): Promise<string> {
-    const db = this.db(accountId);
+    const db = this.forWrite(accountId);
     const key = [accountId, ref.compartmentId, ref.userAccountId];
     return claim(
       async () =>
@@ -677,11 +1132,11 @@ class PostgresTx extends PostgresReader implements StoreTx {
   }
 
   async releaseUserAccount(accountId: string, ref: UserAccountRef): Promise<void> {
-    await run(this.db(accountId), "releaseUserAccount", [accountId, ref.compartmentId, ref.userAccountId]);
+    await run(this.forWrite(accountId), "releaseUserAccount", [accountId, ref.compartmentId, ref.userAccountId]);
   }
 
   async putDocument(accountId: string, doc: ProfileDocument): Promise<void> {
-    await run(this.db(accountId), "putDocument", [
+    await run(this.forWrite(accountId), "putDocument", [
       accountId,
       doc.compartmentId,
       doc.userAccountId,
@@ -693,60 +1148,109 @@ class PostgresTx extends PostgresReader implements StoreTx {
   }
 
   async deleteDocument(accountId: string, ref: UserAccountRef): Promise<boolean> {
-    const result = await run(this.db(accountId), "deleteDocument", [accountId, ref.compartmentId, ref.userAccountId]);
+    const result = await run(this.forWrite(accountId), "deleteDocument", [
+      accountId,
+      ref.compartmentId,
+      ref.userAccountId,
+    ]);
     return (result.rowCount ?? 0) > 0;
   }
 
   async claimRecordId(accountId: string, recordId: string, at: number): Promise<boolean> {
     // A racing claim of the same id waits for this transaction: false if it commits, true if it rolls back.
-    return (await run(this.db(accountId), "claimRecordId", [accountId, recordId, at])).rowCount === 1;
+    return (await run(this.forWrite(accountId), "claimRecordId", [accountId, recordId, at])).rowCount === 1;
   }
 
   async claimChargedId(accountId: string, profileId: string, chargedId: string): Promise<boolean> {
-    return (await run(this.db(accountId), "claimChargedId", [accountId, profileId, chargedId])).rowCount === 1;
+    return (await run(this.forWrite(accountId), "claimChargedId", [accountId, profileId, chargedId])).rowCount === 1;
   }
 
   async releaseChargedIds(accountId: string, profileId: string): Promise<void> {
-    await run(this.db(accountId), "releaseChargedIds", [accountId, profileId]);
+    await run(this.forWrite(accountId), "releaseChargedIds", [accountId, profileId]);
   }
 
+  // -------------------------------------------------------------------------------------------------------------
+  // Events
+
   async insertEvents(accountId: string, events: NewEvent[]): Promise<number[]> {
-    const db = this.db(accountId);
+    this.check(accountId);
+    this.refuseIfBroken();
     if (events.length === 0) return [];
-    const inserted = await rows<{ seq: number }>(db, "insertEvents", [
-      accountId,
-      events.map((e) => e.profileId),
-      events.map((e) => e.id),
-      events.map((e) => e.name),
-      events.map((e) => e.ts),
-      events.map((e) => json(e.properties)),
-      events.map((e) => e.deviceId ?? null),
-      events.map((e) => e.platform ?? null),
-    ]);
-    return inserted.map((r) => r.seq);
+    // Everything SQL would refuse is refused here, inside the caller's savepoint, not later when the rows are written.
+    const accepted = events.map(toPendingEvent);
+    const seqs = await this.takeSeqs(accepted.length);
+    for (let i = 0; i < accepted.length; i++) {
+      const row = accepted[i]!;
+      row.seq = seqs[i]!;
+      this.pending.push(row);
+    }
+    return seqs;
+  }
+
+  /**
+   * `n` seqs, ascending, from the block drawn ahead; a new block when it runs short. A block is as large as the batch
+   * announced by `prefetch`, or as many seqs as this transaction has given so far (so a long transaction draws a few
+   * times, and a one-record one draws only what it uses).
+   */
+  private async takeSeqs(n: number): Promise<number[]> {
+    if (this.seqs.length - this.seqAt < n) {
+      const size = Math.max(n, Math.min(MAX_SEQ_DRAW, Math.max(this.seqHint, this.seqsGiven)));
+      const drawn = await rows<{ seq: number }>(this.reads, "drawSeqs", [size]);
+      this.seqs = drawn.map((r) => r.seq).sort((a, b) => a - b);
+      this.seqAt = 0;
+    }
+    const given = this.seqs.slice(this.seqAt, this.seqAt + n);
+    this.seqAt += n;
+    this.seqsGiven += n;
+    return given;
+  }
+
+  /** A profile lock was taken: seqs drawn before it could be lower than those its previous holder wrote. */
+  private dropSeqs(): void {
+    this.seqs = [];
+    this.seqAt = 0;
+  }
+
+  override async listEvents(
+    accountId: string,
+    profileIds: string[],
+    opts: { before?: { ts: number; seq: number } | null; limit: number },
+  ): Promise<EventPage> {
+    this.check(accountId);
+    await this.prepare(READ_EVENTS);
+    return super.listEvents(accountId, profileIds, opts);
+  }
+
+  override async maxEventSeq(accountId: string): Promise<number> {
+    this.check(accountId);
+    await this.prepare(READ_EVENTS);
+    return super.maxEventSeq(accountId);
   }
 
   async listEventsBySeq(accountId: string, seqs: number[]): Promise<StoredEvent[]> {
-    return (await rows<EventRow>(this.db(accountId), "eventsBySeq", [accountId, seqs])).map(toEvent);
+    return (await rows<EventRow>(this.forEvents(accountId, READ_EVENTS), "eventsBySeq", [accountId, seqs])).map(
+      toEvent,
+    );
   }
 
   async listEventSeqs(accountId: string, profileId: string): Promise<number[]> {
-    const found = await rows<{ seq: number }>(this.db(accountId), "eventSeqsOfProfile", [accountId, profileId]);
+    const db = this.forEvents(accountId, READ_EVENTS);
+    const found = await rows<{ seq: number }>(db, "eventSeqsOfProfile", [accountId, profileId]);
     return found.map((r) => r.seq);
   }
 
   async moveEvents(accountId: string, seqs: number[], toProfileId: string): Promise<void> {
-    await run(this.db(accountId), "moveEvents", [toProfileId, accountId, seqs]);
+    await run(this.forEvents(accountId, WRITE_EVENTS), "moveEvents", [toProfileId, accountId, seqs]);
   }
 
   async deleteEvents(accountId: string, seqs: number[]): Promise<void> {
-    await run(this.db(accountId), "deleteEvents", [accountId, seqs]);
+    await run(this.forEvents(accountId, WRITE_EVENTS), "deleteEvents", [accountId, seqs]);
   }
 
   async restoreEvents(accountId: string, events: StoredEvent[]): Promise<void> {
-    const db = this.db(accountId);
+    const db = this.forEvents(accountId, WRITE_EVENTS);
     if (events.length === 0) return;
-    await run(db, "restoreEvents", [
+    await run(db, "insertEventRows", [
       accountId,
       events.map((e) => e.seq),
       events.map((e) => e.profileId),
@@ -759,8 +1263,11 @@ class PostgresTx extends PostgresReader implements StoreTx {
     ]);
   }
 
+  // -------------------------------------------------------------------------------------------------------------
+  // Types, merges, deletes
+
   async registerType(accountId: string, scope: TypeScope, path: string, type: ValueType): Promise<ValueType> {
-    const db = this.db(accountId);
+    const db = this.forWrite(accountId);
     return claim(
       async () => (await first<{ type: ValueType }>(db, "insertType", [accountId, scope, path, type]))?.type,
       async () => (await first<{ type: ValueType }>(db, "getType", [accountId, scope, path]))?.type,
@@ -768,7 +1275,7 @@ class PostgresTx extends PostgresReader implements StoreTx {
   }
 
   async changeType(accountId: string, scope: TypeScope, path: string, type: ValueType): Promise<void> {
-    await run(this.db(accountId), "changeType", [type, accountId, scope, path]);
+    await run(this.forWrite(accountId), "changeType", [type, accountId, scope, path]);
   }
 
   async insertMerge(accountId: string, merge: MergeRow): Promise<void> {
@@ -779,7 +1286,7 @@ class PostgresTx extends PostgresReader implements StoreTx {
       movedEventSeqs: merge.movedEventSeqs,
       droppedEvents: merge.droppedEvents,
     };
-    await run(this.db(accountId), "insertMerge", [
+    await run(this.forWrite(accountId), "insertMerge", [
       accountId,
       merge.id,
       merge.targetId,
@@ -791,11 +1298,11 @@ class PostgresTx extends PostgresReader implements StoreTx {
   }
 
   async markMergeUndone(accountId: string, mergeId: string, at: number): Promise<void> {
-    await run(this.db(accountId), "markMergeUndone", [at, accountId, mergeId]);
+    await run(this.forWrite(accountId), "markMergeUndone", [at, accountId, mergeId]);
   }
 
   async appendJournal(accountId: string, mergeId: string, record: AnyRecord): Promise<void> {
-    await run(this.db(accountId), "appendJournal", [accountId, mergeId, json(record)]);
+    await run(this.forWrite(accountId), "appendJournal", [accountId, mergeId, json(record)]);
   }
 
   async listJournal(accountId: string, mergeId: string): Promise<AnyRecord[]> {
@@ -804,13 +1311,17 @@ class PostgresTx extends PostgresReader implements StoreTx {
   }
 
   async deleteMergesTouching(accountId: string, profileId: string): Promise<void> {
-    const db = this.db(accountId);
+    const db = this.forWrite(accountId);
     await run(db, "deleteJournalsTouching", [accountId, profileId]);
     await run(db, "deleteMergesTouching", [accountId, profileId]);
   }
 
   async deleteProfileData(accountId: string, profileId: string): Promise<DeletedCounts> {
-    const db = this.db(accountId);
+    const db = this.forEvents(accountId, WRITE_EVENTS);
+    // The profile's handles go with it: what prefetch knew of them is read again if asked.
+    this.known.devices.clear();
+    this.known.identities.clear();
+    this.known.profiles.delete(profileId);
     const count = async (name: StatementName) => (await run(db, name, [accountId, profileId])).rowCount ?? 0;
     const counts: DeletedCounts = {
       profiles: await count("deleteProfile"),
@@ -821,37 +1332,56 @@ class PostgresTx extends PostgresReader implements StoreTx {
     await count("deleteUserAccountsOf");
     await count("deleteDocumentsOf");
     await count("releaseChargedIds");
-    await segmentIndex.deleted(this, db, accountId, profileId);
+    await this.onClient((client) => segmentIndex.deleted(this, client, accountId, profileId));
     return counts;
   }
 
   async redactImportData(accountId: string, profileId: string, handles: readonly ImportHandle[]): Promise<void> {
-    this.db(accountId);
-    await redactImportData(this.client, accountId, profileId, handles);
+    this.check(accountId);
+    await this.onClient((client) => redactImportData(client, accountId, profileId, handles));
   }
 
+  // -------------------------------------------------------------------------------------------------------------
+  // Savepoints
+
   async savepoint<T>(fn: () => Promise<T>): Promise<T> {
-    const client = this.db(this.accountId);
+    this.check(this.accountId);
+    this.refuseIfBroken();
     // Open savepoints form a stack, so naming each by its depth keeps names unique.
-    const depth = this.depth;
-    const name = `record_${depth}`;
-    await client.query(`SAVEPOINT ${name}`);
-    this.depth = depth + 1;
+    const depth = this.frames.length;
+    const frame: Frame = {
+      eventsAt: this.pending.length,
+      profilesAt: this.profileWrites.length,
+      opened: false,
+      changed: [],
+    };
+    this.frames.push(frame);
     try {
       const result = await fn();
       this.leave(depth);
-      await client.query(`RELEASE SAVEPOINT ${name}`);
+      if (frame.opened) await this.send({ text: `RELEASE SAVEPOINT record_${depth}` });
+      // What it changed now belongs to the enclosing savepoint, whose rollback must drop it too.
+      this.frames[depth - 1]?.changed.push(...frame.changed);
       return result;
     } catch (error) {
-      this.depth = depth;
+      this.frames.length = depth;
+      // What the savepoint added is taken back: its rows written behind, and what its writes taught the look-ups.
+      this.pending.length = Math.min(this.pending.length, frame.eventsAt);
+      this.eventsWritten = Math.min(this.eventsWritten, frame.eventsAt);
+      this.profileWrites.length = Math.min(this.profileWrites.length, frame.profilesAt);
+      this.profilesWritten = Math.min(this.profilesWritten, frame.profilesAt);
+      this.forget(frame.changed);
       segmentIndex.rolledBack(this);
-      // Also what brings the transaction back from PostgreSQL's "aborted" state after a failed statement. If the
-      // connection itself is gone there is nothing to undo here: the caller's rollback (or the server) ends it.
-      try {
-        await client.query(`ROLLBACK TO SAVEPOINT ${name}`);
-        await client.query(`RELEASE SAVEPOINT ${name}`);
-      } catch {
-        // The original error says more than this one.
+      if (frame.opened) {
+        // Also what brings the transaction back from PostgreSQL's "aborted" state after a failed statement. If the
+        // connection itself is gone there is nothing to undo here: the caller's rollback (or the server) ends it.
+        try {
+          await this.client.query(`ROLLBACK TO SAVEPOINT record_${depth}`);
+          await this.client.query(`RELEASE SAVEPOINT record_${depth}`);
+          if (this.broken && this.broken.depth >= depth) this.broken = null;
+        } catch {
+          // The original error says more than this one.
+        }
       }
       throw error;
     }
@@ -859,10 +1389,41 @@ class PostgresTx extends PostgresReader implements StoreTx {
 
   /** Savepoints must nest: two run side by side (not awaited in turn) would release each other's writes. */
   private leave(depth: number): void {
-    if (this.depth !== depth + 1) {
+    if (this.frames.length !== depth + 1) {
       throw new Error("Savepoints of one transaction must nest; await each before starting the next.");
     }
-    this.depth = depth;
+    this.frames.length = depth;
+  }
+}
+
+/** An event as the events table takes it; `seq` is filled in by the caller. Checks what PostgreSQL would refuse. */
+function toPendingEvent(e: NewEvent): PendingEvent {
+  if (!Number.isSafeInteger(e.ts)) throw new TypeError(`insertEvents: ts must be an integer, got ${e.ts}`);
+  if (typeof e.name !== "string" || typeof e.id !== "string" || typeof e.profileId !== "string") {
+    throw new TypeError("insertEvents: an event needs a string profileId, name and id");
+  }
+  const deviceId = e.deviceId ?? null;
+  const platform = e.platform ?? null;
+  if ((deviceId !== null && typeof deviceId !== "string") || (platform !== null && typeof platform !== "string")) {
+    throw new TypeError("insertEvents: deviceId and platform must be strings or null");
+  }
+  refuseNul([e.profileId, e.id, e.name, deviceId, platform]);
+  const properties = json(e.properties);
+  if (typeof properties !== "string") throw new TypeError("insertEvents: properties must be a JSON object");
+  return { seq: 0, profileId: e.profileId, id: e.id, name: e.name, ts: e.ts, properties, deviceId, platform };
+}
+
+/** Refuses, as PostgreSQL would (22021), text parameters holding U+0000, before they reach it. */
+function refuseNul(values: readonly unknown[] | undefined): void {
+  if (values === undefined) return;
+  for (const value of values) {
+    if (typeof value === "string") {
+      if (value.includes("\u0000")) {
+        throw new PortraitError("INVALID_VALUE", "text must not contain the character U+0000 (NUL)");
+      }
+    } else if (Array.isArray(value)) {
+      refuseNul(value);
+    }
   }
 }
 
@@ -1003,13 +1564,15 @@ export class PostgresStore implements Store {
       // Explicit, whatever default_transaction_isolation says: the locking above is designed for READ COMMITTED.
       await client.query("BEGIN ISOLATION LEVEL READ COMMITTED");
       const value = await fn(tx);
+      await tx.finish();
       await client.query("COMMIT");
       return { value };
     } catch (error) {
       await client.query("ROLLBACK").catch((e: Error) => {
         broken = e;
       });
-      return { error };
+      // A statement that broke the transaction is the cause, whatever the function made of it (a deadlock stays one).
+      return { error: tx.failure ?? error };
     } finally {
       tx.close();
       client.release(broken);
