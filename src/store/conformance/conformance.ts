@@ -18,7 +18,7 @@ import type {
   UserAccountRef,
 } from "../../engine/types.js";
 import { DEFAULT_SETTINGS } from "../../engine/types.js";
-import type { ApiKeyRow, MergeRow, ProfileSnapshot, Store, StoreReader, StoreTx } from "../store.js";
+import type { ApiKeyRow, BatchHandles, MergeRow, ProfileSnapshot, Store, StoreReader, StoreTx } from "../store.js";
 import { blankProfile, fullProfile, newAccount, newId } from "./fixtures.js";
 
 const T0 = 1_700_000_000_000;
@@ -1007,6 +1007,266 @@ export function describeStoreConformance(
           Array.from({ length: 50 }, () => store.write(accountId, (tx) => tx.claimRecordId(accountId, "same-id", T0))),
         );
         expect(claims.filter(Boolean)).toHaveLength(1);
+      });
+    });
+
+    describe("batched ingest: prefetch, rows written behind, lazy savepoints", () => {
+      /** StoreTx.prefetch is optional: an adapter without it answers every look-up itself. */
+      const prefetch = (tx: StoreTx, accountId: string, handles: BatchHandles) => tx.prefetch?.(accountId, handles);
+      const device = (deviceId: string, profileId: string, pushToken: string | null = null): DeviceRow => ({
+        deviceId,
+        profileId,
+        pushToken,
+        platform: null,
+      });
+
+      it("answers look-ups after a prefetch as without one, following the transaction's own writes", async () => {
+        const accountId = await freshAccount();
+        const [p1, p2] = await insertProfiles(accountId, blankProfile(), blankProfile());
+        await store.write(accountId, async (tx) => {
+          await tx.upsertDevice(accountId, device("pf-d1", p1!, "tok"));
+          await tx.claimIdentity(accountId, "Email", "pf-a@example.com", p1!);
+        });
+        const p3 = blankProfile();
+        await store.write(accountId, async (tx) => {
+          await prefetch(tx, accountId, {
+            deviceIds: ["pf-d1", "pf-new", "pf-d1"],
+            identities: [
+              { key: "Email", value: "pf-a@example.com" },
+              { key: "Email", value: "pf-new@example.com" },
+            ],
+            profileIds: [p2!, newId()],
+          });
+          expect(await tx.findDevice(accountId, "pf-d1")).toEqual(device("pf-d1", p1!, "tok"));
+          expect(await tx.findDevice(accountId, "pf-new")).toBeNull();
+          expect(await tx.findProfileByIdentity(accountId, "Email", "pf-a@example.com")).toBe(p1);
+          expect(await tx.findProfileByIdentity(accountId, "Email", "pf-new@example.com")).toBeNull();
+          expect(await tx.lockProfile(accountId, p2!)).toEqual(blankProfile(p2));
+
+          // Claims, repoints and deletes of devices.
+          expect(await tx.claimDevice(accountId, device("pf-new", p2!))).toBe(p2);
+          expect(await tx.findDevice(accountId, "pf-new")).toEqual(device("pf-new", p2!));
+          expect(await tx.claimDevice(accountId, device("pf-new", p1!))).toBe(p2);
+          expect(await tx.findDevice(accountId, "pf-new")).toEqual(device("pf-new", p2!));
+          await tx.upsertDevice(accountId, { ...device("pf-d1", p2!, null), platform: "ios" });
+          expect(await tx.findDevice(accountId, "pf-d1")).toEqual({ ...device("pf-d1", p2!), platform: "ios" });
+          await tx.deleteDevice(accountId, "pf-d1");
+          expect(await tx.findDevice(accountId, "pf-d1")).toBeNull();
+
+          // Claims and releases of identity values.
+          expect(await tx.claimIdentity(accountId, "Email", "pf-new@example.com", p2!)).toBe(p2);
+          expect(await tx.findProfileByIdentity(accountId, "Email", "pf-new@example.com")).toBe(p2);
+          await tx.releaseIdentity(accountId, "Email", "pf-a@example.com", p2!);
+          expect(await tx.findProfileByIdentity(accountId, "Email", "pf-a@example.com")).toBe(p1);
+          await tx.releaseIdentity(accountId, "Email", "pf-a@example.com", p1!);
+          expect(await tx.findProfileByIdentity(accountId, "Email", "pf-a@example.com")).toBeNull();
+
+          // Profile writes: a lock after them reads what they wrote.
+          const p1Locked = await tx.lockProfile(accountId, p1!);
+          expect(p1Locked).toEqual(blankProfile(p1));
+          await tx.updateProfile(accountId, { ...p1Locked!, bucket: 7 });
+          expect((await tx.lockProfile(accountId, p1!))?.bucket).toBe(7);
+          expect((await tx.getProfile(accountId, p1!))?.bucket).toBe(7);
+          await tx.insertProfile(accountId, p3);
+          expect(await tx.lockProfile(accountId, p3.id)).toEqual(p3);
+          await tx.updateProfile(accountId, { ...blankProfile(p2), mergedInto: p3.id });
+          expect(await tx.listTombstones(accountId, p3.id)).toEqual([p2]);
+
+          // Deleting a profile takes its handles along.
+          await tx.deleteProfileData(accountId, p2!);
+          expect(await tx.findDevice(accountId, "pf-new")).toBeNull();
+          expect(await tx.findProfileByIdentity(accountId, "Email", "pf-new@example.com")).toBeNull();
+          expect(await tx.lockProfile(accountId, p2!)).toBeNull();
+        });
+        const r = store.reader;
+        expect(await r.findDevice(accountId, "pf-d1")).toBeNull();
+        expect(await r.findDevice(accountId, "pf-new")).toBeNull();
+        expect(await r.findProfileByIdentity(accountId, "Email", "pf-a@example.com")).toBeNull();
+        expect(await r.findProfileByIdentity(accountId, "Email", "pf-new@example.com")).toBeNull();
+        expect((await r.getProfile(accountId, p1!))?.bucket).toBe(7);
+        expect(await r.getProfile(accountId, p2!)).toBeNull();
+        expect(await r.getProfile(accountId, p3.id)).toEqual(p3);
+      });
+
+      it("keeps a prefetch truthful across a merge's moves of devices, identities and events", async () => {
+        const accountId = await freshAccount();
+        const [target, source] = await insertProfiles(accountId, blankProfile(), blankProfile());
+        await store.write(accountId, async (tx) => {
+          await tx.upsertDevice(accountId, device("pf-m-dev", source!));
+          await tx.claimIdentity(accountId, "Email", "pf-m@example.com", source!);
+        });
+        const moved = await store.write(accountId, async (tx) => {
+          await prefetch(tx, accountId, {
+            deviceIds: ["pf-m-dev"],
+            identities: [{ key: "Email", value: "pf-m@example.com" }],
+            profileIds: [target!],
+          });
+          const seqs = await tx.insertEvents(accountId, [event(source!, T0), event(source!, T0 + 1)]);
+          // What a merge does to the source's handles and events (pipeline/merge.ts).
+          await tx.upsertDevice(accountId, device("pf-m-dev", target!));
+          await tx.releaseIdentity(accountId, "Email", "pf-m@example.com", source!);
+          await tx.claimIdentity(accountId, "Email", "pf-m@example.com", target!);
+          expect(await tx.listEventSeqs(accountId, source!)).toEqual(seqs);
+          await tx.moveEvents(accountId, seqs, target!);
+          await tx.updateProfile(accountId, { ...blankProfile(source), mergedInto: target! });
+          expect(await tx.findDevice(accountId, "pf-m-dev")).toEqual(device("pf-m-dev", target!));
+          expect(await tx.findProfileByIdentity(accountId, "Email", "pf-m@example.com")).toBe(target);
+          expect(await tx.listEventSeqs(accountId, target!)).toEqual(seqs);
+          expect((await tx.lockProfile(accountId, source!))?.mergedInto).toBe(target);
+          return seqs;
+        });
+        expect((await store.reader.findDevice(accountId, "pf-m-dev"))?.profileId).toBe(target);
+        expect(await store.reader.findProfileByIdentity(accountId, "Email", "pf-m@example.com")).toBe(target);
+        const { events } = await store.reader.listEvents(accountId, [target!], { limit: 10 });
+        expect(events.map((e) => e.seq)).toEqual([...moved].reverse());
+      });
+
+      it("rolls back a record that fails after writing, events included, and keeps the records before and after it", async () => {
+        const accountId = await freshAccount();
+        const [p1] = await insertProfiles(accountId, blankProfile());
+        await store.write(accountId, (tx) => tx.upsertDevice(accountId, device("pf-r-dev", p1!)));
+        const failure = new Error("bad record");
+        const outcome = await store.write(accountId, async (tx) => {
+          await prefetch(tx, accountId, {
+            deviceIds: ["pf-r-dev", "pf-r-new"],
+            identities: [{ key: "Email", value: "pf-r@example.com" }],
+            profileIds: [],
+          });
+          const first = await tx.savepoint(async () => {
+            const owner = (await tx.findDevice(accountId, "pf-r-dev"))!.profileId;
+            const state = (await tx.lockProfile(accountId, owner))!;
+            const seqs = await tx.insertEvents(accountId, [event(owner, T0, "First")]);
+            await tx.updateProfile(accountId, { ...state, bucket: 1 });
+            return seqs;
+          });
+          const bad = await tx
+            .savepoint(async () => {
+              await tx.insertEvents(accountId, [event(p1!, T0 + 1, "Lost")]);
+              expect(await tx.claimDevice(accountId, device("pf-r-new", p1!))).toBe(p1);
+              expect(await tx.claimIdentity(accountId, "Email", "pf-r@example.com", p1!)).toBe(p1);
+              await tx.upsertDevice(accountId, device("pf-r-dev", newId()));
+              await tx.updateProfile(accountId, { ...blankProfile(p1), bucket: 99 });
+              await tx.insertEvents(accountId, [event(p1!, T0 + 2, "Lost")]);
+              throw failure;
+            })
+            .catch((error: unknown) => error);
+          // Inside the transaction the failed record is gone, look-ups and events included.
+          expect(await tx.findDevice(accountId, "pf-r-new")).toBeNull();
+          expect(await tx.findDevice(accountId, "pf-r-dev")).toEqual(device("pf-r-dev", p1!));
+          expect(await tx.findProfileByIdentity(accountId, "Email", "pf-r@example.com")).toBeNull();
+          expect((await tx.lockProfile(accountId, p1!))?.bucket).toBe(1);
+          const after = await tx.savepoint(() => tx.insertEvents(accountId, [event(p1!, T0 + 3, "After")]));
+          const seen = await tx.listEvents(accountId, [p1!], { limit: 10 });
+          return { first, bad, after, seen: seen.events.map((e) => e.name) };
+        });
+        expect(outcome.bad).toBe(failure);
+        expect(outcome.seen).toEqual(["After", "First"]);
+        expect(outcome.after[0]!).toBeGreaterThan(outcome.first[0]!);
+        const { events } = await store.reader.listEvents(accountId, [p1!], { limit: 10 });
+        expect(events.map((e) => e.name)).toEqual(["After", "First"]);
+        expect(await store.reader.maxEventSeq(accountId)).toBe(outcome.after[0]);
+        expect((await store.reader.getProfile(accountId, p1!))?.bucket).toBe(1);
+        expect(await store.reader.findDevice(accountId, "pf-r-new")).toBeNull();
+        expect(await store.reader.findDevice(accountId, "pf-r-dev")).toEqual(device("pf-r-dev", p1!));
+        expect(await store.reader.findProfileByIdentity(accountId, "Email", "pf-r@example.com")).toBeNull();
+      });
+
+      it("keeps earlier records when one fails before writing anything, or after only adding events", async () => {
+        const accountId = await freshAccount();
+        const [p1] = await insertProfiles(accountId, blankProfile());
+        const seqs = await store.write(accountId, async (tx) => {
+          await prefetch(tx, accountId, { deviceIds: [], identities: [], profileIds: [p1!] });
+          const kept = await tx.savepoint(async () => {
+            const state = (await tx.lockProfile(accountId, p1!))!;
+            await tx.updateProfile(accountId, { ...state, bucket: 3 });
+            return tx.insertEvents(accountId, [event(p1!, T0, "Kept")]);
+          });
+          await expect(
+            tx.savepoint(async () => {
+              await tx.findDevice(accountId, "pf-nothing");
+              await tx.lockProfile(accountId, p1!);
+              throw new Error("refused before writing");
+            }),
+          ).rejects.toThrow("refused before writing");
+          await expect(
+            tx.savepoint(async () => {
+              await tx.insertEvents(accountId, [event(p1!, T0 + 1, "Dropped")]);
+              throw new Error("refused after adding an event");
+            }),
+          ).rejects.toThrow("refused after adding an event");
+          expect(await tx.maxEventSeq(accountId)).toBe(kept[0]);
+          return kept;
+        });
+        const { events } = await store.reader.listEvents(accountId, [p1!], { limit: 10 });
+        expect(events.map((e) => e.name)).toEqual(["Kept"]);
+        expect(await store.reader.maxEventSeq(accountId)).toBe(seqs[0]);
+        expect((await store.reader.getProfile(accountId, p1!))?.bucket).toBe(3);
+      });
+
+      it("reads back events still written behind, in order, inside the transaction that added them", async () => {
+        const accountId = await freshAccount();
+        const [p1, p2] = await insertProfiles(accountId, blankProfile(), blankProfile());
+        const [before] = await store.write(accountId, (tx) => tx.insertEvents(accountId, [event(p1!, T0)]));
+        await store.write(accountId, async (tx) => {
+          const seqs = await tx.insertEvents(accountId, [event(p1!, T0 + 1), event(p2!, T0 + 2), event(p1!, T0 + 3)]);
+          expect(seqs[0]!).toBeGreaterThan(before!);
+          expect(seqs[1]!).toBeGreaterThan(seqs[0]!);
+          expect(seqs[2]!).toBeGreaterThan(seqs[1]!);
+          expect(await tx.maxEventSeq(accountId)).toBe(seqs[2]);
+          expect((await tx.listEventsBySeq(accountId, seqs)).map((e) => e.seq)).toEqual(seqs);
+          expect(await tx.listEventSeqs(accountId, p1!)).toEqual([before, seqs[0], seqs[2]]);
+          await tx.deleteEvents(accountId, [seqs[1]!]);
+          expect(await tx.listEventSeqs(accountId, p2!)).toEqual([]);
+        });
+        expect(await store.reader.maxEventSeq(accountId)).toBeGreaterThan(before!);
+        expect((await store.reader.listEvents(accountId, [p2!], { limit: 5 })).events).toEqual([]);
+      });
+
+      it("loses no increment when 30 prefetching writers of one device's profile race", async () => {
+        const accountId = await freshAccount();
+        const state: ProfileState = { ...blankProfile(), props: { n: { v: 0, t: "number", ts: T0, counter: true } } };
+        await insertProfiles(accountId, state);
+        await store.write(accountId, (tx) => tx.upsertDevice(accountId, device("pf-hot", state.id)));
+        await Promise.all(
+          Array.from({ length: 30 }, (_, i) =>
+            store.write(accountId, async (tx) => {
+              await prefetch(tx, accountId, { deviceIds: ["pf-hot"], identities: [], profileIds: [] });
+              await tx.savepoint(async () => {
+                const owner = (await tx.findDevice(accountId, "pf-hot"))!.profileId;
+                const current = (await tx.lockProfile(accountId, owner))!;
+                const n = current.props.n?.v as number;
+                await tx.insertEvents(accountId, [event(owner, T0 + i)]);
+                await tx.updateProfile(accountId, {
+                  ...current,
+                  props: { ...current.props, n: { v: n + 1, t: "number", ts: T0, counter: true } },
+                });
+              });
+            }),
+          ),
+        );
+        expect((await store.reader.getProfile(accountId, state.id))?.props.n?.v).toBe(30);
+        expect((await store.reader.listEvents(accountId, [state.id], { limit: 100 })).events).toHaveLength(30);
+      });
+
+      it("gives a new identity value raced by 20 prefetching logins to exactly one new profile", async () => {
+        const accountId = await freshAccount();
+        const results = await Promise.all(
+          Array.from({ length: 20 }, () =>
+            store.write(accountId, async (tx) => {
+              const handle = { key: "Email" as const, value: "pf-race@example.com" };
+              await prefetch(tx, accountId, { deviceIds: [], identities: [handle], profileIds: [] });
+              const owner = await tx.findProfileByIdentity(accountId, handle.key, handle.value);
+              if (owner !== null) return { created: null, owner };
+              const mine = blankProfile();
+              await tx.insertProfile(accountId, mine);
+              return { created: mine.id, owner: await tx.claimIdentity(accountId, handle.key, handle.value, mine.id) };
+            }),
+          ),
+        );
+        // A look-up that found the value free holds it: the others wait, then find the first one's profile.
+        const created = results.filter((r) => r.created !== null);
+        expect(created).toHaveLength(1);
+        expect(new Set(results.map((r) => r.owner))).toEqual(new Set([created[0]!.created]));
       });
     });
 

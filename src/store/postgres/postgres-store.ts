@@ -149,13 +149,22 @@ const SQL = {
   insertProfile: `INSERT INTO profiles
     (account_id, id, state, merged_into, orphan_of, control_group_excluded, created_at, updated_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-  // Updates are written behind (PostgresTx): the last state of each profile, all in one statement.
+  updateProfile: `UPDATE profiles
+    SET state = $1, merged_into = $2, orphan_of = $3, control_group_excluded = $4, created_at = $5, updated_at = $6
+    WHERE account_id = $7 AND id = $8`,
+  // Updates written behind (PostgresTx): the last state of each profile, all in one statement. The rows travel as one
+  // JSON document (an array of jsonb states would be escaped into an array literal and parsed twice), and each is found
+  // by its own index probe, then by its row address (a join could scan the whole account: see prefetchHandles). A row
+  // that a concurrent writer moved between the two is left out of RETURNING and written again by id.
   updateProfiles: `UPDATE profiles AS p
     SET state = u.state, merged_into = u.merged_into, orphan_of = u.orphan_of,
         control_group_excluded = u.control_group_excluded, created_at = u.created_at, updated_at = u.updated_at
-    FROM unnest($2::text[], $3::jsonb[], $4::text[], $5::text[], $6::boolean[], $7::bigint[], $8::bigint[])
-      AS u(id, state, merged_into, orphan_of, control_group_excluded, created_at, updated_at)
-    WHERE p.account_id = $1 AND p.id = u.id
+    FROM (
+      SELECT u.*, found.ctid AS row FROM jsonb_to_recordset($2::jsonb) AS u(id text, state jsonb, merged_into text,
+        orphan_of text, control_group_excluded boolean, created_at bigint, updated_at bigint)
+      CROSS JOIN LATERAL (SELECT ctid FROM profiles WHERE account_id = $1 AND id = u.id LIMIT 1) found
+    ) u
+    WHERE p.ctid = u.row AND p.account_id = $1 AND p.id = u.id
     RETURNING p.id`,
   listOrphans: "SELECT id FROM profiles WHERE account_id = $1 AND orphan_of = $2 ORDER BY id",
   listTombstones: "SELECT id FROM profiles WHERE account_id = $1 AND merged_into = $2 ORDER BY id",
@@ -577,6 +586,8 @@ interface PendingProfile {
   state: ProfileState;
   /** The state as a jsonb parameter, checked when the update was accepted. */
   json: string;
+  /** The row as an element of the `updateProfiles` document. */
+  row: string;
 }
 
 /** An open savepoint: where the written-behind rows stood when it opened, and the look-ups its writes changed. */
@@ -815,23 +826,29 @@ class PostgresTx extends PostgresReader implements StoreTx {
     const writes = [...latest.values()];
     for (let from = 0; from < writes.length; from += ROWS_PER_STATEMENT) {
       const batch = writes.slice(from, from + ROWS_PER_STATEMENT);
-      const updated = await rows<{ id: string }>(this.sender, "updateProfiles", [
-        this.accountId,
-        batch.map((w) => w.state.id),
-        batch.map((w) => w.json),
-        batch.map((w) => w.state.mergedInto),
-        batch.map((w) => w.state.orphanOf),
-        batch.map((w) => w.state.flags.controlGroupExcluded),
-        batch.map((w) => w.state.createdAt),
-        batch.map((w) => w.state.updatedAt),
-      ]);
-      if (updated.length !== batch.length) {
-        // Updating a profile that does not exist is a bug upstream; saying so beats losing the write silently.
-        const found = new Set(updated.map((r) => r.id));
-        const missing = batch.find((w) => !found.has(w.state.id))?.state.id;
-        const error = new Error(`updateProfile: account ${this.accountId} has no profile ${missing}.`);
-        this.failed(error);
-        throw error;
+      const document = `[${batch.map((w) => w.row).join(",")}]`;
+      const updated = await rows<{ id: string }>(this.sender, "updateProfiles", [this.accountId, document]);
+      if (updated.length === batch.length) continue;
+      const found = new Set(updated.map((r) => r.id));
+      for (const write of batch) {
+        if (found.has(write.state.id)) continue;
+        const { state } = write;
+        const result = await run(this.sender, "updateProfile", [
+          write.json,
+          state.mergedInto,
+          state.orphanOf,
+          state.flags.controlGroupExcluded,
+          state.createdAt,
+          state.updatedAt,
+          this.accountId,
+          state.id,
+        ]);
+        if (result.rowCount === 0) {
+          // Updating a profile that does not exist is a bug upstream; saying so beats losing the write silently.
+          const error = new Error(`updateProfile: account ${this.accountId} has no profile ${state.id}.`);
+          this.failed(error);
+          throw error;
+        }
       }
     }
     try {
@@ -1012,7 +1029,7 @@ class PostgresTx extends PostgresReader implements StoreTx {
     const text = json(state);
     refuseNul([state.id, state.mergedInto, state.orphanOf]);
     this.known.profiles.delete(state.id);
-    this.profileWrites.push({ state, json: text });
+    this.profileWrites.push({ state, json: text, row: profileRow(state, text) });
   }
 
   // -------------------------------------------------------------------------------------------------------------
@@ -1411,6 +1428,20 @@ function toPendingEvent(e: NewEvent): PendingEvent {
   const properties = json(e.properties);
   if (typeof properties !== "string") throw new TypeError("insertEvents: properties must be a JSON object");
   return { seq: 0, profileId: e.profileId, id: e.id, name: e.name, ts: e.ts, properties, deviceId, platform };
+}
+
+/** A profile's row as an element of the `updateProfiles` document; `state` is its JSON, already checked by json(). */
+function profileRow(state: ProfileState, stateJson: string): string {
+  const columns = [
+    `"id":${JSON.stringify(state.id)}`,
+    `"state":${stateJson}`,
+    `"merged_into":${JSON.stringify(state.mergedInto)}`,
+    `"orphan_of":${JSON.stringify(state.orphanOf)}`,
+    `"control_group_excluded":${state.flags.controlGroupExcluded}`,
+    `"created_at":${state.createdAt}`,
+    `"updated_at":${state.updatedAt}`,
+  ];
+  return `{${columns.join(",")}}`;
 }
 
 /** Refuses, as PostgreSQL would (22021), text parameters holding U+0000, before they reach it. */
