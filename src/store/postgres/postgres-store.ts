@@ -252,12 +252,12 @@ const SQL = {
   releaseChargedIds: "DELETE FROM charged_ids WHERE account_id = $1 AND profile_id = $2",
 
   // Events. Rows are written behind (PostgresTx): their seqs are drawn ahead from the sequence, then the rows go in
-  // one statement, the columns travel as arrays unnested in step. Restored events (demerge) take the same statement.
+  // one statement as one JSON document (as updateProfiles, for the same reason). Restored events (demerge) take it too.
   drawSeqs: "SELECT nextval('events_seq_seq') AS seq FROM generate_series(1, $1::int)",
   insertEventRows: `INSERT INTO events (seq, account_id, profile_id, id, name, ts, properties, device_id, platform)
     SELECT e.seq, $1, e.profile_id, e.id, e.name, e.ts, e.properties, e.device_id, e.platform
-    FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::jsonb[], $8::text[], $9::text[])
-      AS e(seq, profile_id, id, name, ts, properties, device_id, platform)`,
+    FROM jsonb_to_recordset($2::jsonb) AS e(seq bigint, profile_id text, id text, name text, ts bigint, properties jsonb,
+      device_id text, platform text)`,
   // A backward probe of events_by_seq. Seqs are never reused, so this never goes back below a seq still in use.
   maxEventSeq: "SELECT max(seq) AS seq FROM events WHERE account_id = $1",
   // Newest first; the cursor is the last (ts, seq) of the previous page. A backward scan of the primary key.
@@ -799,17 +799,7 @@ class PostgresTx extends PostgresReader implements StoreTx {
     while (this.eventsWritten < end) {
       const from = this.eventsWritten;
       const batch = this.pending.slice(from, Math.min(end, from + ROWS_PER_STATEMENT));
-      await run(this.sender, "insertEventRows", [
-        this.accountId,
-        batch.map((e) => e.seq),
-        batch.map((e) => e.profileId),
-        batch.map((e) => e.id),
-        batch.map((e) => e.name),
-        batch.map((e) => e.ts),
-        batch.map((e) => e.properties),
-        batch.map((e) => e.deviceId),
-        batch.map((e) => e.platform),
-      ]);
+      await run(this.sender, "insertEventRows", [this.accountId, `[${batch.map(eventRow).join(",")}]`]);
       this.eventsWritten = from + batch.length;
     }
   }
@@ -1267,17 +1257,8 @@ class PostgresTx extends PostgresReader implements StoreTx {
   async restoreEvents(accountId: string, events: StoredEvent[]): Promise<void> {
     const db = this.forEvents(accountId, WRITE_EVENTS);
     if (events.length === 0) return;
-    await run(db, "insertEventRows", [
-      accountId,
-      events.map((e) => e.seq),
-      events.map((e) => e.profileId),
-      events.map((e) => e.id),
-      events.map((e) => e.name),
-      events.map((e) => e.ts),
-      events.map((e) => json(e.properties)),
-      events.map((e) => e.deviceId ?? null),
-      events.map((e) => e.platform ?? null),
-    ]);
+    const restored = events.map((e) => ({ ...toPendingEvent(e), seq: e.seq }));
+    await run(db, "insertEventRows", [accountId, `[${restored.map(eventRow).join(",")}]`]);
   }
 
   // -------------------------------------------------------------------------------------------------------------
@@ -1424,10 +1405,26 @@ function toPendingEvent(e: NewEvent): PendingEvent {
   if ((deviceId !== null && typeof deviceId !== "string") || (platform !== null && typeof platform !== "string")) {
     throw new TypeError("insertEvents: deviceId and platform must be strings or null");
   }
-  refuseNul([e.profileId, e.id, e.name, deviceId, platform]);
+  // The row travels inside a JSON document: text that jsonb refuses (NUL, unpaired surrogates) is refused here.
+  json([e.profileId, e.id, e.name, deviceId, platform]);
   const properties = json(e.properties);
   if (typeof properties !== "string") throw new TypeError("insertEvents: properties must be a JSON object");
   return { seq: 0, profileId: e.profileId, id: e.id, name: e.name, ts: e.ts, properties, deviceId, platform };
+}
+
+/** An event's row as an element of the `insertEventRows` document. */
+function eventRow(e: PendingEvent): string {
+  const columns = [
+    `"seq":${e.seq}`,
+    `"profile_id":${JSON.stringify(e.profileId)}`,
+    `"id":${JSON.stringify(e.id)}`,
+    `"name":${JSON.stringify(e.name)}`,
+    `"ts":${e.ts}`,
+    `"properties":${e.properties}`,
+    `"device_id":${JSON.stringify(e.deviceId)}`,
+    `"platform":${JSON.stringify(e.platform)}`,
+  ];
+  return `{${columns.join(",")}}`;
 }
 
 /** A profile's row as an element of the `updateProfiles` document; `state` is its JSON, already checked by json(). */
