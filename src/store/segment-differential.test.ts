@@ -281,6 +281,22 @@ function boundaryProfiles(today: string, now: number): ProfileState[] {
     Long: { v: `${long}b`, t: "string", ts: 1 },
     deep: { v: { [key]: { [key]: `${long}b` } }, t: "object", ts: 1 },
   });
+  // Around the prefix lengths the PostgreSQL compiler tests alone when a value or path is shorter (255 vs 256 code
+  // points, astral characters counting one), and around a 120-character path.
+  for (const text of [
+    "a".repeat(255),
+    "a".repeat(256),
+    `${"a".repeat(255)}b`,
+    `${"a".repeat(256)}c`,
+    "😀".repeat(255),
+    "😀".repeat(256),
+    "😀".repeat(257),
+  ]) {
+    add({ Edge: { v: text, t: "string", ts: 1 } });
+  }
+  add({ ["q".repeat(119)]: { v: "x", t: "string", ts: 1 } });
+  add({ ["q".repeat(120)]: { v: "x", t: "string", ts: 1 } });
+  add({ ["q".repeat(121)]: { v: "x", t: "string", ts: 1 } });
   add(
     {},
     {
@@ -361,6 +377,14 @@ function boundaryConditions(today: string): Json[] {
       );
     }
     out.push({ property, op: "exists" }, { property, op: "in", value: [`${long}b`, "x"] });
+  }
+  for (const value of ["a".repeat(255), "a".repeat(256), `${"a".repeat(255)}b`, "a".repeat(254), "😀".repeat(255)]) {
+    for (const op of ["eq", "startsWith", "gt", "gte", "lt", "lte", "neq"]) out.push({ property: "Edge", op, value });
+  }
+  out.push({ property: "Edge", op: "in", value: ["a".repeat(255), "😀".repeat(256)] });
+  out.push({ property: "Edge", op: "startsWith", value: "😀".repeat(256) });
+  for (const property of ["q".repeat(119), "q".repeat(120)]) {
+    out.push({ property, op: "exists" }, { property, op: "eq", value: "x" });
   }
   out.push({ system: "city", op: "after", value: "2024-11-19" }, { system: "city", op: "eq", value: "2024-11-19" });
   for (const reachableBy of ["email", "sms", "whatsapp", "push"]) out.push({ reachableBy });

@@ -1,8 +1,10 @@
 /**
  * Segment conditions → PostgreSQL: the same compiler as ../sqlite/sqlite-segment-compiler.ts (read its header for
  * where each condition kind reads and why the result is exact), with PostgreSQL's SQL:
- * - profiles are keyed (account_id, id): sets are `p.id IN (SELECT profile_id …)`, which PostgreSQL runs as a
- *   semi-join at the top level and as a hashed subplan inside `not`/`any` (the adapter raises work_mem for it);
+ * - profiles are keyed (account_id, id): a property leaf, and an event leaf without count or aggregate, is a
+ *   correlated `EXISTS` on the profile (PostgreSQL: a semi-join at the top level; inside `not`/`any` a hashed set or
+ *   a per-profile probe, chosen by cost), event groups with a count or aggregate are `p.id IN (SELECT … GROUP BY …)`
+ *   (a hashed subplan inside `not`/`any`; the adapter raises work_mem for it);
  * - JSON is jsonb: a value is read with `->` one key at a time (a text key never indexes into an array, as
  *   evaluate.ts `walk` never does), typed with jsonb_typeof, and cast only inside a CASE that checked its type
  *   (PostgreSQL does not promise to evaluate the operands of AND in order);
@@ -151,6 +153,20 @@ function tooLarge(): PortraitError {
   );
 }
 
+/** How much of a path and of a text value the property index holds (postgres-segments.ts). */
+const PATH_PREFIX = 120;
+const STR_PREFIX = 256;
+
+/** `s` is shorter than `n` characters (code points, as PostgreSQL's `left` counts), so `left(x, n) op s` is exact. */
+function fitsPrefix(s: string, n: number): boolean {
+  if (s.length < n) return true;
+  let points = 0;
+  for (const _ of s) {
+    if (++points >= n) return false;
+  }
+  return true;
+}
+
 /** The week bucket of an event, exactly as `events_by_name` spells it (postgres-segments.ts). */
 const WEEK_MS = 604_800_000;
 const EVENT_WEEK = "(e.ts / 604800000)";
@@ -247,23 +263,35 @@ export class PostgresSegmentCompiler {
     }
   }
 
-  /** Profiles with a stored row at `path` passing `rowTest` (over kind, many, str, num). */
+  /**
+   * Profiles with a stored row at `path` passing `rowTest` (over kind, many, str, num), as a correlated EXISTS: at the
+   * top level PostgreSQL makes it a semi-join (hash or nested loop), inside `not`/`any` it chooses by cost between a
+   * hashed set and a probe of the profile's rows by primary key, so a few candidates never build a large set.
+   */
   private rowsOf(path: string, rowTest: string): string {
     if (rowTest === FALSE) return FALSE;
     const where = rowTest === TRUE ? "" : ` AND (${rowTest})`;
     const p = this.param(path, "text");
-    return `p.id IN (SELECT profile_id FROM segment_values WHERE account_id = ${this.accountParam}
-      AND left(path, 120) = left(${p}, 120) AND path = ${p}${where})`;
+    // The index holds left(path, 120); a shorter path is equal to its prefix exactly, so it needs no second test
+    // (which would also make PostgreSQL count its selectivity twice and misjudge the set's size).
+    const pathTest = fitsPrefix(path, PATH_PREFIX)
+      ? `left(path, ${PATH_PREFIX}) = ${p}`
+      : `left(path, ${PATH_PREFIX}) = left(${p}, ${PATH_PREFIX}) AND path = ${p}`;
+    return `EXISTS (SELECT 1 FROM segment_values WHERE account_id = ${this.accountParam} AND profile_id = p.id
+      AND ${pathTest}${where})`;
   }
 
   /**
-   * A comparison of a stored row's text with a parameter: on `left(str, 256)` first, which the index holds (see
-   * postgres-segments.ts), then on the whole text.
+   * A comparison of a stored row's text with a parameter, on `left(str, 256)`, which the index holds (see
+   * postgres-segments.ts). For a value shorter than 256 characters that comparison is already exact in code point
+   * order (a longer text differs from it within its first 256 characters, or has it as a proper prefix); a longer
+   * value is compared on the prefix first, then on the whole text.
    */
   private strCompare(op: "=" | ">=" | ">" | "<=" | "<", value: string): string {
     const p = this.param(value, "text");
+    if (fitsPrefix(value, STR_PREFIX)) return `left(str, ${STR_PREFIX}) ${op} ${p}`;
     const indexed = op === ">" ? ">=" : op === "<" ? "<=" : op;
-    return `left(str, 256) ${indexed} left(${p}, 256) AND str ${op} ${p}`;
+    return `left(str, ${STR_PREFIX}) ${indexed} left(${p}, ${STR_PREFIX}) AND str ${op} ${p}`;
   }
 
   private valueSet(path: string, t: Test): string {
@@ -332,14 +360,16 @@ export class PostgresSegmentCompiler {
             ? FALSE
             : and([
                 a.isString,
-                // Stored rows: the indexed prefix first (see strCompare).
+                // Stored rows: the indexed prefix, which is exact when every value is shorter (see strCompare).
                 a.stored
-                  ? `left(str, 256) = ANY(${this.param(
-                      strings.map((v) => Array.from(v).slice(0, 256).join("")),
+                  ? `left(str, ${STR_PREFIX}) = ANY(${this.param(
+                      strings.map((v) => Array.from(v).slice(0, STR_PREFIX).join("")),
                       "text[]",
                     )})`
                   : TRUE,
-                `${a.str} = ANY(${this.param(strings, "text[]")})`,
+                a.stored && strings.every((v) => fitsPrefix(v, STR_PREFIX))
+                  ? TRUE
+                  : `${a.str} = ANY(${this.param(strings, "text[]")})`,
               ]),
           numbers.length === 0 || a.isNumber === null
             ? FALSE
@@ -354,13 +384,19 @@ export class PostgresSegmentCompiler {
       case "startsWith": {
         if (t.value.kind !== "string" || a.isString === null) return FALSE;
         const s = t.value.value;
-        const p = this.param(s, "text");
-        const parts = [a.isString, `left(${a.str}, char_length(${p})) = ${p}`];
+        const parts = [a.isString];
         if (a.stored) {
-          // Stored rows: a range on the C-collated index, then the exact prefix test.
+          // Stored rows: a range on the C-collated index, [s, the first text after every text starting with s), which
+          // is exactly "starts with s" in code point order; with no second test, PostgreSQL sizes it from the index's
+          // statistics (an extra prefix test would be guessed at 0.5% and turn a big answer into nested loops).
           parts.push(this.strCompare(">=", s));
           const end = prefixEnd(s);
           if (end !== null) parts.push(this.strCompare("<", end));
+          if (!fitsPrefix(s, STR_PREFIX))
+            parts.push(`left(${a.str}, char_length(${this.param(s, "text")})) = ${this.param(s, "text")}`);
+        } else {
+          const p = this.param(s, "text");
+          parts.push(`left(${a.str}, char_length(${p})) = ${p}`);
         }
         return and(parts);
       }
@@ -532,7 +568,9 @@ export class PostgresSegmentCompiler {
       const failing = not(groupPasses);
       if (failing !== FALSE) parts.push(`p.id NOT IN (${this.eventGroups(inWindow, failing)})`);
     } else if (groupPasses === `${count} >= 1`) {
-      parts.push(`p.id IN (SELECT e.profile_id FROM events e WHERE ${inWindow})`);
+      // Correlated, like rowsOf: a semi-join at the top level, a hashed set or a probe of the profile's timeline
+      // (the primary key) inside `not`/`any`, whichever PostgreSQL finds cheaper for the profiles it tests.
+      parts.push(`EXISTS (SELECT 1 FROM events e WHERE ${inWindow} AND e.profile_id = p.id)`);
     } else {
       parts.push(`p.id IN (${this.eventGroups(inWindow, groupPasses)})`);
     }
