@@ -7,9 +7,7 @@ import { configFromEnv } from "../config.js";
 import { PortraitError } from "../engine/errors.js";
 import { normaliseIdentityValue } from "../engine/properties/values.js";
 import { IDENTITY_KEYS, type IdentityKey } from "../engine/types.js";
-import { Accounts } from "../pipeline/accounts.js";
-import { Portrait } from "../pipeline/portrait.js";
-import { openStore } from "../store/open.js";
+import { setFlagsFromString } from "node:v8";
 import type { Store } from "../store/store.js";
 import { addImportCommands } from "./import.js";
 import { addSegmentCommands } from "./segment.js";
@@ -26,6 +24,8 @@ function withStoreOptions(cmd: Command): Command {
 }
 
 async function withStore<T>(opts: StoreOptions, fn: (store: Store) => Promise<T>): Promise<T> {
+  // Loaded on use: `portrait import`, a client of the server, never loads a store (nor the SQLite driver).
+  const { openStore } = await import("../store/open.js");
   const env = configFromEnv();
   const store = await openStore({
     dataDir: opts.dataDir ?? env.dataDir,
@@ -61,6 +61,11 @@ export function buildCli(): Command {
     )
     .option("-p, --port <port>", "port to listen on")
     .action(async (opts: { port?: string }) => {
+      // V8 grows the old generation by up to 4× what survives each full collection; ingestion keeps a transaction's
+      // objects alive across awaits, so they are promoted and die there, and the heap grew to ≈ 180 MB around a live
+      // set of ≈ 25 MB during a bulk import. 1.5× keeps the server's RSS ≈ 80 MB lower at no measurable cost in
+      // speed (B4, B9). Set before the server allocates anything.
+      setFlagsFromString("--heap-growing-percent=50");
       // Loaded here so that client commands (`portrait import`) do not load the server (and stay small in memory).
       const { printFirstRun, startServer } = await import("../server.js");
       const config = configFromEnv();
@@ -87,6 +92,7 @@ export function buildCli(): Command {
     .option("--json", "print JSON")
     .action(async (name: string, opts: StoreOptions & { json?: boolean }) => {
       await withStore(opts, async (store) => {
+        const { Accounts } = await import("../pipeline/accounts.js");
         const created = await new Accounts(store).create(name);
         const out = { id: created.account.id, name, secretKey: created.secretKey, publicKey: created.publicKey };
         print(out, opts.json, () => `account ${out.id}\nsecret key ${out.secretKey}\npublic key ${out.publicKey}`);
@@ -110,6 +116,7 @@ export function buildCli(): Command {
     .action(async (opts: StoreOptions & { account: string; kind: string; name: string; json?: boolean }) => {
       await withStore(opts, async (store) => {
         const account = await accountOf(store, opts.account);
+        const { Accounts } = await import("../pipeline/accounts.js");
         const created = await new Accounts(store).createKey(account.id, opts.kind as never, opts.name);
         const out = { id: created.row.id, kind: created.row.kind, name: created.row.name, key: created.key };
         print(out, opts.json, () => `${out.kind} key ${out.id}: ${out.key}`);
@@ -138,6 +145,7 @@ export function buildCli(): Command {
     .action(async (id: string, opts: StoreOptions & { account: string }) => {
       await withStore(opts, async (store) => {
         const account = await accountOf(store, opts.account);
+        const { Accounts } = await import("../pipeline/accounts.js");
         if (!(await new Accounts(store).revokeKey(account.id, id)))
           throw new PortraitError("UNKNOWN_KEY", `no key ${id}`);
         process.stdout.write(`revoked ${id}\n`);
@@ -159,6 +167,7 @@ export function buildCli(): Command {
       await withStore(opts, async (store) => {
         const account = await accountOf(store, opts.account);
         const value = normaliseIdentityValue(key, opts[key.toLowerCase()], key);
+        const { Portrait } = await import("../pipeline/portrait.js");
         const profiles = await new Portrait(store).findProfiles(account, { kind: "identity", key, value });
         process.stdout.write(`${JSON.stringify({ profiles }, null, 2)}\n`);
       });

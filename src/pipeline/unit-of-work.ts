@@ -62,7 +62,9 @@ export class UnitOfWork {
   }
 
   typeOf(scope: TypeScope, path: string): ValueType | undefined {
-    return this.pendingTypes.get(`${scope}\u0000${path}`) ?? this.types.get(this.account.id, scope, path);
+    // Registrations within a transaction are rare: skip building their key when there are none.
+    const pending = this.pendingTypes.size === 0 ? undefined : this.pendingTypes.get(`${scope}\u0000${path}`);
+    return pending ?? this.types.get(this.account.id, scope, path);
   }
 
   /** Registers a type (first writer wins across processes; a loser sees the winner's type). */
