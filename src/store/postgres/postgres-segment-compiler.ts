@@ -272,26 +272,27 @@ export class PostgresSegmentCompiler {
     if (rowTest === FALSE) return FALSE;
     const where = rowTest === TRUE ? "" : ` AND (${rowTest})`;
     const p = this.param(path, "text");
-    // The index holds left(path, 120); a shorter path is equal to its prefix exactly, so it needs no second test
-    // (which would also make PostgreSQL count its selectivity twice and misjudge the set's size).
+    // The index holds path_key = left(path, 120) (postgres-segments.ts, migration 5); a shorter path is equal to its
+    // prefix exactly, so it needs no second test (which would also keep the set from being read from the index
+    // alone, and make PostgreSQL count its selectivity twice).
     const pathTest = fitsPrefix(path, PATH_PREFIX)
-      ? `left(path, ${PATH_PREFIX}) = ${p}`
-      : `left(path, ${PATH_PREFIX}) = left(${p}, ${PATH_PREFIX}) AND path = ${p}`;
+      ? `path_key = ${p}`
+      : `path_key = left(${p}, ${PATH_PREFIX}) AND path = ${p}`;
     return `EXISTS (SELECT 1 FROM segment_values WHERE account_id = ${this.accountParam} AND profile_id = p.id
       AND ${pathTest}${where})`;
   }
 
   /**
-   * A comparison of a stored row's text with a parameter, on `left(str, 256)`, which the index holds (see
+   * A comparison of a stored row's text with a parameter, on `str_key` = `left(str, 256)`, which the index holds (see
    * postgres-segments.ts). For a value shorter than 256 characters that comparison is already exact in code point
    * order (a longer text differs from it within its first 256 characters, or has it as a proper prefix); a longer
    * value is compared on the prefix first, then on the whole text.
    */
   private strCompare(op: "=" | ">=" | ">" | "<=" | "<", value: string): string {
     const p = this.param(value, "text");
-    if (fitsPrefix(value, STR_PREFIX)) return `left(str, ${STR_PREFIX}) ${op} ${p}`;
+    if (fitsPrefix(value, STR_PREFIX)) return `str_key ${op} ${p}`;
     const indexed = op === ">" ? ">=" : op === "<" ? "<=" : op;
-    return `left(str, ${STR_PREFIX}) ${indexed} left(${p}, ${STR_PREFIX}) AND str ${op} ${p}`;
+    return `str_key ${indexed} left(${p}, ${STR_PREFIX}) AND str ${op} ${p}`;
   }
 
   private valueSet(path: string, t: Test): string {
@@ -362,7 +363,7 @@ export class PostgresSegmentCompiler {
                 a.isString,
                 // Stored rows: the indexed prefix, which is exact when every value is shorter (see strCompare).
                 a.stored
-                  ? `left(str, ${STR_PREFIX}) = ANY(${this.param(
+                  ? `str_key = ANY(${this.param(
                       strings.map((v) => Array.from(v).slice(0, STR_PREFIX).join("")),
                       "text[]",
                     )})`

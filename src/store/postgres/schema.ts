@@ -16,7 +16,7 @@
  * the database was created with, and its indexes serve `ORDER BY` and range conditions.
  */
 import type pg from "pg";
-import { EVENTS_BY_WEEK_SCHEMA, SEGMENTS_SCHEMA } from "./postgres-segments.js";
+import { EVENTS_BY_WEEK_SCHEMA, SEGMENT_KEYS_SCHEMA, SEGMENTS_SCHEMA } from "./postgres-segments.js";
 
 export interface Migration {
   version: number;
@@ -266,6 +266,8 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 3, sql: SEGMENTS_SCHEMA },
   // Behaviour conditions: the events-by-name index ordered by week, so that ingestion stays cheap.
   { version: 4, sql: EVENTS_BY_WEEK_SCHEMA },
+  // Segments: the property index on stored prefix columns, so that condition sets come from the index alone.
+  { version: 5, sql: SEGMENT_KEYS_SCHEMA },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.reduce((latest, m) => Math.max(latest, m.version), 0);
