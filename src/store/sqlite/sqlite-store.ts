@@ -74,6 +74,8 @@ interface EventRow {
   deviceId: string | null;
   platform: string | null;
 }
+/** OWN_EVENT_COLUMNS as a raw row. */
+type OwnEventTuple = [number, string, string, number, string, string | null, string | null];
 interface DocumentRow {
   compartmentId: string;
   userAccountId: string;
@@ -284,11 +286,12 @@ function prepareStatements(db: Database.Database) {
     ),
     maxEventSeq: value<[string], number>("SELECT seq FROM event_seq_high_water WHERE account_id = ?"),
     // Newest first; the cursor is the last (ts, seq) of the previous page.
-    eventsPageOfProfile: row<[number, number, number, number], Omit<EventRow, "profileId">>(
+    // Raw (an array per row): the profile page reads 100 of these per request; named rows cost ≈ 2× as much.
+    eventsPageOfProfile: row<[number, number, number, number], OwnEventTuple>(
       `SELECT ${OWN_EVENT_COLUMNS} FROM events
        WHERE profile_pk = ? AND (ts, seq) < (?, ?)
        ORDER BY ts DESC, seq DESC LIMIT ?`,
-    ),
+    ).raw(),
     eventsPageOfProfiles: row<[string, string, number, number, number], EventRow>(
       `SELECT ${EVENT_COLUMNS} FROM profiles p JOIN events e ON e.profile_pk = p.pk
        WHERE p.account_id = ? AND p.id IN (SELECT value FROM json_each(?)) AND (e.ts, e.seq) < (?, ?)
@@ -394,6 +397,19 @@ interface SavepointStatements {
 
 /** Up to this many profiles, a timeline page is read as one index walk per profile (see `listEvents`). */
 const PAGE_WALKS_MAX = 32;
+
+function fromTuple(row: OwnEventTuple, profileId: string): StoredEvent {
+  return {
+    seq: row[0],
+    profileId,
+    id: row[1],
+    name: row[2],
+    ts: row[3],
+    properties: JSON.parse(row[4]),
+    deviceId: row[5],
+    platform: row[6],
+  };
+}
 
 function toEvent(row: Omit<EventRow, "profileId">, profileId: string): StoredEvent {
   return {
@@ -583,7 +599,7 @@ class SqliteReader implements StoreReader {
       for (const profileId of new Set(profileIds)) {
         const pk = this.pkOf(sql, accountId, profileId);
         if (pk === undefined) continue;
-        for (const row of sql.eventsPageOfProfile.all(pk, ts, seq, limit + 1)) events.push(toEvent(row, profileId));
+        for (const row of sql.eventsPageOfProfile.all(pk, ts, seq, limit + 1)) events.push(fromTuple(row, profileId));
       }
       if (events.length > 0 && profileIds.length > 1) {
         events.sort((a, b) => b.ts - a.ts || b.seq - a.seq);
