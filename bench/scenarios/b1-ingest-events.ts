@@ -3,8 +3,10 @@
  * Target ≥ 100,000 events/s and ≥ 0.25 of the raw insert rate (store.write → tx.insertEvents, 1,000 per commit).
  * The server's RSS is sampled through the load: B9 reports it.
  */
+
 import { newProfileState } from "../../src/engine/profile.js";
 import type { NewEvent } from "../../src/engine/types.js";
+import { timeOrderedId } from "../../src/pipeline/clock.js";
 import { ingestAll } from "../lib/api.js";
 import { batchBody, deviceId, deviceSetupBatches, eventRecord } from "../lib/data.js";
 import { apiHeaders, countIngest, measureLoad, medianOf } from "../lib/load.js";
@@ -32,7 +34,7 @@ async function rawInsertRate(ctx: BenchContext, devices: number): Promise<number
   const store = await openRawStore(ctx, "B1");
   const rng = new Prng(seedOf("b1-raw"));
   // One profile per device, as the server has after the set-up.
-  const profiles = Array.from({ length: devices }, () => rng.hex(32));
+  const profiles = Array.from({ length: devices }, () => timeOrderedId());
   // Events belong to existing profiles (the store may map a profile id to its own key), as on the server.
   const now = Date.now();
   for (let start = 0; start < profiles.length; start += 1000) {

@@ -4,8 +4,10 @@
  * person by Email. Target ≥ 30,000 records/s. Baseline: insertProfile + claimIdentity per record, 500 per commit.
  * Every batch names new people, so bodies are templated per request (deterministically from the batch number).
  */
+
 import { newProfileState } from "../../src/engine/profile.js";
 import type { PropertyEntry } from "../../src/engine/types.js";
+import { timeOrderedId } from "../../src/pipeline/clock.js";
 import { BENCH_NOW_SECONDS, personProperties } from "../lib/data.js";
 import { apiHeaders, countIngest, measureLoad, medianOf } from "../lib/load.js";
 import { Prng, seedOf } from "../lib/prng.js";
@@ -47,7 +49,7 @@ async function rawProfileRate(ctx: BenchContext): Promise<number> {
   return baselineRate(ctx, "B2", async () => {
     const now = Date.now();
     const states = Array.from({ length: BATCH }, () => {
-      const state = newProfileState(rng.hex(32), now, rng.int(1000));
+      const state = newProfileState(timeOrderedId(), now, rng.int(1000));
       const props = personProperties(rng, "b2-raw", n++);
       for (const [key, v] of Object.entries(props)) {
         const entry: PropertyEntry = { v, t: typeof v as "string" | "number" | "boolean", ts: now };

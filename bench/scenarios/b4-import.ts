@@ -9,12 +9,14 @@
  * Baseline: the raw store inserting the same profiles (profile row with JSON properties + Email identity row,
  * 1,000 per commit), as seconds per 1M rows; ratio = baseline seconds / figure seconds (the share of raw speed).
  */
+
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { createWriteStream } from "node:fs";
 import path from "node:path";
 import { newProfileState } from "../../src/engine/profile.js";
 import type { PropertyEntry } from "../../src/engine/types.js";
+import { timeOrderedId } from "../../src/pipeline/clock.js";
 import { CITIES, PLANS } from "../lib/data.js";
 import { Prng, seedOf } from "../lib/prng.js";
 import { REPO_ROOT, SECRET_KEY, startPortrait, tempDir } from "../lib/processes.js";
@@ -127,7 +129,7 @@ async function rawSecondsPerMillion(ctx: BenchContext): Promise<number> {
   const rate = await baselineRate(ctx, "B4", async () => {
     const now = Date.now();
     const states = Array.from({ length: 1000 }, () => {
-      const state = newProfileState(rng.hex(32), now, rng.int(1000));
+      const state = newProfileState(timeOrderedId(), now, rng.int(1000));
       const cells = row(rng, n++).split(",");
       const props: Record<string, string | number | boolean> = {
         Email: cells[0] as string,

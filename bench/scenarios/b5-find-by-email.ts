@@ -3,8 +3,10 @@
  * seeded through the API (quick 20k, full 200k). Targets ≥ 10,000 req/s and p99 ≤ 5 ms (row B5-p99).
  * Baseline: reader.findProfileByIdentity + reader.getProfile in process on a raw store holding the same N people.
  */
+
 import { newProfileState } from "../../src/engine/profile.js";
 import type { PropertyEntry } from "../../src/engine/types.js";
+import { timeOrderedId } from "../../src/pipeline/clock.js";
 import type { Store } from "../../src/store/store.js";
 import { ingestAll } from "../lib/api.js";
 import { BENCH_NOW_SECONDS, emailOf, personProperties } from "../lib/data.js";
@@ -36,7 +38,7 @@ async function seedRaw(store: Store, people: number): Promise<void> {
   for (let start = 0; start < people; start += 1000) {
     await store.write(RAW_ACCOUNT, async (tx) => {
       for (let n = start; n < Math.min(people, start + 1000); n++) {
-        const state = newProfileState(rng.hex(32), now, rng.int(1000));
+        const state = newProfileState(timeOrderedId(), now, rng.int(1000));
         const props = personProperties(rng, "b5", n);
         for (const [key, v] of Object.entries(props)) {
           const entry: PropertyEntry = { v, t: typeof v as "string" | "number" | "boolean", ts: now };
