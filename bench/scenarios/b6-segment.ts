@@ -218,9 +218,20 @@ function conjuncts(shape: Shape) {
     {
       label: `Charged ≥ ${shape.minCharged} in 30 d`,
       where: { did: "Charged", count: { op: "gte", value: shape.minCharged }, withinLast: { days: 30 } },
-      sqlite: `(SELECT count(*) FROM events e WHERE e.profile_pk = p.pk AND e.name = 'Charged' AND e.ts >= @since) >= @minCharged`,
+      // `+e.name`: the profile's own events through its timeline, as a naive query means (SQLite would otherwise read
+      // every event of the name from events_by_name for each profile).
+      sqlite: `(SELECT count(*) FROM events e WHERE e.profile_pk = p.pk AND +e.name = 'Charged' AND e.ts >= @since) >= @minCharged`,
       postgres: `(SELECT count(*) FROM events e WHERE e.account_id = p.account_id AND e.profile_id = p.id
            AND e.name = 'Charged' AND e.ts >= @since) >= @minCharged`,
+      // Alone, a correlated sub-query on each of 1M profiles would take minutes: the same count from the events side.
+      alone: {
+        sqlite: `SELECT count(*) AS n FROM (SELECT e.profile_pk FROM events e JOIN profiles p ON p.pk = e.profile_pk
+          WHERE ${LIVE} AND e.name = 'Charged' AND e.ts >= @since GROUP BY e.profile_pk HAVING count(*) >= @minCharged)`,
+        postgres: `SELECT count(*) AS n FROM (SELECT e.profile_id FROM events e
+          JOIN profiles p ON p.account_id = e.account_id AND p.id = e.profile_id
+          WHERE ${LIVE} AND e.account_id = @account AND e.name = 'Charged' AND e.ts >= @since
+          GROUP BY e.profile_id HAVING count(*) >= @minCharged) x`,
+      },
       share: (perProfile: number) => {
         const mean = perProfile * chargedRate;
         let below = 0;
@@ -235,18 +246,30 @@ function conjuncts(shape: Shape) {
     {
       label: "no App Uninstalled",
       where: { didNot: "App Uninstalled" },
-      sqlite: `NOT EXISTS (SELECT 1 FROM events e WHERE e.profile_pk = p.pk AND e.name = 'App Uninstalled')`,
+      sqlite: `NOT EXISTS (SELECT 1 FROM events e WHERE e.profile_pk = p.pk AND +e.name = 'App Uninstalled')`,
       postgres: `NOT EXISTS (SELECT 1 FROM events e WHERE e.account_id = p.account_id AND e.profile_id = p.id
            AND e.name = 'App Uninstalled')`,
+      // Alone: the live profiles less those with an App Uninstalled, from the events side.
+      alone: {
+        sqlite: `SELECT (SELECT count(*) FROM profiles p WHERE ${LIVE})
+          - (SELECT count(DISTINCT e.profile_pk) FROM events e JOIN profiles p ON p.pk = e.profile_pk
+             WHERE ${LIVE} AND e.name = 'App Uninstalled') AS n`,
+        postgres: `SELECT (SELECT count(*) FROM profiles p WHERE ${LIVE})
+          - (SELECT count(DISTINCT e.profile_id) FROM events e
+             JOIN profiles p ON p.account_id = e.account_id AND p.id = e.profile_id
+             WHERE ${LIVE} AND e.account_id = @account AND e.name = 'App Uninstalled') AS n`,
+      },
       share: (perProfile: number) => Math.exp(-perProfile * uninstalledRate),
     },
   ];
 }
 
+const LIVE = "p.account_id = @account AND p.merged_into IS NULL AND p.orphan_of IS NULL";
+
 /** The naive query of some conjuncts: every live profile of the account, JSON extraction, correlated sub-queries. */
 function naiveSql(tests: readonly string[]): string {
   return `SELECT count(*) AS n FROM profiles p
-    WHERE p.account_id = @account AND p.merged_into IS NULL AND p.orphan_of IS NULL
+    WHERE ${LIVE}
       AND ${tests.map((t) => `(${t})`).join("\n      AND ")}`;
 }
 
@@ -363,17 +386,18 @@ export const scenario: Scenario = {
       `B6 expected members at PERFORMANCE.md's rates: ${thousands(sizes.profiles)} × ` +
         `${canonical.map((c) => c.share(perProfile).toPrecision(3)).join(" × ")} ≈ ${expected.toFixed(2)}`,
     );
-    const alone: string[] = [];
+    const aloneCounts: string[] = [];
     for (const c of canonical) {
       const one = await timed(fastCount(c.where));
-      const naive = await naiveCount(naiveSql([c[ctx.store]]), naiveParams({ city: X, minCharged: 2 }));
+      const check = c.alone?.[ctx.store] ?? naiveSql([c[ctx.store]]);
+      const naive = await naiveCount(check, naiveParams({ city: X, minCharged: 2 }));
       agree(c.label, one.value, naive);
       const share = sizes.profiles * c.share(perProfile);
       ctx.log(
         `B6 alone: ${c.label.padEnd(22)} ${thousands(one.value).padStart(9)} (expected ≈ ${thousands(Math.round(share))}), ` +
           `${one.ms.toFixed(1)} ms (one run); naive agrees`,
       );
-      alone.push(`${c.label} ${thousands(one.value)}`);
+      aloneCounts.push(`${c.label} ${thousands(one.value)}`);
     }
 
     // The same shape with hundreds of members (the most common City, one Charged): the plan is fast for what it
@@ -395,7 +419,7 @@ export const scenario: Scenario = {
       runs: fast.runs,
       note:
         `${thousands(sizes.profiles)} profiles / ${thousands(sizes.events)} events, ${fast.value} members ` +
-        `(≈ ${expected.toFixed(1)} expected at the spec's rates; alone: ${alone.join(", ")}; the naive query agrees); ` +
+        `(≈ ${expected.toFixed(1)} expected at the spec's rates; alone: ${aloneCounts.join(", ")}; the naive queries agree); ` +
         `looser shape ${thousands(looseFast.value)} members in ${looseFast.ms.toFixed(1)} ms; ` +
         `target on ${ctx.store} ≤ ${target} ms` +
         (fast.ms <= target ? "" : " (MISSED)"),
