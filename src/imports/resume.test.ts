@@ -223,6 +223,19 @@ describe("portrait import (CLI)", () => {
     const wrongKind = await run(good, "--kind", "documents");
     expect(wrongKind.code).toBe(1);
     expect(wrongKind.stderr).toMatch(/UNSUPPORTED_MEDIA_TYPE/);
+    // Many 64 KB chunks, rows cut at chunk edges: every byte arrives once and in order.
+    const many = path.join(dir, "many.csv");
+    const rows = Array.from({ length: 6000 }, (_, i) => `many${i}@x.io,Person number ${i} ${"x".repeat(i % 50)},${i % 90}`);
+    writeFileSync(many, `Email,Name,Score<number>\n${rows.join("\n")}\n`);
+    const manyRun = await run(many);
+    expect(manyRun.code).toBe(0);
+    expect(manyRun.stdout).toMatch(/done in [\d.]+ s: 6,000 rows, 6,000 processed, 0 failed/);
+    // Refused at once while the body is still being sent: the CLI stops sending and reports the refusal.
+    const big = path.join(dir, "big.csv");
+    writeFileSync(big, `Email,Name\n${"refused@x.io,Someone\n".repeat(1_000_000)}`);
+    const refused = await run(big, "--key", "sk_nope");
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/UNAUTHORIZED/);
     await kill(node);
   }, 60_000);
 
