@@ -1,6 +1,11 @@
-import { describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { Account } from "../engine/types.js";
+import { PostgresStore } from "../store/postgres/postgres-store.js";
+import type { Store } from "../store/store.js";
+import { type Harness, makeHarness } from "../test-support/portrait.js";
+import { createTestDatabase, storesUnderTest, type TestDatabase } from "../test-support/postgres.js";
 import { GroupCommit } from "./group-commit.js";
+import { Portrait } from "./portrait.js";
 
 const account = { id: "a" } as Account;
 
@@ -45,4 +50,141 @@ describe("GroupCommit", () => {
     expect(await p3).toBe(3);
     expect(runs).toEqual([[1], [2], [3]]);
   });
+});
+
+describe("GroupCommit with concurrency", () => {
+  it("runs up to `concurrency` groups of an account at once, each job whole in one group", async () => {
+    const runs: number[][] = [];
+    let running = 0;
+    let most = 0;
+    const gates: Array<() => void> = [];
+    const gc = new GroupCommit<number, number>(
+      async (_a, jobs) => {
+        runs.push(jobs);
+        running++;
+        most = Math.max(most, running);
+        await new Promise<void>((r) => gates.push(r));
+        running--;
+        return jobs.map((j) => j * 10);
+      },
+      10,
+      2,
+    );
+    const done = [1, 2, 3, 4, 5].map((j) => gc.submit(account, j, 4));
+    // Two groups start at once (one job each: nothing else waited yet); the rest wait for a free runner.
+    await new Promise((r) => setTimeout(r, 0));
+    expect(runs).toEqual([[1], [2]]);
+    while (runs.flat().length < 5 || gates.length > 0) {
+      gates.shift()?.();
+      await new Promise((r) => setTimeout(r, 0));
+    }
+    expect(await Promise.all(done)).toEqual([10, 20, 30, 40, 50]);
+    expect(most).toBe(2);
+    // Every job ran exactly once, in one group; a group never exceeds the record cap (4 + 4 ≤ 10).
+    expect(runs.flat().sort()).toEqual([1, 2, 3, 4, 5]);
+    for (const group of runs) expect(group.length * 4).toBeLessThanOrEqual(10);
+  });
+
+  it("refuses a concurrency that is not a whole number ≥ 1", () => {
+    expect(() => new GroupCommit(async () => [], 10, 0)).toThrow(RangeError);
+    expect(() => new GroupCommit(async () => [], 10, 1.5)).toThrow(RangeError);
+  });
+});
+
+const stores = await storesUnderTest();
+
+/** The store, with `write` observed: how many ran at once, and (optionally) a function run twice as after a deadlock. */
+function observed(store: Store, opts: { deadlockFirstRun?: boolean } = {}): { store: Store; most(): number } {
+  let running = 0;
+  let most = 0;
+  let deadlocked = false;
+  const write: Store["write"] = async (accountId, fn) => {
+    running++;
+    most = Math.max(most, running);
+    try {
+      return await store.write(accountId, async (tx) => {
+        const value = await fn(tx);
+        if (opts.deadlockFirstRun && !deadlocked) {
+          // As PostgreSQL would abort the transaction just before it commits: write() must run the function again.
+          deadlocked = true;
+          throw Object.assign(new Error("deadlock detected (simulated)"), { code: "40P01" });
+        }
+        return value;
+      });
+    } finally {
+      running--;
+    }
+  };
+  const proxy = new Proxy(store, {
+    get(target, prop) {
+      if (prop === "write") return write;
+      const value = Reflect.get(target, prop, target) as unknown;
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return { store: proxy, most: () => most };
+}
+
+describe.each(stores)("ingest through concurrent groups, %s store", (kind) => {
+  let h: Harness;
+  let database: TestDatabase | null = null;
+  beforeEach(async () => {
+    if (kind === "sqlite") {
+      h = await makeHarness({}, kind);
+      return;
+    }
+    // Three groups of one account at once (the default on PostgreSQL is 1: see CONCURRENT_WRITERS).
+    database = await createTestDatabase();
+    h = await makeHarness({}, await PostgresStore.connect(database!.url, { concurrentWriters: 3 }));
+  });
+  afterEach(async () => {
+    await h.close();
+    await database?.drop();
+    database = null;
+  });
+
+  /** Request r: 20 events on its own device, in order, each followed by an increment of the shared profile. */
+  const request = (r: number) => ({
+    records: Array.from({ length: 20 }, (_, i) => [
+      { type: "event", deviceId: `cg-${r}`, name: `e${i}` },
+      { type: "profile", deviceId: "cg-hot", properties: { Points: { $incr: 1 } } },
+    ]).flat(),
+  });
+
+  async function checkRequests(portrait: Portrait, requests: number): Promise<void> {
+    const [hot] = await portrait.findProfiles(h.account, { kind: "device", deviceId: "cg-hot" });
+    expect(hot?.properties.Points).toBe(requests * 20);
+    for (let r = 0; r < requests; r++) {
+      const [own] = await portrait.findProfiles(h.account, { kind: "device", deviceId: `cg-${r}` });
+      const { events } = await portrait.timeline(h.account, own!.id, { limit: 100 });
+      // One ts (the clock stands still), so the timeline is in seq order: each request's events in its order.
+      expect(events.map((e) => e.name).reverse()).toEqual(Array.from({ length: 20 }, (_, i) => `e${i}`));
+    }
+  }
+
+  it("keeps each request's records in order, loses no increment, and runs as many groups at once as the store allows", async () => {
+    const watched = observed(h.store);
+    const portrait = new Portrait(watched.store, h.clock);
+    await portrait.ingest(h.account, { records: [{ type: "profile", deviceId: "cg-hot", properties: {} }] });
+    const results = await Promise.all(Array.from({ length: 12 }, (_, r) => portrait.ingest(h.account, request(r))));
+    for (const result of results) expect(result).toMatchObject({ status: "success", processed: 40 });
+    await checkRequests(portrait, 12);
+    if (kind === "sqlite") expect(watched.most()).toBe(1);
+    else expect(watched.most()).toBeGreaterThan(1);
+    expect(watched.most()).toBeLessThanOrEqual(h.store.concurrentWriters ?? 1);
+  });
+
+  it.runIf(kind === "postgres")(
+    "answers and writes each record once when a group is run again after a deadlock",
+    async () => {
+      const watched = observed(h.store, { deadlockFirstRun: true });
+      const portrait = new Portrait(watched.store, h.clock);
+      const results = await Promise.all(Array.from({ length: 6 }, (_, r) => portrait.ingest(h.account, request(r))));
+      for (const result of results) {
+        expect(result).toMatchObject({ status: "success", processed: 40, unprocessed: [] });
+        expect(result.results.map((x) => x.index)).toEqual(Array.from({ length: 40 }, (_, i) => i));
+      }
+      await checkRequests(portrait, 6);
+    },
+  );
 });

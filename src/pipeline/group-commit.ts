@@ -1,48 +1,70 @@
 /**
- * Group commit: ingest batches that arrive while the account's transaction is busy wait here and then run
+ * Group commit: ingest batches that arrive while the account's transactions are busy wait here and then run
  * together in the next transaction, each record still in its own savepoint. One commit then pays for many
  * requests (SEMANTICS §11 allows it: a 200 still means committed, because every caller waits for the commit).
  * With no contention a batch runs at once, alone, so there is no added latency.
+ *
+ * Up to `concurrency` groups of one account run at once (Store.concurrentWriters): 1 on SQLite, which has one writer,
+ * a few on PostgreSQL, where row locks and unique constraints keep concurrent transactions correct. A job (one
+ * request) is never split: its records stay in one group, in their order, and so in one transaction.
  */
 import type { Account } from "../engine/types.js";
 
+interface Waiting<Job, Outcome> {
+  job: Job;
+  size: number;
+  resolve(o: Outcome): void;
+  reject(e: unknown): void;
+}
+
+interface AccountQueue<Job, Outcome> {
+  waiting: Array<Waiting<Job, Outcome>>;
+  /** Groups of this account running now. */
+  running: number;
+}
+
 export class GroupCommit<Job, Outcome> {
-  private readonly queues = new Map<
-    string,
-    Array<{ job: Job; size: number; resolve(o: Outcome): void; reject(e: unknown): void }>
-  >();
+  private readonly queues = new Map<string, AccountQueue<Job, Outcome>>();
 
   constructor(
     /** Runs jobs in one transaction and returns one outcome per job, in order. */
     private readonly run: (account: Account, jobs: Job[]) => Promise<Outcome[]>,
     /** Upper bound on records per transaction, so one commit never grows without limit. */
     private readonly maxRecords = 4000,
-  ) {}
+    /** How many groups of one account may run at once. */
+    private readonly concurrency = 1,
+  ) {
+    if (!Number.isInteger(concurrency) || concurrency < 1) {
+      throw new RangeError(`GroupCommit: concurrency must be an integer ≥ 1, got ${concurrency}`);
+    }
+  }
 
   submit(account: Account, job: Job, size: number): Promise<Outcome> {
     return new Promise<Outcome>((resolve, reject) => {
       let queue = this.queues.get(account.id);
-      const idle = queue === undefined;
       if (!queue) {
-        queue = [];
+        queue = { waiting: [], running: 0 };
         this.queues.set(account.id, queue);
       }
-      queue.push({ job, size, resolve, reject });
-      if (idle) void this.drain(account);
+      queue.waiting.push({ job, size, resolve, reject });
+      if (queue.running < this.concurrency) {
+        queue.running++;
+        void this.drain(account, queue);
+      }
     });
   }
 
-  private async drain(account: Account): Promise<void> {
-    const queue = this.queues.get(account.id);
-    if (!queue) return;
-    while (queue.length > 0) {
+  /** One runner: takes the next group while jobs wait, then leaves (the last one out forgets the account). */
+  private async drain(account: Account, queue: AccountQueue<Job, Outcome>): Promise<void> {
+    const { waiting } = queue;
+    while (waiting.length > 0) {
       let records = 0;
       let n = 0;
-      while (n < queue.length && (n === 0 || records + (queue[n]?.size ?? 0) <= this.maxRecords)) {
-        records += queue[n]?.size ?? 0;
+      while (n < waiting.length && (n === 0 || records + (waiting[n]?.size ?? 0) <= this.maxRecords)) {
+        records += waiting[n]?.size ?? 0;
         n++;
       }
-      const group = queue.splice(0, n);
+      const group = waiting.splice(0, n);
       try {
         const outcomes = await this.run(
           account,
@@ -53,6 +75,7 @@ export class GroupCommit<Job, Outcome> {
         for (const g of group) g.reject(error);
       }
     }
-    this.queues.delete(account.id);
+    queue.running--;
+    if (queue.running === 0) this.queues.delete(account.id);
   }
 }

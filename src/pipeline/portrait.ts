@@ -69,9 +69,7 @@ interface JobOutcome {
 
 export class Portrait {
   readonly types: TypeCache;
-  private readonly groupCommit = new GroupCommit<IngestJob, JobOutcome>((account, jobs) =>
-    this.applyBatches(account, jobs),
-  );
+  private readonly groupCommit: GroupCommit<IngestJob, JobOutcome>;
 
   constructor(
     readonly store: Store,
@@ -79,6 +77,12 @@ export class Portrait {
     readonly ids: IdSource = randomIds,
   ) {
     this.types = new TypeCache(store);
+    // As many groups of one account at once as the store can write concurrently (1 on SQLite).
+    this.groupCommit = new GroupCommit<IngestJob, JobOutcome>(
+      (account, jobs) => this.applyBatches(account, jobs),
+      undefined,
+      store.concurrentWriters ?? 1,
+    );
   }
 
   /** Runs a use case in one write transaction with a fresh working set. */

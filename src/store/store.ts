@@ -212,6 +212,13 @@ export interface StoreTx extends StoreReader {
 
 export interface Store {
   readonly dialect: "sqlite" | "postgres";
+  /**
+   * How many `write()` transactions of one account the pipeline may run at once (its group commit, see
+   * pipeline/group-commit.ts). Absent means 1: SQLite has one writer, so a second transaction would only wait. On
+   * PostgreSQL several run side by side, kept correct by row locks and unique constraints (see the concurrency
+   * contract above), a lost deadlock being run again by `write()`.
+   */
+  readonly concurrentWriters?: number;
   /** Applies pending migrations. */
   migrate(): Promise<void>;
   close(): Promise<void>;

@@ -1268,6 +1268,81 @@ export function describeStoreConformance(
         expect(created).toHaveLength(1);
         expect(new Set(results.map((r) => r.owner))).toEqual(new Set([created[0]!.created]));
       });
+
+      it("shows a record its new profile and the handles it claimed after a prefetch, and a failed record none of its", async () => {
+        const accountId = await freshAccount();
+        const [kept, lost] = [blankProfile(), blankProfile()];
+        const withPlan = (state: ProfileState, plan: string): ProfileState => ({
+          ...state,
+          props: { ...state.props, Plan: { v: plan, t: "string", ts: T0 } },
+        });
+        await store.write(accountId, async (tx) => {
+          await prefetch(tx, accountId, {
+            deviceIds: ["wb-d1", "wb-d2"],
+            identities: [
+              { key: "Email", value: "wb-1@example.com" },
+              { key: "Email", value: "wb-2@example.com" },
+            ],
+            profileIds: [],
+          });
+          await tx.savepoint(async () => {
+            await tx.insertProfile(accountId, kept);
+            expect(await tx.claimIdentity(accountId, "Email", "wb-1@example.com", kept.id)).toBe(kept.id);
+            expect(await tx.claimDevice(accountId, device("wb-d1", kept.id))).toBe(kept.id);
+            await tx.updateProfile(accountId, withPlan(kept, "pro"));
+            // The transaction's own reads, answered from what it knows or by SQL, see all of it.
+            expect(await tx.findProfileByIdentity(accountId, "Email", "wb-1@example.com")).toBe(kept.id);
+            expect(await tx.findDevice(accountId, "wb-d1")).toEqual(device("wb-d1", kept.id));
+            expect(await tx.getProfile(accountId, kept.id)).toEqual(withPlan(kept, "pro"));
+            expect(await tx.listDevices(accountId, kept.id)).toEqual([device("wb-d1", kept.id)]);
+            // A second claim of the same values by another profile loses to this one.
+            expect(await tx.claimIdentity(accountId, "Email", "wb-1@example.com", lost.id)).toBe(kept.id);
+          });
+          await expect(
+            tx.savepoint(async () => {
+              await tx.insertProfile(accountId, lost);
+              expect(await tx.claimIdentity(accountId, "Email", "wb-2@example.com", lost.id)).toBe(lost.id);
+              await tx.upsertDevice(accountId, device("wb-d2", lost.id, "tok"));
+              await tx.updateProfile(accountId, withPlan(lost, "free"));
+              throw new Error("record fails");
+            }),
+          ).rejects.toThrow("record fails");
+          expect(await tx.getProfile(accountId, lost.id)).toBeNull();
+          expect(await tx.findProfileByIdentity(accountId, "Email", "wb-2@example.com")).toBeNull();
+          expect(await tx.findDevice(accountId, "wb-d2")).toBeNull();
+          // What the failed record had claimed is free again, for this transaction to claim.
+          expect(await tx.claimDevice(accountId, device("wb-d2", kept.id))).toBe(kept.id);
+        });
+        const r = store.reader;
+        expect(await r.getProfile(accountId, kept.id)).toEqual(withPlan(kept, "pro"));
+        expect(await r.getProfile(accountId, lost.id)).toBeNull();
+        expect(await r.findProfileByIdentity(accountId, "Email", "wb-1@example.com")).toBe(kept.id);
+        expect(await r.findProfileByIdentity(accountId, "Email", "wb-2@example.com")).toBeNull();
+        expect(await r.listDevices(accountId, kept.id)).toEqual([device("wb-d1", kept.id), device("wb-d2", kept.id)]);
+      });
+
+      it("gives a new device raced by 20 prefetching writers to exactly one new profile", async () => {
+        const accountId = await freshAccount();
+        const results = await Promise.all(
+          Array.from({ length: 20 }, () =>
+            store.write(accountId, async (tx) => {
+              await prefetch(tx, accountId, { deviceIds: ["wb-race"], identities: [], profileIds: [] });
+              return tx.savepoint(async () => {
+                const found = await tx.findDevice(accountId, "wb-race");
+                if (found !== null) return { created: null, owner: found.profileId };
+                const mine = blankProfile();
+                const owner = await tx.claimDevice(accountId, device("wb-race", mine.id));
+                if (owner === mine.id) await tx.insertProfile(accountId, mine);
+                return { created: owner === mine.id ? mine.id : null, owner };
+              });
+            }),
+          ),
+        );
+        const created = results.filter((r) => r.created !== null);
+        expect(created).toHaveLength(1);
+        expect(new Set(results.map((r) => r.owner))).toEqual(new Set([created[0]!.created]));
+        expect(await store.reader.listDevices(accountId, created[0]!.created!)).toHaveLength(1);
+      });
     });
 
     describe("account isolation", () => {

@@ -5,7 +5,7 @@ import type { NewEvent } from "../../engine/types.js";
 import { createTestDatabase, type TestDatabase } from "../../test-support/postgres.js";
 import { describeStoreConformance } from "../conformance/conformance.js";
 import { blankProfile, newAccount, newId } from "../conformance/fixtures.js";
-import type { Store } from "../store.js";
+import type { MergeRow, Store } from "../store.js";
 import { PostgresStore } from "./postgres-store.js";
 import { LATEST_VERSION, MIGRATIONS } from "./schema.js";
 
@@ -208,15 +208,31 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
       const store = await open();
       const account = newAccount();
       await store.createAccount(account);
-      const [kept, duplicate, after] = [blankProfile(), blankProfile(), blankProfile()];
+      const [kept, after] = [blankProfile(), blankProfile()];
+      const snapshot = { state: kept, devices: [], userAccounts: [], documents: [], chargedIds: [], orphans: [] };
+      const merge: MergeRow = {
+        id: newId(),
+        targetId: kept.id,
+        sourceId: after.id,
+        createdAt: 1,
+        undoneAt: null,
+        eventSeqAtMerge: 0,
+        target: snapshot,
+        source: snapshot,
+        movedEventSeqs: [],
+        droppedEvents: [],
+      };
       await store.write(account.id, async (tx) => {
         await tx.insertProfile(account.id, kept);
-        await tx.insertProfile(account.id, duplicate);
+        await tx.insertMerge(account.id, merge);
         // A unique violation aborts a PostgreSQL transaction; ROLLBACK TO SAVEPOINT is what makes it usable again.
-        await expect(tx.savepoint(() => tx.insertProfile(account.id, duplicate))).rejects.toThrow();
+        // (New profiles are written behind, so a merge id inserted twice is the statement that fails at once here.)
+        await expect(tx.savepoint(() => tx.insertMerge(account.id, merge))).rejects.toThrow();
+        expect(await tx.claimRecordId(account.id, "after the failure", 1)).toBe(true);
         await tx.insertProfile(account.id, after);
       });
-      for (const p of [kept, duplicate, after]) expect(await store.reader.getProfile(account.id, p.id)).toEqual(p);
+      for (const p of [kept, after]) expect(await store.reader.getProfile(account.id, p.id)).toEqual(p);
+      expect((await store.reader.getMerge(account.id, merge.id))?.targetId).toBe(kept.id);
     });
 
     it("closes only after the write in progress has committed", async () => {

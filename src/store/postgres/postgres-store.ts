@@ -27,6 +27,7 @@
 import pg from "pg";
 import { PortraitError } from "../../engine/errors.js";
 import type { AnyRecord } from "../../engine/records.js";
+import { indexValues } from "../../engine/segment/index-values.js";
 import type {
   Account,
   AccountSettings,
@@ -59,6 +60,13 @@ import { migrate } from "./schema.js";
 
 /** Larger than any ts or seq: the cursor of the first page. */
 const END = Number.MAX_SAFE_INTEGER;
+
+/**
+ * Ingest groups of one account written at once by default (Store.concurrentWriters). More than one lets a group apply
+ * its records while another waits on the server, but groups that touch the same profiles queue on their row locks,
+ * and on a 2-core machine 3 writers measured slower than 1 (docs/scaling.md): raise it where cores are spare.
+ */
+const CONCURRENT_WRITERS = 1;
 
 /** How many times `write()` runs a function that keeps losing deadlocks before it gives up. */
 const MAX_ATTEMPTS = 5;
@@ -146,9 +154,6 @@ const SQL = {
   // Profiles. The columns beside `state` are rewritten from it on every write so they never go stale.
   getProfile: "SELECT state FROM profiles WHERE account_id = $1 AND id = $2",
   lockProfile: "SELECT state FROM profiles WHERE account_id = $1 AND id = $2 FOR UPDATE",
-  insertProfile: `INSERT INTO profiles
-    (account_id, id, state, merged_into, orphan_of, control_group_excluded, created_at, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
   updateProfile: `UPDATE profiles
     SET state = $1, merged_into = $2, orphan_of = $3, control_group_excluded = $4, created_at = $5, updated_at = $6
     WHERE account_id = $7 AND id = $8`,
@@ -166,6 +171,18 @@ const SQL = {
     ) u
     WHERE p.ctid = u.row AND p.account_id = $1 AND p.id = u.id
     RETURNING p.id`,
+  // New profiles written behind (PostgresTx.insertProfile), all in one statement, as one JSON document (see above).
+  insertProfileRows: `INSERT INTO profiles
+    (account_id, id, state, merged_into, orphan_of, control_group_excluded, created_at, updated_at)
+    SELECT $1, p.id, p.state, p.merged_into, p.orphan_of, p.control_group_excluded, p.created_at, p.updated_at
+    FROM jsonb_to_recordset($2::jsonb) AS p(id text, state jsonb, merged_into text, orphan_of text,
+      control_group_excluded boolean, created_at bigint, updated_at bigint)`,
+  // The property index rows of those new profiles, all in one statement: the rows and ords of postgres-segments.ts
+  // (INSERT_ROWS, one profile per statement), with the profile id as a column.
+  insertSegmentRows: `INSERT INTO segment_values (account_id, profile_id, path, ord, kind, many, str, num)
+    SELECT $1, r.profile_id, r.path, r.ord, r.kind, r.many, r.str, r.num
+    FROM unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::bool[], $7::text[], $8::float8[])
+      AS r(profile_id, path, ord, kind, many, str, num)`,
   listOrphans: "SELECT id FROM profiles WHERE account_id = $1 AND orphan_of = $2 ORDER BY id",
   listTombstones: "SELECT id FROM profiles WHERE account_id = $1 AND merged_into = $2 ORDER BY id",
   // Tombstones are left out: they act as their target (SEMANTICS §7). The primary key gives the id order.
@@ -204,6 +221,10 @@ const SQL = {
   insertIdentity: `WITH held AS MATERIALIZED (SELECT pg_advisory_xact_lock(hashtextextended($5, 0)))
     INSERT INTO identities (account_id, key, value, profile_id) SELECT $1, $2, $3, $4 FROM held
     ON CONFLICT (account_id, key, value) DO NOTHING RETURNING profile_id`,
+  // Claims this transaction is certain to win (the value was found free under its advisory lock), written behind.
+  // No ON CONFLICT: a conflict would mean the lock did not hold, and failing says so.
+  insertIdentityRows: `INSERT INTO identities (account_id, key, value, profile_id)
+    SELECT $1, h.key, h.value, h.profile_id FROM unnest($2::text[], $3::text[], $4::text[]) AS h(key, value, profile_id)`,
   releaseIdentity: "DELETE FROM identities WHERE account_id = $1 AND key = $2 AND value = $3 AND profile_id = $4",
   releaseIdentityKey: "DELETE FROM identities WHERE account_id = $1 AND key = $2",
 
@@ -220,6 +241,10 @@ const SQL = {
     ON CONFLICT (account_id, device_id) DO UPDATE
     SET profile_id = excluded.profile_id, push_token = excluded.push_token, platform = excluded.platform`,
   deleteDevice: "DELETE FROM devices WHERE account_id = $1 AND device_id = $2",
+  // As insertIdentityRows, for devices found free under their advisory lock.
+  insertDeviceRows: `INSERT INTO devices (account_id, device_id, profile_id, push_token, platform)
+    SELECT $1, d.device_id, d.profile_id, d.push_token, d.platform
+    FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS d(device_id, profile_id, push_token, platform)`,
 
   // User accounts and their documents.
   findUserAccount: `SELECT profile_id FROM user_accounts
@@ -590,10 +615,20 @@ interface PendingProfile {
   row: string;
 }
 
+/**
+ * A row insert accepted and not yet written: a new profile, or a handle that this transaction holds free (found
+ * absent under its advisory lock, so its claim is certain to win).
+ */
+type PendingInsert =
+  | { kind: "profile"; state: ProfileState; row: string }
+  | { kind: "identity"; key: IdentityKey; value: string; profileId: string }
+  | { kind: "device"; device: DeviceRow };
+
 /** An open savepoint: where the written-behind rows stood when it opened, and the look-ups its writes changed. */
 interface Frame {
   eventsAt: number;
   profilesAt: number;
+  insertsAt: number;
   /** SAVEPOINT is sent only before the first SQL write inside it. */
   opened: boolean;
   /** Keys of `known.devices` / `known.identities` that writes inside it set or dropped. */
@@ -651,6 +686,9 @@ class PostgresTx extends PostgresReader implements StoreTx {
   private eventsWritten = 0;
   private readonly profileWrites: PendingProfile[] = [];
   private profilesWritten = 0;
+  /** New profiles and certain claims, written before any other statement (as profile updates are). */
+  private readonly inserts: PendingInsert[] = [];
+  private insertsWritten = 0;
   /** Seqs drawn ahead and not yet given, ascending; `seqAt` is the next one to give. */
   private seqs: number[] = [];
   private seqAt = 0;
@@ -733,9 +771,10 @@ class PostgresTx extends PostgresReader implements StoreTx {
       access.write ||
       (unopened !== undefined &&
         (this.profileWrites.length > unopened.profilesAt ||
+          this.inserts.length > unopened.insertsAt ||
           (access.events && this.pending.length > unopened.eventsAt)));
     if (open) await this.openSavepoints();
-    await this.writeProfiles(this.profileWrites.length);
+    await this.writeRows(this.inserts.length, this.profileWrites.length);
     if (access.events) await this.writeEvents(this.pending.length);
   }
 
@@ -788,7 +827,7 @@ class PostgresTx extends PostgresReader implements StoreTx {
       const frame = this.frames[depth]!;
       if (frame.opened) continue;
       await this.writeEvents(frame.eventsAt);
-      await this.writeProfiles(frame.profilesAt);
+      await this.writeRows(frame.insertsAt, frame.profilesAt);
       await this.send({ text: `SAVEPOINT record_${depth}` });
       frame.opened = true;
     }
@@ -804,16 +843,125 @@ class PostgresTx extends PostgresReader implements StoreTx {
     }
   }
 
-  /** Writes the pending profile updates up to (not including) index `end`: the last update of each profile. */
-  private async writeProfiles(end: number): Promise<void> {
-    if (this.profilesWritten >= end) return;
+  /**
+   * Writes the pending inserts up to (not including) index `insertsEnd` and the pending profile updates up to
+   * `profilesEnd`: both ends mark one moment (a savepoint's opening, or now). A profile inserted and then updated
+   * before that moment is inserted as it stands after its last update.
+   */
+  private async writeRows(insertsEnd: number, profilesEnd: number): Promise<void> {
+    if (this.profilesWritten >= profilesEnd && this.insertsWritten >= insertsEnd) return;
     const latest = new Map<string, PendingProfile>();
-    for (let i = this.profilesWritten; i < end; i++) {
+    for (let i = this.profilesWritten; i < profilesEnd; i++) {
       const write = this.profileWrites[i]!;
       latest.set(write.state.id, write);
     }
-    this.profilesWritten = end;
-    const writes = [...latest.values()];
+    this.profilesWritten = Math.max(this.profilesWritten, profilesEnd);
+    if (this.insertsWritten < insertsEnd) {
+      const from = this.insertsWritten;
+      this.insertsWritten = insertsEnd;
+      await this.writeInserts(this.inserts.slice(from, insertsEnd), latest);
+    }
+    await this.writeProfiles([...latest.values()]);
+  }
+
+  /** Writes pending inserts; a new profile's update in `updates` is folded into its insert (and taken out there). */
+  private async writeInserts(inserts: readonly PendingInsert[], updates: Map<string, PendingProfile>): Promise<void> {
+    const profiles: ProfileState[] = [];
+    const rows: string[] = [];
+    const identities: { keys: string[]; values: string[]; owners: string[] } = { keys: [], values: [], owners: [] };
+    const devices: { ids: string[]; owners: string[]; tokens: (string | null)[]; platforms: (string | null)[] } = {
+      ids: [],
+      owners: [],
+      tokens: [],
+      platforms: [],
+    };
+    for (const insert of inserts) {
+      if (insert.kind === "profile") {
+        const update = updates.get(insert.state.id);
+        updates.delete(insert.state.id);
+        profiles.push(update?.state ?? insert.state);
+        rows.push(update?.row ?? insert.row);
+      } else if (insert.kind === "identity") {
+        identities.keys.push(insert.key);
+        identities.values.push(insert.value);
+        identities.owners.push(insert.profileId);
+      } else {
+        devices.ids.push(insert.device.deviceId);
+        devices.owners.push(insert.device.profileId);
+        devices.tokens.push(insert.device.pushToken ?? null);
+        devices.platforms.push(insert.device.platform ?? null);
+      }
+    }
+    for (let from = 0; from < rows.length; from += ROWS_PER_STATEMENT) {
+      const document = `[${rows.slice(from, from + ROWS_PER_STATEMENT).join(",")}]`;
+      await run(this.sender, "insertProfileRows", [this.accountId, document]);
+    }
+    if (identities.keys.length > 0) {
+      await run(this.sender, "insertIdentityRows", [
+        this.accountId,
+        identities.keys,
+        identities.values,
+        identities.owners,
+      ]);
+    }
+    if (devices.ids.length > 0) {
+      await run(this.sender, "insertDeviceRows", [
+        this.accountId,
+        devices.ids,
+        devices.owners,
+        devices.tokens,
+        devices.platforms,
+      ]);
+    }
+    if (profiles.length > 0) await this.indexNewProfiles(profiles);
+  }
+
+  /**
+   * The property index rows of new profiles in one statement: what `segmentIndex.written(…, inserted)` writes for each
+   * (indexValues, ords counted per path in order), then `segmentIndex.loaded` tells it what is stored now.
+   */
+  private async indexNewProfiles(profiles: readonly ProfileState[]): Promise<void> {
+    const columns = {
+      profileIds: [] as string[],
+      paths: [] as string[],
+      ords: [] as number[],
+      kinds: [] as string[],
+      many: [] as boolean[],
+      strs: [] as (string | null)[],
+      nums: [] as (number | null)[],
+    };
+    for (const state of profiles) {
+      const ords = new Map<string, number>();
+      for (const v of indexValues(state.props)) {
+        const ord = ords.get(v.path) ?? 0;
+        ords.set(v.path, ord + 1);
+        columns.profileIds.push(state.id);
+        columns.paths.push(v.path);
+        columns.ords.push(ord);
+        columns.kinds.push(v.kind);
+        columns.many.push(v.many);
+        columns.strs.push(v.str);
+        columns.nums.push(v.num);
+      }
+    }
+    if (columns.profileIds.length > 0) {
+      await run(this.sender, "insertSegmentRows", [
+        this.accountId,
+        columns.profileIds,
+        columns.paths,
+        columns.ords,
+        columns.kinds,
+        columns.many,
+        columns.strs,
+        columns.nums,
+      ]);
+    }
+    for (const state of profiles) segmentIndex.loaded(this, state);
+  }
+
+  /** Writes profile updates (the last of each profile) in one statement, then their segment index rows. */
+  private async writeProfiles(writes: readonly PendingProfile[]): Promise<void> {
+    if (writes.length === 0) return;
     for (let from = 0; from < writes.length; from += ROWS_PER_STATEMENT) {
       const batch = writes.slice(from, from + ROWS_PER_STATEMENT);
       const document = `[${batch.map((w) => w.row).join(",")}]`;
@@ -852,7 +1000,7 @@ class PostgresTx extends PostgresReader implements StoreTx {
   /** Before COMMIT: whatever is still written behind. Throws if the transaction cannot commit. */
   async finish(): Promise<void> {
     if (this.broken) throw this.broken.error;
-    await this.writeProfiles(this.profileWrites.length);
+    await this.writeRows(this.inserts.length, this.profileWrites.length);
     await this.writeEvents(this.pending.length);
   }
 
@@ -996,20 +1144,18 @@ class PostgresTx extends PostgresReader implements StoreTx {
     return row?.state ?? null;
   }
 
+  /**
+   * Written behind, with the transaction's other new profiles (a profile id is new by construction: a duplicate,
+   * which only a bug could make, fails the whole transaction when the rows are written instead of one record).
+   */
   async insertProfile(accountId: string, state: ProfileState): Promise<void> {
-    const db = this.forWrite(accountId);
+    this.check(accountId);
+    this.refuseIfBroken();
+    // Refused here, inside the caller's savepoint, rather than when the row is written.
+    const text = json(state);
+    refuseNul([state.id, state.mergedInto, state.orphanOf]);
     this.known.profiles.delete(state.id);
-    await run(db, "insertProfile", [
-      accountId,
-      state.id,
-      json(state),
-      state.mergedInto,
-      state.orphanOf,
-      state.flags.controlGroupExcluded,
-      state.createdAt,
-      state.updatedAt,
-    ]);
-    await this.onClient((client) => segmentIndex.written(this, client, accountId, state, true));
+    this.inserts.push({ kind: "profile", state, row: profileRow(state, text) });
   }
 
   async updateProfile(accountId: string, state: ProfileState): Promise<void> {
@@ -1062,6 +1208,15 @@ class PostgresTx extends PostgresReader implements StoreTx {
   }
 
   async claimIdentity(accountId: string, key: IdentityKey, value: string, profileId: string): Promise<string> {
+    this.check(accountId);
+    if (this.known.identities.get(identityKey(key, value)) === null) {
+      // Found free under its advisory lock (prefetch): no one else can claim it before COMMIT, so this claim wins.
+      this.refuseIfBroken();
+      refuseNul([key, value, profileId]);
+      this.inserts.push({ kind: "identity", key, value, profileId });
+      this.learnIdentity(key, value, profileId);
+      return profileId;
+    }
     const db = this.forWrite(accountId);
     const held = handleName.identity(accountId, key, value);
     const owner = await claim(
@@ -1085,10 +1240,12 @@ class PostgresTx extends PostgresReader implements StoreTx {
   }
 
   async claimDevice(accountId: string, device: DeviceRow): Promise<string> {
-    const db = this.forWrite(accountId);
+    this.check(accountId);
     const { deviceId, profileId } = device;
     const pushToken = device.pushToken ?? null;
     const platform = device.platform ?? null;
+    if (this.writeBehindDevice(deviceId, { deviceId, profileId, pushToken, platform })) return profileId;
+    const db = this.forWrite(accountId);
     const held = handleName.device(accountId, deviceId);
     const row = [accountId, deviceId, profileId, pushToken, platform, held];
     const inserted = { row: false };
@@ -1105,12 +1262,14 @@ class PostgresTx extends PostgresReader implements StoreTx {
   }
 
   async upsertDevice(accountId: string, device: DeviceRow): Promise<void> {
+    this.check(accountId);
     const row: DeviceRow = {
       deviceId: device.deviceId,
       profileId: device.profileId,
       pushToken: device.pushToken ?? null,
       platform: device.platform ?? null,
     };
+    if (this.writeBehindDevice(row.deviceId, row)) return;
     await run(this.forWrite(accountId), "upsertDevice", [
       accountId,
       row.deviceId,
@@ -1120,6 +1279,19 @@ class PostgresTx extends PostgresReader implements StoreTx {
       handleName.device(accountId, row.deviceId),
     ]);
     this.learnDevice(row.deviceId, row);
+  }
+
+  /**
+   * A device found free under its advisory lock (prefetch) is this transaction's to create: no one else can before
+   * COMMIT, so its insert is written behind and certain to succeed. False for any other device (written now).
+   */
+  private writeBehindDevice(deviceId: string, row: DeviceRow): boolean {
+    if (this.known.devices.get(deviceId) !== null) return false;
+    this.refuseIfBroken();
+    refuseNul([row.deviceId, row.profileId, row.pushToken, row.platform]);
+    this.inserts.push({ kind: "device", device: row });
+    this.learnDevice(deviceId, { ...row });
+    return true;
   }
 
   async deleteDevice(accountId: string, deviceId: string): Promise<void> {
@@ -1202,7 +1374,8 @@ class PostgresTx extends PostgresReader implements StoreTx {
   private async takeSeqs(n: number): Promise<number[]> {
     if (this.seqs.length - this.seqAt < n) {
       const size = Math.max(n, Math.min(MAX_SEQ_DRAW, Math.max(this.seqHint, this.seqsGiven)));
-      const drawn = await rows<{ seq: number }>(this.reads, "drawSeqs", [size]);
+      // Straight to the connection: a sequence draw reads nothing written behind, and a rollback never undoes it.
+      const drawn = await rows<{ seq: number }>(this.sender, "drawSeqs", [size]);
       this.seqs = drawn.map((r) => r.seq).sort((a, b) => a - b);
       this.seqAt = 0;
     }
@@ -1350,6 +1523,7 @@ class PostgresTx extends PostgresReader implements StoreTx {
     const frame: Frame = {
       eventsAt: this.pending.length,
       profilesAt: this.profileWrites.length,
+      insertsAt: this.inserts.length,
       opened: false,
       changed: [],
     };
@@ -1368,6 +1542,8 @@ class PostgresTx extends PostgresReader implements StoreTx {
       this.eventsWritten = Math.min(this.eventsWritten, frame.eventsAt);
       this.profileWrites.length = Math.min(this.profileWrites.length, frame.profilesAt);
       this.profilesWritten = Math.min(this.profilesWritten, frame.profilesAt);
+      this.inserts.length = Math.min(this.inserts.length, frame.insertsAt);
+      this.insertsWritten = Math.min(this.insertsWritten, frame.insertsAt);
       this.forget(frame.changed);
       segmentIndex.rolledBack(this);
       if (frame.opened) {
@@ -1475,20 +1651,32 @@ export class PostgresStore implements Store {
   readonly reader: StoreReader;
   readonly imports: PostgresImports;
   readonly segments: PostgresSegments;
+  /** Store.concurrentWriters: ingest groups of one account that run side by side (each holds one connection). */
+  readonly concurrentWriters: number;
   private closing: Promise<void> | null = null;
 
-  private constructor(private readonly pool: pg.Pool) {
+  private constructor(
+    private readonly pool: pg.Pool,
+    concurrentWriters: number,
+  ) {
     this.reader = new PostgresReader(pool);
     this.imports = new PostgresImports(pool);
     this.segments = new PostgresSegments(pool);
+    this.concurrentWriters = concurrentWriters;
   }
 
   /**
    * A pool of `max` connections (default 10) to the database at `url`; fails now, not at the first request, when the
-   * database cannot be reached. Run `migrate()` before use.
+   * database cannot be reached. Run `migrate()` before use. `concurrentWriters` (default CONCURRENT_WRITERS, at most
+   * half the pool so that reads always find a connection) is Store.concurrentWriters.
    */
-  static async connect(url: string, opts: { max?: number } = {}): Promise<PostgresStore> {
-    const pool = new pg.Pool({ connectionString: url, max: opts.max ?? 10, types: TYPES });
+  static async connect(url: string, opts: { max?: number; concurrentWriters?: number } = {}): Promise<PostgresStore> {
+    const max = opts.max ?? 10;
+    const writers = opts.concurrentWriters ?? CONCURRENT_WRITERS;
+    if (!Number.isInteger(writers) || writers < 1) {
+      throw new RangeError(`concurrentWriters must be an integer ≥ 1, got ${writers}`);
+    }
+    const pool = new pg.Pool({ connectionString: url, max, types: TYPES });
     // An idle connection that the server closes emits an error; the pool drops it and opens a new one when needed.
     pool.on("error", () => undefined);
     try {
@@ -1497,7 +1685,7 @@ export class PostgresStore implements Store {
       await pool.end();
       throw error;
     }
-    return new PostgresStore(pool);
+    return new PostgresStore(pool, Math.max(1, Math.min(writers, Math.floor(max / 2))));
   }
 
   async migrate(): Promise<void> {
