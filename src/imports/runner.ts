@@ -206,6 +206,10 @@ export class ImportRunner {
       if (batch.length === 0) return;
       const rows = batch;
       batch = [];
+      // Let the server answer what arrived meanwhile. With a synchronous store every await below settles as a
+      // microtask, so without this the import kept the event loop until the file stream next read from disk: live
+      // requests waited seconds (p99 7.4 s at 100k rows; now about one batch's transaction).
+      await new Promise((resolve) => setImmediate(resolve));
       if (this.stopped) throw new Stopped();
       const failures = await this.applyBatch(account, row, rows, () => emailHashesReady);
       if (row.kind === "documents") emailHashesReady = true;
