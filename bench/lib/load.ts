@@ -116,6 +116,22 @@ export interface Measured {
   firstError: string | null;
 }
 
+/**
+ * Waits until each server has worked off what the previous run left it: autocannon stops at its deadline and drops
+ * requests in flight, which the server still runs. Without this, a measured run began behind the warm-up's backlog
+ * (a quick B1 under load once counted 0 events in its 5 s). A cheap GET is answered only once the backlog is done.
+ */
+async function settle(specs: LoadSpec[]): Promise<void> {
+  for (const url of new Set(specs.map((spec) => spec.url))) {
+    const deadline = performance.now() + 60_000;
+    for (;;) {
+      const started = performance.now();
+      await fetch(`${url}/metrics`).then((r) => r.arrayBuffer());
+      if (performance.now() - started < 50 || performance.now() > deadline) break;
+    }
+  }
+}
+
 /** PERFORMANCE.md's protocol: a warm-up, then `timing.runs` measured runs of `timing.runSeconds`. */
 export async function measureLoad(ctx: BenchContext, label: string, specs: LoadSpec[]): Promise<Measured> {
   const { warmupSeconds, runSeconds, runs: count } = ctx.timing;
@@ -127,6 +143,7 @@ export async function measureLoad(ctx: BenchContext, label: string, specs: LoadS
   }
   const runs: LoadRun[][] = [];
   for (let i = 0; i < count; i++) {
+    await settle(specs);
     const run = await runConcurrently(specs, runSeconds);
     runs.push(run);
     all.push(...run);
