@@ -81,6 +81,13 @@ export async function startServer(config: Config): Promise<RunningServer> {
     imports: imports.service,
     importMaxBytes: config.importMaxBytes,
   });
+  // Responses sent once closing began end their connection: a keep-alive connection whose request was in flight
+  // when close() was called would otherwise hold the close open until the client's idle timeout.
+  let closingDown = false;
+  app.addHook("onSend", async (_request, reply, payload) => {
+    if (closingDown) reply.header("connection", "close");
+    return payload;
+  });
   const address = await app.listen({ port: config.port, host: config.host });
   await imports.start();
   const url = address.replace("0.0.0.0", "localhost").replace("[::]", "localhost");
@@ -94,6 +101,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     imports,
     close() {
       closing ??= (async () => {
+        closingDown = true;
         await imports.stop();
         await app.close();
         await store.close();

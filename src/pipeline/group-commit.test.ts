@@ -10,7 +10,20 @@ import { Portrait } from "./portrait.js";
 const account = { id: "a" } as Account;
 
 describe("GroupCommit", () => {
-  it("runs a lone job at once, then groups the jobs that arrived meanwhile into one run, answering each its own", async () => {
+  it("groups the jobs submitted in one turn of the event loop into one run, answering each its own", async () => {
+    const runs: number[][] = [];
+    const gc = new GroupCommit<number, string>(async (_a, jobs) => {
+      runs.push(jobs);
+      return jobs.map((j) => `done ${j}`);
+    });
+    // As requests whose bytes arrive in one turn: each callback submits, none sees the others' transactions.
+    const done = [gc.submit(account, 1, 1), gc.submit(account, 2, 1), gc.submit(account, 3, 1)];
+    expect(runs).toEqual([]);
+    expect(await Promise.all(done)).toEqual(["done 1", "done 2", "done 3"]);
+    expect(runs).toEqual([[1, 2, 3]]);
+  });
+
+  it("runs a lone job in the next turn, then groups the jobs that arrived meanwhile into one run", async () => {
     const runs: number[][] = [];
     let release!: () => void;
     const gate = new Promise<void>((r) => {
@@ -22,6 +35,8 @@ describe("GroupCommit", () => {
       return jobs.map((j) => `done ${j}`);
     });
     const first = gc.submit(account, 1, 1);
+    await new Promise((r) => setImmediate(r));
+    expect(runs).toEqual([[1]]);
     const rest = [gc.submit(account, 2, 1), gc.submit(account, 3, 1), gc.submit(account, 4, 1)];
     release();
     expect(await first).toBe("done 1");
@@ -71,9 +86,12 @@ describe("GroupCommit with concurrency", () => {
       2,
     );
     const done = [1, 2, 3, 4, 5].map((j) => gc.submit(account, j, 4));
-    // Two groups start at once (one job each: nothing else waited yet); the rest wait for a free runner.
+    // Two groups start at once, each as many whole jobs as the record cap allows; the rest wait for a free runner.
     await new Promise((r) => setTimeout(r, 0));
-    expect(runs).toEqual([[1], [2]]);
+    expect(runs).toEqual([
+      [1, 2],
+      [3, 4],
+    ]);
     while (runs.flat().length < 5 || gates.length > 0) {
       gates.shift()?.();
       await new Promise((r) => setTimeout(r, 0));
@@ -143,22 +161,22 @@ describe.each(stores)("ingest through concurrent groups, %s store", (kind) => {
     database = null;
   });
 
-  /** Request r: 20 events on its own device, in order, each followed by an increment of the shared profile. */
-  const request = (r: number) => ({
-    records: Array.from({ length: 20 }, (_, i) => [
+  /** Request r: n events on its own device, in order, each followed by an increment of the shared profile. */
+  const request = (r: number, n = 20) => ({
+    records: Array.from({ length: n }, (_, i) => [
       { type: "event", deviceId: `cg-${r}`, name: `e${i}` },
       { type: "profile", deviceId: "cg-hot", properties: { Points: { $incr: 1 } } },
     ]).flat(),
   });
 
-  async function checkRequests(portrait: Portrait, requests: number): Promise<void> {
+  async function checkRequests(portrait: Portrait, requests: number, n = 20): Promise<void> {
     const [hot] = await portrait.findProfiles(h.account, { kind: "device", deviceId: "cg-hot" });
-    expect(hot?.properties.Points).toBe(requests * 20);
+    expect(hot?.properties.Points).toBe(requests * n);
     for (let r = 0; r < requests; r++) {
       const [own] = await portrait.findProfiles(h.account, { kind: "device", deviceId: `cg-${r}` });
-      const { events } = await portrait.timeline(h.account, own!.id, { limit: 100 });
+      const { events } = await portrait.timeline(h.account, own!.id, { limit: n });
       // One ts (the clock stands still), so the timeline is in seq order: each request's events in its order.
-      expect(events.map((e) => e.name).reverse()).toEqual(Array.from({ length: 20 }, (_, i) => `e${i}`));
+      expect(events.map((e) => e.name).reverse()).toEqual(Array.from({ length: n }, (_, i) => `e${i}`));
     }
   }
 
@@ -166,9 +184,12 @@ describe.each(stores)("ingest through concurrent groups, %s store", (kind) => {
     const watched = observed(h.store);
     const portrait = new Portrait(watched.store, h.clock);
     await portrait.ingest(h.account, { records: [{ type: "profile", deviceId: "cg-hot", properties: {} }] });
-    const results = await Promise.all(Array.from({ length: 12 }, (_, r) => portrait.ingest(h.account, request(r))));
-    for (const result of results) expect(result).toMatchObject({ status: "success", processed: 40 });
-    await checkRequests(portrait, 12);
+    // 12 × 400 records, over one group's cap of 4,000: at least two groups wait at once.
+    const results = await Promise.all(
+      Array.from({ length: 12 }, (_, r) => portrait.ingest(h.account, request(r, 200))),
+    );
+    for (const result of results) expect(result).toMatchObject({ status: "success", processed: 400 });
+    await checkRequests(portrait, 12, 200);
     if (kind === "sqlite") expect(watched.most()).toBe(1);
     else expect(watched.most()).toBeGreaterThan(1);
     expect(watched.most()).toBeLessThanOrEqual(h.store.concurrentWriters ?? 1);

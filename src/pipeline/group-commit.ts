@@ -2,7 +2,8 @@
  * Group commit: ingest batches that arrive while the account's transactions are busy wait here and then run
  * together in the next transaction, each record still in its own savepoint. One commit then pays for many
  * requests (SEMANTICS §11 allows it: a 200 still means committed, because every caller waits for the commit).
- * With no contention a batch runs at once, alone, so there is no added latency.
+ * A group starts at the end of the current turn of the event loop, so the requests that arrived together share it;
+ * with no contention that is the only wait (microseconds).
  *
  * Up to `concurrency` groups of one account run at once (Store.concurrentWriters): 1 on SQLite, which has one writer,
  * a few on PostgreSQL, where row locks and unique constraints keep concurrent transactions correct. A job (one
@@ -57,6 +58,10 @@ export class GroupCommit<Job, Outcome> {
   /** One runner: takes the next group while jobs wait, then leaves (the last one out forgets the account). */
   private async drain(account: Account, queue: AccountQueue<Job, Outcome>): Promise<void> {
     const { waiting } = queue;
+    // Each group waits for the end of the current turn of the event loop: the requests whose bytes arrived in it
+    // join the group. Without the pause, a store that answers synchronously (SQLite) ran each request's transaction
+    // inside that request's own callback, so every request committed alone and nothing was ever grouped.
+    await nextTurn();
     while (waiting.length > 0) {
       let records = 0;
       let n = 0;
@@ -74,8 +79,13 @@ export class GroupCommit<Job, Outcome> {
       } catch (error) {
         for (const g of group) g.reject(error);
       }
+      if (waiting.length > 0) await nextTurn();
     }
     queue.running--;
     if (queue.running === 0) this.queues.delete(account.id);
   }
+}
+
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
