@@ -2,12 +2,13 @@
  * The `portrait` command. `serve` runs the server; the operator commands (accounts, keys, find) open the same
  * store directly, which is safe while a server runs on it (SQLite WAL, or PostgreSQL).
  */
+
+import { setFlagsFromString } from "node:v8";
 import { Command } from "commander";
 import { configFromEnv } from "../config.js";
 import { PortraitError } from "../engine/errors.js";
 import { normaliseIdentityValue } from "../engine/properties/values.js";
 import { IDENTITY_KEYS, type IdentityKey } from "../engine/types.js";
-import { setFlagsFromString } from "node:v8";
 import type { Store } from "../store/store.js";
 import { addImportCommands } from "./import.js";
 import { addSegmentCommands } from "./segment.js";

@@ -37,21 +37,25 @@ describe.each(stores)("%s store", (store) => {
   describe("profiles CSV", () => {
     // SQLite answers synchronously, so only the runner's own pause between batches lets a request in; PostgreSQL's
     // driver yields on every query anyway.
-    it.skipIf(store === "postgres")("answers other requests between batches while an import runs", async () => {
-      const rows = Array.from({ length: 20_000 }, (_, i) => `between${i}@x.io,Person ${i}`);
-      const up = await upload(s, "profiles", `Email,Name\n${rows.join("\n")}\n`);
-      expect(up.status).toBe(202);
-      // Each answer comes from a turn of the event loop. A runner that never yielded would answer only before its
-      // first batch and when the file stream next read (here: at its end), so at most one count strictly in between.
-      const seen = new Set<number>();
-      for (;;) {
-        const r = await s.api("GET", `/v1/imports/${up.body.id}`);
-        seen.add(r.body.rows);
-        if (r.body.status === "done" || r.body.status === "failed") break;
-      }
-      expect([...seen].filter((n) => n > 0 && n < 20_000).length).toBeGreaterThanOrEqual(3);
-      expect(seen.has(20_000)).toBe(true);
-    }, 120_000);
+    it.skipIf(store === "postgres")(
+      "answers other requests between batches while an import runs",
+      async () => {
+        const rows = Array.from({ length: 20_000 }, (_, i) => `between${i}@x.io,Person ${i}`);
+        const up = await upload(s, "profiles", `Email,Name\n${rows.join("\n")}\n`);
+        expect(up.status).toBe(202);
+        // Each answer comes from a turn of the event loop. A runner that never yielded would answer only before its
+        // first batch and when the file stream next read (here: at its end), so at most one count strictly in between.
+        const seen = new Set<number>();
+        for (;;) {
+          const r = await s.api("GET", `/v1/imports/${up.body.id}`);
+          seen.add(r.body.rows);
+          if (r.body.status === "done" || r.body.status === "failed") break;
+        }
+        expect([...seen].filter((n) => n > 0 && n < 20_000).length).toBeGreaterThanOrEqual(3);
+        expect(seen.has(20_000)).toBe(true);
+      },
+      120_000,
+    );
 
     it("applies typed headers, date patterns in the account timezone, operations, and leaves empty cells alone", async () => {
       await s.api("POST", "/v1/ingest", {

@@ -225,7 +225,10 @@ describe("portrait import (CLI)", () => {
     expect(wrongKind.stderr).toMatch(/UNSUPPORTED_MEDIA_TYPE/);
     // Many 64 KB chunks, rows cut at chunk edges: every byte arrives once and in order.
     const many = path.join(dir, "many.csv");
-    const rows = Array.from({ length: 6000 }, (_, i) => `many${i}@x.io,Person number ${i} ${"x".repeat(i % 50)},${i % 90}`);
+    const rows = Array.from(
+      { length: 6000 },
+      (_, i) => `many${i}@x.io,Person number ${i} ${"x".repeat(i % 50)},${i % 90}`,
+    );
     writeFileSync(many, `Email,Name,Score<number>\n${rows.join("\n")}\n`);
     const manyRun = await run(many);
     expect(manyRun.code).toBe(0);
