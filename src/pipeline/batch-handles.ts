@@ -7,9 +7,10 @@ import type { Account, IdentityKey } from "../engine/types.js";
 import type { BatchHandles } from "../store/store.js";
 
 export function batchHandles(account: Account, records: Iterable<IngestRecord>): BatchHandles {
-  const handles: BatchHandles = { deviceIds: [], identities: [], profileIds: [] };
+  const handles: BatchHandles = { deviceIds: [], identities: [], profileIds: [], recordIds: [] };
   const identityKeys: readonly string[] = account.settings.identityKeys;
   for (const record of records) {
+    if (record.id !== undefined) handles.recordIds?.push(record.id);
     const handle = record.handle;
     if (handle.kind === "device") handles.deviceIds.push(handle.deviceId);
     else if (handle.kind === "identity") handles.identities.push({ key: handle.key, value: handle.value });

@@ -132,6 +132,8 @@ export interface BatchHandles {
   deviceIds: string[];
   identities: Array<{ key: IdentityKey; value: string }>;
   profileIds: string[];
+  /** Client record ids (SEMANTICS §11): an adapter may look up which are stored already. */
+  recordIds?: string[];
 }
 
 /** Writes, available only inside `Store.write`. */

@@ -1088,6 +1088,59 @@ export function describeStoreConformance(
         expect(await r.getProfile(accountId, p3.id)).toEqual(p3);
       });
 
+      it("answers record id claims after a prefetch as without one, and a rolled-back claim frees its id", async () => {
+        const accountId = await freshAccount();
+        expect(await store.write(accountId, (tx) => tx.claimRecordId(accountId, "pf-r-stored", T0))).toBe(true);
+        const handles = (recordIds: string[]): BatchHandles => ({
+          deviceIds: [],
+          identities: [],
+          profileIds: [],
+          recordIds,
+        });
+        await store.write(accountId, async (tx) => {
+          await prefetch(
+            tx,
+            accountId,
+            handles(["pf-r-stored", "pf-r-twice", "pf-r-twice", "pf-r-failed", "pf-r-nest"]),
+          );
+          // Stored before the transaction: a duplicate.
+          expect(await tx.savepoint(() => tx.claimRecordId(accountId, "pf-r-stored", T0))).toBe(false);
+          // The same id twice in one transaction: the first claim wins.
+          expect(await tx.savepoint(() => tx.claimRecordId(accountId, "pf-r-twice", T0))).toBe(true);
+          expect(await tx.savepoint(() => tx.claimRecordId(accountId, "pf-r-twice", T0))).toBe(false);
+          // A record that fails after its claim leaves the id free, also when an outer savepoint rolls back.
+          await expect(
+            tx.savepoint(async () => {
+              expect(await tx.claimRecordId(accountId, "pf-r-failed", T0)).toBe(true);
+              await tx.insertProfile(accountId, blankProfile());
+              throw new Error("the record fails after its claim");
+            }),
+          ).rejects.toThrow("the record fails after its claim");
+          await expect(
+            tx.savepoint(async () => {
+              await tx.savepoint(() => tx.claimRecordId(accountId, "pf-r-nest", T0));
+              await tx.listTombstones(accountId, newId());
+              throw new Error("the outer record fails");
+            }),
+          ).rejects.toThrow("the outer record fails");
+          expect(await tx.savepoint(() => tx.claimRecordId(accountId, "pf-r-nest", T0))).toBe(true);
+          // An id the prefetch did not name is claimed as usual.
+          expect(await tx.savepoint(() => tx.claimRecordId(accountId, "pf-r-unnamed", T0))).toBe(true);
+          expect(await tx.savepoint(() => tx.claimRecordId(accountId, "pf-r-unnamed", T0))).toBe(false);
+        });
+        const claimAgain = (recordId: string) =>
+          store.write(accountId, async (tx) => {
+            await prefetch(tx, accountId, handles([recordId]));
+            return tx.savepoint(() => tx.claimRecordId(accountId, recordId, T0));
+          });
+        expect(await claimAgain("pf-r-stored")).toBe(false);
+        expect(await claimAgain("pf-r-twice")).toBe(false);
+        expect(await claimAgain("pf-r-unnamed")).toBe(false);
+        expect(await claimAgain("pf-r-nest")).toBe(false);
+        expect(await claimAgain("pf-r-failed")).toBe(true);
+        expect(await claimAgain("pf-r-failed")).toBe(false);
+      });
+
       it("keeps a prefetch truthful across a merge's moves of devices, identities and events", async () => {
         const accountId = await freshAccount();
         const [target, source] = await insertProfiles(accountId, blankProfile(), blankProfile());

@@ -2,6 +2,8 @@ import pg from "pg";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import { PortraitError } from "../../engine/errors.js";
 import type { NewEvent } from "../../engine/types.js";
+import { Accounts } from "../../pipeline/accounts.js";
+import { Portrait } from "../../pipeline/portrait.js";
 import { createTestDatabase, type TestDatabase } from "../../test-support/postgres.js";
 import { describeStoreConformance } from "../conformance/conformance.js";
 import { blankProfile, newAccount, newId } from "../conformance/fixtures.js";
@@ -288,6 +290,103 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
       expect(stored.map((e) => e.id)).toEqual(batch.map((e) => e.id));
       expect(stored.map((e) => e.ts)).toEqual(batch.map((e) => e.ts));
       expect(await store.reader.maxEventSeq(account.id)).toBe(seqs[999]);
+    });
+
+    it("answers record ids from the prefetch: duplicates apply nothing, a failed record frees its id", async () => {
+      const store = await open();
+      const clock = { now: () => Date.now() };
+      const { account } = await new Accounts(store, clock).create("record ids");
+      const portrait = new Portrait(store, clock);
+      const record = (id: string, email: string, properties: Record<string, unknown> = {}) => ({
+        type: "profile",
+        id,
+        identity: { Email: email },
+        properties,
+      });
+      const ingest = (...records: unknown[]) => portrait.ingest(account, { records });
+      const outcomes = (r: { results: Array<{ index: number; outcome: string }> }) =>
+        r.results.map((x) => [x.index, x.outcome]);
+      const owner = (email: string) => store.reader.findProfileByIdentity(account.id, "Email", email);
+      const score = async (email: string) => (await store.reader.getProfile(account.id, (await owner(email))!))?.props;
+
+      expect(outcomes(await ingest(record("r-1", "one@example.com", { Score: 1 })))).toEqual([[0, "created"]]);
+      // Stored before the group, and the same id twice in one group.
+      const second = await ingest(
+        record("r-1", "one@example.com", { Score: 2 }),
+        record("r-2", "two@example.com"),
+        record("r-2", "three@example.com"),
+      );
+      expect(outcomes(second)).toEqual([
+        [0, "duplicate"],
+        [1, "created"],
+        [2, "duplicate"],
+      ]);
+      expect((await score("one@example.com"))?.Score?.v).toBe(1);
+      expect(await owner("three@example.com")).toBeNull();
+
+      // A record that fails after its claim (PostgreSQL refuses NUL when its profile is written) leaves the id free:
+      // for a later record of the same group, and for a later group.
+      const failing = await ingest(
+        record("r-3", "four@example.com", { Name: "a\u0000b" }),
+        record("r-4", "five@example.com", { Name: "a\u0000b" }),
+        record("r-4", "five@example.com", { Name: "Five" }),
+      );
+      expect(failing.unprocessed.map((u) => [u.index, u.code])).toEqual([
+        [0, "INVALID_VALUE"],
+        [1, "INVALID_VALUE"],
+      ]);
+      expect(outcomes(failing)).toEqual([[2, "created"]]);
+      expect(await owner("four@example.com")).toBeNull();
+      expect(outcomes(await ingest(record("r-3", "four@example.com", { Name: "Four" })))).toEqual([[0, "created"]]);
+      expect(outcomes(await ingest(record("r-4", "five@example.com", { Name: "Again" })))).toEqual([[0, "duplicate"]]);
+      expect((await score("five@example.com"))?.Name?.v).toBe("Five");
+    });
+
+    it("applies a record id once when two stores ingest it at the same time, both answering", async () => {
+      const stores = [await open(), await open()];
+      const clock = { now: () => Date.now() };
+      const { account } = await new Accounts(stores[0]!, clock).create("racing record ids");
+      const portraits = stores.map((store) => new Portrait(store, clock));
+      for (let round = 0; round < 20; round++) {
+        // Different identities, so that nothing but the record id makes the two transactions wait on each other.
+        const results = await Promise.all(
+          portraits.map((portrait, side) =>
+            portrait.ingest(account, {
+              records: [
+                {
+                  type: "profile",
+                  id: `race-${round}`,
+                  identity: { Email: `r${round}-${side}@example.com` },
+                  properties: { Round: round },
+                },
+                {
+                  type: "profile",
+                  id: `own-${round}-${side}`,
+                  identity: { Email: `o${round}-${side}@example.com` },
+                  properties: { Round: round },
+                },
+              ],
+            }),
+          ),
+        );
+        for (const result of results) expect(result.unprocessed).toEqual([]);
+        const raced = results.map((r) => r.results.find((x) => x.index === 0)?.outcome).sort();
+        expect(raced).toEqual(["created", "duplicate"]);
+        const owners = await Promise.all(
+          [0, 1].map((side) =>
+            stores[0]!.reader.findProfileByIdentity(account.id, "Email", `r${round}-${side}@example.com`),
+          ),
+        );
+        expect(owners.filter((o) => o !== null)).toHaveLength(1);
+        for (const side of [0, 1]) {
+          const own = await stores[0]!.reader.findProfileByIdentity(
+            account.id,
+            "Email",
+            `o${round}-${side}@example.com`,
+          );
+          expect(own).not.toBeNull();
+        }
+      }
     });
 
     it("refuses text PostgreSQL cannot store as INVALID_VALUE, leaving the transaction usable", async () => {

@@ -271,6 +271,13 @@ const SQL = {
   // Idempotency and Charged IDs.
   claimRecordId: `INSERT INTO record_ids (account_id, record_id, created_at) VALUES ($1, $2, $3)
     ON CONFLICT (account_id, record_id) DO NOTHING`,
+  // Prefetch: which of a batch's record ids are stored already (committed before this statement).
+  prefetchRecordIds: "SELECT record_id FROM record_ids WHERE account_id = $1 AND record_id = ANY($2::text[])",
+  // Claims answered from the prefetch, written behind. A row missing from RETURNING was committed by another transaction
+  // after the prefetch: the claim answered "first" wrongly, and the whole transaction runs again (PostgresTx.writeInserts).
+  insertRecordIdRows: `INSERT INTO record_ids (account_id, record_id, created_at)
+    SELECT $1, r.id, r.at FROM unnest($2::text[], $3::bigint[]) AS r(id, at)
+    ON CONFLICT (account_id, record_id) DO NOTHING RETURNING record_id`,
   claimChargedId: `INSERT INTO charged_ids (account_id, profile_id, charged_id) VALUES ($1, $2, $3)
     ON CONFLICT (account_id, profile_id, charged_id) DO NOTHING`,
   listChargedIds: "SELECT charged_id FROM charged_ids WHERE account_id = $1 AND profile_id = $2 ORDER BY charged_id",
@@ -622,7 +629,8 @@ interface PendingProfile {
 type PendingInsert =
   | { kind: "profile"; state: ProfileState; row: string }
   | { kind: "identity"; key: IdentityKey; value: string; profileId: string }
-  | { kind: "device"; device: DeviceRow };
+  | { kind: "device"; device: DeviceRow }
+  | { kind: "recordId"; recordId: string; at: number };
 
 /** An open savepoint: where the written-behind rows stood when it opened, and the look-ups its writes changed. */
 interface Frame {
@@ -633,6 +641,8 @@ interface Frame {
   opened: boolean;
   /** Keys of `known.devices` / `known.identities` that writes inside it set or dropped. */
   changed: string[];
+  /** Record ids claimed inside it from the prefetch (`known.claimed`), unclaimed again if it rolls back. */
+  claims: string[];
 }
 
 /** How a statement touches the transaction: whether it writes, and whether it reads or changes stored events. */
@@ -672,6 +682,8 @@ const identityKey = (key: IdentityKey, value: string) => `i${key}\u0000${value}`
  *   The rule that keeps rollbacks exact: rows accepted before a savepoint opened are written before its SAVEPOINT.
  * - `prefetch` locks a batch's profiles and reads its handles in a few statements; `findDevice`,
  *   `findProfileByIdentity` and `lockProfile` answer from that while this transaction's own writes keep it true.
+ *   It also reads which of the batch's record ids are stored: `claimRecordId` answers those from memory and writes
+ *   the claims behind; one that another transaction committed in between makes the whole transaction run again.
  * A statement that fails with no open SAVEPOINT of its own aborts more than its record: PostgreSQL refuses every later
  * statement until that savepoint (or the whole transaction) rolls back. The transaction then refuses to go on, and
  * `write()` rolls it back rather than send a COMMIT that PostgreSQL would turn into a ROLLBACK. Reads check their text
@@ -707,6 +719,10 @@ class PostgresTx extends PostgresReader implements StoreTx {
     devices: new Map<string, DeviceRow | null>(),
     identities: new Map<string, string | null>(),
     profiles: new Map<string, ProfileState>(),
+    /** Record ids looked up by prefetch: true if stored then, false if free (claimed behind, see `claimRecordId`). */
+    recordIds: new Map<string, boolean>(),
+    /** Record ids of `recordIds` this transaction has claimed (its savepoints' rollbacks unclaim them). */
+    claimed: new Set<string>(),
   };
 
   /** The connection as reads, writes and event statements see it (see `statement`). */
@@ -875,8 +891,12 @@ class PostgresTx extends PostgresReader implements StoreTx {
       tokens: [],
       platforms: [],
     };
+    const recordIds: { ids: string[]; ats: number[] } = { ids: [], ats: [] };
     for (const insert of inserts) {
-      if (insert.kind === "profile") {
+      if (insert.kind === "recordId") {
+        recordIds.ids.push(insert.recordId);
+        recordIds.ats.push(insert.at);
+      } else if (insert.kind === "profile") {
         const update = updates.get(insert.state.id);
         updates.delete(insert.state.id);
         profiles.push(update?.state ?? insert.state);
@@ -892,6 +912,7 @@ class PostgresTx extends PostgresReader implements StoreTx {
         devices.platforms.push(insert.device.platform ?? null);
       }
     }
+    if (recordIds.ids.length > 0) await this.writeRecordIds(recordIds.ids, recordIds.ats);
     for (let from = 0; from < rows.length; from += ROWS_PER_STATEMENT) {
       const document = `[${rows.slice(from, from + ROWS_PER_STATEMENT).join(",")}]`;
       await run(this.sender, "insertProfileRows", [this.accountId, document]);
@@ -914,6 +935,26 @@ class PostgresTx extends PostgresReader implements StoreTx {
       ]);
     }
     if (profiles.length > 0) await this.indexNewProfiles(profiles);
+  }
+
+  /**
+   * Record id claims answered from the prefetch. One that another transaction committed after the prefetch was
+   * answered "first" wrongly: the transaction is refused for good (no savepoint rollback revives it) with a
+   * serialization failure, so that `write()` runs it again, and the new prefetch answers "duplicate".
+   */
+  private async writeRecordIds(ids: string[], ats: number[]): Promise<void> {
+    for (let from = 0; from < ids.length; from += ROWS_PER_STATEMENT) {
+      const batch = ids.slice(from, from + ROWS_PER_STATEMENT);
+      const args = [this.accountId, batch, ats.slice(from, from + ROWS_PER_STATEMENT)];
+      const inserted = await rows<{ record_id: string }>(this.sender, "insertRecordIdRows", args);
+      if (inserted.length === batch.length) continue;
+      const error = Object.assign(
+        new Error("A record id was claimed by another transaction after this one looked it up; run it again."),
+        { code: "40001" },
+      );
+      this.broken = { error, depth: -1 };
+      throw error;
+    }
   }
 
   /**
@@ -1022,6 +1063,7 @@ class PostgresTx extends PostgresReader implements StoreTx {
       this.seqHint,
       handles.deviceIds.length + handles.identities.length + handles.profileIds.length,
     );
+    await this.prefetchRecordIds(accountId, handles.recordIds ?? []);
 
     // The handles, then their owners and the named profiles locked in id order (so two prefetching transactions never
     // wait on each other in a circle), then the handles again: a statement sees what committed before it started, and
@@ -1074,6 +1116,18 @@ class PostgresTx extends PostgresReader implements StoreTx {
       const key = identityKey(h.key, h.value);
       if (!again.identities.has(key)) this.known.identities.set(key, null);
     }
+  }
+
+  /**
+   * Which record ids are stored already, so that `claimRecordId` answers without a statement. An id with NUL is left
+   * out (its claim is refused in SQL inside its own record), as is one this transaction has answered for already.
+   */
+  private async prefetchRecordIds(accountId: string, recordIds: readonly string[]): Promise<void> {
+    const ids = [...new Set(recordIds)].filter((id) => !id.includes("\u0000") && !this.known.recordIds.has(id));
+    if (ids.length === 0) return;
+    const stored = await rows<{ record_id: string }>(this.db(accountId), "prefetchRecordIds", [accountId, ids]);
+    for (const id of ids) this.known.recordIds.set(id, false);
+    for (const row of stored) this.known.recordIds.set(row.record_id, true);
   }
 
   private async readHandles(
@@ -1335,9 +1389,23 @@ class PostgresTx extends PostgresReader implements StoreTx {
     return (result.rowCount ?? 0) > 0;
   }
 
+  /**
+   * An id the prefetch looked up is answered from it and claimed behind (see `writeRecordIds` for a claim that another
+   * transaction committed meanwhile); any other id is claimed now, and a racing claim of the same id waits for this
+   * transaction: false if it commits, true if it rolls back.
+   */
   async claimRecordId(accountId: string, recordId: string, at: number): Promise<boolean> {
-    // A racing claim of the same id waits for this transaction: false if it commits, true if it rolls back.
-    return (await run(this.forWrite(accountId), "claimRecordId", [accountId, recordId, at])).rowCount === 1;
+    this.check(accountId);
+    const stored = this.known.recordIds.get(recordId);
+    if (stored === undefined) {
+      return (await run(this.forWrite(accountId), "claimRecordId", [accountId, recordId, at])).rowCount === 1;
+    }
+    this.refuseIfBroken();
+    if (stored || this.known.claimed.has(recordId)) return false;
+    this.inserts.push({ kind: "recordId", recordId, at });
+    this.known.claimed.add(recordId);
+    this.frames[this.frames.length - 1]?.claims.push(recordId);
+    return true;
   }
 
   async claimChargedId(accountId: string, profileId: string, chargedId: string): Promise<boolean> {
@@ -1526,6 +1594,7 @@ class PostgresTx extends PostgresReader implements StoreTx {
       insertsAt: this.inserts.length,
       opened: false,
       changed: [],
+      claims: [],
     };
     this.frames.push(frame);
     try {
@@ -1534,6 +1603,7 @@ class PostgresTx extends PostgresReader implements StoreTx {
       if (frame.opened) await this.send({ text: `RELEASE SAVEPOINT record_${depth}` });
       // What it changed now belongs to the enclosing savepoint, whose rollback must drop it too.
       this.frames[depth - 1]?.changed.push(...frame.changed);
+      this.frames[depth - 1]?.claims.push(...frame.claims);
       return result;
     } catch (error) {
       this.frames.length = depth;
@@ -1545,6 +1615,7 @@ class PostgresTx extends PostgresReader implements StoreTx {
       this.inserts.length = Math.min(this.inserts.length, frame.insertsAt);
       this.insertsWritten = Math.min(this.insertsWritten, frame.insertsAt);
       this.forget(frame.changed);
+      for (const id of frame.claims) this.known.claimed.delete(id);
       segmentIndex.rolledBack(this);
       if (frame.opened) {
         // Also what brings the transaction back from PostgreSQL's "aborted" state after a failed statement. If the
