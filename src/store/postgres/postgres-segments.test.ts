@@ -1,6 +1,7 @@
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { parseCondition } from "../../engine/segment/parse.js";
+import type { ProfileState } from "../../engine/types.js";
 import { createTestDatabase } from "../../test-support/postgres.js";
 import { blankProfile, newAccount, newId } from "../conformance/fixtures.js";
 import { describeSegmentConformance } from "../conformance/segments.js";
@@ -24,6 +25,60 @@ describe.skipIf(database === null)("PostgreSQL segments", () => {
     },
     (store: Store) => store.close(),
   );
+
+  it("indexes many profile updates of one transaction, in one statement, as a rebuild would", async () => {
+    const store = await PostgresStore.connect(database!.url);
+    const client = new pg.Client(database!.url);
+    await client.connect();
+    try {
+      await store.migrate();
+      const account = newAccount();
+      await store.createAccount(account);
+      const profile = (i: number, round: number): ProfileState => {
+        const p = blankProfile(ids[i]);
+        if (round === 0 || i % 4 !== 0) p.props.Rank = { v: round === 0 ? i : i * 10, t: "number", ts: 1 };
+        if (round === 0 || i % 4 !== 1)
+          p.props.Tags = { v: i % 3 === round ? ["a", "b", "c"] : ["b"], t: "multi", ts: 1 };
+        if (i % 5 === 0) p.props.City = round === 0 ? { v: "Paris", t: "string", ts: 1 } : { ts: 2 };
+        if (round === 1 && i % 4 === 2) p.props.Note = { v: `n${i}`, t: "string", ts: 2 };
+        return p;
+      };
+      const ids = Array.from({ length: 300 }, () => newId());
+      await store.write(account.id, async (tx) => {
+        for (const i of ids.keys()) await tx.insertProfile(account.id, profile(i, 0));
+      });
+      // Locked (so the index knows what is stored) for the even ones, updated blind for the odd ones; every sixth
+      // profile is left as it was.
+      await store.write(account.id, async (tx) => {
+        for (const i of ids.keys()) {
+          if (i % 2 === 0) await tx.lockProfile(account.id, ids[i]!);
+          await tx.updateProfile(account.id, profile(i, i % 6 === 0 ? 0 : 1));
+        }
+      });
+      const snapshot = async () =>
+        (
+          await client.query(
+            `SELECT profile_id, path, ord, kind, many, str, num FROM segment_values WHERE account_id = $1
+             ORDER BY profile_id, path, ord`,
+            [account.id],
+          )
+        ).rows;
+      const written = await snapshot();
+      expect(written.length).toBeGreaterThan(300);
+      await client.query("DELETE FROM segment_values WHERE account_id = $1", [account.id]);
+      await client.query("INSERT INTO meta (key, value) VALUES ('segment_values.backfill', '0')");
+      const rebuilt = await PostgresStore.connect(database!.url);
+      try {
+        await rebuilt.migrate();
+      } finally {
+        await rebuilt.close();
+      }
+      expect(written).toEqual(await snapshot());
+    } finally {
+      await client.end();
+      await store.close();
+    }
+  });
 
   it("rebuilds the property index of profiles written before it existed, at the next migrate", async () => {
     const first = await PostgresStore.connect(database!.url);

@@ -163,6 +163,26 @@ const WRITE_ROWS = `WITH incoming AS (
   ON CONFLICT (account_id, profile_id, path, ord) DO UPDATE
   SET kind = excluded.kind, many = excluded.many, str = excluded.str, num = excluded.num`;
 
+/**
+ * As WRITE_ROWS for several profiles at once: $2-$8 are the rows (with their profile), $9/$10 the (profile, path) pairs
+ * they replace, a NULL path standing for all of that profile's paths.
+ */
+const WRITE_MANY_ROWS = `WITH incoming AS (
+    SELECT * FROM unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::bool[], $7::text[], $8::float8[])
+      AS r(profile_id, path, ord, kind, many, str, num)
+  ), replaced AS (
+    SELECT * FROM unnest($9::text[], $10::text[]) AS s(profile_id, path)
+  ), gone AS (
+    DELETE FROM segment_values v USING replaced s
+    WHERE v.account_id = $1 AND v.profile_id = s.profile_id AND (s.path IS NULL OR v.path = s.path)
+      -- NOT IN (no column is NULL) rather than NOT EXISTS: a hashed subplan, not a scan of incoming per row.
+      AND (v.profile_id, v.path, v.ord) NOT IN (SELECT profile_id, path, ord FROM incoming)
+  )
+  INSERT INTO segment_values (account_id, profile_id, path, ord, kind, many, str, num)
+  SELECT $1, profile_id, path, ord, kind, many, str, num FROM incoming
+  ON CONFLICT (account_id, profile_id, path, ord) DO UPDATE
+  SET kind = excluded.kind, many = excluded.many, str = excluded.str, num = excluded.num`;
+
 class PostgresSegmentIndex {
   /** Per transaction: profile id → the JSON of its properties as stored now (locked and read, or written, by it). */
   private readonly stored = new WeakMap<object, Map<string, string>>();
@@ -223,6 +243,78 @@ class PostgresSegmentIndex {
       else await db.query({ name: "segment_values_write", text: WRITE_ROWS, values: [...values, paths] });
     }
     known.set(state.id, json);
+  }
+
+  /**
+   * Profile rows (each profile once) were updated in `tx`: as `written(…, false)` for each, in one statement for all
+   * the profiles whose indexed values changed.
+   */
+  async writtenMany(tx: object, db: Queryable, accountId: string, states: readonly ProfileState[]): Promise<void> {
+    const known = this.of(tx);
+    const columns = {
+      profileIds: [] as string[],
+      paths: [] as string[],
+      ords: [] as number[],
+      kinds: [] as string[],
+      many: [] as boolean[],
+      strs: [] as (string | null)[],
+      nums: [] as (number | null)[],
+    };
+    const replaced = { profileIds: [] as string[], paths: [] as (string | null)[] };
+    const settled: Array<[string, string]> = [];
+    for (const state of states) {
+      const json = JSON.stringify(state.props);
+      const before = known.get(state.id);
+      if (before === json) continue;
+      settled.push([state.id, json]);
+      let rows = indexValues(state.props);
+      if (before === undefined) {
+        replaced.profileIds.push(state.id);
+        replaced.paths.push(null);
+      } else {
+        const old = byPath(indexValues(JSON.parse(before) as Record<string, PropertyEntry>));
+        const now = byPath(rows);
+        const paths = [...new Set([...old.keys(), ...now.keys()])].filter(
+          (p) => JSON.stringify(old.get(p) ?? null) !== JSON.stringify(now.get(p) ?? null),
+        );
+        for (const path of paths) {
+          replaced.profileIds.push(state.id);
+          replaced.paths.push(path);
+        }
+        rows = paths.flatMap((p) => now.get(p) ?? []);
+      }
+      const ords = new Map<string, number>();
+      for (const r of rows) {
+        const n = ords.get(r.path) ?? 0;
+        ords.set(r.path, n + 1);
+        columns.profileIds.push(state.id);
+        columns.paths.push(r.path);
+        columns.ords.push(n);
+        columns.kinds.push(r.kind);
+        columns.many.push(r.many);
+        columns.strs.push(r.str);
+        columns.nums.push(r.num);
+      }
+    }
+    if (replaced.profileIds.length > 0) {
+      await db.query({
+        name: "segment_values_write_many",
+        text: WRITE_MANY_ROWS,
+        values: [
+          accountId,
+          columns.profileIds,
+          columns.paths,
+          columns.ords,
+          columns.kinds,
+          columns.many,
+          columns.strs,
+          columns.nums,
+          replaced.profileIds,
+          replaced.paths,
+        ],
+      });
+    }
+    for (const [id, json] of settled) known.set(id, json);
   }
 
   async deleted(tx: object, db: Queryable, accountId: string, profileId: string): Promise<void> {

@@ -1000,7 +1000,7 @@ class PostgresTx extends PostgresReader implements StoreTx {
     for (const state of profiles) segmentIndex.loaded(this, state);
   }
 
-  /** Writes profile updates (the last of each profile) in one statement, then their segment index rows. */
+  /** Writes profile updates (the last of each profile) in one statement, then their segment index rows in one more. */
   private async writeProfiles(writes: readonly PendingProfile[]): Promise<void> {
     if (writes.length === 0) return;
     for (let from = 0; from < writes.length; from += ROWS_PER_STATEMENT) {
@@ -1031,7 +1031,8 @@ class PostgresTx extends PostgresReader implements StoreTx {
       }
     }
     try {
-      for (const write of writes) await segmentIndex.written(this, this.client, this.accountId, write.state, false);
+      const states = writes.map((w) => w.state);
+      await segmentIndex.writtenMany(this, this.client, this.accountId, states);
     } catch (error) {
       this.failed(error);
       throw error;
