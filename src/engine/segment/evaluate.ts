@@ -252,6 +252,16 @@ function aggregateHolds(a: Aggregate, x: number): boolean {
   return a.op === "between" ? x >= a.value[0] && x <= a.value[1] : compare(x, a.op, a.value);
 }
 
+/**
+ * Whether a behaviour condition holds for a profile with no matching event, firstTime/lastTime apart (count 0, sum
+ * 0, no avg): the SQL compilers decide from this whether profiles without events pass.
+ */
+export function passesWithNoEvents(c: BehaviourCondition): boolean {
+  const countOk = c.count ? compare(0, c.count.op, c.count.value) : false;
+  const sumOk = c.sum ? aggregateHolds(c.sum, 0) : true;
+  return countOk && sumOk && c.avg === undefined;
+}
+
 function inWindow(ts: number, w: Window, now: number): boolean {
   if (w.kind === "withinLast") return ts >= now - w.days * DAY_MS;
   return ts >= w.from.start && (w.to === undefined || ts <= w.to.end);

@@ -27,7 +27,6 @@ import {
   type BehaviourCondition,
   type Channel,
   type Condition,
-  type CountOp,
   type EventPropertyCondition,
   type Literal,
   NEGATIVE_OPS,
@@ -36,7 +35,7 @@ import {
   type Test,
   type Window,
 } from "../../engine/segment/condition.js";
-import { type EvaluateContext, MAX_SEGMENT_NESTING } from "../../engine/segment/evaluate.js";
+import { type EvaluateContext, MAX_SEGMENT_NESTING, passesWithNoEvents } from "../../engine/segment/evaluate.js";
 
 export const ISO_MS_FUNCTION = "portrait_iso_ms";
 
@@ -552,7 +551,7 @@ export class PostgresSegmentCompiler {
   private behaviour(c: BehaviourCondition): string {
     const matching = this.matchingEvents(c);
     if (matching === FALSE) {
-      const did = this.emptyPasses(c) && c.firstTime === undefined && c.lastTime === undefined;
+      const did = passesWithNoEvents(c) && c.firstTime === undefined && c.lastTime === undefined;
       return c.mode === "didNot" ? (did ? FALSE : TRUE) : did ? TRUE : FALSE;
     }
     // The week bounds let the name index (account_id, name, week, seq) skip to the window; the exact window follows.
@@ -565,7 +564,7 @@ export class PostgresSegmentCompiler {
       c.avg ? this.aggregate(c.avg, `(${sum(c.avg)} / ${count})`) : TRUE,
     ]);
     const parts: string[] = [];
-    if (this.emptyPasses(c)) {
+    if (passesWithNoEvents(c)) {
       const failing = not(groupPasses);
       if (failing !== FALSE) parts.push(`p.id NOT IN (${this.eventGroups(inWindow, failing)})`);
     } else if (groupPasses === `${count} >= 1`) {
@@ -584,12 +583,6 @@ export class PostgresSegmentCompiler {
     }
     const did = and(parts);
     return c.mode === "didNot" ? not(did) : did;
-  }
-
-  private emptyPasses(c: BehaviourCondition): boolean {
-    const countOk = c.count ? compare(0, c.count.op, c.count.value) : false;
-    const sumOk = c.sum ? aggregateHolds(c.sum, 0) : true;
-    return countOk && sumOk && c.avg === undefined;
   }
 
   private eventGroups(where: string, having: string): string {
@@ -711,22 +704,3 @@ const SQL_OP: Readonly<Record<"eq" | "gt" | "gte" | "lt" | "lte", string>> = {
   lt: "<",
   lte: "<=",
 };
-
-function compare(x: number, op: CountOp, y: number): boolean {
-  switch (op) {
-    case "eq":
-      return x === y;
-    case "gt":
-      return x > y;
-    case "gte":
-      return x >= y;
-    case "lt":
-      return x < y;
-    case "lte":
-      return x <= y;
-  }
-}
-
-function aggregateHolds(a: Aggregate, x: number): boolean {
-  return a.op === "between" ? x >= a.value[0] && x <= a.value[1] : compare(x, a.op, a.value);
-}

@@ -40,7 +40,6 @@ import {
   type BehaviourCondition,
   type Channel,
   type Condition,
-  type CountOp,
   type EventPropertyCondition,
   type Literal,
   NEGATIVE_OPS,
@@ -49,7 +48,7 @@ import {
   type Test,
   type Window,
 } from "../../engine/segment/condition.js";
-import { type EvaluateContext, MAX_SEGMENT_NESTING } from "../../engine/segment/evaluate.js";
+import { type EvaluateContext, MAX_SEGMENT_NESTING, passesWithNoEvents } from "../../engine/segment/evaluate.js";
 
 /** The SQL function (registered on every connection that runs segment SQL) giving `storedIsoMs` of a text. */
 export const ISO_MS_FUNCTION = "portrait_iso_ms";
@@ -576,15 +575,15 @@ export class SqliteSegmentCompiler {
   /**
    * SEMANTICS §11: M = the profile's counted events with the name(s), inside the window, passing every `where`;
    * did = (count ? |M| op v : |M| ≥ 1) ∧ sum/avg over M ∧ firstTime/lastTime on the first/last matching event ever;
-   * didNot = not did. A profile with no event in M is decided at compile time (`emptyPasses`): either the members are
-   * the profiles whose group passes, or everyone but the profiles whose group fails.
+   * didNot = not did. A profile with no event in M is decided at compile time (`passesWithNoEvents`): either the
+   * members are the profiles whose group passes, or everyone but the profiles whose group fails.
    */
   private behaviour(c: BehaviourCondition): { sql: string; set?: ProfileSet } {
     const names = c.events.map((n) => this.param(n));
     const where = and((c.where ?? []).map((w) => this.eventCondition(w)));
     if (where === FALSE) {
       // No event can match: M is empty for everyone.
-      const did = this.emptyPasses(c) && c.firstTime === undefined && c.lastTime === undefined;
+      const did = passesWithNoEvents(c) && c.firstTime === undefined && c.lastTime === undefined;
       return { sql: c.mode === "didNot" ? (did ? FALSE : TRUE) : did ? TRUE : FALSE };
     }
     const leaf = this.events.length;
@@ -621,7 +620,7 @@ export class SqliteSegmentCompiler {
         c.sum ? this.aggregate(c.sum, sum(c.sum)) : TRUE,
         c.avg ? this.aggregate(c.avg, `(${sum(c.avg)} / ${count})`) : TRUE,
       ]);
-      if (this.emptyPasses(c)) {
+      if (passesWithNoEvents(c)) {
         parts.push(`p.pk NOT IN (${this.eventGroups(inWindow, not(groupPasses))})`);
       } else {
         set = {
@@ -647,13 +646,6 @@ export class SqliteSegmentCompiler {
     const did = and(parts);
     if (c.mode === "didNot") return { sql: not(did) };
     return set !== undefined && parts.length === 1 ? { sql: did, set } : { sql: did };
-  }
-
-  /** Whether a profile with no event in M passes `did` apart from firstTime/lastTime (count 0, sum 0, no avg). */
-  private emptyPasses(c: BehaviourCondition): boolean {
-    const countOk = c.count ? compare(0, c.count.op, c.count.value) : false;
-    const sumOk = c.sum ? aggregateHolds(c.sum, 0) : true;
-    return countOk && sumOk && c.avg === undefined;
   }
 
   private eventKeys(where: string): string {
@@ -776,22 +768,3 @@ const SQL_OP: Readonly<Record<"eq" | "gt" | "gte" | "lt" | "lte", string>> = {
   lt: "<",
   lte: "<=",
 };
-
-function compare(x: number, op: CountOp, y: number): boolean {
-  switch (op) {
-    case "eq":
-      return x === y;
-    case "gt":
-      return x > y;
-    case "gte":
-      return x >= y;
-    case "lt":
-      return x < y;
-    case "lte":
-      return x <= y;
-  }
-}
-
-function aggregateHolds(a: Aggregate, x: number): boolean {
-  return a.op === "between" ? x >= a.value[0] && x <= a.value[1] : compare(x, a.op, a.value);
-}
