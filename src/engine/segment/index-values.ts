@@ -102,3 +102,24 @@ export function indexValues(props: Readonly<Record<string, PropertyEntry>>): Ind
   }
   return out;
 }
+
+/** Each row's position among the rows of its path before it: the `ord` that, with the path, keys a stored row. */
+export function ordsOf(rows: readonly IndexValue[]): number[] {
+  const seen = new Map<string, number>();
+  return rows.map((r) => {
+    const n = seen.get(r.path) ?? 0;
+    seen.set(r.path, n + 1);
+    return n;
+  });
+}
+
+/** The rows of each path, in order. */
+export function byPath(rows: readonly IndexValue[]): Map<string, IndexValue[]> {
+  const out = new Map<string, IndexValue[]>();
+  for (const r of rows) {
+    const list = out.get(r.path);
+    if (list) list.push(r);
+    else out.set(r.path, [r]);
+  }
+  return out;
+}

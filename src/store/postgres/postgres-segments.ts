@@ -15,7 +15,7 @@
 import type pg from "pg";
 import type { Condition, Json } from "../../engine/segment/condition.js";
 import type { EvaluateContext } from "../../engine/segment/evaluate.js";
-import { type IndexValue, indexValues } from "../../engine/segment/index-values.js";
+import { byPath, type IndexValue, indexValues, ordsOf } from "../../engine/segment/index-values.js";
 import type { ProfileState, PropertyEntry } from "../../engine/types.js";
 import type {
   DeleteSegmentResult,
@@ -222,12 +222,7 @@ class PostgresSegmentIndex {
       return;
     }
     if (paths === null || paths.length > 0) {
-      const ords = new Map<string, number>();
-      const ord = rows.map((r) => {
-        const n = ords.get(r.path) ?? 0;
-        ords.set(r.path, n + 1);
-        return n;
-      });
+      const ord = ordsOf(rows);
       // Named statements: each connection plans them once.
       const values = [
         accountId,
@@ -251,15 +246,7 @@ class PostgresSegmentIndex {
    */
   async writtenMany(tx: object, db: Queryable, accountId: string, states: readonly ProfileState[]): Promise<void> {
     const known = this.of(tx);
-    const columns = {
-      profileIds: [] as string[],
-      paths: [] as string[],
-      ords: [] as number[],
-      kinds: [] as string[],
-      many: [] as boolean[],
-      strs: [] as (string | null)[],
-      nums: [] as (number | null)[],
-    };
+    const columns = new IndexRowColumns();
     const replaced = { profileIds: [] as string[], paths: [] as (string | null)[] };
     const settled: Array<[string, string]> = [];
     for (const state of states) {
@@ -283,35 +270,13 @@ class PostgresSegmentIndex {
         }
         rows = paths.flatMap((p) => now.get(p) ?? []);
       }
-      const ords = new Map<string, number>();
-      for (const r of rows) {
-        const n = ords.get(r.path) ?? 0;
-        ords.set(r.path, n + 1);
-        columns.profileIds.push(state.id);
-        columns.paths.push(r.path);
-        columns.ords.push(n);
-        columns.kinds.push(r.kind);
-        columns.many.push(r.many);
-        columns.strs.push(r.str);
-        columns.nums.push(r.num);
-      }
+      columns.add(state.id, rows);
     }
     if (replaced.profileIds.length > 0) {
       await db.query({
         name: "segment_values_write_many",
         text: WRITE_MANY_ROWS,
-        values: [
-          accountId,
-          columns.profileIds,
-          columns.paths,
-          columns.ords,
-          columns.kinds,
-          columns.many,
-          columns.strs,
-          columns.nums,
-          replaced.profileIds,
-          replaced.paths,
-        ],
+        values: [accountId, ...columns.arrays(), replaced.profileIds, replaced.paths],
       });
     }
     for (const [id, json] of settled) known.set(id, json);
@@ -331,14 +296,40 @@ class PostgresSegmentIndex {
   }
 }
 
-function byPath(rows: readonly IndexValue[]): Map<string, IndexValue[]> {
-  const out = new Map<string, IndexValue[]>();
-  for (const r of rows) {
-    const list = out.get(r.path);
-    if (list) list.push(r);
-    else out.set(r.path, [r]);
+/**
+ * Index rows of many profiles as the column arrays the multi-row statements unnest
+ * (profile id, path, ord, kind, many, str, num).
+ */
+export class IndexRowColumns {
+  private readonly profileIds: string[] = [];
+  private readonly paths: string[] = [];
+  private readonly ords: number[] = [];
+  private readonly kinds: string[] = [];
+  private readonly many: boolean[] = [];
+  private readonly strs: (string | null)[] = [];
+  private readonly nums: (number | null)[] = [];
+
+  get size(): number {
+    return this.profileIds.length;
   }
-  return out;
+
+  /** A profile's rows, as indexValues gives them (ords counted per path in order). */
+  add(profileId: string, rows: readonly IndexValue[]): void {
+    const ords = ordsOf(rows);
+    rows.forEach((r, i) => {
+      this.profileIds.push(profileId);
+      this.paths.push(r.path);
+      this.ords.push(ords[i] as number);
+      this.kinds.push(r.kind);
+      this.many.push(r.many);
+      this.strs.push(r.str);
+      this.nums.push(r.num);
+    });
+  }
+
+  arrays(): unknown[] {
+    return [this.profileIds, this.paths, this.ords, this.kinds, this.many, this.strs, this.nums];
+  }
 }
 
 /** The property index maintenance (postgres-store.ts calls it from its profile writes). */

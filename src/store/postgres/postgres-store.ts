@@ -55,7 +55,7 @@ import type {
   TypeScope,
 } from "../store.js";
 import { PostgresImports, redactImportData } from "./postgres-imports.js";
-import { PostgresSegments, segmentIndex } from "./postgres-segments.js";
+import { IndexRowColumns, PostgresSegments, segmentIndex } from "./postgres-segments.js";
 import { migrate } from "./schema.js";
 
 /** Larger than any ts or seq: the cursor of the first page. */
@@ -962,41 +962,9 @@ class PostgresTx extends PostgresReader implements StoreTx {
    * (indexValues, ords counted per path in order), then `segmentIndex.loaded` tells it what is stored now.
    */
   private async indexNewProfiles(profiles: readonly ProfileState[]): Promise<void> {
-    const columns = {
-      profileIds: [] as string[],
-      paths: [] as string[],
-      ords: [] as number[],
-      kinds: [] as string[],
-      many: [] as boolean[],
-      strs: [] as (string | null)[],
-      nums: [] as (number | null)[],
-    };
-    for (const state of profiles) {
-      const ords = new Map<string, number>();
-      for (const v of indexValues(state.props)) {
-        const ord = ords.get(v.path) ?? 0;
-        ords.set(v.path, ord + 1);
-        columns.profileIds.push(state.id);
-        columns.paths.push(v.path);
-        columns.ords.push(ord);
-        columns.kinds.push(v.kind);
-        columns.many.push(v.many);
-        columns.strs.push(v.str);
-        columns.nums.push(v.num);
-      }
-    }
-    if (columns.profileIds.length > 0) {
-      await run(this.sender, "insertSegmentRows", [
-        this.accountId,
-        columns.profileIds,
-        columns.paths,
-        columns.ords,
-        columns.kinds,
-        columns.many,
-        columns.strs,
-        columns.nums,
-      ]);
-    }
+    const columns = new IndexRowColumns();
+    for (const state of profiles) columns.add(state.id, indexValues(state.props));
+    if (columns.size > 0) await run(this.sender, "insertSegmentRows", [this.accountId, ...columns.arrays()]);
     for (const state of profiles) segmentIndex.loaded(this, state);
   }
 

@@ -23,7 +23,7 @@
 import Database from "better-sqlite3";
 import type { Condition, Json } from "../../engine/segment/condition.js";
 import { type EvaluateContext, storedIsoMs } from "../../engine/segment/evaluate.js";
-import { type IndexValue, indexValues } from "../../engine/segment/index-values.js";
+import { byPath, type IndexValue, indexValues, ordsOf } from "../../engine/segment/index-values.js";
 import type { ProfileState, PropertyEntry } from "../../engine/types.js";
 import type {
   DeleteSegmentResult,
@@ -216,23 +216,11 @@ export class SqliteSegmentIndex {
   }
 
   private insert(accountId: string, pk: number, rows: readonly IndexValue[]): void {
-    const ords = new Map<string, number>();
-    for (const r of rows) {
-      const ord = ords.get(r.path) ?? 0;
-      ords.set(r.path, ord + 1);
-      this.sql.insert.run(pk, r.path, ord, accountId, r.kind, r.many ? 1 : 0, r.str, r.num);
-    }
+    const ords = ordsOf(rows);
+    rows.forEach((r, i) => {
+      this.sql.insert.run(pk, r.path, ords[i] as number, accountId, r.kind, r.many ? 1 : 0, r.str, r.num);
+    });
   }
-}
-
-function byPath(rows: readonly IndexValue[]): Map<string, IndexValue[]> {
-  const out = new Map<string, IndexValue[]>();
-  for (const r of rows) {
-    const list = out.get(r.path);
-    if (list) list.push(r);
-    else out.set(r.path, [r]);
-  }
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
