@@ -91,19 +91,10 @@ async function postFile(
   const target = new URL(url);
   const request = (target.protocol === "https:" ? https : http).request(target, { method: "POST", headers });
   let answered = false;
-  const response = new Promise<{ status: number; text: string }>((resolve, reject) => {
-    request.on("response", (res) => {
-      answered = true;
-      let text = "";
-      res.setEncoding("utf8");
-      res.on("data", (chunk: string) => {
-        text += chunk;
-      });
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
-      res.on("error", reject);
-    });
-    request.on("error", reject);
+  request.once("response", () => {
+    answered = true;
   });
+  const response = answerOf(request);
   const handle = await open(file, "r");
   try {
     const buffer = Buffer.allocUnsafe(64 * 1024);
@@ -135,8 +126,13 @@ async function postFile(
  */
 function getJson(url: string, headers: Record<string, string>): Promise<{ status: number; text: string }> {
   const target = new URL(url);
+  return answerOf((target.protocol === "https:" ? https : http).get(target, { headers }));
+}
+
+/** The answer to `request`, read whole (the server's answers here are small JSON documents). */
+function answerOf(request: http.ClientRequest): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
-    const request = (target.protocol === "https:" ? https : http).get(target, { headers }, (res) => {
+    request.on("response", (res) => {
       let text = "";
       res.setEncoding("utf8");
       res.on("data", (chunk: string) => {

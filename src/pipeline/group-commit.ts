@@ -9,6 +9,7 @@
  * a few on PostgreSQL, where row locks and unique constraints keep concurrent transactions correct. A job (one
  * request) is never split: its records stay in one group, in their order, and so in one transaction.
  */
+import { setImmediate as nextTurn } from "node:timers/promises";
 import type { Account } from "../engine/types.js";
 
 interface Waiting<Job, Outcome> {
@@ -84,8 +85,4 @@ export class GroupCommit<Job, Outcome> {
     queue.running--;
     if (queue.running === 0) this.queues.delete(account.id);
   }
-}
-
-function nextTurn(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
 }
