@@ -150,9 +150,12 @@ export class Portrait {
    */
   private applyBatches(account: Account, jobs: IngestJob[]): Promise<JobOutcome[]> {
     return this.transact(account, async (uow) => {
-      // A hint: a store may load and lock what the records name in a few round trips (StoreTx.prefetch).
-      const records = jobs.flatMap((job) => job.parsed.map((p) => p.record));
-      await uow.tx.prefetch?.(account.id, batchHandles(account, records));
+      // A hint: a store may load and lock what the records name in a few round trips (StoreTx.prefetch). SQLite has
+      // none, and then the handles are not even collected.
+      if (uow.tx.prefetch) {
+        const records = jobs.flatMap((job) => job.parsed.map((p) => p.record));
+        await uow.tx.prefetch(account.id, batchHandles(account, records));
+      }
       const outcomes: JobOutcome[] = [];
       for (const { parsed, now } of jobs) {
         const ok: BatchResult["results"] = [];
