@@ -132,29 +132,36 @@ async function streamed(store: Store, accountId: string, c: Condition): Promise<
   return ids;
 }
 
+/** A store of this kind for the describe block: opened before its tests, closed and removed after them. */
+function useStore(kind: StoreKind, opened: (store: Store) => void): void {
+  let store: Store | null = null;
+  let dir: string | null = null;
+  let database: TestDatabase | null = null;
+  beforeAll(async () => {
+    if (kind === "sqlite") {
+      dir = mkdtempSync(path.join(tmpdir(), "portrait-segments-"));
+      store = SqliteStore.open(path.join(dir, "portrait.db"));
+    } else {
+      database = await createTestDatabase();
+      if (database === null) throw new Error("no PostgreSQL server");
+      store = await PostgresStore.connect(database.url);
+      await store.migrate();
+    }
+    opened(store);
+  });
+  afterAll(async () => {
+    await store?.close();
+    await database?.drop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+}
+
 describe.each(stores)(
   "segments on %s: the SQL returns exactly the profiles the reference evaluator accepts",
   (kind: StoreKind) => {
     let store: Store;
-    let dir: string | null = null;
-    let database: TestDatabase | null = null;
-
-    beforeAll(async () => {
-      if (kind === "sqlite") {
-        dir = mkdtempSync(path.join(tmpdir(), "portrait-segments-"));
-        store = SqliteStore.open(path.join(dir, "portrait.db"));
-      } else {
-        database = await createTestDatabase();
-        if (database === null) throw new Error("no PostgreSQL server");
-        store = await PostgresStore.connect(database.url);
-        await store.migrate();
-      }
-    });
-
-    afterAll(async () => {
-      await store?.close();
-      await database?.drop();
-      if (dir) rmSync(dir, { recursive: true, force: true });
+    useStore(kind, (opened) => {
+      store = opened;
     });
 
     async function freshAccount(): Promise<string> {
@@ -397,25 +404,8 @@ describe.each(stores)(
   "segments on %s: boundaries (birthdays, midnights, window edges, empty values)",
   (kind: StoreKind) => {
     let store: Store;
-    let dir: string | null = null;
-    let database: TestDatabase | null = null;
-
-    beforeAll(async () => {
-      if (kind === "sqlite") {
-        dir = mkdtempSync(path.join(tmpdir(), "portrait-segments-"));
-        store = SqliteStore.open(path.join(dir, "portrait.db"));
-      } else {
-        database = await createTestDatabase();
-        if (database === null) throw new Error("no PostgreSQL server");
-        store = await PostgresStore.connect(database.url);
-        await store.migrate();
-      }
-    });
-
-    afterAll(async () => {
-      await store?.close();
-      await database?.drop();
-      if (dir) rmSync(dir, { recursive: true, force: true });
+    useStore(kind, (opened) => {
+      store = opened;
     });
 
     // A summer and a winter day, late in the evening and just after midnight, in zones east and west of UTC.
