@@ -15,7 +15,7 @@ import type {
   StoredEvent,
   UserAccountRef,
 } from "../engine/types.js";
-import type { DeletedCounts, Store } from "../store/store.js";
+import type { DeletedCounts, ProfileLookup, Store } from "../store/store.js";
 import { type Accounts, validateSettings } from "./accounts.js";
 import { applyRecord } from "./apply-record.js";
 import { batchHandles } from "./batch-handles.js";
@@ -257,8 +257,16 @@ export class Portrait {
 
   /** The live profile an id names (a tombstone's id reads as its target), or null. */
   async getProfile(account: Account, profileId: string): Promise<ProfileView | null> {
-    const state = await this.liveState(account, profileId);
-    return state ? profileView(this.store.reader, account, state, this.clock.now()) : null;
+    return this.viewOf(account, { profileId });
+  }
+
+  /** The view of the live profile a look-up names: a tombstone's id reads as its target. */
+  private async viewOf(account: Account, lookup: ProfileLookup): Promise<ProfileView | null> {
+    let card = await this.store.reader.getProfileCard(account.id, lookup);
+    for (let hops = 0; card?.state.mergedInto && hops < 64; hops++) {
+      card = await this.store.reader.getProfileCard(account.id, { profileId: card.state.mergedInto });
+    }
+    return card ? profileView(account, card, this.clock.now()) : null;
   }
 
   private async liveState(account: Account, profileId: string): Promise<ProfileState | null> {
@@ -279,8 +287,11 @@ export class Portrait {
   async findProfiles(account: Account, query: FindQuery): Promise<ProfileView[]> {
     const r = this.store.reader;
     let id: string | null = null;
-    if (query.kind === "identity") id = await r.findProfileByIdentity(account.id, query.key, query.value);
-    else if (query.kind === "device") id = (await r.findDevice(account.id, query.deviceId))?.profileId ?? null;
+    if (query.kind === "identity") {
+      const view = await this.viewOf(account, { identity: { key: query.key, value: query.value } });
+      return view ? [view] : [];
+    }
+    if (query.kind === "device") id = (await r.findDevice(account.id, query.deviceId))?.profileId ?? null;
     else if (query.kind === "userAccount") id = await r.findProfileByUserAccount(account.id, query.ref);
     else id = query.profileId;
     const view = id ? await this.getProfile(account, id) : null;
@@ -293,15 +304,19 @@ export class Portrait {
     profileId: string,
     page: { cursor?: string | null; limit: number },
   ): Promise<{ events: EventView[]; nextCursor: string | null }> {
-    const profile = await this.liveState(account, profileId);
-    if (!profile) throw new PortraitError("UNKNOWN_PROFILE", `profile ${profileId} does not exist`, "id");
-    const orphans = await this.store.reader.listOrphans(account.id, profile.id);
-    const result = await this.store.reader.listEvents(account.id, [profile.id, ...orphans], {
-      before: decodeCursor(page.cursor),
-      limit: page.limit,
-    });
+    const opts = { before: decodeCursor(page.cursor), limit: page.limit };
+    let ownerId = profileId;
+    let result = await this.store.reader.timelinePage(account.id, ownerId, opts);
+    if (result === null) {
+      // Not live: a tombstone's timeline is its target's.
+      const profile = await this.liveState(account, profileId);
+      if (!profile) throw new PortraitError("UNKNOWN_PROFILE", `profile ${profileId} does not exist`, "id");
+      ownerId = profile.id;
+      result = await this.store.reader.timelinePage(account.id, ownerId, opts);
+      if (result === null) throw new PortraitError("UNKNOWN_PROFILE", `profile ${profileId} does not exist`, "id");
+    }
     return {
-      events: result.events.map((e) => eventView(e, e.profileId !== profile.id)),
+      events: result.events.map((e) => eventView(e, e.profileId !== ownerId)),
       nextCursor: result.next ? encodeCursor(result.next) : null,
     };
   }
@@ -315,8 +330,8 @@ export class Portrait {
     const events = await this.allEvents(account, [profile.id, ...orphans]);
     const orphanViews: ProfileView[] = [];
     for (const id of orphans) {
-      const state = await r.getProfile(account.id, id);
-      if (state) orphanViews.push(await profileView(r, account, state, this.clock.now()));
+      const card = await r.getProfileCard(account.id, { profileId: id });
+      if (card) orphanViews.push(profileView(account, card, this.clock.now()));
     }
     const merges = await r.listMergesTouching(account.id, profile.id);
     return {

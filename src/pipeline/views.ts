@@ -2,7 +2,7 @@
 import { limitFor } from "../engine/identity/identities.js";
 import { ageFromDob, profileType } from "../engine/profile.js";
 import type { Account, JsonValue, ProfileState, PropertyEntry } from "../engine/types.js";
-import type { StoreReader } from "../store/store.js";
+import type { ProfileCard } from "../store/store.js";
 
 export const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
@@ -51,24 +51,15 @@ export interface ProfileView {
   mergedInto: string | null;
 }
 
-export async function profileView(
-  reader: StoreReader,
-  account: Account,
-  state: ProfileState,
-  now: number,
-): Promise<ProfileView> {
-  const [devices, accounts, orphans] = await Promise.all([
-    reader.listDevices(account.id, state.id),
-    reader.listUserAccounts(account.id, state.id),
-    reader.listOrphans(account.id, state.id),
-  ]);
+export function profileView(account: Account, card: ProfileCard, now: number): ProfileView {
+  const { state } = card;
   const tz = state.props.Timezone?.v;
   return {
     id: state.id,
     type: profileType(state),
     identities: renderIdentities(state, account),
-    devices: devices.map((d) => d.deviceId),
-    accounts,
+    devices: card.deviceIds,
+    accounts: card.userAccounts,
     properties: renderProperties(state, account, now),
     system: {
       createdAt: iso(state.createdAt),
@@ -81,7 +72,7 @@ export async function profileView(
       bucket: state.bucket,
     },
     flags: { ...state.flags },
-    stats: { events: state.stats.events, revenue: state.stats.revenue, orphans: orphans.length },
+    stats: { events: state.stats.events, revenue: state.stats.revenue, orphans: card.orphanCount },
     orphanOf: state.orphanOf,
     mergedInto: state.mergedInto,
   };

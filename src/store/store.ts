@@ -88,6 +88,23 @@ export interface EventPage {
   next: { ts: number; seq: number } | null;
 }
 
+/** A profile as its page shows it: the stored state and the rows beside it that the page counts or lists. */
+export interface ProfileCard {
+  state: ProfileState;
+  deviceIds: string[];
+  userAccounts: UserAccountRef[];
+  orphanCount: number;
+}
+
+/** How a profile card is looked up: by profile id, or by an identity value (Find People). */
+export type ProfileLookup = { profileId: string } | { identity: { key: IdentityKey; value: string } };
+
+/** Where a timeline page starts and how long it is. */
+export interface PageOptions {
+  before?: { ts: number; seq: number } | null;
+  limit: number;
+}
+
 export interface DeletedCounts {
   profiles: number;
   events: number;
@@ -108,11 +125,18 @@ export interface StoreReader {
   /** Merge tombstones pointing at this profile. */
   listTombstones(accountId: string, profileId: string): Promise<string[]>;
   /** Events of the given profiles, newest first by (ts, seq); `before` continues a previous page. */
-  listEvents(
-    accountId: string,
-    profileIds: string[],
-    opts: { before?: { ts: number; seq: number } | null; limit: number },
-  ): Promise<EventPage>;
+  listEvents(accountId: string, profileIds: string[], opts: PageOptions): Promise<EventPage>;
+  /**
+   * The profile a look-up names, as stored (a merge tombstone comes back as it is: callers follow `mergedInto`), with
+   * its device ids, user accounts and number of orphans; null when there is none. What a profile page reads, in one
+   * round trip where the adapter can (store/profile-card.ts composes it from the reads above).
+   */
+  getProfileCard(accountId: string, lookup: ProfileLookup): Promise<ProfileCard | null>;
+  /**
+   * A page of a live profile's timeline: its own events and its orphans' (SEMANTICS §5), newest first, as
+   * `listEvents` over the profile and its orphans. Null when `profileId` is no profile or a merge tombstone.
+   */
+  timelinePage(accountId: string, profileId: string, opts: PageOptions): Promise<EventPage | null>;
   getDocument(accountId: string, ref: UserAccountRef): Promise<ProfileDocument | null>;
   listDocuments(accountId: string, profileId: string): Promise<ProfileDocument[]>;
   listChargedIds(accountId: string, profileId: string): Promise<string[]>;

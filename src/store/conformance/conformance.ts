@@ -565,6 +565,132 @@ export function describeStoreConformance(
         expect(await store.reader.listEvents(accountId, [newId()], { limit: 10 })).toEqual({ events: [], next: null });
       });
 
+      it("reads a profile's card by id and by identity value as its single reads give it, tombstones as they are", async () => {
+        const accountId = await freshAccount();
+        const owner = newId();
+        const tombstone = { ...blankProfile(), mergedInto: owner };
+        const stranger = blankProfile();
+        await insertProfiles(
+          accountId,
+          blankProfile(owner),
+          { ...blankProfile(), orphanOf: owner },
+          { ...blankProfile(), orphanOf: owner },
+          { ...blankProfile(), orphanOf: stranger.id },
+          tombstone,
+          stranger,
+        );
+        await store.write(accountId, async (tx) => {
+          await tx.upsertDevice(accountId, { deviceId: "dev-b", profileId: owner, pushToken: null, platform: null });
+          await tx.upsertDevice(accountId, { deviceId: "dev-a", profileId: owner, pushToken: "t", platform: "web" });
+          await tx.upsertDevice(accountId, {
+            deviceId: "dev-s",
+            profileId: stranger.id,
+            pushToken: null,
+            platform: null,
+          });
+          await tx.claimUserAccount(accountId, { compartmentId: "crm", userAccountId: "u-9" }, owner);
+          await tx.claimUserAccount(accountId, { compartmentId: "app", userAccountId: "u-1" }, owner);
+          await tx.claimIdentity(accountId, "Email", "owner@example.com", owner);
+        });
+        const expected = {
+          state: await store.reader.getProfile(accountId, owner),
+          deviceIds: ["dev-a", "dev-b"],
+          userAccounts: [
+            { compartmentId: "app", userAccountId: "u-1" },
+            { compartmentId: "crm", userAccountId: "u-9" },
+          ],
+          orphanCount: 2,
+        };
+        expect(await store.reader.getProfileCard(accountId, { profileId: owner })).toEqual(expected);
+        const byEmail = { identity: { key: "Email" as const, value: "owner@example.com" } };
+        expect(await store.reader.getProfileCard(accountId, byEmail)).toEqual(expected);
+        expect(await store.reader.getProfileCard(accountId, { profileId: stranger.id })).toEqual({
+          state: stranger,
+          deviceIds: ["dev-s"],
+          userAccounts: [],
+          orphanCount: 1,
+        });
+        const tomb = await store.reader.getProfileCard(accountId, { profileId: tombstone.id });
+        expect(tomb?.state.mergedInto).toBe(owner);
+        expect(await store.reader.getProfileCard(accountId, { profileId: newId() })).toBeNull();
+        expect(
+          await store.reader.getProfileCard(accountId, { identity: { key: "Email", value: "nobody@example.com" } }),
+        ).toBeNull();
+        // Another account never sees it, by id or by identity.
+        const other = await freshAccount();
+        expect(await store.reader.getProfileCard(other, { profileId: owner })).toBeNull();
+        expect(await store.reader.getProfileCard(other, byEmail)).toBeNull();
+
+        // Inside a transaction the card shows the transaction's own writes.
+        const seen = await store.write(accountId, async (tx) => {
+          const fresh = blankProfile();
+          await tx.insertProfile(accountId, fresh);
+          await tx.claimDevice(accountId, {
+            deviceId: "dev-new",
+            profileId: fresh.id,
+            pushToken: null,
+            platform: null,
+          });
+          await tx.claimIdentity(accountId, "Email", "fresh@example.com", fresh.id);
+          return tx.getProfileCard(accountId, { identity: { key: "Email", value: "fresh@example.com" } });
+        });
+        expect(seen?.deviceIds).toEqual(["dev-new"]);
+        expect(seen?.orphanCount).toBe(0);
+      });
+
+      it("reads a live profile's timeline with its orphans' events, and nothing for tombstones or unknown ids", async () => {
+        const accountId = await freshAccount();
+        const owner = newId();
+        const [o1, o2, other, tomb, quiet] = [newId(), newId(), newId(), newId(), newId()];
+        await insertProfiles(
+          accountId,
+          blankProfile(owner),
+          { ...blankProfile(o1), orphanOf: owner },
+          { ...blankProfile(o2), orphanOf: owner },
+          blankProfile(other),
+          { ...blankProfile(tomb), mergedInto: owner },
+          blankProfile(quiet),
+        );
+        // An orphan left pointing at the tombstone must not make the tombstone read as live.
+        await insertProfiles(accountId, { ...blankProfile(), orphanOf: tomb });
+        const seqs = await store.write(accountId, (tx) =>
+          tx.insertEvents(accountId, [
+            event(owner, T0 + 10),
+            event(o1, T0 + 10),
+            event(other, T0 + 12),
+            event(o2, T0 + 30),
+            event(owner, T0 + 5),
+            event(tomb, T0 + 40),
+            event(o1, T0 + 1),
+          ]),
+        );
+        const all = await store.write(accountId, (tx) => tx.listEventsBySeq(accountId, seqs));
+        const expected = newestFirst(all.filter((e) => [owner, o1, o2].includes(e.profileId)));
+        for (const limit of [1, 2, 4, 5, 100]) {
+          const pages: StoredEvent[] = [];
+          let before: { ts: number; seq: number } | null = null;
+          for (let guard = 0; guard < 20; guard++) {
+            const page = await store.reader.timelinePage(accountId, owner, { before, limit });
+            expect(page).not.toBeNull();
+            expect(page!.events.length).toBeLessThanOrEqual(limit);
+            pages.push(...page!.events);
+            if (page!.next === null) break;
+            before = page!.next;
+          }
+          expect(pages).toEqual(expected);
+        }
+        expect(await store.reader.timelinePage(accountId, tomb, { limit: 10 })).toBeNull();
+        expect(await store.reader.timelinePage(accountId, newId(), { limit: 10 })).toBeNull();
+        expect(await store.reader.timelinePage(accountId, quiet, { limit: 10 })).toEqual({ events: [], next: null });
+        // An orphan's own page is its own events.
+        expect((await store.reader.timelinePage(accountId, o1, { limit: 10 }))?.events.map((e) => e.ts)).toEqual([
+          T0 + 10,
+          T0 + 1,
+        ]);
+        const stranger = await freshAccount();
+        expect(await store.reader.timelinePage(stranger, owner, { limit: 10 })).toBeNull();
+      });
+
       it("reads a page of many profiles at once", async () => {
         const accountId = await freshAccount();
         const profiles = Array.from({ length: 300 }, () => blankProfile());

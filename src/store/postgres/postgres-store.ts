@@ -41,6 +41,7 @@ import type {
   ValueType,
 } from "../../engine/types.js";
 import type { ImportHandle } from "../import-store.js";
+import { composeProfileCard, composeTimelinePage } from "../profile-card.js";
 import type {
   ApiKeyRow,
   BatchHandles,
@@ -48,6 +49,9 @@ import type {
   DeletedCounts,
   EventPage,
   MergeRow,
+  PageOptions,
+  ProfileCard,
+  ProfileLookup,
   Store,
   StoreReader,
   StoreTx,
@@ -121,6 +125,30 @@ interface HandleRow {
 type MergeData = Pick<MergeRow, "eventSeqAtMerge" | "target" | "source" | "movedEventSeqs" | "droppedEvents">;
 
 const EVENT_COLUMNS = `seq, profile_id AS "profileId", id, name, ts, properties, device_id AS "deviceId", platform`;
+/**
+ * A page over several timelines: the newest `limit` ($5) of each profile `p.id` of `profiles` before ($3, $4), one short
+ * index scan each, then the newest of those.
+ */
+function pageOfEach(profiles: string): string {
+  return `SELECT e.* FROM ${profiles}
+    CROSS JOIN LATERAL (
+      SELECT ${EVENT_COLUMNS} FROM events
+      WHERE account_id = $1 AND profile_id = p.id AND (ts, seq) < ($3::bigint, $4::bigint)
+      ORDER BY ts DESC, seq DESC LIMIT $5
+    ) e
+    ORDER BY e.ts DESC, e.seq DESC LIMIT $5`;
+}
+
+/** The rows beside a profile that its page shows (profileCard), in listDevices' and listUserAccounts' orders. */
+const CARD_COLUMNS = `
+  ARRAY(SELECT d.device_id FROM devices d WHERE d.account_id = $1 AND d.profile_id = p.id ORDER BY d.device_id)
+    AS "deviceIds",
+  coalesce((
+    SELECT json_agg(json_build_object('compartmentId', u.compartment_id, 'userAccountId', u.user_account_id)
+      ORDER BY u.compartment_id, u.user_account_id)
+    FROM user_accounts u WHERE u.account_id = $1 AND u.profile_id = p.id
+  ), '[]') AS "userAccounts",
+  (SELECT count(*)::int FROM profiles o WHERE o.account_id = $1 AND o.orphan_of = p.id) AS "orphanCount"`;
 const DOCUMENT_COLUMNS = `compartment_id AS "compartmentId", user_account_id AS "userAccountId",
   profile_id AS "profileId", body, created_at AS "createdAt", updated_at AS "updatedAt"`;
 const API_KEY_COLUMNS = `id, account_id AS "accountId", kind, name, hash, prefix, created_at AS "createdAt",
@@ -183,6 +211,12 @@ const SQL = {
     SELECT $1, r.profile_id, r.path, r.ord, r.kind, r.many, r.str, r.num
     FROM unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::bool[], $7::text[], $8::float8[])
       AS r(profile_id, path, ord, kind, many, str, num)`,
+  // A profile page's card (StoreReader.getProfileCard) in one statement: the state, and what the page lists or counts
+  // beside it, each from its by-profile index; by id, or by an identity value through the identity index.
+  profileCard: `SELECT p.state, ${CARD_COLUMNS} FROM profiles p WHERE p.account_id = $1 AND p.id = $2`,
+  profileCardByIdentity: `SELECT p.state, ${CARD_COLUMNS}
+    FROM identities i JOIN profiles p ON p.account_id = i.account_id AND p.id = i.profile_id
+    WHERE i.account_id = $1 AND i.key = $2 AND i.value = $3`,
   listOrphans: "SELECT id FROM profiles WHERE account_id = $1 AND orphan_of = $2 ORDER BY id",
   listTombstones: "SELECT id FROM profiles WHERE account_id = $1 AND merged_into = $2 ORDER BY id",
   // Tombstones are left out: they act as their target (SEMANTICS §7). The primary key gives the id order.
@@ -297,13 +331,15 @@ const SQL = {
     WHERE account_id = $1 AND profile_id = $2 AND (ts, seq) < ($3::bigint, $4::bigint)
     ORDER BY ts DESC, seq DESC LIMIT $5`,
   // Several timelines: the newest `limit` of each profile (one short index scan each), then the newest of those.
-  eventsPageOfProfiles: `SELECT e.* FROM unnest($2::text[]) AS p(id)
-    CROSS JOIN LATERAL (
-      SELECT ${EVENT_COLUMNS} FROM events
-      WHERE account_id = $1 AND profile_id = p.id AND (ts, seq) < ($3::bigint, $4::bigint)
-      ORDER BY ts DESC, seq DESC LIMIT $5
-    ) e
-    ORDER BY e.ts DESC, e.seq DESC LIMIT $5`,
+  eventsPageOfProfiles: pageOfEach("unnest($2::text[]) AS p(id)"),
+  // A live profile's timeline page (StoreReader.timelinePage): as eventsPageOfProfiles over the profile and its orphans,
+  // found in the same statement. No row at all leaves open whether the profile is live (PostgresReader.timelinePage).
+  timelinePage: pageOfEach(`(
+      SELECT id FROM profiles WHERE account_id = $1 AND id = $2 AND merged_into IS NULL
+      UNION ALL
+      SELECT o.id FROM profiles o WHERE o.account_id = $1 AND o.orphan_of = $2
+        AND EXISTS (SELECT 1 FROM profiles l WHERE l.account_id = $1 AND l.id = $2 AND l.merged_into IS NULL)
+    ) AS p(id)`),
   eventsBySeq: `SELECT ${EVENT_COLUMNS} FROM events WHERE account_id = $1 AND seq = ANY($2::bigint[]) ORDER BY seq`,
   eventSeqsOfProfile: "SELECT seq FROM events WHERE account_id = $1 AND profile_id = $2 ORDER BY seq",
   moveEvents: "UPDATE events SET profile_id = $1 WHERE account_id = $2 AND seq = ANY($3::bigint[])",
@@ -398,6 +434,14 @@ function json(value: unknown): string {
     );
   }
   return text;
+}
+
+/** A page from `limit + 1` rows newest first: the extra row only says that another page exists. */
+function pageOf(found: EventRow[], limit: number): EventPage {
+  const more = found.length > limit;
+  if (more) found.length = limit;
+  const last = found[found.length - 1];
+  return { events: found.map(toEvent), next: more && last ? { ts: last.ts, seq: last.seq } : null };
 }
 
 function toEvent(row: EventRow): StoredEvent {
@@ -548,10 +592,31 @@ class PostgresReader implements StoreReader {
       ids.length === 1
         ? await rows<EventRow>(db, "eventsPageOfProfile", [accountId, ids[0], ts, seq, limit + 1])
         : await rows<EventRow>(db, "eventsPageOfProfiles", [accountId, ids, ts, seq, limit + 1]);
-    const more = found.length > limit;
-    if (more) found.length = limit;
-    const last = found[found.length - 1];
-    return { events: found.map(toEvent), next: more && last ? { ts: last.ts, seq: last.seq } : null };
+    return pageOf(found, limit);
+  }
+
+  async getProfileCard(accountId: string, lookup: ProfileLookup): Promise<ProfileCard | null> {
+    const db = this.db(accountId);
+    const row =
+      "profileId" in lookup
+        ? await first<ProfileCard>(db, "profileCard", [accountId, lookup.profileId])
+        : await first<ProfileCard>(db, "profileCardByIdentity", [
+            accountId,
+            lookup.identity.key,
+            lookup.identity.value,
+          ]);
+    return row ?? null;
+  }
+
+  async timelinePage(accountId: string, profileId: string, opts: PageOptions): Promise<EventPage | null> {
+    const { limit } = opts;
+    if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`timelinePage: limit must be ≥ 1, got ${limit}`);
+    const ts = opts.before?.ts ?? END;
+    const seq = opts.before?.seq ?? END;
+    const found = await rows<EventRow>(this.db(accountId), "timelinePage", [accountId, profileId, ts, seq, limit + 1]);
+    if (found.length > 0) return pageOf(found, limit);
+    const state = await this.getProfile(accountId, profileId);
+    return state === null || state.mergedInto !== null ? null : { events: [], next: null };
   }
 
   async getDocument(accountId: string, ref: UserAccountRef): Promise<ProfileDocument | null> {
@@ -1436,6 +1501,15 @@ class PostgresTx extends PostgresReader implements StoreTx {
     this.check(accountId);
     await this.prepare(READ_EVENTS);
     return super.listEvents(accountId, profileIds, opts);
+  }
+
+  // Composed from this transaction's own reads, which see what it writes behind and what prefetch holds.
+  override getProfileCard(accountId: string, lookup: ProfileLookup): Promise<ProfileCard | null> {
+    return composeProfileCard(this, accountId, lookup);
+  }
+
+  override timelinePage(accountId: string, profileId: string, opts: PageOptions): Promise<EventPage | null> {
+    return composeTimelinePage(this, accountId, profileId, opts);
   }
 
   override async maxEventSeq(accountId: string): Promise<number> {

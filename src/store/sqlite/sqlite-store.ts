@@ -30,12 +30,16 @@ import type {
   ValueType,
 } from "../../engine/types.js";
 import type { ImportHandle } from "../import-store.js";
+import { composeProfileCard, composeTimelinePage } from "../profile-card.js";
 import type {
   ApiKeyRow,
   DashboardUserRow,
   DeletedCounts,
   EventPage,
   MergeRow,
+  PageOptions,
+  ProfileCard,
+  ProfileLookup,
   Store,
   StoreReader,
   StoreTx,
@@ -614,6 +618,14 @@ class SqliteReader implements StoreReader {
     if (more) events.length = limit;
     const last = events[events.length - 1];
     return { events, next: more && last ? { ts: last.ts, seq: last.seq } : null };
+  }
+
+  getProfileCard(accountId: string, lookup: ProfileLookup): Promise<ProfileCard | null> {
+    return composeProfileCard(this, accountId, lookup);
+  }
+
+  timelinePage(accountId: string, profileId: string, opts: PageOptions): Promise<EventPage | null> {
+    return composeTimelinePage(this, accountId, profileId, opts);
   }
 
   async getDocument(accountId: string, ref: UserAccountRef): Promise<ProfileDocument | null> {
