@@ -13,10 +13,19 @@
  *   The pipeline decides on "this identity is new" before it claims it (a login creates the profile, then claims the
  *   identity); on SQLite nobody can claim it in between because writers run one at a time, and the hold gives the
  *   same guarantee here, per handle, instead of letting 40 racing logins make one profile and 39 refusals.
+ * - The number of those locks is bounded: the server's lock table is shared by all its connections
+ *   (max_locks_per_transaction × max_connections, 6,400 by default), and a group creating thousands of people would
+ *   fill it ("out of shared memory"). Every handle lock is taken behind the account's handles lock in shared mode, in
+ *   the same statement. A transaction that would hold more than HANDLE_LOCKS (64) handle locks through a prefetch, or
+ *   MAX_HANDLE_LOCKS (256) taken one at a time, takes the account's handles lock exclusively instead and no handle
+ *   lock after that: until it commits, every other transaction of that account that looks up a missing handle or
+ *   inserts one waits for it, which its handle locks did for its own handles only (HandleLocks).
  * - Row and advisory locks taken in different orders can deadlock (two batches claiming the same two handles in
- *   opposite orders); PostgreSQL then aborts one transaction with 40P01. `write()` rolls it back and runs the function
- *   again from the start, at most 5 times, after a short random pause. That is safe because a transaction function
- *   keeps all its state inside the run (the pipeline builds a fresh UnitOfWork, and its results, per run: see
+ *   opposite orders, or two transactions both turning the account's handles lock from shared to exclusive);
+ *   PostgreSQL then aborts one transaction with 40P01. `write()` rolls it back and runs the function again from the
+ *   start, at most 5 times, after a short random pause (a run that had turned the account's lock exclusive takes it
+ *   exclusively at its first hold the next time, so it cannot lose that way twice). That is safe because a transaction
+ *   function keeps all its state inside the run (the pipeline builds a fresh UnitOfWork, and its results, per run: see
  *   Portrait.transact and Portrait.ingest) and the retry sees a fresh world. Correctness still comes from the
  *   constraints and locks; the retry only repeats work that PostgreSQL refused to finish.
  * - `reader` runs each read on any pooled connection outside a transaction, so it sees committed data only.
@@ -121,6 +130,11 @@ interface HandleRow {
   push_token: string | null;
   platform: string | null;
 }
+/** Devices (by id) and identity values (by identityKey, to their owner) that prefetch found. */
+interface FoundHandles {
+  devices: Map<string, DeviceRow>;
+  identities: Map<string, string>;
+}
 /** The part of a MergeRow kept as one JSON column. */
 type MergeData = Pick<MergeRow, "eventSeqAtMerge" | "target" | "source" | "movedEventSeqs" | "droppedEvents">;
 
@@ -155,6 +169,16 @@ const API_KEY_COLUMNS = `id, account_id AS "accountId", kind, name, hash, prefix
   revoked_at AS "revokedAt"`;
 const MERGE_COLUMNS = `id, target_id AS "targetId", source_id AS "sourceId", created_at AS "createdAt",
   undone_at AS "undoneAt", data`;
+
+/**
+ * The locks in front of a handle insert (`held`, one row): the account's handles lock shared, then the handle's own
+ * lock, whose name is parameter `$name`; a null name (this transaction holds the account's handles exclusively) takes
+ * only the first, which a transaction holding it exclusively already has.
+ */
+const HOLD_HANDLE = (name: number, account: number) => `WITH held AS MATERIALIZED (
+      SELECT CASE WHEN $${name}::text IS NOT NULL THEN pg_advisory_xact_lock(hashtextextended($${name}, 0)) END
+      FROM (SELECT pg_advisory_xact_lock_shared(hashtextextended($${account}, 0))) account
+    )`;
 
 /**
  * Every statement of the adapter. Each runs as a named statement: a connection parses and plans it the first time
@@ -226,12 +250,18 @@ const SQL = {
     WHERE account_id = $1 AND control_group_excluded AND merged_into IS NULL`,
 
   // Handles. Inside a transaction, a look-up that finds nothing holds the handle (an advisory lock on its name, until
-  // COMMIT), and every insert of a handle takes that lock first, in the same statement: see HandleLocks below.
-  holdHandle: "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+  // COMMIT), and every insert of a handle takes that lock first, in the same statement. Each takes the account's
+  // handles lock shared before it (the subquery `account` runs first), and a transaction that holds that lock
+  // exclusively instead takes no handle lock at all: see HandleLocks below.
+  holdHandle: `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))
+    FROM (SELECT pg_advisory_xact_lock_shared(hashtextextended($2, 0))) account`,
   // Many at once (prefetch), in the order of their hashes, so that two transactions never wait on each other in a circle.
-  holdHandles: `SELECT pg_advisory_xact_lock(h) FROM (
-      SELECT DISTINCT hashtextextended(n, 0) AS h FROM unnest($1::text[]) AS n ORDER BY 1
-    ) held`,
+  holdHandles: `SELECT pg_advisory_xact_lock(h)
+    FROM (SELECT DISTINCT hashtextextended(n, 0) AS h FROM unnest($1::text[]) AS n) held,
+      (SELECT pg_advisory_xact_lock_shared(hashtextextended($2, 0))) account
+    ORDER BY h`,
+  // The account's handles lock, exclusively: in place of handle locks, for a transaction that would hold too many.
+  holdAccountHandles: "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
 
   // Prefetch (PostgresTx.prefetch): a batch's devices and identity values as one list of rows, then its profiles locked in
   // id order. Each look-up is its own index probe (LATERAL … LIMIT 1): with `= ANY(array)` the planner may scan the whole
@@ -252,7 +282,7 @@ const SQL = {
 
   // Identities.
   findIdentity: "SELECT profile_id FROM identities WHERE account_id = $1 AND key = $2 AND value = $3",
-  insertIdentity: `WITH held AS MATERIALIZED (SELECT pg_advisory_xact_lock(hashtextextended($5, 0)))
+  insertIdentity: `${HOLD_HANDLE(5, 6)}
     INSERT INTO identities (account_id, key, value, profile_id) SELECT $1, $2, $3, $4 FROM held
     ON CONFLICT (account_id, key, value) DO NOTHING RETURNING profile_id`,
   // Claims this transaction is certain to win (the value was found free under its advisory lock), written behind.
@@ -267,10 +297,10 @@ const SQL = {
     FROM devices WHERE account_id = $1 AND device_id = $2`,
   listDevices: `SELECT device_id AS "deviceId", profile_id AS "profileId", push_token AS "pushToken", platform
     FROM devices WHERE account_id = $1 AND profile_id = $2 ORDER BY device_id`,
-  insertDevice: `WITH held AS MATERIALIZED (SELECT pg_advisory_xact_lock(hashtextextended($6, 0)))
+  insertDevice: `${HOLD_HANDLE(6, 7)}
     INSERT INTO devices (account_id, device_id, profile_id, push_token, platform) SELECT $1, $2, $3, $4, $5 FROM held
     ON CONFLICT (account_id, device_id) DO NOTHING RETURNING profile_id`,
-  upsertDevice: `WITH held AS MATERIALIZED (SELECT pg_advisory_xact_lock(hashtextextended($6, 0)))
+  upsertDevice: `${HOLD_HANDLE(6, 7)}
     INSERT INTO devices (account_id, device_id, profile_id, push_token, platform) SELECT $1, $2, $3, $4, $5 FROM held
     ON CONFLICT (account_id, device_id) DO UPDATE
     SET profile_id = excluded.profile_id, push_token = excluded.push_token, platform = excluded.platform`,
@@ -285,7 +315,7 @@ const SQL = {
     WHERE account_id = $1 AND compartment_id = $2 AND user_account_id = $3`,
   listUserAccounts: `SELECT compartment_id AS "compartmentId", user_account_id AS "userAccountId" FROM user_accounts
     WHERE account_id = $1 AND profile_id = $2 ORDER BY compartment_id, user_account_id`,
-  insertUserAccount: `WITH held AS MATERIALIZED (SELECT pg_advisory_xact_lock(hashtextextended($5, 0)))
+  insertUserAccount: `${HOLD_HANDLE(5, 6)}
     INSERT INTO user_accounts (account_id, compartment_id, user_account_id, profile_id) SELECT $1, $2, $3, $4 FROM held
     ON CONFLICT (account_id, compartment_id, user_account_id) DO NOTHING RETURNING profile_id`,
   releaseUserAccount:
@@ -516,6 +546,81 @@ const handleName = {
     JSON.stringify(["user_account", accountId, ref.compartmentId, ref.userAccountId]),
 };
 
+/**
+ * Handle locks past which a prefetch holds the account's handles instead (see HandleLocks): max_locks_per_transaction's
+ * default, a transaction's share of the server's lock table (max_locks_per_transaction × max_connections).
+ */
+export const HANDLE_LOCKS = 64;
+/**
+ * Handle locks past which a look-up or an insert one at a time holds the account's handles instead. Higher than
+ * HANDLE_LOCKS because that is an upgrade (the transaction holds the account's lock shared already), which waits for
+ * every other holder and can deadlock with another upgrader: only long transactions should get there.
+ */
+export const MAX_HANDLE_LOCKS = 256;
+
+/**
+ * The handle locks of one transaction. Every handle lock is taken behind the account's handles lock in shared mode
+ * (same statement, first), so transactions claiming different handles of an account never wait on each other. A
+ * transaction that would hold more than HANDLE_LOCKS of them (prefetch of a batch of new people) or MAX_HANDLE_LOCKS
+ * (one at a time) takes the account's lock exclusively instead and no handle lock from then on: every other
+ * transaction of the account that looks up a missing handle or inserts one waits until it commits, which is what its
+ * handle locks would have made them do for its own handles, for all of them. PostgreSQL lets a session that holds a
+ * lock shared take it exclusively when no other session holds it, so the upgrade waits only for the others; two
+ * upgraders deadlock, and the one PostgreSQL aborts (40P01) runs again with `exclusiveFirst` (see PostgresStore.write).
+ */
+class HandleLocks {
+  /** The name of the account's handles lock (hashed to 64 bits in SQL, as handleName). */
+  readonly account: string;
+  /** Handle locks taken, by name. A savepoint rollback may have released some: never fewer than it holds. */
+  private readonly names = new Set<string>();
+  /** Holds the account's handles lock exclusively: no other transaction can create or be waiting to create one. */
+  exclusive = false;
+  /** Took the account's lock shared (holding it exclusively later is an upgrade). */
+  private shared = false;
+  /** Took the account's lock exclusively while it held it shared. */
+  upgraded = false;
+
+  /** `exclusiveFirst`: the first hold takes the account's lock exclusively (a run after an upgrade lost a deadlock). */
+  constructor(
+    accountId: string,
+    private readonly exclusiveFirst: boolean,
+  ) {
+    this.account = JSON.stringify(["handles", accountId]);
+  }
+
+  /** True when also holding `names` would pass `limit` handle locks: the account's lock is to be taken instead. */
+  passes(names: readonly string[], limit: number): boolean {
+    if (this.exclusive || names.length === 0) return false;
+    let total = this.names.size;
+    for (const name of new Set(names)) if (!this.names.has(name)) total++;
+    return total > (this.exclusiveFirst ? 0 : limit);
+  }
+
+  /** `names` are being locked (behind the account's lock shared): the same names, counted. */
+  take<N extends string[]>(names: N): N {
+    this.shared = true;
+    for (const name of names) this.names.add(name);
+    return names;
+  }
+
+  /** The account's lock is now held exclusively. */
+  escalated(): void {
+    this.upgraded ||= this.shared;
+    this.exclusive = true;
+  }
+}
+
+/** The lock names of devices and identity values. */
+function handleNames(
+  accountId: string,
+  handles: { devices: readonly string[]; identities: readonly { key: IdentityKey; value: string }[] },
+): string[] {
+  return [
+    ...handles.devices.map((d) => handleName.device(accountId, d)),
+    ...handles.identities.map((h) => handleName.identity(accountId, h.key, h.value)),
+  ];
+}
+
 /** Deadlock detected, serialization failure: PostgreSQL gave up on the transaction, not on the data. */
 const RETRYABLE = new Set(["40P01", "40001"]);
 
@@ -708,6 +813,8 @@ interface Frame {
   changed: string[];
   /** Record ids claimed inside it from the prefetch (`known.claimed`), unclaimed again if it rolls back. */
   claims: string[];
+  /** Whether the account's handles lock was held exclusively when it began (a rollback may release it). */
+  handlesExclusive: boolean;
 }
 
 /** How a statement touches the transaction: whether it writes, and whether it reads or changes stored events. */
@@ -798,11 +905,17 @@ class PostgresTx extends PostgresReader implements StoreTx {
   /** The connection for the statements that preparing a statement sends (failures still recorded). */
   private readonly sender: Queryable = { query: (config) => this.send(config) };
 
+  /** The handle locks it holds, and whether it holds the account's handles instead. */
+  readonly handles: HandleLocks;
+
+  /** `handlesExclusive`: hold the account's handles exclusively from the first hold (HandleLocks). */
   constructor(
     private readonly client: pg.PoolClient,
     private readonly accountId: string,
+    handlesExclusive = false,
   ) {
     super(client);
+    this.handles = new HandleLocks(accountId, handlesExclusive);
   }
 
   close(): void {
@@ -1104,6 +1217,14 @@ class PostgresTx extends PostgresReader implements StoreTx {
     // an owner could have changed hands just before its lock was taken. Once it is locked it cannot: moving a device
     // or an identity value off a profile takes that profile's lock first.
     const before = await this.readHandles(accountId, deviceIds, keys, values);
+    // Too many free handles to hold one by one (a batch of new people): the account's handles are held instead, now,
+    // before any profile is locked, so that while it waits for the account's other holders it holds nothing they
+    // could be waiting for. As this is usually the transaction's first hold, it is no upgrade either.
+    const absent = (found: FoundHandles) => ({
+      devices: deviceIds.filter((d) => !found.devices.has(d)),
+      identities: [...identities.values()].filter((h) => !found.identities.has(identityKey(h.key, h.value))),
+    });
+    if (this.handles.passes(handleNames(accountId, absent(before)), HANDLE_LOCKS)) await this.holdAccountHandles();
     const profileIds = new Set(handles.profileIds);
     for (const device of before.devices.values()) profileIds.add(device.profileId);
     for (const owner of before.identities.values()) profileIds.add(owner);
@@ -1128,28 +1249,46 @@ class PostgresTx extends PostgresReader implements StoreTx {
       if (locked.has(device.profileId)) this.known.devices.set(deviceId, device);
     }
     for (const [key, owner] of found.identities) if (locked.has(owner)) this.known.identities.set(key, owner);
-    const absentDevices = deviceIds.filter((d) => !found.devices.has(d));
-    const absentIdentities = [...identities.values()].filter((h) => !found.identities.has(identityKey(h.key, h.value)));
-    if (absentDevices.length + absentIdentities.length === 0) return;
+    const free = absent(found);
+    const names = handleNames(accountId, free);
+    if (names.length === 0) return;
 
-    // Handles found free are held until COMMIT, as `holdIfAbsent` holds them one by one, then read again: one that a
-    // transaction holding it meanwhile gave an owner is looked up when asked; the others are free for this one alone.
-    const names = [
-      ...absentDevices.map((d) => handleName.device(accountId, d)),
-      ...absentIdentities.map((h) => handleName.identity(accountId, h.key, h.value)),
-    ];
-    await run(db, "holdHandles", [names]);
+    // Handles found free are held until COMMIT, as `holdIfAbsent` holds them one by one (or all the account's handles
+    // are, see above), then read again: one that a transaction holding it meanwhile gave an owner is looked up when
+    // asked; the others are free for this one alone.
+    if (this.handles.passes(names, HANDLE_LOCKS)) await this.holdAccountHandles();
+    if (!this.handles.exclusive) await run(db, "holdHandles", [this.handles.take(names), this.handles.account]);
     const again = await this.readHandles(
       accountId,
-      absentDevices,
-      absentIdentities.map((h) => h.key),
-      absentIdentities.map((h) => h.value),
+      free.devices,
+      free.identities.map((h) => h.key),
+      free.identities.map((h) => h.value),
     );
-    for (const deviceId of absentDevices) if (!again.devices.has(deviceId)) this.known.devices.set(deviceId, null);
-    for (const h of absentIdentities) {
+    for (const deviceId of free.devices) if (!again.devices.has(deviceId)) this.known.devices.set(deviceId, null);
+    for (const h of free.identities) {
       const key = identityKey(h.key, h.value);
       if (!again.identities.has(key)) this.known.identities.set(key, null);
     }
+  }
+
+  /**
+   * The account's handles lock, exclusively, in place of handle locks (HandleLocks). Taken as a read (it opens no
+   * savepoint of its own); if it runs inside a savepoint that rolls back, PostgreSQL releases it, and `savepoint`
+   * forgets it was held.
+   */
+  private async holdAccountHandles(): Promise<void> {
+    await run(this.reads, "holdAccountHandles", [this.handles.account]);
+    this.handles.escalated();
+  }
+
+  /**
+   * The lock parameters of a statement that inserts handle `name` (HOLD_HANDLE): its own lock's name, or null once
+   * the account's handles are held exclusively (taken here first if this lock would be one too many), then the
+   * account's.
+   */
+  private async handleLock(name: string): Promise<[string | null, string]> {
+    if (this.handles.passes([name], MAX_HANDLE_LOCKS)) await this.holdAccountHandles();
+    return [this.handles.exclusive ? null : this.handles.take([name])[0]!, this.handles.account];
   }
 
   /**
@@ -1169,7 +1308,7 @@ class PostgresTx extends PostgresReader implements StoreTx {
     deviceIds: string[],
     keys: IdentityKey[],
     values: string[],
-  ): Promise<{ devices: Map<string, DeviceRow>; identities: Map<string, string> }> {
+  ): Promise<FoundHandles> {
     const devices = new Map<string, DeviceRow>();
     const identities = new Map<string, string>();
     if (deviceIds.length + keys.length === 0) return { devices, identities };
@@ -1287,11 +1426,14 @@ class PostgresTx extends PostgresReader implements StoreTx {
    * free" as it would on SQLite, where writers run one at a time: a competing claim waits for it instead of slipping
    * in between (two logins with one new identity make one profile, not two with one of them refused).
    * A handle that is found is not held: its owner is a profile, and writers of that profile queue on its row lock.
+   * A transaction that holds the account's handles exclusively needs no hold: every other creator of a handle waits
+   * for its COMMIT already, so a handle that its read did not find stays free for it.
    */
   private async holdIfAbsent<V>(name: string, read: () => Promise<V | null>): Promise<V | null> {
     const found = await read();
-    if (found !== null) return found;
-    await run(this.reads, "holdHandle", [name]);
+    if (found !== null || this.handles.exclusive) return found;
+    if (this.handles.passes([name], MAX_HANDLE_LOCKS)) await this.holdAccountHandles();
+    else await run(this.reads, "holdHandle", [...this.handles.take([name]), this.handles.account]);
     return read();
   }
 
@@ -1306,9 +1448,10 @@ class PostgresTx extends PostgresReader implements StoreTx {
       return profileId;
     }
     const db = this.forWrite(accountId);
-    const held = handleName.identity(accountId, key, value);
+    const held = await this.handleLock(handleName.identity(accountId, key, value));
     const owner = await claim(
-      async () => (await first<OwnerRow>(db, "insertIdentity", [accountId, key, value, profileId, held]))?.profile_id,
+      async () =>
+        (await first<OwnerRow>(db, "insertIdentity", [accountId, key, value, profileId, ...held]))?.profile_id,
       async () => (await first<OwnerRow>(db, "findIdentity", [accountId, key, value]))?.profile_id,
     );
     this.learnIdentity(key, value, owner);
@@ -1334,8 +1477,8 @@ class PostgresTx extends PostgresReader implements StoreTx {
     const platform = device.platform ?? null;
     if (this.writeBehindDevice(deviceId, { deviceId, profileId, pushToken, platform })) return profileId;
     const db = this.forWrite(accountId);
-    const held = handleName.device(accountId, deviceId);
-    const row = [accountId, deviceId, profileId, pushToken, platform, held];
+    const held = await this.handleLock(handleName.device(accountId, deviceId));
+    const row = [accountId, deviceId, profileId, pushToken, platform, ...held];
     const inserted = { row: false };
     const owner = await claim(
       async () => {
@@ -1358,14 +1501,9 @@ class PostgresTx extends PostgresReader implements StoreTx {
       platform: device.platform ?? null,
     };
     if (this.writeBehindDevice(row.deviceId, row)) return;
-    await run(this.forWrite(accountId), "upsertDevice", [
-      accountId,
-      row.deviceId,
-      row.profileId,
-      row.pushToken,
-      row.platform,
-      handleName.device(accountId, row.deviceId),
-    ]);
+    const db = this.forWrite(accountId);
+    const held = await this.handleLock(handleName.device(accountId, row.deviceId));
+    await run(db, "upsertDevice", [accountId, row.deviceId, row.profileId, row.pushToken, row.platform, ...held]);
     this.learnDevice(row.deviceId, row);
   }
 
@@ -1390,10 +1528,9 @@ class PostgresTx extends PostgresReader implements StoreTx {
   async claimUserAccount(accountId: string, ref: UserAccountRef, profileId: string): Promise<string> {
     const db = this.forWrite(accountId);
     const key = [accountId, ref.compartmentId, ref.userAccountId];
+    const held = await this.handleLock(handleName.userAccount(accountId, ref));
     return claim(
-      async () =>
-        (await first<OwnerRow>(db, "insertUserAccount", [...key, profileId, handleName.userAccount(accountId, ref)]))
-          ?.profile_id,
+      async () => (await first<OwnerRow>(db, "insertUserAccount", [...key, profileId, ...held]))?.profile_id,
       async () => (await first<OwnerRow>(db, "findUserAccount", key))?.profile_id,
     );
   }
@@ -1638,6 +1775,7 @@ class PostgresTx extends PostgresReader implements StoreTx {
       opened: false,
       changed: [],
       claims: [],
+      handlesExclusive: this.handles.exclusive,
     };
     this.frames.push(frame);
     try {
@@ -1660,6 +1798,8 @@ class PostgresTx extends PostgresReader implements StoreTx {
       this.forget(frame.changed);
       for (const id of frame.claims) this.known.claimed.delete(id);
       segmentIndex.rolledBack(this);
+      // The account's handles, if taken inside it, go with it: held again when next needed (no harm if still held).
+      if (frame.opened && !frame.handlesExclusive) this.handles.exclusive = false;
       if (frame.opened) {
         // Also what brings the transaction back from PostgreSQL's "aborted" state after a failed statement. If the
         // connection itself is gone there is nothing to undo here: the caller's rollback (or the server) ends it.
@@ -1873,10 +2013,14 @@ export class PostgresStore implements Store {
   }
 
   async write<T>(accountId: string, fn: (tx: StoreTx) => Promise<T>): Promise<T> {
+    let handlesExclusive = false;
     for (let attempt = 1; ; attempt++) {
-      const outcome = await this.attempt(accountId, fn);
+      const outcome = await this.attempt(accountId, fn, handlesExclusive);
       if ("value" in outcome) return outcome.value;
       if (attempt >= MAX_ATTEMPTS || !isRetryable(outcome.error)) throw outcome.error;
+      // A run that upgraded to the account's handles lock may have lost to another upgrader: the next run takes it
+      // exclusively at its first hold, holding nothing shared that the winner could be waiting for (HandleLocks).
+      if (outcome.upgraded) handlesExclusive = true;
       await backOff(attempt);
     }
   }
@@ -1885,9 +2029,10 @@ export class PostgresStore implements Store {
   private async attempt<T>(
     accountId: string,
     fn: (tx: StoreTx) => Promise<T>,
-  ): Promise<{ value: T } | { error: unknown }> {
+    handlesExclusive: boolean,
+  ): Promise<{ value: T } | { error: unknown; upgraded: boolean }> {
     const client = await this.pool.connect();
-    const tx = new PostgresTx(client, accountId);
+    const tx = new PostgresTx(client, accountId, handlesExclusive);
     // A connection whose ROLLBACK failed is in an unknown state: it is closed rather than given back to the pool.
     let broken: Error | undefined;
     try {
@@ -1902,7 +2047,7 @@ export class PostgresStore implements Store {
         broken = e;
       });
       // A statement that broke the transaction is the cause, whatever the function made of it (a deadlock stays one).
-      return { error: tx.failure ?? error };
+      return { error: tx.failure ?? error, upgraded: tx.handles.upgraded };
     } finally {
       tx.close();
       client.release(broken);
