@@ -13,6 +13,8 @@ export interface Config {
   importMaxBytes: number;
   /** SFTP drop point port (PORTRAIT_SFTP_PORT); null = no SFTP server. */
   sftpPort: number | null;
+  /** The SQLite writer's page cache in MB (PORTRAIT_SQLITE_CACHE_MB); unset: the store's default (SQLITE_CACHE_MB). */
+  sqliteCacheMb?: number;
   /** A claimed import whose worker is silent this long is taken over (PORTRAIT_IMPORT_CLAIM_TIMEOUT_MS, 15 s). */
   importClaimTimeoutMs: number;
 }
@@ -32,6 +34,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): Config {
     importMaxBytes: positive(env, "PORTRAIT_IMPORT_MAX_BYTES", 10 * 1000 ** 3),
     sftpPort: env.PORTRAIT_SFTP_PORT ? portNumber(env.PORTRAIT_SFTP_PORT, "PORTRAIT_SFTP_PORT") : null,
     importClaimTimeoutMs: positive(env, "PORTRAIT_IMPORT_CLAIM_TIMEOUT_MS", 15_000),
+    sqliteCacheMb: env.PORTRAIT_SQLITE_CACHE_MB ? positive(env, "PORTRAIT_SQLITE_CACHE_MB", 0) : undefined,
   };
 }
 

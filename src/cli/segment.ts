@@ -5,8 +5,6 @@
 import type { Command } from "commander";
 import { PortraitError } from "../engine/errors.js";
 import type { Account } from "../engine/types.js";
-import { Portrait } from "../pipeline/portrait.js";
-import { Segments } from "../pipeline/segments.js";
 import type { Store } from "../store/store.js";
 
 interface StoreOptions {
@@ -40,6 +38,11 @@ export function addSegmentCommands(
         const account = await accountOf(store, opts.account);
         let count: number;
         try {
+          // Loaded on use, as the store is (main.ts): client commands such as `portrait import` stay small in memory.
+          const [{ Portrait }, { Segments }] = await Promise.all([
+            import("../pipeline/portrait.js"),
+            import("../pipeline/segments.js"),
+          ]);
           count = await new Segments(new Portrait(store)).count(account, where);
         } catch (e) {
           // The terminal has no `field`: the JSON path of the fault goes into the sentence.

@@ -4,7 +4,11 @@ import path from "node:path";
 import { SqliteStore } from "./sqlite/sqlite-store.js";
 import type { Store } from "./store.js";
 
-export async function openStore(opts: { dataDir: string; databaseUrl: string | null }): Promise<Store> {
+export async function openStore(opts: {
+  dataDir: string;
+  databaseUrl: string | null;
+  sqliteCacheMb?: number;
+}): Promise<Store> {
   if (opts.databaseUrl) {
     // Loaded only when used, so a SQLite deployment never loads the PostgreSQL driver.
     const { PostgresStore } = await import("./postgres/postgres-store.js");
@@ -18,7 +22,7 @@ export async function openStore(opts: { dataDir: string; databaseUrl: string | n
     return store;
   }
   mkdirSync(opts.dataDir, { recursive: true });
-  const store = SqliteStore.open(path.join(opts.dataDir, "portrait.db"));
+  const store = SqliteStore.open(path.join(opts.dataDir, "portrait.db"), { cacheMb: opts.sqliteCacheMb });
   await store.migrate();
   return store;
 }

@@ -58,8 +58,16 @@ const EVENT_ROWS_PER_INSERT = 64;
 const EVENT_INSERT_COLUMNS = "seq, profile_pk, ts, name, id, properties, device_id, platform";
 const EVENT_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?)";
 
-/** Profile keys remembered across transactions: ≈ 100 bytes each, so ≤ 25 MB. */
-const PROFILE_KEY_HINTS = 250_000;
+/**
+ * The writer's page cache, MB (SQLite's own default is 2). It counts toward RSS in full, and a bulk import fills it: at
+ * 64 MB the server stood ≈ 60 MB higher through B4 (242 against 181 MB at 100k rows) than at 8, with no difference in
+ * B1 or B4 speed we could tell apart from noise at quick size. Pages that miss it come from the OS page cache.
+ * Operators with memory to spare and large accounts may raise it (PORTRAIT_SQLITE_CACHE_MB).
+ */
+export const SQLITE_CACHE_MB = 8;
+
+/** Profile keys remembered across transactions: ≈ 100 bytes each, so ≤ 12 MB (B1 at full size has 100k devices). */
+const PROFILE_KEY_HINTS = 120_000;
 
 // Rows as selected (columns aliased to the domain's names where that is all the mapping needed).
 interface AccountRow {
@@ -1181,8 +1189,11 @@ export class SqliteStore implements Store {
     this.segments = new SqliteSegments(db, readDb, (fn) => this.exclusive(fn));
   }
 
-  /** Opens (creating if needed) a database file, or an in-memory database for `:memory:`, migrated to the latest. */
-  static open(file: string): SqliteStore {
+  /**
+   * Opens (creating if needed) a database file, or an in-memory database for `:memory:`, migrated to the latest.
+   * `cacheMb`: the writer's page cache (PORTRAIT_SQLITE_CACHE_MB, default SQLITE_CACHE_MB).
+   */
+  static open(file: string, opts: { cacheMb?: number } = {}): SqliteStore {
     const db = new Database(file);
     try {
       db.pragma("journal_mode = WAL");
@@ -1195,9 +1206,7 @@ export class SqliteStore implements Store {
       // Savepoint journals in memory: on disk, a journal that once outgrew 64 KB stayed a file for the whole
       // transaction, and every page a later record touched cost a write (measured ≈ 4 pwrite calls per record).
       db.pragma("temp_store = MEMORY");
-      // 64 MB of page cache for the writer (default 16 MB): profiles, devices and the inner pages of the timeline
-      // index of a large account stay cached; ≈ +10% events per CPU-second at 100k devices. Counts toward RSS.
-      db.pragma("cache_size = -65536");
+      db.pragma(`cache_size = ${-1024 * (opts.cacheMb ?? SQLITE_CACHE_MB)}`);
       migrate(db);
       const readDb = file === ":memory:" || file === "" ? null : new Database(file, { readonly: true });
       readDb?.pragma("busy_timeout = 5000");
