@@ -291,15 +291,19 @@ export class SqliteSegmentCompiler {
     return this.param(path);
   }
 
-  /** Rows of one path passing `rowTest` (over the columns kind, many, str, num). */
+  /**
+   * Rows of one path passing `rowTest` (over the columns kind, many, str, num). Rows name their path by id
+   * (`segment_paths`): the sub-query runs once per statement, and a path the account never stored is NULL, no row.
+   */
   private rowsOf(pathParam: string, rowTest: string): ValueRows {
-    const from = `FROM segment_values WHERE account_id = ${this.accountParam} AND path = ${pathParam}`;
+    const pathId = `(SELECT id FROM segment_paths WHERE account_id = ${this.accountParam} AND path = ${pathParam})`;
+    const from = `FROM segment_values WHERE path_id = ${pathId}`;
     const where = rowTest === TRUE ? "" : ` AND (${rowTest})`;
     return {
       select: `SELECT profile_pk ${from}${where}`,
       rows: `SELECT 1 ${from}${where}`,
-      // The primary key (profile_pk, path, ord) finds the profile's rows of the path.
-      exists: `EXISTS (SELECT 1 FROM segment_values WHERE profile_pk = p.pk AND path = ${pathParam}${where})`,
+      // The primary key (profile_pk, path_id, ord) finds the profile's rows of the path.
+      exists: `EXISTS (SELECT 1 FROM segment_values WHERE profile_pk = p.pk AND path_id = ${pathId}${where})`,
     };
   }
 

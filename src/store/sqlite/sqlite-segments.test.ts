@@ -7,6 +7,7 @@ import { parseCondition } from "../../engine/segment/parse.js";
 import { blankProfile, newAccount, newId } from "../conformance/fixtures.js";
 import { describeSegmentConformance } from "../conformance/segments.js";
 import type { Store } from "../store.js";
+import { MIGRATIONS } from "./schema.js";
 import { SqliteStore } from "./sqlite-store.js";
 
 const directories = new WeakMap<Store, string>();
@@ -61,6 +62,99 @@ describe("SQLite segments on a file", () => {
       expect(await second.getMeta("segment_values.backfill")).toBeNull();
     } finally {
       await second.close();
+    }
+  });
+
+  // The property index keys its rows by path id (migration 5).
+  const ctx = { now: Date.now(), timezone: "UTC", segment: () => undefined };
+  const cityIs = (city: string) => parseCondition({ property: "City", op: "eq", value: city }, { timezone: "UTC" });
+  const has = (property: string) => parseCondition({ property, op: "exists" }, { timezone: "UTC" });
+
+  it("moves a version-4 database's rows to path ids, each account's paths apart", async () => {
+    const file = join(dir, "portrait.db");
+    const db = new Database(file);
+    db.exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT");
+    for (const m of MIGRATIONS.filter((x) => x.version <= 4)) {
+      db.exec(m.sql);
+      db.prepare("INSERT INTO schema_migrations (version, applied_at) VALUES (?, 0)").run(m.version);
+    }
+    const [a, b] = [newAccount(), newAccount()];
+    const profile = db.prepare(
+      `INSERT INTO profiles (pk, account_id, id, created_at, updated_at, state) VALUES (?, ?, ?, 0, 0, ?)`,
+    );
+    const row = db.prepare(
+      `INSERT INTO segment_values (profile_pk, path, ord, account_id, kind, many, str, num) VALUES (?, 'City', 0, ?, 's', 0, ?, NULL)`,
+    );
+    // Account a: Paris ×2, Oslo; account b: Paris.
+    const people: Array<[number, string, string]> = [
+      [1, a.id, "Paris"],
+      [2, a.id, "Paris"],
+      [3, a.id, "Oslo"],
+      [4, b.id, "Paris"],
+    ];
+    for (const [pk, accountId, city] of people) {
+      const state = blankProfile();
+      state.props.City = { v: city, t: "string", ts: 1 };
+      profile.run(pk, accountId, state.id, JSON.stringify(state));
+      row.run(pk, accountId, city);
+    }
+    db.close();
+
+    const store = SqliteStore.open(file);
+    try {
+      await store.createAccount(a);
+      await store.createAccount(b);
+      expect(await store.segments.countSegment(a.id, cityIs("Paris"), ctx)).toBe(2);
+      expect(await store.segments.countSegment(a.id, cityIs("Oslo"), ctx)).toBe(1);
+      expect(await store.segments.countSegment(b.id, cityIs("Paris"), ctx)).toBe(1);
+      expect(await store.segments.countSegment(b.id, cityIs("Oslo"), ctx)).toBe(0);
+      expect(await store.segments.countSegment(a.id, has("Nowhere"), ctx)).toBe(0);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("finds a path whose first write was rolled back (savepoint or whole transaction) once it is written again", async () => {
+    const store = SqliteStore.open(join(dir, "portrait.db"));
+    try {
+      const account = newAccount();
+      await store.createAccount(account);
+      const withProp = (key: string) => {
+        const p = blankProfile();
+        p.props[key] = { v: "x", t: "string", ts: 1 };
+        return p;
+      };
+      // A savepoint creates the path, then rolls back; the same transaction writes it again and commits.
+      await store.write(account.id, async (tx) => {
+        await expect(
+          tx.savepoint(async () => {
+            await tx.insertProfile(account.id, withProp("Fresh"));
+            throw new Error("record refused");
+          }),
+        ).rejects.toThrow("record refused");
+        await tx.insertProfile(account.id, withProp("Fresh"));
+      });
+      expect(await store.segments.countSegment(account.id, has("Fresh"), ctx)).toBe(1);
+
+      // A whole transaction creates a path and rolls back; a later one writes it.
+      await expect(
+        store.write(account.id, async (tx) => {
+          await tx.insertProfile(account.id, withProp("Gone"));
+          throw new Error("batch refused");
+        }),
+      ).rejects.toThrow("batch refused");
+      expect(await store.segments.countSegment(account.id, has("Gone"), ctx)).toBe(0);
+      // In between, another path takes the id the rolled-back one had.
+      await store.write(account.id, (tx) => tx.insertProfile(account.id, withProp("Other")));
+      await store.write(account.id, async (tx) => {
+        await tx.insertProfile(account.id, withProp("Gone"));
+        await tx.insertProfile(account.id, withProp("Gone"));
+      });
+      expect(await store.segments.countSegment(account.id, has("Gone"), ctx)).toBe(2);
+      expect(await store.segments.countSegment(account.id, has("Other"), ctx)).toBe(1);
+      expect(await store.segments.countSegment(account.id, has("Fresh"), ctx)).toBe(1);
+    } finally {
+      await store.close();
     }
   });
 });

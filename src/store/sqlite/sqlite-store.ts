@@ -1310,6 +1310,7 @@ export class SqliteStore implements Store {
         const result = await fn(tx);
         tx.finish();
         this.sql.commit.run();
+        segmentIndex(this.db).committed(tx);
         return result;
       } catch (error) {
         if (this.db.inTransaction) this.sql.rollback.run();
