@@ -8,6 +8,7 @@ import { blankProfile, newAccount, newId } from "../conformance/fixtures.js";
 import { describeSegmentConformance } from "../conformance/segments.js";
 import type { Store } from "../store.js";
 import { MIGRATIONS } from "./schema.js";
+import { SqliteSegmentCompiler } from "./sqlite-segment-compiler.js";
 import { SqliteStore } from "./sqlite-store.js";
 
 const directories = new WeakMap<Store, string>();
@@ -62,6 +63,40 @@ describe("SQLite segments on a file", () => {
       expect(await second.getMeta("segment_values.backfill")).toBeNull();
     } finally {
       await second.close();
+    }
+  });
+
+  it("tests a property per profile through the primary key, not by reading the value range of the path", async () => {
+    const file = join(dir, "portrait.db");
+    const store = SqliteStore.open(file);
+    const account = newAccount();
+    await store.createAccount(account);
+    await store.write(account.id, async (tx) => {
+      for (let i = 0; i < 50; i++) {
+        const p = blankProfile();
+        p.props.Score = { v: i, t: "number", ts: 1 };
+        await tx.insertProfile(account.id, p);
+      }
+    });
+    const ctx = { now: Date.now(), timezone: "UTC", segment: () => undefined };
+    const condition = parseCondition({ property: "Score", op: "between", value: [10, 20] }, { timezone: "UTC" });
+    const compiled = new SqliteSegmentCompiler(account.id, ctx, {
+      values: "row",
+      events: () => "row",
+      skip: new Set(),
+    }).compile(condition);
+    const db = new Database(file, { readonly: true });
+    try {
+      const plan = db
+        .prepare(`EXPLAIN QUERY PLAN SELECT count(*) FROM profiles p WHERE ${compiled.where}`)
+        .all(compiled.params) as Array<{ detail: string }>;
+      const reads = plan.map((r) => r.detail).filter((d) => d.includes("segment_values"));
+      expect(reads).toHaveLength(1);
+      expect(reads[0]).toMatch(/^SEARCH segment_values .*USING PRIMARY KEY \(profile_pk=\? AND path_id=\?\)$/);
+      expect(await store.segments.countSegment(account.id, condition, ctx)).toBe(11);
+    } finally {
+      db.close();
+      await store.close();
     }
   });
 
