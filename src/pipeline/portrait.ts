@@ -263,8 +263,10 @@ export class Portrait {
   /** The view of the live profile a look-up names: a tombstone's id reads as its target. */
   private async viewOf(account: Account, lookup: ProfileLookup): Promise<ProfileView | null> {
     let card = await this.store.reader.getProfileCard(account.id, lookup);
-    for (let hops = 0; card?.state.mergedInto && hops < 64; hops++) {
-      card = await this.store.reader.getProfileCard(account.id, { profileId: card.state.mergedInto });
+    if (card?.state.mergedInto) {
+      // A tombstone (rare): follow the merges on the profile rows alone, then read the live one's card.
+      const live = await this.liveState(account, card.state.mergedInto);
+      card = live ? await this.store.reader.getProfileCard(account.id, { profileId: live.id }) : null;
     }
     return card ? profileView(account, card, this.clock.now()) : null;
   }

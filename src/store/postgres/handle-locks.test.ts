@@ -30,6 +30,15 @@ function gate(): { opened: Promise<void>; open: () => void } {
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** A write that must wait on another transaction's locks, and whether it has finished yet. */
+function watched<T>(write: Promise<T>): { result: Promise<T>; finished: () => boolean } {
+  let finished = false;
+  const result = write.finally(() => {
+    finished = true;
+  });
+  return { result, finished: () => finished };
+}
+
 describe.skipIf(probe === null)("PostgreSQL handle locks", () => {
   let db: TestDatabase;
   let store: PostgresStore;
@@ -198,17 +207,12 @@ describe.skipIf(probe === null)("PostgreSQL handle locks", () => {
     expect(await store.write(b, (tx) => tx.claimIdentity(b, "Email", "first@example.com", r.id))).toBe(r.id);
 
     // The value the first transaction found free is still held for it.
-    let claimed = false;
-    const racing = store
-      .write(a, (tx) => tx.claimIdentity(a, "Email", "first@example.com", q.id))
-      .finally(() => {
-        claimed = true;
-      });
+    const racing = watched(store.write(a, (tx) => tx.claimIdentity(a, "Email", "first@example.com", q.id)));
     await pause(150);
-    expect(claimed).toBe(false);
+    expect(racing.finished()).toBe(false);
     held.open();
     expect(await first).toBe(p.id);
-    expect(await racing).toBe(p.id);
+    expect(await racing.result).toBe(p.id);
   });
 
   it("caps the handle locks a transaction takes one at a time", async () => {
@@ -233,19 +237,16 @@ describe.skipIf(probe === null)("PostgreSQL handle locks", () => {
       return seen;
     });
     await claimed.opened;
-    let done = false;
-    const racing = store
-      .write(accountId, (tx) => tx.claimIdentity(accountId, "Email", "one-599@example.com", other.id))
-      .finally(() => {
-        done = true;
-      });
+    const racing = watched(
+      store.write(accountId, (tx) => tx.claimIdentity(accountId, "Email", "one-599@example.com", other.id)),
+    );
     await pause(150);
-    expect(done).toBe(false);
+    expect(racing.finished()).toBe(false);
     held.open();
     const seen = await many;
     expect(seen.total).toBeLessThanOrEqual(MAX_HANDLE_LOCKS + 2);
     expect(seen.exclusive).toBeGreaterThanOrEqual(1);
-    expect(await racing).toBe(profile.id);
+    expect(await racing.result).toBe(profile.id);
   });
 
   it("runs again, holding the account's handles from its first hold, a transaction that lost a deadlock upgrading", async () => {

@@ -50,6 +50,7 @@ import type {
   ValueType,
 } from "../../engine/types.js";
 import type { ImportHandle } from "../import-store.js";
+import { pageOf, pageStart } from "../page.js";
 import { composeProfileCard, composeTimelinePage } from "../profile-card.js";
 import type {
   ApiKeyRow,
@@ -70,9 +71,6 @@ import type {
 import { PostgresImports, redactImportData } from "./postgres-imports.js";
 import { IndexRowColumns, PostgresSegments, segmentIndex } from "./postgres-segments.js";
 import { migrate } from "./schema.js";
-
-/** Larger than any ts or seq: the cursor of the first page. */
-const END = Number.MAX_SAFE_INTEGER;
 
 /**
  * Ingest groups of one account written at once by default (Store.concurrentWriters). More than one lets a group apply
@@ -466,14 +464,6 @@ function json(value: unknown): string {
   return text;
 }
 
-/** A page from `limit + 1` rows newest first: the extra row only says that another page exists. */
-function pageOf(found: EventRow[], limit: number): EventPage {
-  const more = found.length > limit;
-  if (more) found.length = limit;
-  const last = found[found.length - 1];
-  return { events: found.map(toEvent), next: more && last ? { ts: last.ts, seq: last.seq } : null };
-}
-
 function toEvent(row: EventRow): StoredEvent {
   return {
     seq: row.seq,
@@ -680,24 +670,16 @@ class PostgresReader implements StoreReader {
     return (await rows<{ id: string }>(this.db(accountId), "listTombstones", [accountId, profileId])).map((r) => r.id);
   }
 
-  async listEvents(
-    accountId: string,
-    profileIds: string[],
-    opts: { before?: { ts: number; seq: number } | null; limit: number },
-  ): Promise<EventPage> {
+  async listEvents(accountId: string, profileIds: string[], opts: PageOptions): Promise<EventPage> {
     const db = this.db(accountId);
-    const { limit } = opts;
-    if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`listEvents: limit must be ≥ 1, got ${limit}`);
+    const { ts, seq, read } = pageStart(opts, "listEvents");
     const ids = [...new Set(profileIds)];
     if (ids.length === 0) return { events: [], next: null };
-    const ts = opts.before?.ts ?? END;
-    const seq = opts.before?.seq ?? END;
-    // One row more than asked tells whether another page exists.
     const found =
       ids.length === 1
-        ? await rows<EventRow>(db, "eventsPageOfProfile", [accountId, ids[0], ts, seq, limit + 1])
-        : await rows<EventRow>(db, "eventsPageOfProfiles", [accountId, ids, ts, seq, limit + 1]);
-    return pageOf(found, limit);
+        ? await rows<EventRow>(db, "eventsPageOfProfile", [accountId, ids[0], ts, seq, read])
+        : await rows<EventRow>(db, "eventsPageOfProfiles", [accountId, ids, ts, seq, read]);
+    return pageOf(found.map(toEvent), opts.limit);
   }
 
   async getProfileCard(accountId: string, lookup: ProfileLookup): Promise<ProfileCard | null> {
@@ -714,12 +696,9 @@ class PostgresReader implements StoreReader {
   }
 
   async timelinePage(accountId: string, profileId: string, opts: PageOptions): Promise<EventPage | null> {
-    const { limit } = opts;
-    if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`timelinePage: limit must be ≥ 1, got ${limit}`);
-    const ts = opts.before?.ts ?? END;
-    const seq = opts.before?.seq ?? END;
-    const found = await rows<EventRow>(this.db(accountId), "timelinePage", [accountId, profileId, ts, seq, limit + 1]);
-    if (found.length > 0) return pageOf(found, limit);
+    const { ts, seq, read } = pageStart(opts, "timelinePage");
+    const found = await rows<EventRow>(this.db(accountId), "timelinePage", [accountId, profileId, ts, seq, read]);
+    if (found.length > 0) return pageOf(found.map(toEvent), opts.limit);
     const state = await this.getProfile(accountId, profileId);
     return state === null || state.mergedInto !== null ? null : { events: [], next: null };
   }
@@ -1630,11 +1609,7 @@ class PostgresTx extends PostgresReader implements StoreTx {
     this.seqAt = 0;
   }
 
-  override async listEvents(
-    accountId: string,
-    profileIds: string[],
-    opts: { before?: { ts: number; seq: number } | null; limit: number },
-  ): Promise<EventPage> {
+  override async listEvents(accountId: string, profileIds: string[], opts: PageOptions): Promise<EventPage> {
     this.check(accountId);
     await this.prepare(READ_EVENTS);
     return super.listEvents(accountId, profileIds, opts);

@@ -30,6 +30,7 @@ import type {
   ValueType,
 } from "../../engine/types.js";
 import type { ImportHandle } from "../import-store.js";
+import { pageOf, pageStart } from "../page.js";
 import { composeProfileCard, composeTimelinePage } from "../profile-card.js";
 import type {
   ApiKeyRow,
@@ -51,7 +52,6 @@ import { redactImportData, SqliteImports } from "./sqlite-imports.js";
 import { SqliteSegments, segmentIndex } from "./sqlite-segments.js";
 
 /** Larger than any ts or seq: the cursor of the first page. */
-const END = Number.MAX_SAFE_INTEGER;
 
 /** Rows per multi-row INSERT of events: one statement run instead of 64. */
 const EVENT_ROWS_PER_INSERT = 64;
@@ -591,18 +591,10 @@ class SqliteReader implements StoreReader {
     return this.use(accountId).listTombstones.all(accountId, profileId);
   }
 
-  async listEvents(
-    accountId: string,
-    profileIds: string[],
-    opts: { before?: { ts: number; seq: number } | null; limit: number },
-  ): Promise<EventPage> {
+  async listEvents(accountId: string, profileIds: string[], opts: PageOptions): Promise<EventPage> {
     const sql = this.use(accountId);
-    const { limit } = opts;
-    if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`listEvents: limit must be ≥ 1, got ${limit}`);
+    const { ts, seq, read } = pageStart(opts, "listEvents");
     if (profileIds.length === 0) return { events: [], next: null };
-    const ts = opts.before?.ts ?? END;
-    const seq = opts.before?.seq ?? END;
-    // One row more than asked tells whether another page exists.
     let events: StoredEvent[];
     if (profileIds.length <= PAGE_WALKS_MAX) {
       // A person and a few orphans: one walk of the timeline index per profile, each stopping after a page, then
@@ -611,21 +603,18 @@ class SqliteReader implements StoreReader {
       for (const profileId of new Set(profileIds)) {
         const pk = this.pkOf(sql, accountId, profileId);
         if (pk === undefined) continue;
-        for (const row of sql.eventsPageOfProfile.all(pk, ts, seq, limit + 1)) events.push(fromTuple(row, profileId));
+        for (const row of sql.eventsPageOfProfile.all(pk, ts, seq, read)) events.push(fromTuple(row, profileId));
       }
       if (events.length > 0 && profileIds.length > 1) {
         events.sort((a, b) => b.ts - a.ts || b.seq - a.seq);
-        if (events.length > limit + 1) events.length = limit + 1;
+        if (events.length > read) events.length = read;
       }
     } else {
       events = sql.eventsPageOfProfiles
-        .all(accountId, JSON.stringify(profileIds), ts, seq, limit + 1)
+        .all(accountId, JSON.stringify(profileIds), ts, seq, read)
         .map((row) => toEvent(row, row.profileId));
     }
-    const more = events.length > limit;
-    if (more) events.length = limit;
-    const last = events[events.length - 1];
-    return { events, next: more && last ? { ts: last.ts, seq: last.seq } : null };
+    return pageOf(events, opts.limit);
   }
 
   getProfileCard(accountId: string, lookup: ProfileLookup): Promise<ProfileCard | null> {
