@@ -77,3 +77,42 @@ export function countEvent(state: ProfileState, name: string, amount: number): P
 export function roundMoney(n: number): number {
   return Math.round(n * 1e6) / 1e6;
 }
+
+/**
+ * What a run of count-only events (below) does to a profile, folded: the earliest and latest ts and how many there
+ * were. Folding is commutative and applying a fold equals applying its events one by one, so a store can add it to
+ * a profile it never read (StoreTx.addActivity): most events change nothing else, and reading and rewriting the
+ * whole profile for them was most of an event's cost.
+ */
+export interface ActivityDelta {
+  firstTs: number;
+  lastTs: number;
+  events: number;
+}
+
+/**
+ * True for an event whose only effect on its profile is firstSeen, lastSeen and the event count: not Charged (its
+ * revenue and customer status), and no context that sets acquisition, location or Timezone, which depend on what the
+ * profile holds already.
+ */
+export function isCountOnlyEvent(name: string, context: RecordContext | undefined): boolean {
+  if (name === "Charged") return false;
+  if (!context) return true;
+  return context.location === undefined && !context.timezone && !context.utm_source && !context.referrer;
+}
+
+/** Adds one count-only event at `ts` to a fold (none yet: undefined). */
+export function foldActivity(delta: ActivityDelta | undefined, ts: number): ActivityDelta {
+  if (!delta) return { firstTs: ts, lastTs: ts, events: 1 };
+  return { firstTs: Math.min(delta.firstTs, ts), lastTs: Math.max(delta.lastTs, ts), events: delta.events + 1 };
+}
+
+/** A fold applied to a profile: the same state as its events applied one by one (activity.test.ts). */
+export function applyActivityDelta(state: ProfileState, delta: ActivityDelta): ProfileState {
+  return {
+    ...state,
+    firstSeen: state.firstSeen === null ? delta.firstTs : Math.min(state.firstSeen, delta.firstTs),
+    lastSeen: state.lastSeen === null ? delta.lastTs : Math.max(state.lastSeen, delta.lastTs),
+    stats: { ...state.stats, events: state.stats.events + delta.events },
+  };
+}

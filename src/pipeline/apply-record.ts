@@ -2,7 +2,7 @@
  * One record through the pipeline: idempotency → resolve identity → apply operations → persist.
  * Runs inside `UnitOfWork.atomically`, so a refusal anywhere leaves nothing behind.
  */
-import { applyActivity, countEvent } from "../engine/activity.js";
+import { applyActivity, countEvent, isCountOnlyEvent } from "../engine/activity.js";
 import { PortraitError } from "../engine/errors.js";
 import { decideLogin, type LoginValue } from "../engine/identity/login.js";
 import { hasIdentity } from "../engine/profile.js";
@@ -20,7 +20,7 @@ import type { IdentityKey, ProfileState } from "../engine/types.js";
 import { applyProperties } from "./apply-properties.js";
 import { applyDocument } from "./documents.js";
 import type { RecordScope } from "./record-scope.js";
-import { createProfile, resolveTarget } from "./resolve.js";
+import { countOnlyTarget, createProfile, resolveTarget } from "./resolve.js";
 
 export const CONTROL_GROUP_EXCLUSION_LIMIT = 20;
 
@@ -164,7 +164,10 @@ async function applyLogin(scope: RecordScope, record: LoginRecord): Promise<Reco
 
 async function applyEvent(scope: RecordScope, record: EventRecord): Promise<RecordResult> {
   const { uow } = scope;
-  const { state: target } = await resolveTarget(scope, record.handle, record.ts);
+  // Most events only count: they are folded and added to their profile without loading it (unit-of-work.ts).
+  const counted = isCountOnlyEvent(record.name, record.context) ? await countOnlyTarget(scope, record.handle) : null;
+  const target = counted === null ? (await resolveTarget(scope, record.handle, record.ts)).state : null;
+  const profileId = counted ?? target!.id;
   const scopeName = `event:${record.name}` as const;
   for (const [key, value] of Object.entries(record.properties)) {
     const type =
@@ -188,15 +191,15 @@ async function applyEvent(scope: RecordScope, record: EventRecord): Promise<Reco
   let amount = 0;
   if (record.name === "Charged") {
     const chargedId = record.properties["Charged ID"];
-    if (chargedId !== undefined && !(await uow.tx.claimChargedId(uow.accountId, target.id, String(chargedId)))) {
-      return { profileId: target.id, outcome: "duplicate" };
+    if (chargedId !== undefined && !(await uow.tx.claimChargedId(uow.accountId, profileId, String(chargedId)))) {
+      return { profileId, outcome: "duplicate" };
     }
     amount = typeof record.properties.Amount === "number" ? record.properties.Amount : 0;
   }
   const deviceId = record.handle.kind === "device" ? record.handle.deviceId : null;
   await uow.tx.insertEvents(uow.accountId, [
     {
-      profileId: target.id,
+      profileId,
       id: record.id ?? scope.ids.eventId(),
       name: record.name,
       ts: record.ts,
@@ -205,8 +208,9 @@ async function applyEvent(scope: RecordScope, record: EventRecord): Promise<Reco
       platform: record.context?.platform ?? null,
     },
   ]);
-  touch(scope, applyActivity(countEvent(target, record.name, amount), record.ts, record.context));
-  return { profileId: target.id, outcome: "stored" };
+  if (target) touch(scope, applyActivity(countEvent(target, record.name, amount), record.ts, record.context));
+  else uow.countActivity(profileId, record.ts);
+  return { profileId, outcome: "stored" };
 }
 
 async function applyToken(scope: RecordScope, record: TokenRecord): Promise<RecordResult> {

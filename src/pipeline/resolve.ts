@@ -76,6 +76,25 @@ export async function resolveTarget(scope: RecordScope, handle: Handle, ts: numb
   }
 }
 
+/**
+ * The profile a count-only event (engine/activity.ts) is added to without loading it: the existing profile its handle
+ * names, live and with no open merge journal, when this transaction has not loaded it. Null when the event must take
+ * the full way: an unknown handle creates a profile, a tombstone is followed, a journal records the event, a loaded
+ * profile changes through its state.
+ */
+export async function countOnlyTarget(scope: RecordScope, handle: Handle): Promise<string | null> {
+  const { uow } = scope;
+  const id =
+    handle.kind === "device"
+      ? (await uow.tx.findDevice(uow.accountId, handle.deviceId))?.profileId
+      : handle.kind === "identity"
+        ? await uow.tx.findProfileByIdentity(uow.accountId, handle.key, handle.value)
+        : handle.profileId;
+  if (!id || uow.isLoaded(id)) return null;
+  const status = await uow.tx.peekProfile(uow.accountId, id);
+  return status !== null && status.mergedInto === null && status.journalMergeId === null ? id : null;
+}
+
 export async function createProfile(scope: RecordScope, id = scope.ids.profileId()): Promise<ProfileState> {
   const state = newProfileState(id, scope.now, scope.ids.bucket());
   await scope.uow.create(state);

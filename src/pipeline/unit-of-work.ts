@@ -1,7 +1,12 @@
 /**
  * One transaction's working set: profile states loaded (and locked) once, changed in memory record by record,
  * written back once at the end. A record that fails is rolled back both in the store (savepoint) and here.
+ *
+ * Count-only events (engine/activity.ts) for profiles not loaded here are folded per profile instead, and added in
+ * the store without reading the profile (StoreTx.addActivity). A profile is either loaded or has a pending fold,
+ * never both: loading it folds the pending events into its state.
  */
+import { type ActivityDelta, applyActivityDelta, foldActivity } from "../engine/activity.js";
 import type { Account, ProfileState, ValueType } from "../engine/types.js";
 import type { StoreTx, TypeScope } from "../store/store.js";
 import type { Clock } from "./clock.js";
@@ -12,6 +17,10 @@ export class UnitOfWork {
   private readonly dirty = new Set<string>();
   /** Per-record undo log: the value each touched entry had before the record began. */
   private undo: Map<string, ProfileState | undefined> | null = null;
+  /** Count-only events of profiles not loaded here, folded per profile. */
+  private readonly activity = new Map<string, ActivityDelta>();
+  /** Per-record undo log of `activity`. */
+  private undoActivity: Map<string, ActivityDelta | undefined> | null = null;
   private pendingTypes = new Map<string, ValueType>();
   private undoTypes: string[] | null = null;
 
@@ -30,9 +39,30 @@ export class UnitOfWork {
   async load(profileId: string): Promise<ProfileState | null> {
     const cached = this.states.get(profileId);
     if (cached) return cached;
-    const state = await this.tx.lockProfile(this.account.id, profileId);
-    if (state) this.states.set(profileId, state);
+    let state = await this.tx.lockProfile(this.account.id, profileId);
+    if (!state) return null;
+    const pending = this.activity.get(profileId);
+    if (pending) {
+      this.remember(profileId);
+      this.rememberActivity(profileId);
+      this.activity.delete(profileId);
+      state = applyActivityDelta(state, pending);
+      this.dirty.add(profileId);
+    }
+    this.states.set(profileId, state);
     return state;
+  }
+
+  /** True when this transaction has loaded the profile: its changes then go through its state. */
+  isLoaded(profileId: string): boolean {
+    return this.states.has(profileId);
+  }
+
+  /** A count-only event (engine/activity.ts) of a profile that is not loaded here. */
+  countActivity(profileId: string, ts: number): void {
+    if (this.states.has(profileId)) throw new Error(`countActivity: profile ${profileId} is loaded; change its state.`);
+    this.rememberActivity(profileId);
+    this.activity.set(profileId, foldActivity(this.activity.get(profileId), ts));
   }
 
   /** Follows merge tombstones to the live profile (SEMANTICS §7: a tombstone's id acts on its target). */
@@ -57,6 +87,8 @@ export class UnitOfWork {
   /** Forgets a profile that the record deleted from the store. */
   drop(profileId: string): void {
     this.remember(profileId);
+    this.rememberActivity(profileId);
+    this.activity.delete(profileId);
     this.states.delete(profileId);
     this.dirty.delete(profileId);
   }
@@ -80,6 +112,7 @@ export class UnitOfWork {
   /** Runs one record atomically: on failure the store and this working set are as before it. */
   async atomically<T>(fn: () => Promise<T>): Promise<T> {
     this.undo = new Map();
+    this.undoActivity = new Map();
     this.undoTypes = [];
     try {
       return await this.tx.savepoint(fn);
@@ -88,10 +121,15 @@ export class UnitOfWork {
         if (prev) this.states.set(id, prev);
         else this.states.delete(id);
       }
+      for (const [id, prev] of this.undoActivity) {
+        if (prev) this.activity.set(id, prev);
+        else this.activity.delete(id);
+      }
       for (const k of this.undoTypes) this.pendingTypes.delete(k);
       throw e;
     } finally {
       this.undo = null;
+      this.undoActivity = null;
       this.undoTypes = null;
     }
   }
@@ -100,15 +138,26 @@ export class UnitOfWork {
     if (this.undo && !this.undo.has(id)) this.undo.set(id, this.states.get(id));
   }
 
+  private rememberActivity(id: string): void {
+    if (this.undoActivity && !this.undoActivity.has(id)) this.undoActivity.set(id, this.activity.get(id));
+  }
+
   /**
    * Writes every changed profile back: once before commit, and before a step that reads profile rows through
    * SQL (merge snapshots). Marks stay set so a later rollback of the record cannot lose earlier records' changes.
+   * Pending folds are added in the store and forgotten here (the record's undo log brings them back if its
+   * savepoint, which then undoes the addition too, rolls back).
    */
   async flush(): Promise<void> {
     for (const id of this.dirty) {
       const state = this.states.get(id);
       if (state) await this.tx.updateProfile(this.account.id, state);
     }
+    if (this.activity.size === 0) return;
+    const deltas = [...this.activity].map(([profileId, delta]) => ({ profileId, ...delta }));
+    await this.tx.addActivity(this.account.id, deltas);
+    for (const id of this.activity.keys()) this.rememberActivity(id);
+    this.activity.clear();
   }
 
   /** After commit: registrations become visible to later transactions. */

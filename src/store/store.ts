@@ -9,6 +9,7 @@
  *   with insert-if-absent: the returned owner is the single winner however many writers race.
  * - `savepoint()` makes one record atomic inside a batch: a failed record leaves nothing behind.
  */
+import type { ActivityDelta } from "../engine/activity.js";
 import type { AnyRecord } from "../engine/records.js";
 import type {
   Account,
@@ -158,6 +159,24 @@ export interface BatchHandles {
   profileIds: string[];
   /** Client record ids (SEMANTICS §11): an adapter may look up which are stored already. */
   recordIds?: string[];
+  /**
+   * The devices and identity values among the above that only count-only events name (engine/activity.ts). Such an
+   * event is added to its profile without reading it (`addActivity`), so an adapter need not load or lock the owners
+   * of these handles, only read their status (`peekProfile`).
+   */
+  countOnly?: { deviceIds: string[]; identities: Array<{ key: IdentityKey; value: string }> };
+}
+
+/** Where a profile stands in the merge bookkeeping, read without its state. */
+export interface ProfileStatus {
+  mergedInto: string | null;
+  /** The undoable merge the profile is the target of: records applied to it are journalled there. */
+  journalMergeId: string | null;
+}
+
+/** Folded count-only events for one profile (StoreTx.addActivity). */
+export interface ProfileActivity extends ActivityDelta {
+  profileId: string;
 }
 
 /** Writes, available only inside `Store.write`. */
@@ -176,6 +195,17 @@ export interface StoreTx extends StoreReader {
   lockProfile(accountId: string, profileId: string): Promise<ProfileState | null>;
   insertProfile(accountId: string, state: ProfileState): Promise<void>;
   updateProfile(accountId: string, state: ProfileState): Promise<void>;
+  /** A profile's status without reading its state or locking it; null when the account has no such profile. */
+  peekProfile(accountId: string, profileId: string): Promise<ProfileStatus | null>;
+  /**
+   * Adds folded count-only events to profiles this transaction did not load (engine/activity.ts, applyActivityDelta),
+   * in the store, without reading them into the caller. Each must still be a live profile with no open merge journal,
+   * as `peekProfile` said: SQLite has one writer, so that holds; on PostgreSQL another transaction may have merged or
+   * deleted one since, and then this throws a serialization failure, which `write()` answers by running the
+   * transaction again. The pipeline calls it when it flushes its working set: before COMMIT, and inside a record
+   * before a step that reads profile rows (a merge), where the record's savepoint undoes it with the rest.
+   */
+  addActivity(accountId: string, deltas: readonly ProfileActivity[]): Promise<void>;
 
   /** Inserts the identity row if the value is free; returns the owner afterwards (this profile or the earlier one). */
   claimIdentity(accountId: string, key: IdentityKey, value: string, profileId: string): Promise<string>;

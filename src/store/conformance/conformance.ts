@@ -7,6 +7,7 @@
  * sorted, so an adapter is free in those.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { applyActivityDelta } from "../../engine/activity.js";
 import type { AnyRecord } from "../../engine/records.js";
 import type {
   AccountSettings,
@@ -293,6 +294,110 @@ export function describeStoreConformance(
 
         await store.write(accountId, (tx) => tx.updateProfile(accountId, { ...p2, mergedInto: p3.id }));
         expect(await store.reader.countControlGroupExcluded(accountId)).toBe(1);
+      });
+    });
+
+    describe("count-only activity: peekProfile and addActivity", () => {
+      /** A live profile, a merge tombstone pointing at it, and a merge target with a journal open. */
+      async function liveTombstoneAndTarget() {
+        const accountId = await freshAccount();
+        const live = blankProfile();
+        const tombstone = { ...blankProfile(), mergedInto: live.id };
+        const target = { ...blankProfile(), journalMergeId: "ab".repeat(16) };
+        await insertProfiles(accountId, live, tombstone, target);
+        return { accountId, live, tombstone, target };
+      }
+
+      it("peeks where a profile stands in the merge bookkeeping, without its state, in this account only", async () => {
+        const { accountId, live, tombstone, target } = await liveTombstoneAndTarget();
+        const other = await freshAccount();
+        const seen = await store.write(accountId, async (tx) => ({
+          live: await tx.peekProfile(accountId, live.id),
+          tombstone: await tx.peekProfile(accountId, tombstone.id),
+          target: await tx.peekProfile(accountId, target.id),
+          unknown: await tx.peekProfile(accountId, newId()),
+        }));
+        expect(seen).toEqual({
+          live: { mergedInto: null, journalMergeId: null },
+          tombstone: { mergedInto: live.id, journalMergeId: null },
+          target: { mergedInto: null, journalMergeId: "ab".repeat(16) },
+          unknown: null,
+        });
+        expect(await store.write(other, (tx) => tx.peekProfile(other, live.id))).toBeNull();
+        // A transaction's own write is what it peeks next.
+        const after = await store.write(accountId, async (tx) => {
+          await tx.updateProfile(accountId, { ...live, mergedInto: target.id });
+          return tx.peekProfile(accountId, live.id);
+        });
+        expect(after).toEqual({ mergedInto: target.id, journalMergeId: null });
+      });
+
+      it("adds folded events to stored profiles exactly as applyActivityDelta does, touching nothing else", async () => {
+        const accountId = await freshAccount();
+        // fullProfile has a journal (addActivity refuses those): the same profile without it.
+        const full = { ...fullProfile(), journalMergeId: null };
+        const blank = blankProfile();
+        await insertProfiles(accountId, full, blank);
+        const deltas = [
+          { profileId: full.id, firstTs: T0 - 5000, lastTs: T0 + 3, events: 4 },
+          { profileId: blank.id, firstTs: T0 + 7, lastTs: T0 + 7_000_000, events: 1 },
+        ];
+        const inside = await store.write(accountId, async (tx) => {
+          await tx.addActivity(accountId, deltas);
+          return tx.getProfile(accountId, blank.id);
+        });
+        const { profileId: _f, ...fullDelta } = deltas[0]!;
+        const { profileId: _b, ...blankDelta } = deltas[1]!;
+        expect(inside).toEqual(applyActivityDelta(blank, blankDelta));
+        expect(await store.reader.getProfile(accountId, full.id)).toEqual(applyActivityDelta(full, fullDelta));
+        expect(await store.reader.getProfile(accountId, blank.id)).toEqual(applyActivityDelta(blank, blankDelta));
+        // firstSeen only moves back, lastSeen only forward.
+        await store.write(accountId, (tx) =>
+          tx.addActivity(accountId, [{ profileId: full.id, firstTs: T0, lastTs: T0, events: 2 }]),
+        );
+        const twice = await store.reader.getProfile(accountId, full.id);
+        expect(twice).toEqual({
+          ...full,
+          firstSeen: T0 - 5000,
+          lastSeen: T0 + 9,
+          stats: { ...full.stats, events: 18 },
+        });
+      });
+
+      it("rolls an addition back with its savepoint", async () => {
+        const accountId = await freshAccount();
+        const [id] = await insertProfiles(accountId, blankProfile());
+        await store.write(accountId, async (tx) => {
+          await expect(
+            tx.savepoint(async () => {
+              await tx.addActivity(accountId, [{ profileId: id!, firstTs: T0, lastTs: T0, events: 3 }]);
+              throw new Error("record refused");
+            }),
+          ).rejects.toThrow("record refused");
+          await tx.addActivity(accountId, [{ profileId: id!, firstTs: T0 + 1, lastTs: T0 + 2, events: 1 }]);
+        });
+        expect(await store.reader.getProfile(accountId, id!)).toMatchObject({
+          firstSeen: T0 + 1,
+          lastSeen: T0 + 2,
+          stats: { events: 1, charged: 0, revenue: 0 },
+        });
+      });
+
+      it("refuses to add to a merge tombstone, a journalled merge target or a missing profile, keeping nothing", async () => {
+        const { accountId, live, tombstone, target } = await liveTombstoneAndTarget();
+        for (const refused of [tombstone.id, target.id, newId()]) {
+          await expect(
+            store.write(accountId, (tx) =>
+              tx.addActivity(accountId, [
+                { profileId: live.id, firstTs: T0, lastTs: T0, events: 1 },
+                { profileId: refused, firstTs: T0, lastTs: T0, events: 1 },
+              ]),
+            ),
+          ).rejects.toThrow();
+        }
+        expect(await store.reader.getProfile(accountId, live.id)).toEqual(live);
+        expect(await store.reader.getProfile(accountId, tombstone.id)).toEqual(tombstone);
+        expect(await store.reader.getProfile(accountId, target.id)).toEqual(target);
       });
     });
 

@@ -1,7 +1,7 @@
 import pg from "pg";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import { PortraitError } from "../../engine/errors.js";
-import type { NewEvent } from "../../engine/types.js";
+import type { NewEvent, ProfileState } from "../../engine/types.js";
 import { Accounts } from "../../pipeline/accounts.js";
 import { Portrait } from "../../pipeline/portrait.js";
 import { createTestDatabase, type TestDatabase } from "../../test-support/postgres.js";
@@ -61,6 +61,18 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
       platform: null,
     });
 
+    /** A store with an account holding `count` blank profiles. */
+    async function withProfiles(count: number) {
+      const store = await open();
+      const account = newAccount();
+      await store.createAccount(account);
+      const profiles = Array.from({ length: count }, () => blankProfile());
+      await store.write(account.id, async (tx) => {
+        for (const profile of profiles) await tx.insertProfile(account.id, profile);
+      });
+      return { store, account, profiles };
+    }
+
     beforeEach(async () => {
       db = (await createTestDatabase())!;
     });
@@ -98,14 +110,8 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
     });
 
     it("re-runs a transaction that PostgreSQL aborts as a deadlock victim", async () => {
-      const store = await open();
-      const account = newAccount();
-      await store.createAccount(account);
-      const [p, q] = [blankProfile(), blankProfile()];
-      await store.write(account.id, async (tx) => {
-        await tx.insertProfile(account.id, p);
-        await tx.insertProfile(account.id, q);
-      });
+      const { store, account, profiles } = await withProfiles(2);
+      const [p, q] = profiles as [ProfileState, ProfileState];
       // Each locks one profile, waits until the other has too, then locks the other: a certain deadlock.
       let locked = 0;
       const bothLocked = new Promise<void>((resolve) => {
@@ -135,15 +141,123 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
       expect((await store.reader.getProfile(account.id, q.id))?.bucket).toBe(1);
     });
 
-    it("keeps a handle that a transaction found free for it until commit, as one writer at a time would", async () => {
-      const store = await open();
-      const account = newAccount();
-      await store.createAccount(account);
-      const [p, q] = [blankProfile(), blankProfile()];
-      await store.write(account.id, async (tx) => {
-        await tx.insertProfile(account.id, p);
-        await tx.insertProfile(account.id, q);
+    /** A promise and the function that settles it, to order two transactions step by step. */
+    function signal(): { done: Promise<void>; fire: () => void } {
+      let fire!: () => void;
+      const done = new Promise<void>((resolve) => {
+        fire = resolve;
       });
+      return { done, fire };
+    }
+
+    it("runs again a transaction whose count-only profile was merged after it peeked, and adds to the target then", async () => {
+      const { store, account, profiles } = await withProfiles(2);
+      const [p, q] = profiles as [ProfileState, ProfileState];
+      const peeked = signal();
+      const merged = signal();
+      let runs = 0;
+      const adding = store.write(account.id, async (tx) => {
+        runs++;
+        const status = (await tx.peekProfile(account.id, p.id))!;
+        if (runs === 1) {
+          peeked.fire();
+          await merged.done;
+        }
+        // As the pipeline does: a tombstone's events go to its target.
+        const to = status.mergedInto ?? p.id;
+        await tx.addActivity(account.id, [{ profileId: to, firstTs: 5, lastTs: 7, events: 2 }]);
+        return to;
+      });
+      await peeked.done;
+      await store.write(account.id, (tx) => tx.updateProfile(account.id, { ...p, mergedInto: q.id }));
+      merged.fire();
+      expect(await adding).toBe(q.id);
+      expect(runs).toBe(2);
+      expect((await store.reader.getProfile(account.id, q.id))?.stats.events).toBe(2);
+      expect(await store.reader.getProfile(account.id, p.id)).toEqual({ ...p, mergedInto: q.id });
+    });
+
+    it("adds to a profile that another writer changed while the addition waited for its row lock", async () => {
+      const { store, account, profiles } = await withProfiles(1);
+      const p = profiles[0]!;
+      const locked = signal();
+      const release = signal();
+      const writer = store.write(account.id, async (tx) => {
+        const state = (await tx.lockProfile(account.id, p.id))!;
+        await tx.updateProfile(account.id, { ...state, bucket: 5, stats: { ...state.stats, events: 10 } });
+        await tx.getProfile(account.id, p.id); // the update is written behind: this sends it
+        locked.fire();
+        await release.done;
+      });
+      await locked.done;
+      let runs = 0;
+      const adding = store.write(account.id, async (tx) => {
+        runs++;
+        await tx.addActivity(account.id, [{ profileId: p.id, firstTs: 5, lastTs: 7, events: 2 }]);
+      });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      release.fire();
+      await writer;
+      await adding;
+      expect(runs).toBe(1);
+      expect(await store.reader.getProfile(account.id, p.id)).toMatchObject({
+        bucket: 5,
+        firstSeen: 5,
+        lastSeen: 7,
+        stats: { events: 12 },
+      });
+    });
+
+    it("prefetch locks the owners of handles that other records name, and only peeks the count-only ones'", async () => {
+      const { store, account, profiles } = await withProfiles(2);
+      const [p, q] = profiles as [ProfileState, ProfileState];
+      await store.write(account.id, async (tx) => {
+        await tx.upsertDevice(account.id, { deviceId: "dp", profileId: p.id, pushToken: null, platform: null });
+        await tx.upsertDevice(account.id, { deviceId: "dq", profileId: q.id, pushToken: null, platform: null });
+      });
+      const prefetched = signal();
+      const release = signal();
+      const batch = store.write(account.id, async (tx) => {
+        await tx.prefetch!(account.id, {
+          deviceIds: ["dp", "dq"],
+          identities: [],
+          profileIds: [],
+          countOnly: { deviceIds: ["dp"], identities: [] },
+        });
+        const seen = {
+          device: await tx.findDevice(account.id, "dp"),
+          status: await tx.peekProfile(account.id, p.id),
+        };
+        prefetched.fire();
+        await release.done;
+        return seen;
+      });
+      await prefetched.done;
+      const lockWaits = async (id: string) => {
+        let waited = true;
+        const locking = store
+          .write(account.id, (tx) => tx.lockProfile(account.id, id))
+          .then(() => {
+            waited = false;
+          });
+        await new Promise((resolve) => setTimeout(resolve, 150));
+        return { waited, locking };
+      };
+      const onP = await lockWaits(p.id);
+      const onQ = await lockWaits(q.id);
+      expect(onP.waited).toBe(false);
+      expect(onQ.waited).toBe(true);
+      release.fire();
+      expect(await batch).toEqual({
+        device: { deviceId: "dp", profileId: p.id, pushToken: null, platform: null },
+        status: { mergedInto: null, journalMergeId: null },
+      });
+      await onQ.locking;
+    });
+
+    it("keeps a handle that a transaction found free for it until commit, as one writer at a time would", async () => {
+      const { store, account, profiles } = await withProfiles(2);
+      const [p, q] = profiles as [ProfileState, ProfileState];
       let lookedUp!: () => void;
       let proceed!: () => void;
       const firstLookedUp = new Promise<void>((resolve) => {
@@ -277,11 +391,8 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
     });
 
     it("numbers a batch of 1000 events in order with one statement", async () => {
-      const store = await open();
-      const account = newAccount();
-      await store.createAccount(account);
-      const p = blankProfile();
-      await store.write(account.id, (tx) => tx.insertProfile(account.id, p));
+      const { store, account, profiles } = await withProfiles(1);
+      const p = profiles[0]!;
       const batch = Array.from({ length: 1000 }, (_, i) => event(p.id, 1_700_000_000_000 + ((i * 7919) % 1000)));
       const seqs = await store.write(account.id, (tx) => tx.insertEvents(account.id, batch));
       expect(seqs).toHaveLength(1000);

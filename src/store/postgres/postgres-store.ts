@@ -60,8 +60,10 @@ import type {
   EventPage,
   MergeRow,
   PageOptions,
+  ProfileActivity,
   ProfileCard,
   ProfileLookup,
+  ProfileStatus,
   Store,
   StoreReader,
   StoreTx,
@@ -277,6 +279,33 @@ const SQL = {
       ) x`,
   prefetchProfiles:
     "SELECT id, state FROM profiles WHERE account_id = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE",
+  // StoreTx.peekProfile, one profile and many (prefetch): no lock, only what decides where an event may be added.
+  peekProfile: `SELECT merged_into AS "mergedInto", state->>'journalMergeId' AS "journalMergeId"
+    FROM profiles WHERE account_id = $1 AND id = $2`,
+  peekProfiles: `SELECT id, merged_into AS "mergedInto", state->>'journalMergeId' AS "journalMergeId"
+    FROM profiles WHERE account_id = $1 AND id = ANY($2::text[])`,
+  // StoreTx.addActivity: engine/activity.ts applyActivityDelta in SQL, on live profiles with no merge journal only.
+  // Rows are found as in updateProfiles; one that is left out (moved by a concurrent writer, or no longer live and
+  // unjournalled) is tried again by id (addProfileActivity).
+  addActivityRows: `UPDATE profiles AS p
+    SET state = jsonb_set(jsonb_set(jsonb_set(p.state,
+      '{firstSeen}', to_jsonb(LEAST(COALESCE((p.state->>'firstSeen')::numeric, d.first), d.first))),
+      '{lastSeen}', to_jsonb(GREATEST(COALESCE((p.state->>'lastSeen')::numeric, d.last), d.last))),
+      '{stats,events}', to_jsonb((p.state#>>'{stats,events}')::numeric + d.events))
+    FROM (
+      SELECT d.*, found.ctid AS row
+      FROM unnest($2::text[], $3::numeric[], $4::numeric[], $5::numeric[]) AS d(id, first, last, events)
+      CROSS JOIN LATERAL (SELECT ctid FROM profiles WHERE account_id = $1 AND id = d.id LIMIT 1) found
+    ) d
+    WHERE p.ctid = d.row AND p.account_id = $1 AND p.id = d.id
+      AND p.merged_into IS NULL AND p.state->>'journalMergeId' IS NULL
+    RETURNING p.id`,
+  addProfileActivity: `UPDATE profiles AS p
+    SET state = jsonb_set(jsonb_set(jsonb_set(p.state,
+      '{firstSeen}', to_jsonb(LEAST(COALESCE((p.state->>'firstSeen')::numeric, $3::numeric), $3::numeric))),
+      '{lastSeen}', to_jsonb(GREATEST(COALESCE((p.state->>'lastSeen')::numeric, $4::numeric), $4::numeric))),
+      '{stats,events}', to_jsonb((p.state#>>'{stats,events}')::numeric + $5::numeric))
+    WHERE p.account_id = $1 AND p.id = $2 AND p.merged_into IS NULL AND p.state->>'journalMergeId' IS NULL`,
 
   // Identities.
   findIdentity: "SELECT profile_id FROM identities WHERE account_id = $1 AND key = $2 AND value = $3",
@@ -870,6 +899,8 @@ class PostgresTx extends PostgresReader implements StoreTx {
     devices: new Map<string, DeviceRow | null>(),
     identities: new Map<string, string | null>(),
     profiles: new Map<string, ProfileState>(),
+    /** Status of profiles that only count-only events name (not locked; `BatchHandles.countOnly`), dropped by a write. */
+    statuses: new Map<string, ProfileStatus>(),
     /** Record ids looked up by prefetch: true if stored then, false if free (claimed behind, see `claimRecordId`). */
     recordIds: new Map<string, boolean>(),
     /** Record ids of `recordIds` this transaction has claimed (its savepoints' rollbacks unclaim them). */
@@ -1204,9 +1235,19 @@ class PostgresTx extends PostgresReader implements StoreTx {
       identities: [...identities.values()].filter((h) => !found.identities.has(identityKey(h.key, h.value))),
     });
     if (this.handles.passes(handleNames(accountId, absent(before)), HANDLE_LOCKS)) await this.holdAccountHandles();
+    // Owners that only count-only events reach are not locked, only peeked: such an event is added to its profile
+    // without reading it (addActivity checks again that it may be). Its device or identity value is then answered as
+    // read, unlocked: the event changes nothing but that profile, so when the handle moves to another profile
+    // meanwhile, the event simply comes first.
+    const countOnlyDevices = new Set(handles.countOnly?.deviceIds);
+    const countOnlyIdentities = new Set(handles.countOnly?.identities.map((h) => identityKey(h.key, h.value)));
     const profileIds = new Set(handles.profileIds);
-    for (const device of before.devices.values()) profileIds.add(device.profileId);
-    for (const owner of before.identities.values()) profileIds.add(owner);
+    const peeked = new Set<string>();
+    for (const [deviceId, device] of before.devices) {
+      (countOnlyDevices.has(deviceId) ? peeked : profileIds).add(device.profileId);
+    }
+    for (const [key, owner] of before.identities) (countOnlyIdentities.has(key) ? peeked : profileIds).add(owner);
+    for (const id of profileIds) peeked.delete(id);
     const locked = new Set<string>();
     if (profileIds.size > 0) {
       const states = await rows<{ id: string; state: ProfileState }>(db, "prefetchProfiles", [
@@ -1219,15 +1260,25 @@ class PostgresTx extends PostgresReader implements StoreTx {
         this.known.profiles.set(row.id, row.state);
       }
     }
+    if (peeked.size > 0) {
+      const statuses = await rows<ProfileStatus & { id: string }>(db, "peekProfiles", [accountId, [...peeked]]);
+      for (const { id, mergedInto, journalMergeId } of statuses)
+        this.known.statuses.set(id, { mergedInto, journalMergeId });
+    }
     const found =
-      before.devices.size + before.identities.size > 0
+      locked.size > 0 && before.devices.size + before.identities.size > 0
         ? await this.readHandles(accountId, deviceIds, keys, values)
         : before;
-    // Only a handle whose owner is locked here keeps its answer until COMMIT; any other is looked up when asked.
+    // Only a handle whose owner is locked here (or a count-only one whose owner was peeked) keeps its answer until
+    // COMMIT; any other is looked up when asked.
+    const held = (owner: string, countOnly: boolean) =>
+      locked.has(owner) || (countOnly && this.known.statuses.has(owner));
     for (const [deviceId, device] of found.devices) {
-      if (locked.has(device.profileId)) this.known.devices.set(deviceId, device);
+      if (held(device.profileId, countOnlyDevices.has(deviceId))) this.known.devices.set(deviceId, device);
     }
-    for (const [key, owner] of found.identities) if (locked.has(owner)) this.known.identities.set(key, owner);
+    for (const [key, owner] of found.identities) {
+      if (held(owner, countOnlyIdentities.has(key))) this.known.identities.set(key, owner);
+    }
     const free = absent(found);
     const names = handleNames(accountId, free);
     if (names.length === 0) return;
@@ -1371,7 +1422,60 @@ class PostgresTx extends PostgresReader implements StoreTx {
     const text = json(state);
     refuseNul([state.id, state.mergedInto, state.orphanOf]);
     this.known.profiles.delete(state.id);
+    this.known.statuses.delete(state.id);
     this.profileWrites.push({ state, json: text, row: profileRow(state, text) });
+  }
+
+  async peekProfile(accountId: string, profileId: string): Promise<ProfileStatus | null> {
+    this.check(accountId);
+    const prefetched = this.known.profiles.get(profileId);
+    if (prefetched !== undefined) {
+      return { mergedInto: prefetched.mergedInto, journalMergeId: prefetched.journalMergeId };
+    }
+    const known = this.known.statuses.get(profileId);
+    if (known !== undefined) return { ...known };
+    return (await first<ProfileStatus>(this.db(accountId), "peekProfile", [accountId, profileId])) ?? null;
+  }
+
+  /**
+   * The profiles were not locked when their status was read (peekProfile, prefetch), so another transaction may have
+   * merged, journalled or deleted one since: the update skips such a row, and then this transaction is refused with a
+   * serialization failure, for good (no savepoint rollback revives it), so that `write()` runs it again and the new
+   * run sees the change. Rows it updates stay locked until COMMIT, as any update's.
+   */
+  async addActivity(accountId: string, deltas: readonly ProfileActivity[]): Promise<void> {
+    const db = this.forWrite(accountId);
+    const sorted = [...deltas].sort((a, b) => (a.profileId < b.profileId ? -1 : a.profileId > b.profileId ? 1 : 0));
+    for (const d of sorted) {
+      // What prefetch loaded of these profiles no longer holds once this adds to them.
+      this.known.profiles.delete(d.profileId);
+      this.known.statuses.delete(d.profileId);
+    }
+    for (let from = 0; from < sorted.length; from += ROWS_PER_STATEMENT) {
+      const batch = sorted.slice(from, from + ROWS_PER_STATEMENT);
+      const updated = await rows<{ id: string }>(db, "addActivityRows", [
+        accountId,
+        batch.map((d) => d.profileId),
+        batch.map((d) => d.firstTs),
+        batch.map((d) => d.lastTs),
+        batch.map((d) => d.events),
+      ]);
+      if (updated.length === batch.length) continue;
+      const found = new Set(updated.map((r) => r.id));
+      for (const d of batch) {
+        if (found.has(d.profileId)) continue;
+        const args = [accountId, d.profileId, d.firstTs, d.lastTs, d.events];
+        if ((await run(db, "addProfileActivity", args)).rowCount === 1) continue;
+        const error = Object.assign(
+          new Error(
+            `Profile ${d.profileId} was merged or deleted by another transaction after this one read it; run it again.`,
+          ),
+          { code: "40001" },
+        );
+        this.broken = { error, depth: -1 };
+        throw error;
+      }
+    }
   }
 
   // -------------------------------------------------------------------------------------------------------------
@@ -1716,6 +1820,7 @@ class PostgresTx extends PostgresReader implements StoreTx {
     this.known.devices.clear();
     this.known.identities.clear();
     this.known.profiles.delete(profileId);
+    this.known.statuses.delete(profileId);
     const count = async (name: StatementName) => (await run(db, name, [accountId, profileId])).rowCount ?? 0;
     const counts: DeletedCounts = {
       profiles: await count("deleteProfile"),

@@ -39,8 +39,10 @@ import type {
   EventPage,
   MergeRow,
   PageOptions,
+  ProfileActivity,
   ProfileCard,
   ProfileLookup,
+  ProfileStatus,
   Store,
   StoreReader,
   StoreTx,
@@ -189,6 +191,18 @@ function prepareStatements(db: Database.Database) {
     ),
     // The common update (activity, counters, properties): the indexed columns are unchanged, so only state moves.
     updateProfileState: run<[string, number, number]>("UPDATE profiles SET state = ?, updated_at = ? WHERE pk = ?"),
+    peekProfile: row<[string, string], [number, string | null, string | null]>(
+      `SELECT pk, merged_into, json_extract(state, '$.journalMergeId') FROM profiles WHERE account_id = ? AND id = ?`,
+    ).raw(),
+    // StoreTx.addActivity: engine/activity.ts applyActivityDelta in SQL, on a live profile with no merge journal only.
+    // Times and counts are bound as BigInt so that they stay JSON integers.
+    addActivity: run<[{ pk: number; first: number | bigint; last: number | bigint; events: bigint }]>(
+      `UPDATE profiles SET state = json_set(state,
+         '$.firstSeen', min(coalesce(json_extract(state, '$.firstSeen'), @first), @first),
+         '$.lastSeen', max(coalesce(json_extract(state, '$.lastSeen'), @last), @last),
+         '$.stats.events', json_extract(state, '$.stats.events') + @events)
+       WHERE pk = @pk AND merged_into IS NULL AND json_extract(state, '$.journalMergeId') IS NULL`,
+    ),
     listOrphans: value<[string, string], string>(
       "SELECT id FROM profiles WHERE account_id = ? AND orphan_of = ? ORDER BY id",
     ),
@@ -518,6 +532,11 @@ class WriteQueue {
     if (next) next();
     else this.busy = false;
   }
+}
+
+/** A whole number as a BigInt, so that SQLite binds it as an INTEGER (a JS number is bound as a REAL). */
+function integral(n: number): number | bigint {
+  return Number.isSafeInteger(n) ? BigInt(n) : n;
 }
 
 class SqliteReader implements StoreReader {
@@ -878,6 +897,29 @@ class SqliteTx extends SqliteReader implements StoreTx {
       pk,
     );
     key.columns = columns;
+  }
+
+  async peekProfile(accountId: string, profileId: string): Promise<ProfileStatus | null> {
+    const row = this.use(accountId).peekProfile.get(accountId, profileId);
+    if (row === undefined) return null;
+    if (!this.keys.has(profileId)) this.keys.set(profileId, { pk: row[0], columns: null });
+    return { mergedInto: row[1], journalMergeId: row[2] };
+  }
+
+  async addActivity(accountId: string, deltas: readonly ProfileActivity[]): Promise<void> {
+    const sql = this.forWrite(accountId);
+    for (const d of deltas) {
+      const pk = this.requirePk(sql, accountId, d.profileId, "addActivity");
+      const changed = sql.addActivity.run({
+        pk,
+        first: integral(d.firstTs),
+        last: integral(d.lastTs),
+        events: BigInt(d.events),
+      }).changes;
+      // One writer at a time: the status peekProfile read still holds, so a miss is a bug upstream.
+      if (changed !== 1)
+        throw new Error(`addActivity: profile ${d.profileId} is not a live profile without a journal.`);
+    }
   }
 
   async claimIdentity(accountId: string, key: IdentityKey, value: string, profileId: string): Promise<string> {
