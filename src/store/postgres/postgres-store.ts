@@ -1444,7 +1444,9 @@ class PostgresTx extends PostgresReader implements StoreTx {
    * run sees the change. Rows it updates stay locked until COMMIT, as any update's.
    */
   async addActivity(accountId: string, deltas: readonly ProfileActivity[]): Promise<void> {
-    const db = this.forWrite(accountId);
+    // The rows stay locked from here to COMMIT, and concurrent groups share profiles: events go first, so that
+    // (at the end of a transaction, outside savepoints) the lock is held for this statement and COMMIT only.
+    const db = this.frames.length === 0 ? this.forEvents(accountId, WRITE_EVENTS) : this.forWrite(accountId);
     const sorted = [...deltas].sort((a, b) => (a.profileId < b.profileId ? -1 : a.profileId > b.profileId ? 1 : 0));
     for (const d of sorted) {
       // What prefetch loaded of these profiles no longer holds once this adds to them.
