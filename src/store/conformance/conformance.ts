@@ -324,12 +324,24 @@ export function describeStoreConformance(
           unknown: null,
         });
         expect(await store.write(other, (tx) => tx.peekProfile(other, live.id))).toBeNull();
-        // A transaction's own write is what it peeks next.
+        // A transaction's own writes are what it peeks next, and what later transactions peek.
         const after = await store.write(accountId, async (tx) => {
           await tx.updateProfile(accountId, { ...live, mergedInto: target.id });
-          return tx.peekProfile(accountId, live.id);
+          await tx.updateProfile(accountId, { ...target, journalMergeId: null });
+          await tx.updateProfile(accountId, { ...tombstone, mergedInto: null, journalMergeId: "ef".repeat(16) });
+          return [live, target, tombstone].map((p) => tx.peekProfile(accountId, p.id));
         });
-        expect(after).toEqual({ mergedInto: target.id, journalMergeId: null });
+        const expected = [
+          { mergedInto: target.id, journalMergeId: null },
+          { mergedInto: null, journalMergeId: null },
+          { mergedInto: null, journalMergeId: "ef".repeat(16) },
+        ];
+        expect(await Promise.all(after)).toEqual(expected);
+        expect(
+          await store.write(accountId, (tx) =>
+            Promise.all([live, target, tombstone].map((p) => tx.peekProfile(accountId, p.id))),
+          ),
+        ).toEqual(expected);
       });
 
       it("adds folded events to stored profiles exactly as applyActivityDelta does, touching nothing else", async () => {

@@ -269,6 +269,16 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 4, sql: EVENTS_BY_WEEK_SCHEMA },
   // Segments: property index rows keyed by a path id, not the account and path as text (smaller, cheaper to write).
   { version: 5, sql: SEGMENT_PATH_IDS_SCHEMA },
+  {
+    version: 6,
+    sql: `
+      -- The merge journal a profile records into, beside merged_into: what decides whether a count-only event may be
+      -- added to the profile without reading it (StoreTx.peekProfile, addActivity) is then read without its JSON.
+      ALTER TABLE profiles ADD COLUMN journal_merge_id TEXT;
+      UPDATE profiles SET journal_merge_id = json_extract(state, '$.journalMergeId')
+        WHERE json_extract(state, '$.journalMergeId') IS NOT NULL;
+    `,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.reduce((latest, m) => Math.max(latest, m.version), 0);

@@ -96,6 +96,44 @@ describe("SqliteStore on a file", () => {
     expect(appliedVersions().at(-1)).toBe(LATEST_VERSION);
   });
 
+  it("copies each profile's open merge journal into its column when it upgrades a version-5 database", async () => {
+    const db = new Database(file);
+    db.exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT");
+    for (const m of MIGRATIONS.filter((x) => x.version <= 5)) {
+      db.exec(m.sql);
+      db.prepare("INSERT INTO schema_migrations (version, applied_at) VALUES (?, 0)").run(m.version);
+    }
+    const account = newAccount();
+    const [plain, target] = [blankProfile(), { ...blankProfile(), journalMergeId: "ab".repeat(16) }];
+    const insert = db.prepare(
+      "INSERT INTO profiles (account_id, id, created_at, updated_at, state) VALUES (?, ?, 0, 0, ?)",
+    );
+    for (const p of [plain, target]) insert.run(account.id, p.id, JSON.stringify(p));
+    db.close();
+
+    const store = SqliteStore.open(file);
+    try {
+      await store.migrate();
+      expect(appliedVersions().at(-1)).toBe(6);
+      const seen = await store.write(account.id, async (tx) => ({
+        plain: await tx.peekProfile(account.id, plain.id),
+        target: await tx.peekProfile(account.id, target.id),
+      }));
+      expect(seen).toEqual({
+        plain: { mergedInto: null, journalMergeId: null },
+        target: { mergedInto: null, journalMergeId: "ab".repeat(16) },
+      });
+      // The journalled target takes no count-only addition: its events must be journalled.
+      await expect(
+        store.write(account.id, (tx) =>
+          tx.addActivity(account.id, [{ profileId: target.id, firstTs: 1, lastTs: 1, events: 1 }]),
+        ),
+      ).rejects.toThrow();
+    } finally {
+      await store.close();
+    }
+  });
+
   it("refuses a database from a newer Portrait", async () => {
     await SqliteStore.open(file).close();
     const db = new Database(file);

@@ -180,19 +180,24 @@ function prepareStatements(db: Database.Database) {
     checkProfilePk: value<[number, string, string], number>(
       "SELECT pk FROM profiles WHERE pk = ? AND account_id = ? AND id = ?",
     ),
-    insertProfile: run<[string, string, string, string | null, string | null, number, number, number]>(
-      `INSERT INTO profiles (account_id, id, state, merged_into, orphan_of, control_group_excluded, created_at, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    insertProfile: run<[string, string, string, string | null, string | null, string | null, number, number, number]>(
+      `INSERT INTO profiles (account_id, id, state, merged_into, orphan_of, journal_merge_id, control_group_excluded,
+         created_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
-    updateProfile: run<[string, string | null, string | null, number, number, number, number]>(
+    updateProfile: run<[string, string | null, string | null, string | null, number, number, number, number]>(
       `UPDATE profiles
-       SET state = ?, merged_into = ?, orphan_of = ?, control_group_excluded = ?, created_at = ?, updated_at = ?
+       SET state = ?, merged_into = ?, orphan_of = ?, journal_merge_id = ?, control_group_excluded = ?, created_at = ?,
+         updated_at = ?
        WHERE pk = ?`,
     ),
     // The common update (activity, counters, properties): the indexed columns are unchanged, so only state moves.
     updateProfileState: run<[string, number, number]>("UPDATE profiles SET state = ?, updated_at = ? WHERE pk = ?"),
     peekProfile: row<[string, string], [number, string | null, string | null]>(
-      `SELECT pk, merged_into, json_extract(state, '$.journalMergeId') FROM profiles WHERE account_id = ? AND id = ?`,
+      "SELECT pk, merged_into, journal_merge_id FROM profiles WHERE account_id = ? AND id = ?",
+    ).raw(),
+    peekProfileByPk: row<[number, string, string], [string | null, string | null]>(
+      "SELECT merged_into, journal_merge_id FROM profiles WHERE pk = ? AND account_id = ? AND id = ?",
     ).raw(),
     // StoreTx.addActivity: engine/activity.ts applyActivityDelta in SQL, on a live profile with no merge journal only.
     // Times and counts are bound as BigInt so that they stay JSON integers.
@@ -201,7 +206,7 @@ function prepareStatements(db: Database.Database) {
          '$.firstSeen', min(coalesce(json_extract(state, '$.firstSeen'), @first), @first),
          '$.lastSeen', max(coalesce(json_extract(state, '$.lastSeen'), @last), @last),
          '$.stats.events', json_extract(state, '$.stats.events') + @events)
-       WHERE pk = @pk AND merged_into IS NULL AND json_extract(state, '$.journalMergeId') IS NULL`,
+       WHERE pk = @pk AND merged_into IS NULL AND journal_merge_id IS NULL`,
     ),
     listOrphans: value<[string, string], string>(
       "SELECT id FROM profiles WHERE account_id = ? AND orphan_of = ? ORDER BY id",
@@ -694,6 +699,7 @@ interface ProfileKey {
 interface ProfileColumns {
   mergedInto: string | null;
   orphanOf: string | null;
+  journalMergeId: string | null;
   controlGroupExcluded: boolean;
   createdAt: number;
 }
@@ -702,6 +708,7 @@ function profileColumns(state: ProfileState): ProfileColumns {
   return {
     mergedInto: state.mergedInto,
     orphanOf: state.orphanOf,
+    journalMergeId: state.journalMergeId,
     controlGroupExcluded: state.flags.controlGroupExcluded,
     createdAt: state.createdAt,
   };
@@ -711,6 +718,7 @@ function sameColumns(a: ProfileColumns, b: ProfileColumns): boolean {
   return (
     a.mergedInto === b.mergedInto &&
     a.orphanOf === b.orphanOf &&
+    a.journalMergeId === b.journalMergeId &&
     a.controlGroupExcluded === b.controlGroupExcluded &&
     a.createdAt === b.createdAt
   );
@@ -866,6 +874,7 @@ class SqliteTx extends SqliteReader implements StoreTx {
       JSON.stringify(state),
       state.mergedInto,
       state.orphanOf,
+      state.journalMergeId,
       state.flags.controlGroupExcluded ? 1 : 0,
       state.createdAt,
       state.updatedAt,
@@ -891,6 +900,7 @@ class SqliteTx extends SqliteReader implements StoreTx {
       JSON.stringify(state),
       state.mergedInto,
       state.orphanOf,
+      state.journalMergeId,
       state.flags.controlGroupExcluded ? 1 : 0,
       state.createdAt,
       state.updatedAt,
@@ -900,8 +910,15 @@ class SqliteTx extends SqliteReader implements StoreTx {
   }
 
   async peekProfile(accountId: string, profileId: string): Promise<ProfileStatus | null> {
-    const row = this.use(accountId).peekProfile.get(accountId, profileId);
+    const sql = this.use(accountId);
+    const pk = this.keys.get(profileId)?.pk ?? this.hints.get(profileId);
+    if (pk !== undefined) {
+      const status = sql.peekProfileByPk.get(pk, accountId, profileId);
+      if (status !== undefined) return { mergedInto: status[0], journalMergeId: status[1] };
+    }
+    const row = sql.peekProfile.get(accountId, profileId);
     if (row === undefined) return null;
+    this.hints.set(profileId, row[0]);
     if (!this.keys.has(profileId)) this.keys.set(profileId, { pk: row[0], columns: null });
     return { mergedInto: row[1], journalMergeId: row[2] };
   }
