@@ -8,7 +8,7 @@ import { createTestDatabase, type TestDatabase } from "../../test-support/postgr
 import { describeStoreConformance } from "../conformance/conformance.js";
 import { blankProfile, newAccount, newId } from "../conformance/fixtures.js";
 import type { MergeRow, Store } from "../store.js";
-import { PostgresStore } from "./postgres-store.js";
+import { PostgresStore, SQL } from "./postgres-store.js";
 import { LATEST_VERSION, MIGRATIONS } from "./schema.js";
 
 // Decided while the file is collected: skipped (reason printed) without a server, except in CI where that fails.
@@ -206,6 +206,24 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
         lastSeen: 7,
         stats: { events: 12 },
       });
+    });
+
+    it("adds count-only activity through the addresses it probed, even where statistics say profiles is tiny", async () => {
+      const { store, account, profiles } = await withProfiles(19);
+      // Statistics from when the account was small (autovacuum would refresh them only later), then 1,000 more people.
+      await sql("ALTER TABLE profiles SET (autovacuum_enabled = false)");
+      await sql("ANALYZE profiles");
+      await store.write(account.id, async (tx) => {
+        for (let i = 0; i < 1000; i++) await tx.insertProfile(account.id, blankProfile());
+      });
+      const document = JSON.stringify(profiles.slice(0, 3).map((p) => ({ id: p.id, first: 1, last: 2, events: 1 })));
+      const plan = await sql<{ "QUERY PLAN": string }>(
+        `EXPLAIN ${SQL.addActivityRows.replace("$2", `'${document}'`).replaceAll("$1", `'${account.id}'`)}`,
+      );
+      const text = plan.map((row) => row["QUERY PLAN"]).join("\n");
+      // The profiles it updates are reached by their row addresses only, never by scanning the account.
+      expect(text).toMatch(/Tid Scan on profiles p/);
+      expect(text).not.toMatch(/(Seq|Bitmap Heap|Index) Scan on profiles p\b/);
     });
 
     it("prefetch locks the owners of handles that other records name, and only peeks the count-only ones'", async () => {

@@ -185,7 +185,7 @@ const HOLD_HANDLE = (name: number, account: number) => `WITH held AS MATERIALIZE
  * it runs it and reuses that afterwards. Lists (profile ids, seqs, event columns) travel as one array parameter each,
  * so a statement's text never depends on the data.
  */
-const SQL = {
+export const SQL = {
   // Accounts, keys, dashboard users, meta.
   insertAccount: "INSERT INTO accounts (id, name, settings, created_at) VALUES ($1, $2, $3, $4)",
   getAccount: `SELECT id, name, settings, created_at AS "createdAt" FROM accounts WHERE id = $1`,
@@ -285,19 +285,23 @@ const SQL = {
   peekProfiles: `SELECT id, merged_into AS "mergedInto", state->>'journalMergeId' AS "journalMergeId"
     FROM profiles WHERE account_id = $1 AND id = ANY($2::text[])`,
   // StoreTx.addActivity: engine/activity.ts applyActivityDelta in SQL, on live profiles with no merge journal only.
-  // Rows are found as in updateProfiles; one that is left out (moved by a concurrent writer, or no longer live and
-  // unjournalled) is tried again by id (addProfileActivity).
-  addActivityRows: `UPDATE profiles AS p
+  // Each row is found by its own index probe, then updated through a TID scan of the addresses found: the update
+  // cannot start from the profiles table, which on a young table whose statistics still say it is small the planner
+  // otherwise did, scanning the whole account for every group (B3 on PostgreSQL: 4.7k → 2.0k requests/s). A row that
+  // is left out (moved by a concurrent writer, or no longer live and unjournalled) is tried again by id
+  // (addProfileActivity).
+  addActivityRows: `WITH d AS MATERIALIZED (
+      SELECT d.*, found.ctid AS row
+      FROM jsonb_to_recordset($2::jsonb) AS d(id text, first numeric, last numeric, events numeric)
+      CROSS JOIN LATERAL (SELECT ctid FROM profiles WHERE account_id = $1 AND id = d.id LIMIT 1) found
+    )
+    UPDATE profiles AS p
     SET state = jsonb_set(jsonb_set(jsonb_set(p.state,
       '{firstSeen}', to_jsonb(LEAST(COALESCE((p.state->>'firstSeen')::numeric, d.first), d.first))),
       '{lastSeen}', to_jsonb(GREATEST(COALESCE((p.state->>'lastSeen')::numeric, d.last), d.last))),
       '{stats,events}', to_jsonb((p.state#>>'{stats,events}')::numeric + d.events))
-    FROM (
-      SELECT d.*, found.ctid AS row
-      FROM unnest($2::text[], $3::numeric[], $4::numeric[], $5::numeric[]) AS d(id, first, last, events)
-      CROSS JOIN LATERAL (SELECT ctid FROM profiles WHERE account_id = $1 AND id = d.id LIMIT 1) found
-    ) d
-    WHERE p.ctid = d.row AND p.account_id = $1 AND p.id = d.id
+    FROM d
+    WHERE p.ctid = ANY (ARRAY(SELECT row FROM d)) AND p.ctid = d.row AND p.id = d.id
       AND p.merged_into IS NULL AND p.state->>'journalMergeId' IS NULL
     RETURNING p.id`,
   addProfileActivity: `UPDATE profiles AS p
@@ -1455,13 +1459,10 @@ class PostgresTx extends PostgresReader implements StoreTx {
     }
     for (let from = 0; from < sorted.length; from += ROWS_PER_STATEMENT) {
       const batch = sorted.slice(from, from + ROWS_PER_STATEMENT);
-      const updated = await rows<{ id: string }>(db, "addActivityRows", [
-        accountId,
-        batch.map((d) => d.profileId),
-        batch.map((d) => d.firstTs),
-        batch.map((d) => d.lastTs),
-        batch.map((d) => d.events),
-      ]);
+      const document = JSON.stringify(
+        batch.map((d) => ({ id: d.profileId, first: d.firstTs, last: d.lastTs, events: d.events })),
+      );
+      const updated = await rows<{ id: string }>(db, "addActivityRows", [accountId, document]);
       if (updated.length === batch.length) continue;
       const found = new Set(updated.map((r) => r.id));
       for (const d of batch) {
