@@ -144,6 +144,49 @@ describe.each(stores)("%s store", (store) => {
       expect(again.body.results[0]).toMatchObject({ outcome: "duplicate", profileId: id });
     });
 
+    it("the timeline sends each event's properties exactly as they were ingested, as JSON", async () => {
+      const properties = [
+        { Quote: 'say "hi" \\ back', Line: "a\u2028b\u2029c\n\t", Emoji: "🎉 ünïcødé", Html: "</script><b>" },
+        { Int: 42, Neg: -7, Float: 0.30000000000000004, Big: 1e21, Small: 5e-7, Yes: true, No: false },
+        {
+          Amount: 12.5,
+          Items: [
+            { sku: "a", qty: 2, gift: false },
+            { sku: 'b"c', qty: 1.5, gift: true },
+          ],
+        },
+      ];
+      // Arrays of objects are Charged's Items only (SEMANTICS §3).
+      const names = ["Shape 0", "Shape 1", "Charged"];
+      const sent = await s.api("POST", "/v1/ingest", {
+        records: properties.map((p, i) => ({
+          type: "event",
+          deviceId: "tl-1",
+          name: names[i],
+          ts: 1_790_000_000 + i,
+          properties: p,
+        })),
+      });
+      expect(sent.body.unprocessed).toEqual([]);
+      const id = sent.body.results[0].profileId;
+      const res = await fetch(`${s.url}/v1/profiles/${id}/events`, { headers: { authorization: `Bearer ${SECRET}` } });
+      expect(res.status).toBe(200);
+      expect(res.headers.get("content-type")).toBe("application/json; charset=utf-8");
+      const page = JSON.parse(await res.text());
+      expect(page.events.map((e: { properties: unknown }) => e.properties)).toEqual([...properties].reverse());
+      expect(Object.keys(page.events[0])).toEqual([
+        "id",
+        "name",
+        "ts",
+        "properties",
+        "anonymous",
+        "profileId",
+        "deviceId",
+        "platform",
+      ]);
+      expect(page.nextCursor).toBeNull();
+    });
+
     it("PATCH applies operations; flags, export and delete work; another account cannot see the profile", async () => {
       const r = await s.api("POST", "/v1/ingest", {
         records: [{ type: "login", deviceId: "p-1", properties: { Email: "patch@x.io" } }],

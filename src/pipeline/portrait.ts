@@ -15,7 +15,7 @@ import type {
   StoredEvent,
   UserAccountRef,
 } from "../engine/types.js";
-import type { DeletedCounts, ProfileLookup, Store } from "../store/store.js";
+import type { DeletedCounts, ProfileLookup, Store, TimelineEvent } from "../store/store.js";
 import { type Accounts, validateSettings } from "./accounts.js";
 import { applyRecord } from "./apply-record.js";
 import { batchHandles } from "./batch-handles.js";
@@ -55,6 +55,16 @@ export interface EventView {
   profileId: string;
   deviceId: string | null;
   platform: string | null;
+}
+
+/** An event of a timeline page as it is sent: its properties are the JSON text the store keeps (TimelineEvent). */
+export interface TimelineEventView extends Omit<EventView, "properties"> {
+  propertiesJson: string;
+}
+
+export interface TimelineView<E> {
+  events: E[];
+  nextCursor: string | null;
 }
 
 interface IngestJob {
@@ -305,7 +315,17 @@ export class Portrait {
     account: Account,
     profileId: string,
     page: { cursor?: string | null; limit: number },
-  ): Promise<{ events: EventView[]; nextCursor: string | null }> {
+  ): Promise<TimelineView<EventView>> {
+    const { events, nextCursor } = await this.timelinePage(account, profileId, page);
+    return { events: events.map(parsedEventView), nextCursor };
+  }
+
+  /** As `timeline`, each event's properties left as JSON text for a transport to pass through (GET …/events). */
+  async timelinePage(
+    account: Account,
+    profileId: string,
+    page: { cursor?: string | null; limit: number },
+  ): Promise<TimelineView<TimelineEventView>> {
     const opts = { before: decodeCursor(page.cursor), limit: page.limit };
     let ownerId = profileId;
     let result = await this.store.reader.timelinePage(account.id, ownerId, opts);
@@ -318,7 +338,7 @@ export class Portrait {
       if (result === null) throw new PortraitError("UNKNOWN_PROFILE", `profile ${profileId} does not exist`, "id");
     }
     return {
-      events: result.events.map((e) => eventView(e, e.profileId !== ownerId)),
+      events: result.events.map((e) => timelineEventView(e, e.profileId !== ownerId)),
       nextCursor: result.next ? encodeCursor(result.next) : null,
     };
   }
@@ -395,6 +415,32 @@ export type FindQuery =
 
 export function documentView(doc: ProfileDocument): Record<string, JsonValue> {
   return doc.body;
+}
+
+function timelineEventView(e: TimelineEvent, anonymous: boolean): TimelineEventView {
+  return {
+    id: e.id,
+    name: e.name,
+    ts: new Date(e.ts).toISOString(),
+    propertiesJson: e.propertiesJson,
+    anonymous,
+    profileId: e.profileId,
+    deviceId: e.deviceId,
+    platform: e.platform,
+  };
+}
+
+function parsedEventView(e: TimelineEventView): EventView {
+  return {
+    id: e.id,
+    name: e.name,
+    ts: e.ts,
+    properties: JSON.parse(e.propertiesJson),
+    anonymous: e.anonymous,
+    profileId: e.profileId,
+    deviceId: e.deviceId,
+    platform: e.platform,
+  };
 }
 
 export function eventView(e: StoredEvent, anonymous: boolean): EventView {

@@ -154,7 +154,12 @@ export class UnitOfWork {
       if (state) await this.tx.updateProfile(this.account.id, state);
     }
     if (this.activity.size === 0) return;
-    const deltas = [...this.activity].map(([profileId, delta]) => ({ profileId, ...delta }));
+    const deltas = [...this.activity].map(([profileId, d]) => ({
+      profileId,
+      firstTs: d.firstTs,
+      lastTs: d.lastTs,
+      events: d.events,
+    }));
     await this.tx.addActivity(this.account.id, deltas);
     for (const id of this.activity.keys()) this.rememberActivity(id);
     this.activity.clear();

@@ -1,6 +1,5 @@
 /** Paging a timeline newest first by (ts, seq), the same in every adapter (StoreReader.listEvents, timelinePage). */
-import type { StoredEvent } from "../engine/types.js";
-import type { EventPage, PageOptions } from "./store.js";
+import type { PageOptions } from "./store.js";
 
 /** Larger than any ts or seq: the cursor of the first page. */
 const END = Number.MAX_SAFE_INTEGER;
@@ -13,7 +12,10 @@ export function pageStart(opts: PageOptions, what: string): { ts: number; seq: n
 }
 
 /** The page of at most `limit` events out of the `limit + 1` read newest first (cut in place). */
-export function pageOf(events: StoredEvent[], limit: number): EventPage {
+export function pageOf<E extends { ts: number; seq: number }>(
+  events: E[],
+  limit: number,
+): { events: E[]; next: { ts: number; seq: number } | null } {
   const more = events.length > limit;
   if (more) events.length = limit;
   const last = events[events.length - 1];

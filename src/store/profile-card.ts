@@ -1,9 +1,10 @@
 /**
  * The profile page's reads (StoreReader.getProfileCard and timelinePage) composed from the port's single reads. SQLite
- * answers each read in-process, so composing costs nothing there; PostgreSQL answers them in one statement outside a
- * transaction and composes inside one, where its own reads see the rows it writes behind.
+ * answers each read in-process, so composing a card costs nothing there (its timeline page reads the properties as
+ * text itself); PostgreSQL answers both in one statement outside a transaction and composes them inside one, where its
+ * own reads see the rows it writes behind.
  */
-import type { EventPage, PageOptions, ProfileCard, ProfileLookup, StoreReader } from "./store.js";
+import type { PageOptions, ProfileCard, ProfileLookup, StoreReader, TimelinePage } from "./store.js";
 
 export async function composeProfileCard(
   reader: StoreReader,
@@ -29,9 +30,13 @@ export async function composeTimelinePage(
   accountId: string,
   profileId: string,
   opts: PageOptions,
-): Promise<EventPage | null> {
+): Promise<TimelinePage | null> {
   const state = await reader.getProfile(accountId, profileId);
   if (state === null || state.mergedInto !== null) return null;
   const orphans = await reader.listOrphans(accountId, profileId);
-  return reader.listEvents(accountId, [profileId, ...orphans], opts);
+  const page = await reader.listEvents(accountId, [profileId, ...orphans], opts);
+  return {
+    events: page.events.map(({ properties, ...e }) => ({ ...e, propertiesJson: JSON.stringify(properties) })),
+    next: page.next,
+  };
 }

@@ -6,6 +6,7 @@ import { normaliseIdentityValue } from "../../engine/properties/values.js";
 import type { IdentityKey } from "../../engine/types.js";
 import type { FindQuery } from "../../pipeline/portrait.js";
 import type { AppDeps } from "../app.js";
+import { timelineJson } from "../timeline-json.js";
 
 type IdParams = { Params: { id: string } };
 const PROFILE_ID = /^[0-9a-f]{32}$/;
@@ -93,15 +94,16 @@ export function profileRoutes({ portrait }: AppDeps) {
     app.get<IdParams & { Querystring: { cursor?: string; limit?: string } }>(
       "/v1/profiles/:id/events",
       { schema: { tags: ["profiles"], summary: "The timeline, newest first; orphans' events flagged anonymous" } },
-      async (request) => {
+      async (request, reply) => {
         const limit = request.query.limit === undefined ? 50 : Number(request.query.limit);
         if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
           throw new PortraitError("INVALID_VALUE", "limit must be an integer from 1 to 1000", "limit");
         }
-        return portrait.timeline(request.account, profileId(request.params.id), {
+        const page = await portrait.timelinePage(request.account, profileId(request.params.id), {
           cursor: request.query.cursor,
           limit,
         });
+        return reply.type("application/json; charset=utf-8").send(timelineJson(page));
       },
     );
     app.get<IdParams>(

@@ -19,7 +19,17 @@ import type {
   UserAccountRef,
 } from "../../engine/types.js";
 import { DEFAULT_SETTINGS } from "../../engine/types.js";
-import type { ApiKeyRow, BatchHandles, MergeRow, ProfileSnapshot, Store, StoreReader, StoreTx } from "../store.js";
+import type {
+  ApiKeyRow,
+  BatchHandles,
+  MergeRow,
+  ProfileSnapshot,
+  Store,
+  StoreReader,
+  StoreTx,
+  TimelineEvent,
+  TimelinePage,
+} from "../store.js";
 import { blankProfile, fullProfile, newAccount, newId } from "./fixtures.js";
 
 const T0 = 1_700_000_000_000;
@@ -30,6 +40,11 @@ function sorted<T>(items: readonly T[], by: (item: T) => string = String): T[] {
 
 function event(profileId: string, ts: number, name = "Viewed", properties: NewEvent["properties"] = {}): NewEvent {
   return { profileId, id: newId(), name, ts, properties, deviceId: null, platform: null };
+}
+
+/** A timeline page's event with its properties read back. */
+function parsedTimelineEvent({ propertiesJson, ...e }: TimelineEvent): StoredEvent {
+  return { ...e, properties: JSON.parse(propertiesJson) };
 }
 
 /** The order the timeline promises: newest ts first, then highest seq. */
@@ -790,7 +805,7 @@ export function describeStoreConformance(
             const page = await store.reader.timelinePage(accountId, owner, { before, limit });
             expect(page).not.toBeNull();
             expect(page!.events.length).toBeLessThanOrEqual(limit);
-            pages.push(...page!.events);
+            pages.push(...page!.events.map(parsedTimelineEvent));
             if (page!.next === null) break;
             before = page!.next;
           }
@@ -806,6 +821,40 @@ export function describeStoreConformance(
         ]);
         const stranger = await freshAccount();
         expect(await store.reader.timelinePage(stranger, owner, { limit: 10 })).toBeNull();
+      });
+
+      it("passes a timeline's properties through as JSON text that reads back as the stored properties", async () => {
+        const accountId = await freshAccount();
+        const [owner] = await insertProfiles(accountId, blankProfile());
+        const properties: NewEvent["properties"][] = [
+          { Quote: 'say "hi" \\ back', Line: "a\u2028b\u2029c\n\t", Emoji: "🎉 ünïcødé", Html: "</script><b>" },
+          { Int: 42, Neg: -7, Float: 0.1 + 0.2, Big: 1e21, Small: 5e-7, Zero: 0, Yes: true, No: false },
+          {
+            Items: [
+              { sku: "a", qty: 2, gift: false },
+              { sku: 'b"c', qty: 1.5, gift: true },
+            ],
+          },
+          {},
+        ];
+        await store.write(accountId, (tx) =>
+          tx.insertEvents(
+            accountId,
+            properties.map((p, i) => event(owner!, T0 + i, "Viewed", p)),
+          ),
+        );
+        const check = (page: TimelinePage | null) => {
+          expect(page!.events.map((e) => JSON.parse(e.propertiesJson))).toEqual([...properties].reverse());
+          for (const e of page!.events) expect(e).not.toHaveProperty("properties");
+        };
+        check(await store.reader.timelinePage(accountId, owner!, { limit: 10 }));
+        // Inside a transaction, with events it has not written yet.
+        await store.write(accountId, async (tx) => {
+          await tx.insertEvents(accountId, [event(owner!, T0 + 100, "Viewed", { Late: "yes" })]);
+          const page = await tx.timelinePage(accountId, owner!, { limit: 10 });
+          expect(JSON.parse(page!.events[0]!.propertiesJson)).toEqual({ Late: "yes" });
+          check({ ...page!, events: page!.events.slice(1) });
+        });
       });
 
       it("reads a page of many profiles at once", async () => {

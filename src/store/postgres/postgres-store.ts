@@ -67,6 +67,8 @@ import type {
   Store,
   StoreReader,
   StoreTx,
+  TimelineEvent,
+  TimelinePage,
   TypeRegistration,
   TypeScope,
 } from "../store.js";
@@ -139,14 +141,16 @@ interface FoundHandles {
 type MergeData = Pick<MergeRow, "eventSeqAtMerge" | "target" | "source" | "movedEventSeqs" | "droppedEvents">;
 
 const EVENT_COLUMNS = `seq, profile_id AS "profileId", id, name, ts, properties, device_id AS "deviceId", platform`;
+/** As EVENT_COLUMNS, the properties as JSON text (StoreReader.timelinePage passes them through). */
+const TIMELINE_COLUMNS = EVENT_COLUMNS.replace("properties", `properties::text AS "propertiesJson"`);
 /**
  * A page over several timelines: the newest `limit` ($5) of each profile `p.id` of `profiles` before ($3, $4), one short
  * index scan each, then the newest of those.
  */
-function pageOfEach(profiles: string): string {
+function pageOfEach(profiles: string, columns = EVENT_COLUMNS): string {
   return `SELECT e.* FROM ${profiles}
     CROSS JOIN LATERAL (
-      SELECT ${EVENT_COLUMNS} FROM events
+      SELECT ${columns} FROM events
       WHERE account_id = $1 AND profile_id = p.id AND (ts, seq) < ($3::bigint, $4::bigint)
       ORDER BY ts DESC, seq DESC LIMIT $5
     ) e
@@ -395,12 +399,15 @@ export const SQL = {
   eventsPageOfProfiles: pageOfEach("unnest($2::text[]) AS p(id)"),
   // A live profile's timeline page (StoreReader.timelinePage): as eventsPageOfProfiles over the profile and its orphans,
   // found in the same statement. No row at all leaves open whether the profile is live (PostgresReader.timelinePage).
-  timelinePage: pageOfEach(`(
+  timelinePage: pageOfEach(
+    `(
       SELECT id FROM profiles WHERE account_id = $1 AND id = $2 AND merged_into IS NULL
       UNION ALL
       SELECT o.id FROM profiles o WHERE o.account_id = $1 AND o.orphan_of = $2
         AND EXISTS (SELECT 1 FROM profiles l WHERE l.account_id = $1 AND l.id = $2 AND l.merged_into IS NULL)
-    ) AS p(id)`),
+    ) AS p(id)`,
+    TIMELINE_COLUMNS,
+  ),
   eventsBySeq: `SELECT ${EVENT_COLUMNS} FROM events WHERE account_id = $1 AND seq = ANY($2::bigint[]) ORDER BY seq`,
   eventSeqsOfProfile: "SELECT seq FROM events WHERE account_id = $1 AND profile_id = $2 ORDER BY seq",
   moveEvents: "UPDATE events SET profile_id = $1 WHERE account_id = $2 AND seq = ANY($3::bigint[])",
@@ -728,10 +735,11 @@ class PostgresReader implements StoreReader {
     return row ?? null;
   }
 
-  async timelinePage(accountId: string, profileId: string, opts: PageOptions): Promise<EventPage | null> {
+  async timelinePage(accountId: string, profileId: string, opts: PageOptions): Promise<TimelinePage | null> {
     const { ts, seq, read } = pageStart(opts, "timelinePage");
-    const found = await rows<EventRow>(this.db(accountId), "timelinePage", [accountId, profileId, ts, seq, read]);
-    if (found.length > 0) return pageOf(found.map(toEvent), opts.limit);
+    const args = [accountId, profileId, ts, seq, read];
+    const found = await rows<TimelineEvent>(this.db(accountId), "timelinePage", args);
+    if (found.length > 0) return pageOf(found, opts.limit);
     const state = await this.getProfile(accountId, profileId);
     return state === null || state.mergedInto !== null ? null : { events: [], next: null };
   }
@@ -1727,7 +1735,7 @@ class PostgresTx extends PostgresReader implements StoreTx {
     return composeProfileCard(this, accountId, lookup);
   }
 
-  override timelinePage(accountId: string, profileId: string, opts: PageOptions): Promise<EventPage | null> {
+  override timelinePage(accountId: string, profileId: string, opts: PageOptions): Promise<TimelinePage | null> {
     return composeTimelinePage(this, accountId, profileId, opts);
   }
 

@@ -31,7 +31,7 @@ import type {
 } from "../../engine/types.js";
 import type { ImportHandle } from "../import-store.js";
 import { pageOf, pageStart } from "../page.js";
-import { composeProfileCard, composeTimelinePage } from "../profile-card.js";
+import { composeProfileCard } from "../profile-card.js";
 import type {
   ApiKeyRow,
   DashboardUserRow,
@@ -46,6 +46,8 @@ import type {
   Store,
   StoreReader,
   StoreTx,
+  TimelineEvent,
+  TimelinePage,
   TypeRegistration,
   TypeScope,
 } from "../store.js";
@@ -429,31 +431,39 @@ interface SavepointStatements {
 /** Up to this many profiles, a timeline page is read as one index walk per profile (see `listEvents`). */
 const PAGE_WALKS_MAX = 32;
 
-function fromTuple(row: OwnEventTuple, profileId: string): StoredEvent {
-  return {
-    seq: row[0],
-    profileId,
-    id: row[1],
-    name: row[2],
-    ts: row[3],
-    properties: JSON.parse(row[4]),
-    deviceId: row[5],
-    platform: row[6],
-  };
-}
+/** An event made from a row's columns (positional: a page makes 100 of them, and no row object in between). */
+type EventOf<E> = (
+  seq: number,
+  profileId: string,
+  id: string,
+  name: string,
+  ts: number,
+  properties: string,
+  deviceId: string | null,
+  platform: string | null,
+) => E;
 
-function toEvent(row: Omit<EventRow, "profileId">, profileId: string): StoredEvent {
-  return {
-    seq: row.seq,
-    profileId,
-    id: row.id,
-    name: row.name,
-    ts: row.ts,
-    properties: JSON.parse(row.properties),
-    deviceId: row.deviceId,
-    platform: row.platform,
-  };
-}
+const storedEvent: EventOf<StoredEvent> = (seq, profileId, id, name, ts, properties, deviceId, platform) => ({
+  seq,
+  profileId,
+  id,
+  name,
+  ts,
+  properties: JSON.parse(properties),
+  deviceId,
+  platform,
+});
+
+const timelineEvent: EventOf<TimelineEvent> = (seq, profileId, id, name, ts, propertiesJson, deviceId, platform) => ({
+  seq,
+  profileId,
+  id,
+  name,
+  ts,
+  propertiesJson,
+  deviceId,
+  platform,
+});
 
 function toDocument(row: DocumentRow): ProfileDocument {
   return {
@@ -616,10 +626,21 @@ class SqliteReader implements StoreReader {
   }
 
   async listEvents(accountId: string, profileIds: string[], opts: PageOptions): Promise<EventPage> {
+    return this.eventsPage(accountId, profileIds, opts, "listEvents", storedEvent);
+  }
+
+  /** A page of the given profiles' events, newest first, each row made into an event by `as`. */
+  protected eventsPage<E extends { ts: number; seq: number }>(
+    accountId: string,
+    profileIds: string[],
+    opts: PageOptions,
+    what: string,
+    as: EventOf<E>,
+  ): { events: E[]; next: { ts: number; seq: number } | null } {
     const sql = this.use(accountId);
-    const { ts, seq, read } = pageStart(opts, "listEvents");
+    const { ts, seq, read } = pageStart(opts, what);
     if (profileIds.length === 0) return { events: [], next: null };
-    let events: StoredEvent[];
+    let events: E[];
     if (profileIds.length <= PAGE_WALKS_MAX) {
       // A person and a few orphans: one walk of the timeline index per profile, each stopping after a page, then
       // merged here. The single joined query would sort every event of all of them to keep one page.
@@ -627,7 +648,9 @@ class SqliteReader implements StoreReader {
       for (const profileId of new Set(profileIds)) {
         const pk = this.pkOf(sql, accountId, profileId);
         if (pk === undefined) continue;
-        for (const row of sql.eventsPageOfProfile.all(pk, ts, seq, read)) events.push(fromTuple(row, profileId));
+        for (const r of sql.eventsPageOfProfile.all(pk, ts, seq, read)) {
+          events.push(as(r[0], profileId, r[1], r[2], r[3], r[4], r[5], r[6]));
+        }
       }
       if (events.length > 0 && profileIds.length > 1) {
         events.sort((a, b) => b.ts - a.ts || b.seq - a.seq);
@@ -636,7 +659,7 @@ class SqliteReader implements StoreReader {
     } else {
       events = sql.eventsPageOfProfiles
         .all(accountId, JSON.stringify(profileIds), ts, seq, read)
-        .map((row) => toEvent(row, row.profileId));
+        .map((r) => as(r.seq, r.profileId, r.id, r.name, r.ts, r.properties, r.deviceId, r.platform));
     }
     return pageOf(events, opts.limit);
   }
@@ -645,8 +668,13 @@ class SqliteReader implements StoreReader {
     return composeProfileCard(this, accountId, lookup);
   }
 
-  timelinePage(accountId: string, profileId: string, opts: PageOptions): Promise<EventPage | null> {
-    return composeTimelinePage(this, accountId, profileId, opts);
+  // In-process, so the profile's status, its orphans and its events are three quick reads; the properties stay text.
+  async timelinePage(accountId: string, profileId: string, opts: PageOptions): Promise<TimelinePage | null> {
+    const sql = this.use(accountId);
+    const status = sql.peekProfile.get(accountId, profileId);
+    if (status === undefined || status[1] !== null) return null;
+    const orphans = sql.listOrphans.all(accountId, profileId);
+    return this.eventsPage(accountId, [profileId, ...orphans], opts, "timelinePage", timelineEvent);
   }
 
   async getDocument(accountId: string, ref: UserAccountRef): Promise<ProfileDocument | null> {
@@ -1041,6 +1069,11 @@ class SqliteTx extends SqliteReader implements StoreTx {
     return super.listEvents(accountId, profileIds, opts);
   }
 
+  override async timelinePage(accountId: string, profileId: string, opts: PageOptions): Promise<TimelinePage | null> {
+    this.forEvents(accountId);
+    return super.timelinePage(accountId, profileId, opts);
+  }
+
   override async maxEventSeq(accountId: string): Promise<number> {
     this.forEvents(accountId);
     return super.maxEventSeq(accountId);
@@ -1049,7 +1082,7 @@ class SqliteTx extends SqliteReader implements StoreTx {
   async listEventsBySeq(accountId: string, seqs: number[]): Promise<StoredEvent[]> {
     return this.forEvents(accountId)
       .eventsBySeq.all(JSON.stringify(seqs), accountId)
-      .map((row) => toEvent(row, row.profileId));
+      .map((r) => storedEvent(r.seq, r.profileId, r.id, r.name, r.ts, r.properties, r.deviceId, r.platform));
   }
 
   async listEventSeqs(accountId: string, profileId: string): Promise<number[]> {
