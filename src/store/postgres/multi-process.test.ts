@@ -146,6 +146,40 @@ describe.skipIf(db === null)("two portrait serve processes on one PostgreSQL", (
     expect(profiles[0].properties.n).toBe(200);
   });
 
+  it("counts every event sent to either profile while they are merged", async () => {
+    // Events without context only count (engine/activity.ts): they are added to the profile without reading it, and a
+    // merge that lands in between makes their transaction run again (docs/scaling.md).
+    const viewed = (i: number, handle: { deviceId: string } | { profileId: string }) =>
+      ingest(i, { type: "event", ...handle, name: "Viewed", ts: 1_790_000_000 + i });
+    const [a, b] = await Promise.all([viewed(0, { deviceId: "count-a" }), viewed(1, { deviceId: "count-b" })]);
+    const targetId: string = a!.body.results[0].profileId;
+    const sourceId: string = b!.body.results[0].profileId;
+    const handles = [
+      { deviceId: "count-a" },
+      { deviceId: "count-b" },
+      { profileId: targetId },
+      { profileId: sourceId },
+    ];
+    const sent: Array<Promise<{ status: number; body: { status?: string } }>> = [];
+    let merge: Promise<{ status: number; body: { mergeId?: string } }> | undefined;
+    for (let i = 2; i < 202; i++) {
+      sent.push(viewed(i, handles[i % handles.length]!));
+      if (i === 60) merge = api(i, "POST", "/v1/profiles/merge", { targetId, sourceId });
+    }
+    expect((await merge!).status).toBe(200);
+    expect(allSucceeded(await Promise.all(sent))).toEqual([]);
+
+    const { profiles } = (await api(1, "GET", "/v1/profiles?deviceId=count-b")).body;
+    expect(profiles[0].id).toBe(targetId);
+    const timeline = (await api(0, "GET", `/v1/profiles/${targetId}/events?limit=1000`)).body.events;
+    const names = timeline.map((e: { name: string }) => e.name);
+    expect(names.filter((n: string) => n === "Viewed")).toHaveLength(202);
+    // Every event on the timeline is the person's own, and each one is counted once.
+    expect(profiles[0].stats.events).toBe(timeline.length);
+    expect(profiles[0].system.lastSeen).toBe(new Date((1_790_000_000 + 201) * 1000).toISOString());
+    expect(profiles[0].system.firstSeen).toBe(new Date(1_790_000_000 * 1000).toISOString());
+  });
+
   it("loses no increment to either profile while they are merged", async () => {
     // Devices and profile ids both survive a merge (a tombstone's id acts on its target); an Identity would not
     // (one value per key by default: the merged profile keeps the newer).
