@@ -208,6 +208,37 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
       });
     });
 
+    it("adds two groups' activity to shared profiles side by side: the second waits, neither runs again", async () => {
+      const { store, account, profiles } = await withProfiles(80);
+      const ids = profiles.map((p) => p.id).sort();
+      const add = (from: number, to: number) =>
+        ids.slice(from, to).map((profileId) => ({ profileId, firstTs: 5, lastTs: 7, events: 1 }));
+      const added = signal();
+      const release = signal();
+      const runs = { first: 0, second: 0 };
+      const first = store.write(account.id, async (tx) => {
+        runs.first++;
+        await tx.addActivity(account.id, add(0, 50));
+        added.fire();
+        await release.done;
+      });
+      await added.done;
+      // Overlapping rows, in another order: the second group's rows are locked in id order whatever it was given.
+      const second = store.write(account.id, async (tx) => {
+        runs.second++;
+        await tx.addActivity(account.id, add(25, 80).reverse());
+      });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      release.fire();
+      await Promise.all([first, second]);
+      expect(runs).toEqual({ first: 1, second: 1 });
+      const counts = await sql<{ id: string; events: string }>(
+        "SELECT id, state#>>'{stats,events}' AS events FROM profiles WHERE account_id = $1 ORDER BY id",
+        [account.id],
+      );
+      expect(counts.map((r) => Number(r.events))).toEqual(ids.map((_, i) => (i >= 25 && i < 50 ? 2 : 1)));
+    });
+
     it("adds count-only activity through the addresses it probed, even where statistics say profiles is tiny", async () => {
       const { store, account, profiles } = await withProfiles(19);
       // Statistics from when the account was small (autovacuum would refresh them only later), then 1,000 more people.
