@@ -498,7 +498,11 @@ const JSONB_UNSAFE = /(?<!\\)(?:\\\\)*\\u(?:0000|d[89a-f])/i;
 
 /** A value as a jsonb parameter. Objects cannot be passed as they are: node-postgres sends JS arrays as SQL arrays. */
 function json(value: unknown): string {
-  const text = JSON.stringify(value);
+  return jsonbSafe(JSON.stringify(value));
+}
+
+/** JSON text as written by JSON.stringify, refused if jsonb would refuse it. */
+function jsonbSafe(text: string): string {
   if (text.includes("\\u") && JSONB_UNSAFE.test(text)) {
     throw new PortraitError(
       "INVALID_VALUE",
@@ -797,14 +801,8 @@ class PostgresReader implements StoreReader {
 /** An event accepted by `insertEvents` and not yet written (see PostgresTx). */
 interface PendingEvent {
   seq: number;
-  profileId: string;
-  id: string;
-  name: string;
-  ts: number;
-  /** The properties as a jsonb parameter, checked when the event was accepted. */
-  properties: string;
-  deviceId: string | null;
-  platform: string | null;
+  /** The row's fields after its seq, as the rest of an element of the `insertEventRows` document (eventRow). */
+  fields: string;
 }
 
 /** A profile update accepted by `updateProfile` and not yet written. */
@@ -1776,7 +1774,7 @@ class PostgresTx extends PostgresReader implements StoreTx {
   async restoreEvents(accountId: string, events: StoredEvent[]): Promise<void> {
     const db = this.forEvents(accountId, WRITE_EVENTS);
     if (events.length === 0) return;
-    const restored = events.map((e) => ({ ...toPendingEvent(e), seq: e.seq }));
+    const restored = events.map((e) => ({ seq: e.seq, fields: toPendingEvent(e).fields }));
     await run(db, "insertEventRows", [accountId, `[${restored.map(eventRow).join(",")}]`]);
   }
 
@@ -1934,26 +1932,21 @@ function toPendingEvent(e: NewEvent): PendingEvent {
   if ((deviceId !== null && typeof deviceId !== "string") || (platform !== null && typeof platform !== "string")) {
     throw new TypeError("insertEvents: deviceId and platform must be strings or null");
   }
-  // The row travels inside a JSON document: text that jsonb refuses (NUL, unpaired surrogates) is refused here.
-  json([e.profileId, e.id, e.name, deviceId, platform]);
-  const properties = json(e.properties);
+  const properties = JSON.stringify(e.properties);
   if (typeof properties !== "string") throw new TypeError("insertEvents: properties must be a JSON object");
-  return { seq: 0, profileId: e.profileId, id: e.id, name: e.name, ts: e.ts, properties, deviceId, platform };
+  // The row travels inside a JSON document: text that jsonb refuses (NUL, unpaired surrogates) is refused here, once
+  // for the whole row.
+  const fields = jsonbSafe(
+    `,"profile_id":${JSON.stringify(e.profileId)},"id":${JSON.stringify(e.id)},"name":${JSON.stringify(e.name)}` +
+      `,"ts":${e.ts},"properties":${properties},"device_id":${JSON.stringify(deviceId)}` +
+      `,"platform":${JSON.stringify(platform)}}`,
+  );
+  return { seq: 0, fields };
 }
 
 /** An event's row as an element of the `insertEventRows` document. */
 function eventRow(e: PendingEvent): string {
-  const columns = [
-    `"seq":${e.seq}`,
-    `"profile_id":${JSON.stringify(e.profileId)}`,
-    `"id":${JSON.stringify(e.id)}`,
-    `"name":${JSON.stringify(e.name)}`,
-    `"ts":${e.ts}`,
-    `"properties":${e.properties}`,
-    `"device_id":${JSON.stringify(e.deviceId)}`,
-    `"platform":${JSON.stringify(e.platform)}`,
-  ];
-  return `{${columns.join(",")}}`;
+  return `{"seq":${e.seq}${e.fields}`;
 }
 
 /** A profile's row as an element of the `updateProfiles` document; `state` is its JSON, already checked by json(). */
