@@ -133,11 +133,17 @@ interface HandleRow {
   profile_id: string;
   push_token: string | null;
   platform: string | null;
+  /** prefetchHandlesWithStatus only: null when the owner has no profile row. */
+  present?: boolean | null;
+  merged_into?: string | null;
+  journal_merge_id?: string | null;
 }
 /** Devices (by id) and identity values (by identityKey, to their owner) that prefetch found. */
 interface FoundHandles {
   devices: Map<string, DeviceRow>;
   identities: Map<string, string>;
+  /** The owners' statuses, when read with them. */
+  statuses: Map<string, ProfileStatus>;
 }
 /** The part of a MergeRow kept as one JSON column. */
 type MergeData = Pick<MergeRow, "eventSeqAtMerge" | "target" | "source" | "movedEventSeqs" | "droppedEvents">;
@@ -157,6 +163,31 @@ function pageOfEach(profiles: string, columns = EVENT_COLUMNS): string {
       ORDER BY ts DESC, seq DESC LIMIT $5
     ) e
     ORDER BY e.ts DESC, e.seq DESC LIMIT $5`;
+}
+
+/**
+ * The devices ($2) and identity values ($3, $4) of a batch with their owners: one index probe each (a join could scan
+ * the whole account: see updateProfiles), and with `status`, the owner's status from one more.
+ */
+function prefetchHandles(status: boolean): string {
+  const columns = status ? `, s.present, s.merged_into, s.journal_merge_id` : "";
+  const owner = status
+    ? `LEFT JOIN LATERAL (
+        SELECT true AS present, merged_into, state->>'journalMergeId' AS journal_merge_id FROM profiles
+        WHERE account_id = $1 AND id = x.profile_id
+      ) s ON true`
+    : "";
+  return `SELECT 'device' AS kind, d.id AS name, NULL AS value, x.profile_id, x.push_token, x.platform${columns}
+      FROM unnest($2::text[]) AS d(id)
+      CROSS JOIN LATERAL (
+        SELECT profile_id, push_token, platform FROM devices WHERE account_id = $1 AND device_id = d.id LIMIT 1
+      ) x ${owner}
+    UNION ALL
+    SELECT 'identity', h.key, h.value, x.profile_id, NULL, NULL${columns}
+      FROM unnest($3::text[], $4::text[]) AS h(key, value)
+      CROSS JOIN LATERAL (
+        SELECT profile_id FROM identities WHERE account_id = $1 AND key = h.key AND value = h.value LIMIT 1
+      ) x ${owner}`;
 }
 
 /** The rows beside a profile that its page shows (profileCard), in listDevices' and listUserAccounts' orders. */
@@ -272,24 +303,15 @@ export const SQL = {
   // Prefetch (PostgresTx.prefetch): a batch's devices and identity values as one list of rows, then its profiles locked in
   // id order. Each look-up is its own index probe (LATERAL … LIMIT 1): with `= ANY(array)` the planner may scan the whole
   // account instead, as it does when a fresh table has no statistics yet.
-  prefetchHandles: `SELECT 'device' AS kind, d.id AS name, NULL AS value, x.profile_id, x.push_token, x.platform
-      FROM unnest($2::text[]) AS d(id)
-      CROSS JOIN LATERAL (
-        SELECT profile_id, push_token, platform FROM devices WHERE account_id = $1 AND device_id = d.id LIMIT 1
-      ) x
-    UNION ALL
-    SELECT 'identity', h.key, h.value, x.profile_id, NULL, NULL
-      FROM unnest($3::text[], $4::text[]) AS h(key, value)
-      CROSS JOIN LATERAL (
-        SELECT profile_id FROM identities WHERE account_id = $1 AND key = h.key AND value = h.value LIMIT 1
-      ) x`,
+  prefetchHandles: prefetchHandles(false),
+  // The same, with each owner's status (StoreTx.peekProfile) read in the same probe: prefetch's first read, which
+  // count-only events need nothing more from.
+  prefetchHandlesWithStatus: prefetchHandles(true),
   prefetchProfiles:
     "SELECT id, state FROM profiles WHERE account_id = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE",
-  // StoreTx.peekProfile, one profile and many (prefetch): no lock, only what decides where an event may be added.
+  // StoreTx.peekProfile: no lock, only what decides where an event may be added (prefetch reads it with the handles).
   peekProfile: `SELECT merged_into AS "mergedInto", state->>'journalMergeId' AS "journalMergeId"
     FROM profiles WHERE account_id = $1 AND id = $2`,
-  peekProfiles: `SELECT id, merged_into AS "mergedInto", state->>'journalMergeId' AS "journalMergeId"
-    FROM profiles WHERE account_id = $1 AND id = ANY($2::text[])`,
   // StoreTx.addActivity: engine/activity.ts applyActivityDelta in SQL, on live profiles with no merge journal only.
   // Each row is found by its own index probe, then updated through a TID scan of the addresses found: the update
   // cannot start from the profiles table, which on a young table whose statistics still say it is small the planner
@@ -1240,7 +1262,9 @@ class PostgresTx extends PostgresReader implements StoreTx {
     // wait on each other in a circle), then the handles again: a statement sees what committed before it started, and
     // an owner could have changed hands just before its lock was taken. Once it is locked it cannot: moving a device
     // or an identity value off a profile takes that profile's lock first.
-    const before = await this.readHandles(accountId, deviceIds, keys, values);
+    // With the owners' statuses when count-only events will ask for them.
+    const countOnly = (handles.countOnly?.deviceIds.length ?? 0) + (handles.countOnly?.identities.length ?? 0) > 0;
+    const before = await this.readHandles(accountId, deviceIds, keys, values, countOnly);
     // Too many free handles to hold one by one (a batch of new people): the account's handles are held instead, now,
     // before any profile is locked, so that while it waits for the account's other holders it holds nothing they
     // could be waiting for. As this is usually the transaction's first hold, it is no upgrade either.
@@ -1274,10 +1298,9 @@ class PostgresTx extends PostgresReader implements StoreTx {
         this.known.profiles.set(row.id, row.state);
       }
     }
-    if (peeked.size > 0) {
-      const statuses = await rows<ProfileStatus & { id: string }>(db, "peekProfiles", [accountId, [...peeked]]);
-      for (const { id, mergedInto, journalMergeId } of statuses)
-        this.known.statuses.set(id, { mergedInto, journalMergeId });
+    for (const id of peeked) {
+      const status = before.statuses.get(id);
+      if (status) this.known.statuses.set(id, status);
     }
     const found =
       locked.size > 0 && before.devices.size + before.identities.size > 0
@@ -1352,11 +1375,14 @@ class PostgresTx extends PostgresReader implements StoreTx {
     deviceIds: string[],
     keys: IdentityKey[],
     values: string[],
+    withStatus = false,
   ): Promise<FoundHandles> {
     const devices = new Map<string, DeviceRow>();
     const identities = new Map<string, string>();
-    if (deviceIds.length + keys.length === 0) return { devices, identities };
-    const found = await rows<HandleRow>(this.db(accountId), "prefetchHandles", [accountId, deviceIds, keys, values]);
+    const statuses = new Map<string, ProfileStatus>();
+    if (deviceIds.length + keys.length === 0) return { devices, identities, statuses };
+    const statement = withStatus ? "prefetchHandlesWithStatus" : "prefetchHandles";
+    const found = await rows<HandleRow>(this.db(accountId), statement, [accountId, deviceIds, keys, values]);
     for (const row of found) {
       if (row.kind === "device") {
         devices.set(row.name, {
@@ -1368,8 +1394,14 @@ class PostgresTx extends PostgresReader implements StoreTx {
       } else {
         identities.set(identityKey(row.name as IdentityKey, row.value!), row.profile_id);
       }
+      if (row.present) {
+        statuses.set(row.profile_id, {
+          mergedInto: row.merged_into ?? null,
+          journalMergeId: row.journal_merge_id ?? null,
+        });
+      }
     }
-    return { devices, identities };
+    return { devices, identities, statuses };
   }
 
   /** Sets or drops a prefetched handle; the innermost savepoint remembers it, to drop it again if it rolls back. */
