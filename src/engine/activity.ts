@@ -53,7 +53,11 @@ function acquisitionOf(context: RecordContext): { kind: "utm" | "referrer"; valu
 }
 
 /** The earliest utm_source wins; a referrer only counts while no utm_source has been seen. */
-function isEarlierSource(state: ProfileState, kind: "utm" | "referrer", ts: number): boolean {
+function isEarlierSource(
+  state: Pick<ProfileState, "acquiredKind" | "acquiredTs">,
+  kind: "utm" | "referrer",
+  ts: number,
+): boolean {
   if (state.acquiredKind === null) return true;
   if (kind === "utm" && state.acquiredKind === "referrer") return true;
   if (kind === "referrer" && state.acquiredKind === "utm") return false;
@@ -79,40 +83,117 @@ export function roundMoney(n: number): number {
 }
 
 /**
- * What a run of count-only events (below) does to a profile, folded: the earliest and latest ts and how many there
- * were. Folding is commutative and applying a fold equals applying its events one by one, so a store can add it to
- * a profile it never read (StoreTx.addActivity): most events change nothing else, and reading and rewriting the
- * whole profile for them was most of an event's cost.
+ * What a run of count-only events (below) does to a profile, folded: the earliest and latest ts, how many there were,
+ * and the latest ts of those that restamp the profile's context-set Timezone with the zone it has. Folding is
+ * commutative and applying a fold equals applying its events one by one, so a store can add it to a profile it never
+ * read (StoreTx.addActivity): most events change nothing else, and reading and rewriting the whole profile for them
+ * was most of an event's cost.
  */
 export interface ActivityDelta {
   firstTs: number;
   lastTs: number;
   events: number;
+  /** Set when events restamp `props.Timezone` (same zone, from context): its value and the latest of their ts. */
+  timezone?: { value: string; ts: number };
 }
 
 /**
- * True for an event whose only effect on its profile is firstSeen, lastSeen and the event count: not Charged (its
- * revenue and customer status), and no context that sets acquisition, location or Timezone, which depend on what the
- * profile holds already.
+ * False for an event that always changes its profile beyond the counts: Charged (revenue and customer status), and
+ * context with a location (a snapshot of where the person was last seen). Any other event is count-only unless its
+ * timezone, utm_source or referrer would change the profile: `contextEffect` decides that from `ContextStatus`.
  */
 export function isCountOnlyEvent(name: string, context: RecordContext | undefined): boolean {
-  if (name === "Charged") return false;
-  if (!context) return true;
-  return context.location === undefined && !context.timezone && !context.utm_source && !context.referrer;
+  return name !== "Charged" && context?.location === undefined;
 }
 
-/** Adds one count-only event at `ts` to a fold (none yet: undefined). */
-export function foldActivity(delta: ActivityDelta | undefined, ts: number): ActivityDelta {
-  if (!delta) return { firstTs: ts, lastTs: ts, events: 1 };
-  return { firstTs: Math.min(delta.firstTs, ts), lastTs: Math.max(delta.lastTs, ts), events: delta.events + 1 };
+/** True when `contextEffect` must look at the profile before an event can count only. */
+export function needsContextStatus(context: RecordContext | undefined): boolean {
+  return context !== undefined && !!(context.timezone || context.utm_source || context.referrer);
+}
+
+/** What the context rules of `applyActivity` read of a profile. */
+export interface ContextStatus {
+  /** `props.Timezone`: its value (null for none or a tombstone) and ts (null when the key was never written). */
+  timezone: string | null;
+  timezoneTs: number | null;
+  timezoneFromContext: boolean;
+  acquiredKind: "utm" | "referrer" | null;
+  acquiredTs: number | null;
+}
+
+export function contextStatusOf(state: ProfileState): ContextStatus {
+  const tz = state.props.Timezone;
+  return {
+    timezone: typeof tz?.v === "string" ? tz.v : null,
+    timezoneTs: tz?.ts ?? null,
+    timezoneFromContext: state.timezoneFromContext,
+    acquiredKind: state.acquiredKind,
+    acquiredTs: state.acquiredTs,
+  };
+}
+
+/**
+ * What an event's context does to a profile in `status`, beyond what `applyActivity` does to every event: null when it
+ * changes something (acquisition, Timezone's value); else the zone it restamps (`applyActivity` sets the same value
+ * again with the event's ts), or null `timezone` when it changes nothing. The answers it gives hold as the profile
+ * changes: acquisition only moves to an earlier source, so "no change" stays true; a restamp is guarded where it is
+ * written (StoreTx.addActivity).
+ */
+export function contextEffect(
+  status: ContextStatus,
+  ts: number,
+  context: RecordContext | undefined,
+): { timezone: string | null } | null {
+  if (!context) return { timezone: null };
+  const source = acquisitionOf(context);
+  if (source && isEarlierSource(status, source.kind, ts)) return null;
+  const tz = context.timezone;
+  if (!tz) return { timezone: null };
+  const contextMayWrite = status.timezone === null || status.timezoneFromContext;
+  if (!contextMayWrite || ts < (status.timezoneTs ?? 0)) return { timezone: null };
+  return tz === status.timezone && status.timezoneFromContext ? { timezone: tz } : null;
+}
+
+/** Adds one count-only event at `ts` to a fold (none yet: undefined), restamping `timezone` when one is given. */
+export function foldActivity(
+  delta: ActivityDelta | undefined,
+  ts: number,
+  timezone: string | null = null,
+): ActivityDelta {
+  const next: ActivityDelta = delta
+    ? { firstTs: Math.min(delta.firstTs, ts), lastTs: Math.max(delta.lastTs, ts), events: delta.events + 1 }
+    : { firstTs: ts, lastTs: ts, events: 1 };
+  const restamp = delta?.timezone;
+  if (timezone !== null) {
+    if (restamp && restamp.value !== timezone) throw new Error("foldActivity: two zones restamped in one fold");
+    next.timezone = { value: timezone, ts: Math.max(restamp?.ts ?? ts, ts) };
+  } else if (restamp) {
+    next.timezone = restamp;
+  }
+  return next;
 }
 
 /** A fold applied to a profile: the same state as its events applied one by one (activity.test.ts). */
 export function applyActivityDelta(state: ProfileState, delta: ActivityDelta): ProfileState {
-  return {
+  const next: ProfileState = {
     ...state,
     firstSeen: state.firstSeen === null ? delta.firstTs : Math.min(state.firstSeen, delta.firstTs),
     lastSeen: state.lastSeen === null ? delta.lastTs : Math.max(state.lastSeen, delta.lastTs),
     stats: { ...state.stats, events: state.stats.events + delta.events },
   };
+  const restamp = delta.timezone;
+  const tz = state.props.Timezone;
+  if (restamp && tz && restampHolds(state, delta)) {
+    next.props = { ...state.props, Timezone: { ...tz, ts: Math.max(tz.ts, restamp.ts) } };
+  }
+  return next;
+}
+
+/**
+ * False when a fold restamps a Timezone the profile no longer has from context: another writer changed it after the
+ * status was read (PostgreSQL only), and the fold's events must then be applied again from the start.
+ */
+export function restampHolds(state: ProfileState, delta: ActivityDelta): boolean {
+  const restamp = delta.timezone;
+  return restamp === undefined || (state.props.Timezone?.v === restamp.value && state.timezoneFromContext);
 }

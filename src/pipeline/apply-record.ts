@@ -165,9 +165,11 @@ async function applyLogin(scope: RecordScope, record: LoginRecord): Promise<Reco
 async function applyEvent(scope: RecordScope, record: EventRecord): Promise<RecordResult> {
   const { uow } = scope;
   // Most events only count: they are folded and added to their profile without loading it (unit-of-work.ts).
-  const counted = isCountOnlyEvent(record.name, record.context) ? await countOnlyTarget(scope, record.handle) : null;
+  const counted = isCountOnlyEvent(record.name, record.context)
+    ? await countOnlyTarget(scope, record.handle, record.ts, record.context)
+    : null;
   const target = counted === null ? (await resolveTarget(scope, record.handle, record.ts)).state : null;
-  const profileId = counted ?? target!.id;
+  const profileId = counted?.profileId ?? target!.id;
   const scopeName = `event:${record.name}` as const;
   for (const [key, value] of Object.entries(record.properties)) {
     const type =
@@ -209,7 +211,7 @@ async function applyEvent(scope: RecordScope, record: EventRecord): Promise<Reco
     },
   ]);
   if (target) touch(scope, applyActivity(countEvent(target, record.name, amount), record.ts, record.context));
-  else uow.countActivity(profileId, record.ts);
+  else uow.countActivity(profileId, record.ts, counted!.timezone);
   return { profileId, outcome: "stored" };
 }
 

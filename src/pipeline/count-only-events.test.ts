@@ -69,6 +69,33 @@ const record = (seconds: fc.Arbitrary<number>): fc.Arbitrary<Input> =>
         ),
     },
     {
+      // As the browser SDK sends them: a zone on every record, a referrer or utm_source on some pages.
+      weight: 4,
+      arbitrary: fc
+        .record({
+          device: fc.constantFrom(...DEVICES),
+          ts: seconds,
+          context: fc.record(
+            {
+              platform: fc.constant("web"),
+              timezone: fc.constantFrom("Europe/Paris", "America/New_York"),
+              referrer: fc.constantFrom("https://news.example/a", "https://shop.example/"),
+              utm_source: fc.constantFrom("newsletter", "ads"),
+            },
+            { requiredKeys: ["platform"] },
+          ),
+        })
+        .map(
+          ({ device, ts, context }): Input => ({
+            type: "event",
+            deviceId: device,
+            name: "Page Viewed",
+            ts: at(ts),
+            context,
+          }),
+        ),
+    },
+    {
       weight: 2,
       arbitrary: fc
         .record({ who: fc.constantFrom("a", "b"), ts: seconds })

@@ -1,8 +1,9 @@
 /** Step "resolve identity": from a record's handle to its target profile (SEMANTICS §3, §11 Handles). */
+import { contextEffect, needsContextStatus } from "../engine/activity.js";
 import { PortraitError } from "../engine/errors.js";
 import { newProfileState } from "../engine/profile.js";
 import type { Handle } from "../engine/records.js";
-import type { ProfileState } from "../engine/types.js";
+import type { ProfileState, RecordContext } from "../engine/types.js";
 import type { RecordScope } from "./record-scope.js";
 
 export interface Resolved {
@@ -78,11 +79,17 @@ export async function resolveTarget(scope: RecordScope, handle: Handle, ts: numb
 
 /**
  * The profile a count-only event (engine/activity.ts) is added to without loading it: the existing profile its handle
- * names, live and with no open merge journal, when this transaction has not loaded it. Null when the event must take
- * the full way: an unknown handle creates a profile, a tombstone is followed, a journal records the event, a loaded
- * profile changes through its state.
+ * names, live and with no open merge journal, when this transaction has not loaded it and the event's context changes
+ * nothing there but Timezone's stamp (`contextEffect`). Null when the event must take the full way: an unknown handle
+ * creates a profile, a tombstone is followed, a journal records the event, a loaded profile changes through its state,
+ * a context that sets acquisition or a new zone changes the profile.
  */
-export async function countOnlyTarget(scope: RecordScope, handle: Handle): Promise<string | null> {
+export async function countOnlyTarget(
+  scope: RecordScope,
+  handle: Handle,
+  ts: number,
+  context: RecordContext | undefined,
+): Promise<{ profileId: string; timezone: string | null } | null> {
   const { uow } = scope;
   const id =
     handle.kind === "device"
@@ -92,7 +99,11 @@ export async function countOnlyTarget(scope: RecordScope, handle: Handle): Promi
         : handle.profileId;
   if (!id || uow.isLoaded(id)) return null;
   const status = await uow.tx.peekProfile(uow.accountId, id);
-  return status !== null && status.mergedInto === null && status.journalMergeId === null ? id : null;
+  if (status === null || status.mergedInto !== null || status.journalMergeId !== null) return null;
+  if (!needsContextStatus(context)) return { profileId: id, timezone: null };
+  const current = await uow.tx.peekContext(uow.accountId, id);
+  const effect = current === null ? null : contextEffect(current, ts, context);
+  return effect === null ? null : { profileId: id, timezone: effect.timezone };
 }
 
 export async function createProfile(scope: RecordScope, id = scope.ids.profileId()): Promise<ProfileState> {

@@ -92,6 +92,31 @@ describe.each(stores)("%s store", (store) => {
     });
   });
 
+  it("a load that finds another zone than the one its pending events restamp asks for the transaction again", async () => {
+    const p = await profile();
+    await h.store.write(h.account.id, (tx) =>
+      tx.updateProfile(h.account.id, {
+        ...p,
+        props: { Timezone: { v: "Europe/Paris", t: "string", ts: T0 } },
+        timezoneFromContext: true,
+      }),
+    );
+    await expect(
+      inTransaction(async (uow) => {
+        // As if the status had been read before another writer changed the zone (PostgreSQL only).
+        await uow.atomically(async () => uow.countActivity(p.id, T0 + 10, "UTC"));
+        await uow.load(p.id);
+      }),
+    ).rejects.toMatchObject({ code: "40001" });
+    const stored = await h.store.reader.getProfile(h.account.id, p.id);
+    expect(stored?.stats.events).toBe(0);
+    // The same zone folds in.
+    await inTransaction(async (uow) => {
+      await uow.atomically(async () => uow.countActivity(p.id, T0 + 10, "Europe/Paris"));
+      expect((await uow.load(p.id))?.props.Timezone).toEqual({ v: "Europe/Paris", t: "string", ts: T0 + 10 });
+    });
+  });
+
   it("a load inside a failed record folds the pending events into a state that the rollback forgets", async () => {
     const p = await profile();
     await inTransaction(async (uow) => {

@@ -6,7 +6,7 @@
  * the store without reading the profile (StoreTx.addActivity). A profile is either loaded or has a pending fold,
  * never both: loading it folds the pending events into its state.
  */
-import { type ActivityDelta, applyActivityDelta, foldActivity } from "../engine/activity.js";
+import { type ActivityDelta, applyActivityDelta, foldActivity, restampHolds } from "../engine/activity.js";
 import type { Account, ProfileState, ValueType } from "../engine/types.js";
 import type { StoreTx, TypeScope } from "../store/store.js";
 import type { Clock } from "./clock.js";
@@ -43,6 +43,16 @@ export class UnitOfWork {
     if (!state) return null;
     const pending = this.activity.get(profileId);
     if (pending) {
+      if (!restampHolds(state, pending)) {
+        // Only PostgreSQL can get here (another transaction changed the zone since the status was read): its write()
+        // runs the transaction again on a serialization failure.
+        throw Object.assign(
+          new Error(`Profile ${profileId}'s Timezone changed while events were counted; run again.`),
+          {
+            code: "40001",
+          },
+        );
+      }
       this.remember(profileId);
       this.rememberActivity(profileId);
       this.activity.delete(profileId);
@@ -58,11 +68,11 @@ export class UnitOfWork {
     return this.states.has(profileId);
   }
 
-  /** A count-only event (engine/activity.ts) of a profile that is not loaded here. */
-  countActivity(profileId: string, ts: number): void {
+  /** A count-only event (engine/activity.ts) of a profile that is not loaded here, restamping `timezone` if given. */
+  countActivity(profileId: string, ts: number, timezone: string | null = null): void {
     if (this.states.has(profileId)) throw new Error(`countActivity: profile ${profileId} is loaded; change its state.`);
     this.rememberActivity(profileId);
-    this.activity.set(profileId, foldActivity(this.activity.get(profileId), ts));
+    this.activity.set(profileId, foldActivity(this.activity.get(profileId), ts, timezone));
   }
 
   /** Follows merge tombstones to the live profile (SEMANTICS §7: a tombstone's id acts on its target). */
@@ -159,6 +169,7 @@ export class UnitOfWork {
       firstTs: d.firstTs,
       lastTs: d.lastTs,
       events: d.events,
+      ...(d.timezone && { timezone: d.timezone }),
     }));
     await this.tx.addActivity(this.account.id, deltas);
     for (const id of this.activity.keys()) this.rememberActivity(id);

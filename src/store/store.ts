@@ -9,7 +9,7 @@
  *   with insert-if-absent: the returned owner is the single winner however many writers race.
  * - `savepoint()` makes one record atomic inside a batch: a failed record leaves nothing behind.
  */
-import type { ActivityDelta } from "../engine/activity.js";
+import type { ActivityDelta, ContextStatus } from "../engine/activity.js";
 import type { AnyRecord } from "../engine/records.js";
 import type {
   Account,
@@ -211,10 +211,12 @@ export interface StoreTx extends StoreReader {
   updateProfile(accountId: string, state: ProfileState): Promise<void>;
   /** A profile's status without reading its state or locking it; null when the account has no such profile. */
   peekProfile(accountId: string, profileId: string): Promise<ProfileStatus | null>;
+  /** What the context rules read of a profile (engine/activity.ts), without a lock; null when there is no such profile. */
+  peekContext(accountId: string, profileId: string): Promise<ContextStatus | null>;
   /**
    * Adds folded count-only events to profiles this transaction did not load (engine/activity.ts, applyActivityDelta),
    * in the store, without reading them into the caller. Each must still be a live profile with no open merge journal,
-   * as `peekProfile` said: SQLite has one writer, so that holds; on PostgreSQL another transaction may have merged or
+   * as `peekProfile` said, and one whose fold restamps a zone must still have that zone from context: SQLite has one writer, so that holds; on PostgreSQL another transaction may have merged or
    * deleted one since, and then this throws a serialization failure, which `write()` answers by running the
    * transaction again. The pipeline calls it when it flushes its working set: before COMMIT, and inside a record
    * before a step that reads profile rows (a merge), where the record's savepoint undoes it with the rest.

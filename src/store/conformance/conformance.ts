@@ -7,7 +7,7 @@
  * sorted, so an adapter is free in those.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { applyActivityDelta } from "../../engine/activity.js";
+import { applyActivityDelta, contextStatusOf } from "../../engine/activity.js";
 import type { AnyRecord } from "../../engine/records.js";
 import type {
   AccountSettings,
@@ -389,6 +389,52 @@ export function describeStoreConformance(
           lastSeen: T0 + 9,
           stats: { ...full.stats, events: 18 },
         });
+      });
+
+      it("peeks what the context rules read, as contextStatusOf reads it from the state", async () => {
+        const accountId = await freshAccount();
+        const full = fullProfile();
+        const blank = blankProfile();
+        const tombstoned = { ...blankProfile(), props: { Timezone: { ts: T0 + 4 } } };
+        await insertProfiles(accountId, full, blank, tombstoned);
+        const seen = await store.write(accountId, (tx) =>
+          Promise.all([full, blank, tombstoned].map((p) => tx.peekContext(accountId, p.id))),
+        );
+        expect(seen).toEqual([contextStatusOf(full), contextStatusOf(blank), contextStatusOf(tombstoned)]);
+        expect(seen[0]).toMatchObject({ acquiredKind: "utm", timezoneFromContext: true });
+        expect(await store.write(accountId, (tx) => tx.peekContext(accountId, newId()))).toBeNull();
+        const other = await freshAccount();
+        expect(await store.write(other, (tx) => tx.peekContext(other, full.id))).toBeNull();
+      });
+
+      it("restamps a context-set zone with the latest ts, and refuses a profile that no longer has it", async () => {
+        const accountId = await freshAccount();
+        const zoned = (fromContext: boolean, zone = "Europe/Paris"): ProfileState => ({
+          ...blankProfile(),
+          props: { Timezone: { v: zone, t: "string", ts: T0 + 10 }, Name: { v: "Ana", t: "string", ts: T0 } },
+          timezoneFromContext: fromContext,
+        });
+        const fromContext = zoned(true);
+        await insertProfiles(accountId, fromContext);
+        const delta = { firstTs: T0 + 1, lastTs: T0 + 90, events: 3, timezone: { value: "Europe/Paris", ts: T0 + 90 } };
+        await store.write(accountId, (tx) => tx.addActivity(accountId, [{ profileId: fromContext.id, ...delta }]));
+        const once = applyActivityDelta(fromContext, delta);
+        expect(once.props.Timezone).toEqual({ v: "Europe/Paris", t: "string", ts: T0 + 90 });
+        expect(await store.reader.getProfile(accountId, fromContext.id)).toEqual(once);
+        // An older stamp leaves the newer one.
+        const older = { firstTs: T0 + 5, lastTs: T0 + 5, events: 1, timezone: { value: "Europe/Paris", ts: T0 + 5 } };
+        await store.write(accountId, (tx) => tx.addActivity(accountId, [{ profileId: fromContext.id, ...older }]));
+        expect(await store.reader.getProfile(accountId, fromContext.id)).toEqual(applyActivityDelta(once, older));
+        expect((await store.reader.getProfile(accountId, fromContext.id))?.props.Timezone?.ts).toBe(T0 + 90);
+
+        // Written by a client, or another zone: the restamp does not hold, and nothing of the transaction stays.
+        for (const refused of [zoned(false), zoned(true, "UTC")]) {
+          await insertProfiles(accountId, refused);
+          await expect(
+            store.write(accountId, (tx) => tx.addActivity(accountId, [{ profileId: refused.id, ...delta }])),
+          ).rejects.toThrow();
+          expect(await store.reader.getProfile(accountId, refused.id)).toEqual(refused);
+        }
       });
 
       it("rolls an addition back with its savepoint", async () => {

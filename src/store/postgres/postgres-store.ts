@@ -34,6 +34,7 @@
  * than failing the whole request; SQLite stores it (docs/scaling.md, "Where the two stores differ").
  */
 import pg from "pg";
+import { type ContextStatus, contextStatusOf } from "../../engine/activity.js";
 import { PortraitError } from "../../engine/errors.js";
 import type { AnyRecord } from "../../engine/records.js";
 import { indexValues } from "../../engine/segment/index-values.js";
@@ -135,15 +136,42 @@ interface HandleRow {
   platform: string | null;
   /** prefetchHandlesWithStatus only: null when the owner has no profile row. */
   present?: boolean | null;
-  merged_into?: string | null;
-  journal_merge_id?: string | null;
+}
+/** STATUS_COLUMNS as selected. */
+interface StatusRow {
+  merged_into: string | null;
+  journal_merge_id: string | null;
+  tz: string | null;
+  tz_ts: number | null;
+  tz_from_context: boolean;
+  acquired_kind: string | null;
+  acquired_ts: number | null;
+}
+/** A profile's status and context, as prefetch reads them for count-only events. */
+interface Peeked {
+  status: ProfileStatus;
+  context: ContextStatus;
+}
+
+function peeked(row: StatusRow): Peeked {
+  const kind = row.acquired_kind;
+  return {
+    status: { mergedInto: row.merged_into, journalMergeId: row.journal_merge_id },
+    context: {
+      timezone: row.tz,
+      timezoneTs: row.tz_ts,
+      timezoneFromContext: row.tz_from_context,
+      acquiredKind: kind === "utm" || kind === "referrer" ? kind : null,
+      acquiredTs: row.acquired_ts,
+    },
+  };
 }
 /** Devices (by id) and identity values (by identityKey, to their owner) that prefetch found. */
 interface FoundHandles {
   devices: Map<string, DeviceRow>;
   identities: Map<string, string>;
   /** The owners' statuses, when read with them. */
-  statuses: Map<string, ProfileStatus>;
+  statuses: Map<string, Peeked>;
 }
 /** The part of a MergeRow kept as one JSON column. */
 type MergeData = Pick<MergeRow, "eventSeqAtMerge" | "target" | "source" | "movedEventSeqs" | "droppedEvents">;
@@ -166,16 +194,41 @@ function pageOfEach(profiles: string, columns = EVENT_COLUMNS): string {
 }
 
 /**
+ * engine/activity.ts applyActivityDelta on `p.state` in SQL, given the fold as SQL expressions, and the guard that it
+ * may be added without reading the profile (StoreTx.addActivity): a live profile, no merge journal, and for a fold
+ * that restamps a zone (`tz` not null), that zone still in `props.Timezone` from context.
+ */
+function addedActivity(first: string, last: string, events: string, tz: string, tzTs: string) {
+  const counted = `jsonb_set(jsonb_set(jsonb_set(p.state,
+      '{firstSeen}', to_jsonb(LEAST(COALESCE((p.state->>'firstSeen')::numeric, ${first}), ${first}))),
+      '{lastSeen}', to_jsonb(GREATEST(COALESCE((p.state->>'lastSeen')::numeric, ${last}), ${last}))),
+      '{stats,events}', to_jsonb((p.state#>>'{stats,events}')::numeric + ${events}))`;
+  const restamped = `jsonb_set(${counted}, '{props,Timezone,ts}',
+      to_jsonb(GREATEST((p.state#>>'{props,Timezone,ts}')::numeric, ${tzTs})))`;
+  return {
+    state: `CASE WHEN ${tz} IS NULL THEN ${counted} ELSE ${restamped} END`,
+    guard: `p.merged_into IS NULL AND p.state->>'journalMergeId' IS NULL AND (${tz} IS NULL OR
+      (p.state#>>'{props,Timezone,v}' = ${tz} AND coalesce((p.state->>'timezoneFromContext')::boolean, false)))`,
+  };
+}
+const ADDED_ROWS = addedActivity("d.first", "d.last", "d.events", "d.tz", "d.tz_ts");
+const ADDED_ONE = addedActivity("$3::numeric", "$4::numeric", "$5::numeric", "$6::text", "$7::numeric");
+
+/** A profile's status and what the context rules read of it (StoreTx.peekProfile, peekContext). */
+const STATUS_COLUMNS = `merged_into, state->>'journalMergeId' AS journal_merge_id,
+  state#>>'{props,Timezone,v}' AS tz, (state#>>'{props,Timezone,ts}')::float8 AS tz_ts,
+  coalesce((state->>'timezoneFromContext')::boolean, false) AS tz_from_context,
+  state->>'acquiredKind' AS acquired_kind, (state->>'acquiredTs')::float8 AS acquired_ts`;
+const OWNER = "WHERE account_id = $1 AND id = x.profile_id";
+
+/**
  * The devices ($2) and identity values ($3, $4) of a batch with their owners: one index probe each (a join could scan
  * the whole account: see updateProfiles), and with `status`, the owner's status from one more.
  */
 function prefetchHandles(status: boolean): string {
-  const columns = status ? `, s.present, s.merged_into, s.journal_merge_id` : "";
+  const columns = status ? `, s.*` : "";
   const owner = status
-    ? `LEFT JOIN LATERAL (
-        SELECT true AS present, merged_into, state->>'journalMergeId' AS journal_merge_id FROM profiles
-        WHERE account_id = $1 AND id = x.profile_id
-      ) s ON true`
+    ? `LEFT JOIN LATERAL (SELECT true AS present, ${STATUS_COLUMNS} FROM profiles ${OWNER}) s ON true`
     : "";
   return `SELECT 'device' AS kind, d.id AS name, NULL AS value, x.profile_id, x.push_token, x.platform${columns}
       FROM unnest($2::text[]) AS d(id)
@@ -310,8 +363,7 @@ export const SQL = {
   prefetchProfiles:
     "SELECT id, state FROM profiles WHERE account_id = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE",
   // StoreTx.peekProfile: no lock, only what decides where an event may be added (prefetch reads it with the handles).
-  peekProfile: `SELECT merged_into AS "mergedInto", state->>'journalMergeId' AS "journalMergeId"
-    FROM profiles WHERE account_id = $1 AND id = $2`,
+  peekProfile: `SELECT ${STATUS_COLUMNS} FROM profiles WHERE account_id = $1 AND id = $2`,
   // StoreTx.addActivity: engine/activity.ts applyActivityDelta in SQL, on live profiles with no merge journal only.
   // Each row is found by its own index probe, then updated through a TID scan of the addresses found: the update
   // cannot start from the profiles table, which on a young table whose statistics still say it is small the planner
@@ -320,26 +372,18 @@ export const SQL = {
   // (addProfileActivity).
   addActivityRows: `WITH d AS MATERIALIZED (
       SELECT d.*, found.ctid AS row
-      FROM jsonb_to_recordset($2::jsonb) AS d(id text, first numeric, last numeric, events numeric)
+      FROM jsonb_to_recordset($2::jsonb) AS d(id text, first numeric, last numeric, events numeric, tz text, tz_ts numeric)
       CROSS JOIN LATERAL (SELECT ctid FROM profiles WHERE account_id = $1 AND id = d.id LIMIT 1) found
     )
     UPDATE profiles AS p
-    SET state = jsonb_set(jsonb_set(jsonb_set(p.state,
-      '{firstSeen}', to_jsonb(LEAST(COALESCE((p.state->>'firstSeen')::numeric, d.first), d.first))),
-      '{lastSeen}', to_jsonb(GREATEST(COALESCE((p.state->>'lastSeen')::numeric, d.last), d.last))),
-      '{stats,events}', to_jsonb((p.state#>>'{stats,events}')::numeric + d.events))
+    SET state = ${ADDED_ROWS.state}
     FROM d
-    WHERE p.ctid = ANY (ARRAY(SELECT row FROM d)) AND p.ctid = d.row AND p.id = d.id
-      AND p.merged_into IS NULL AND p.state->>'journalMergeId' IS NULL
+    WHERE p.ctid = ANY (ARRAY(SELECT row FROM d)) AND p.ctid = d.row AND p.id = d.id AND ${ADDED_ROWS.guard}
     RETURNING p.id`,
   lockActivityRows: `SELECT 1 FROM jsonb_to_recordset($2::jsonb) AS d(id text)
     CROSS JOIN LATERAL (SELECT 1 FROM profiles WHERE account_id = $1 AND id = d.id FOR UPDATE) locked`,
-  addProfileActivity: `UPDATE profiles AS p
-    SET state = jsonb_set(jsonb_set(jsonb_set(p.state,
-      '{firstSeen}', to_jsonb(LEAST(COALESCE((p.state->>'firstSeen')::numeric, $3::numeric), $3::numeric))),
-      '{lastSeen}', to_jsonb(GREATEST(COALESCE((p.state->>'lastSeen')::numeric, $4::numeric), $4::numeric))),
-      '{stats,events}', to_jsonb((p.state#>>'{stats,events}')::numeric + $5::numeric))
-    WHERE p.account_id = $1 AND p.id = $2 AND p.merged_into IS NULL AND p.state->>'journalMergeId' IS NULL`,
+  addProfileActivity: `UPDATE profiles AS p SET state = ${ADDED_ONE.state}
+    WHERE p.account_id = $1 AND p.id = $2 AND ${ADDED_ONE.guard}`,
 
   // Identities.
   findIdentity: "SELECT profile_id FROM identities WHERE account_id = $1 AND key = $2 AND value = $3",
@@ -936,7 +980,7 @@ class PostgresTx extends PostgresReader implements StoreTx {
     identities: new Map<string, string | null>(),
     profiles: new Map<string, ProfileState>(),
     /** Status of profiles that only count-only events name (not locked; `BatchHandles.countOnly`), dropped by a write. */
-    statuses: new Map<string, ProfileStatus>(),
+    statuses: new Map<string, Peeked>(),
     /** Record ids looked up by prefetch: true if stored then, false if free (claimed behind, see `claimRecordId`). */
     recordIds: new Map<string, boolean>(),
     /** Record ids of `recordIds` this transaction has claimed (its savepoints' rollbacks unclaim them). */
@@ -1379,10 +1423,15 @@ class PostgresTx extends PostgresReader implements StoreTx {
   ): Promise<FoundHandles> {
     const devices = new Map<string, DeviceRow>();
     const identities = new Map<string, string>();
-    const statuses = new Map<string, ProfileStatus>();
+    const statuses = new Map<string, Peeked>();
     if (deviceIds.length + keys.length === 0) return { devices, identities, statuses };
     const statement = withStatus ? "prefetchHandlesWithStatus" : "prefetchHandles";
-    const found = await rows<HandleRow>(this.db(accountId), statement, [accountId, deviceIds, keys, values]);
+    const found = await rows<HandleRow & Partial<StatusRow>>(this.db(accountId), statement, [
+      accountId,
+      deviceIds,
+      keys,
+      values,
+    ]);
     for (const row of found) {
       if (row.kind === "device") {
         devices.set(row.name, {
@@ -1394,12 +1443,7 @@ class PostgresTx extends PostgresReader implements StoreTx {
       } else {
         identities.set(identityKey(row.name as IdentityKey, row.value!), row.profile_id);
       }
-      if (row.present) {
-        statuses.set(row.profile_id, {
-          mergedInto: row.merged_into ?? null,
-          journalMergeId: row.journal_merge_id ?? null,
-        });
-      }
+      if (row.present) statuses.set(row.profile_id, peeked(row as StatusRow));
     }
     return { devices, identities, statuses };
   }
@@ -1479,8 +1523,22 @@ class PostgresTx extends PostgresReader implements StoreTx {
       return { mergedInto: prefetched.mergedInto, journalMergeId: prefetched.journalMergeId };
     }
     const known = this.known.statuses.get(profileId);
-    if (known !== undefined) return { ...known };
-    return (await first<ProfileStatus>(this.db(accountId), "peekProfile", [accountId, profileId])) ?? null;
+    if (known !== undefined) return { ...known.status };
+    return (await this.peeked(accountId, profileId))?.status ?? null;
+  }
+
+  async peekContext(accountId: string, profileId: string): Promise<ContextStatus | null> {
+    this.check(accountId);
+    const prefetched = this.known.profiles.get(profileId);
+    if (prefetched !== undefined) return contextStatusOf(prefetched);
+    const known = this.known.statuses.get(profileId);
+    if (known !== undefined) return { ...known.context };
+    return (await this.peeked(accountId, profileId))?.context ?? null;
+  }
+
+  private async peeked(accountId: string, profileId: string): Promise<Peeked | null> {
+    const row = await first<StatusRow>(this.db(accountId), "peekProfile", [accountId, profileId]);
+    return row === undefined ? null : peeked(row);
   }
 
   /**
@@ -1502,7 +1560,14 @@ class PostgresTx extends PostgresReader implements StoreTx {
     for (let from = 0; from < sorted.length; from += ROWS_PER_STATEMENT) {
       const batch = sorted.slice(from, from + ROWS_PER_STATEMENT);
       const document = JSON.stringify(
-        batch.map((d) => ({ id: d.profileId, first: d.firstTs, last: d.lastTs, events: d.events })),
+        batch.map((d) => ({
+          id: d.profileId,
+          first: d.firstTs,
+          last: d.lastTs,
+          events: d.events,
+          tz: d.timezone?.value ?? null,
+          tz_ts: d.timezone?.ts ?? null,
+        })),
       );
       // Locked first, in id order: another transaction updating one of these rows would otherwise move it between the
       // update's probe and its write, and the update would leave it out (a TID scan follows no update chain). Two
@@ -1513,11 +1578,11 @@ class PostgresTx extends PostgresReader implements StoreTx {
       const found = new Set(updated.map((r) => r.id));
       for (const d of batch) {
         if (found.has(d.profileId)) continue;
-        const args = [accountId, d.profileId, d.firstTs, d.lastTs, d.events];
+        const args = [accountId, d.profileId, d.firstTs, d.lastTs, d.events, d.timezone?.value, d.timezone?.ts];
         if ((await run(db, "addProfileActivity", args)).rowCount === 1) continue;
         const error = Object.assign(
           new Error(
-            `Profile ${d.profileId} was merged or deleted by another transaction after this one read it; run it again.`,
+            `Profile ${d.profileId} was merged, deleted or given another zone by another transaction after this one read it; run it again.`,
           ),
           { code: "40001" },
         );

@@ -16,6 +16,7 @@
  *   actually writes through SQL (SqliteTx).
  */
 import Database from "better-sqlite3";
+import type { ContextStatus } from "../../engine/activity.js";
 import type { AnyRecord } from "../../engine/records.js";
 import type {
   Account,
@@ -210,6 +211,24 @@ function prepareStatements(db: Database.Database) {
          '$.stats.events', json_extract(state, '$.stats.events') + @events)
        WHERE pk = @pk AND merged_into IS NULL AND journal_merge_id IS NULL`,
     ),
+    // The same, restamping the context-set Timezone with its own zone (ActivityDelta.timezone).
+    addActivityRestamp: run<
+      [{ pk: number; first: number | bigint; last: number | bigint; events: bigint; tz: string; tzTs: number | bigint }]
+    >(
+      `UPDATE profiles SET state = json_set(state,
+         '$.firstSeen', min(coalesce(json_extract(state, '$.firstSeen'), @first), @first),
+         '$.lastSeen', max(coalesce(json_extract(state, '$.lastSeen'), @last), @last),
+         '$.stats.events', json_extract(state, '$.stats.events') + @events,
+         '$.props.Timezone.ts', max(json_extract(state, '$.props.Timezone.ts'), @tzTs))
+       WHERE pk = @pk AND merged_into IS NULL AND journal_merge_id IS NULL
+         AND json_extract(state, '$.props.Timezone.v') = @tz AND json_extract(state, '$.timezoneFromContext') = 1`,
+    ),
+    peekContext: row<[string, string], [string | null, number | null, number | null, string | null, number | null]>(
+      `SELECT json_extract(state, '$.props.Timezone.v'), json_extract(state, '$.props.Timezone.ts'),
+         json_extract(state, '$.timezoneFromContext'), json_extract(state, '$.acquiredKind'),
+         json_extract(state, '$.acquiredTs')
+       FROM profiles WHERE account_id = ? AND id = ?`,
+    ).raw(),
     listOrphans: value<[string, string], string>(
       "SELECT id FROM profiles WHERE account_id = ? AND orphan_of = ? ORDER BY id",
     ),
@@ -951,19 +970,33 @@ class SqliteTx extends SqliteReader implements StoreTx {
     return { mergedInto: row[1], journalMergeId: row[2] };
   }
 
+  async peekContext(accountId: string, profileId: string): Promise<ContextStatus | null> {
+    const row = this.use(accountId).peekContext.get(accountId, profileId);
+    if (row === undefined) return null;
+    const [tz, tzTs, fromContext, kind, acquiredTs] = row;
+    return {
+      timezone: typeof tz === "string" ? tz : null,
+      timezoneTs: tzTs,
+      timezoneFromContext: fromContext === 1,
+      acquiredKind: kind === "utm" || kind === "referrer" ? kind : null,
+      acquiredTs,
+    };
+  }
+
   async addActivity(accountId: string, deltas: readonly ProfileActivity[]): Promise<void> {
     const sql = this.forWrite(accountId);
     for (const d of deltas) {
       const pk = this.requirePk(sql, accountId, d.profileId, "addActivity");
-      const changed = sql.addActivity.run({
-        pk,
-        first: integral(d.firstTs),
-        last: integral(d.lastTs),
-        events: BigInt(d.events),
-      }).changes;
+      const row = { pk, first: integral(d.firstTs), last: integral(d.lastTs), events: BigInt(d.events) };
+      const changed = d.timezone
+        ? sql.addActivityRestamp.run({ ...row, tz: d.timezone.value, tzTs: integral(d.timezone.ts) }).changes
+        : sql.addActivity.run(row).changes;
       // One writer at a time: the status peekProfile read still holds, so a miss is a bug upstream.
-      if (changed !== 1)
-        throw new Error(`addActivity: profile ${d.profileId} is not a live profile without a journal.`);
+      if (changed !== 1) {
+        throw new Error(
+          `addActivity: profile ${d.profileId} is not live and unjournalled, or not in the zone it restamps.`,
+        );
+      }
     }
   }
 
