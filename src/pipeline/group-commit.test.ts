@@ -87,7 +87,8 @@ describe("GroupCommit with concurrency", () => {
     );
     const done = [1, 2, 3, 4, 5].map((j) => gc.submit(account, j, 4));
     // Two groups start at once, each as many whole jobs as the record cap allows; the rest wait for a free runner.
-    await new Promise((r) => setTimeout(r, 0));
+    // Groups start on the next turn (setImmediate): a timer could fire before that on a busy machine.
+    await new Promise((r) => setImmediate(r));
     expect(runs).toEqual([
       [1, 2],
       [3, 4],
