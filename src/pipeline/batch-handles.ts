@@ -11,17 +11,25 @@ export function batchHandles(account: Account, records: Iterable<IngestRecord>):
   const handles: BatchHandles = { deviceIds: [], identities: [], profileIds: [], recordIds: [] };
   const identityKeys: readonly string[] = account.settings.identityKeys;
   // Handles named by a count-only event, and handles named by any other record (those need their owner loaded).
-  const countOnly = { devices: new Set<string>(), identities: new Map<string, { key: IdentityKey; value: string }>() };
+  const countOnly = {
+    devices: new Set<string>(),
+    identities: new Map<string, { key: IdentityKey; value: string }>(),
+    profiles: new Set<string>(),
+  };
   const full = new Set<string>();
   for (const record of records) {
     if (record.id !== undefined) handles.recordIds?.push(record.id);
     const handle = record.handle;
-    if (handle.kind !== "profile") {
-      const name = handle.kind === "device" ? `d${handle.deviceId}` : `i${handle.key}\u0000${handle.value}`;
-      if (record.type !== "event" || !isCountOnlyEvent(record.name, record.context)) full.add(name);
-      else if (handle.kind === "device") countOnly.devices.add(handle.deviceId);
-      else countOnly.identities.set(name, { key: handle.key, value: handle.value });
-    }
+    const name =
+      handle.kind === "device"
+        ? `d${handle.deviceId}`
+        : handle.kind === "identity"
+          ? `i${handle.key}\u0000${handle.value}`
+          : `p${handle.profileId}`;
+    if (record.type !== "event" || !isCountOnlyEvent(record.name, record.context)) full.add(name);
+    else if (handle.kind === "device") countOnly.devices.add(handle.deviceId);
+    else if (handle.kind === "identity") countOnly.identities.set(name, { key: handle.key, value: handle.value });
+    else countOnly.profiles.add(handle.profileId);
     if (handle.kind === "device") handles.deviceIds.push(handle.deviceId);
     else if (handle.kind === "identity") handles.identities.push({ key: handle.key, value: handle.value });
     else handles.profileIds.push(handle.profileId);
@@ -40,6 +48,7 @@ export function batchHandles(account: Account, records: Iterable<IngestRecord>):
   handles.countOnly = {
     deviceIds: [...countOnly.devices].filter((d) => !full.has(`d${d}`)),
     identities: [...countOnly.identities].filter(([name]) => !full.has(name)).map(([, h]) => h),
+    profileIds: [...countOnly.profiles].filter((id) => !full.has(`p${id}`)),
   };
   return handles;
 }

@@ -174,11 +174,11 @@ export interface BatchHandles {
   /** Client record ids (SEMANTICS §11): an adapter may look up which are stored already. */
   recordIds?: string[];
   /**
-   * The devices and identity values among the above that only count-only events name (engine/activity.ts). Such an
-   * event is added to its profile without reading it (`addActivity`), so an adapter need not load or lock the owners
-   * of these handles, only read their status (`peekProfile`).
+   * The devices, identity values and profile ids among the above that only count-only events name
+   * (engine/activity.ts). Such an event is added to its profile without reading it (`addActivity`), so an adapter need
+   * not load or lock these profiles or the owners of these handles, only read their status (`peekProfile`).
    */
-  countOnly?: { deviceIds: string[]; identities: Array<{ key: IdentityKey; value: string }> };
+  countOnly?: { deviceIds: string[]; identities: Array<{ key: IdentityKey; value: string }>; profileIds: string[] };
 }
 
 /** Where a profile stands in the merge bookkeeping, read without its state. */

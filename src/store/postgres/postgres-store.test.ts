@@ -258,8 +258,8 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
     });
 
     it("prefetch locks the owners of handles that other records name, and only peeks the count-only ones'", async () => {
-      const { store, account, profiles } = await withProfiles(2);
-      const [p, q] = profiles as [ProfileState, ProfileState];
+      const { store, account, profiles } = await withProfiles(3);
+      const [p, q, r] = profiles as [ProfileState, ProfileState, ProfileState];
       await store.write(account.id, async (tx) => {
         await tx.upsertDevice(account.id, { deviceId: "dp", profileId: p.id, pushToken: null, platform: null });
         await tx.upsertDevice(account.id, { deviceId: "dq", profileId: q.id, pushToken: null, platform: null });
@@ -270,12 +270,13 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
         await tx.prefetch!(account.id, {
           deviceIds: ["dp", "dq"],
           identities: [],
-          profileIds: [],
-          countOnly: { deviceIds: ["dp"], identities: [] },
+          profileIds: [r.id],
+          countOnly: { deviceIds: ["dp"], identities: [], profileIds: [r.id] },
         });
         const seen = {
           device: await tx.findDevice(account.id, "dp"),
           status: await tx.peekProfile(account.id, p.id),
+          named: await tx.peekProfile(account.id, r.id),
         };
         prefetched.fire();
         await release.done;
@@ -293,13 +294,16 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
         return { waited, locking };
       };
       const onP = await lockWaits(p.id);
+      const onR = await lockWaits(r.id);
       const onQ = await lockWaits(q.id);
       expect(onP.waited).toBe(false);
+      expect(onR.waited).toBe(false);
       expect(onQ.waited).toBe(true);
       release.fire();
       expect(await batch).toEqual({
         device: { deviceId: "dp", profileId: p.id, pushToken: null, platform: null },
         status: { mergedInto: null, journalMergeId: null },
+        named: { mergedInto: null, journalMergeId: null },
       });
       await onQ.locking;
     });

@@ -364,6 +364,7 @@ export const SQL = {
     "SELECT id, state FROM profiles WHERE account_id = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE",
   // StoreTx.peekProfile: no lock, only what decides where an event may be added (prefetch reads it with the handles).
   peekProfile: `SELECT ${STATUS_COLUMNS} FROM profiles WHERE account_id = $1 AND id = $2`,
+  peekProfiles: `SELECT id, ${STATUS_COLUMNS} FROM profiles WHERE account_id = $1 AND id = ANY($2::text[])`,
   // StoreTx.addActivity: engine/activity.ts applyActivityDelta in SQL, on live profiles with no merge journal only.
   // Each row is found by its own index probe, then updated through a TID scan of the addresses found: the update
   // cannot start from the profiles table, which on a young table whose statistics still say it is small the planner
@@ -1323,13 +1324,14 @@ class PostgresTx extends PostgresReader implements StoreTx {
     // meanwhile, the event simply comes first.
     const countOnlyDevices = new Set(handles.countOnly?.deviceIds);
     const countOnlyIdentities = new Set(handles.countOnly?.identities.map((h) => identityKey(h.key, h.value)));
-    const profileIds = new Set(handles.profileIds);
-    const peeked = new Set<string>();
+    const countOnlyProfiles = new Set(handles.countOnly?.profileIds);
+    const profileIds = new Set(handles.profileIds.filter((id) => !countOnlyProfiles.has(id)));
+    const unlocked = new Set(countOnlyProfiles);
     for (const [deviceId, device] of before.devices) {
-      (countOnlyDevices.has(deviceId) ? peeked : profileIds).add(device.profileId);
+      (countOnlyDevices.has(deviceId) ? unlocked : profileIds).add(device.profileId);
     }
-    for (const [key, owner] of before.identities) (countOnlyIdentities.has(key) ? peeked : profileIds).add(owner);
-    for (const id of profileIds) peeked.delete(id);
+    for (const [key, owner] of before.identities) (countOnlyIdentities.has(key) ? unlocked : profileIds).add(owner);
+    for (const id of profileIds) unlocked.delete(id);
     const locked = new Set<string>();
     if (profileIds.size > 0) {
       const states = await rows<{ id: string; state: ProfileState }>(db, "prefetchProfiles", [
@@ -1342,9 +1344,17 @@ class PostgresTx extends PostgresReader implements StoreTx {
         this.known.profiles.set(row.id, row.state);
       }
     }
-    for (const id of peeked) {
+    const unread: string[] = [];
+    for (const id of unlocked) {
       const status = before.statuses.get(id);
       if (status) this.known.statuses.set(id, status);
+      else if (countOnlyProfiles.has(id)) unread.push(id);
+    }
+    if (unread.length > 0) {
+      // Named by id rather than through a handle: their status is read on its own.
+      for (const row of await rows<StatusRow & { id: string }>(db, "peekProfiles", [accountId, unread])) {
+        this.known.statuses.set(row.id, peeked(row));
+      }
     }
     const found =
       locked.size > 0 && before.devices.size + before.identities.size > 0
