@@ -110,6 +110,13 @@ describe.each(stores)("%s store", (store) => {
     ).rejects.toMatchObject({ code: "40001" });
     const stored = await h.store.reader.getProfile(h.account.id, p.id);
     expect(stored?.stats.events).toBe(0);
+    // Two status reads that disagree on the zone (another writer in between) cannot fold either.
+    await expect(
+      inTransaction(async (uow) => {
+        await uow.atomically(async () => uow.countActivity(p.id, T0 + 10, "Europe/Paris"));
+        await uow.atomically(async () => uow.countActivity(p.id, T0 + 20, "UTC"));
+      }),
+    ).rejects.toMatchObject({ code: "40001" });
     // The same zone folds in.
     await inTransaction(async (uow) => {
       await uow.atomically(async () => uow.countActivity(p.id, T0 + 10, "Europe/Paris"));

@@ -43,16 +43,7 @@ export class UnitOfWork {
     if (!state) return null;
     const pending = this.activity.get(profileId);
     if (pending) {
-      if (!restampHolds(state, pending)) {
-        // Only PostgreSQL can get here (another transaction changed the zone since the status was read): its write()
-        // runs the transaction again on a serialization failure.
-        throw Object.assign(
-          new Error(`Profile ${profileId}'s Timezone changed while events were counted; run again.`),
-          {
-            code: "40001",
-          },
-        );
-      }
+      if (!restampHolds(state, pending)) throw zoneChanged(profileId);
       this.remember(profileId);
       this.rememberActivity(profileId);
       this.activity.delete(profileId);
@@ -71,6 +62,8 @@ export class UnitOfWork {
   /** A count-only event (engine/activity.ts) of a profile that is not loaded here, restamping `timezone` if given. */
   countActivity(profileId: string, ts: number, timezone: string | null = null): void {
     if (this.states.has(profileId)) throw new Error(`countActivity: profile ${profileId} is loaded; change its state.`);
+    const restamp = this.activity.get(profileId)?.timezone;
+    if (timezone !== null && restamp !== undefined && restamp.value !== timezone) throw zoneChanged(profileId);
     this.rememberActivity(profileId);
     this.activity.set(profileId, foldActivity(this.activity.get(profileId), ts, timezone));
   }
@@ -184,4 +177,15 @@ export class UnitOfWork {
     }
     this.pendingTypes.clear();
   }
+}
+
+/**
+ * Another transaction changed a profile's zone between two status reads of this one, so events counted against the
+ * first no longer fold with the rest. Only PostgreSQL can get here (SQLite has one writer); its write() runs the
+ * transaction again on a serialization failure.
+ */
+function zoneChanged(profileId: string): Error {
+  return Object.assign(new Error(`Profile ${profileId}'s Timezone changed while its events were counted; run again.`), {
+    code: "40001",
+  });
 }
