@@ -212,7 +212,6 @@ function addedActivity(first: string, last: string, events: string, tz: string, 
   };
 }
 const ADDED_ROWS = addedActivity("d.first", "d.last", "d.events", "d.tz", "d.tz_ts");
-const ADDED_ONE = addedActivity("$3::numeric", "$4::numeric", "$5::numeric", "$6::text", "$7::numeric");
 
 /** A profile's status and what the context rules read of it (StoreTx.peekProfile, peekContext). */
 const STATUS_COLUMNS = `merged_into, state->>'journalMergeId' AS journal_merge_id,
@@ -368,9 +367,8 @@ export const SQL = {
   // StoreTx.addActivity: engine/activity.ts applyActivityDelta in SQL, on live profiles with no merge journal only.
   // Each row is found by its own index probe, then updated through a TID scan of the addresses found: the update
   // cannot start from the profiles table, which on a young table whose statistics still say it is small the planner
-  // otherwise did, scanning the whole account for every group (B3 on PostgreSQL: 4.7k → 2.0k requests/s). A row that
-  // is left out (moved by a concurrent writer, or no longer live and unjournalled) is tried again by id
-  // (addProfileActivity).
+  // otherwise did, scanning the whole account for every group (B3 on PostgreSQL: 4.7k → 2.0k requests/s). The rows are
+  // locked first (lockActivityRows), so their addresses cannot move in between.
   addActivityRows: `WITH d AS MATERIALIZED (
       SELECT d.*, found.ctid AS row
       FROM jsonb_to_recordset($2::jsonb) AS d(id text, first numeric, last numeric, events numeric, tz text, tz_ts numeric)
@@ -383,8 +381,6 @@ export const SQL = {
     RETURNING p.id`,
   lockActivityRows: `SELECT 1 FROM jsonb_to_recordset($2::jsonb) AS d(id text)
     CROSS JOIN LATERAL (SELECT 1 FROM profiles WHERE account_id = $1 AND id = d.id FOR UPDATE) locked`,
-  addProfileActivity: `UPDATE profiles AS p SET state = ${ADDED_ONE.state}
-    WHERE p.account_id = $1 AND p.id = $2 AND ${ADDED_ONE.guard}`,
 
   // Identities.
   findIdentity: "SELECT profile_id FROM identities WHERE account_id = $1 AND key = $2 AND value = $3",
@@ -1217,13 +1213,18 @@ class PostgresTx extends PostgresReader implements StoreTx {
       const args = [this.accountId, batch, ats.slice(from, from + ROWS_PER_STATEMENT)];
       const inserted = await rows<{ record_id: string }>(this.sender, "insertRecordIdRows", args);
       if (inserted.length === batch.length) continue;
-      const error = Object.assign(
-        new Error("A record id was claimed by another transaction after this one looked it up; run it again."),
-        { code: "40001" },
-      );
-      this.broken = { error, depth: -1 };
-      throw error;
+      this.refuseForRerun("A record id was claimed by another transaction after this one looked it up; run it again.");
     }
+  }
+
+  /**
+   * Refuses the transaction for good (no savepoint rollback revives it) with a serialization failure, so that `write()`
+   * runs it again and the new run sees what another transaction changed.
+   */
+  private refuseForRerun(message: string): never {
+    const error = Object.assign(new Error(message), { code: "40001" });
+    this.broken = { error, depth: -1 };
+    throw error;
   }
 
   /**
@@ -1553,9 +1554,8 @@ class PostgresTx extends PostgresReader implements StoreTx {
 
   /**
    * The profiles were not locked when their status was read (peekProfile, prefetch), so another transaction may have
-   * merged, journalled or deleted one since: the update skips such a row, and then this transaction is refused with a
-   * serialization failure, for good (no savepoint rollback revives it), so that `write()` runs it again and the new
-   * run sees the change. Rows it updates stay locked until COMMIT, as any update's.
+   * merged, journalled, deleted or rezoned one since: the update's guard skips such a row, and then this transaction is
+   * refused for a re-run (refuseForRerun). Rows it updates stay locked until COMMIT, as any update's.
    */
   async addActivity(accountId: string, deltas: readonly ProfileActivity[]): Promise<void> {
     // The rows stay locked from here to COMMIT, and concurrent groups share profiles: events go first, so that
@@ -1585,20 +1585,11 @@ class PostgresTx extends PostgresReader implements StoreTx {
       await run(db, "lockActivityRows", [accountId, document]);
       const updated = await rows<{ id: string }>(db, "addActivityRows", [accountId, document]);
       if (updated.length === batch.length) continue;
+      // Locked, a row cannot have moved: one left out fails the guard (merged, deleted or given another zone by another
+      // transaction after this one read it).
       const found = new Set(updated.map((r) => r.id));
-      for (const d of batch) {
-        if (found.has(d.profileId)) continue;
-        const args = [accountId, d.profileId, d.firstTs, d.lastTs, d.events, d.timezone?.value, d.timezone?.ts];
-        if ((await run(db, "addProfileActivity", args)).rowCount === 1) continue;
-        const error = Object.assign(
-          new Error(
-            `Profile ${d.profileId} was merged, deleted or given another zone by another transaction after this one read it; run it again.`,
-          ),
-          { code: "40001" },
-        );
-        this.broken = { error, depth: -1 };
-        throw error;
-      }
+      const gone = batch.find((d) => !found.has(d.profileId))!;
+      this.refuseForRerun(`Profile ${gone.profileId} changed after this transaction read its status; run it again.`);
     }
   }
 

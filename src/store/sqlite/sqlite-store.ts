@@ -56,8 +56,6 @@ import { migrate } from "./schema.js";
 import { redactImportData, SqliteImports } from "./sqlite-imports.js";
 import { SqliteSegments, segmentIndex } from "./sqlite-segments.js";
 
-/** Larger than any ts or seq: the cursor of the first page. */
-
 /** Rows per multi-row INSERT of events: one statement run instead of 64. */
 const EVENT_ROWS_PER_INSERT = 64;
 const EVENT_INSERT_COLUMNS = "seq, profile_pk, ts, name, id, properties, device_id, platform";
@@ -205,24 +203,12 @@ function prepareStatements(db: Database.Database) {
     // StoreTx.addActivity: engine/activity.ts applyActivityDelta in SQL, on a live profile with no merge journal only.
     // Times and counts are bound as BigInt so that they stay JSON integers.
     addActivity: run<[{ pk: number; first: number | bigint; last: number | bigint; events: bigint }]>(
-      `UPDATE profiles SET state = json_set(state,
-         '$.firstSeen', min(coalesce(json_extract(state, '$.firstSeen'), @first), @first),
-         '$.lastSeen', max(coalesce(json_extract(state, '$.lastSeen'), @last), @last),
-         '$.stats.events', json_extract(state, '$.stats.events') + @events)
-       WHERE pk = @pk AND merged_into IS NULL AND journal_merge_id IS NULL`,
+      addActivitySql(false),
     ),
     // The same, restamping the context-set Timezone with its own zone (ActivityDelta.timezone).
     addActivityRestamp: run<
       [{ pk: number; first: number | bigint; last: number | bigint; events: bigint; tz: string; tzTs: number | bigint }]
-    >(
-      `UPDATE profiles SET state = json_set(state,
-         '$.firstSeen', min(coalesce(json_extract(state, '$.firstSeen'), @first), @first),
-         '$.lastSeen', max(coalesce(json_extract(state, '$.lastSeen'), @last), @last),
-         '$.stats.events', json_extract(state, '$.stats.events') + @events,
-         '$.props.Timezone.ts', max(json_extract(state, '$.props.Timezone.ts'), @tzTs))
-       WHERE pk = @pk AND merged_into IS NULL AND journal_merge_id IS NULL
-         AND json_extract(state, '$.props.Timezone.v') = @tz AND json_extract(state, '$.timezoneFromContext') = 1`,
-    ),
+    >(addActivitySql(true)),
     peekContext: row<[string, string], [string | null, number | null, number | null, string | null, number | null]>(
       `SELECT json_extract(state, '$.props.Timezone.v'), json_extract(state, '$.props.Timezone.ts'),
          json_extract(state, '$.timezoneFromContext'), json_extract(state, '$.acquiredKind'),
@@ -566,6 +552,25 @@ class WriteQueue {
     if (next) next();
     else this.busy = false;
   }
+}
+
+/** StoreTx.addActivity's update, with `restamp` also the Timezone stamp and the guard that the zone is still that one. */
+function addActivitySql(restamp: boolean): string {
+  return `UPDATE profiles SET state = json_set(state,
+      '$.firstSeen', min(coalesce(json_extract(state, '$.firstSeen'), @first), @first),
+      '$.lastSeen', max(coalesce(json_extract(state, '$.lastSeen'), @last), @last),
+      '$.stats.events', json_extract(state, '$.stats.events') + @events${
+        restamp
+          ? `,
+      '$.props.Timezone.ts', max(json_extract(state, '$.props.Timezone.ts'), @tzTs)`
+          : ""
+      })
+    WHERE pk = @pk AND merged_into IS NULL AND journal_merge_id IS NULL${
+      restamp
+        ? `
+      AND json_extract(state, '$.props.Timezone.v') = @tz AND json_extract(state, '$.timezoneFromContext') = 1`
+        : ""
+    }`;
 }
 
 /** A whole number as a BigInt, so that SQLite binds it as an INTEGER (a JS number is bound as a REAL). */
