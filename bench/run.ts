@@ -26,6 +26,7 @@ import {
   type StoreKind,
   type Target,
   TIMINGS,
+  targetFor,
 } from "./lib/scenario.js";
 import { Scope } from "./lib/scope.js";
 
@@ -201,7 +202,7 @@ async function main(): Promise<void> {
     }
     try {
       const outcome = await scenario.run(ctx);
-      rows.push(toRow(scenario.name, scenario.unit, scenario.target, outcome, ctx));
+      rows.push(toRow(scenario.name, scenario.unit, targetFor(scenario, store), outcome, ctx));
       for (const extra of outcome.extra ?? ([] as ExtraRow[])) {
         rows.push(toRow(extra.scenario, extra.unit, extra.target, extra, ctx));
       }
@@ -214,7 +215,7 @@ async function main(): Promise<void> {
         unit: scenario.unit,
         baseline: null,
         ratio: null,
-        target: targetText(scenario.target, scenario.unit),
+        target: targetText(targetFor(scenario, store), scenario.unit),
         pass: false,
         errors: 1,
         note: `scenario failed: ${message.split("\n")[0]}`,

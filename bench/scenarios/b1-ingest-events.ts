@@ -138,6 +138,8 @@ export const scenario: Scenario = {
   title: "POST /v1/ingest, 1,000 events per batch for known devices, 16 connections",
   unit: "events/s",
   target: { kind: "min", value: 100_000, minRatio: 0.25 },
+  // PERFORMANCE.md B8: B1 on PostgreSQL is held to 30k events/s (the ratio to its own raw baseline still applies).
+  targetOn: { postgres: { kind: "min", value: 30_000, minRatio: 0.25 } },
   stores: ["sqlite", "postgres"],
   run: async (ctx) => (await runIngestEvents(ctx)).outcome,
 };
