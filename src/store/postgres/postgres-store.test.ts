@@ -247,7 +247,11 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
       await store.write(account.id, async (tx) => {
         for (let i = 0; i < 1000; i++) await tx.insertProfile(account.id, blankProfile());
       });
-      const document = JSON.stringify(profiles.slice(0, 3).map((p) => ({ id: p.id, first: 1, last: 2, events: 1 })));
+      const rowsOf = await sql<{ id: string; row: string }>(
+        "SELECT id, ctid::text AS row FROM profiles WHERE account_id = $1 AND id = ANY($2::text[])",
+        [account.id, profiles.slice(0, 3).map((p) => p.id)],
+      );
+      const document = JSON.stringify(rowsOf.map((r) => ({ id: r.id, row: r.row, first: 1, last: 2, events: 1 })));
       const plan = await sql<{ "QUERY PLAN": string }>(
         `EXPLAIN ${SQL.addActivityRows.replace("$2", `'${document}'`).replaceAll("$1", `'${account.id}'`)}`,
       );

@@ -199,9 +199,10 @@ function pageOfEach(profiles: string, columns = EVENT_COLUMNS): string {
  * that restamps a zone (`tz` not null), that zone still in `props.Timezone` from context.
  */
 function addedActivity(first: string, last: string, events: string, tz: string, tzTs: string) {
-  const counted = `jsonb_set(jsonb_set(jsonb_set(p.state,
-      '{firstSeen}', to_jsonb(LEAST(COALESCE((p.state->>'firstSeen')::numeric, ${first}), ${first}))),
-      '{lastSeen}', to_jsonb(GREATEST(COALESCE((p.state->>'lastSeen')::numeric, ${last}), ${last}))),
+  // One concatenation and one jsonb_set: each jsonb_set rebuilds the whole document (≈ 10% of the update's time).
+  const counted = `jsonb_set(p.state || jsonb_build_object(
+        'firstSeen', LEAST(COALESCE((p.state->>'firstSeen')::numeric, ${first}), ${first}),
+        'lastSeen', GREATEST(COALESCE((p.state->>'lastSeen')::numeric, ${last}), ${last})),
       '{stats,events}', to_jsonb((p.state#>>'{stats,events}')::numeric + ${events}))`;
   const restamped = `jsonb_set(${counted}, '{props,Timezone,ts}',
       to_jsonb(GREATEST((p.state#>>'{props,Timezone,ts}')::numeric, ${tzTs})))`;
@@ -365,22 +366,23 @@ export const SQL = {
   peekProfile: `SELECT ${STATUS_COLUMNS} FROM profiles WHERE account_id = $1 AND id = $2`,
   peekProfiles: `SELECT id, ${STATUS_COLUMNS} FROM profiles WHERE account_id = $1 AND id = ANY($2::text[])`,
   // StoreTx.addActivity: engine/activity.ts applyActivityDelta in SQL, on live profiles with no merge journal only.
-  // Each row is found by its own index probe, then updated through a TID scan of the addresses found: the update
-  // cannot start from the profiles table, which on a young table whose statistics still say it is small the planner
-  // otherwise did, scanning the whole account for every group (B3 on PostgreSQL: 4.7k → 2.0k requests/s). The rows are
-  // locked first (lockActivityRows), so their addresses cannot move in between.
+  // The rows are locked first, in id order, each found by its own index probe; the lock answers each row's address
+  // (that of its newest version, when it waited for another writer), and the update goes straight to those addresses
+  // through a TID scan. Locked, a row cannot move in between. The update must not start from the profiles table: on a
+  // young table whose statistics still say it is small the planner did, scanning the whole account for every group
+  // (B3 on PostgreSQL: 4.7k → 2.0k requests/s).
+  lockActivityRows: `SELECT d.id, locked.ctid::text AS row FROM jsonb_to_recordset($2::jsonb) AS d(id text)
+    CROSS JOIN LATERAL (SELECT ctid FROM profiles WHERE account_id = $1 AND id = d.id FOR UPDATE) locked`,
   addActivityRows: `WITH d AS MATERIALIZED (
-      SELECT d.*, found.ctid AS row
-      FROM jsonb_to_recordset($2::jsonb) AS d(id text, first numeric, last numeric, events numeric, tz text, tz_ts numeric)
-      CROSS JOIN LATERAL (SELECT ctid FROM profiles WHERE account_id = $1 AND id = d.id LIMIT 1) found
+      SELECT * FROM jsonb_to_recordset($2::jsonb)
+        AS d(id text, row tid, first numeric, last numeric, events numeric, tz text, tz_ts numeric)
     )
     UPDATE profiles AS p
     SET state = ${ADDED_ROWS.state}
     FROM d
-    WHERE p.ctid = ANY (ARRAY(SELECT row FROM d)) AND p.ctid = d.row AND p.id = d.id AND ${ADDED_ROWS.guard}
+    WHERE p.ctid = ANY (ARRAY(SELECT row FROM d)) AND p.ctid = d.row AND p.account_id = $1 AND p.id = d.id
+      AND ${ADDED_ROWS.guard}
     RETURNING p.id`,
-  lockActivityRows: `SELECT 1 FROM jsonb_to_recordset($2::jsonb) AS d(id text)
-    CROSS JOIN LATERAL (SELECT 1 FROM profiles WHERE account_id = $1 AND id = d.id FOR UPDATE) locked`,
 
   // Identities.
   findIdentity: "SELECT profile_id FROM identities WHERE account_id = $1 AND key = $2 AND value = $3",
@@ -1569,9 +1571,15 @@ class PostgresTx extends PostgresReader implements StoreTx {
     }
     for (let from = 0; from < sorted.length; from += ROWS_PER_STATEMENT) {
       const batch = sorted.slice(from, from + ROWS_PER_STATEMENT);
+      // Locked first, in id order: two groups sharing profiles then wait for each other in one order, and a row that
+      // another transaction updates while this one waits is answered at its new address.
+      const ids = JSON.stringify(batch.map((d) => ({ id: d.profileId })));
+      const locked = await rows<{ id: string; row: string }>(db, "lockActivityRows", [accountId, ids]);
+      const addresses = new Map(locked.map((r) => [r.id, r.row]));
       const document = JSON.stringify(
         batch.map((d) => ({
           id: d.profileId,
+          row: addresses.get(d.profileId) ?? null,
           first: d.firstTs,
           last: d.lastTs,
           events: d.events,
@@ -1579,14 +1587,10 @@ class PostgresTx extends PostgresReader implements StoreTx {
           tz_ts: d.timezone?.ts ?? null,
         })),
       );
-      // Locked first, in id order: another transaction updating one of these rows would otherwise move it between the
-      // update's probe and its write, and the update would leave it out (a TID scan follows no update chain). Two
-      // groups sharing profiles then wait for each other in one order instead of falling back row by row.
-      await run(db, "lockActivityRows", [accountId, document]);
       const updated = await rows<{ id: string }>(db, "addActivityRows", [accountId, document]);
       if (updated.length === batch.length) continue;
-      // Locked, a row cannot have moved: one left out fails the guard (merged, deleted or given another zone by another
-      // transaction after this one read it).
+      // Locked, a row cannot have moved: one left out is gone or fails the guard (merged, deleted or given another
+      // zone by another transaction after this one read it).
       const found = new Set(updated.map((r) => r.id));
       const gone = batch.find((d) => !found.has(d.profileId))!;
       this.refuseForRerun(`Profile ${gone.profileId} changed after this transaction read its status; run it again.`);
