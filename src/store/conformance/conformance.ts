@@ -9,6 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyActivityDelta, contextStatusOf } from "../../engine/activity.js";
 import type { AnyRecord } from "../../engine/records.js";
+import { parseCondition } from "../../engine/segment/parse.js";
 import type {
   AccountSettings,
   DeviceRow,
@@ -389,6 +390,31 @@ export function describeStoreConformance(
           lastSeen: T0 + 9,
           stats: { ...full.stats, events: 18 },
         });
+      });
+
+      it("shows added activity wherever the profile is read: its card, segment conditions and exports", async () => {
+        const accountId = await freshAccount();
+        const seen = blankProfile();
+        await insertProfiles(accountId, seen, blankProfile());
+        const ctx = { now: T0 + 1000, timezone: "UTC", segment: () => undefined };
+        const parsed = (where: unknown) => parseCondition(where, { timezone: "UTC" });
+        const lately = parsed({
+          all: [
+            { system: "lastSeen", op: "withinLast", value: { days: 1 } },
+            { system: "firstSeen", op: "before", value: "2023-11-14T22:13:20.000Z" },
+          ],
+        });
+        expect(await store.segments.countSegment(accountId, lately, ctx)).toBe(0);
+        const delta = { firstTs: T0 - 5000, lastTs: T0, events: 3 };
+        await store.write(accountId, (tx) => tx.addActivity(accountId, [{ profileId: seen.id, ...delta }]));
+        const expected = applyActivityDelta(seen, delta);
+        expect((await store.reader.getProfileCard(accountId, { profileId: seen.id }))?.state).toEqual(expected);
+        expect(await store.segments.countSegment(accountId, lately, ctx)).toBe(1);
+        const page = await store.segments.querySegment(accountId, lately, ctx, { after: null, limit: 10 });
+        expect(page.ids).toEqual([seen.id]);
+        const streamed: ProfileState[] = [];
+        for await (const batch of store.segments.streamSegment(accountId, lately, ctx)) streamed.push(...batch);
+        expect(streamed).toEqual([expected]);
       });
 
       it("peeks what the context rules read, as contextStatusOf reads it from the state", async () => {

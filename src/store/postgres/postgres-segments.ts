@@ -24,6 +24,7 @@ import type {
   SegmentPage,
   SegmentStore,
 } from "../segment-store.js";
+import { ACTIVITY, type StateRow, withActivity } from "./activity-columns.js";
 import { PostgresSegmentCompiler } from "./postgres-segment-compiler.js";
 
 /**
@@ -413,13 +414,14 @@ export class PostgresSegments implements SegmentStore {
       open = true;
       await client.query(QUERY_SETTINGS);
       await client.query(
-        `DECLARE segment_export NO SCROLL CURSOR FOR SELECT p.state FROM profiles p WHERE ${q.where} ORDER BY p.id`,
+        `DECLARE segment_export NO SCROLL CURSOR FOR SELECT p.state, ${ACTIVITY} FROM profiles p WHERE ${q.where}
+          ORDER BY p.id`,
         q.params,
       );
       for (;;) {
-        const r = await client.query<{ state: ProfileState }>(`FETCH ${size} FROM segment_export`);
+        const r = await client.query<StateRow>(`FETCH ${size} FROM segment_export`);
         if (r.rows.length === 0) break;
-        yield r.rows.map((row) => row.state);
+        yield r.rows.map((row) => withActivity(row.state, row));
       }
     } finally {
       // Also when the caller stops early: the cursor and its snapshot go with the transaction.

@@ -95,6 +95,31 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
       expect(await sql("SELECT version FROM schema_migrations")).toHaveLength(MIGRATIONS.length);
     });
 
+    it("moves each profile's activity into the activity columns when it upgrades a database to schema version 6", async () => {
+      const { store, account } = await withProfiles(0);
+      const active = { ...blankProfile(), firstSeen: 1_700_000_000_000, lastSeen: 1_700_000_009_000 };
+      active.stats.events = 41;
+      const quiet = blankProfile();
+      await store.write(account.id, async (tx) => {
+        await tx.insertProfile(account.id, active);
+        await tx.insertProfile(account.id, quiet);
+      });
+      // Back to version 5: the columns gone, the activity only in the state documents.
+      await sql(`ALTER TABLE profiles DROP COLUMN first_seen, DROP COLUMN last_seen, DROP COLUMN event_count;
+        DELETE FROM schema_migrations WHERE version = 6`);
+      await store.migrate();
+      expect(await sql("SELECT version FROM schema_migrations WHERE version = 6")).toHaveLength(1);
+      expect(await store.reader.getProfile(account.id, active.id)).toEqual(active);
+      expect(await store.reader.getProfile(account.id, quiet.id)).toEqual(quiet);
+      const columns = await sql("SELECT first_seen, last_seen, event_count FROM profiles ORDER BY id = $1 DESC", [
+        active.id,
+      ]);
+      expect(columns).toEqual([
+        { first_seen: 1_700_000_000_000, last_seen: 1_700_000_009_000, event_count: 41 },
+        { first_seen: null, last_seen: null, event_count: 0 },
+      ]);
+    });
+
     it("refuses a database from a newer Portrait", async () => {
       await open();
       await sql("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, 0)", [LATEST_VERSION + 1]);
@@ -233,7 +258,7 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
       await Promise.all([first, second]);
       expect(runs).toEqual({ first: 1, second: 1 });
       const counts = await sql<{ id: string; events: string }>(
-        "SELECT id, state#>>'{stats,events}' AS events FROM profiles WHERE account_id = $1 ORDER BY id",
+        "SELECT id, event_count AS events FROM profiles WHERE account_id = $1 ORDER BY id",
         [account.id],
       );
       expect(counts.map((r) => Number(r.events))).toEqual(ids.map((_, i) => (i >= 25 && i < 50 ? 2 : 1)));

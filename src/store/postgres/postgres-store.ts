@@ -73,6 +73,7 @@ import type {
   TypeRegistration,
   TypeScope,
 } from "../store.js";
+import { ACTIVITY, type ActivityRow, activityOf, type StateRow, withActivity } from "./activity-columns.js";
 import { PostgresImports, redactImportData } from "./postgres-imports.js";
 import { IndexRowColumns, PostgresSegments, segmentIndex } from "./postgres-segments.js";
 import { migrate } from "./schema.js";
@@ -194,25 +195,26 @@ function pageOfEach(profiles: string, columns = EVENT_COLUMNS): string {
 }
 
 /**
- * engine/activity.ts applyActivityDelta on `p.state` in SQL, given the fold as SQL expressions, and the guard that it
- * may be added without reading the profile (StoreTx.addActivity): a live profile, no merge journal, and for a fold
- * that restamps a zone (`tz` not null), that zone still in `props.Timezone` from context.
+ * engine/activity.ts applyActivityDelta in SQL, given the fold as SQL expressions, and the guard that it may be added
+ * without reading the profile (StoreTx.addActivity): a live profile, no merge journal, and for a fold that restamps a
+ * zone (`tz` not null), that zone still in `props.Timezone` from context. The counts are the activity columns (schema
+ * version 6); only a restamp rewrites the state document.
  */
 function addedActivity(first: string, last: string, events: string, tz: string, tzTs: string) {
-  // One concatenation and one jsonb_set: each jsonb_set rebuilds the whole document (≈ 10% of the update's time).
-  const counted = `jsonb_set(p.state || jsonb_build_object(
-        'firstSeen', LEAST(COALESCE((p.state->>'firstSeen')::numeric, ${first}), ${first}),
-        'lastSeen', GREATEST(COALESCE((p.state->>'lastSeen')::numeric, ${last}), ${last})),
-      '{stats,events}', to_jsonb((p.state#>>'{stats,events}')::numeric + ${events}))`;
-  const restamped = `jsonb_set(${counted}, '{props,Timezone,ts}',
-      to_jsonb(GREATEST((p.state#>>'{props,Timezone,ts}')::numeric, ${tzTs})))`;
   return {
-    state: `CASE WHEN ${tz} IS NULL THEN ${counted} ELSE ${restamped} END`,
+    set: `first_seen = LEAST(COALESCE(p.first_seen, ${first}), ${first}),
+      last_seen = GREATEST(COALESCE(p.last_seen, ${last}), ${last}),
+      event_count = p.event_count + ${events},
+      state = CASE WHEN ${tz} IS NULL THEN p.state ELSE jsonb_set(p.state, '{props,Timezone,ts}',
+        to_jsonb(GREATEST((p.state#>>'{props,Timezone,ts}')::numeric, ${tzTs}))) END`,
     guard: `p.merged_into IS NULL AND p.state->>'journalMergeId' IS NULL AND (${tz} IS NULL OR
       (p.state#>>'{props,Timezone,v}' = ${tz} AND coalesce((p.state->>'timezoneFromContext')::boolean, false)))`,
   };
 }
 const ADDED_ROWS = addedActivity("d.first", "d.last", "d.events", "d.tz", "d.tz_ts");
+
+/** A profile card row (profileCard): the state, its activity columns and what the page lists beside it. */
+type CardRow = ProfileCard & ActivityRow;
 
 /** A profile's status and what the context rules read of it (StoreTx.peekProfile, peekContext). */
 const STATUS_COLUMNS = `merged_into, state->>'journalMergeId' AS journal_merge_id,
@@ -294,10 +296,11 @@ export const SQL = {
   setMeta: "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
 
   // Profiles. The columns beside `state` are rewritten from it on every write so they never go stale.
-  getProfile: "SELECT state FROM profiles WHERE account_id = $1 AND id = $2",
-  lockProfile: "SELECT state FROM profiles WHERE account_id = $1 AND id = $2 FOR UPDATE",
+  getProfile: `SELECT state, ${ACTIVITY} FROM profiles WHERE account_id = $1 AND id = $2`,
+  lockProfile: `SELECT state, ${ACTIVITY} FROM profiles WHERE account_id = $1 AND id = $2 FOR UPDATE`,
   updateProfile: `UPDATE profiles
-    SET state = $1, merged_into = $2, orphan_of = $3, control_group_excluded = $4, created_at = $5, updated_at = $6
+    SET state = $1, merged_into = $2, orphan_of = $3, control_group_excluded = $4, created_at = $5, updated_at = $6,
+      (${ACTIVITY}) = (${activityOf("$1::jsonb")})
     WHERE account_id = $7 AND id = $8`,
   // Updates written behind (PostgresTx): the last state of each profile, all in one statement. The rows travel as one
   // JSON document (an array of jsonb states would be escaped into an array literal and parsed twice), and each is found
@@ -305,7 +308,8 @@ export const SQL = {
   // that a concurrent writer moved between the two is left out of RETURNING and written again by id.
   updateProfiles: `UPDATE profiles AS p
     SET state = u.state, merged_into = u.merged_into, orphan_of = u.orphan_of,
-        control_group_excluded = u.control_group_excluded, created_at = u.created_at, updated_at = u.updated_at
+        control_group_excluded = u.control_group_excluded, created_at = u.created_at, updated_at = u.updated_at,
+        (${ACTIVITY}) = (${activityOf("u.state")})
     FROM (
       SELECT u.*, found.ctid AS row FROM jsonb_to_recordset($2::jsonb) AS u(id text, state jsonb, merged_into text,
         orphan_of text, control_group_excluded boolean, created_at bigint, updated_at bigint)
@@ -315,8 +319,9 @@ export const SQL = {
     RETURNING p.id`,
   // New profiles written behind (PostgresTx.insertProfile), all in one statement, as one JSON document (see above).
   insertProfileRows: `INSERT INTO profiles
-    (account_id, id, state, merged_into, orphan_of, control_group_excluded, created_at, updated_at)
-    SELECT $1, p.id, p.state, p.merged_into, p.orphan_of, p.control_group_excluded, p.created_at, p.updated_at
+    (account_id, id, state, merged_into, orphan_of, control_group_excluded, created_at, updated_at, ${ACTIVITY})
+    SELECT $1, p.id, p.state, p.merged_into, p.orphan_of, p.control_group_excluded, p.created_at, p.updated_at,
+      ${activityOf("p.state")}
     FROM jsonb_to_recordset($2::jsonb) AS p(id text, state jsonb, merged_into text, orphan_of text,
       control_group_excluded boolean, created_at bigint, updated_at bigint)`,
   // The property index rows of those new profiles, all in one statement: the rows and ords of postgres-segments.ts
@@ -327,8 +332,9 @@ export const SQL = {
       AS r(profile_id, path, ord, kind, many, str, num)`,
   // A profile page's card (StoreReader.getProfileCard) in one statement: the state, and what the page lists or counts
   // beside it, each from its by-profile index; by id, or by an identity value through the identity index.
-  profileCard: `SELECT p.state, ${CARD_COLUMNS} FROM profiles p WHERE p.account_id = $1 AND p.id = $2`,
-  profileCardByIdentity: `SELECT p.state, ${CARD_COLUMNS}
+  profileCard: `SELECT p.state, p.first_seen, p.last_seen, p.event_count, ${CARD_COLUMNS}
+    FROM profiles p WHERE p.account_id = $1 AND p.id = $2`,
+  profileCardByIdentity: `SELECT p.state, p.first_seen, p.last_seen, p.event_count, ${CARD_COLUMNS}
     FROM identities i JOIN profiles p ON p.account_id = i.account_id AND p.id = i.profile_id
     WHERE i.account_id = $1 AND i.key = $2 AND i.value = $3`,
   listOrphans: "SELECT id FROM profiles WHERE account_id = $1 AND orphan_of = $2 ORDER BY id",
@@ -360,8 +366,7 @@ export const SQL = {
   // The same, with each owner's status (StoreTx.peekProfile) read in the same probe: prefetch's first read, which
   // count-only events need nothing more from.
   prefetchHandlesWithStatus: prefetchHandles(true),
-  prefetchProfiles:
-    "SELECT id, state FROM profiles WHERE account_id = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE",
+  prefetchProfiles: `SELECT id, state, ${ACTIVITY} FROM profiles WHERE account_id = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE`,
   // StoreTx.peekProfile: no lock, only what decides where an event may be added (prefetch reads it with the handles).
   peekProfile: `SELECT ${STATUS_COLUMNS} FROM profiles WHERE account_id = $1 AND id = $2`,
   peekProfiles: `SELECT id, ${STATUS_COLUMNS} FROM profiles WHERE account_id = $1 AND id = ANY($2::text[])`,
@@ -375,10 +380,10 @@ export const SQL = {
     CROSS JOIN LATERAL (SELECT ctid FROM profiles WHERE account_id = $1 AND id = d.id FOR UPDATE) locked`,
   addActivityRows: `WITH d AS MATERIALIZED (
       SELECT * FROM jsonb_to_recordset($2::jsonb)
-        AS d(id text, row tid, first numeric, last numeric, events numeric, tz text, tz_ts numeric)
+        AS d(id text, row tid, first float8, last float8, events float8, tz text, tz_ts numeric)
     )
     UPDATE profiles AS p
-    SET state = ${ADDED_ROWS.state}
+    SET ${ADDED_ROWS.set}
     FROM d
     WHERE p.ctid = ANY (ARRAY(SELECT row FROM d)) AND p.ctid = d.row AND p.account_id = $1 AND p.id = d.id
       AND ${ADDED_ROWS.guard}
@@ -745,8 +750,8 @@ class PostgresReader implements StoreReader {
   }
 
   async getProfile(accountId: string, profileId: string): Promise<ProfileState | null> {
-    const row = await first<{ state: ProfileState }>(this.db(accountId), "getProfile", [accountId, profileId]);
-    return row?.state ?? null;
+    const row = await first<StateRow>(this.db(accountId), "getProfile", [accountId, profileId]);
+    return row === undefined ? null : withActivity(row.state, row);
   }
 
   async findProfileByIdentity(accountId: string, key: IdentityKey, value: string): Promise<string | null> {
@@ -799,13 +804,11 @@ class PostgresReader implements StoreReader {
     const db = this.db(accountId);
     const row =
       "profileId" in lookup
-        ? await first<ProfileCard>(db, "profileCard", [accountId, lookup.profileId])
-        : await first<ProfileCard>(db, "profileCardByIdentity", [
-            accountId,
-            lookup.identity.key,
-            lookup.identity.value,
-          ]);
-    return row ?? null;
+        ? await first<CardRow>(db, "profileCard", [accountId, lookup.profileId])
+        : await first<CardRow>(db, "profileCardByIdentity", [accountId, lookup.identity.key, lookup.identity.value]);
+    if (row === undefined) return null;
+    const { deviceIds, userAccounts, orphanCount } = row;
+    return { state: withActivity(row.state, row), deviceIds, userAccounts, orphanCount };
   }
 
   async timelinePage(accountId: string, profileId: string, opts: PageOptions): Promise<TimelinePage | null> {
@@ -1337,14 +1340,11 @@ class PostgresTx extends PostgresReader implements StoreTx {
     for (const id of profileIds) unlocked.delete(id);
     const locked = new Set<string>();
     if (profileIds.size > 0) {
-      const states = await rows<{ id: string; state: ProfileState }>(db, "prefetchProfiles", [
-        accountId,
-        [...profileIds],
-      ]);
+      const states = await rows<StateRow & { id: string }>(db, "prefetchProfiles", [accountId, [...profileIds]]);
       this.dropSeqs();
       for (const row of states) {
         locked.add(row.id);
-        this.known.profiles.set(row.id, row.state);
+        this.known.profiles.set(row.id, withActivity(row.state, row));
       }
     }
     const unread: string[] = [];
@@ -1498,10 +1498,11 @@ class PostgresTx extends PostgresReader implements StoreTx {
       return prefetched;
     }
     // The row lock lasts until COMMIT: a second writer of this profile, in any process, waits here.
-    const row = await first<{ state: ProfileState }>(this.db(accountId), "lockProfile", [accountId, profileId]);
+    const row = await first<StateRow>(this.db(accountId), "lockProfile", [accountId, profileId]);
     this.dropSeqs();
-    if (row) segmentIndex.loaded(this, row.state);
-    return row?.state ?? null;
+    if (row === undefined) return null;
+    segmentIndex.loaded(this, row.state);
+    return withActivity(row.state, row);
   }
 
   /**
