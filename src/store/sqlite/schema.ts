@@ -279,6 +279,21 @@ export const MIGRATIONS: readonly Migration[] = [
         WHERE json_extract(state, '$.journalMergeId') IS NOT NULL;
     `,
   },
+  {
+    version: 7,
+    sql: `
+      -- A profile's activity (firstSeen, lastSeen, its event count) in columns of its own, which count-only events
+      -- update without rewriting the JSON (json_set parses and prints the whole document). The columns hold the truth:
+      -- every read puts them into the state, every write sets them from it (sqlite-store.ts, withActivity).
+      ALTER TABLE profiles ADD COLUMN first_seen REAL;
+      ALTER TABLE profiles ADD COLUMN last_seen REAL;
+      ALTER TABLE profiles ADD COLUMN event_count INTEGER NOT NULL DEFAULT 0;
+      UPDATE profiles SET
+        first_seen = json_extract(state, '$.firstSeen'),
+        last_seen = json_extract(state, '$.lastSeen'),
+        event_count = coalesce(json_extract(state, '$.stats.events'), 0);
+    `,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.reduce((latest, m) => Math.max(latest, m.version), 0);

@@ -456,9 +456,10 @@ export class SqliteSegmentCompiler {
       return this.hasRow(this.rowsOf(this.paramPath("Timezone"), and(["kind = 's'", "many = 0", test]))).sql;
     }
     if (field === "createdAt" || field === "firstSeen" || field === "lastSeen") {
-      const x = field === "createdAt" ? "p.created_at" : `json_extract(p.state, '$.${field}')`;
+      // firstSeen and lastSeen live in the activity columns (activity-columns.ts), not in the JSON.
+      const x = field === "createdAt" ? "p.created_at" : field === "firstSeen" ? "p.first_seen" : "p.last_seen";
       const atom: AtomSql = { ...NO_ATOM, dateMs: `(CASE WHEN typeof(${x}) IN ('integer', 'real') THEN ${x} END)` };
-      const defined = field === "createdAt" ? TRUE : `json_type(p.state, '$.${field}') IN ('integer', 'real')`;
+      const defined = field === "createdAt" ? TRUE : `${x} IS NOT NULL`;
       return `coalesce(${and([defined, this.atomTest(t, atom, TRUE, null)])}, 0)`;
     }
     const jsonPath = field === "acquiredFrom" ? "$.acquiredFrom" : `$.location.${field}`;

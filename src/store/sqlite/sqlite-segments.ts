@@ -32,6 +32,7 @@ import type {
   SegmentPage,
   SegmentStore,
 } from "../segment-store.js";
+import { withActivity } from "./activity-columns.js";
 import {
   type CompileOptions,
   ISO_MS_FUNCTION,
@@ -471,12 +472,13 @@ export class SqliteSegments implements SegmentStore {
           if (plan.empty) return [];
           return this.read
             .prepare(
-              `SELECT p.id, p.state FROM ${plan.from} WHERE ${plan.where} AND p.id > @after ORDER BY p.id LIMIT ${size}`,
+              `SELECT p.id, p.state, p.first_seen, p.last_seen, p.event_count FROM ${plan.from}
+                WHERE ${plan.where} AND p.id > @after ORDER BY p.id LIMIT ${size}`,
             )
-            .all({ ...plan.params, after }) as Array<{ id: string; state: string }>;
+            .all({ ...plan.params, after }) as StreamedRow[];
         })();
         if (rows.length === 0) return;
-        yield rows.map((r) => JSON.parse(r.state) as ProfileState);
+        yield rows.map(streamed);
         after = rows[rows.length - 1]!.id;
       }
     }
@@ -490,13 +492,15 @@ export class SqliteSegments implements SegmentStore {
       const plan = this.plan(connection, accountId, condition, ctx);
       if (plan.empty) return;
       const rows = connection
-        .prepare(`SELECT p.state FROM ${plan.from} WHERE ${plan.where} ORDER BY p.id`)
-        .pluck()
-        .iterate(plan.params) as IterableIterator<string>;
+        .prepare(
+          `SELECT p.id, p.state, p.first_seen, p.last_seen, p.event_count FROM ${plan.from} WHERE ${plan.where}
+            ORDER BY p.id`,
+        )
+        .iterate(plan.params) as IterableIterator<StreamedRow>;
       try {
         let batch: ProfileState[] = [];
-        for (const state of rows) {
-          batch.push(JSON.parse(state) as ProfileState);
+        for (const row of rows) {
+          batch.push(streamed(row));
           if (batch.length >= size) {
             yield batch;
             batch = [];
@@ -590,4 +594,17 @@ export class SqliteSegments implements SegmentStore {
 function checkLimit(limit: number): number {
   if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError(`limit must be a whole number ≥ 1, got ${limit}`);
   return limit;
+}
+
+/** A profile row as streamSegment reads it: the state and its activity columns (activity-columns.ts). */
+interface StreamedRow {
+  id: string;
+  state: string;
+  first_seen: number | null;
+  last_seen: number | null;
+  event_count: number;
+}
+
+function streamed(row: StreamedRow): ProfileState {
+  return withActivity(JSON.parse(row.state) as ProfileState, row.first_seen, row.last_seen, row.event_count);
 }

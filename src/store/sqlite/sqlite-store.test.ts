@@ -96,7 +96,7 @@ describe("SqliteStore on a file", () => {
     expect(appliedVersions().at(-1)).toBe(LATEST_VERSION);
   });
 
-  it("copies each profile's open merge journal into its column when it upgrades a version-5 database", async () => {
+  it("upgrades a version-5 database: open merge journals and activity move into their columns", async () => {
     const db = new Database(file);
     db.exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT");
     for (const m of MIGRATIONS.filter((x) => x.version <= 5)) {
@@ -105,16 +105,25 @@ describe("SqliteStore on a file", () => {
     }
     const account = newAccount();
     const [plain, target] = [blankProfile(), { ...blankProfile(), journalMergeId: "ab".repeat(16) }];
+    const active = { ...blankProfile(), firstSeen: 1_700_000_000_000, lastSeen: 1_700_000_009_000 };
+    active.stats.events = 41;
     const insert = db.prepare(
       "INSERT INTO profiles (account_id, id, created_at, updated_at, state) VALUES (?, ?, 0, 0, ?)",
     );
-    for (const p of [plain, target]) insert.run(account.id, p.id, JSON.stringify(p));
+    for (const p of [plain, target, active]) insert.run(account.id, p.id, JSON.stringify(p));
     db.close();
 
     const store = SqliteStore.open(file);
     try {
       await store.migrate();
-      expect(appliedVersions().at(-1)).toBe(6);
+      expect(appliedVersions().at(-1)).toBe(LATEST_VERSION);
+      expect(await store.reader.getProfile(account.id, active.id)).toEqual(active);
+      expect(await store.reader.getProfile(account.id, plain.id)).toEqual(plain);
+      const columns = new Database(file, { readonly: true });
+      expect(
+        columns.prepare("SELECT first_seen, last_seen, event_count FROM profiles WHERE id = ?").get(active.id),
+      ).toEqual({ first_seen: 1_700_000_000_000, last_seen: 1_700_000_009_000, event_count: 41 });
+      columns.close();
       const seen = await store.write(account.id, async (tx) => ({
         plain: await tx.peekProfile(account.id, plain.id),
         target: await tx.peekProfile(account.id, target.id),

@@ -52,6 +52,7 @@ import type {
   TypeRegistration,
   TypeScope,
 } from "../store.js";
+import { ACTIVITY, type Activity, activityOf, withActivity } from "./activity-columns.js";
 import { migrate } from "./schema.js";
 import { redactImportData, SqliteImports } from "./sqlite-imports.js";
 import { SqliteSegments, segmentIndex } from "./sqlite-segments.js";
@@ -171,29 +172,35 @@ function prepareStatements(db: Database.Database) {
 
     // Profiles. The columns beside `state` are rewritten from it on every write so they never go stale.
     // A look-up by pk also checks account and id: a pk from the hint cache may be stale, never wrong.
-    getProfile: row<[string, string], [number, string]>(
-      "SELECT pk, state FROM profiles WHERE account_id = ? AND id = ?",
+    getProfile: row<[string, string], StateRow>(
+      `SELECT pk, state, ${ACTIVITY} FROM profiles WHERE account_id = ? AND id = ?`,
     ).raw(),
-    getProfileByPk: value<[number, string, string], string>(
-      "SELECT state FROM profiles WHERE pk = ? AND account_id = ? AND id = ?",
-    ),
+    getProfileByPk: row<[number, string, string], StateRow>(
+      `SELECT pk, state, ${ACTIVITY} FROM profiles WHERE pk = ? AND account_id = ? AND id = ?`,
+    ).raw(),
     profilePk: value<[string, string], number>("SELECT pk FROM profiles WHERE account_id = ? AND id = ?"),
     checkProfilePk: value<[number, string, string], number>(
       "SELECT pk FROM profiles WHERE pk = ? AND account_id = ? AND id = ?",
     ),
-    insertProfile: run<[string, string, string, string | null, string | null, string | null, number, number, number]>(
+    insertProfile: run<
+      [string, string, string, string | null, string | null, string | null, number, number, number, ...Activity]
+    >(
       `INSERT INTO profiles (account_id, id, state, merged_into, orphan_of, journal_merge_id, control_group_excluded,
-         created_at, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         created_at, updated_at, ${ACTIVITY})
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
-    updateProfile: run<[string, string | null, string | null, string | null, number, number, number, number]>(
+    updateProfile: run<
+      [string, string | null, string | null, string | null, number, number, number, ...Activity, number]
+    >(
       `UPDATE profiles
        SET state = ?, merged_into = ?, orphan_of = ?, journal_merge_id = ?, control_group_excluded = ?, created_at = ?,
-         updated_at = ?
+         updated_at = ?, first_seen = ?, last_seen = ?, event_count = ?
        WHERE pk = ?`,
     ),
     // The common update (activity, counters, properties): the indexed columns are unchanged, so only state moves.
-    updateProfileState: run<[string, number, number]>("UPDATE profiles SET state = ?, updated_at = ? WHERE pk = ?"),
+    updateProfileState: run<[string, number, ...Activity, number]>(
+      "UPDATE profiles SET state = ?, updated_at = ?, first_seen = ?, last_seen = ?, event_count = ? WHERE pk = ?",
+    ),
     peekProfile: row<[string, string], [number, string | null, string | null]>(
       "SELECT pk, merged_into, journal_merge_id FROM profiles WHERE account_id = ? AND id = ?",
     ).raw(),
@@ -201,13 +208,11 @@ function prepareStatements(db: Database.Database) {
       "SELECT merged_into, journal_merge_id FROM profiles WHERE pk = ? AND account_id = ? AND id = ?",
     ).raw(),
     // StoreTx.addActivity: engine/activity.ts applyActivityDelta in SQL, on a live profile with no merge journal only.
-    // Times and counts are bound as BigInt so that they stay JSON integers.
-    addActivity: run<[{ pk: number; first: number | bigint; last: number | bigint; events: bigint }]>(
-      addActivitySql(false),
-    ),
-    // The same, restamping the context-set Timezone with its own zone (ActivityDelta.timezone).
+    addActivity: run<[{ pk: number; first: number; last: number; events: number }]>(addActivitySql(false)),
+    // The same, restamping the context-set Timezone with its own zone (ActivityDelta.timezone). The stamp is bound as a
+    // BigInt when whole, so that it stays a JSON integer.
     addActivityRestamp: run<
-      [{ pk: number; first: number | bigint; last: number | bigint; events: bigint; tz: string; tzTs: number | bigint }]
+      [{ pk: number; first: number; last: number; events: number; tz: string; tzTs: number | bigint }]
     >(addActivitySql(true)),
     peekContext: row<[string, string], [string | null, number | null, number | null, string | null, number | null]>(
       `SELECT json_extract(state, '$.props.Timezone.v'), json_extract(state, '$.props.Timezone.ts'),
@@ -554,17 +559,20 @@ class WriteQueue {
   }
 }
 
-/** StoreTx.addActivity's update, with `restamp` also the Timezone stamp and the guard that the zone is still that one. */
+/**
+ * StoreTx.addActivity's update of the activity columns (schema version 7), with `restamp` also the Timezone stamp in the
+ * state document and the guard that the zone is still that one.
+ */
 function addActivitySql(restamp: boolean): string {
-  return `UPDATE profiles SET state = json_set(state,
-      '$.firstSeen', min(coalesce(json_extract(state, '$.firstSeen'), @first), @first),
-      '$.lastSeen', max(coalesce(json_extract(state, '$.lastSeen'), @last), @last),
-      '$.stats.events', json_extract(state, '$.stats.events') + @events${
+  return `UPDATE profiles SET
+      first_seen = min(coalesce(first_seen, @first), @first),
+      last_seen = max(coalesce(last_seen, @last), @last),
+      event_count = event_count + @events${
         restamp
           ? `,
-      '$.props.Timezone.ts', max(json_extract(state, '$.props.Timezone.ts'), @tzTs)`
+      state = json_set(state, '$.props.Timezone.ts', max(json_extract(state, '$.props.Timezone.ts'), @tzTs))`
           : ""
-      })
+      }
     WHERE pk = @pk AND merged_into IS NULL AND journal_merge_id IS NULL${
       restamp
         ? `
@@ -572,6 +580,9 @@ function addActivitySql(restamp: boolean): string {
         : ""
     }`;
 }
+
+/** A profile row as the reads of its state return it: pk, the JSON, then the activity columns. */
+type StateRow = [pk: number, state: string, ...Activity];
 
 /** A whole number as a BigInt, so that SQLite binds it as an INTEGER (a JS number is bound as a REAL). */
 function integral(n: number): number | bigint {
@@ -605,18 +616,18 @@ class SqliteReader implements StoreReader {
     const sql = this.use(accountId);
     const hint = this.hints.get(profileId);
     if (hint !== undefined) {
-      const state = sql.getProfileByPk.get(hint, accountId, profileId);
-      if (state !== undefined) return this.parsed(hint, state);
+      const row = sql.getProfileByPk.get(hint, accountId, profileId);
+      if (row !== undefined) return this.parsed(row);
     }
     const row = sql.getProfile.get(accountId, profileId);
     if (row === undefined) return null;
     this.hints.set(profileId, row[0]);
-    return this.parsed(row[0], row[1]);
+    return this.parsed(row);
   }
 
-  private parsed(pk: number, json: string): ProfileState {
-    const state: ProfileState = JSON.parse(json);
-    this.found(pk, state);
+  private parsed(row: StateRow): ProfileState {
+    const state = withActivity(JSON.parse(row[1]) as ProfileState, row[2], row[3], row[4]);
+    this.found(row[0], state);
     return state;
   }
 
@@ -930,6 +941,7 @@ class SqliteTx extends SqliteReader implements StoreTx {
       state.flags.controlGroupExcluded ? 1 : 0,
       state.createdAt,
       state.updatedAt,
+      ...activityOf(state),
     );
     const pk = Number(result.lastInsertRowid);
     this.keys.set(state.id, { pk, columns: profileColumns(state) });
@@ -945,7 +957,7 @@ class SqliteTx extends SqliteReader implements StoreTx {
     const key = this.keys.get(state.id)!;
     const columns = profileColumns(state);
     if (key.columns !== null && sameColumns(key.columns, columns)) {
-      sql.updateProfileState.run(JSON.stringify(state), state.updatedAt, pk);
+      sql.updateProfileState.run(JSON.stringify(state), state.updatedAt, ...activityOf(state), pk);
       return;
     }
     sql.updateProfile.run(
@@ -956,6 +968,7 @@ class SqliteTx extends SqliteReader implements StoreTx {
       state.flags.controlGroupExcluded ? 1 : 0,
       state.createdAt,
       state.updatedAt,
+      ...activityOf(state),
       pk,
     );
     key.columns = columns;
@@ -992,7 +1005,7 @@ class SqliteTx extends SqliteReader implements StoreTx {
     const sql = this.forWrite(accountId);
     for (const d of deltas) {
       const pk = this.requirePk(sql, accountId, d.profileId, "addActivity");
-      const row = { pk, first: integral(d.firstTs), last: integral(d.lastTs), events: BigInt(d.events) };
+      const row = { pk, first: d.firstTs, last: d.lastTs, events: d.events };
       const changed = d.timezone
         ? sql.addActivityRestamp.run({ ...row, tz: d.timezone.value, tzTs: integral(d.timezone.ts) }).changes
         : sql.addActivity.run(row).changes;
