@@ -315,6 +315,46 @@ describe("SqliteStore internals", () => {
     });
   });
 
+  it("releases the record ids of a failed savepoint, which claims them outside itself, and keeps the others", async () => {
+    const p = await newProfile();
+    // Only the claim: the savepoint is never opened in SQL.
+    await store.write(accountId, async (tx) => {
+      await tx
+        .savepoint(async () => {
+          expect(await tx.claimRecordId(accountId, "alone", T0)).toBe(true);
+          throw new Error("no");
+        })
+        .catch(() => undefined);
+      // The same transaction may claim it again once the failed record let it go.
+      expect(await tx.claimRecordId(accountId, "alone", T0)).toBe(true);
+      await tx.savepoint(async () => expect(await tx.claimRecordId(accountId, "kept", T0)).toBe(true));
+    });
+    // A claim, then a write that opens the savepoint: both go.
+    await store.write(accountId, async (tx) => {
+      await tx
+        .savepoint(async () => {
+          await tx.claimRecordId(accountId, "with a write", T0);
+          await tx.claimIdentity(accountId, "Email", "gone@example.com", p);
+          throw new Error("no");
+        })
+        .catch(() => undefined);
+      // A claim kept by its own savepoint, inside one that fails: it goes with the outer one.
+      await tx
+        .savepoint(async () => {
+          await tx.savepoint(() => tx.claimRecordId(accountId, "nested", T0));
+          throw new Error("no");
+        })
+        .catch(() => undefined);
+    });
+    expect(await store.reader.findProfileByIdentity(accountId, "Email", "gone@example.com")).toBeNull();
+    await store.write(accountId, async (tx) => {
+      expect(await tx.claimRecordId(accountId, "alone", T0)).toBe(false);
+      expect(await tx.claimRecordId(accountId, "kept", T0)).toBe(false);
+      expect(await tx.claimRecordId(accountId, "with a write", T0)).toBe(true);
+      expect(await tx.claimRecordId(accountId, "nested", T0)).toBe(true);
+    });
+  });
+
   it("forgets the key of a profile whose insert a savepoint took back", async () => {
     const p = await newProfile();
     const lost = blankProfile();
