@@ -7,7 +7,7 @@ import { parseEventProperties, parseTimestamp, validateEventName } from "./prope
 import { isPlainObject } from "./properties/keys.js";
 import { parsePropertySet } from "./properties/parse.js";
 import { isValidTimeZone, normaliseIdentityValue } from "./properties/values.js";
-import type { Handle, IngestRecord } from "./records.js";
+import type { EventRecord, Handle, IngestRecord, LoginRecord, ProfileRecord, TokenRecord } from "./records.js";
 import { assertStorableText } from "./text.js";
 import { type AccountSettings, IDENTITY_KEYS, type IdentityKey, type RecordContext } from "./types.js";
 
@@ -42,7 +42,6 @@ export function parseRecord(input: unknown, opts: ParseOptions): IngestRecord {
   const ts = parseTimestamp(input.ts, opts.now, "ts");
   const id = parseRecordId(input.id);
   const context = parseContext(input.context);
-  const base = { handle, ts, ...(id !== undefined && { id }), ...(context !== undefined && { context }) };
   const tz = opts.settings.timezone;
 
   switch (type) {
@@ -54,14 +53,14 @@ export function parseRecord(input: unknown, opts: ParseOptions): IngestRecord {
       const properties = withField("properties", () =>
         parsePropertySet(input.properties ?? {}, { timezone: tz, now: opts.now }),
       );
-      return { type, ...base, properties };
+      return withBase({ type, handle, ts, properties } as LoginRecord | ProfileRecord, id, context);
     }
     case "event": {
       const name = withField("name", () => validateEventName(input.name));
       const properties = withField("properties", () =>
         parseEventProperties(name, input.properties ?? {}, { timezone: tz }),
       );
-      return { type: "event", ...base, name, properties };
+      return withBase<EventRecord>({ type: "event", handle, ts, name, properties }, id, context);
     }
     default: {
       if (handle.kind !== "device") {
@@ -74,9 +73,19 @@ export function parseRecord(input: unknown, opts: ParseOptions): IngestRecord {
       if (token !== null && (typeof token !== "string" || token.length === 0 || token.length > 4096)) {
         throw new PortraitError("INVALID_VALUE", "token must be a non-empty string (≤ 4096 chars) or null", "token");
       }
-      return { type: "token", ...base, channel: "push", token };
+      return withBase<TokenRecord>({ type: "token", handle, ts, channel: "push", token }, id, context);
     }
   }
+}
+
+/**
+ * A record with its optional id and context, added field by field in one order: spreading them in made records of
+ * several shapes that V8 kept migrating (≈ 13% of an ingested event's instructions, callgrind).
+ */
+function withBase<R extends IngestRecord>(record: R, id: string | undefined, context: RecordContext | undefined): R {
+  if (id !== undefined) record.id = id;
+  if (context !== undefined) record.context = context;
+  return record;
 }
 
 function withField<T>(field: string, fn: () => T): T {
