@@ -1,15 +1,12 @@
 /**
- * A profile's activity (firstSeen, lastSeen, its event count) in columns of its own (schema version 6). Count-only
- * events update only them: rewriting the state document with jsonb_set costs ≈ 10 µs a row, as much as the rest of the
- * update. The columns hold the truth; every write sets them from the state, every read puts them back into it.
+ * The activity columns (store/activity-columns.ts) as PostgreSQL's statements write and read them: writes set them from
+ * the state document in SQL, reads return them beside it.
  */
 import type { ProfileState } from "../../engine/types.js";
-
-/** The columns, in the order `activityOf` gives their values. */
-export const ACTIVITY = "first_seen, last_seen, event_count";
+import { withActivity } from "../activity-columns.js";
 
 /** The columns' values as a write sets them from the state document `state` (an SQL jsonb expression). */
-export function activityOf(state: string): string {
+export function activitySqlOf(state: string): string {
   return `(${state}->>'firstSeen')::float8, (${state}->>'lastSeen')::float8,
     coalesce((${state}#>>'{stats,events}')::float8, 0)`;
 }
@@ -26,10 +23,7 @@ export interface StateRow extends ActivityRow {
   state: ProfileState;
 }
 
-/** A state as read: the activity columns hold the truth, the document's own copies of them may be older. */
-export function withActivity<S extends ProfileState>(state: S, row: ActivityRow): S {
-  state.firstSeen = row.first_seen;
-  state.lastSeen = row.last_seen;
-  state.stats.events = row.event_count;
-  return state;
+/** The state of a row as read, with its activity columns put back into it. */
+export function stateOf(row: StateRow): ProfileState {
+  return withActivity(row.state, row.first_seen, row.last_seen, row.event_count);
 }

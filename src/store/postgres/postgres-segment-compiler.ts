@@ -459,7 +459,7 @@ export class PostgresSegmentCompiler {
       return this.rowsOf("Timezone", and(["kind = 's'", "NOT many", test]));
     }
     if (field === "createdAt" || field === "firstSeen" || field === "lastSeen") {
-      // firstSeen and lastSeen live in the activity columns (activity-columns.ts), not in the state document.
+      // firstSeen and lastSeen live in the activity columns (store/activity-columns.ts), not in the state document.
       const x = field === "createdAt" ? "p.created_at::float8" : field === "firstSeen" ? "p.first_seen" : "p.last_seen";
       const atom: AtomSql = { ...NO_ATOM, dateMs: x };
       return definite(and([`${x} IS NOT NULL`, this.atomTest(t, atom)]));

@@ -17,6 +17,7 @@ import type { Condition, Json } from "../../engine/segment/condition.js";
 import type { EvaluateContext } from "../../engine/segment/evaluate.js";
 import { byPath, type IndexValue, indexValues, ordsOf } from "../../engine/segment/index-values.js";
 import type { ProfileState, PropertyEntry } from "../../engine/types.js";
+import { ACTIVITY } from "../activity-columns.js";
 import type {
   DeleteSegmentResult,
   InsertSegmentResult,
@@ -24,7 +25,7 @@ import type {
   SegmentPage,
   SegmentStore,
 } from "../segment-store.js";
-import { ACTIVITY, type StateRow, withActivity } from "./activity-columns.js";
+import { type StateRow, stateOf } from "./activity-columns.js";
 import { PostgresSegmentCompiler } from "./postgres-segment-compiler.js";
 
 /**
@@ -421,7 +422,7 @@ export class PostgresSegments implements SegmentStore {
       for (;;) {
         const r = await client.query<StateRow>(`FETCH ${size} FROM segment_export`);
         if (r.rows.length === 0) break;
-        yield r.rows.map((row) => withActivity(row.state, row));
+        yield r.rows.map((row) => stateOf(row));
       }
     } finally {
       // Also when the caller stops early: the cursor and its snapshot go with the transaction.

@@ -50,6 +50,7 @@ import type {
   UserAccountRef,
   ValueType,
 } from "../../engine/types.js";
+import { ACTIVITY } from "../activity-columns.js";
 import type { ImportHandle } from "../import-store.js";
 import { pageOf, pageStart } from "../page.js";
 import { composeProfileCard, composeTimelinePage } from "../profile-card.js";
@@ -73,7 +74,7 @@ import type {
   TypeRegistration,
   TypeScope,
 } from "../store.js";
-import { ACTIVITY, type ActivityRow, activityOf, type StateRow, withActivity } from "./activity-columns.js";
+import { type ActivityRow, activitySqlOf, type StateRow, stateOf } from "./activity-columns.js";
 import { PostgresImports, redactImportData } from "./postgres-imports.js";
 import { IndexRowColumns, PostgresSegments, segmentIndex } from "./postgres-segments.js";
 import { migrate } from "./schema.js";
@@ -195,23 +196,20 @@ function pageOfEach(profiles: string, columns = EVENT_COLUMNS): string {
 }
 
 /**
- * engine/activity.ts applyActivityDelta in SQL, given the fold as SQL expressions, and the guard that it may be added
+ * engine/activity.ts applyActivityDelta in SQL for the fold `d` (addActivityRows), and the guard that it may be added
  * without reading the profile (StoreTx.addActivity): a live profile, no merge journal, and for a fold that restamps a
- * zone (`tz` not null), that zone still in `props.Timezone` from context. The counts are the activity columns (schema
- * version 6); only a restamp rewrites the state document.
+ * zone (`d.tz` not null), that zone still in `props.Timezone` from context. The counts are the activity columns
+ * (schema version 6); only a restamp rewrites the state document.
  */
-function addedActivity(first: string, last: string, events: string, tz: string, tzTs: string) {
-  return {
-    set: `first_seen = LEAST(COALESCE(p.first_seen, ${first}), ${first}),
-      last_seen = GREATEST(COALESCE(p.last_seen, ${last}), ${last}),
-      event_count = p.event_count + ${events},
-      state = CASE WHEN ${tz} IS NULL THEN p.state ELSE jsonb_set(p.state, '{props,Timezone,ts}',
-        to_jsonb(GREATEST((p.state#>>'{props,Timezone,ts}')::numeric, ${tzTs}))) END`,
-    guard: `p.merged_into IS NULL AND p.state->>'journalMergeId' IS NULL AND (${tz} IS NULL OR
-      (p.state#>>'{props,Timezone,v}' = ${tz} AND coalesce((p.state->>'timezoneFromContext')::boolean, false)))`,
-  };
-}
-const ADDED_ROWS = addedActivity("d.first", "d.last", "d.events", "d.tz", "d.tz_ts");
+const ADDED_ROWS = {
+  set: `first_seen = LEAST(COALESCE(p.first_seen, d.first), d.first),
+      last_seen = GREATEST(COALESCE(p.last_seen, d.last), d.last),
+      event_count = p.event_count + d.events,
+      state = CASE WHEN d.tz IS NULL THEN p.state ELSE jsonb_set(p.state, '{props,Timezone,ts}',
+        to_jsonb(GREATEST((p.state#>>'{props,Timezone,ts}')::numeric, d.tz_ts))) END`,
+  guard: `p.merged_into IS NULL AND p.state->>'journalMergeId' IS NULL AND (d.tz IS NULL OR
+      (p.state#>>'{props,Timezone,v}' = d.tz AND coalesce((p.state->>'timezoneFromContext')::boolean, false)))`,
+};
 
 /** A profile card row (profileCard): the state, its activity columns and what the page lists beside it. */
 type CardRow = ProfileCard & ActivityRow;
@@ -300,7 +298,7 @@ export const SQL = {
   lockProfile: `SELECT state, ${ACTIVITY} FROM profiles WHERE account_id = $1 AND id = $2 FOR UPDATE`,
   updateProfile: `UPDATE profiles
     SET state = $1, merged_into = $2, orphan_of = $3, control_group_excluded = $4, created_at = $5, updated_at = $6,
-      (${ACTIVITY}) = (${activityOf("$1::jsonb")})
+      (${ACTIVITY}) = (${activitySqlOf("$1::jsonb")})
     WHERE account_id = $7 AND id = $8`,
   // Updates written behind (PostgresTx): the last state of each profile, all in one statement. The rows travel as one
   // JSON document (an array of jsonb states would be escaped into an array literal and parsed twice), and each is found
@@ -309,7 +307,7 @@ export const SQL = {
   updateProfiles: `UPDATE profiles AS p
     SET state = u.state, merged_into = u.merged_into, orphan_of = u.orphan_of,
         control_group_excluded = u.control_group_excluded, created_at = u.created_at, updated_at = u.updated_at,
-        (${ACTIVITY}) = (${activityOf("u.state")})
+        (${ACTIVITY}) = (${activitySqlOf("u.state")})
     FROM (
       SELECT u.*, found.ctid AS row FROM jsonb_to_recordset($2::jsonb) AS u(id text, state jsonb, merged_into text,
         orphan_of text, control_group_excluded boolean, created_at bigint, updated_at bigint)
@@ -321,7 +319,7 @@ export const SQL = {
   insertProfileRows: `INSERT INTO profiles
     (account_id, id, state, merged_into, orphan_of, control_group_excluded, created_at, updated_at, ${ACTIVITY})
     SELECT $1, p.id, p.state, p.merged_into, p.orphan_of, p.control_group_excluded, p.created_at, p.updated_at,
-      ${activityOf("p.state")}
+      ${activitySqlOf("p.state")}
     FROM jsonb_to_recordset($2::jsonb) AS p(id text, state jsonb, merged_into text, orphan_of text,
       control_group_excluded boolean, created_at bigint, updated_at bigint)`,
   // The property index rows of those new profiles, all in one statement: the rows and ords of postgres-segments.ts
@@ -332,9 +330,9 @@ export const SQL = {
       AS r(profile_id, path, ord, kind, many, str, num)`,
   // A profile page's card (StoreReader.getProfileCard) in one statement: the state, and what the page lists or counts
   // beside it, each from its by-profile index; by id, or by an identity value through the identity index.
-  profileCard: `SELECT p.state, p.first_seen, p.last_seen, p.event_count, ${CARD_COLUMNS}
+  profileCard: `SELECT p.state, ${ACTIVITY}, ${CARD_COLUMNS}
     FROM profiles p WHERE p.account_id = $1 AND p.id = $2`,
-  profileCardByIdentity: `SELECT p.state, p.first_seen, p.last_seen, p.event_count, ${CARD_COLUMNS}
+  profileCardByIdentity: `SELECT p.state, ${ACTIVITY}, ${CARD_COLUMNS}
     FROM identities i JOIN profiles p ON p.account_id = i.account_id AND p.id = i.profile_id
     WHERE i.account_id = $1 AND i.key = $2 AND i.value = $3`,
   listOrphans: "SELECT id FROM profiles WHERE account_id = $1 AND orphan_of = $2 ORDER BY id",
@@ -751,7 +749,7 @@ class PostgresReader implements StoreReader {
 
   async getProfile(accountId: string, profileId: string): Promise<ProfileState | null> {
     const row = await first<StateRow>(this.db(accountId), "getProfile", [accountId, profileId]);
-    return row === undefined ? null : withActivity(row.state, row);
+    return row === undefined ? null : stateOf(row);
   }
 
   async findProfileByIdentity(accountId: string, key: IdentityKey, value: string): Promise<string | null> {
@@ -808,7 +806,7 @@ class PostgresReader implements StoreReader {
         : await first<CardRow>(db, "profileCardByIdentity", [accountId, lookup.identity.key, lookup.identity.value]);
     if (row === undefined) return null;
     const { deviceIds, userAccounts, orphanCount } = row;
-    return { state: withActivity(row.state, row), deviceIds, userAccounts, orphanCount };
+    return { state: stateOf(row), deviceIds, userAccounts, orphanCount };
   }
 
   async timelinePage(accountId: string, profileId: string, opts: PageOptions): Promise<TimelinePage | null> {
@@ -1344,7 +1342,7 @@ class PostgresTx extends PostgresReader implements StoreTx {
       this.dropSeqs();
       for (const row of states) {
         locked.add(row.id);
-        this.known.profiles.set(row.id, withActivity(row.state, row));
+        this.known.profiles.set(row.id, stateOf(row));
       }
     }
     const unread: string[] = [];
@@ -1502,7 +1500,7 @@ class PostgresTx extends PostgresReader implements StoreTx {
     this.dropSeqs();
     if (row === undefined) return null;
     segmentIndex.loaded(this, row.state);
-    return withActivity(row.state, row);
+    return stateOf(row);
   }
 
   /**

@@ -270,7 +270,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 5, sql: SEGMENT_KEYS_SCHEMA },
   // A profile's activity (firstSeen, lastSeen, its event count) in columns of its own, which count-only events update
   // without rewriting the state document (jsonb_set rebuilds the whole document: ≈ 10 µs a row). The columns hold the
-  // truth; every read puts them into the state (postgres-store.ts withActivity), every write sets them from it.
+  // truth; every read puts them into the state, every write sets them from it (store/activity-columns.ts).
   {
     version: 6,
     sql: `

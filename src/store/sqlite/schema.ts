@@ -284,7 +284,7 @@ export const MIGRATIONS: readonly Migration[] = [
     sql: `
       -- A profile's activity (firstSeen, lastSeen, its event count) in columns of its own, which count-only events
       -- update without rewriting the JSON (json_set parses and prints the whole document). The columns hold the truth:
-      -- every read puts them into the state, every write sets them from it (sqlite-store.ts, withActivity).
+      -- every read puts them into the state, every write sets them from it (store/activity-columns.ts).
       ALTER TABLE profiles ADD COLUMN first_seen REAL;
       ALTER TABLE profiles ADD COLUMN last_seen REAL;
       ALTER TABLE profiles ADD COLUMN event_count INTEGER NOT NULL DEFAULT 0;

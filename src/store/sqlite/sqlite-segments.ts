@@ -25,6 +25,7 @@ import type { Condition, Json } from "../../engine/segment/condition.js";
 import { type EvaluateContext, storedIsoMs } from "../../engine/segment/evaluate.js";
 import { byPath, type IndexValue, indexValues, ordsOf } from "../../engine/segment/index-values.js";
 import type { ProfileState, PropertyEntry } from "../../engine/types.js";
+import { withActivity } from "../activity-columns.js";
 import type {
   DeleteSegmentResult,
   InsertSegmentResult,
@@ -32,7 +33,6 @@ import type {
   SegmentPage,
   SegmentStore,
 } from "../segment-store.js";
-import { withActivity } from "./activity-columns.js";
 import {
   type CompileOptions,
   ISO_MS_FUNCTION,
@@ -596,7 +596,7 @@ function checkLimit(limit: number): number {
   return limit;
 }
 
-/** A profile row as streamSegment reads it: the state and its activity columns (activity-columns.ts). */
+/** A profile row as streamSegment reads it: the state and its activity columns (store/activity-columns.ts). */
 interface StreamedRow {
   id: string;
   state: string;

@@ -30,6 +30,7 @@ import type {
   UserAccountRef,
   ValueType,
 } from "../../engine/types.js";
+import { ACTIVITY, type Activity, activityOf, withActivity } from "../activity-columns.js";
 import type { ImportHandle } from "../import-store.js";
 import { pageOf, pageStart } from "../page.js";
 import { composeProfileCard } from "../profile-card.js";
@@ -52,7 +53,6 @@ import type {
   TypeRegistration,
   TypeScope,
 } from "../store.js";
-import { ACTIVITY, type Activity, activityOf, withActivity } from "./activity-columns.js";
 import { migrate } from "./schema.js";
 import { redactImportData, SqliteImports } from "./sqlite-imports.js";
 import { SqliteSegments, segmentIndex } from "./sqlite-segments.js";
@@ -1015,10 +1015,11 @@ class SqliteTx extends SqliteReader implements StoreTx {
     const sql = this.forWrite(accountId);
     for (const d of deltas) {
       const pk = this.requirePk(sql, accountId, d.profileId, "addActivity");
-      const row = { pk, first: d.firstTs, last: d.lastTs, events: d.events };
-      const changed = d.timezone
-        ? sql.addActivityRestamp.run({ ...row, tz: d.timezone.value, tzTs: integral(d.timezone.ts) }).changes
-        : sql.addActivity.run(row).changes;
+      const { firstTs: first, lastTs: last, events, timezone } = d;
+      const changed = timezone
+        ? sql.addActivityRestamp.run({ pk, first, last, events, tz: timezone.value, tzTs: integral(timezone.ts) })
+            .changes
+        : sql.addActivity.run({ pk, first, last, events }).changes;
       // One writer at a time: the status peekProfile read still holds, so a miss is a bug upstream.
       if (changed !== 1) {
         throw new Error(
