@@ -1,8 +1,9 @@
 /**
  * A profile's activity (firstSeen, lastSeen, its event count) lives in columns of its own on both stores (PostgreSQL
- * schema version 6, SQLite 7), which count-only events update without rewriting the state document: jsonb_set and
- * json_set take the whole document apart and build it again. The columns hold the truth: every write sets them from the
- * state (`activityOf`), every read puts them back into it (`withActivity`).
+ * schema version 6; on SQLite a narrow table of its own since version 8), which count-only events update without
+ * rewriting the state document: jsonb_set and json_set take the whole document apart and build it again. The columns
+ * hold the truth: every write sets them from the state (`activityOf`), every read puts them back into it
+ * (`withActivity`).
  */
 import type { ProfileState } from "../engine/types.js";
 
@@ -27,4 +28,8 @@ export function withActivity<S extends ProfileState>(
   state.lastSeen = lastSeen;
   state.stats.events = events;
   return state;
+}
+
+export function sameActivity(a: Activity, b: Activity): boolean {
+  return a[0] === b[0] && a[1] === b[1] && a[2] === b[2];
 }

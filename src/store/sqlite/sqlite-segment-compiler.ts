@@ -456,8 +456,11 @@ export class SqliteSegmentCompiler {
       return this.hasRow(this.rowsOf(this.paramPath("Timezone"), and(["kind = 's'", "many = 0", test]))).sql;
     }
     if (field === "createdAt" || field === "firstSeen" || field === "lastSeen") {
-      // firstSeen and lastSeen live in the activity columns (store/activity-columns.ts), not in the JSON.
-      const x = field === "createdAt" ? "p.created_at" : field === "firstSeen" ? "p.first_seen" : "p.last_seen";
+      // firstSeen and lastSeen live in the profile's activity row (store/activity-columns.ts), not in the JSON.
+      const x =
+        field === "createdAt"
+          ? "p.created_at"
+          : `(SELECT ${field === "firstSeen" ? "first_seen" : "last_seen"} FROM profile_activity WHERE pk = p.pk)`;
       const atom: AtomSql = { ...NO_ATOM, dateMs: `(CASE WHEN typeof(${x}) IN ('integer', 'real') THEN ${x} END)` };
       const defined = field === "createdAt" ? TRUE : `${x} IS NOT NULL`;
       return `coalesce(${and([defined, this.atomTest(t, atom, TRUE, null)])}, 0)`;

@@ -33,6 +33,7 @@ import type {
   SegmentPage,
   SegmentStore,
 } from "../segment-store.js";
+import { ACTIVITY_OF_P, JOIN_ACTIVITY } from "./activity-join.js";
 import {
   type CompileOptions,
   ISO_MS_FUNCTION,
@@ -472,7 +473,7 @@ export class SqliteSegments implements SegmentStore {
           if (plan.empty) return [];
           return this.read
             .prepare(
-              `SELECT p.id, p.state, p.first_seen, p.last_seen, p.event_count FROM ${plan.from}
+              `SELECT p.id, p.state, ${ACTIVITY_OF_P} FROM ${plan.from} ${JOIN_ACTIVITY}
                 WHERE ${plan.where} AND p.id > @after ORDER BY p.id LIMIT ${size}`,
             )
             .all({ ...plan.params, after }) as StreamedRow[];
@@ -493,7 +494,7 @@ export class SqliteSegments implements SegmentStore {
       if (plan.empty) return;
       const rows = connection
         .prepare(
-          `SELECT p.id, p.state, p.first_seen, p.last_seen, p.event_count FROM ${plan.from} WHERE ${plan.where}
+          `SELECT p.id, p.state, ${ACTIVITY_OF_P} FROM ${plan.from} ${JOIN_ACTIVITY} WHERE ${plan.where}
             ORDER BY p.id`,
         )
         .iterate(plan.params) as IterableIterator<StreamedRow>;

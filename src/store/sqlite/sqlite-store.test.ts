@@ -121,7 +121,12 @@ describe("SqliteStore on a file", () => {
       expect(await store.reader.getProfile(account.id, plain.id)).toEqual(plain);
       const columns = new Database(file, { readonly: true });
       expect(
-        columns.prepare("SELECT first_seen, last_seen, event_count FROM profiles WHERE id = ?").get(active.id),
+        columns
+          .prepare(
+            `SELECT first_seen, last_seen, event_count FROM profiles p JOIN profile_activity a USING (pk)
+             WHERE p.id = ?`,
+          )
+          .get(active.id),
       ).toEqual({ first_seen: 1_700_000_000_000, last_seen: 1_700_000_009_000, event_count: 41 });
       columns.close();
       const seen = await store.write(account.id, async (tx) => ({

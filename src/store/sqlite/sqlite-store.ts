@@ -30,7 +30,7 @@ import type {
   UserAccountRef,
   ValueType,
 } from "../../engine/types.js";
-import { ACTIVITY, type Activity, activityOf, withActivity } from "../activity-columns.js";
+import { type Activity, activityOf, sameActivity, withActivity } from "../activity-columns.js";
 import type { ImportHandle } from "../import-store.js";
 import { pageOf, pageStart } from "../page.js";
 import { composeProfileCard } from "../profile-card.js";
@@ -53,6 +53,7 @@ import type {
   TypeRegistration,
   TypeScope,
 } from "../store.js";
+import { ACTIVITY_OF_P, JOIN_ACTIVITY } from "./activity-join.js";
 import { migrate } from "./schema.js";
 import { redactImportData, SqliteImports } from "./sqlite-imports.js";
 import { SqliteSegments, segmentIndex } from "./sqlite-segments.js";
@@ -173,34 +174,35 @@ function prepareStatements(db: Database.Database) {
     // Profiles. The columns beside `state` are rewritten from it on every write so they never go stale.
     // A look-up by pk also checks account and id: a pk from the hint cache may be stale, never wrong.
     getProfile: row<[string, string], StateRow>(
-      `SELECT pk, state, ${ACTIVITY} FROM profiles WHERE account_id = ? AND id = ?`,
+      `SELECT p.pk, p.state, ${ACTIVITY_OF_P} FROM profiles p ${JOIN_ACTIVITY} WHERE p.account_id = ? AND p.id = ?`,
     ).raw(),
     getProfileByPk: row<[number, string, string], StateRow>(
-      `SELECT pk, state, ${ACTIVITY} FROM profiles WHERE pk = ? AND account_id = ? AND id = ?`,
+      `SELECT p.pk, p.state, ${ACTIVITY_OF_P} FROM profiles p ${JOIN_ACTIVITY}
+       WHERE p.pk = ? AND p.account_id = ? AND p.id = ?`,
     ).raw(),
     profilePk: value<[string, string], number>("SELECT pk FROM profiles WHERE account_id = ? AND id = ?"),
     checkProfilePk: value<[number, string, string], number>(
       "SELECT pk FROM profiles WHERE pk = ? AND account_id = ? AND id = ?",
     ),
-    insertProfile: run<
-      [string, string, string, string | null, string | null, string | null, number, number, number, ...Activity]
-    >(
+    insertProfile: run<[string, string, string, string | null, string | null, string | null, number, number, number]>(
       `INSERT INTO profiles (account_id, id, state, merged_into, orphan_of, journal_merge_id, control_group_excluded,
-         created_at, updated_at, ${ACTIVITY})
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         created_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
-    updateProfile: run<
-      [string, string | null, string | null, string | null, number, number, number, ...Activity, number]
-    >(
+    insertActivity: run<[number, ...Activity]>(
+      "INSERT INTO profile_activity (pk, first_seen, last_seen, event_count) VALUES (?, ?, ?, ?)",
+    ),
+    setActivity: run<[...Activity, number]>(
+      "UPDATE profile_activity SET first_seen = ?, last_seen = ?, event_count = ? WHERE pk = ?",
+    ),
+    updateProfile: run<[string, string | null, string | null, string | null, number, number, number, number]>(
       `UPDATE profiles
        SET state = ?, merged_into = ?, orphan_of = ?, journal_merge_id = ?, control_group_excluded = ?, created_at = ?,
-         updated_at = ?, first_seen = ?, last_seen = ?, event_count = ?
+         updated_at = ?
        WHERE pk = ?`,
     ),
     // The common update (activity, counters, properties): the indexed columns are unchanged, so only state moves.
-    updateProfileState: run<[string, number, ...Activity, number]>(
-      "UPDATE profiles SET state = ?, updated_at = ?, first_seen = ?, last_seen = ?, event_count = ? WHERE pk = ?",
-    ),
+    updateProfileState: run<[string, number, number]>("UPDATE profiles SET state = ?, updated_at = ? WHERE pk = ?"),
     peekProfile: row<[string, string], [number, string | null, string | null]>(
       "SELECT pk, merged_into, journal_merge_id FROM profiles WHERE account_id = ? AND id = ?",
     ).raw(),
@@ -208,12 +210,24 @@ function prepareStatements(db: Database.Database) {
       "SELECT merged_into, journal_merge_id FROM profiles WHERE pk = ? AND account_id = ? AND id = ?",
     ).raw(),
     // StoreTx.addActivity: engine/activity.ts applyActivityDelta in SQL, on a live profile with no merge journal only.
-    addActivity: run<[{ pk: number; first: number; last: number; events: number }]>(addActivitySql(false)),
-    // The same, restamping the context-set Timezone with its own zone (ActivityDelta.timezone). The stamp is bound as a
-    // BigInt when whole, so that it stays a JSON integer.
-    addActivityRestamp: run<
-      [{ pk: number; first: number; last: number; events: number; tz: string; tzTs: number | bigint }]
-    >(addActivitySql(true)),
+    // The status is read from the profile row, which the update leaves alone (its page stays clean).
+    addActivity: run<[{ pk: number; first: number; last: number; events: number }]>(
+      `UPDATE profile_activity SET
+         first_seen = min(coalesce(first_seen, @first), @first),
+         last_seen = max(coalesce(last_seen, @last), @last),
+         event_count = event_count + @events
+       WHERE pk = @pk AND EXISTS (
+         SELECT 1 FROM profiles WHERE pk = @pk AND merged_into IS NULL AND journal_merge_id IS NULL
+       )`,
+    ),
+    // With an addition that restamps the context-set Timezone with its own zone (ActivityDelta.timezone), first the
+    // stamp, guarded by the zone. The stamp is bound as a BigInt when whole, so that it stays a JSON integer.
+    restampTimezone: run<[{ pk: number; tz: string; tzTs: number | bigint }]>(
+      `UPDATE profiles
+       SET state = json_set(state, '$.props.Timezone.ts', max(json_extract(state, '$.props.Timezone.ts'), @tzTs))
+       WHERE pk = @pk AND merged_into IS NULL AND journal_merge_id IS NULL
+         AND json_extract(state, '$.props.Timezone.v') = @tz AND json_extract(state, '$.timezoneFromContext') = 1`,
+    ),
     peekContext: row<[string, string], [string | null, number | null, number | null, string | null, number | null]>(
       `SELECT json_extract(state, '$.props.Timezone.v'), json_extract(state, '$.props.Timezone.ts'),
          json_extract(state, '$.timezoneFromContext'), json_extract(state, '$.acquiredKind'),
@@ -422,6 +436,7 @@ function prepareStatements(db: Database.Database) {
 
     // Deleting a profile (SEMANTICS §10): one statement per table it owns rows in.
     deleteProfile: run<[number]>("DELETE FROM profiles WHERE pk = ?"),
+    deleteActivity: run<[number]>("DELETE FROM profile_activity WHERE pk = ?"),
     deleteIdentitiesOf: run<[string, string]>("DELETE FROM identities WHERE account_id = ? AND profile_id = ?"),
     deleteDevicesOf: run<[string, string]>(
       "DELETE FROM devices INDEXED BY devices_by_profile WHERE account_id = ? AND profile_id = ?",
@@ -559,28 +574,6 @@ class WriteQueue {
     if (next) next();
     else this.busy = false;
   }
-}
-
-/**
- * StoreTx.addActivity's update of the activity columns (schema version 7), with `restamp` also the Timezone stamp in the
- * state document and the guard that the zone is still that one.
- */
-function addActivitySql(restamp: boolean): string {
-  return `UPDATE profiles SET
-      first_seen = min(coalesce(first_seen, @first), @first),
-      last_seen = max(coalesce(last_seen, @last), @last),
-      event_count = event_count + @events${
-        restamp
-          ? `,
-      state = json_set(state, '$.props.Timezone.ts', max(json_extract(state, '$.props.Timezone.ts'), @tzTs))`
-          : ""
-      }
-    WHERE pk = @pk AND merged_into IS NULL AND journal_merge_id IS NULL${
-      restamp
-        ? `
-      AND json_extract(state, '$.props.Timezone.v') = @tz AND json_extract(state, '$.timezoneFromContext') = 1`
-        : ""
-    }`;
 }
 
 /** A profile row as the reads of its state return it: pk, the JSON, then the activity columns. */
@@ -754,10 +747,11 @@ class SqliteReader implements StoreReader {
   }
 }
 
-/** What a transaction knows of a profile row: its pk, and its columns as last read or written (if known). */
+/** What a transaction knows of a profile row: its pk, and its columns and activity as last read or written (if known). */
 interface ProfileKey {
   pk: number;
   columns: ProfileColumns | null;
+  activity: Activity | null;
 }
 
 /** The columns beside `state` except updated_at: they change rarely, and an update that keeps them is cheaper. */
@@ -916,7 +910,7 @@ class SqliteTx extends SqliteReader implements StoreTx {
   }
 
   protected override found(pk: number, state: ProfileState): void {
-    this.keys.set(state.id, { pk, columns: profileColumns(state) });
+    this.keys.set(state.id, { pk, columns: profileColumns(state), activity: activityOf(state) });
     segmentIndex(this.db).loaded(this, state);
   }
 
@@ -924,7 +918,7 @@ class SqliteTx extends SqliteReader implements StoreTx {
     const known = this.keys.get(profileId);
     if (known !== undefined) return known.pk;
     const pk = super.pkOf(sql, accountId, profileId);
-    if (pk !== undefined) this.keys.set(profileId, { pk, columns: null });
+    if (pk !== undefined) this.keys.set(profileId, { pk, columns: null, activity: null });
     return pk;
   }
 
@@ -941,7 +935,8 @@ class SqliteTx extends SqliteReader implements StoreTx {
   }
 
   async insertProfile(accountId: string, state: ProfileState): Promise<void> {
-    const result = this.forWrite(accountId).insertProfile.run(
+    const sql = this.forWrite(accountId);
+    const result = sql.insertProfile.run(
       accountId,
       state.id,
       JSON.stringify(state),
@@ -951,10 +946,11 @@ class SqliteTx extends SqliteReader implements StoreTx {
       state.flags.controlGroupExcluded ? 1 : 0,
       state.createdAt,
       state.updatedAt,
-      ...activityOf(state),
     );
     const pk = Number(result.lastInsertRowid);
-    this.keys.set(state.id, { pk, columns: profileColumns(state) });
+    const activity = activityOf(state);
+    sql.insertActivity.run(pk, ...activity);
+    this.keys.set(state.id, { pk, columns: profileColumns(state), activity });
     this.hints.set(state.id, pk);
     segmentIndex(this.db).written(this, accountId, pk, state, true);
   }
@@ -965,9 +961,15 @@ class SqliteTx extends SqliteReader implements StoreTx {
     const pk = this.requirePk(sql, accountId, state.id, "updateProfile");
     segmentIndex(this.db).written(this, accountId, pk, state, false);
     const key = this.keys.get(state.id)!;
+    const activity = activityOf(state);
+    // Activity rows are narrow and separate, so that count-only additions dirty small pages: skip them when unchanged.
+    if (key.activity === null || !sameActivity(key.activity, activity)) {
+      sql.setActivity.run(...activity, pk);
+      key.activity = activity;
+    }
     const columns = profileColumns(state);
     if (key.columns !== null && sameColumns(key.columns, columns)) {
-      sql.updateProfileState.run(JSON.stringify(state), state.updatedAt, ...activityOf(state), pk);
+      sql.updateProfileState.run(JSON.stringify(state), state.updatedAt, pk);
       return;
     }
     sql.updateProfile.run(
@@ -978,7 +980,6 @@ class SqliteTx extends SqliteReader implements StoreTx {
       state.flags.controlGroupExcluded ? 1 : 0,
       state.createdAt,
       state.updatedAt,
-      ...activityOf(state),
       pk,
     );
     key.columns = columns;
@@ -994,7 +995,7 @@ class SqliteTx extends SqliteReader implements StoreTx {
     const row = sql.peekProfile.get(accountId, profileId);
     if (row === undefined) return null;
     this.hints.set(profileId, row[0]);
-    if (!this.keys.has(profileId)) this.keys.set(profileId, { pk: row[0], columns: null });
+    if (!this.keys.has(profileId)) this.keys.set(profileId, { pk: row[0], columns: null, activity: null });
     return { mergedInto: row[1], journalMergeId: row[2] };
   }
 
@@ -1016,10 +1017,12 @@ class SqliteTx extends SqliteReader implements StoreTx {
     for (const d of deltas) {
       const pk = this.requirePk(sql, accountId, d.profileId, "addActivity");
       const { firstTs: first, lastTs: last, events, timezone } = d;
-      const changed = timezone
-        ? sql.addActivityRestamp.run({ pk, first, last, events, tz: timezone.value, tzTs: integral(timezone.ts) })
-            .changes
-        : sql.addActivity.run({ pk, first, last, events }).changes;
+      const key = this.keys.get(d.profileId);
+      if (key !== undefined) key.activity = null;
+      const changed =
+        timezone && sql.restampTimezone.run({ pk, tz: timezone.value, tzTs: integral(timezone.ts) }).changes !== 1
+          ? 0
+          : sql.addActivity.run({ pk, first, last, events }).changes;
       // One writer at a time: the status peekProfile read still holds, so a miss is a bug upstream.
       if (changed !== 1) {
         throw new Error(
@@ -1241,7 +1244,10 @@ class SqliteTx extends SqliteReader implements StoreTx {
     const pk = this.pkOf(sql, accountId, profileId);
     this.keys.delete(profileId);
     this.hints.delete(profileId);
-    if (pk !== undefined) segmentIndex(this.db).deleted(this, pk, profileId);
+    if (pk !== undefined) {
+      segmentIndex(this.db).deleted(this, pk, profileId);
+      sql.deleteActivity.run(pk);
+    }
     const counts: DeletedCounts = {
       profiles: pk === undefined ? 0 : sql.deleteProfile.run(pk).changes,
       identities: sql.deleteIdentitiesOf.run(accountId, profileId).changes,
