@@ -12,6 +12,9 @@ export const ACTIVITY = "first_seen, last_seen, event_count";
 
 export type Activity = [firstSeen: number | null, lastSeen: number | null, events: number];
 
+/** A new profile's activity. */
+export const NO_ACTIVITY: Activity = [null, null, 0];
+
 /** The columns' values as a write sets them from the state. */
 export function activityOf(state: ProfileState): Activity {
   return [state.firstSeen, state.lastSeen, state.stats.events];

@@ -30,7 +30,7 @@ import type {
   UserAccountRef,
   ValueType,
 } from "../../engine/types.js";
-import { type Activity, activityOf, sameActivity, withActivity } from "../activity-columns.js";
+import { type Activity, activityOf, NO_ACTIVITY, sameActivity, withActivity } from "../activity-columns.js";
 import type { ImportHandle } from "../import-store.js";
 import { pageOf, pageStart } from "../page.js";
 import { composeProfileCard } from "../profile-card.js";
@@ -189,11 +189,11 @@ function prepareStatements(db: Database.Database) {
          created_at, updated_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
-    insertActivity: run<[number, ...Activity]>(
-      "INSERT INTO profile_activity (pk, first_seen, last_seen, event_count) VALUES (?, ?, ?, ?)",
-    ),
-    setActivity: run<[...Activity, number]>(
-      "UPDATE profile_activity SET first_seen = ?, last_seen = ?, event_count = ? WHERE pk = ?",
+    // A profile without an activity row has none yet (activity-join.ts): the row is written with the first activity.
+    setActivity: run<[number, ...Activity]>(
+      `INSERT INTO profile_activity (pk, first_seen, last_seen, event_count) VALUES (?, ?, ?, ?)
+       ON CONFLICT (pk) DO UPDATE
+       SET first_seen = excluded.first_seen, last_seen = excluded.last_seen, event_count = excluded.event_count`,
     ),
     updateProfile: run<[string, string | null, string | null, string | null, number, number, number, number]>(
       `UPDATE profiles
@@ -212,13 +212,13 @@ function prepareStatements(db: Database.Database) {
     // StoreTx.addActivity: engine/activity.ts applyActivityDelta in SQL, on a live profile with no merge journal only.
     // The status is read from the profile row, which the update leaves alone (its page stays clean).
     addActivity: run<[{ pk: number; first: number; last: number; events: number }]>(
-      `UPDATE profile_activity SET
-         first_seen = min(coalesce(first_seen, @first), @first),
-         last_seen = max(coalesce(last_seen, @last), @last),
-         event_count = event_count + @events
-       WHERE pk = @pk AND EXISTS (
-         SELECT 1 FROM profiles WHERE pk = @pk AND merged_into IS NULL AND journal_merge_id IS NULL
-       )`,
+      `INSERT INTO profile_activity (pk, first_seen, last_seen, event_count)
+       SELECT @pk, @first, @last, @events
+       WHERE EXISTS (SELECT 1 FROM profiles WHERE pk = @pk AND merged_into IS NULL AND journal_merge_id IS NULL)
+       ON CONFLICT (pk) DO UPDATE SET
+         first_seen = min(coalesce(first_seen, excluded.first_seen), excluded.first_seen),
+         last_seen = max(coalesce(last_seen, excluded.last_seen), excluded.last_seen),
+         event_count = event_count + excluded.event_count`,
     ),
     // With an addition that restamps the context-set Timezone with its own zone (ActivityDelta.timezone), first the
     // stamp, guarded by the zone. The stamp is bound as a BigInt when whole, so that it stays a JSON integer.
@@ -949,7 +949,7 @@ class SqliteTx extends SqliteReader implements StoreTx {
     );
     const pk = Number(result.lastInsertRowid);
     const activity = activityOf(state);
-    sql.insertActivity.run(pk, ...activity);
+    if (!sameActivity(activity, NO_ACTIVITY)) sql.setActivity.run(pk, ...activity);
     this.keys.set(state.id, { pk, columns: profileColumns(state), activity });
     this.hints.set(state.id, pk);
     segmentIndex(this.db).written(this, accountId, pk, state, true);
@@ -964,7 +964,7 @@ class SqliteTx extends SqliteReader implements StoreTx {
     const activity = activityOf(state);
     // Activity rows are narrow and separate, so that count-only additions dirty small pages: skip them when unchanged.
     if (key.activity === null || !sameActivity(key.activity, activity)) {
-      sql.setActivity.run(...activity, pk);
+      sql.setActivity.run(pk, ...activity);
       key.activity = activity;
     }
     const columns = profileColumns(state);
