@@ -455,15 +455,15 @@ export class SqliteSegmentCompiler {
       if (test === FALSE) return FALSE;
       return this.hasRow(this.rowsOf(this.paramPath("Timezone"), and(["kind = 's'", "many = 0", test]))).sql;
     }
-    if (field === "createdAt" || field === "firstSeen" || field === "lastSeen") {
-      // firstSeen and lastSeen live in the profile's activity row (store/activity-columns.ts), not in the JSON.
-      const x =
-        field === "createdAt"
-          ? "p.created_at"
-          : `(SELECT ${field === "firstSeen" ? "first_seen" : "last_seen"} FROM profile_activity WHERE pk = p.pk)`;
-      const atom: AtomSql = { ...NO_ATOM, dateMs: `(CASE WHEN typeof(${x}) IN ('integer', 'real') THEN ${x} END)` };
-      const defined = field === "createdAt" ? TRUE : `${x} IS NOT NULL`;
-      return `coalesce(${and([defined, this.atomTest(t, atom, TRUE, null)])}, 0)`;
+    if (field === "createdAt") {
+      return `coalesce(${this.atomTest(t, { ...NO_ATOM, dateMs: "p.created_at" }, TRUE, null)}, 0)`;
+    }
+    if (field === "firstSeen" || field === "lastSeen") {
+      // They live in the profile's activity row (store/activity-columns.ts), read once per profile; a profile without
+      // one has neither. The columns are typed (STRICT REAL), so no type test.
+      const x = field === "firstSeen" ? "pa.first_seen" : "pa.last_seen";
+      const test = and([`${x} IS NOT NULL`, this.atomTest(t, { ...NO_ATOM, dateMs: x }, TRUE, null)]);
+      return `coalesce((SELECT ${test} FROM profile_activity pa WHERE pa.pk = p.pk), 0)`;
     }
     const jsonPath = field === "acquiredFrom" ? "$.acquiredFrom" : `$.location.${field}`;
     const x = `json_extract(p.state, '${jsonPath}')`;
