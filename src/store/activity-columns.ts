@@ -7,9 +7,7 @@
  */
 import type { ProfileState } from "../engine/types.js";
 
-/** The columns, in the order of `Activity`. */
-export const ACTIVITY = "first_seen, last_seen, event_count";
-
+/** The columns' values, in the order both stores select them (first_seen, last_seen, event_count). */
 export type Activity = [firstSeen: number | null, lastSeen: number | null, events: number];
 
 /** A new profile's activity. */

@@ -5,6 +5,9 @@
 import type { ProfileState } from "../../engine/types.js";
 import { withActivity } from "../activity-columns.js";
 
+/** The columns on `profiles`, in the order of `Activity`. */
+export const ACTIVITY = "first_seen, last_seen, event_count";
+
 /** The columns' values as a write sets them from the state document `state` (an SQL jsonb expression). */
 export function activitySqlOf(state: string): string {
   return `(${state}->>'firstSeen')::float8, (${state}->>'lastSeen')::float8,

@@ -17,7 +17,6 @@ import type { Condition, Json } from "../../engine/segment/condition.js";
 import type { EvaluateContext } from "../../engine/segment/evaluate.js";
 import { byPath, type IndexValue, indexValues, ordsOf } from "../../engine/segment/index-values.js";
 import type { ProfileState, PropertyEntry } from "../../engine/types.js";
-import { ACTIVITY } from "../activity-columns.js";
 import type {
   DeleteSegmentResult,
   InsertSegmentResult,
@@ -25,7 +24,7 @@ import type {
   SegmentPage,
   SegmentStore,
 } from "../segment-store.js";
-import { type StateRow, stateOf } from "./activity-columns.js";
+import { ACTIVITY, type StateRow, stateOf } from "./activity-columns.js";
 import { PostgresSegmentCompiler } from "./postgres-segment-compiler.js";
 
 /**

@@ -50,7 +50,6 @@ import type {
   UserAccountRef,
   ValueType,
 } from "../../engine/types.js";
-import { ACTIVITY } from "../activity-columns.js";
 import type { ImportHandle } from "../import-store.js";
 import { pageOf, pageStart } from "../page.js";
 import { composeProfileCard, composeTimelinePage } from "../profile-card.js";
@@ -74,7 +73,7 @@ import type {
   TypeRegistration,
   TypeScope,
 } from "../store.js";
-import { type ActivityRow, activitySqlOf, type StateRow, stateOf } from "./activity-columns.js";
+import { ACTIVITY, type ActivityRow, activitySqlOf, type StateRow, stateOf } from "./activity-columns.js";
 import { PostgresImports, redactImportData } from "./postgres-imports.js";
 import { IndexRowColumns, PostgresSegments, segmentIndex } from "./postgres-segments.js";
 import { migrate } from "./schema.js";
