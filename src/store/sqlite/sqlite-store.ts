@@ -1019,10 +1019,10 @@ class SqliteTx extends SqliteReader implements StoreTx {
       const { firstTs: first, lastTs: last, events, timezone } = d;
       const key = this.keys.get(d.profileId);
       if (key !== undefined) key.activity = null;
-      const changed =
-        timezone && sql.restampTimezone.run({ pk, tz: timezone.value, tzTs: integral(timezone.ts) }).changes !== 1
-          ? 0
-          : sql.addActivity.run({ pk, first, last, events }).changes;
+      // The zone's stamp first: its guard (the zone is still this one) is the only one the addition cannot check.
+      const restamped =
+        !timezone || sql.restampTimezone.run({ pk, tz: timezone.value, tzTs: integral(timezone.ts) }).changes === 1;
+      const changed = restamped ? sql.addActivity.run({ pk, first, last, events }).changes : 0;
       // One writer at a time: the status peekProfile read still holds, so a miss is a bug upstream.
       if (changed !== 1) {
         throw new Error(
