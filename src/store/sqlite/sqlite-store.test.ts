@@ -96,7 +96,7 @@ describe("SqliteStore on a file", () => {
     expect(appliedVersions().at(-1)).toBe(LATEST_VERSION);
   });
 
-  it("upgrades a version-5 database: open merge journals and activity move into their columns", async () => {
+  it("upgrades a version-5 database: open merge journals move into their column, activity into its own table", async () => {
     const db = new Database(file);
     db.exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT");
     for (const m of MIGRATIONS.filter((x) => x.version <= 5)) {
