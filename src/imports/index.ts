@@ -8,11 +8,12 @@ import type { Config } from "../config.js";
 import type { Portrait } from "../pipeline/portrait.js";
 import { ImportRunner } from "./runner.js";
 import { ImportService } from "./service.js";
-import { SftpDropPoint } from "./sftp/server.js";
+import type { SftpDropPoint } from "./sftp/server.js";
 
 export interface Imports {
   runner: ImportRunner;
   service: ImportService;
+  /** The drop point, once `start` has opened it (null when PORTRAIT_SFTP_PORT is not set). */
   sftp: SftpDropPoint | null;
   /** After the HTTP server listens: resume queued imports, open the SFTP port. */
   start(): Promise<void>;
@@ -38,28 +39,30 @@ export function createImports(
     dataDir: config.dataDir,
     maxBytes: config.importMaxBytes,
   });
-  const sftp =
-    config.sftpPort === null
-      ? null
-      : new SftpDropPoint({
-          store,
-          imports: service,
-          dataDir: config.dataDir,
-          port: config.sftpPort,
-          host: config.host,
-          ...(logger && { logger }),
-        });
-  return {
+  const imports: Imports = {
     runner,
     service,
-    sftp,
+    sftp: null,
     async start() {
       runner.start();
-      await sftp?.start();
+      const port = config.sftpPort;
+      if (port === null) return;
+      // Loaded only when configured: ssh2 costs ≈ 13 MB of resident memory (its WASM crypto), which B4 counts.
+      const { SftpDropPoint } = await import("./sftp/server.js");
+      imports.sftp = new SftpDropPoint({
+        store,
+        imports: service,
+        dataDir: config.dataDir,
+        port,
+        host: config.host,
+        ...(logger && { logger }),
+      });
+      await imports.sftp.start();
     },
     async stop() {
-      await sftp?.stop();
+      await imports.sftp?.stop();
       await runner.stop();
     },
   };
+  return imports;
 }

@@ -3,7 +3,6 @@
  * OpenSSH public keys; the SFTP server lets in, as that account, whoever proves to hold one of them.
  */
 import { createHash, randomBytes } from "node:crypto";
-import ssh2 from "ssh2";
 import { PortraitError, show } from "../../engine/errors.js";
 import type { ImportStore, SftpKeyRow } from "../../store/import-store.js";
 
@@ -15,10 +14,13 @@ export function fingerprintOf(blob: Buffer): string {
   return `SHA256:${createHash("sha256").update(blob).digest("base64").replace(/=+$/, "")}`;
 }
 
-/** An OpenSSH public key line → its algorithm and blob; INVALID_VALUE for anything else (private keys included). */
-export function parsePublicKey(line: unknown): { algorithm: string; blob: Buffer } {
+/**
+ * An OpenSSH public key line → its algorithm and blob; INVALID_VALUE for anything else (private keys included).
+ * ssh2 is loaded on first use: a server without SFTP never needs its ≈ 13 MB.
+ */
+export async function parsePublicKey(line: unknown): Promise<{ algorithm: string; blob: Buffer }> {
   const m = typeof line === "string" ? KEY_LINE.exec(line.trim()) : null;
-  const parsed = m ? ssh2.utils.parseKey(line as string) : null;
+  const parsed = m ? (await import("ssh2")).default.utils.parseKey(line as string) : null;
   if (!m || !parsed || parsed instanceof Error || parsed.isPrivateKey()) {
     throw new PortraitError(
       "INVALID_VALUE",
@@ -48,7 +50,7 @@ export async function addSftpKey(
   if (typeof name !== "string" || name.trim() === "" || name.length > 120) {
     throw new PortraitError("INVALID_VALUE", "name must be a non-empty string of at most 120 characters", "name");
   }
-  const { algorithm, blob } = parsePublicKey(publicKey);
+  const { algorithm, blob } = await parsePublicKey(publicKey);
   const fingerprint = fingerprintOf(blob);
   if ((await store.listSftpKeys(accountId)).some((k) => k.fingerprint === fingerprint)) {
     throw new PortraitError("INVALID_VALUE", `this key (${fingerprint}) is already registered`, "publicKey");

@@ -950,8 +950,9 @@ class SqliteTx extends SqliteReader implements StoreTx {
     const pk = Number(result.lastInsertRowid);
     const activity = activityOf(state);
     if (!sameActivity(activity, NO_ACTIVITY)) sql.setActivity.run(pk, ...activity);
+    // Not remembered across transactions (hints): a bulk import creates a million profiles it never comes back to,
+    // and their hints were ≈ 13 MB of its server's heap. A profile used again is remembered on its first read.
     this.keys.set(state.id, { pk, columns: profileColumns(state), activity });
-    this.hints.set(state.id, pk);
     segmentIndex(this.db).written(this, accountId, pk, state, true);
   }
 
