@@ -34,6 +34,23 @@ describe("CSV reader", () => {
     expect(seen.map((r) => r.data)).toEqual([["a"], ["1"], ["2"]]);
   });
 
+  it("parses a large read a slice at a time: rows across slices stay whole, and few wait to be taken at once", async () => {
+    // One 2 MB chunk, as a 1 MB-buffered file stream hands over; quoted multi-line cells and 2-byte characters straddle
+    // the slice boundaries somewhere along the way.
+    const lines = ["name,note"];
+    for (let i = 0, length = 0; length < 2 * 1024 * 1024; i++) {
+      lines.push(`é${i},"line ${i}\nnext ${"ü".repeat(i % 50)}"`);
+      length += (lines.at(-1) as string).length + 1;
+    }
+    const rows = await all(readCsv(Readable.from([Buffer.from(`${lines.join("\n")}\n`)])));
+    expect(rows.length).toBe(lines.length);
+    const i = lines.length - 2;
+    expect(rows.at(-1)?.data).toEqual([`é${i}`, `line ${i}\nnext ${"ü".repeat(i % 50)}`]);
+    expect(rows.every((r, n) => (r.data as string[])[0] === (n === 0 ? "name" : `é${n - 1}`))).toBe(true);
+    // Progress moves per slice of 64 KB, not once per read: rows are handed on before the next slice is parsed.
+    expect(new Set(rows.map((r) => r.bytesRead)).size).toBeGreaterThanOrEqual(30);
+  });
+
   it("refuses a record over the size limit", async () => {
     await expect(all(readCsv(Readable.from([`a\n${"x".repeat(100)}\n`]), 50))).rejects.toThrow(/Max Record Size/);
   });

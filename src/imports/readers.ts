@@ -26,6 +26,9 @@ export class ReadError extends Error {}
 /** Longest CSV record or NDJSON line: far above any valid record (documents are ≤ 64 KB, properties ≤ 512 chars). */
 export const MAX_ROW_BYTES = 1024 * 1024;
 
+/** How much of a read the CSV parser gets at once, so that the rows waiting to be taken stay few. */
+const PARSE_SLICE_BYTES = 64 * 1024;
+
 /** csv-parse's push parser, under its stream class: records come out synchronously, in order, before any error. */
 interface PushParser {
   api: {
@@ -64,9 +67,13 @@ export async function* readCsv(stream: Readable, maxRowBytes = MAX_ROW_BYTES): A
   const fail = (e: Error) => new ReadError(`the CSV could not be read after row ${Math.max(row - 1, 0)}: ${e.message}`);
   try {
     for await (const data of stream as AsyncIterable<Buffer | string>) {
-      const error = parser.api.parse(typeof data === "string" ? Buffer.from(data) : data, false, push, close);
-      yield* drain();
-      if (error) throw fail(error);
+      const chunk = typeof data === "string" ? Buffer.from(data) : data;
+      // Parsed a slice at a time: the rows of a whole 1 MB read (≈ 12k of B4's) held at once were ≈ 5 MB of heap.
+      for (let start = 0; start < chunk.length; start += PARSE_SLICE_BYTES) {
+        const error = parser.api.parse(chunk.subarray(start, start + PARSE_SLICE_BYTES), false, push, close);
+        yield* drain();
+        if (error) throw fail(error);
+      }
     }
   } catch (e) {
     if (e instanceof ReadError) throw e;
