@@ -240,6 +240,31 @@ describe("portrait import (CLI)", () => {
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/UNAUTHORIZED/);
     await kill(node);
+
+    // A server (or proxy) that answers at once and then reads no more of the body: the socket fills and the CLI's
+    // pending write never completes. The CLI must take the answer and stop, not wait for that write forever.
+    const answer = JSON.stringify({ error: { code: "PAYLOAD_TOO_LARGE", message: "too large for this proxy" } });
+    const deaf = createServer((socket) => {
+      socket.once("data", () => {
+        socket.pause();
+        // Answered once the socket's buffers are full, so the CLI has a write in flight that will never complete.
+        setTimeout(() => {
+          socket.write(
+            `HTTP/1.1 413 Payload Too Large\r\ncontent-type: application/json\r\ncontent-length: ${answer.length}\r\n\r\n${answer}`,
+          );
+        }, 500);
+      });
+    });
+    deaf.listen(0, "127.0.0.1");
+    await once(deaf, "listening");
+    const { port } = deaf.address() as { port: number };
+    try {
+      const ignored = await run(big, "--url", `http://127.0.0.1:${port}`);
+      expect(ignored.code).toBe(1);
+      expect(ignored.stderr).toMatch(/PAYLOAD_TOO_LARGE.*too large for this proxy/);
+    } finally {
+      deaf.close();
+    }
   }, 60_000);
 
   it("manages SFTP keys with portrait sftp-keys add|list|remove", async () => {
