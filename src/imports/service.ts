@@ -22,6 +22,7 @@ import {
 } from "../store/import-store.js";
 import { failureReport } from "./failure-report.js";
 import type { ImportRunner } from "./runner.js";
+import { UploadCollector } from "./young-collection.js";
 
 /** PORTRAIT_IMPORT_MAX_BYTES default: 10 GB. */
 export const DEFAULT_IMPORT_MAX_BYTES = 10 * 1000 ** 3;
@@ -72,6 +73,7 @@ export class ImportService {
     const hash = createHash("sha256");
     let bytes = 0;
     const max = this.opts.maxBytes;
+    const collector = new UploadCollector();
     const meter = new Transform({
       transform(chunk: Buffer, _enc, done) {
         bytes += chunk.length;
@@ -85,6 +87,7 @@ export class ImportService {
           return;
         }
         hash.update(chunk);
+        collector.received(chunk.length);
         done(null, chunk);
       },
     });
