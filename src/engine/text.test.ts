@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { PortraitError } from "./errors.js";
 import { assertStorableText } from "./text.js";
@@ -21,5 +22,58 @@ describe("assertStorableText", () => {
     expect(codeAndField({ list: ["ok", "\uD800"] })).toEqual(["INVALID_VALUE", "list[1]"]);
     expect(codeAndField({ x: "\uDC00tail" })).toEqual(["INVALID_VALUE", "x"]);
     expect(codeAndField({ "bad\u0000key": 1 })).toEqual(["INVALID_KEY", "bad\u0000key"]);
+  });
+});
+
+describe("assertStorableText on any JSON value", () => {
+  // UTF-16 units biased towards the refused ones, so that most runs put a NUL or a lone surrogate somewhere deep.
+  const unit = fc.oneof(
+    { weight: 1, arbitrary: fc.constantFrom("\u0000", "\uD800", "\uDFFF", "\uD83D\uDC4B") },
+    { weight: 30, arbitrary: fc.integer({ min: 0x20, max: 0xffff }).map((n) => String.fromCharCode(n)) },
+  );
+  const text = fc.string({ unit, maxLength: 6 });
+  const json = fc.letrec((tie) => ({
+    value: fc.oneof(
+      { depthSize: "small", withCrossShrink: true },
+      text,
+      fc.double(),
+      fc.boolean(),
+      fc.constant(null),
+      fc.array(tie("value"), { maxLength: 4 }),
+      fc.dictionary(text, tie("value"), { maxKeys: 4 }),
+    ),
+  })).value;
+
+  function hasFault(value: unknown): boolean {
+    // Unit by unit, independently of the pattern under test.
+    const faulty = (s: string) => {
+      for (let i = 0; i < s.length; i++) {
+        const c = s.charCodeAt(i);
+        if (c === 0) return true;
+        if (c >= 0xd800 && c <= 0xdbff) {
+          const next = s.charCodeAt(i + 1);
+          if (next >= 0xdc00 && next <= 0xdfff) i++;
+          else return true;
+        } else if (c >= 0xdc00 && c <= 0xdfff) return true;
+      }
+      return false;
+    };
+    if (typeof value === "string") return faulty(value);
+    if (Array.isArray(value)) return value.some(hasFault);
+    if (typeof value === "object" && value !== null) {
+      return Object.entries(value).some(([k, v]) => faulty(k) || hasFault(v));
+    }
+    return false;
+  }
+
+  it("refuses exactly the values holding unstorable text somewhere, with the code of what it found", () => {
+    fc.assert(
+      fc.property(json, (value) => {
+        const found = codeAndField({ record: value });
+        expect(found !== null).toBe(hasFault(value));
+        if (found !== null) expect(["INVALID_VALUE", "INVALID_KEY"]).toContain(found[0]);
+      }),
+      { numRuns: 2000 },
+    );
   });
 });

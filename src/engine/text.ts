@@ -8,6 +8,28 @@ import { PortraitError } from "./errors.js";
 const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 export function assertStorableText(input: unknown, field = ""): void {
+  // Every record of every batch passes here, and almost all are clean: the walk that names the failing path (and
+  // builds a path string for every key on the way) runs only once this one, which allocates nothing, found a fault.
+  if (isStorable(input)) return;
+  throwAtFault(input, field);
+}
+
+function isStorable(input: unknown): boolean {
+  if (typeof input === "string") return !UNSTORABLE.test(input);
+  if (typeof input !== "object" || input === null) return true;
+  if (Array.isArray(input)) {
+    for (let i = 0; i < input.length; i++) if (!isStorable(input[i])) return false;
+    return true;
+  }
+  const record = input as Record<string, unknown>;
+  for (const key in record) {
+    if (!Object.hasOwn(record, key)) continue;
+    if (UNSTORABLE.test(key) || !isStorable(record[key])) return false;
+  }
+  return true;
+}
+
+function throwAtFault(input: unknown, field: string): void {
   if (typeof input === "string") {
     if (UNSTORABLE.test(input)) {
       throw new PortraitError(
@@ -20,7 +42,7 @@ export function assertStorableText(input: unknown, field = ""): void {
   }
   if (typeof input !== "object" || input === null) return;
   if (Array.isArray(input)) {
-    for (const [i, v] of input.entries()) assertStorableText(v, `${field}[${i}]`);
+    for (const [i, v] of input.entries()) throwAtFault(v, `${field}[${i}]`);
     return;
   }
   for (const [key, value] of Object.entries(input)) {
@@ -28,6 +50,6 @@ export function assertStorableText(input: unknown, field = ""): void {
     if (UNSTORABLE.test(key)) {
       throw new PortraitError("INVALID_KEY", "a key must not contain NUL characters or unpaired surrogates", path);
     }
-    assertStorableText(value, path);
+    throwAtFault(value, path);
   }
 }
