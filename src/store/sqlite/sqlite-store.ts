@@ -54,6 +54,7 @@ import type {
   TypeScope,
 } from "../store.js";
 import { ACTIVITY_OF_P, JOIN_ACTIVITY } from "./activity-join.js";
+import { CommittedLookups, lookupKey } from "./committed-lookups.js";
 import { migrate } from "./schema.js";
 import { redactImportData, SqliteImports } from "./sqlite-imports.js";
 import { SqliteSegments, segmentIndex } from "./sqlite-segments.js";
@@ -133,6 +134,8 @@ function prepareStatements(db: Database.Database) {
 
   return {
     begin: run<[]>("BEGIN IMMEDIATE"),
+    // Changes when another connection commits (CommittedLookups).
+    dataVersion: value<[], number>("PRAGMA data_version"),
     commit: run<[]>("COMMIT"),
     rollback: run<[]>("ROLLBACK"),
 
@@ -834,15 +837,56 @@ class SqliteTx extends SqliteReader implements StoreTx {
   private readonly claimedRecordIds: string[] = [];
   /** The next seq to give, read from sqlite_sequence at the first insert. */
   private nextSeq: number | undefined;
+  /**
+   * Devices and profile statuses this transaction wrote: it neither answers them from `lookups` nor teaches them
+   * there until it ends, since what it reads of them may be its own uncommitted rows. `true`: every device.
+   */
+  private readonly wroteDevices = new Set<string>();
+  private wroteEveryDevice = false;
+  private readonly wroteStatuses = new Set<string>();
 
   constructor(
     sql: Statements,
     hints: ProfileKeyHints,
+    private readonly lookups: CommittedLookups,
     private readonly db: Database.Database,
     private readonly accountId: string,
     private readonly savepointsAt: (depth: number) => SavepointStatements,
   ) {
     super(sql, hints);
+  }
+
+  private wroteDevice(deviceId: string): void {
+    this.wroteDevices.add(deviceId);
+    this.lookups.devices.delete(lookupKey(this.accountId, deviceId));
+  }
+
+  private wroteStatus(profileId: string): void {
+    this.wroteStatuses.add(profileId);
+    this.lookups.statuses.delete(lookupKey(this.accountId, profileId));
+  }
+
+  override async findDevice(accountId: string, deviceId: string): Promise<DeviceRow | null> {
+    const sql = this.use(accountId);
+    const committed = !this.wroteEveryDevice && !this.wroteDevices.has(deviceId);
+    const key = lookupKey(accountId, deviceId);
+    if (committed) {
+      const known = this.lookups.devices.get(key);
+      // A copy: the caller may change what it is given.
+      if (known !== undefined) {
+        return {
+          deviceId: known.deviceId,
+          profileId: known.profileId,
+          pushToken: known.pushToken,
+          platform: known.platform,
+        };
+      }
+    }
+    const row = sql.findDevice.get(accountId, deviceId);
+    if (row === undefined) return null;
+    if (committed)
+      this.lookups.devices.set(key, { deviceId: row[0], profileId: row[1], pushToken: row[2], platform: row[3] });
+    return { deviceId: row[0], profileId: row[1], pushToken: row[2], platform: row[3] };
   }
 
   close(): void {
@@ -936,6 +980,7 @@ class SqliteTx extends SqliteReader implements StoreTx {
 
   async insertProfile(accountId: string, state: ProfileState): Promise<void> {
     const sql = this.forWrite(accountId);
+    this.wroteStatus(state.id);
     const result = sql.insertProfile.run(
       accountId,
       state.id,
@@ -973,6 +1018,8 @@ class SqliteTx extends SqliteReader implements StoreTx {
       sql.updateProfileState.run(JSON.stringify(state), state.updatedAt, pk);
       return;
     }
+    // The columns changed (or were not read): the status among them, as far as anyone else knows.
+    this.wroteStatus(state.id);
     sql.updateProfile.run(
       JSON.stringify(state),
       state.mergedInto,
@@ -988,15 +1035,28 @@ class SqliteTx extends SqliteReader implements StoreTx {
 
   async peekProfile(accountId: string, profileId: string): Promise<ProfileStatus | null> {
     const sql = this.use(accountId);
+    const committed = !this.wroteStatuses.has(profileId);
+    const key = lookupKey(accountId, profileId);
+    if (committed) {
+      const known = this.lookups.statuses.get(key);
+      if (known !== undefined) {
+        if (!this.keys.has(profileId)) this.keys.set(profileId, { pk: known.pk, columns: null, activity: null });
+        return { mergedInto: known.mergedInto, journalMergeId: known.journalMergeId };
+      }
+    }
     const pk = this.keys.get(profileId)?.pk ?? this.hints.get(profileId);
     if (pk !== undefined) {
       const status = sql.peekProfileByPk.get(pk, accountId, profileId);
-      if (status !== undefined) return { mergedInto: status[0], journalMergeId: status[1] };
+      if (status !== undefined) {
+        if (committed) this.lookups.statuses.set(key, { pk, mergedInto: status[0], journalMergeId: status[1] });
+        return { mergedInto: status[0], journalMergeId: status[1] };
+      }
     }
     const row = sql.peekProfile.get(accountId, profileId);
     if (row === undefined) return null;
     this.hints.set(profileId, row[0]);
     if (!this.keys.has(profileId)) this.keys.set(profileId, { pk: row[0], columns: null, activity: null });
+    if (committed) this.lookups.statuses.set(key, { pk: row[0], mergedInto: row[1], journalMergeId: row[2] });
     return { mergedInto: row[1], journalMergeId: row[2] };
   }
 
@@ -1049,6 +1109,7 @@ class SqliteTx extends SqliteReader implements StoreTx {
 
   async claimDevice(accountId: string, device: DeviceRow): Promise<string> {
     const sql = this.forWrite(accountId);
+    this.wroteDevice(device.deviceId);
     const { deviceId, profileId } = device;
     if (sql.insertDevice.run(accountId, deviceId, profileId, device.pushToken, device.platform).changes === 1) {
       return profileId;
@@ -1057,7 +1118,9 @@ class SqliteTx extends SqliteReader implements StoreTx {
   }
 
   async upsertDevice(accountId: string, device: DeviceRow): Promise<void> {
-    this.forWrite(accountId).upsertDevice.run(
+    this.forWrite(accountId);
+    this.wroteDevice(device.deviceId);
+    this.sql.upsertDevice.run(
       accountId,
       device.deviceId,
       device.profileId,
@@ -1067,7 +1130,9 @@ class SqliteTx extends SqliteReader implements StoreTx {
   }
 
   async deleteDevice(accountId: string, deviceId: string): Promise<void> {
-    this.forWrite(accountId).deleteDevice.run(accountId, deviceId);
+    this.forWrite(accountId);
+    this.wroteDevice(deviceId);
+    this.sql.deleteDevice.run(accountId, deviceId);
   }
 
   async claimUserAccount(accountId: string, ref: UserAccountRef, profileId: string): Promise<string> {
@@ -1245,6 +1310,10 @@ class SqliteTx extends SqliteReader implements StoreTx {
     const pk = this.pkOf(sql, accountId, profileId);
     this.keys.delete(profileId);
     this.hints.delete(profileId);
+    this.wroteStatus(profileId);
+    // Its devices go by profile, not one by one.
+    this.wroteEveryDevice = true;
+    this.lookups.devices.clear();
     if (pk !== undefined) {
       segmentIndex(this.db).deleted(this, pk, profileId);
       sql.deleteActivity.run(pk);
@@ -1340,6 +1409,7 @@ export class SqliteStore implements Store {
   readonly segments: SqliteSegments;
   private readonly sql: Statements;
   private readonly hints = new ProfileKeyHints(PROFILE_KEY_HINTS);
+  private readonly lookups = new CommittedLookups();
   private readonly queue = new WriteQueue();
   private readonly savepoints: SavepointStatements[] = [];
   private closed = false;
@@ -1468,9 +1538,12 @@ export class SqliteStore implements Store {
 
   async write<T>(accountId: string, fn: (tx: StoreTx) => Promise<T>): Promise<T> {
     await this.queue.acquire();
-    const tx = new SqliteTx(this.sql, this.hints, this.db, accountId, (depth) => this.savepointStatements(depth));
+    const tx = new SqliteTx(this.sql, this.hints, this.lookups, this.db, accountId, (depth) =>
+      this.savepointStatements(depth),
+    );
     try {
       this.sql.begin.run();
+      this.lookups.begin(this.sql.dataVersion.get()!);
       try {
         const result = await fn(tx);
         tx.finish();

@@ -1,0 +1,144 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { ProfileState } from "../../engine/types.js";
+import { blankProfile, newAccount } from "../conformance/fixtures.js";
+import { BoundedMap } from "./committed-lookups.js";
+import { SqliteStore } from "./sqlite-store.js";
+
+describe("device owners and profile statuses remembered across transactions", () => {
+  let dir: string;
+  let file: string;
+  let store: SqliteStore;
+  let accountId: string;
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), "portrait-lookups-"));
+    file = join(dir, "portrait.db");
+    store = SqliteStore.open(file);
+    const account = newAccount();
+    await store.createAccount(account);
+    accountId = account.id;
+  });
+
+  afterEach(async () => {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function newProfile(): Promise<ProfileState> {
+    const state = blankProfile();
+    await store.write(accountId, (tx) => tx.insertProfile(accountId, state));
+    return state;
+  }
+  const device = (deviceId: string, profileId: string) => ({ deviceId, profileId, pushToken: null, platform: "web" });
+  const ownerOf = (s: SqliteStore, deviceId: string) =>
+    s.write(accountId, async (tx) => (await tx.findDevice(accountId, deviceId))?.profileId ?? null);
+  const statusOf = (s: SqliteStore, profileId: string) =>
+    s.write(accountId, (tx) => tx.peekProfile(accountId, profileId));
+  const failed = new Error("rolled back on purpose");
+
+  it("answers a device's new owner once a later transaction repoints or deletes it, and keeps it when that rolls back", async () => {
+    const [a, b] = [await newProfile(), await newProfile()];
+    await store.write(accountId, (tx) => tx.claimDevice(accountId, device("d1", a.id)));
+    expect(await ownerOf(store, "d1")).toBe(a.id);
+
+    await store.write(accountId, (tx) => tx.upsertDevice(accountId, device("d1", b.id)));
+    expect(await ownerOf(store, "d1")).toBe(b.id);
+
+    await expect(
+      store.write(accountId, async (tx) => {
+        await tx.upsertDevice(accountId, device("d1", a.id));
+        // Its own write, inside the transaction.
+        expect((await tx.findDevice(accountId, "d1"))?.profileId).toBe(a.id);
+        throw failed;
+      }),
+    ).rejects.toBe(failed);
+    expect(await ownerOf(store, "d1")).toBe(b.id);
+
+    await store.write(accountId, (tx) => tx.deleteDevice(accountId, "d1"));
+    expect(await ownerOf(store, "d1")).toBeNull();
+  });
+
+  it("hands out copies: changing an answer changes nothing remembered", async () => {
+    const a = await newProfile();
+    await store.write(accountId, (tx) => tx.claimDevice(accountId, device("d1", a.id)));
+    expect(await ownerOf(store, "d1")).toBe(a.id);
+    await store.write(accountId, async (tx) => {
+      const found = (await tx.findDevice(accountId, "d1"))!;
+      found.profileId = "somebody else";
+    });
+    expect(await ownerOf(store, "d1")).toBe(a.id);
+  });
+
+  it("forgets the devices of a deleted profile", async () => {
+    const a = await newProfile();
+    await store.write(accountId, async (tx) => {
+      await tx.claimDevice(accountId, device("d1", a.id));
+      await tx.claimDevice(accountId, device("d2", a.id));
+    });
+    expect([await ownerOf(store, "d1"), await ownerOf(store, "d2")]).toEqual([a.id, a.id]);
+    expect((await statusOf(store, a.id))?.mergedInto).toBeNull();
+
+    await store.write(accountId, (tx) => tx.deleteProfileData(accountId, a.id));
+    expect([await ownerOf(store, "d1"), await ownerOf(store, "d2")]).toEqual([null, null]);
+    expect(await statusOf(store, a.id)).toBeNull();
+  });
+
+  it("answers a profile's status once a later transaction merges it, and keeps it when that rolls back", async () => {
+    const [source, target] = [await newProfile(), await newProfile()];
+    expect(await statusOf(store, source.id)).toEqual({ mergedInto: null, journalMergeId: null });
+
+    await store.write(accountId, async (tx) => {
+      const state = (await tx.lockProfile(accountId, source.id))!;
+      await tx.updateProfile(accountId, { ...state, mergedInto: target.id });
+    });
+    expect(await statusOf(store, source.id)).toEqual({ mergedInto: target.id, journalMergeId: null });
+
+    await expect(
+      store.write(accountId, async (tx) => {
+        const state = (await tx.lockProfile(accountId, source.id))!;
+        await tx.updateProfile(accountId, { ...state, mergedInto: null });
+        expect((await tx.peekProfile(accountId, source.id))?.mergedInto).toBeNull();
+        throw failed;
+      }),
+    ).rejects.toBe(failed);
+    expect(await statusOf(store, source.id)).toEqual({ mergedInto: target.id, journalMergeId: null });
+  });
+
+  it("answers what another connection to the file committed since", async () => {
+    const [a, b] = [await newProfile(), await newProfile()];
+    await store.write(accountId, (tx) => tx.claimDevice(accountId, device("d1", a.id)));
+    expect(await ownerOf(store, "d1")).toBe(a.id);
+    expect((await statusOf(store, a.id))?.mergedInto).toBeNull();
+
+    const other = SqliteStore.open(file);
+    try {
+      await other.write(accountId, async (tx) => {
+        await tx.upsertDevice(accountId, device("d1", b.id));
+        const state = (await tx.lockProfile(accountId, a.id))!;
+        await tx.updateProfile(accountId, { ...state, mergedInto: b.id });
+      });
+      // `other` learned these in its own transaction; `store` must not answer from what it learned before.
+      expect(await ownerOf(store, "d1")).toBe(b.id);
+      expect((await statusOf(store, a.id))?.mergedInto).toBe(b.id);
+    } finally {
+      await other.close();
+    }
+  });
+});
+
+describe("BoundedMap", () => {
+  it("keeps at most its limit, dropping the oldest eighth when full", () => {
+    const map = new BoundedMap<number>(16);
+    for (let i = 0; i < 16; i++) map.set(`k${i}`, i);
+    expect(map.size).toBe(16);
+    map.set("k16", 16);
+    expect(map.size).toBe(15);
+    expect([map.get("k0"), map.get("k1"), map.get("k2")]).toEqual([undefined, undefined, 2]);
+    // Replacing a key that is there evicts nothing.
+    map.set("k2", 20);
+    expect([map.size, map.get("k2")]).toEqual([15, 20]);
+  });
+});
