@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { ProfileState } from "../../engine/types.js";
 import { blankProfile, newAccount } from "../conformance/fixtures.js";
-import { BoundedMap } from "./committed-lookups.js";
+import { LookupTable } from "./committed-lookups.js";
 import { SqliteStore } from "./sqlite-store.js";
 
 describe("device owners and profile statuses remembered across transactions", () => {
@@ -129,16 +129,21 @@ describe("device owners and profile statuses remembered across transactions", ()
   });
 });
 
-describe("BoundedMap", () => {
-  it("keeps at most its limit, dropping the oldest eighth when full", () => {
-    const map = new BoundedMap<number>(16);
-    for (let i = 0; i < 16; i++) map.set(`k${i}`, i);
-    expect(map.size).toBe(16);
-    map.set("k16", 16);
-    expect(map.size).toBe(15);
-    expect([map.get("k0"), map.get("k1"), map.get("k2")]).toEqual([undefined, undefined, 2]);
-    // Replacing a key that is there evicts nothing.
-    map.set("k2", 20);
-    expect([map.size, map.get("k2")]).toEqual([15, 20]);
+describe("LookupTable", () => {
+  it("keeps at most its limit over all accounts, dropping the oldest eighth of the largest account's when full", () => {
+    const table = new LookupTable<number>(16);
+    for (let i = 0; i < 12; i++) table.set("big", `k${i}`, i);
+    for (let i = 0; i < 4; i++) table.set("small", `k${i}`, 100 + i);
+    expect(table.size).toBe(16);
+    table.set("small", "k4", 104);
+    expect(table.size).toBe(15);
+    expect([table.get("big", "k0"), table.get("big", "k1"), table.get("big", "k2")]).toEqual([undefined, undefined, 2]);
+    expect(table.get("small", "k0")).toBe(100);
+    // Replacing an entry that is there evicts nothing; the same id in another account is another entry.
+    table.set("small", "k4", 204);
+    expect([table.size, table.get("small", "k4"), table.get("big", "k4")]).toEqual([15, 204, 4]);
+    table.delete("big", "k4");
+    table.delete("big", "k4");
+    expect([table.size, table.get("big", "k4")]).toEqual([14, undefined]);
   });
 });

@@ -20,52 +20,72 @@ export interface KnownStatus extends ProfileStatus {
   pk: number;
 }
 
-/** A Map that keeps at most `limit` entries: when full, the oldest eighth goes. */
-export class BoundedMap<V> {
-  private readonly entries = new Map<string, V>();
+/**
+ * One kind of look-up for every account, at most `limit` entries in all: when full, the oldest eighth of the largest
+ * account's entries go. Keyed by account, then by id, so that a look-up hashes the id as it came (a key joined from
+ * account and id was a new string to flatten and hash on every look-up: ≈ 5% of B1's CPU).
+ */
+export class LookupTable<V> {
+  private readonly accounts = new Map<string, Map<string, V>>();
+  private entries = 0;
 
   constructor(private readonly limit: number) {}
 
   get size(): number {
-    return this.entries.size;
+    return this.entries;
   }
 
-  get(key: string): V | undefined {
-    return this.entries.get(key);
+  get(accountId: string, id: string): V | undefined {
+    return this.accounts.get(accountId)?.get(id);
   }
 
-  set(key: string, value: V): void {
-    if (this.entries.size >= this.limit && !this.entries.has(key)) {
-      let evict = Math.ceil(this.limit / 8);
-      for (const old of this.entries.keys()) {
-        this.entries.delete(old);
-        if (--evict === 0) break;
-      }
+  set(accountId: string, id: string, value: V): void {
+    let ids = this.accounts.get(accountId);
+    if (ids === undefined) {
+      ids = new Map();
+      this.accounts.set(accountId, ids);
     }
-    this.entries.set(key, value);
+    if (!ids.has(id)) {
+      if (this.entries >= this.limit) this.evict();
+      this.entries++;
+    }
+    ids.set(id, value);
   }
 
-  delete(key: string): void {
-    this.entries.delete(key);
+  delete(accountId: string, id: string): void {
+    if (this.accounts.get(accountId)?.delete(id)) this.entries--;
   }
 
   clear(): void {
-    this.entries.clear();
+    this.accounts.clear();
+    this.entries = 0;
+  }
+
+  private evict(): void {
+    let largest: Map<string, V> | undefined;
+    for (const ids of this.accounts.values()) if (largest === undefined || ids.size > largest.size) largest = ids;
+    if (largest === undefined) return;
+    let evict = Math.ceil(this.limit / 8);
+    for (const id of largest.keys()) {
+      largest.delete(id);
+      this.entries--;
+      if (--evict === 0) break;
+    }
   }
 }
 
-/** Both look-ups of one store, keyed by account and id. */
+/** Both look-ups of one store. */
 export class CommittedLookups {
-  /** `${accountId}\0${deviceId}` → the device's row. */
-  readonly devices: BoundedMap<DeviceRow>;
-  /** `${accountId}\0${profileId}` → the profile's pk and status; only profiles that exist. */
-  readonly statuses: BoundedMap<KnownStatus>;
+  /** Device id → the device's row. */
+  readonly devices: LookupTable<DeviceRow>;
+  /** Profile id → the profile's pk and status; only profiles that exist. */
+  readonly statuses: LookupTable<KnownStatus>;
   private dataVersion: number | undefined;
 
   /** At ≈ 200 bytes an entry, 100k of each (B1's full size has 100k devices) hold ≈ 40 MB at most. */
   constructor(limit = 100_000) {
-    this.devices = new BoundedMap(limit);
-    this.statuses = new BoundedMap(limit);
+    this.devices = new LookupTable(limit);
+    this.statuses = new LookupTable(limit);
   }
 
   /** At the start of each write transaction, with `PRAGMA data_version` read after its BEGIN IMMEDIATE. */
@@ -78,8 +98,4 @@ export class CommittedLookups {
     this.devices.clear();
     this.statuses.clear();
   }
-}
-
-export function lookupKey(accountId: string, id: string): string {
-  return `${accountId}\u0000${id}`;
 }

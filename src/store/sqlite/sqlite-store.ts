@@ -54,7 +54,7 @@ import type {
   TypeScope,
 } from "../store.js";
 import { ACTIVITY_OF_P, JOIN_ACTIVITY } from "./activity-join.js";
-import { CommittedLookups, lookupKey } from "./committed-lookups.js";
+import { CommittedLookups } from "./committed-lookups.js";
 import { migrate } from "./schema.js";
 import { redactImportData, SqliteImports } from "./sqlite-imports.js";
 import { SqliteSegments, segmentIndex } from "./sqlite-segments.js";
@@ -858,20 +858,19 @@ class SqliteTx extends SqliteReader implements StoreTx {
 
   private wroteDevice(deviceId: string): void {
     this.wroteDevices.add(deviceId);
-    this.lookups.devices.delete(lookupKey(this.accountId, deviceId));
+    this.lookups.devices.delete(this.accountId, deviceId);
   }
 
   private wroteStatus(profileId: string): void {
     this.wroteStatuses.add(profileId);
-    this.lookups.statuses.delete(lookupKey(this.accountId, profileId));
+    this.lookups.statuses.delete(this.accountId, profileId);
   }
 
   override async findDevice(accountId: string, deviceId: string): Promise<DeviceRow | null> {
     const sql = this.use(accountId);
     const committed = !this.wroteEveryDevice && !this.wroteDevices.has(deviceId);
-    const key = lookupKey(accountId, deviceId);
     if (committed) {
-      const known = this.lookups.devices.get(key);
+      const known = this.lookups.devices.get(accountId, deviceId);
       // A copy: the caller may change what it is given.
       if (known !== undefined) {
         return {
@@ -885,7 +884,12 @@ class SqliteTx extends SqliteReader implements StoreTx {
     const row = sql.findDevice.get(accountId, deviceId);
     if (row === undefined) return null;
     if (committed)
-      this.lookups.devices.set(key, { deviceId: row[0], profileId: row[1], pushToken: row[2], platform: row[3] });
+      this.lookups.devices.set(accountId, deviceId, {
+        deviceId: row[0],
+        profileId: row[1],
+        pushToken: row[2],
+        platform: row[3],
+      });
     return { deviceId: row[0], profileId: row[1], pushToken: row[2], platform: row[3] };
   }
 
@@ -1036,9 +1040,8 @@ class SqliteTx extends SqliteReader implements StoreTx {
   async peekProfile(accountId: string, profileId: string): Promise<ProfileStatus | null> {
     const sql = this.use(accountId);
     const committed = !this.wroteStatuses.has(profileId);
-    const key = lookupKey(accountId, profileId);
     if (committed) {
-      const known = this.lookups.statuses.get(key);
+      const known = this.lookups.statuses.get(accountId, profileId);
       if (known !== undefined) {
         if (!this.keys.has(profileId)) this.keys.set(profileId, { pk: known.pk, columns: null, activity: null });
         return { mergedInto: known.mergedInto, journalMergeId: known.journalMergeId };
@@ -1048,7 +1051,8 @@ class SqliteTx extends SqliteReader implements StoreTx {
     if (pk !== undefined) {
       const status = sql.peekProfileByPk.get(pk, accountId, profileId);
       if (status !== undefined) {
-        if (committed) this.lookups.statuses.set(key, { pk, mergedInto: status[0], journalMergeId: status[1] });
+        if (committed)
+          this.lookups.statuses.set(accountId, profileId, { pk, mergedInto: status[0], journalMergeId: status[1] });
         return { mergedInto: status[0], journalMergeId: status[1] };
       }
     }
@@ -1056,7 +1060,8 @@ class SqliteTx extends SqliteReader implements StoreTx {
     if (row === undefined) return null;
     this.hints.set(profileId, row[0]);
     if (!this.keys.has(profileId)) this.keys.set(profileId, { pk: row[0], columns: null, activity: null });
-    if (committed) this.lookups.statuses.set(key, { pk: row[0], mergedInto: row[1], journalMergeId: row[2] });
+    if (committed)
+      this.lookups.statuses.set(accountId, profileId, { pk: row[0], mergedInto: row[1], journalMergeId: row[2] });
     return { mergedInto: row[1], journalMergeId: row[2] };
   }
 
