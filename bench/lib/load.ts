@@ -6,6 +6,7 @@
  * reported as such, never folded into the figure.
  */
 import autocannon from "autocannon";
+import { postgresCpuMs, processCpuMs } from "./cpu-time.js";
 import { SECRET_KEY } from "./processes.js";
 import { type BenchContext, median } from "./scenario.js";
 
@@ -111,6 +112,8 @@ export function runConcurrently(specs: LoadSpec[], seconds: number): Promise<Loa
 export interface Measured {
   /** One entry per measured run, each with one LoadRun per spec. */
   runs: LoadRun[][];
+  /** CPU per unit over the measured runs (median), when `measureLoad` was told whose. */
+  cpu: CpuPerUnit | null;
   /** Errors over the warm-up and every run. */
   errors: number;
   firstError: string | null;
@@ -132,8 +135,32 @@ async function settle(specs: LoadSpec[]): Promise<void> {
   }
 }
 
+/** Whose CPU a measured run counts: the server process, and PostgreSQL's processes when the store is there. */
+export interface CpuWatch {
+  serverPid: number;
+  database: boolean;
+}
+
+/** CPU time per unit of work, µs: the server's, and PostgreSQL's (null on SQLite). */
+export interface CpuPerUnit {
+  serverUs: number;
+  databaseUs: number | null;
+}
+
+/** `; server CPU 38 µs per event, PostgreSQL 45 µs` for a scenario's note; empty when not measured. */
+export function describeCpu(cpu: CpuPerUnit | null, unit: string): string {
+  if (cpu === null) return "";
+  const database = cpu.databaseUs === null ? "" : `, PostgreSQL ${cpu.databaseUs.toFixed(1)} µs`;
+  return `; server CPU ${cpu.serverUs.toFixed(1)} µs per ${unit}${database}`;
+}
+
 /** PERFORMANCE.md's protocol: a warm-up, then `timing.runs` measured runs of `timing.runSeconds`. */
-export async function measureLoad(ctx: BenchContext, label: string, specs: LoadSpec[]): Promise<Measured> {
+export async function measureLoad(
+  ctx: BenchContext,
+  label: string,
+  specs: LoadSpec[],
+  watch?: CpuWatch,
+): Promise<Measured> {
   const { warmupSeconds, runSeconds, runs: count } = ctx.timing;
   const all: LoadRun[] = [];
   if (warmupSeconds > 0) {
@@ -142,15 +169,26 @@ export async function measureLoad(ctx: BenchContext, label: string, specs: LoadS
     ctx.log(`${label} warm-up ${warmupSeconds} s: ${describe(warm)}`);
   }
   const runs: LoadRun[][] = [];
+  const server: number[] = [];
+  const database: number[] = [];
   for (let i = 0; i < count; i++) {
     await settle(specs);
+    const before = watch && { server: processCpuMs(watch.serverPid), database: watch.database ? postgresCpuMs() : 0 };
     const run = await runConcurrently(specs, runSeconds);
+    const units = run.reduce((sum, r) => sum + r.units, 0);
+    if (watch && before && before.server !== null && units > 0) {
+      const after = processCpuMs(watch.serverPid);
+      if (after !== null) server.push(((after - before.server) * 1000) / units);
+      if (watch.database) database.push(((postgresCpuMs() - before.database) * 1000) / units);
+    }
     runs.push(run);
     all.push(...run);
     ctx.log(`${label} run ${i + 1}/${count} (${runSeconds} s): ${describe(run)}`);
   }
   return {
     runs,
+    cpu:
+      server.length === 0 ? null : { serverUs: median(server), databaseUs: database.length ? median(database) : null },
     errors: all.reduce((sum, run) => sum + errorsOf(run), 0),
     firstError: all.find((run) => run.firstError)?.firstError ?? null,
   };

@@ -9,7 +9,7 @@ import type { NewEvent } from "../../src/engine/types.js";
 import { timeOrderedId } from "../../src/pipeline/clock.js";
 import { ingestAll } from "../lib/api.js";
 import { batchBody, deviceId, deviceSetupBatches, eventRecord } from "../lib/data.js";
-import { apiHeaders, countIngest, measureLoad, medianOf } from "../lib/load.js";
+import { apiHeaders, countIngest, describeCpu, measureLoad, medianOf } from "../lib/load.js";
 import { Prng, seedOf } from "../lib/prng.js";
 import { startPortrait } from "../lib/processes.js";
 import { baselineRate, openRawStore, RAW_ACCOUNT } from "../lib/raw-store.js";
@@ -95,25 +95,30 @@ export async function runIngestEvents(ctx: BenchContext): Promise<IngestLoadResu
   }
   ctx.log(`B1 load: ${pool} distinct batches of ${BATCH} (${Math.round(bodies[0]!.length / 1024)} KB each)`);
   let next = 0;
-  const measured = await measureLoad(ctx, "B1", [
-    {
-      url: server.url,
-      connections: CONNECTIONS,
-      requests: [
-        {
-          method: "POST",
-          path: "/v1/ingest",
-          headers: apiHeaders(true),
-          body: bodies[0]!,
-          setupRequest(request) {
-            request.body = bodies[next++ % bodies.length]!;
-            return request;
+  const measured = await measureLoad(
+    ctx,
+    "B1",
+    [
+      {
+        url: server.url,
+        connections: CONNECTIONS,
+        requests: [
+          {
+            method: "POST",
+            path: "/v1/ingest",
+            headers: apiHeaders(true),
+            body: bodies[0]!,
+            setupRequest(request) {
+              request.body = bodies[next++ % bodies.length]!;
+              return request;
+            },
           },
-        },
-      ],
-      count: countIngest,
-    },
-  ]);
+        ],
+        count: countIngest,
+      },
+    ],
+    { serverPid: server.pid, database: ctx.store === "postgres" },
+  );
   const peak = sampler.stop();
   const { value: figure, runs } = medianOf(measured, ([run]) => run!.unitRate);
   const p99 = medianOf(measured, ([run]) => run!.p99).value;
@@ -125,6 +130,7 @@ export async function runIngestEvents(ctx: BenchContext): Promise<IngestLoadResu
       runs,
       note:
         `${devices} devices; batch p99 ${p99} ms; server RSS peak ${Math.round(peak.peakMb)} MB` +
+        describeCpu(measured.cpu, "event") +
         (measured.firstError ? `; first error: ${measured.firstError}` : ""),
     },
     memory: { idle, peak },

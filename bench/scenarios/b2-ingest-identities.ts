@@ -9,7 +9,7 @@ import { newProfileState } from "../../src/engine/profile.js";
 import type { PropertyEntry } from "../../src/engine/types.js";
 import { timeOrderedId } from "../../src/pipeline/clock.js";
 import { BENCH_NOW_SECONDS, personProperties } from "../lib/data.js";
-import { apiHeaders, countIngest, measureLoad, medianOf } from "../lib/load.js";
+import { apiHeaders, countIngest, describeCpu, measureLoad, medianOf } from "../lib/load.js";
 import { Prng, seedOf } from "../lib/prng.js";
 import { startPortrait } from "../lib/processes.js";
 import { baselineRate, openRawStore, RAW_ACCOUNT } from "../lib/raw-store.js";
@@ -78,24 +78,29 @@ export const scenario: Scenario = {
     const baseline = await rawProfileRate(ctx);
     const server = await startPortrait(ctx, "B2");
     let next = 0;
-    const measured = await measureLoad(ctx, "B2", [
-      {
-        url: server.url,
-        connections: CONNECTIONS,
-        requests: [
-          {
-            method: "POST",
-            path: "/v1/ingest",
-            headers: apiHeaders(true),
-            setupRequest(request) {
-              request.body = batch(next++);
-              return request;
+    const measured = await measureLoad(
+      ctx,
+      "B2",
+      [
+        {
+          url: server.url,
+          connections: CONNECTIONS,
+          requests: [
+            {
+              method: "POST",
+              path: "/v1/ingest",
+              headers: apiHeaders(true),
+              setupRequest(request) {
+                request.body = batch(next++);
+                return request;
+              },
             },
-          },
-        ],
-        count: countIngest,
-      },
-    ]);
+          ],
+          count: countIngest,
+        },
+      ],
+      { serverPid: server.pid, database: ctx.store === "postgres" },
+    );
     const { value: figure, runs } = medianOf(measured, ([run]) => run!.unitRate);
     const p99 = medianOf(measured, ([run]) => run!.p99).value;
     return {
@@ -105,6 +110,7 @@ export const scenario: Scenario = {
       runs,
       note:
         `${next * (BATCH / 2)} new people generated; batch p99 ${p99} ms` +
+        describeCpu(measured.cpu, "record") +
         (measured.firstError ? `; first error: ${measured.firstError}` : ""),
     };
   },

@@ -5,7 +5,7 @@
  */
 import { ingestAll } from "../lib/api.js";
 import { batchBody, deviceId, deviceSetupBatches, eventRecord } from "../lib/data.js";
-import { apiHeaders, countIngest, type LoadSpec, measureLoad, medianOf } from "../lib/load.js";
+import { apiHeaders, countIngest, describeCpu, type LoadSpec, measureLoad, medianOf } from "../lib/load.js";
 import { Prng, seedOf } from "../lib/prng.js";
 import { startBareServer, startPortrait } from "../lib/processes.js";
 import type { Scenario } from "../lib/scenario.js";
@@ -55,7 +55,10 @@ export const scenario: Scenario = {
 
     const server = await startPortrait(ctx, "B3");
     await ingestAll(server.url, deviceSetupBatches("b3", DEVICES, seedOf("b3-setup")));
-    const measured = await measureLoad(ctx, "B3", [spec(server.url, bodies, countIngest)]);
+    const measured = await measureLoad(ctx, "B3", [spec(server.url, bodies, countIngest)], {
+      serverPid: server.pid,
+      database: ctx.store === "postgres",
+    });
     const { value: figure, runs } = medianOf(measured, ([run]) => run!.requestRate);
     const p99 = medianOf(measured, ([run]) => run!.p99).value;
     return {
@@ -63,7 +66,7 @@ export const scenario: Scenario = {
       baseline,
       errors: measured.errors,
       runs,
-      note: `p99 ${p99} ms${measured.firstError ? `; first error: ${measured.firstError}` : ""}`,
+      note: `p99 ${p99} ms${describeCpu(measured.cpu, "request")}${measured.firstError ? `; first error: ${measured.firstError}` : ""}`,
     };
   },
 };

@@ -10,7 +10,7 @@ import { timeOrderedId } from "../../src/pipeline/clock.js";
 import type { Store } from "../../src/store/store.js";
 import { ingestAll } from "../lib/api.js";
 import { BENCH_NOW_SECONDS, emailOf, personProperties } from "../lib/data.js";
-import { apiHeaders, measureLoad, medianOf } from "../lib/load.js";
+import { apiHeaders, describeCpu, measureLoad, medianOf } from "../lib/load.js";
 import { Prng, seedOf } from "../lib/prng.js";
 import { startPortrait } from "../lib/processes.js";
 import { baselineRate, openRawStore, RAW_ACCOUNT } from "../lib/raw-store.js";
@@ -87,25 +87,30 @@ export const scenario: Scenario = {
 
     const paths = emails.map((email) => `/v1/profiles?email=${encodeURIComponent(email)}`);
     let next = 0;
-    const measured = await measureLoad(ctx, "B5", [
-      {
-        url: server.url,
-        connections: CONNECTIONS,
-        requests: [
-          {
-            method: "GET",
-            path: paths[0]!,
-            headers: apiHeaders(false),
-            setupRequest(request) {
-              request.path = paths[next++ % paths.length]!;
-              return request;
+    const measured = await measureLoad(
+      ctx,
+      "B5",
+      [
+        {
+          url: server.url,
+          connections: CONNECTIONS,
+          requests: [
+            {
+              method: "GET",
+              path: paths[0]!,
+              headers: apiHeaders(false),
+              setupRequest(request) {
+                request.path = paths[next++ % paths.length]!;
+                return request;
+              },
             },
-          },
-        ],
-        // A seeded person not found is a failure, not a fast answer.
-        count: (body) => (body.includes('"profiles":[]') ? { done: 0, failed: 1 } : { done: 1, failed: 0 }),
-      },
-    ]);
+          ],
+          // A seeded person not found is a failure, not a fast answer.
+          count: (body) => (body.includes('"profiles":[]') ? { done: 0, failed: 1 } : { done: 1, failed: 0 }),
+        },
+      ],
+      { serverPid: server.pid, database: ctx.store === "postgres" },
+    );
     const { value: figure, runs } = medianOf(measured, ([run]) => run!.requestRate);
     const p99 = medianOf(measured, ([run]) => run!.p99);
     const firstError = measured.firstError ? `; first error: ${measured.firstError}` : "";
@@ -114,7 +119,7 @@ export const scenario: Scenario = {
       baseline,
       errors: measured.errors,
       runs,
-      note: `${people} people; raw = in-process findProfileByIdentity + getProfile${firstError}`,
+      note: `${people} people; raw = in-process findProfileByIdentity + getProfile${describeCpu(measured.cpu, "look-up")}${firstError}`,
       extra: [
         {
           scenario: "B5-p99",

@@ -9,7 +9,7 @@ import { newProfileState } from "../../src/engine/profile.js";
 import type { NewEvent } from "../../src/engine/types.js";
 import { ingest, request } from "../lib/api.js";
 import { eventRecord } from "../lib/data.js";
-import { apiHeaders, type LoadSpec, measureLoad, medianOf } from "../lib/load.js";
+import { apiHeaders, describeCpu, type LoadSpec, measureLoad, medianOf } from "../lib/load.js";
 import { Prng, seedOf } from "../lib/prng.js";
 import { startPortrait } from "../lib/processes.js";
 import { baselineRate, openRawStore, RAW_ACCOUNT } from "../lib/raw-store.js";
@@ -102,10 +102,12 @@ export const scenario: Scenario = {
     const baseline = await rawPageRate(ctx);
     const server = await startPortrait(ctx, "B7");
     const profileId = await setUp(server.url);
-    const measured = await measureLoad(ctx, "B7 (profile | events)", [
-      get(server.url, `/v1/profiles/${profileId}`),
-      get(server.url, `/v1/profiles/${profileId}/events?limit=100`),
-    ]);
+    const measured = await measureLoad(
+      ctx,
+      "B7 (profile | events)",
+      [get(server.url, `/v1/profiles/${profileId}`), get(server.url, `/v1/profiles/${profileId}/events?limit=100`)],
+      { serverPid: server.pid, database: ctx.store === "postgres" },
+    );
     const profileP99 = medianOf(measured, ([profile]) => profile!.p99).value;
     const eventsP99 = medianOf(measured, ([, events]) => events!.p99).value;
     const { value: figure, runs } = medianOf(measured, (run) => Math.max(...run.map((r) => r.p99)));
@@ -120,6 +122,7 @@ export const scenario: Scenario = {
       note:
         `p99 profile ${profileP99} ms, events ${eventsP99} ms; ${Math.round(pageRate)} pages/s over HTTP ` +
         `(ratio = HTTP pages/s ÷ raw pages/s, informational)` +
+        describeCpu(measured.cpu, "request") +
         (measured.firstError ? `; first error: ${measured.firstError}` : ""),
     };
   },
