@@ -129,6 +129,78 @@ describe("device owners and profile statuses remembered across transactions", ()
   });
 });
 
+describe("activity added to profiles a transaction saw live", () => {
+  let dir: string;
+  let store: SqliteStore;
+  let accountId: string;
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), "portrait-lookups-"));
+    store = SqliteStore.open(join(dir, "portrait.db"));
+    const account = newAccount();
+    await store.createAccount(account);
+    accountId = account.id;
+  });
+
+  afterEach(async () => {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const T0 = 1_700_000_000_000;
+  const failed = new Error("rolled back on purpose");
+  async function twoProfiles(): Promise<[ProfileState, ProfileState]> {
+    const [a, b] = [blankProfile(), blankProfile()];
+    await store.write(accountId, async (tx) => {
+      await tx.insertProfile(accountId, a);
+      await tx.insertProfile(accountId, b);
+    });
+    return [a, b];
+  }
+
+  it("is refused once the transaction itself merged the profile it had seen live", async () => {
+    const [source, target] = await twoProfiles();
+    await store.write(accountId, async (tx) => {
+      expect((await tx.peekProfile(accountId, source.id))?.mergedInto).toBeNull();
+      const state = (await tx.lockProfile(accountId, source.id))!;
+      await tx.updateProfile(accountId, { ...state, mergedInto: target.id });
+      await expect(
+        tx.addActivity(accountId, [{ profileId: source.id, firstTs: T0, lastTs: T0, events: 1 }]),
+      ).rejects.toThrow(/not live/);
+    });
+  });
+
+  it("is refused when what the transaction saw live was its own change, since rolled back", async () => {
+    const [source, target] = await twoProfiles();
+    await store.write(accountId, async (tx) => {
+      const state = (await tx.lockProfile(accountId, source.id))!;
+      await tx.updateProfile(accountId, { ...state, mergedInto: target.id });
+      await expect(
+        tx.savepoint(async () => {
+          await tx.updateProfile(accountId, { ...state, mergedInto: null });
+          expect((await tx.peekProfile(accountId, source.id))?.mergedInto).toBeNull();
+          throw failed;
+        }),
+      ).rejects.toBe(failed);
+      await expect(
+        tx.addActivity(accountId, [{ profileId: source.id, firstTs: T0, lastTs: T0, events: 1 }]),
+      ).rejects.toThrow(/not live/);
+    });
+  });
+
+  it("adds to a profile seen live, from what the look-ups remembered as well as from its row", async () => {
+    const [a] = await twoProfiles();
+    for (let round = 0; round < 2; round++) {
+      await store.write(accountId, async (tx) => {
+        expect((await tx.peekProfile(accountId, a.id))?.mergedInto).toBeNull();
+        await tx.addActivity(accountId, [{ profileId: a.id, firstTs: T0 + round, lastTs: T0 + round, events: 2 }]);
+      });
+    }
+    const stored = (await store.reader.getProfile(accountId, a.id))!;
+    expect([stored.firstSeen, stored.lastSeen, stored.stats.events]).toEqual([T0, T0 + 1, 4]);
+  });
+});
+
 describe("LookupTable", () => {
   it("keeps at most its limit over all accounts, dropping the oldest eighth of the largest account's when full", () => {
     const table = new LookupTable<number>(16);

@@ -54,7 +54,7 @@ import type {
   TypeScope,
 } from "../store.js";
 import { ACTIVITY_OF_P, JOIN_ACTIVITY } from "./activity-join.js";
-import { CommittedLookups } from "./committed-lookups.js";
+import { CommittedLookups, type KnownStatus } from "./committed-lookups.js";
 import { migrate } from "./schema.js";
 import { redactImportData, SqliteImports } from "./sqlite-imports.js";
 import { SqliteSegments, segmentIndex } from "./sqlite-segments.js";
@@ -218,6 +218,15 @@ function prepareStatements(db: Database.Database) {
       `INSERT INTO profile_activity (pk, first_seen, last_seen, event_count)
        SELECT @pk, @first, @last, @events
        WHERE EXISTS (SELECT 1 FROM profiles WHERE pk = @pk AND merged_into IS NULL AND journal_merge_id IS NULL)
+       ON CONFLICT (pk) DO UPDATE SET
+         first_seen = min(coalesce(first_seen, excluded.first_seen), excluded.first_seen),
+         last_seen = max(coalesce(last_seen, excluded.last_seen), excluded.last_seen),
+         event_count = event_count + excluded.event_count`,
+    ),
+    // The same, for a profile the transaction saw live (SqliteTx.seenLive): no guard.
+    addActivityToLive: run<[{ pk: number; first: number; last: number; events: number }]>(
+      `INSERT INTO profile_activity (pk, first_seen, last_seen, event_count)
+       VALUES (@pk, @first, @last, @events)
        ON CONFLICT (pk) DO UPDATE SET
          first_seen = min(coalesce(first_seen, excluded.first_seen), excluded.first_seen),
          last_seen = max(coalesce(last_seen, excluded.last_seen), excluded.last_seen),
@@ -844,6 +853,11 @@ class SqliteTx extends SqliteReader implements StoreTx {
   private readonly wroteDevices = new Set<string>();
   private wroteEveryDevice = false;
   private readonly wroteStatuses = new Set<string>();
+  /**
+   * Profiles this transaction saw live and unjournalled in their committed status (peekProfile) and has not written
+   * since: no other writer runs until it ends, so `addActivity` need not check their rows again.
+   */
+  private readonly seenLive = new Set<string>();
 
   constructor(
     sql: Statements,
@@ -863,6 +877,7 @@ class SqliteTx extends SqliteReader implements StoreTx {
 
   private wroteStatus(profileId: string): void {
     this.wroteStatuses.add(profileId);
+    this.seenLive.delete(profileId);
     this.lookups.statuses.delete(this.accountId, profileId);
   }
 
@@ -1044,25 +1059,38 @@ class SqliteTx extends SqliteReader implements StoreTx {
       const known = this.lookups.statuses.get(accountId, profileId);
       if (known !== undefined) {
         if (!this.keys.has(profileId)) this.keys.set(profileId, { pk: known.pk, columns: null, activity: null });
-        return { mergedInto: known.mergedInto, journalMergeId: known.journalMergeId };
+        return this.peeked(profileId, known);
       }
     }
     const pk = this.keys.get(profileId)?.pk ?? this.hints.get(profileId);
     if (pk !== undefined) {
       const status = sql.peekProfileByPk.get(pk, accountId, profileId);
       if (status !== undefined) {
-        if (committed)
-          this.lookups.statuses.set(accountId, profileId, { pk, mergedInto: status[0], journalMergeId: status[1] });
-        return { mergedInto: status[0], journalMergeId: status[1] };
+        const found = { pk, mergedInto: status[0], journalMergeId: status[1] };
+        if (committed) this.learnStatus(profileId, found);
+        return this.peeked(profileId, found);
       }
     }
     const row = sql.peekProfile.get(accountId, profileId);
     if (row === undefined) return null;
     this.hints.set(profileId, row[0]);
     if (!this.keys.has(profileId)) this.keys.set(profileId, { pk: row[0], columns: null, activity: null });
-    if (committed)
-      this.lookups.statuses.set(accountId, profileId, { pk: row[0], mergedInto: row[1], journalMergeId: row[2] });
-    return { mergedInto: row[1], journalMergeId: row[2] };
+    const found = { pk: row[0], mergedInto: row[1], journalMergeId: row[2] };
+    if (committed) this.learnStatus(profileId, found);
+    return this.peeked(profileId, found);
+  }
+
+  /** A status read of a profile this transaction has not written: what is committed, and will stay so until it ends. */
+  private learnStatus(profileId: string, status: KnownStatus): void {
+    this.lookups.statuses.set(this.accountId, profileId, status);
+  }
+
+  private peeked(profileId: string, status: KnownStatus): ProfileStatus {
+    // Only a committed status stays true to the end: one of this transaction's own rows may still roll back.
+    if (status.mergedInto === null && status.journalMergeId === null && !this.wroteStatuses.has(profileId)) {
+      this.seenLive.add(profileId);
+    }
+    return { mergedInto: status.mergedInto, journalMergeId: status.journalMergeId };
   }
 
   async peekContext(accountId: string, profileId: string): Promise<ContextStatus | null> {
@@ -1088,7 +1116,10 @@ class SqliteTx extends SqliteReader implements StoreTx {
       // The zone's stamp first: its guard (the zone is still this one) is the only one the addition cannot check.
       const restamped =
         !timezone || sql.restampTimezone.run({ pk, tz: timezone.value, tzTs: integral(timezone.ts) }).changes === 1;
-      const changed = restamped ? sql.addActivity.run({ pk, first, last, events }).changes : 0;
+      // A profile this transaction saw live needs no second look at its row, which at B1's full size is mostly a page
+      // read from the OS (6.2-6.7 against 2.3-2.6 µs of CPU per addition over 100k profiles, 8 MB cache).
+      const add = this.seenLive.has(d.profileId) ? sql.addActivityToLive : sql.addActivity;
+      const changed = restamped ? add.run({ pk, first, last, events }).changes : 0;
       // One writer at a time: the status peekProfile read still holds, so a miss is a bug upstream.
       if (changed !== 1) {
         throw new Error(
