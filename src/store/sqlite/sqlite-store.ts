@@ -14,6 +14,9 @@
  *   made within the account, and a remembered pk (ProfileKeyHints) is checked against the row before use.
  * - A transaction writes its events behind, in multi-row INSERTs, and opens SQL savepoints only when a record
  *   actually writes through SQL (SqliteTx).
+ * - A count-only event's two look-ups, its device's owner and that profile's status, are answered from what
+ *   committed rows said (CommittedLookups, exact: forgotten on every write of them and on another connection's
+ *   commit), and its addition skips the status check for a profile the transaction saw live.
  */
 import Database from "better-sqlite3";
 import type { ContextStatus } from "../../engine/activity.js";
