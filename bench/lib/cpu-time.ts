@@ -17,18 +17,28 @@ export function processCpuMs(pid: number): number | null {
   }
 }
 
-/** utime + stime of every running `postgres` process (the server's backends and helpers), ms. */
-export function postgresCpuMs(): number {
-  let total = 0;
+/** utime + stime of each running `postgres` process (the server's backends and helpers), ms, by pid. */
+export function postgresCpuMs(): Map<number, number> {
+  const byPid = new Map<number, number>();
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      if (stat.includes("(postgres)")) total += cpuOf(stat);
+      if (stat.includes("(postgres)")) byPid.set(Number(entry), cpuOf(stat));
     } catch {
       // gone between the listing and the read
     }
   }
+  return byPid;
+}
+
+/**
+ * The CPU `postgres` processes used since `before` (a postgresCpuMs snapshot), ms: per process, so that one that
+ * ended meanwhile (a pool closing a connection) takes nothing away; what it used before ending is not counted.
+ */
+export function postgresCpuSince(before: Map<number, number>): number {
+  let total = 0;
+  for (const [pid, ms] of postgresCpuMs()) total += Math.max(0, ms - (before.get(pid) ?? 0));
   return total;
 }
 

@@ -6,7 +6,7 @@
  * reported as such, never folded into the figure.
  */
 import autocannon from "autocannon";
-import { postgresCpuMs, processCpuMs } from "./cpu-time.js";
+import { postgresCpuMs, postgresCpuSince, processCpuMs } from "./cpu-time.js";
 import { SECRET_KEY } from "./processes.js";
 import { type BenchContext, median } from "./scenario.js";
 
@@ -173,13 +173,16 @@ export async function measureLoad(
   const database: number[] = [];
   for (let i = 0; i < count; i++) {
     await settle(specs);
-    const before = watch && { server: processCpuMs(watch.serverPid), database: watch.database ? postgresCpuMs() : 0 };
+    const before = watch && {
+      server: processCpuMs(watch.serverPid),
+      database: watch.database ? postgresCpuMs() : null,
+    };
     const run = await runConcurrently(specs, runSeconds);
     const units = run.reduce((sum, r) => sum + r.units, 0);
     if (watch && before && before.server !== null && units > 0) {
       const after = processCpuMs(watch.serverPid);
       if (after !== null) server.push(((after - before.server) * 1000) / units);
-      if (watch.database) database.push(((postgresCpuMs() - before.database) * 1000) / units);
+      if (before.database) database.push((postgresCpuSince(before.database) * 1000) / units);
     }
     runs.push(run);
     all.push(...run);
