@@ -7,24 +7,34 @@ import { blankProfile, newAccount } from "../conformance/fixtures.js";
 import { LookupTable } from "./committed-lookups.js";
 import { SqliteStore } from "./sqlite-store.js";
 
-describe("device owners and profile statuses remembered across transactions", () => {
-  let dir: string;
-  let file: string;
-  let store: SqliteStore;
-  let accountId: string;
-
+/** A store on a file of its own with one account, new for each test of the describe block that calls this. */
+function freshStore(): { store: SqliteStore; file: string; accountId: string } {
+  const context = { store: undefined as unknown as SqliteStore, file: "", accountId: "" };
+  let dir = "";
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), "portrait-lookups-"));
-    file = join(dir, "portrait.db");
-    store = SqliteStore.open(file);
+    context.file = join(dir, "portrait.db");
+    context.store = SqliteStore.open(context.file);
     const account = newAccount();
-    await store.createAccount(account);
-    accountId = account.id;
+    await context.store.createAccount(account);
+    context.accountId = account.id;
   });
-
   afterEach(async () => {
-    await store.close();
+    await context.store.close();
     await rm(dir, { recursive: true, force: true });
+  });
+  return context;
+}
+
+const failed = new Error("rolled back on purpose");
+
+describe("device owners and profile statuses remembered across transactions", () => {
+  const context = freshStore();
+  let store: SqliteStore;
+  let file: string;
+  let accountId: string;
+  beforeEach(() => {
+    ({ store, file, accountId } = context);
   });
 
   async function newProfile(): Promise<ProfileState> {
@@ -37,7 +47,6 @@ describe("device owners and profile statuses remembered across transactions", ()
     s.write(accountId, async (tx) => (await tx.findDevice(accountId, deviceId))?.profileId ?? null);
   const statusOf = (s: SqliteStore, profileId: string) =>
     s.write(accountId, (tx) => tx.peekProfile(accountId, profileId));
-  const failed = new Error("rolled back on purpose");
 
   it("answers a device's new owner once a later transaction repoints or deletes it, and keeps it when that rolls back", async () => {
     const [a, b] = [await newProfile(), await newProfile()];
@@ -130,25 +139,14 @@ describe("device owners and profile statuses remembered across transactions", ()
 });
 
 describe("activity added to profiles a transaction saw live", () => {
-  let dir: string;
+  const context = freshStore();
   let store: SqliteStore;
   let accountId: string;
-
-  beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), "portrait-lookups-"));
-    store = SqliteStore.open(join(dir, "portrait.db"));
-    const account = newAccount();
-    await store.createAccount(account);
-    accountId = account.id;
-  });
-
-  afterEach(async () => {
-    await store.close();
-    await rm(dir, { recursive: true, force: true });
+  beforeEach(() => {
+    ({ store, accountId } = context);
   });
 
   const T0 = 1_700_000_000_000;
-  const failed = new Error("rolled back on purpose");
   async function twoProfiles(): Promise<[ProfileState, ProfileState]> {
     const [a, b] = [blankProfile(), blankProfile()];
     await store.write(accountId, async (tx) => {
