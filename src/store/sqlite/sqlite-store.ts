@@ -851,7 +851,8 @@ class SqliteTx extends SqliteReader implements StoreTx {
   private nextSeq: number | undefined;
   /**
    * Devices and profile statuses this transaction wrote: it neither answers them from `lookups` nor teaches them
-   * there until it ends, since what it reads of them may be its own uncommitted rows. `true`: every device.
+   * there until it ends, since what it reads of them may be its own uncommitted rows. `wroteEveryDevice`: a write it
+   * could not name device by device (a profile's devices deleted together).
    */
   private readonly wroteDevices = new Set<string>();
   private wroteEveryDevice = false;
