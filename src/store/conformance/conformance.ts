@@ -792,16 +792,17 @@ export function describeStoreConformance(
             pushToken: null,
             platform: null,
           });
-          await tx.claimUserAccount(accountId, { compartmentId: "crm", userAccountId: "u-9" }, owner);
-          await tx.claimUserAccount(accountId, { compartmentId: "app", userAccountId: "u-1" }, owner);
+          // Ordered by compartment, then id: here the ids alone would give the other order.
+          await tx.claimUserAccount(accountId, { compartmentId: "crm", userAccountId: "u-1" }, owner);
+          await tx.claimUserAccount(accountId, { compartmentId: "app", userAccountId: "u-9" }, owner);
           await tx.claimIdentity(accountId, "Email", "owner@example.com", owner);
         });
         const expected = {
           state: await store.reader.getProfile(accountId, owner),
           deviceIds: ["dev-a", "dev-b"],
           userAccounts: [
-            { compartmentId: "app", userAccountId: "u-1" },
-            { compartmentId: "crm", userAccountId: "u-9" },
+            { compartmentId: "app", userAccountId: "u-9" },
+            { compartmentId: "crm", userAccountId: "u-1" },
           ],
           orphanCount: 2,
         };
