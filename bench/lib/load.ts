@@ -45,6 +45,36 @@ export function errorsOf(run: LoadRun): number {
   return run.non2xx + run.failedRequests + run.failedUnits;
 }
 
+/**
+ * `POST /v1/ingest` from `connections` connections, each request's body from `body(n)` for n = 0, 1, 2…; with `count`,
+ * a response stands for the records it processed (countIngest), else for one request.
+ */
+export function ingestLoad(
+  url: string,
+  connections: number,
+  body: (n: number) => Buffer | string,
+  count?: LoadSpec["count"],
+): LoadSpec {
+  let next = 0;
+  return {
+    url,
+    connections,
+    requests: [
+      {
+        method: "POST",
+        path: "/v1/ingest",
+        headers: apiHeaders(true),
+        body: body(0),
+        setupRequest(request) {
+          request.body = body(next++);
+          return request;
+        },
+      },
+    ],
+    ...(count && { count }),
+  };
+}
+
 /** The headers every Portrait API request carries. */
 export function apiHeaders(json: boolean): Record<string, string> {
   return json

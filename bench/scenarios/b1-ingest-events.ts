@@ -9,7 +9,7 @@ import type { NewEvent } from "../../src/engine/types.js";
 import { timeOrderedId } from "../../src/pipeline/clock.js";
 import { ingestAll } from "../lib/api.js";
 import { batchBody, deviceId, deviceSetupBatches, eventRecord } from "../lib/data.js";
-import { apiHeaders, countIngest, describeCpu, measureLoad, medianOf } from "../lib/load.js";
+import { countIngest, describeCpu, ingestLoad, measureLoad, medianOf } from "../lib/load.js";
 import { Prng, seedOf } from "../lib/prng.js";
 import { startPortrait } from "../lib/processes.js";
 import { baselineRate, openRawStore, RAW_ACCOUNT } from "../lib/raw-store.js";
@@ -94,29 +94,10 @@ export async function runIngestEvents(ctx: BenchContext): Promise<IngestLoadResu
     );
   }
   ctx.log(`B1 load: ${pool} distinct batches of ${BATCH} (${Math.round(bodies[0]!.length / 1024)} KB each)`);
-  let next = 0;
   const measured = await measureLoad(
     ctx,
     "B1",
-    [
-      {
-        url: server.url,
-        connections: CONNECTIONS,
-        requests: [
-          {
-            method: "POST",
-            path: "/v1/ingest",
-            headers: apiHeaders(true),
-            body: bodies[0]!,
-            setupRequest(request) {
-              request.body = bodies[next++ % bodies.length]!;
-              return request;
-            },
-          },
-        ],
-        count: countIngest,
-      },
-    ],
+    [ingestLoad(server.url, CONNECTIONS, (n) => bodies[n % bodies.length]!, countIngest)],
     { serverPid: server.pid, database: ctx.store === "postgres" },
   );
   const peak = sampler.stop();

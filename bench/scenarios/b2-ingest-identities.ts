@@ -9,7 +9,7 @@ import { newProfileState } from "../../src/engine/profile.js";
 import type { PropertyEntry } from "../../src/engine/types.js";
 import { timeOrderedId } from "../../src/pipeline/clock.js";
 import { BENCH_NOW_SECONDS, personProperties } from "../lib/data.js";
-import { apiHeaders, countIngest, describeCpu, measureLoad, medianOf } from "../lib/load.js";
+import { countIngest, describeCpu, ingestLoad, measureLoad, medianOf } from "../lib/load.js";
 import { Prng, seedOf } from "../lib/prng.js";
 import { startPortrait } from "../lib/processes.js";
 import { baselineRate, openRawStore, RAW_ACCOUNT } from "../lib/raw-store.js";
@@ -77,27 +77,20 @@ export const scenario: Scenario = {
   async run(ctx) {
     const baseline = await rawProfileRate(ctx);
     const server = await startPortrait(ctx, "B2");
-    let next = 0;
+    let batches = 0;
     const measured = await measureLoad(
       ctx,
       "B2",
       [
-        {
-          url: server.url,
-          connections: CONNECTIONS,
-          requests: [
-            {
-              method: "POST",
-              path: "/v1/ingest",
-              headers: apiHeaders(true),
-              setupRequest(request) {
-                request.body = batch(next++);
-                return request;
-              },
-            },
-          ],
-          count: countIngest,
-        },
+        ingestLoad(
+          server.url,
+          CONNECTIONS,
+          (n) => {
+            batches = n + 1;
+            return batch(n);
+          },
+          countIngest,
+        ),
       ],
       { serverPid: server.pid, database: ctx.store === "postgres" },
     );
@@ -109,7 +102,7 @@ export const scenario: Scenario = {
       errors: measured.errors,
       runs,
       note:
-        `${next * (BATCH / 2)} new people generated; batch p99 ${p99} ms` +
+        `${batches * (BATCH / 2)} new people generated; batch p99 ${p99} ms` +
         describeCpu(measured.cpu, "record") +
         (measured.firstError ? `; first error: ${measured.firstError}` : ""),
     };

@@ -5,7 +5,7 @@
  */
 import { ingestAll } from "../lib/api.js";
 import { batchBody, deviceId, deviceSetupBatches, eventRecord } from "../lib/data.js";
-import { apiHeaders, countIngest, describeCpu, type LoadSpec, measureLoad, medianOf } from "../lib/load.js";
+import { countIngest, describeCpu, ingestLoad, type LoadSpec, measureLoad, medianOf } from "../lib/load.js";
 import { Prng, seedOf } from "../lib/prng.js";
 import { startBareServer, startPortrait } from "../lib/processes.js";
 import type { Scenario } from "../lib/scenario.js";
@@ -15,24 +15,7 @@ const DEVICES = 1000;
 const POOL = 4096;
 
 function spec(url: string, bodies: Buffer[], count?: LoadSpec["count"]): LoadSpec {
-  let next = 0;
-  return {
-    url,
-    connections: CONNECTIONS,
-    requests: [
-      {
-        method: "POST",
-        path: "/v1/ingest",
-        headers: apiHeaders(true),
-        body: bodies[0]!,
-        setupRequest(request) {
-          request.body = bodies[next++ % bodies.length]!;
-          return request;
-        },
-      },
-    ],
-    ...(count && { count }),
-  };
+  return ingestLoad(url, CONNECTIONS, (n) => bodies[n % bodies.length]!, count);
 }
 
 export const scenario: Scenario = {
