@@ -7,49 +7,56 @@ import { PortraitError } from "./errors.js";
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching NUL is the point of this pattern
 const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
-export function assertStorableText(input: unknown, field = ""): void {
-  // Every record of every batch passes here, and almost all are clean: the walk that names the failing path (and
-  // builds a path string for every key on the way) runs only once this one, which allocates nothing, found a fault.
-  if (isStorable(input)) return;
-  throwAtFault(input, field);
+/** The first unstorable text found: whether it is a key, and the keys and indexes that lead to it, innermost first. */
+interface Fault {
+  inKey: boolean;
+  steps: Array<string | number>;
 }
 
-function isStorable(input: unknown): boolean {
-  if (typeof input === "string") return !UNSTORABLE.test(input);
-  if (typeof input !== "object" || input === null) return true;
+export function assertStorableText(input: unknown, field = ""): void {
+  const fault = faultIn(input);
+  if (fault === null) return;
+  let path = field;
+  for (let i = fault.steps.length - 1; i >= 0; i--) {
+    const step = fault.steps[i]!;
+    path = typeof step === "number" ? `${path}[${step}]` : path ? `${path}.${step}` : step;
+  }
+  if (fault.inKey) {
+    throw new PortraitError("INVALID_KEY", "a key must not contain NUL characters or unpaired surrogates", path);
+  }
+  throw new PortraitError(
+    "INVALID_VALUE",
+    "text must not contain NUL characters or unpaired surrogates",
+    path || undefined,
+  );
+}
+
+/**
+ * Every record of every batch passes here, and almost all are clean: the walk allocates nothing on the way down, and
+ * the path of a fault is gathered only on the way back up from one.
+ */
+function faultIn(input: unknown): Fault | null {
+  if (typeof input === "string") return UNSTORABLE.test(input) ? { inKey: false, steps: [] } : null;
+  if (typeof input !== "object" || input === null) return null;
   if (Array.isArray(input)) {
-    for (let i = 0; i < input.length; i++) if (!isStorable(input[i])) return false;
-    return true;
+    for (let i = 0; i < input.length; i++) {
+      const fault = faultIn(input[i]);
+      if (fault !== null) {
+        fault.steps.push(i);
+        return fault;
+      }
+    }
+    return null;
   }
   const record = input as Record<string, unknown>;
   for (const key in record) {
     if (!Object.hasOwn(record, key)) continue;
-    if (UNSTORABLE.test(key) || !isStorable(record[key])) return false;
-  }
-  return true;
-}
-
-function throwAtFault(input: unknown, field: string): void {
-  if (typeof input === "string") {
-    if (UNSTORABLE.test(input)) {
-      throw new PortraitError(
-        "INVALID_VALUE",
-        "text must not contain NUL characters or unpaired surrogates",
-        field || undefined,
-      );
+    if (UNSTORABLE.test(key)) return { inKey: true, steps: [key] };
+    const fault = faultIn(record[key]);
+    if (fault !== null) {
+      fault.steps.push(key);
+      return fault;
     }
-    return;
   }
-  if (typeof input !== "object" || input === null) return;
-  if (Array.isArray(input)) {
-    for (const [i, v] of input.entries()) throwAtFault(v, `${field}[${i}]`);
-    return;
-  }
-  for (const [key, value] of Object.entries(input)) {
-    const path = field ? `${field}.${key}` : key;
-    if (UNSTORABLE.test(key)) {
-      throw new PortraitError("INVALID_KEY", "a key must not contain NUL characters or unpaired surrogates", path);
-    }
-    throwAtFault(value, path);
-  }
+  return null;
 }
