@@ -64,7 +64,6 @@ export function ingestLoad(
         method: "POST",
         path: "/v1/ingest",
         headers: apiHeaders(true),
-        body: body(0),
         setupRequest(request) {
           request.body = body(next++);
           return request;
@@ -165,12 +164,6 @@ async function settle(specs: LoadSpec[]): Promise<void> {
   }
 }
 
-/** Whose CPU a measured run counts: the server process, and PostgreSQL's processes when the store is there. */
-export interface CpuWatch {
-  serverPid: number;
-  database: boolean;
-}
-
 /** CPU time per unit of work, µs: the server's, and PostgreSQL's (null on SQLite). */
 export interface CpuPerUnit {
   serverUs: number;
@@ -184,12 +177,15 @@ export function describeCpu(cpu: CpuPerUnit | null, unit: string): string {
   return `; server CPU ${cpu.serverUs.toFixed(1)} µs per ${unit}${database}`;
 }
 
-/** PERFORMANCE.md's protocol: a warm-up, then `timing.runs` measured runs of `timing.runSeconds`. */
+/**
+ * PERFORMANCE.md's protocol: a warm-up, then `timing.runs` measured runs of `timing.runSeconds`. With `serverPid`,
+ * each measured run also counts that process's CPU, and on PostgreSQL its processes' too (Measured.cpu).
+ */
 export async function measureLoad(
   ctx: BenchContext,
   label: string,
   specs: LoadSpec[],
-  watch?: CpuWatch,
+  serverPid?: number,
 ): Promise<Measured> {
   const { warmupSeconds, runSeconds, runs: count } = ctx.timing;
   const all: LoadRun[] = [];
@@ -203,14 +199,14 @@ export async function measureLoad(
   const database: number[] = [];
   for (let i = 0; i < count; i++) {
     await settle(specs);
-    const before = watch && {
-      server: processCpuMs(watch.serverPid),
-      database: watch.database ? postgresCpuMs() : null,
+    const before = serverPid !== undefined && {
+      server: processCpuMs(serverPid),
+      database: ctx.store === "postgres" ? postgresCpuMs() : null,
     };
     const run = await runConcurrently(specs, runSeconds);
     const units = run.reduce((sum, r) => sum + r.units, 0);
-    if (watch && before && before.server !== null && units > 0) {
-      const after = processCpuMs(watch.serverPid);
+    if (serverPid !== undefined && before && before.server !== null && units > 0) {
+      const after = processCpuMs(serverPid);
       if (after !== null) server.push(((after - before.server) * 1000) / units);
       if (before.database) database.push((postgresCpuSince(before.database) * 1000) / units);
     }

@@ -98,7 +98,7 @@ export async function runIngestEvents(ctx: BenchContext): Promise<IngestLoadResu
     ctx,
     "B1",
     [ingestLoad(server.url, CONNECTIONS, (n) => bodies[n % bodies.length]!, countIngest)],
-    { serverPid: server.pid, database: ctx.store === "postgres" },
+    server.pid,
   );
   const peak = sampler.stop();
   const { value: figure, runs } = medianOf(measured, ([run]) => run!.unitRate);

@@ -92,7 +92,7 @@ export const scenario: Scenario = {
           countIngest,
         ),
       ],
-      { serverPid: server.pid, database: ctx.store === "postgres" },
+      server.pid,
     );
     const { value: figure, runs } = medianOf(measured, ([run]) => run!.unitRate);
     const p99 = medianOf(measured, ([run]) => run!.p99).value;

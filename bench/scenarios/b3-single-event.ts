@@ -38,10 +38,7 @@ export const scenario: Scenario = {
 
     const server = await startPortrait(ctx, "B3");
     await ingestAll(server.url, deviceSetupBatches("b3", DEVICES, seedOf("b3-setup")));
-    const measured = await measureLoad(ctx, "B3", [spec(server.url, bodies, countIngest)], {
-      serverPid: server.pid,
-      database: ctx.store === "postgres",
-    });
+    const measured = await measureLoad(ctx, "B3", [spec(server.url, bodies, countIngest)], server.pid);
     const { value: figure, runs } = medianOf(measured, ([run]) => run!.requestRate);
     const p99 = medianOf(measured, ([run]) => run!.p99).value;
     return {

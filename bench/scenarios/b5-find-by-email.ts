@@ -109,7 +109,7 @@ export const scenario: Scenario = {
           count: (body) => (body.includes('"profiles":[]') ? { done: 0, failed: 1 } : { done: 1, failed: 0 }),
         },
       ],
-      { serverPid: server.pid, database: ctx.store === "postgres" },
+      server.pid,
     );
     const { value: figure, runs } = medianOf(measured, ([run]) => run!.requestRate);
     const p99 = medianOf(measured, ([run]) => run!.p99);

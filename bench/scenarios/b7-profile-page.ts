@@ -106,7 +106,7 @@ export const scenario: Scenario = {
       ctx,
       "B7 (profile | events)",
       [get(server.url, `/v1/profiles/${profileId}`), get(server.url, `/v1/profiles/${profileId}/events?limit=100`)],
-      { serverPid: server.pid, database: ctx.store === "postgres" },
+      server.pid,
     );
     const profileP99 = medianOf(measured, ([profile]) => profile!.p99).value;
     const eventsP99 = medianOf(measured, ([, events]) => events!.p99).value;
