@@ -6,8 +6,8 @@
  * Unlike ProfileKeyHints these are answers, not hints, so they are kept exact:
  * - A transaction that writes a device, or a profile's status columns, forgets that entry here at once and does not
  *   learn it again before it ends: what it reads of it meanwhile may be its own uncommitted row. A write it cannot
- *   name entry by entry (a profile's devices deleted together) forgets every device, and so does a rollback of a
- *   transaction that did so. Nothing else writes these rows on this connection: one write transaction runs at a time
+ *   name entry by entry (a profile's devices deleted together) forgets every device, and that transaction learns no
+ *   device again. A rollback then needs nothing more: what it undoes is already forgotten. Nothing else writes these rows on this connection: one write transaction runs at a time
  *   (WriteQueue), and the import and segment bookkeeping that shares the connection writes other tables.
  * - Another connection's commit (a second process on the same file, a CLI) forgets everything: every write checks
  *   `PRAGMA data_version` right after BEGIN IMMEDIATE, from when no other connection can commit until it ends.
@@ -64,14 +64,19 @@ export class LookupTable<V> {
   private evict(): void {
     let largest: Map<string, V> | undefined;
     for (const ids of this.accounts.values()) if (largest === undefined || ids.size > largest.size) largest = ids;
-    if (largest === undefined) return;
-    let evict = Math.ceil(this.limit / 8);
-    for (const id of largest.keys()) {
-      largest.delete(id);
-      this.entries--;
-      if (--evict === 0) break;
-    }
+    if (largest !== undefined) this.entries -= dropOldest(largest, Math.ceil(this.limit / 8));
   }
+}
+
+/** Deletes the `count` oldest entries of `map` (its first in insertion order); returns how many went. */
+export function dropOldest(map: Map<unknown, unknown>, count: number): number {
+  let dropped = 0;
+  for (const key of map.keys()) {
+    if (dropped === count) break;
+    map.delete(key);
+    dropped++;
+  }
+  return dropped;
 }
 
 /** Both look-ups of one store. */

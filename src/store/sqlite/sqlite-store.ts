@@ -56,7 +56,7 @@ import type {
   TypeScope,
 } from "../store.js";
 import { ACTIVITY_OF_P, JOIN_ACTIVITY } from "./activity-join.js";
-import { CommittedLookups, type KnownStatus } from "./committed-lookups.js";
+import { CommittedLookups, dropOldest, type KnownStatus } from "./committed-lookups.js";
 import { migrate } from "./schema.js";
 import { redactImportData, SqliteImports } from "./sqlite-imports.js";
 import { SqliteSegments, segmentIndex } from "./sqlite-segments.js";
@@ -564,13 +564,7 @@ class ProfileKeyHints {
 
   set(profileId: string, pk: number): void {
     if (this.pks.get(profileId) === pk) return;
-    if (this.pks.size >= this.limit) {
-      let evict = Math.ceil(this.limit / 8);
-      for (const id of this.pks.keys()) {
-        this.pks.delete(id);
-        if (--evict === 0) break;
-      }
-    }
+    if (this.pks.size >= this.limit) dropOldest(this.pks, Math.ceil(this.limit / 8));
     this.pks.set(profileId, pk);
   }
 
@@ -1096,7 +1090,7 @@ class SqliteTx extends SqliteReader implements StoreTx {
       const known = this.lookups.statuses.get(accountId, profileId);
       if (known !== undefined) {
         if (!this.keys.has(profileId)) this.keys.set(profileId, { pk: known.pk, columns: null, activity: null });
-        return this.peeked(profileId, known);
+        return this.peeked(profileId, known, true);
       }
     }
     const pk = this.keys.get(profileId)?.pk ?? this.hints.get(profileId);
@@ -1104,8 +1098,7 @@ class SqliteTx extends SqliteReader implements StoreTx {
       const status = sql.peekProfileByPk.get(pk, accountId, profileId);
       if (status !== undefined) {
         const found = { pk, mergedInto: status[0], journalMergeId: status[1] };
-        if (committed) this.learnStatus(profileId, found);
-        return this.peeked(profileId, found);
+        return this.readStatus(profileId, found, committed);
       }
     }
     const row = sql.peekProfile.get(accountId, profileId);
@@ -1113,20 +1106,18 @@ class SqliteTx extends SqliteReader implements StoreTx {
     this.hints.set(profileId, row[0]);
     if (!this.keys.has(profileId)) this.keys.set(profileId, { pk: row[0], columns: null, activity: null });
     const found = { pk: row[0], mergedInto: row[1], journalMergeId: row[2] };
-    if (committed) this.learnStatus(profileId, found);
-    return this.peeked(profileId, found);
+    return this.readStatus(profileId, found, committed);
   }
 
-  /** A status read of a profile this transaction has not written: what is committed, and will stay so until it ends. */
-  private learnStatus(profileId: string, status: KnownStatus): void {
-    this.lookups.statuses.set(this.accountId, profileId, status);
+  /** A status read from the profile's row: remembered when it is the committed one (`committed`). */
+  private readStatus(profileId: string, status: KnownStatus, committed: boolean): ProfileStatus {
+    if (committed) this.lookups.statuses.set(this.accountId, profileId, status);
+    return this.peeked(profileId, status, committed);
   }
 
-  private peeked(profileId: string, status: KnownStatus): ProfileStatus {
+  private peeked(profileId: string, status: KnownStatus, committed: boolean): ProfileStatus {
     // Only a committed status stays true to the end: one of this transaction's own rows may still roll back.
-    if (status.mergedInto === null && status.journalMergeId === null && !this.wroteStatuses.has(profileId)) {
-      this.seenLive.add(profileId);
-    }
+    if (committed && status.mergedInto === null && status.journalMergeId === null) this.seenLive.add(profileId);
     return { mergedInto: status.mergedInto, journalMergeId: status.journalMergeId };
   }
 
