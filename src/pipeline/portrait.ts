@@ -97,9 +97,10 @@ export class Portrait {
 
   /** Runs a use case in one write transaction with a fresh working set. */
   async transact<T>(account: Account, fn: (uow: UnitOfWork) => Promise<T>): Promise<T> {
-    await this.types.ensure(account.id);
     let uow: UnitOfWork | undefined;
     const result = await this.store.write(account.id, async (tx) => {
+      // Inside the transaction: a type another process changed since the last one is seen by this one's records.
+      await this.types.ensure(account.id, tx);
       uow = new UnitOfWork(tx, account, this.types, this.clock);
       const value = await fn(uow);
       await uow.flush();

@@ -1,36 +1,51 @@
 /**
- * The account's property type registry, cached in memory. Registrations never change except string → multi,
- * so a cached entry can only be behind by that one step, and the store's unique constraint settles races.
+ * The account's property type registry, cached in memory. Registrations never change except string → multi, and that
+ * change moves the account's `typesRevision` in the store: every write transaction reads the revision first and
+ * reloads the registry when it moved, so a change made by another process (another API node on PostgreSQL, another
+ * process on the SQLite file) is seen by the next transaction here. New registrations need no reload: a path this
+ * process has not seen is registered through the store, whose unique constraint returns the winner.
  */
 import type { ValueType } from "../engine/types.js";
-import type { Store, TypeScope } from "../store/store.js";
+import type { Store, StoreReader, TypeScope } from "../store/store.js";
+
+interface Registry {
+  /** The store's `typesRevision` this registry was loaded at (or later: see `ensure`). */
+  revision: number;
+  /** scope → path → type: nested, so a look-up on the ingest path builds no key string. */
+  scopes: Map<string, Map<string, ValueType>>;
+}
 
 export class TypeCache {
-  /** account → scope → path → type: nested, so a look-up on the ingest path builds no key string. */
-  private readonly accounts = new Map<string, Map<string, Map<string, ValueType>>>();
+  private readonly accounts = new Map<string, Registry>();
 
   constructor(private readonly store: Store) {}
 
-  /** Loads an account's registry once; call before `get` in a transaction. */
-  async ensure(accountId: string): Promise<void> {
-    if (this.accounts.has(accountId)) return;
+  /**
+   * Makes the cached registry current as `reader` sees the store: inside a write transaction pass the transaction,
+   * so that the registry is the one its records are checked against. One read when nothing changed.
+   */
+  async ensure(accountId: string, reader: StoreReader = this.store.reader): Promise<void> {
+    // The revision is read before the registry: a change that commits in between leaves a registry newer than its
+    // revision, which only costs one more reload, never a stale registry taken for a current one.
+    const revision = await reader.typesRevision(accountId);
+    if (this.accounts.get(accountId)?.revision === revision) return;
     const scopes = new Map<string, Map<string, ValueType>>();
-    for (const r of await this.store.reader.listTypes(accountId)) put(scopes, r.scope, r.path, r.type);
-    this.accounts.set(accountId, scopes);
+    for (const r of await reader.listTypes(accountId)) put(scopes, r.scope, r.path, r.type);
+    this.accounts.set(accountId, { revision, scopes });
   }
 
   get(accountId: string, scope: TypeScope, path: string): ValueType | undefined {
-    return this.accounts.get(accountId)?.get(scope)?.get(path);
+    return this.accounts.get(accountId)?.scopes.get(scope)?.get(path);
   }
 
   set(accountId: string, scope: TypeScope, path: string, type: ValueType): void {
-    const scopes = this.accounts.get(accountId);
-    if (scopes) put(scopes, scope, path, type);
+    const registry = this.accounts.get(accountId);
+    if (registry) put(registry.scopes, scope, path, type);
   }
 
   /** All registered profile property paths, sorted (the segment CSV export columns). */
   profilePaths(accountId: string): string[] {
-    return [...(this.accounts.get(accountId)?.get("profile")?.keys() ?? [])].sort();
+    return [...(this.accounts.get(accountId)?.scopes.get("profile")?.keys() ?? [])].sort();
   }
 }
 

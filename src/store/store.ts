@@ -156,6 +156,11 @@ export interface StoreReader {
   listDocuments(accountId: string, profileId: string): Promise<ProfileDocument[]>;
   listChargedIds(accountId: string, profileId: string): Promise<string[]>;
   listTypes(accountId: string): Promise<TypeRegistration[]>;
+  /**
+   * How many times the account's registry has changed a registered type (string → multi): a process that cached the
+   * registry reloads it when this moved, so it never keeps checking a path against a type another process changed.
+   */
+  typesRevision(accountId: string): Promise<number>;
   getMerge(accountId: string, mergeId: string): Promise<MergeRow | null>;
   /** Merges whose source or target is this profile, newest first. */
   listMergesTouching(accountId: string, profileId: string): Promise<MergeRow[]>;
@@ -260,6 +265,7 @@ export interface StoreTx extends StoreReader {
   /** Registers a path's type unless one is registered; returns the registered type. */
   registerType(accountId: string, scope: TypeScope, path: string, type: ValueType): Promise<ValueType>;
   /** The one allowed change (string → multi by `$add`). */
+  /** The one allowed change (string → multi by `$add`); it moves the account's `typesRevision`. */
   changeType(accountId: string, scope: TypeScope, path: string, type: ValueType): Promise<void>;
 
   insertMerge(accountId: string, merge: MergeRow): Promise<void>;

@@ -1035,6 +1035,38 @@ export function describeStoreConformance(
         expect(winner).toBeDefined();
         expect(new Set(results)).toEqual(new Set([winner]));
       });
+
+      it("moves the account's types revision with each committed change of a type, and only then", async () => {
+        const [a, b] = [await freshAccount(), await freshAccount()];
+        expect(await store.reader.typesRevision(a)).toBe(0);
+        await store.write(a, async (tx) => {
+          await tx.registerType(a, "profile", "Plan", "string");
+          await tx.registerType(a, "profile", "Tags", "string");
+        });
+        // New registrations are not changes: a process that has not seen a path asks the store anyway.
+        expect(await store.reader.typesRevision(a)).toBe(0);
+
+        await store.write(a, async (tx) => {
+          await tx.changeType(a, "profile", "Plan", "multi");
+          // The transaction sees its own change.
+          expect(await tx.typesRevision(a)).toBe(1);
+        });
+        expect(await store.reader.typesRevision(a)).toBe(1);
+
+        // A change that rolls back leaves no trace; a change of a path never registered changes nothing.
+        await expect(
+          store.write(a, async (tx) => {
+            await tx.changeType(a, "profile", "Tags", "multi");
+            throw new Error("rolled back");
+          }),
+        ).rejects.toThrow("rolled back");
+        await store.write(a, (tx) => tx.changeType(a, "profile", "Unregistered", "multi"));
+        expect(await store.reader.typesRevision(a)).toBe(1);
+
+        await store.write(a, (tx) => tx.changeType(a, "profile", "Tags", "multi"));
+        expect(await store.reader.typesRevision(a)).toBe(2);
+        expect(await store.reader.typesRevision(b)).toBe(0);
+      });
     });
 
     describe("merges", () => {

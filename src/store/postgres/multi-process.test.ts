@@ -134,6 +134,23 @@ describe.skipIf(db === null)("two portrait serve processes on one PostgreSQL", (
     expect([...profiles[0].devices].sort()).toEqual(Array.from({ length: 40 }, (_, i) => `mp-device-${i}`).sort());
   });
 
+  it("checks a property that one node turned into a multi-value as a multi-value on the other at once", async () => {
+    const push = (i: number, identity: string, properties: unknown) =>
+      ingest(i, { type: "profile", identity: { Identity: identity }, properties });
+    const codes = (r: { body: { unprocessed: Array<{ code: string }> } }) => r.body.unprocessed.map((u) => u.code);
+    // Both nodes write Tags as a string first, so both have it cached as one.
+    expect(codes(await push(0, "tags-a", { Tags: "red" }))).toEqual([]);
+    expect(codes(await push(1, "tags-b", { Tags: "blue" }))).toEqual([]);
+    // Node 0 makes it a multi-value; node 1's very next write is checked against that.
+    expect(codes(await push(0, "tags-a", { Tags: { $add: ["green"] } }))).toEqual([]);
+    for (const i of [1, 0]) {
+      expect(codes(await push(i, "tags-b", { Tags: "yellow" }))).toEqual(["TYPE_MISMATCH"]);
+      expect(codes(await push(i, "tags-b", { Tags: ["x", "y"] }))).toEqual([]);
+    }
+    const { profiles } = (await api(1, "GET", "/v1/profiles?identity=tags-b")).body;
+    expect(profiles[0].properties.Tags).toEqual(["x", "y"]);
+  });
+
   it("loses no increment of 200 concurrent ones", async () => {
     const responses = await Promise.all(
       Array.from({ length: 200 }, (_, i) =>

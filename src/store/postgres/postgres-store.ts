@@ -490,7 +490,12 @@ export const SQL = {
   insertType: `INSERT INTO type_registry (account_id, scope, path, type) VALUES ($1, $2, $3, $4)
     ON CONFLICT (account_id, scope, path) DO NOTHING RETURNING type`,
   getType: "SELECT type FROM type_registry WHERE account_id = $1 AND scope = $2 AND path = $3",
-  changeType: "UPDATE type_registry SET type = $1 WHERE account_id = $2 AND scope = $3 AND path = $4",
+  // The account's types_revision moves with the change, in the same statement (StoreReader.typesRevision).
+  changeType: `WITH changed AS (
+      UPDATE type_registry SET type = $1 WHERE account_id = $2 AND scope = $3 AND path = $4 RETURNING 1
+    )
+    UPDATE accounts SET types_revision = types_revision + 1 WHERE id = $2 AND EXISTS (SELECT 1 FROM changed)`,
+  typesRevision: "SELECT types_revision AS revision FROM accounts WHERE id = $1",
   listTypes: "SELECT scope, path, type FROM type_registry WHERE account_id = $1 ORDER BY scope, path",
 
   // Merges and their journals.
@@ -839,6 +844,10 @@ class PostgresReader implements StoreReader {
 
   async listTypes(accountId: string): Promise<TypeRegistration[]> {
     return rows<TypeRegistration>(this.db(accountId), "listTypes", [accountId]);
+  }
+
+  async typesRevision(accountId: string): Promise<number> {
+    return (await first<{ revision: number }>(this.db(accountId), "typesRevision", [accountId]))?.revision ?? 0;
   }
 
   async getMerge(accountId: string, mergeId: string): Promise<MergeRow | null> {

@@ -284,6 +284,9 @@ export const MIGRATIONS: readonly Migration[] = [
         event_count = coalesce((state#>>'{stats,events}')::float8, 0);
     `,
   },
+  // Moves whenever a registered type changes (string → multi): every API node reloads its cached registry when it does
+  // (StoreReader.typesRevision), instead of checking that path against the old type until it restarts.
+  { version: 7, sql: "ALTER TABLE accounts ADD COLUMN types_revision bigint NOT NULL DEFAULT 0" },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.reduce((latest, m) => Math.max(latest, m.version), 0);

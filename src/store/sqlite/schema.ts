@@ -313,6 +313,14 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE profiles DROP COLUMN event_count;
     `,
   },
+  {
+    version: 9,
+    sql: `
+      -- Moves whenever a registered type changes (string → multi): processes sharing this file reload their cached
+      -- registry when it does (StoreReader.typesRevision).
+      ALTER TABLE accounts ADD COLUMN types_revision INTEGER NOT NULL DEFAULT 0;
+    `,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.reduce((latest, m) => Math.max(latest, m.version), 0);

@@ -410,6 +410,8 @@ function prepareStatements(db: Database.Database) {
     changeType: run<[string, string, string, string]>(
       "UPDATE type_registry SET type = ? WHERE account_id = ? AND scope = ? AND path = ?",
     ),
+    bumpTypesRevision: run<[string]>("UPDATE accounts SET types_revision = types_revision + 1 WHERE id = ?"),
+    typesRevision: value<[string], number>("SELECT types_revision FROM accounts WHERE id = ?"),
     listTypes: row<[string], TypeRegistration>(
       "SELECT scope, path, type FROM type_registry WHERE account_id = ? ORDER BY scope, path",
     ),
@@ -764,6 +766,10 @@ class SqliteReader implements StoreReader {
 
   async listTypes(accountId: string): Promise<TypeRegistration[]> {
     return this.use(accountId).listTypes.all(accountId);
+  }
+
+  async typesRevision(accountId: string): Promise<number> {
+    return this.use(accountId).typesRevision.get(accountId) ?? 0;
   }
 
   async getMerge(accountId: string, mergeId: string): Promise<MergeRow | null> {
@@ -1327,7 +1333,8 @@ class SqliteTx extends SqliteReader implements StoreTx {
   }
 
   async changeType(accountId: string, scope: TypeScope, path: string, type: ValueType): Promise<void> {
-    this.forWrite(accountId).changeType.run(type, accountId, scope, path);
+    const sql = this.forWrite(accountId);
+    if (sql.changeType.run(type, accountId, scope, path).changes > 0) sql.bumpTypesRevision.run(accountId);
   }
 
   async insertMerge(accountId: string, merge: MergeRow): Promise<void> {
