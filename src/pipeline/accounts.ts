@@ -120,12 +120,11 @@ export class Accounts {
     return this.store.getAccount(accountId);
   }
 
-  async updateSettings(account: Account, patch: unknown): Promise<Account> {
-    const settings = validateSettings(account.settings, patch);
-    await this.store.updateAccountSettings(account.id, settings);
-    for (const entry of this.cache.values())
-      if (entry.auth.account.id === account.id) entry.auth.account.settings = settings;
-    return { ...account, settings };
+  /** After a settings change committed (Portrait.updateSettings): keys cached here authenticate the new account row. */
+  settingsChanged(account: Account): void {
+    for (const entry of this.cache.values()) {
+      if (entry.auth.account.id === account.id) entry.auth.account.settings = account.settings;
+    }
   }
 
   async createDashboardUser(accountId: string, username: string, password: string): Promise<void> {

@@ -68,9 +68,16 @@ export interface TimelineView<E> {
 }
 
 interface IngestJob {
+  /** The batch as sent, and the account whose settings parsed it: parsed again if the settings changed since. */
+  raw: unknown[];
+  parsedWith: Account;
+  opts: ParseOptions;
   parsed: Array<{ index: number; record: IngestRecord }>;
+  refused: BatchFailure[];
   now: number;
 }
+
+type ParseOptions = { deviceHandlesOnly?: boolean };
 
 interface JobOutcome {
   ok: BatchResult["results"];
@@ -80,6 +87,12 @@ interface JobOutcome {
 export class Portrait {
   readonly types: TypeCache;
   private readonly groupCommit: GroupCommit<IngestJob, JobOutcome>;
+  /**
+   * The newest account row each write transaction found, by the settings revision it had: records are checked
+   * against these settings, not those of the caller's (possibly cached) account, so a settings change made through
+   * another process applies to this one's next transaction (docs/scaling.md).
+   */
+  private readonly current = new Map<string, { revision: number; account: Account }>();
 
   constructor(
     readonly store: Store,
@@ -95,13 +108,23 @@ export class Portrait {
     );
   }
 
-  /** Runs a use case in one write transaction with a fresh working set. */
-  async transact<T>(account: Account, fn: (uow: UnitOfWork) => Promise<T>): Promise<T> {
+  /**
+   * Runs a use case in one write transaction with a fresh working set, checked against the account's settings and
+   * types as they are in the store now. `lockAccount`: every other write transaction of the account waits for this
+   * one (settings changes).
+   */
+  async transact<T>(
+    account: Account,
+    fn: (uow: UnitOfWork) => Promise<T>,
+    opts: { lockAccount?: boolean } = {},
+  ): Promise<T> {
     let uow: UnitOfWork | undefined;
     const result = await this.store.write(account.id, async (tx) => {
-      // Inside the transaction: a type another process changed since the last one is seen by this one's records.
-      await this.types.ensure(account.id, tx);
-      uow = new UnitOfWork(tx, account, this.types, this.clock);
+      if (opts.lockAccount) await tx.lockAccount(account.id);
+      // Inside the transaction: what another process changed since the last one is what this one's records meet.
+      const revisions = await tx.revisions(account.id);
+      await this.types.ensure(account.id, tx, revisions.types);
+      uow = new UnitOfWork(tx, await this.currentAccount(account, revisions.settings), this.types, this.clock);
       const value = await fn(uow);
       await uow.flush();
       return value;
@@ -110,15 +133,42 @@ export class Portrait {
     return result;
   }
 
+  /** The account as of settings revision `revision`: the one known here, or read again when another is newer. */
+  private async currentAccount(account: Account, revision: number): Promise<Account> {
+    const known = this.current.get(account.id);
+    if (known?.revision === revision) return known.account;
+    // Inside the transaction, which holds the account's settings lock (StoreTx.revisions): no change can commit now.
+    const fresh = (await this.store.getAccount(account.id)) ?? account;
+    this.current.set(account.id, { revision, account: fresh });
+    return fresh;
+  }
+
+  /** The newest settings of an account this process has seen (the caller's may come from a cache). */
+  private freshest(account: Account): Account {
+    return this.current.get(account.id)?.account ?? account;
+  }
+
   /**
    * PATCH /v1/account/settings (SEMANTICS §11 Settings changes): an added identity key back-fills the index from
    * properties or fails 409 listing duplicates; a removed key drops its rows; a lowered limit releases the oldest.
+   * One transaction that holds the account: the patch applies to the settings as stored, and no record is checked
+   * against the old settings after it commits, in this process or another.
    */
   async updateSettings(accounts: Accounts, account: Account, patch: unknown): Promise<Account> {
-    const next = validateSettings(account.settings, patch);
-    const updated = { ...account, settings: next };
-    await this.transact(updated, (uow) => reindexIdentities(uow, account.settings, next));
-    return accounts.updateSettings(account, patch);
+    validateSettings(account.settings, patch);
+    const updated = await this.transact(
+      account,
+      async (uow) => {
+        const before = uow.account.settings;
+        const next = validateSettings(before, patch);
+        await reindexIdentities(uow, before, next);
+        await uow.tx.updateSettings(account.id, next);
+        return { ...uow.account, settings: next };
+      },
+      { lockAccount: true },
+    );
+    accounts.settingsChanged(updated);
+    return updated;
   }
 
   /** POST /v1/ingest and /v1/sdk/batch: records applied in order, each atomic; 400 only for a malformed batch. */
@@ -135,20 +185,16 @@ export class Portrait {
       );
     }
     const now = this.clock.now();
-    const unprocessed: BatchFailure[] = [];
-    const parsed: Array<{ index: number; record: IngestRecord }> = [];
-    raw.forEach((input, index) => {
-      try {
-        parsed.push({ index, record: parseRecord(input, { settings: account.settings, now, ...opts }) });
-      } catch (e) {
-        unprocessed.push(failure(index, e));
-      }
-    });
+    const parsedWith = this.freshest(account);
+    const { parsed, refused } = parseBatch(raw, parsedWith, now, opts);
     let results: BatchResult["results"] = [];
-    if (parsed.length > 0) {
-      const applied = await this.groupCommit.submit(account, { parsed, now }, parsed.length);
+    let unprocessed = refused;
+    if (raw.length > 0) {
+      // Even when no record parsed: the transaction may find settings under which they do.
+      const job: IngestJob = { raw, parsedWith, opts, parsed, refused, now };
+      const applied = await this.groupCommit.submit(account, job, Math.max(parsed.length, 1));
       results = applied.ok;
-      unprocessed.push(...applied.refused);
+      unprocessed = applied.refused;
     }
     unprocessed.sort((a, b) => a.index - b.index);
     const status = unprocessed.length === 0 ? "success" : results.length === 0 ? "fail" : "partial";
@@ -161,16 +207,20 @@ export class Portrait {
    */
   private applyBatches(account: Account, jobs: IngestJob[]): Promise<JobOutcome[]> {
     return this.transact(account, async (uow) => {
+      // Parsed under other settings than the account has now (changed since, maybe by another process): parsed again.
+      const batches = jobs.map((job) =>
+        job.parsedWith === uow.account ? job : { ...job, ...parseBatch(job.raw, uow.account, job.now, job.opts) },
+      );
       // A hint: a store may load and lock what the records name in a few round trips (StoreTx.prefetch). SQLite has
       // none, and then the handles are not even collected.
       if (uow.tx.prefetch) {
-        const records = jobs.flatMap((job) => job.parsed.map((p) => p.record));
-        await uow.tx.prefetch(account.id, batchHandles(account, records));
+        const records = batches.flatMap((job) => job.parsed.map((p) => p.record));
+        await uow.tx.prefetch(account.id, batchHandles(uow.account, records));
       }
       const outcomes: JobOutcome[] = [];
-      for (const { parsed, now } of jobs) {
+      for (const { parsed, now, refused: unparsed } of batches) {
         const ok: BatchResult["results"] = [];
-        const refused: BatchFailure[] = [];
+        const refused: BatchFailure[] = [...unparsed];
         for (const { index, record } of parsed) {
           try {
             const result = await uow.atomically(() => applyRecord(new RecordScope(uow, this.ids, now), record));
@@ -455,6 +505,25 @@ export function eventView(e: StoredEvent, anonymous: boolean): EventView {
     deviceId: e.deviceId,
     platform: e.platform,
   };
+}
+
+/** A batch's records parsed under an account's settings: those that parse, and why the others do not. */
+function parseBatch(
+  raw: unknown[],
+  account: Account,
+  now: number,
+  opts: ParseOptions,
+): Pick<IngestJob, "parsed" | "refused"> {
+  const parsed: IngestJob["parsed"] = [];
+  const refused: BatchFailure[] = [];
+  raw.forEach((input, index) => {
+    try {
+      parsed.push({ index, record: parseRecord(input, { settings: account.settings, now, ...opts }) });
+    } catch (e) {
+      refused.push(failure(index, e));
+    }
+  });
+  return { parsed, refused };
 }
 
 function failure(index: number, e: unknown): BatchFailure {

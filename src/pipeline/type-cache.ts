@@ -1,6 +1,6 @@
 /**
  * The account's property type registry, cached in memory. Registrations never change except string → multi, and that
- * change moves the account's `typesRevision` in the store: every write transaction reads the revision first and
+ * change moves the account's types revision in the store: every write transaction reads the revision first and
  * reloads the registry when it moved, so a change made by another process (another API node on PostgreSQL, another
  * process on the SQLite file) is seen by the next transaction here. New registrations need no reload: a path this
  * process has not seen is registered through the store, whose unique constraint returns the winner.
@@ -9,7 +9,7 @@ import type { ValueType } from "../engine/types.js";
 import type { Store, StoreReader, TypeScope } from "../store/store.js";
 
 interface Registry {
-  /** The store's `typesRevision` this registry was loaded at (or later: see `ensure`). */
+  /** The store's types revision this registry was loaded at (or later: see `ensure`). */
   revision: number;
   /** scope → path → type: nested, so a look-up on the ingest path builds no key string. */
   scopes: Map<string, Map<string, ValueType>>;
@@ -21,13 +21,14 @@ export class TypeCache {
   constructor(private readonly store: Store) {}
 
   /**
-   * Makes the cached registry current as `reader` sees the store: inside a write transaction pass the transaction,
-   * so that the registry is the one its records are checked against. One read when nothing changed.
+   * Makes the cached registry current as `reader` sees the store: inside a write transaction pass the transaction and
+   * the types revision it read, so that the registry is the one its records are checked against. One read of the
+   * revision (none when given) while nothing changed.
    */
-  async ensure(accountId: string, reader: StoreReader = this.store.reader): Promise<void> {
+  async ensure(accountId: string, reader: StoreReader = this.store.reader, known?: number): Promise<void> {
     // The revision is read before the registry: a change that commits in between leaves a registry newer than its
     // revision, which only costs one more reload, never a stale registry taken for a current one.
-    const revision = await reader.typesRevision(accountId);
+    const revision = known ?? (await reader.revisions(accountId)).types;
     if (this.accounts.get(accountId)?.revision === revision) return;
     const scopes = new Map<string, Map<string, ValueType>>();
     for (const r of await reader.listTypes(accountId)) put(scopes, r.scope, r.path, r.type);

@@ -157,10 +157,12 @@ export interface StoreReader {
   listChargedIds(accountId: string, profileId: string): Promise<string[]>;
   listTypes(accountId: string): Promise<TypeRegistration[]>;
   /**
-   * How many times the account's registry has changed a registered type (string → multi): a process that cached the
-   * registry reloads it when this moved, so it never keeps checking a path against a type another process changed.
+   * How many times the account's registry changed a registered type (string → multi) and its settings changed: a
+   * process that cached either reloads it when its revision moved, so it never keeps checking records against what
+   * another process changed. Inside a write transaction on PostgreSQL this also holds the account shared until
+   * COMMIT, so that a settings change (`lockAccount`) waits for the transactions that read the old settings.
    */
-  typesRevision(accountId: string): Promise<number>;
+  revisions(accountId: string): Promise<AccountRevisions>;
   getMerge(accountId: string, mergeId: string): Promise<MergeRow | null>;
   /** Merges whose source or target is this profile, newest first. */
   listMergesTouching(accountId: string, profileId: string): Promise<MergeRow[]>;
@@ -169,6 +171,12 @@ export interface StoreReader {
   listProfileIds(accountId: string, afterId: string | null, limit: number): Promise<string[]>;
   /** Highest event seq in the account (0 when none). */
   maxEventSeq(accountId: string): Promise<number>;
+}
+
+/** See StoreReader.revisions. */
+export interface AccountRevisions {
+  types: number;
+  settings: number;
 }
 
 /** The handles a batch of records names, for `StoreTx.prefetch`. */
@@ -265,8 +273,17 @@ export interface StoreTx extends StoreReader {
   /** Registers a path's type unless one is registered; returns the registered type. */
   registerType(accountId: string, scope: TypeScope, path: string, type: ValueType): Promise<ValueType>;
   /** The one allowed change (string → multi by `$add`). */
-  /** The one allowed change (string → multi by `$add`); it moves the account's `typesRevision`. */
+  /** The one allowed change (string → multi by `$add`); it moves the account's types revision. */
   changeType(accountId: string, scope: TypeScope, path: string, type: ValueType): Promise<void>;
+  /**
+   * Holds the account until COMMIT, before anything else of the transaction: every other write transaction of the
+   * account waits for it, and it waits for those under way (PostgreSQL: the account's advisory lock, exclusive;
+   * SQLite: writers run one at a time already). For settings changes, which must not race records checked against
+   * the old settings.
+   */
+  lockAccount(accountId: string): Promise<void>;
+  /** Replaces the account's settings and moves its settings revision. */
+  updateSettings(accountId: string, settings: AccountSettings): Promise<void>;
 
   insertMerge(accountId: string, merge: MergeRow): Promise<void>;
   markMergeUndone(accountId: string, mergeId: string, at: number): Promise<void>;

@@ -148,6 +148,33 @@ export function describeStoreConformance(
         expect(await store.getAccount(account.id)).toEqual({ ...account, settings });
       });
 
+      it("moves the settings revision with each committed settings change, in or out of a transaction", async () => {
+        const account = newAccount();
+        await store.createAccount(account);
+        const id = account.id;
+        expect(await store.reader.revisions(id)).toEqual({ types: 0, settings: 0 });
+        await store.updateAccountSettings(id, { ...DEFAULT_SETTINGS, timezone: "Europe/Paris" });
+        expect(await store.reader.revisions(id)).toEqual({ types: 0, settings: 1 });
+
+        await store.write(id, async (tx) => {
+          await tx.lockAccount(id);
+          expect((await tx.revisions(id)).settings).toBe(1);
+          await tx.updateSettings(id, { ...DEFAULT_SETTINGS, timezone: "Asia/Tokyo" });
+          expect((await tx.revisions(id)).settings).toBe(2);
+        });
+        expect((await store.getAccount(id))?.settings.timezone).toBe("Asia/Tokyo");
+        await expect(
+          store.write(id, async (tx) => {
+            await tx.updateSettings(id, { ...DEFAULT_SETTINGS, timezone: "UTC" });
+            throw new Error("rolled back");
+          }),
+        ).rejects.toThrow("rolled back");
+        expect(await store.reader.revisions(id)).toEqual({ types: 0, settings: 2 });
+        expect((await store.getAccount(id))?.settings.timezone).toBe("Asia/Tokyo");
+        await store.write(id, (tx) => tx.updateSettings(id, DEFAULT_SETTINGS));
+        expect((await store.reader.revisions(id)).settings).toBe(3);
+      });
+
       it("refuses a second account with the same id, and settings for an unknown account", async () => {
         const account = newAccount();
         await store.createAccount(account);
@@ -1038,20 +1065,20 @@ export function describeStoreConformance(
 
       it("moves the account's types revision with each committed change of a type, and only then", async () => {
         const [a, b] = [await freshAccount(), await freshAccount()];
-        expect(await store.reader.typesRevision(a)).toBe(0);
+        expect((await store.reader.revisions(a)).types).toBe(0);
         await store.write(a, async (tx) => {
           await tx.registerType(a, "profile", "Plan", "string");
           await tx.registerType(a, "profile", "Tags", "string");
         });
         // New registrations are not changes: a process that has not seen a path asks the store anyway.
-        expect(await store.reader.typesRevision(a)).toBe(0);
+        expect((await store.reader.revisions(a)).types).toBe(0);
 
         await store.write(a, async (tx) => {
           await tx.changeType(a, "profile", "Plan", "multi");
           // The transaction sees its own change.
-          expect(await tx.typesRevision(a)).toBe(1);
+          expect((await tx.revisions(a)).types).toBe(1);
         });
-        expect(await store.reader.typesRevision(a)).toBe(1);
+        expect((await store.reader.revisions(a)).types).toBe(1);
 
         // A change that rolls back leaves no trace; a change of a path never registered changes nothing.
         await expect(
@@ -1061,11 +1088,11 @@ export function describeStoreConformance(
           }),
         ).rejects.toThrow("rolled back");
         await store.write(a, (tx) => tx.changeType(a, "profile", "Unregistered", "multi"));
-        expect(await store.reader.typesRevision(a)).toBe(1);
+        expect((await store.reader.revisions(a)).types).toBe(1);
 
         await store.write(a, (tx) => tx.changeType(a, "profile", "Tags", "multi"));
-        expect(await store.reader.typesRevision(a)).toBe(2);
-        expect(await store.reader.typesRevision(b)).toBe(0);
+        expect((await store.reader.revisions(a)).types).toBe(2);
+        expect((await store.reader.revisions(b)).types).toBe(0);
       });
     });
 

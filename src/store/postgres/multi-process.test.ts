@@ -151,6 +151,21 @@ describe.skipIf(db === null)("two portrait serve processes on one PostgreSQL", (
     expect(profiles[0].properties.Tags).toEqual(["x", "y"]);
   });
 
+  it("checks the next record on the other node against settings changed on one", async () => {
+    // Node 1 has the account cached with its key (up to 30 s), under the default identity keys.
+    expect((await api(1, "GET", "/v1/account")).body.settings.identityKeys).not.toContain("Phone");
+    const changed = await api(0, "PATCH", "/v1/account/settings", { identityKeys: ["Identity", "Email", "Phone"] });
+    expect(changed.status).toBe(200);
+    const pushed = await ingest(1, {
+      type: "profile",
+      identity: { Phone: "+33612340000" },
+      properties: { Name: "Phone person" },
+    });
+    expect(pushed.body.unprocessed).toEqual([]);
+    const { profiles } = (await api(0, "GET", "/v1/profiles?phone=%2B33612340000")).body;
+    expect(profiles.map((p: { id: string }) => p.id)).toEqual([pushed.body.results[0].profileId]);
+  });
+
   it("loses no increment of 200 concurrent ones", async () => {
     const responses = await Promise.all(
       Array.from({ length: 200 }, (_, i) =>

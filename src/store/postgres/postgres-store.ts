@@ -54,6 +54,7 @@ import type { ImportHandle } from "../import-store.js";
 import { pageOf, pageStart } from "../page.js";
 import { composeProfileCard, composeTimelinePage } from "../profile-card.js";
 import type {
+  AccountRevisions,
   ApiKeyRow,
   BatchHandles,
   DashboardUserRow,
@@ -279,7 +280,7 @@ export const SQL = {
   insertAccount: "INSERT INTO accounts (id, name, settings, created_at) VALUES ($1, $2, $3, $4)",
   getAccount: `SELECT id, name, settings, created_at AS "createdAt" FROM accounts WHERE id = $1`,
   listAccounts: `SELECT id, name, settings, created_at AS "createdAt" FROM accounts ORDER BY created_at, id`,
-  updateAccountSettings: "UPDATE accounts SET settings = $1 WHERE id = $2",
+  updateAccountSettings: "UPDATE accounts SET settings = $1, settings_revision = settings_revision + 1 WHERE id = $2",
   insertApiKey: `INSERT INTO api_keys (id, account_id, kind, name, hash, prefix, created_at, revoked_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
   findApiKeyByHash: `SELECT ${API_KEY_COLUMNS} FROM api_keys WHERE hash = $1`,
@@ -355,6 +356,10 @@ export const SQL = {
     ORDER BY h`,
   // The account's handles lock, exclusively: in place of handle locks, for a transaction that would hold too many.
   holdAccountHandles: "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+  // The account's settings lock (PostgresTx.revisions, lockAccount): shared by every write transaction that checks its
+  // records against the settings, exclusive for a settings change.
+  holdSettingsShared: "SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))",
+  holdSettings: "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
 
   // Prefetch (PostgresTx.prefetch): a batch's devices and identity values as one list of rows, then its profiles locked in
   // id order. Each look-up is its own index probe (LATERAL … LIMIT 1): with `= ANY(array)` the planner may scan the whole
@@ -490,12 +495,12 @@ export const SQL = {
   insertType: `INSERT INTO type_registry (account_id, scope, path, type) VALUES ($1, $2, $3, $4)
     ON CONFLICT (account_id, scope, path) DO NOTHING RETURNING type`,
   getType: "SELECT type FROM type_registry WHERE account_id = $1 AND scope = $2 AND path = $3",
-  // The account's types_revision moves with the change, in the same statement (StoreReader.typesRevision).
+  // The account's types_revision moves with the change, in the same statement (StoreReader.revisions).
   changeType: `WITH changed AS (
       UPDATE type_registry SET type = $1 WHERE account_id = $2 AND scope = $3 AND path = $4 RETURNING 1
     )
     UPDATE accounts SET types_revision = types_revision + 1 WHERE id = $2 AND EXISTS (SELECT 1 FROM changed)`,
-  typesRevision: "SELECT types_revision AS revision FROM accounts WHERE id = $1",
+  revisions: "SELECT types_revision AS types, settings_revision AS settings FROM accounts WHERE id = $1",
   listTypes: "SELECT scope, path, type FROM type_registry WHERE account_id = $1 ORDER BY scope, path",
 
   // Merges and their journals.
@@ -722,6 +727,9 @@ class HandleLocks {
   }
 }
 
+/** The name of the account's settings lock (hashed as handleName). */
+const settingsLockName = (accountId: string) => JSON.stringify(["settings", accountId]);
+
 /** The lock names of devices and identity values. */
 function handleNames(
   accountId: string,
@@ -846,8 +854,8 @@ class PostgresReader implements StoreReader {
     return rows<TypeRegistration>(this.db(accountId), "listTypes", [accountId]);
   }
 
-  async typesRevision(accountId: string): Promise<number> {
-    return (await first<{ revision: number }>(this.db(accountId), "typesRevision", [accountId]))?.revision ?? 0;
+  async revisions(accountId: string): Promise<AccountRevisions> {
+    return (await first<AccountRevisions>(this.db(accountId), "revisions", [accountId])) ?? { types: 0, settings: 0 };
   }
 
   async getMerge(accountId: string, mergeId: string): Promise<MergeRow | null> {
@@ -1007,6 +1015,8 @@ class PostgresTx extends PostgresReader implements StoreTx {
 
   /** The handle locks it holds, and whether it holds the account's handles instead. */
   readonly handles: HandleLocks;
+  /** How it holds the account's settings lock (revisions, lockAccount). */
+  private settingsHold: "shared" | "exclusive" | null = null;
 
   /** `handlesExclusive`: hold the account's handles exclusively from the first hold (HandleLocks). */
   constructor(
@@ -1902,6 +1912,33 @@ class PostgresTx extends PostgresReader implements StoreTx {
 
   async changeType(accountId: string, scope: TypeScope, path: string, type: ValueType): Promise<void> {
     await run(this.forWrite(accountId), "changeType", [type, accountId, scope, path]);
+  }
+
+  /**
+   * The account's settings lock, shared, then the revisions. The lock is a statement of its own: a read in the same
+   * statement would see the database as of before a settings change that the lock waited for.
+   */
+  override async revisions(accountId: string): Promise<AccountRevisions> {
+    this.check(accountId);
+    if (this.settingsHold === null) {
+      await run(this.reads, "holdSettingsShared", [settingsLockName(accountId)]);
+      this.settingsHold = "shared";
+    }
+    return super.revisions(accountId);
+  }
+
+  async lockAccount(accountId: string): Promise<void> {
+    this.check(accountId);
+    if (this.settingsHold === "exclusive") return;
+    // Shared first and exclusive later would be an upgrade, which two settings changes could deadlock on.
+    if (this.settingsHold === "shared") throw new Error("lockAccount must come first in its transaction.");
+    await run(this.reads, "holdSettings", [settingsLockName(accountId)]);
+    this.settingsHold = "exclusive";
+  }
+
+  async updateSettings(accountId: string, settings: AccountSettings): Promise<void> {
+    const result = await run(this.forWrite(accountId), "updateAccountSettings", [json(settings), accountId]);
+    if (result.rowCount === 0) throw new Error(`updateSettings: no account ${accountId}.`);
   }
 
   async insertMerge(accountId: string, merge: MergeRow): Promise<void> {

@@ -284,9 +284,14 @@ export const MIGRATIONS: readonly Migration[] = [
         event_count = coalesce((state#>>'{stats,events}')::float8, 0);
     `,
   },
-  // Moves whenever a registered type changes (string → multi): every API node reloads its cached registry when it does
-  // (StoreReader.typesRevision), instead of checking that path against the old type until it restarts.
-  { version: 7, sql: "ALTER TABLE accounts ADD COLUMN types_revision bigint NOT NULL DEFAULT 0" },
+  // Each moves whenever a registered type changes (string → multi) or the settings change: every API node reloads what
+  // it cached of the account when one moved (StoreReader.revisions), instead of using it until it restarts.
+  {
+    version: 7,
+    sql: `ALTER TABLE accounts
+      ADD COLUMN types_revision bigint NOT NULL DEFAULT 0,
+      ADD COLUMN settings_revision bigint NOT NULL DEFAULT 0`,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.reduce((latest, m) => Math.max(latest, m.version), 0);

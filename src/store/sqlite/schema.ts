@@ -316,9 +316,10 @@ export const MIGRATIONS: readonly Migration[] = [
   {
     version: 9,
     sql: `
-      -- Moves whenever a registered type changes (string → multi): processes sharing this file reload their cached
-      -- registry when it does (StoreReader.typesRevision).
+      -- Each moves whenever a registered type changes (string → multi) or the settings change: a process sharing this
+      -- file reloads what it cached of the account when one moved (StoreReader.revisions).
       ALTER TABLE accounts ADD COLUMN types_revision INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE accounts ADD COLUMN settings_revision INTEGER NOT NULL DEFAULT 0;
     `,
   },
 ];

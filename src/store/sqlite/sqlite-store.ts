@@ -37,6 +37,7 @@ import { type Activity, activityOf, NO_ACTIVITY, sameActivity, withActivity } fr
 import type { ImportHandle } from "../import-store.js";
 import { pageOf, pageStart } from "../page.js";
 import type {
+  AccountRevisions,
   ApiKeyRow,
   DashboardUserRow,
   DeletedCounts,
@@ -151,7 +152,9 @@ function prepareStatements(db: Database.Database) {
     listAccounts: row<[], AccountRow>(
       "SELECT id, name, settings, created_at AS createdAt FROM accounts ORDER BY created_at, id",
     ),
-    updateAccountSettings: run<[string, string]>("UPDATE accounts SET settings = ? WHERE id = ?"),
+    updateAccountSettings: run<[string, string]>(
+      "UPDATE accounts SET settings = ?, settings_revision = settings_revision + 1 WHERE id = ?",
+    ),
     insertApiKey: run<[string, string, string, string, string, string, number, number | null]>(
       `INSERT INTO api_keys (id, account_id, kind, name, hash, prefix, created_at, revoked_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -411,7 +414,9 @@ function prepareStatements(db: Database.Database) {
       "UPDATE type_registry SET type = ? WHERE account_id = ? AND scope = ? AND path = ?",
     ),
     bumpTypesRevision: run<[string]>("UPDATE accounts SET types_revision = types_revision + 1 WHERE id = ?"),
-    typesRevision: value<[string], number>("SELECT types_revision FROM accounts WHERE id = ?"),
+    revisions: row<[string], AccountRevisions>(
+      "SELECT types_revision AS types, settings_revision AS settings FROM accounts WHERE id = ?",
+    ),
     listTypes: row<[string], TypeRegistration>(
       "SELECT scope, path, type FROM type_registry WHERE account_id = ? ORDER BY scope, path",
     ),
@@ -768,8 +773,8 @@ class SqliteReader implements StoreReader {
     return this.use(accountId).listTypes.all(accountId);
   }
 
-  async typesRevision(accountId: string): Promise<number> {
-    return this.use(accountId).typesRevision.get(accountId) ?? 0;
+  async revisions(accountId: string): Promise<AccountRevisions> {
+    return this.use(accountId).revisions.get(accountId) ?? { types: 0, settings: 0 };
   }
 
   async getMerge(accountId: string, mergeId: string): Promise<MergeRow | null> {
@@ -1335,6 +1340,17 @@ class SqliteTx extends SqliteReader implements StoreTx {
   async changeType(accountId: string, scope: TypeScope, path: string, type: ValueType): Promise<void> {
     const sql = this.forWrite(accountId);
     if (sql.changeType.run(type, accountId, scope, path).changes > 0) sql.bumpTypesRevision.run(accountId);
+  }
+
+  /** Writers run one at a time (BEGIN IMMEDIATE, across processes too): this transaction already holds the account. */
+  async lockAccount(accountId: string): Promise<void> {
+    this.use(accountId);
+  }
+
+  async updateSettings(accountId: string, settings: AccountSettings): Promise<void> {
+    if (this.forWrite(accountId).updateAccountSettings.run(JSON.stringify(settings), accountId).changes === 0) {
+      throw new Error(`updateSettings: no account ${accountId}.`);
+    }
   }
 
   async insertMerge(accountId: string, merge: MergeRow): Promise<void> {
