@@ -377,6 +377,37 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
       expect(await reader).toBe(p.id);
     });
 
+    it("reads the revisions after the account lock: a settings change it waited for is what it sees", async () => {
+      const { store, account } = await withProfiles(0);
+      const before = (await store.reader.revisions(account.id)).settings;
+      let changed!: () => void;
+      let commit!: () => void;
+      const changeWritten = new Promise<void>((resolve) => {
+        changed = resolve;
+      });
+      const mayCommit = new Promise<void>((resolve) => {
+        commit = resolve;
+      });
+      const change = store.write(account.id, async (tx) => {
+        await tx.lockAccount(account.id);
+        await tx.updateSettings(account.id, { ...account.settings, timezone: "Asia/Tokyo" });
+        changed();
+        await mayCommit;
+      });
+      await changeWritten;
+      let read = false;
+      const writer = store
+        .write(account.id, (tx) => tx.revisions(account.id))
+        .finally(() => {
+          read = true;
+        });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(read).toBe(false);
+      commit();
+      await change;
+      expect((await writer).settings).toBe(before + 1);
+    });
+
     it("gives up after 5 attempts and rethrows, and never re-runs other errors", async () => {
       const store = await open();
       const account = newAccount();

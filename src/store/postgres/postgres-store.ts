@@ -358,8 +358,8 @@ export const SQL = {
   holdAccountHandles: "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
   // The account's settings lock (PostgresTx.revisions, lockAccount): shared by every write transaction that checks its
   // records against the settings, exclusive for a settings change.
-  holdSettingsShared: "SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))",
   holdSettings: "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+  holdRevisions: "SELECT types, settings FROM portrait_hold_account_revisions($1, $2)",
 
   // Prefetch (PostgresTx.prefetch): a batch's devices and identity values as one list of rows, then its profiles locked in
   // id order. Each look-up is its own index probe (LATERAL … LIMIT 1): with `= ANY(array)` the planner may scan the whole
@@ -1915,16 +1915,16 @@ class PostgresTx extends PostgresReader implements StoreTx {
   }
 
   /**
-   * The account's settings lock, shared, then the revisions. The lock is a statement of its own: a read in the same
-   * statement would see the database as of before a settings change that the lock waited for.
+   * The account's settings lock, shared, then the revisions, read after the lock (schema version 7,
+   * portrait_hold_account_revisions): a read in the locking statement itself would see the database as of before a
+   * settings change that the lock waited for.
    */
   override async revisions(accountId: string): Promise<AccountRevisions> {
     this.check(accountId);
-    if (this.settingsHold === null) {
-      await run(this.reads, "holdSettingsShared", [settingsLockName(accountId)]);
-      this.settingsHold = "shared";
-    }
-    return super.revisions(accountId);
+    if (this.settingsHold !== null) return super.revisions(accountId);
+    const held = await first<AccountRevisions>(this.reads, "holdRevisions", [accountId, settingsLockName(accountId)]);
+    this.settingsHold = "shared";
+    return held ?? { types: 0, settings: 0 };
   }
 
   async lockAccount(accountId: string): Promise<void> {

@@ -288,9 +288,20 @@ export const MIGRATIONS: readonly Migration[] = [
   // it cached of the account when one moved (StoreReader.revisions), instead of using it until it restarts.
   {
     version: 7,
-    sql: `ALTER TABLE accounts
-      ADD COLUMN types_revision bigint NOT NULL DEFAULT 0,
-      ADD COLUMN settings_revision bigint NOT NULL DEFAULT 0`,
+    sql: `
+      ALTER TABLE accounts
+        ADD COLUMN types_revision bigint NOT NULL DEFAULT 0,
+        ADD COLUMN settings_revision bigint NOT NULL DEFAULT 0;
+      -- The account's settings lock, shared, then its revisions, in one round trip (PostgresTx.revisions). A function
+      -- because the read must come after the lock: each statement of a VOLATILE function takes its own snapshot, so
+      -- the read sees a settings change that the lock waited for, which a read in the locking statement would not.
+      CREATE FUNCTION portrait_hold_account_revisions(account text, lock_name text)
+        RETURNS TABLE (types bigint, settings bigint) LANGUAGE plpgsql VOLATILE AS $$
+      BEGIN
+        PERFORM pg_advisory_xact_lock_shared(hashtextextended(lock_name, 0));
+        RETURN QUERY SELECT a.types_revision, a.settings_revision FROM accounts a WHERE a.id = account;
+      END $$;
+    `,
   },
 ];
 
