@@ -104,6 +104,22 @@ describe.each(stores)("settings changed by another process (%s)", (kind) => {
     expect(found.map((p) => p.id)).toEqual([created.results[0]?.profileId]);
   });
 
+  it("spends no write transaction on a batch that no settings could take", async () => {
+    const write = h.store.write.bind(h.store);
+    let writes = 0;
+    h.store.write = (accountId, fn) => {
+      writes++;
+      return write(accountId, fn);
+    };
+    try {
+      const refused = await other.ingest(cached, { records: [{ type: "profile" }, { type: "nonsense" }] });
+      expect(refused.unprocessed.map((u) => u.code)).toEqual(["MISSING_HANDLE", "INVALID_RECORD"]);
+      expect(writes).toBe(0);
+    } finally {
+      h.store.write = write;
+    }
+  });
+
   it("waits for a write transaction under way to commit before it changes anything", async () => {
     const order: string[] = [];
     let release!: () => void;

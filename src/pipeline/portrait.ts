@@ -133,11 +133,15 @@ export class Portrait {
     return result;
   }
 
-  /** The account as of settings revision `revision`: the one known here, or read again when another is newer. */
+  /**
+   * The account as of settings revision `revision`: the one known here, or read again when another is newer. Inside
+   * a write transaction, which holds the account's settings lock (StoreTx.revisions), no change can commit in
+   * between; outside one, a change committed in between leaves a row newer than its revision, which only costs a
+   * read more next time.
+   */
   private async currentAccount(account: Account, revision: number): Promise<Account> {
     const known = this.current.get(account.id);
     if (known?.revision === revision) return known.account;
-    // Inside the transaction, which holds the account's settings lock (StoreTx.revisions): no change can commit now.
     const fresh = (await this.store.getAccount(account.id)) ?? account;
     this.current.set(account.id, { revision, account: fresh });
     return fresh;
@@ -185,14 +189,22 @@ export class Portrait {
       );
     }
     const now = this.clock.now();
-    const parsedWith = this.freshest(account);
-    const { parsed, refused } = parseBatch(raw, parsedWith, now, opts);
+    let parsedWith = this.freshest(account);
+    let { parsed, refused } = parseBatch(raw, parsedWith, now, opts);
+    if (parsed.length === 0 && raw.length > 0) {
+      // Nothing to write under the settings known here. Unless they changed meanwhile (maybe through another process),
+      // that is the answer, and a batch of refusals costs no write transaction.
+      const current = await this.currentAccount(account, (await this.store.reader.revisions(account.id)).settings);
+      if (current !== parsedWith) {
+        parsedWith = current;
+        ({ parsed, refused } = parseBatch(raw, parsedWith, now, opts));
+      }
+    }
     let results: BatchResult["results"] = [];
     let unprocessed = refused;
-    if (raw.length > 0) {
-      // Even when no record parsed: the transaction may find settings under which they do.
+    if (parsed.length > 0) {
       const job: IngestJob = { raw, parsedWith, opts, parsed, refused, now };
-      const applied = await this.groupCommit.submit(account, job, Math.max(parsed.length, 1));
+      const applied = await this.groupCommit.submit(account, job, parsed.length);
       results = applied.ok;
       unprocessed = applied.refused;
     }
