@@ -77,6 +77,30 @@ describe.each(stores)("%s store", (store) => {
       expect(bob.properties.Score).toBeUndefined();
     });
 
+    it("reads date cells in the timezone the account has when their rows are read, if it changes during the import", async () => {
+      const portrait = s.server.portrait;
+      const ingest = portrait.ingest;
+      let batches = 0;
+      // After the first batch (1,000 rows) is applied, the account's timezone changes, as a PATCH through any node would.
+      portrait.ingest = async (...args) => {
+        const result = await ingest.apply(portrait, args);
+        if (++batches === 1)
+          expect((await s.api("PATCH", "/v1/account/settings", { timezone: "Asia/Tokyo" })).status).toBe(200);
+        return result;
+      };
+      try {
+        const rows = Array.from({ length: 1500 }, (_, i) => `zone${i}@x.io,01/07/2025 12:00`);
+        const r = await runImport(s, "profiles", `Email,Seen<dd/MM/yyyy HH:mm>\n${rows.join("\n")}\n`);
+        expect(r).toMatchObject({ status: "done", processed: 1500, failed: 0 });
+      } finally {
+        portrait.ingest = ingest;
+        await s.api("PATCH", "/v1/account/settings", { timezone: "Europe/Paris" });
+      }
+      // Noon in Paris in July is 10:00 UTC; noon in Tokyo is 03:00 UTC.
+      expect((await profileBy("email=zone0@x.io")).properties.Seen).toBe("2025-07-01T10:00:00.000Z");
+      expect((await profileBy("email=zone1499@x.io")).properties.Seen).toBe("2025-07-01T03:00:00.000Z");
+    });
+
     it("takes the handle from the first non-empty handle column and applies other identity columns as identities", async () => {
       const csv = "Identity,Email,Phone,City\nu-1,u1@x.io,+33 6 12 34 56 78,Lyon\n,u2@x.io,,Nice\n";
       const r = await runImport(s, "profiles", csv);

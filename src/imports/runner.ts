@@ -214,6 +214,8 @@ export class ImportRunner {
       await nextTurn();
       if (this.stopped) throw new Stopped();
       const failures = await this.applyBatch(account, row, rows, () => emailHashesReady);
+      // Rows read from here on take the timezone the account has now (its settings may change during an import).
+      ctx.timezone = this.portrait.latest(account).settings.timezone;
       if (row.kind === "documents") emailHashesReady = true;
       const last = rows[rows.length - 1] as PendingRow;
       progress.rows += rows.length;

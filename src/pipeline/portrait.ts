@@ -148,7 +148,7 @@ export class Portrait {
   }
 
   /** The newest settings of an account this process has seen (the caller's may come from a cache). */
-  private freshest(account: Account): Account {
+  latest(account: Account): Account {
     return this.current.get(account.id)?.account ?? account;
   }
 
@@ -160,17 +160,19 @@ export class Portrait {
    */
   async updateSettings(accounts: Accounts, account: Account, patch: unknown): Promise<Account> {
     validateSettings(account.settings, patch);
-    const updated = await this.transact(
+    const { updated, revision } = await this.transact(
       account,
       async (uow) => {
         const before = uow.account.settings;
         const next = validateSettings(before, patch);
         await reindexIdentities(uow, before, next);
         await uow.tx.updateSettings(account.id, next);
-        return { ...uow.account, settings: next };
+        return { updated: { ...uow.account, settings: next }, revision: (await uow.tx.revisions(account.id)).settings };
       },
       { lockAccount: true },
     );
+    // What this process reads next (an import's date cells, for one) takes the new settings at once.
+    this.current.set(account.id, { revision, account: updated });
     accounts.settingsChanged(updated);
     return updated;
   }
@@ -189,7 +191,7 @@ export class Portrait {
       );
     }
     const now = this.clock.now();
-    let parsedWith = this.freshest(account);
+    let parsedWith = this.latest(account);
     let { parsed, refused } = parseBatch(raw, parsedWith, now, opts);
     if (parsed.length === 0 && raw.length > 0) {
       // Nothing to write under the settings known here. Unless they changed meanwhile (maybe through another process),
