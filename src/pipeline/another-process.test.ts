@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Account } from "../engine/types.js";
+import { deferred } from "../test-support/deferred.js";
 import { type Harness, makeHarness } from "../test-support/portrait.js";
 import { storesUnderTest } from "../test-support/postgres.js";
 import { Portrait } from "./portrait.js";
@@ -122,24 +123,18 @@ describe.each(stores)("settings changed by another process (%s)", (kind) => {
 
   it("waits for a write transaction under way to commit before it changes anything", async () => {
     const order: string[] = [];
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let started!: () => void;
-    const running = new Promise<void>((resolve) => {
-      started = resolve;
-    });
+    const running = deferred();
+    const held = deferred();
     const writer = other.transact(cached, async (uow) => {
-      started();
-      await held;
+      running.resolve();
+      await held.promise;
       order.push(`writer saw timezone ${uow.account.settings.timezone}`);
     });
-    await running;
+    await running.promise;
     const change = h.settings({ timezone: "Europe/Paris" }).then(() => order.push("settings changed"));
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(order).toEqual([]);
-    release();
+    held.resolve();
     await Promise.all([writer, change]);
     expect(order).toEqual(["writer saw timezone UTC", "settings changed"]);
     // And the next transaction of the other process sees the new settings.

@@ -4,6 +4,7 @@ import { PortraitError } from "../../engine/errors.js";
 import type { NewEvent, ProfileState } from "../../engine/types.js";
 import { Accounts } from "../../pipeline/accounts.js";
 import { Portrait } from "../../pipeline/portrait.js";
+import { deferred } from "../../test-support/deferred.js";
 import { createTestDatabase, type TestDatabase } from "../../test-support/postgres.js";
 import { describeStoreConformance } from "../conformance/conformance.js";
 import { blankProfile, newAccount, newId } from "../conformance/fixtures.js";
@@ -340,25 +341,19 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
     it("keeps a handle that a transaction found free for it until commit, as one writer at a time would", async () => {
       const { store, account, profiles } = await withProfiles(2);
       const [p, q] = profiles as [ProfileState, ProfileState];
-      let lookedUp!: () => void;
-      let proceed!: () => void;
-      const firstLookedUp = new Promise<void>((resolve) => {
-        lookedUp = resolve;
-      });
-      const mayProceed = new Promise<void>((resolve) => {
-        proceed = resolve;
-      });
+      const lookedUp = deferred();
+      const mayProceed = deferred();
       const first = store.write(account.id, async (tx) => {
         const none = [
           await tx.findProfileByIdentity(account.id, "Email", "new@example.com"),
           await tx.findDevice(account.id, "new-device"),
         ];
-        lookedUp();
-        await mayProceed;
+        lookedUp.resolve();
+        await mayProceed.promise;
         await tx.upsertDevice(account.id, { deviceId: "new-device", profileId: p.id, pushToken: null, platform: null });
         return { none, owner: await tx.claimIdentity(account.id, "Email", "new@example.com", p.id) };
       });
-      await firstLookedUp;
+      await lookedUp.promise;
       const finished: string[] = [];
       const claimer = store
         .write(account.id, (tx) => tx.claimIdentity(account.id, "Email", "new@example.com", q.id))
@@ -371,7 +366,7 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
       expect(finished).toEqual([]);
       // Outside transactions nothing waits.
       expect(await store.reader.findProfileByIdentity(account.id, "Email", "new@example.com")).toBeNull();
-      proceed();
+      mayProceed.resolve();
       expect(await first).toEqual({ none: [null, null], owner: p.id });
       expect(await claimer).toBe(p.id);
       expect(await reader).toBe(p.id);
@@ -380,21 +375,15 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
     it("reads the revisions after the account lock: a settings change it waited for is what it sees", async () => {
       const { store, account } = await withProfiles(0);
       const before = (await store.reader.revisions(account.id)).settings;
-      let changed!: () => void;
-      let commit!: () => void;
-      const changeWritten = new Promise<void>((resolve) => {
-        changed = resolve;
-      });
-      const mayCommit = new Promise<void>((resolve) => {
-        commit = resolve;
-      });
+      const written = deferred();
+      const mayCommit = deferred();
       const change = store.write(account.id, async (tx) => {
         await tx.lockAccount(account.id);
         await tx.updateSettings(account.id, { ...account.settings, timezone: "Asia/Tokyo" });
-        changed();
-        await mayCommit;
+        written.resolve();
+        await mayCommit.promise;
       });
-      await changeWritten;
+      await written.promise;
       let read = false;
       const writer = store
         .write(account.id, (tx) => tx.revisions(account.id))
@@ -403,7 +392,7 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
         });
       await new Promise((resolve) => setTimeout(resolve, 100));
       expect(read).toBe(false);
-      commit();
+      mayCommit.resolve();
       await change;
       expect((await writer).settings).toBe(before + 1);
     });
