@@ -70,6 +70,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const logger = pino({ level: config.logLevel });
   const store = await openStore(config);
   const accounts = new Accounts(store);
+  // Keys revoked and settings changed through other processes reach this one's cache at once, not after its expiry.
+  const stopWatching = (await store.watchAccounts?.((change) => accounts.changed(change))) ?? (async () => undefined);
   const firstRun = await bootstrap(store, accounts, config);
   const portrait = new Portrait(store);
   const imports = createImports(portrait, config, logger);
@@ -104,6 +106,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
         closingDown = true;
         await imports.stop();
         await app.close();
+        await stopWatching();
         await store.close();
       })();
       return closing;

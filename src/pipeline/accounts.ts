@@ -12,7 +12,7 @@ import {
   IDENTITY_KEYS,
   type IdentityKey,
 } from "../engine/types.js";
-import type { ApiKeyRow, KeyKind, Store } from "../store/store.js";
+import type { AccountChange, ApiKeyRow, KeyKind, Store } from "../store/store.js";
 import { type Clock, randomIds, systemClock } from "./clock.js";
 
 export const hashKey = (secret: string): string => createHash("sha256").update(secret).digest("hex");
@@ -118,6 +118,17 @@ export class Accounts {
   /** The freshest account row (settings change while keys stay cached). */
   async get(accountId: string): Promise<Account | null> {
     return this.store.getAccount(accountId);
+  }
+
+  /**
+   * Another process revoked a key or changed an account's settings (Store.watchAccounts): what is cached of them goes,
+   * so the next request with such a key reads the key and its account again.
+   */
+  changed(change: AccountChange): void {
+    for (const [hash, entry] of this.cache) {
+      const { key, account } = entry.auth;
+      if (change.kind === "key" ? key.id === change.keyId : account.id === change.accountId) this.cache.delete(hash);
+    }
   }
 
   /** After a settings change committed (Portrait.updateSettings): keys cached here authenticate the new account row. */

@@ -173,6 +173,9 @@ export interface StoreReader {
   maxEventSeq(accountId: string): Promise<number>;
 }
 
+/** A change to what processes cache of an account (Store.watchAccounts). */
+export type AccountChange = { kind: "key"; accountId: string; keyId: string } | { kind: "settings"; accountId: string };
+
 /** See StoreReader.revisions. */
 export interface AccountRevisions {
   types: number;
@@ -328,6 +331,12 @@ export interface Store {
   listApiKeys(accountId: string): Promise<ApiKeyRow[]>;
   /** Marks the key revoked; false when the account has no such key. */
   revokeApiKey(accountId: string, keyId: string, at: number): Promise<boolean>;
+  /**
+   * Calls `listener` for every key revoked and every settings change committed from now on, by any process, so that
+   * a process can drop what it cached of them (Accounts). PostgreSQL only (LISTEN/NOTIFY): where one process owns the
+   * store there is nobody else to hear from. Resolves to a function that stops listening.
+   */
+  watchAccounts?(listener: (change: AccountChange) => void): Promise<() => Promise<void>>;
   insertDashboardUser(user: DashboardUserRow): Promise<void>;
   findDashboardUser(username: string): Promise<DashboardUserRow | null>;
   getMeta(key: string): Promise<string | null>;

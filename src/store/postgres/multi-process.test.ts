@@ -166,6 +166,31 @@ describe.skipIf(db === null)("two portrait serve processes on one PostgreSQL", (
     expect(pushed.body.unprocessed).toEqual([]);
     const { profiles } = (await api(0, "GET", "/v1/profiles?phone=%2B33612340000")).body;
     expect(profiles.map((p: { id: string }) => p.id)).toEqual([pushed.body.results[0].profileId]);
+    // What node 1 shows with the settings its key cache holds follows within moments too (it hears of the change):
+    // a profile view lists the identities of the account's identity keys.
+    let identities: Record<string, unknown> = {};
+    for (let waited = 0; waited < 3_000 && identities.Phone === undefined; waited += 50) {
+      identities = (await api(1, "GET", "/v1/profiles?phone=%2B33612340000")).body.profiles[0].identities;
+      if (identities.Phone === undefined) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(identities.Phone).toBe("+33612340000");
+  });
+
+  it("refuses a key on the other node as soon as one node revoked it, though the other had it cached", async () => {
+    const created = await api(0, "POST", "/v1/keys", { kind: "secret", name: "short-lived" });
+    expect(created.status).toBe(201);
+    const withKey = (i: number) =>
+      fetch(`${nodes[i]!.url}/v1/account`, { headers: { authorization: `Bearer ${created.body.key}` } });
+    expect((await withKey(1)).status).toBe(200);
+    expect((await api(0, "DELETE", `/v1/keys/${created.body.id}`)).status).toBe(200);
+    expect((await withKey(0)).status).toBe(401);
+    // Node 1 cached the key for 30 s; the revocation's notice reaches it within moments instead.
+    let status = 200;
+    for (let waited = 0; waited < 3_000 && status === 200; waited += 50) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      status = (await withKey(1)).status;
+    }
+    expect(status).toBe(401);
   });
 
   it("loses no increment of 200 concurrent ones", async () => {

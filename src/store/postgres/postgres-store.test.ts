@@ -397,6 +397,38 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
       expect((await writer).settings).toBe(before + 1);
     });
 
+    it("announces revoked keys and settings changes to every watcher when they commit, and nothing rolled back", async () => {
+      const { store, account } = await withProfiles(0);
+      const other = await open();
+      const heard: unknown[] = [];
+      const stop = await other.watchAccounts!((change) => heard.push(change));
+      try {
+        const accounts = new Accounts(store);
+        const { row } = await accounts.createKey(account.id, "secret", "to revoke");
+        await expect(
+          store.write(account.id, async (tx) => {
+            await tx.updateSettings(account.id, { ...account.settings, timezone: "Asia/Tokyo" });
+            throw new Error("rolled back");
+          }),
+        ).rejects.toThrow("rolled back");
+        expect(await store.revokeApiKey(account.id, row.id, Date.now())).toBe(true);
+        await store.write(account.id, (tx) => tx.updateSettings(account.id, account.settings));
+        await store.updateAccountSettings(account.id, account.settings);
+        for (let waited = 0; waited < 3_000 && heard.length < 3; waited += 20) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        expect(heard).toEqual([
+          { kind: "key", accountId: account.id, keyId: row.id },
+          { kind: "settings", accountId: account.id },
+          { kind: "settings", accountId: account.id },
+        ]);
+        // Revoking a key that is not the account's announces nothing.
+        expect(await store.revokeApiKey(account.id, "key_unknown", Date.now())).toBe(false);
+      } finally {
+        await stop();
+      }
+    });
+
     it("gives up after 5 attempts and rethrows, and never re-runs other errors", async () => {
       const store = await open();
       const account = newAccount();

@@ -54,6 +54,7 @@ import type { ImportHandle } from "../import-store.js";
 import { pageOf, pageStart } from "../page.js";
 import { composeProfileCard, composeTimelinePage } from "../profile-card.js";
 import type {
+  AccountChange,
   AccountRevisions,
   ApiKeyRow,
   BatchHandles,
@@ -78,6 +79,9 @@ import { ACTIVITY, type ActivityRow, activitySqlOf, type StateRow, stateOf } fro
 import { PostgresImports, redactImportData } from "./postgres-imports.js";
 import { IndexRowColumns, PostgresSegments, segmentIndex } from "./postgres-segments.js";
 import { migrate } from "./schema.js";
+
+/** The LISTEN/NOTIFY channel of key revocations and settings changes (PostgresStore.watchAccounts). */
+const ACCOUNT_CHANNEL = "portrait_accounts";
 
 /**
  * Ingest groups of one account written at once by default (Store.concurrentWriters). Two let one group's records be
@@ -280,13 +284,22 @@ export const SQL = {
   insertAccount: "INSERT INTO accounts (id, name, settings, created_at) VALUES ($1, $2, $3, $4)",
   getAccount: `SELECT id, name, settings, created_at AS "createdAt" FROM accounts WHERE id = $1`,
   listAccounts: `SELECT id, name, settings, created_at AS "createdAt" FROM accounts ORDER BY created_at, id`,
-  updateAccountSettings: "UPDATE accounts SET settings = $1, settings_revision = settings_revision + 1 WHERE id = $2",
+  updateAccountSettings: `WITH changed AS (
+      UPDATE accounts SET settings = $1, settings_revision = settings_revision + 1 WHERE id = $2 RETURNING id
+    )
+    SELECT pg_notify('${ACCOUNT_CHANNEL}', json_build_object('kind', 'settings', 'accountId', id)::text)
+    FROM changed`,
   insertApiKey: `INSERT INTO api_keys (id, account_id, kind, name, hash, prefix, created_at, revoked_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
   findApiKeyByHash: `SELECT ${API_KEY_COLUMNS} FROM api_keys WHERE hash = $1`,
   listApiKeys: `SELECT ${API_KEY_COLUMNS} FROM api_keys WHERE account_id = $1 ORDER BY created_at, id`,
   // A second revoke keeps the first revocation time.
-  revokeApiKey: "UPDATE api_keys SET revoked_at = coalesce(revoked_at, $1) WHERE account_id = $2 AND id = $3",
+  // Both announce the change to every process (PostgresStore.watchAccounts), delivered when it commits.
+  revokeApiKey: `WITH revoked AS (
+      UPDATE api_keys SET revoked_at = coalesce(revoked_at, $1) WHERE account_id = $2 AND id = $3 RETURNING id
+    )
+    SELECT pg_notify('${ACCOUNT_CHANNEL}', json_build_object('kind', 'key', 'accountId', $2::text, 'keyId', id)::text)
+    FROM revoked`,
   insertDashboardUser: "INSERT INTO dashboard_users (username, account_id, password_hash) VALUES ($1, $2, $3)",
   findDashboardUser: `SELECT account_id AS "accountId", username, password_hash AS "passwordHash"
     FROM dashboard_users WHERE username = $1`,
@@ -2185,6 +2198,22 @@ export class PostgresStore implements Store {
   async migrate(): Promise<void> {
     await migrate(this.pool);
     await this.segments.backfill();
+  }
+
+  /**
+   * A connection of its own that LISTENs for key revocations and settings changes (announced by revokeApiKey and
+   * updateAccountSettings when they commit). If it is lost, changes are missed until the caches' own expiry.
+   */
+  async watchAccounts(listener: (change: AccountChange) => void): Promise<() => Promise<void>> {
+    const client = new pg.Client({ connectionString: this.pool.options.connectionString });
+    client.on("error", () => undefined);
+    client.on("notification", (message) => {
+      if (message.channel !== ACCOUNT_CHANNEL || message.payload === undefined) return;
+      listener(JSON.parse(message.payload) as AccountChange);
+    });
+    await client.connect();
+    await client.query(`LISTEN ${ACCOUNT_CHANNEL}`);
+    return () => client.end();
   }
 
   /** Waits for the connections in use (a write in progress commits), then closes them all. */
