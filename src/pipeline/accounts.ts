@@ -92,7 +92,7 @@ export class Accounts {
 
   async revokeKey(accountId: string, keyId: string): Promise<boolean> {
     const ok = await this.store.revokeApiKey(accountId, keyId, this.clock.now());
-    for (const [hash, entry] of this.cache) if (entry.auth.key.id === keyId) this.cache.delete(hash);
+    this.changed({ kind: "key", accountId, keyId });
     return ok;
   }
 

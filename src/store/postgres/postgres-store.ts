@@ -367,11 +367,11 @@ export const SQL = {
     FROM (SELECT DISTINCT hashtextextended(n, 0) AS h FROM unnest($1::text[]) AS n) held,
       (SELECT pg_advisory_xact_lock_shared(hashtextextended($2, 0))) account
     ORDER BY h`,
-  // The account's handles lock, exclusively: in place of handle locks, for a transaction that would hold too many.
-  holdAccountHandles: "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-  // The account's settings lock (PostgresTx.revisions, lockAccount): shared by every write transaction that checks its
-  // records against the settings, exclusive for a settings change.
-  holdSettings: "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+  // An account-wide lock, exclusively, by name: the account's handles lock in place of handle locks, for a transaction
+  // that would hold too many; the account's settings lock for a settings change (lockAccount).
+  holdAccountLock: "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+  // The account's settings lock shared, then its revisions (PostgresTx.revisions): every write transaction that checks
+  // its records against the settings.
   holdRevisions: "SELECT types, settings FROM portrait_hold_account_revisions($1, $2)",
 
   // Prefetch (PostgresTx.prefetch): a batch's devices and identity values as one list of rows, then its profiles locked in
@@ -1432,7 +1432,7 @@ class PostgresTx extends PostgresReader implements StoreTx {
    * forgets it was held.
    */
   private async holdAccountHandles(): Promise<void> {
-    await run(this.reads, "holdAccountHandles", [this.handles.account]);
+    await run(this.reads, "holdAccountLock", [this.handles.account]);
     this.handles.escalated();
   }
 
@@ -1945,7 +1945,7 @@ class PostgresTx extends PostgresReader implements StoreTx {
     if (this.settingsHold === "exclusive") return;
     // Shared first and exclusive later would be an upgrade, which two settings changes could deadlock on.
     if (this.settingsHold === "shared") throw new Error("lockAccount must come first in its transaction.");
-    await run(this.reads, "holdSettings", [settingsLockName(accountId)]);
+    await run(this.reads, "holdAccountLock", [settingsLockName(accountId)]);
     this.settingsHold = "exclusive";
   }
 
