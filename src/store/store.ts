@@ -325,7 +325,6 @@ export interface Store {
   createAccount(account: Account): Promise<void>;
   getAccount(accountId: string): Promise<Account | null>;
   listAccounts(): Promise<Account[]>;
-  updateAccountSettings(accountId: string, settings: AccountSettings): Promise<void>;
   insertApiKey(key: ApiKeyRow): Promise<void>;
   findApiKeyByHash(hash: string): Promise<ApiKeyRow | null>;
   listApiKeys(accountId: string): Promise<ApiKeyRow[]>;

@@ -144,16 +144,16 @@ export function describeStoreConformance(
           allowedOrigins: ["https://shop.example"],
           publicProperties: ["Name", "Tier"],
         };
-        await store.updateAccountSettings(account.id, settings);
+        await store.write(account.id, (tx) => tx.updateSettings(account.id, settings));
         expect(await store.getAccount(account.id)).toEqual({ ...account, settings });
       });
 
-      it("moves the settings revision with each committed settings change, in or out of a transaction", async () => {
+      it("moves the settings revision with each committed settings change", async () => {
         const account = newAccount();
         await store.createAccount(account);
         const id = account.id;
         expect(await store.reader.revisions(id)).toEqual({ types: 0, settings: 0 });
-        await store.updateAccountSettings(id, { ...DEFAULT_SETTINGS, timezone: "Europe/Paris" });
+        await store.write(id, (tx) => tx.updateSettings(id, { ...DEFAULT_SETTINGS, timezone: "Europe/Paris" }));
         expect(await store.reader.revisions(id)).toEqual({ types: 0, settings: 1 });
 
         await store.write(id, async (tx) => {
@@ -180,7 +180,8 @@ export function describeStoreConformance(
         await store.createAccount(account);
         await expect(store.createAccount({ ...account, name: "Other" })).rejects.toThrow();
         expect((await store.getAccount(account.id))?.name).toBe(account.name);
-        await expect(store.updateAccountSettings(`acct_${newId()}`, DEFAULT_SETTINGS)).rejects.toThrow();
+        const unknown = `acct_${newId()}`;
+        await expect(store.write(unknown, (tx) => tx.updateSettings(unknown, DEFAULT_SETTINGS))).rejects.toThrow();
       });
 
       it("finds API keys by hash, lists them per account and revokes them within their account only", async () => {

@@ -413,7 +413,7 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
         ).rejects.toThrow("rolled back");
         expect(await store.revokeApiKey(account.id, row.id, Date.now())).toBe(true);
         await store.write(account.id, (tx) => tx.updateSettings(account.id, account.settings));
-        await store.updateAccountSettings(account.id, account.settings);
+        await store.write(account.id, (tx) => tx.updateSettings(account.id, account.settings));
         for (let waited = 0; waited < 3_000 && heard.length < 3; waited += 20) {
           await new Promise((resolve) => setTimeout(resolve, 20));
         }

@@ -2202,7 +2202,7 @@ export class PostgresStore implements Store {
 
   /**
    * A connection of its own that LISTENs for key revocations and settings changes (announced by revokeApiKey and
-   * updateAccountSettings when they commit). If it is lost, changes are missed until the caches' own expiry.
+   * updateSettings when they commit). If it is lost, changes are missed until the caches' own expiry.
    */
   async watchAccounts(listener: (change: AccountChange) => void): Promise<() => Promise<void>> {
     const client = new pg.Client({ connectionString: this.pool.options.connectionString });
@@ -2233,11 +2233,6 @@ export class PostgresStore implements Store {
 
   async listAccounts(): Promise<Account[]> {
     return (await rows<AccountRow>(this.pool, "listAccounts", [])).map(toAccount);
-  }
-
-  async updateAccountSettings(accountId: string, settings: AccountSettings): Promise<void> {
-    const result = await run(this.pool, "updateAccountSettings", [json(settings), accountId]);
-    if (result.rowCount === 0) throw new Error(`updateAccountSettings: no account ${accountId}.`);
   }
 
   async insertApiKey(key: ApiKeyRow): Promise<void> {

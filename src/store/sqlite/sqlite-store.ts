@@ -1577,11 +1577,6 @@ export class SqliteStore implements Store {
     return this.sql.listAccounts.all().map(toAccount);
   }
 
-  async updateAccountSettings(accountId: string, settings: AccountSettings): Promise<void> {
-    const result = this.sql.updateAccountSettings.run(JSON.stringify(settings), accountId);
-    if (result.changes === 0) throw new Error(`updateAccountSettings: no account ${accountId}.`);
-  }
-
   async insertApiKey(key: ApiKeyRow): Promise<void> {
     this.sql.insertApiKey.run(
       key.id,
