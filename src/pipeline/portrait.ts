@@ -159,6 +159,8 @@ export class Portrait {
    * against the old settings after it commits, in this process or another.
    */
   async updateSettings(accounts: Accounts, account: Account, patch: unknown): Promise<Account> {
+    // A malformed patch is refused before the account's lock is taken (it would make every writer wait); the patch is
+    // validated again below against the settings as stored.
     validateSettings(account.settings, patch);
     const { updated, revision } = await this.transact(
       account,
