@@ -24,6 +24,8 @@ import type {
   ApiKeyRow,
   BatchHandles,
   MergeRow,
+  ProfileCard,
+  ProfileLookup,
   ProfileSnapshot,
   Store,
   StoreReader,
@@ -853,6 +855,25 @@ export function describeStoreConformance(
         const other = await freshAccount();
         expect(await store.reader.getProfileCard(other, { profileId: owner })).toBeNull();
         expect(await store.reader.getProfileCard(other, byEmail)).toBeNull();
+
+        // Asked for all at once (PostgreSQL's reader answers one turn's look-ups with one statement per account and
+        // kind), each look-up gets the card it gets alone, repeats and misses included.
+        const lookups: Array<[string, ProfileLookup]> = [
+          [accountId, { profileId: stranger.id }],
+          [accountId, byEmail],
+          [other, byEmail],
+          [accountId, { profileId: newId() }],
+          [accountId, { identity: { key: "Email", value: "nobody@example.com" } }],
+          [accountId, { profileId: tombstone.id }],
+          [other, { profileId: owner }],
+          [accountId, { profileId: owner }],
+          [accountId, byEmail],
+        ];
+        const alone: Array<ProfileCard | null> = [];
+        for (const [id, lookup] of lookups) alone.push(await store.reader.getProfileCard(id, lookup));
+        expect(alone.filter((card) => card !== null)).toHaveLength(5);
+        const together = await Promise.all(lookups.map(([id, lookup]) => store.reader.getProfileCard(id, lookup)));
+        expect(together).toEqual(alone);
 
         // Inside a transaction the card shows the transaction's own writes.
         const seen = await store.write(accountId, async (tx) => {

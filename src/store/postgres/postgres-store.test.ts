@@ -9,7 +9,7 @@ import { createTestDatabase, type TestDatabase } from "../../test-support/postgr
 import { describeStoreConformance } from "../conformance/conformance.js";
 import { blankProfile, newAccount, newId } from "../conformance/fixtures.js";
 import type { MergeRow, Store } from "../store.js";
-import { PostgresStore, SQL } from "./postgres-store.js";
+import { PooledReader, PostgresStore, SQL } from "./postgres-store.js";
 import { LATEST_VERSION, MIGRATIONS } from "./schema.js";
 
 // Decided while the file is collected: skipped (reason printed) without a server, except in CI where that fails.
@@ -658,6 +658,55 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
       }
       const { events } = await store.reader.listEvents(account.id, [p.id], { limit: 10 });
       expect(events.map((e) => e.properties)).toEqual([{ note: "\\u0000 \\\\ud800" }]);
+    });
+
+    it("reads the cards asked for in one turn with one statement per kind, and fails only a look-up it refuses", async () => {
+      const { store, account, profiles } = await withProfiles(3);
+      await store.write(account.id, async (tx) => {
+        for (const [i, p] of profiles.entries()) await tx.claimIdentity(account.id, "Email", `p${i}@example.com`, p.id);
+      });
+      const pool = new pg.Pool({ connectionString: db.url, max: 2 });
+      const statements: string[] = [];
+      const reader = new PooledReader({
+        query: <R extends pg.QueryResultRow>(config: pg.QueryConfig) => {
+          statements.push(config.name ?? config.text);
+          return pool.query<R>(config);
+        },
+      });
+      try {
+        const byEmail = (i: number) => ({ identity: { key: "Email" as const, value: `p${i}@example.com` } });
+        const cards = await Promise.all([
+          reader.getProfileCard(account.id, byEmail(2)),
+          reader.getProfileCard(account.id, { profileId: profiles[0]!.id }),
+          reader.getProfileCard(account.id, byEmail(0)),
+          reader.getProfileCard(account.id, { profileId: newId() }),
+          reader.getProfileCard(account.id, byEmail(9)),
+          reader.getProfileCard(account.id, { profileId: profiles[1]!.id }),
+        ]);
+        expect(cards.map((c) => c?.state.id ?? null)).toEqual([
+          profiles[2]!.id,
+          profiles[0]!.id,
+          profiles[0]!.id,
+          null,
+          null,
+          profiles[1]!.id,
+        ]);
+        expect(statements.sort()).toEqual(["profileCards", "profileCardsByIdentity"]);
+
+        // U+0000 fails the batch's statement; then each look-up runs alone and only that one fails.
+        statements.length = 0;
+        const settled = await Promise.allSettled([
+          reader.getProfileCard(account.id, byEmail(1)),
+          reader.getProfileCard(account.id, { identity: { key: "Email", value: "a\u0000b@example.com" } }),
+          reader.getProfileCard(account.id, byEmail(2)),
+        ]);
+        expect(settled[0]).toMatchObject({ status: "fulfilled", value: { state: { id: profiles[1]!.id } } });
+        expect(settled[1]).toMatchObject({ status: "rejected", reason: { code: "INVALID_VALUE" } });
+        expect(settled[2]).toMatchObject({ status: "fulfilled", value: { state: { id: profiles[2]!.id } } });
+        expect(statements).toEqual(["profileCardsByIdentity", ...Array(3).fill("profileCardByIdentity")]);
+      } finally {
+        await pool.end();
+      }
     });
   });
 });

@@ -79,6 +79,7 @@ import { ACTIVITY, type ActivityRow, activitySqlOf, type StateRow, stateOf } fro
 import { PostgresImports, redactImportData } from "./postgres-imports.js";
 import { IndexRowColumns, PostgresSegments, segmentIndex } from "./postgres-segments.js";
 import { migrate } from "./schema.js";
+import { TurnBatch } from "./turn-batch.js";
 
 /** The LISTEN/NOTIFY channel of key revocations and settings changes (PostgresStore.watchAccounts). */
 const ACCOUNT_CHANNEL = "portrait_accounts";
@@ -348,6 +349,14 @@ export const SQL = {
   profileCardByIdentity: `SELECT p.state, ${ACTIVITY}, ${CARD_COLUMNS}
     FROM identities i JOIN profiles p ON p.account_id = i.account_id AND p.id = i.profile_id
     WHERE i.account_id = $1 AND i.key = $2 AND i.value = $3`,
+  // The same for the look-ups of one turn (PooledReader): `n` is a look-up's place in the arrays.
+  profileCards: `SELECT l.n::int AS n, p.state, ${ACTIVITY}, ${CARD_COLUMNS}
+    FROM unnest($2::text[]) WITH ORDINALITY AS l(id, n)
+    JOIN profiles p ON p.account_id = $1 AND p.id = l.id`,
+  profileCardsByIdentity: `SELECT l.n::int AS n, p.state, ${ACTIVITY}, ${CARD_COLUMNS}
+    FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS l(key, value, n)
+    JOIN identities i ON i.account_id = $1 AND i.key = l.key AND i.value = l.value
+    JOIN profiles p ON p.account_id = i.account_id AND p.id = i.profile_id`,
   listOrphans: "SELECT id FROM profiles WHERE account_id = $1 AND orphan_of = $2 ORDER BY id",
   listTombstones: "SELECT id FROM profiles WHERE account_id = $1 AND merged_into = $2 ORDER BY id",
   // Tombstones are left out: they act as their target (SEMANTICS §7). The primary key gives the id order.
@@ -831,9 +840,7 @@ class PostgresReader implements StoreReader {
       "profileId" in lookup
         ? await first<CardRow>(db, "profileCard", [accountId, lookup.profileId])
         : await first<CardRow>(db, "profileCardByIdentity", [accountId, lookup.identity.key, lookup.identity.value]);
-    if (row === undefined) return null;
-    const { deviceIds, userAccounts, orphanCount } = row;
-    return { state: stateOf(row), deviceIds, userAccounts, orphanCount };
+    return row === undefined ? null : cardOf(row);
   }
 
   async timelinePage(accountId: string, profileId: string, opts: PageOptions): Promise<TimelinePage | null> {
@@ -980,6 +987,68 @@ const identityKey = (key: IdentityKey, value: string) => `i${key}\u0000${value}`
  * `write()` rolls it back rather than send a COMMIT that PostgreSQL would turn into a ROLLBACK. Reads check their text
  * parameters for NUL first, the one refusal that depends on data, so a bad value fails only its record.
  */
+function cardOf(row: CardRow): ProfileCard {
+  const { deviceIds, userAccounts, orphanCount } = row;
+  return { state: stateOf(row), deviceIds, userAccounts, orphanCount };
+}
+
+/** Cards asked for in one turn of one account's look-ups: at most this many per statement. */
+const CARDS_PER_STATEMENT = 64;
+
+type IdentityLookup = { key: IdentityKey; value: string };
+
+/**
+ * The store's reader on its pool: profile cards (Find People, the profile page) asked for in one turn of the event
+ * loop are read by one statement per account and kind (TurnBatch).
+ */
+export class PooledReader extends PostgresReader {
+  private readonly byId = new Map<string, TurnBatch<string, ProfileCard | null>>();
+  private readonly byIdentity = new Map<string, TurnBatch<IdentityLookup, ProfileCard | null>>();
+
+  override getProfileCard(accountId: string, lookup: ProfileLookup): Promise<ProfileCard | null> {
+    if ("profileId" in lookup) return this.batchOf(this.byId, accountId, "profileCards").get(lookup.profileId);
+    return this.batchOf(this.byIdentity, accountId, "profileCardsByIdentity").get(lookup.identity);
+  }
+
+  private batchOf<Q extends string | IdentityLookup>(
+    batches: Map<string, TurnBatch<Q, ProfileCard | null>>,
+    accountId: string,
+    statement: "profileCards" | "profileCardsByIdentity",
+  ): TurnBatch<Q, ProfileCard | null> {
+    let batch = batches.get(accountId);
+    if (batch === undefined) {
+      batch = new TurnBatch((lookups) => this.cards(accountId, statement, lookups), CARDS_PER_STATEMENT);
+      // An account's batch lives as long as the reader: a handful of objects per account the server has served.
+      batches.set(accountId, batch);
+    }
+    return batch;
+  }
+
+  private async cards(
+    accountId: string,
+    statement: "profileCards" | "profileCardsByIdentity",
+    lookups: ReadonlyArray<string | IdentityLookup>,
+  ): Promise<Array<ProfileCard | null | Promise<ProfileCard | null>>> {
+    const alone = (l: string | IdentityLookup) =>
+      super.getProfileCard(accountId, typeof l === "string" ? { profileId: l } : { identity: l });
+    if (lookups.length === 1) return [alone(lookups[0]!)];
+    const args =
+      statement === "profileCards"
+        ? [accountId, lookups]
+        : [accountId, lookups.map((l) => (l as IdentityLookup).key), lookups.map((l) => (l as IdentityLookup).value)];
+    let found: Array<CardRow & { n: number }>;
+    try {
+      found = await rows<CardRow & { n: number }>(this.db(accountId), statement, args);
+    } catch {
+      // One look-up that PostgreSQL refuses (text it cannot store) must fail its own request only: each alone.
+      return lookups.map(alone);
+    }
+    const cards: Array<ProfileCard | null> = new Array(lookups.length).fill(null);
+    for (const row of found) cards[row.n - 1] = cardOf(row);
+    return cards;
+  }
+}
+
 class PostgresTx extends PostgresReader implements StoreTx {
   private open = true;
   /** Savepoints currently open, innermost last. */
@@ -2166,7 +2235,7 @@ export class PostgresStore implements Store {
     private readonly pool: pg.Pool,
     concurrentWriters: number,
   ) {
-    this.reader = new PostgresReader(pool);
+    this.reader = new PooledReader(pool);
     this.imports = new PostgresImports(pool);
     this.segments = new PostgresSegments(pool);
     this.concurrentWriters = concurrentWriters;
