@@ -234,6 +234,70 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
       });
     });
 
+    it("adds count-only activity at the rows prefetch read, and by id where another writer moved one since", async () => {
+      const { store, account, profiles } = await withProfiles(3);
+      const [p, q, r] = profiles as [ProfileState, ProfileState, ProfileState];
+      await store.write(account.id, async (tx) => {
+        for (const [device, owner] of [
+          ["dp", p],
+          ["dq", q],
+          ["dr", r],
+        ] as const) {
+          await tx.upsertDevice(account.id, { deviceId: device, profileId: owner.id, pushToken: null, platform: null });
+        }
+      });
+      const prefetched = signal();
+      const moved = signal();
+      let runs = 0;
+      const adding = store.write(account.id, async (tx) => {
+        runs++;
+        const devices = ["dp", "dq", "dr"];
+        await tx.prefetch!(account.id, {
+          deviceIds: devices,
+          identities: [],
+          profileIds: [],
+          countOnly: { deviceIds: devices, identities: [], profileIds: [] },
+        });
+        prefetched.fire();
+        await moved.done;
+        const owners = await Promise.all(devices.map(async (d) => (await tx.findDevice(account.id, d))!.profileId));
+        await tx.addActivity(
+          account.id,
+          owners.map((profileId) => ({ profileId, firstTs: 5, lastTs: 7, events: 2 })),
+        );
+      });
+      await prefetched.done;
+      // q moves and commits before the addition; r moves in a transaction that commits only while the addition waits.
+      await store.write(account.id, (tx) => tx.updateProfile(account.id, { ...q, bucket: 7 }));
+      const rLocked = signal();
+      const release = signal();
+      const writer = store.write(account.id, async (tx) => {
+        const state = (await tx.lockProfile(account.id, r.id))!;
+        await tx.updateProfile(account.id, { ...state, bucket: 9, stats: { ...state.stats, events: 10 } });
+        await tx.getProfile(account.id, r.id); // the update is written behind: this sends it
+        rLocked.fire();
+        await release.done;
+      });
+      await rLocked.done;
+      moved.fire();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      release.fire();
+      await Promise.all([writer, adding]);
+      expect(runs).toBe(1);
+      const added = { firstSeen: 5, lastSeen: 7 };
+      expect(await store.reader.getProfile(account.id, p.id)).toMatchObject({ ...added, stats: { events: 2 } });
+      expect(await store.reader.getProfile(account.id, q.id)).toMatchObject({
+        ...added,
+        bucket: 7,
+        stats: { events: 2 },
+      });
+      expect(await store.reader.getProfile(account.id, r.id)).toMatchObject({
+        ...added,
+        bucket: 9,
+        stats: { events: 12 },
+      });
+    });
+
     it("adds two groups' activity to shared profiles side by side: the second waits, neither runs again", async () => {
       const { store, account, profiles } = await withProfiles(80);
       const ids = profiles.map((p) => p.id).sort();
@@ -278,13 +342,28 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
         [account.id, profiles.slice(0, 3).map((p) => p.id)],
       );
       const document = JSON.stringify(rowsOf.map((r) => ({ id: r.id, row: r.row, first: 1, last: 2, events: 1 })));
-      const plan = await sql<{ "QUERY PLAN": string }>(
-        `EXPLAIN ${SQL.addActivityRows.replace("$2", `'${document}'`).replaceAll("$1", `'${account.id}'`)}`,
+      // The function's body, planned with the settings the function sets (migration 8).
+      const [fn] = await sql<{ body: string; config: string[] }>(
+        "SELECT prosrc AS body, proconfig AS config FROM pg_proc WHERE proname = 'portrait_add_activity'",
       );
-      const text = plan.map((row) => row["QUERY PLAN"]).join("\n");
-      // The profiles it updates are reached by their row addresses only, never by scanning the account.
-      expect(text).toMatch(/Tid Scan on profiles p/);
+      const settings = fn!.config.map((c) => `SET ${c.replace("=", " = ")};`).join(" ");
+      const body = fn!.body.replace("$2", `'${document}'::jsonb`).replaceAll("$1", `'${account.id}'`);
+      const client = new pg.Client(db.url);
+      await client.connect();
+      let text: string;
+      try {
+        await client.query(settings);
+        const plan = await client.query<{ "QUERY PLAN": string }>(`EXPLAIN ${body}`);
+        text = plan.rows.map((row) => row["QUERY PLAN"]).join("\n");
+      } finally {
+        await client.end();
+      }
+      // The profiles it updates are reached by their row addresses one at a time, never by scanning the account.
+      expect(text).toMatch(/Nested Loop[\s\S]*Tid Scan on profiles p\s+.*\n\s+TID Cond: \(ctid = d\."row"\)/);
       expect(text).not.toMatch(/(Seq|Bitmap Heap|Index) Scan on profiles p\b/);
+      // And the function returns exactly the rows it updated.
+      const updated = await sql<{ id: string }>(SQL.addActivityRows, [account.id, document]);
+      expect(updated.map((r) => r.id).sort()).toEqual(rowsOf.map((r) => r.id).sort());
     });
 
     it("prefetch locks the owners of handles that other records name, and only peeks the count-only ones'", async () => {

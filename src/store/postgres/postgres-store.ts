@@ -146,6 +146,7 @@ interface HandleRow {
 }
 /** STATUS_COLUMNS as selected. */
 interface StatusRow {
+  row: string;
   merged_into: string | null;
   journal_merge_id: string | null;
   tz: string | null;
@@ -158,11 +159,14 @@ interface StatusRow {
 interface Peeked {
   status: ProfileStatus;
   context: ContextStatus;
+  /** The row's address when it was read: where addActivity looks first. */
+  row: string;
 }
 
 function peeked(row: StatusRow): Peeked {
   const kind = row.acquired_kind;
   return {
+    row: row.row,
     status: { mergedInto: row.merged_into, journalMergeId: row.journal_merge_id },
     context: {
       timezone: row.tz,
@@ -200,27 +204,11 @@ function pageOfEach(profiles: string, columns = EVENT_COLUMNS): string {
     ORDER BY e.ts DESC, e.seq DESC LIMIT $5`;
 }
 
-/**
- * engine/activity.ts applyActivityDelta in SQL for the fold `d` (addActivityRows), and the guard that it may be added
- * without reading the profile (StoreTx.addActivity): a live profile, no merge journal, and for a fold that restamps a
- * zone (`d.tz` not null), that zone still in `props.Timezone` from context. The counts are the activity columns
- * (schema version 6); only a restamp rewrites the state document.
- */
-const ADDED_ROWS = {
-  set: `first_seen = LEAST(COALESCE(p.first_seen, d.first), d.first),
-      last_seen = GREATEST(COALESCE(p.last_seen, d.last), d.last),
-      event_count = p.event_count + d.events,
-      state = CASE WHEN d.tz IS NULL THEN p.state ELSE jsonb_set(p.state, '{props,Timezone,ts}',
-        to_jsonb(GREATEST((p.state#>>'{props,Timezone,ts}')::numeric, d.tz_ts))) END`,
-  guard: `p.merged_into IS NULL AND p.state->>'journalMergeId' IS NULL AND (d.tz IS NULL OR
-      (p.state#>>'{props,Timezone,v}' = d.tz AND coalesce((p.state->>'timezoneFromContext')::boolean, false)))`,
-};
-
 /** A profile card row (profileCard): the state, its activity columns and what the page lists beside it. */
 type CardRow = ProfileCard & ActivityRow;
 
 /** A profile's status and what the context rules read of it (StoreTx.peekProfile, peekContext). */
-const STATUS_COLUMNS = `merged_into, state->>'journalMergeId' AS journal_merge_id,
+const STATUS_COLUMNS = `ctid::text AS row, merged_into, state->>'journalMergeId' AS journal_merge_id,
   state#>>'{props,Timezone,v}' AS tz, (state#>>'{props,Timezone,ts}')::float8 AS tz_ts,
   coalesce((state->>'timezoneFromContext')::boolean, false) AS tz_from_context,
   state->>'acquiredKind' AS acquired_kind, (state->>'acquiredTs')::float8 AS acquired_ts`;
@@ -394,26 +382,15 @@ export const SQL = {
   // StoreTx.peekProfile: no lock, only what decides where an event may be added (prefetch reads it with the handles).
   peekProfile: `SELECT ${STATUS_COLUMNS} FROM profiles WHERE account_id = $1 AND id = $2`,
   peekProfiles: `SELECT id, ${STATUS_COLUMNS} FROM profiles WHERE account_id = $1 AND id = ANY($2::text[])`,
-  // StoreTx.addActivity: engine/activity.ts applyActivityDelta in SQL, on live profiles with no merge journal only.
-  // The rows are locked first, in id order, each found by its own index probe; the lock answers each row's address
-  // (that of its newest version, when it waited for another writer), and the update goes straight to those addresses
-  // through a TID scan. Locked, a row cannot move in between. The update must not start from the profiles table: on a
-  // young table whose statistics still say it is small the planner did, scanning the whole account for every group
-  // (B3 on PostgreSQL: 4.7k → 2.0k requests/s). LIMIT 1: without it the planner probed each id with a bitmap scan
-  // (it expects two rows), which costs more per row and leaves the index entries of dead row versions unmarked;
-  // B1 at full size, 2 runs each: PostgreSQL 45.8–49.1 against 47.9–51.2 µs of CPU per event.
+  // StoreTx.addActivity. The fold goes first straight to the row addresses that the status read gave, through
+  // portrait_add_activity (schema version 8: engine/activity.ts applyActivityDelta in SQL, on live profiles with no
+  // merge journal only; a nested loop of TID look-ups whatever the statistics say). Rows that moved since are then
+  // locked by id, in id order, each found by its own index probe (LIMIT 1: without it the planner probed each id with
+  // a bitmap scan, which costs more per row and leaves the index entries of dead row versions unmarked); the lock
+  // answers each row's address, that of its newest version when it waited for another writer, and the fold goes there.
   lockActivityRows: `SELECT d.id, locked.ctid::text AS row FROM jsonb_to_recordset($2::jsonb) AS d(id text)
     CROSS JOIN LATERAL (SELECT ctid FROM profiles WHERE account_id = $1 AND id = d.id LIMIT 1 FOR UPDATE) locked`,
-  addActivityRows: `WITH d AS MATERIALIZED (
-      SELECT * FROM jsonb_to_recordset($2::jsonb)
-        AS d(id text, row tid, first float8, last float8, events float8, tz text, tz_ts numeric)
-    )
-    UPDATE profiles AS p
-    SET ${ADDED_ROWS.set}
-    FROM d
-    WHERE p.ctid = ANY (ARRAY(SELECT row FROM d)) AND p.ctid = d.row AND p.account_id = $1 AND p.id = d.id
-      AND ${ADDED_ROWS.guard}
-    RETURNING p.id`,
+  addActivityRows: "SELECT id FROM portrait_add_activity($1, $2::jsonb) AS id",
 
   // Identities.
   findIdentity: "SELECT profile_id FROM identities WHERE account_id = $1 AND key = $2 AND value = $3",
@@ -1665,37 +1642,60 @@ class PostgresTx extends PostgresReader implements StoreTx {
     // (at the end of a transaction, outside savepoints) the lock is held for this statement and COMMIT only.
     const db = this.frames.length === 0 ? this.forEvents(accountId, WRITE_EVENTS) : this.forWrite(accountId);
     const sorted = [...deltas].sort((a, b) => (a.profileId < b.profileId ? -1 : a.profileId > b.profileId ? 1 : 0));
+    const read = new Map<string, string>();
     for (const d of sorted) {
+      const row = this.known.statuses.get(d.profileId)?.row;
+      if (row) read.set(d.profileId, row);
       // What prefetch loaded of these profiles no longer holds once this adds to them.
       this.known.profiles.delete(d.profileId);
       this.known.statuses.delete(d.profileId);
     }
     for (let from = 0; from < sorted.length; from += ROWS_PER_STATEMENT) {
       const batch = sorted.slice(from, from + ROWS_PER_STATEMENT);
-      // Locked first, in id order: two groups sharing profiles then wait for each other in one order, and a row that
-      // another transaction updates while this one waits is answered at its new address.
-      const ids = JSON.stringify(batch.map((d) => ({ id: d.profileId })));
+      // First straight at the addresses the status read gave, with no lock statement: the update locks each row as
+      // it writes it, in address order (a TID scan sorts its addresses), so two groups sharing profiles wait for
+      // each other in one order. A row that another transaction updated since has a new address and is left out,
+      // as is one that fails the guard.
+      let rest = batch;
+      const addressed = batch.filter((d) => read.has(d.profileId));
+      if (addressed.length > 0) {
+        const updated = await this.addActivityAt(db, accountId, addressed, read);
+        rest = batch.filter((d) => !updated.has(d.profileId));
+      }
+      if (rest.length === 0) continue;
+      // The rest locked first, in id order, each found by its id; a row that another transaction updates while this
+      // one waits is answered at its new address.
+      const ids = JSON.stringify(rest.map((d) => ({ id: d.profileId })));
       const locked = await rows<{ id: string; row: string }>(db, "lockActivityRows", [accountId, ids]);
-      const addresses = new Map(locked.map((r) => [r.id, r.row]));
-      const document = JSON.stringify(
-        batch.map((d) => ({
-          id: d.profileId,
-          row: addresses.get(d.profileId) ?? null,
-          first: d.firstTs,
-          last: d.lastTs,
-          events: d.events,
-          tz: d.timezone?.value ?? null,
-          tz_ts: d.timezone?.ts ?? null,
-        })),
-      );
-      const updated = await rows<{ id: string }>(db, "addActivityRows", [accountId, document]);
-      if (updated.length === batch.length) continue;
+      const updated = await this.addActivityAt(db, accountId, rest, new Map(locked.map((r) => [r.id, r.row])));
+      if (updated.size === rest.length) continue;
       // Locked, a row cannot have moved: one left out is gone or fails the guard (merged, deleted or given another
       // zone by another transaction after this one read it).
-      const found = new Set(updated.map((r) => r.id));
-      const gone = batch.find((d) => !found.has(d.profileId))!;
+      const gone = rest.find((d) => !updated.has(d.profileId))!;
       this.refuseForRerun(`Profile ${gone.profileId} changed after this transaction read its status; run it again.`);
     }
+  }
+
+  /** addActivityRows for `deltas` at their row `addresses`: the ids of the rows it updated. */
+  private async addActivityAt(
+    db: Queryable,
+    accountId: string,
+    deltas: readonly ProfileActivity[],
+    addresses: ReadonlyMap<string, string>,
+  ): Promise<Set<string>> {
+    const document = JSON.stringify(
+      deltas.map((d) => ({
+        id: d.profileId,
+        row: addresses.get(d.profileId) ?? null,
+        first: d.firstTs,
+        last: d.lastTs,
+        events: d.events,
+        tz: d.timezone?.value ?? null,
+        tz_ts: d.timezone?.ts ?? null,
+      })),
+    );
+    const updated = await rows<{ id: string }>(db, "addActivityRows", [accountId, document]);
+    return new Set(updated.map((r) => r.id));
   }
 
   // -------------------------------------------------------------------------------------------------------------
