@@ -24,6 +24,7 @@ import type {
   ApiKeyRow,
   BatchHandles,
   MergeRow,
+  PageOptions,
   ProfileCard,
   ProfileLookup,
   ProfileSnapshot,
@@ -905,10 +906,11 @@ export function describeStoreConformance(
           { ...blankProfile(tomb), mergedInto: owner },
           blankProfile(quiet),
         );
-        // An orphan left pointing at the tombstone must not make the tombstone read as live.
-        await insertProfiles(accountId, { ...blankProfile(), orphanOf: tomb });
+        // An orphan left pointing at the tombstone, with an event, must not make the tombstone read as live.
+        const [tombOrphan] = await insertProfiles(accountId, { ...blankProfile(), orphanOf: tomb });
         const seqs = await store.write(accountId, (tx) =>
           tx.insertEvents(accountId, [
+            event(tombOrphan!, T0 + 50),
             event(owner, T0 + 10),
             event(o1, T0 + 10),
             event(other, T0 + 12),
@@ -943,6 +945,27 @@ export function describeStoreConformance(
         ]);
         const stranger = await freshAccount();
         expect(await store.reader.timelinePage(stranger, owner, { limit: 10 })).toBeNull();
+
+        // Asked for all at once (PostgreSQL's reader answers one turn's pages with one statement per account), each
+        // page is the one it is alone, repeats, later pages, empty pages and misses included.
+        const second = (await store.reader.timelinePage(accountId, owner, { limit: 2 }))!.next;
+        const asked: Array<[string, string, PageOptions]> = [
+          [accountId, owner, { limit: 2 }],
+          [accountId, tomb, { limit: 10 }],
+          [accountId, o1, { limit: 10 }],
+          [stranger, owner, { limit: 10 }],
+          [accountId, owner, { before: second, limit: 2 }],
+          [accountId, quiet, { limit: 10 }],
+          [accountId, newId(), { limit: 10 }],
+          [accountId, owner, { limit: 100 }],
+        ];
+        const alone: Array<TimelinePage | null> = [];
+        for (const [id, profile, opts] of asked) alone.push(await store.reader.timelinePage(id, profile, opts));
+        expect(alone.map((page) => page?.events.length ?? null)).toEqual([2, null, 2, null, 2, 0, null, 5]);
+        const together = await Promise.all(
+          asked.map(([id, profile, opts]) => store.reader.timelinePage(id, profile, opts)),
+        );
+        expect(together).toEqual(alone);
       });
 
       it("passes a timeline's properties through as JSON text that reads back as the stored properties", async () => {

@@ -204,6 +204,17 @@ function pageOfEach(profiles: string, columns = EVENT_COLUMNS): string {
     ORDER BY e.ts DESC, e.seq DESC LIMIT $5`;
 }
 
+/** StoreReader.timelinePage: a live profile's events with its orphans', newest first ($2 the profile; as pageOfEach). */
+const TIMELINE_PAGE = pageOfEach(
+  `(
+    SELECT id FROM profiles WHERE account_id = $1 AND id = $2 AND merged_into IS NULL
+    UNION ALL
+    SELECT o.id FROM profiles o WHERE o.account_id = $1 AND o.orphan_of = $2
+      AND EXISTS (SELECT 1 FROM profiles l WHERE l.account_id = $1 AND l.id = $2 AND l.merged_into IS NULL)
+  ) AS p(id)`,
+  TIMELINE_COLUMNS,
+);
+
 /** A profile card row (profileCard): the state, its activity columns and what the page lists beside it. */
 type CardRow = ProfileCard & ActivityRow;
 
@@ -476,15 +487,12 @@ export const SQL = {
   eventsPageOfProfiles: pageOfEach("unnest($2::text[]) AS p(id)"),
   // A live profile's timeline page (StoreReader.timelinePage): as eventsPageOfProfiles over the profile and its orphans,
   // found in the same statement. No row at all leaves open whether the profile is live (PostgresReader.timelinePage).
-  timelinePage: pageOfEach(
-    `(
-      SELECT id FROM profiles WHERE account_id = $1 AND id = $2 AND merged_into IS NULL
-      UNION ALL
-      SELECT o.id FROM profiles o WHERE o.account_id = $1 AND o.orphan_of = $2
-        AND EXISTS (SELECT 1 FROM profiles l WHERE l.account_id = $1 AND l.id = $2 AND l.merged_into IS NULL)
-    ) AS p(id)`,
-    TIMELINE_COLUMNS,
-  ),
+  timelinePage: TIMELINE_PAGE,
+  // The same for the pages of one turn (PooledReader), each by its own parameters from the arrays; `n` is its place.
+  timelinePages: `SELECT asked.n::int AS n, t.*
+    FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::int[]) WITH ORDINALITY AS asked(id, ts, seq, read, n)
+    CROSS JOIN LATERAL (${TIMELINE_PAGE.replace(/\$([2-5])\b/g, (_, i: string) => `asked.${["id", "ts", "seq", "read"][Number(i) - 2]}`)}) t
+    ORDER BY asked.n, t.ts DESC, t.seq DESC`,
   eventsBySeq: `SELECT ${EVENT_COLUMNS} FROM events WHERE account_id = $1 AND seq = ANY($2::bigint[]) ORDER BY seq`,
   eventSeqsOfProfile: "SELECT seq FROM events WHERE account_id = $1 AND profile_id = $2 ORDER BY seq",
   moveEvents: "UPDATE events SET profile_id = $1 WHERE account_id = $2 AND seq = ANY($3::bigint[])",
@@ -824,7 +832,17 @@ class PostgresReader implements StoreReader {
     const { ts, seq, read } = pageStart(opts, "timelinePage");
     const args = [accountId, profileId, ts, seq, read];
     const found = await rows<TimelineEvent>(this.db(accountId), "timelinePage", args);
-    if (found.length > 0) return pageOf(found, opts.limit);
+    return this.timelineOf(accountId, profileId, found, opts.limit);
+  }
+
+  /** The page of the events read for a timeline; none: an empty page of a live profile, or null. */
+  protected async timelineOf(
+    accountId: string,
+    profileId: string,
+    found: TimelineEvent[],
+    limit: number,
+  ): Promise<TimelinePage | null> {
+    if (found.length > 0) return pageOf(found, limit);
     const state = await this.getProfile(accountId, profileId);
     return state === null || state.mergedInto !== null ? null : { events: [], next: null };
   }
@@ -974,13 +992,70 @@ const CARDS_PER_STATEMENT = 64;
 
 type IdentityLookup = { key: IdentityKey; value: string };
 
+/** Timeline pages asked for in one turn of one account's look-ups: at most this many per statement. */
+const PAGES_PER_STATEMENT = 16;
+
+/** A timeline page as its statement reads it: the profile, where the page starts, and how many events to read. */
+type TimelineQuery = { profileId: string; ts: number; seq: number; read: number };
+type TimelineBatch = TurnBatch<TimelineQuery, TimelineEvent[]>;
+
 /**
- * The store's reader on its pool: profile cards (Find People, the profile page) asked for in one turn of the event
- * loop are read by one statement per account and kind (TurnBatch).
+ * The store's reader on its pool: profile cards (Find People, the profile page) and timeline pages asked for in one
+ * turn of the event loop are read by one statement per account and kind (TurnBatch).
  */
 export class PooledReader extends PostgresReader {
   private readonly byId = new Map<string, TurnBatch<string, ProfileCard | null>>();
   private readonly byIdentity = new Map<string, TurnBatch<IdentityLookup, ProfileCard | null>>();
+  private readonly timelines = new Map<string, TimelineBatch>();
+
+  override async timelinePage(accountId: string, profileId: string, opts: PageOptions): Promise<TimelinePage | null> {
+    const { ts, seq, read } = pageStart(opts, "timelinePage");
+    let batch = this.timelines.get(accountId);
+    if (batch === undefined) {
+      batch = new TurnBatch((pages) => this.timelinePages(accountId, pages), PAGES_PER_STATEMENT);
+      this.timelines.set(accountId, batch);
+    }
+    const found = await batch.get({ profileId, ts, seq, read });
+    return this.timelineOf(accountId, profileId, found, opts.limit);
+  }
+
+  /** The events of each page asked for, by one statement when there are several. */
+  private async timelinePages(
+    accountId: string,
+    pages: readonly TimelineQuery[],
+  ): Promise<Array<TimelineEvent[] | Promise<TimelineEvent[]>>> {
+    const alone = (q: TimelineQuery) =>
+      rows<TimelineEvent>(this.db(accountId), "timelinePage", [accountId, q.profileId, q.ts, q.seq, q.read]);
+    if (pages.length === 1) return [alone(pages[0]!)];
+    let found: Array<TimelineEvent & { n: number }>;
+    try {
+      found = await rows<TimelineEvent & { n: number }>(this.db(accountId), "timelinePages", [
+        accountId,
+        pages.map((q) => q.profileId),
+        pages.map((q) => q.ts),
+        pages.map((q) => q.seq),
+        pages.map((q) => q.read),
+      ]);
+    } catch {
+      // One page that PostgreSQL refuses must fail its own request only: each alone.
+      return pages.map(alone);
+    }
+    const events: TimelineEvent[][] = pages.map(() => []);
+    for (const r of found) {
+      // Built field by field: the row's `n` stays behind, and every event has the one shape.
+      events[r.n - 1]!.push({
+        seq: r.seq,
+        profileId: r.profileId,
+        id: r.id,
+        name: r.name,
+        ts: r.ts,
+        propertiesJson: r.propertiesJson,
+        deviceId: r.deviceId,
+        platform: r.platform,
+      });
+    }
+    return events;
+  }
 
   override getProfileCard(accountId: string, lookup: ProfileLookup): Promise<ProfileCard | null> {
     if ("profileId" in lookup) return this.batchOf(this.byId, accountId, "profileCards").get(lookup.profileId);
