@@ -957,31 +957,6 @@ const MAX_SEQ_DRAW = 4096;
 const deviceKey = (deviceId: string) => `d${deviceId}`;
 const identityKey = (key: IdentityKey, value: string) => `i${key}\u0000${value}`;
 
-/**
- * The transaction handed to one `write()` function; unusable once that write has committed or rolled back.
- *
- * Round trips are what an ingest transaction costs here (one connection does ≈ 3.5k sequential point look-ups/s,
- * PERFORMANCE.md), so, as on SQLite, most of a record's work does not reach the server one statement at a time:
- * - Events are written behind: `insertEvents` gives each event its seq at once, from a block drawn ahead from the
- *   sequence, and keeps the rows; they go in one multi-row INSERT before anything reads or changes stored events, before
- *   a SAVEPOINT that must not include them, and before COMMIT. A block is drawn after every profile lock the
- *   transaction has taken so far (a lock taken later throws the rest of the block away), so a seq is never lower than
- *   the seqs of events a previous holder of the same profile lock wrote: "events above eventSeqAtMerge came after"
- *   holds as it did with a nextval() per INSERT (schema.ts, events).
- * - Profile updates are written behind too, in one UPDATE … FROM unnest, before the transaction's next statement of any
- *   kind (so every read sees them) and before COMMIT.
- * - Savepoints are lazy: SAVEPOINT is sent only before the first SQL write inside one, so a record that only reads and
- *   adds events costs no statement for its atomicity. A record that fails before writing rolls nothing back in SQL.
- *   The rule that keeps rollbacks exact: rows accepted before a savepoint opened are written before its SAVEPOINT.
- * - `prefetch` locks a batch's profiles and reads its handles in a few statements; `findDevice`,
- *   `findProfileByIdentity` and `lockProfile` answer from that while this transaction's own writes keep it true.
- *   It also reads which of the batch's record ids are stored: `claimRecordId` answers those from memory and writes
- *   the claims behind; one that another transaction committed in between makes the whole transaction run again.
- * A statement that fails with no open SAVEPOINT of its own aborts more than its record: PostgreSQL refuses every later
- * statement until that savepoint (or the whole transaction) rolls back. The transaction then refuses to go on, and
- * `write()` rolls it back rather than send a COMMIT that PostgreSQL would turn into a ROLLBACK. Reads check their text
- * parameters for NUL first, the one refusal that depends on data, so a bad value fails only its record.
- */
 function cardOf(row: CardRow): ProfileCard {
   const { deviceIds, userAccounts, orphanCount } = row;
   return { state: stateOf(row), deviceIds, userAccounts, orphanCount };
@@ -1101,6 +1076,31 @@ export class PooledReader extends PostgresReader {
   }
 }
 
+/**
+ * The transaction handed to one `write()` function; unusable once that write has committed or rolled back.
+ *
+ * Round trips are what an ingest transaction costs here (one connection does ≈ 3.5k sequential point look-ups/s,
+ * PERFORMANCE.md), so, as on SQLite, most of a record's work does not reach the server one statement at a time:
+ * - Events are written behind: `insertEvents` gives each event its seq at once, from a block drawn ahead from the
+ *   sequence, and keeps the rows; they go in one multi-row INSERT before anything reads or changes stored events, before
+ *   a SAVEPOINT that must not include them, and before COMMIT. A block is drawn after every profile lock the
+ *   transaction has taken so far (a lock taken later throws the rest of the block away), so a seq is never lower than
+ *   the seqs of events a previous holder of the same profile lock wrote: "events above eventSeqAtMerge came after"
+ *   holds as it did with a nextval() per INSERT (schema.ts, events).
+ * - Profile updates are written behind too, in one UPDATE … FROM unnest, before the transaction's next statement of any
+ *   kind (so every read sees them) and before COMMIT.
+ * - Savepoints are lazy: SAVEPOINT is sent only before the first SQL write inside one, so a record that only reads and
+ *   adds events costs no statement for its atomicity. A record that fails before writing rolls nothing back in SQL.
+ *   The rule that keeps rollbacks exact: rows accepted before a savepoint opened are written before its SAVEPOINT.
+ * - `prefetch` locks a batch's profiles and reads its handles in a few statements; `findDevice`,
+ *   `findProfileByIdentity` and `lockProfile` answer from that while this transaction's own writes keep it true.
+ *   It also reads which of the batch's record ids are stored: `claimRecordId` answers those from memory and writes
+ *   the claims behind; one that another transaction committed in between makes the whole transaction run again.
+ * A statement that fails with no open SAVEPOINT of its own aborts more than its record: PostgreSQL refuses every later
+ * statement until that savepoint (or the whole transaction) rolls back. The transaction then refuses to go on, and
+ * `write()` rolls it back rather than send a COMMIT that PostgreSQL would turn into a ROLLBACK. Reads check their text
+ * parameters for NUL first, the one refusal that depends on data, so a bad value fails only its record.
+ */
 class PostgresTx extends PostgresReader implements StoreTx {
   private open = true;
   /** Savepoints currently open, innermost last. */
@@ -1728,9 +1728,9 @@ class PostgresTx extends PostgresReader implements StoreTx {
     for (let from = 0; from < sorted.length; from += ROWS_PER_STATEMENT) {
       const batch = sorted.slice(from, from + ROWS_PER_STATEMENT);
       // First straight at the addresses the status read gave, with no lock statement: the update locks each row as
-      // it writes it, in address order (a TID scan sorts its addresses), so two groups sharing profiles wait for
-      // each other in one order. A row that another transaction updated since has a new address and is left out,
-      // as is one that fails the guard.
+      // it writes it, in the fold's order (by id), so two groups sharing profiles wait for each other in one order. A
+      // row that another transaction updated since is no longer at its address and is left out, as is one that fails
+      // the guard.
       let rest = batch;
       const addressed = batch.filter((d) => read.has(d.profileId));
       if (addressed.length > 0) {
