@@ -214,6 +214,28 @@ describe.each(stores)("%s store", (store) => {
   });
 
   describe("profile endpoints", () => {
+    it("finds nobody by a value with NUL, while the searches that run beside it find theirs", async () => {
+      const searches = await Promise.all([
+        s.api("GET", "/v1/profiles?email=keep%40x.io"),
+        s.api("GET", "/v1/profiles?identity=ke%00ep"),
+        s.api("GET", "/v1/profiles?email=ke%00ep%40x.io"),
+        s.api("GET", `/v1/profiles/${known}`),
+        s.api("GET", "/v1/profiles?email=keep%40x.io"),
+        s.api("GET", "/v1/profiles?compartmentId=1606&userAccountId=u%00a"),
+        s.api("GET", "/v1/profiles?deviceId=ke%00ep"),
+      ]);
+      expect(searches.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200, 200]);
+      expect(searches.map((r) => r.body.profiles?.map((p: { id: string }) => p.id) ?? r.body.id)).toEqual([
+        [known],
+        [],
+        [],
+        known,
+        [known],
+        [],
+        [],
+      ]);
+    });
+
     it("refuses malformed ids, bodies and flags", async () => {
       expect(await s.api("GET", "/v1/profiles/..%2F..%2Fetc")).toMatchObject({
         status: 404,

@@ -31,7 +31,8 @@
  * - `reader` runs each read on any pooled connection outside a transaction, so it sees committed data only.
  *
  * Text that PostgreSQL cannot store (U+0000, and in JSON an unpaired surrogate) is refused as INVALID_VALUE rather
- * than failing the whole request; SQLite stores it (docs/scaling.md, "Where the two stores differ").
+ * than failing the whole request, should it get past the engine, which refuses it for both stores; a pooled look-up
+ * by such a value finds nobody (docs/scaling.md, "Where the two stores differ").
  */
 import pg from "pg";
 import { type ContextStatus, contextStatusOf } from "../../engine/activity.js";
@@ -1012,7 +1013,7 @@ export class PooledReader extends PostgresReader {
         pages.map((q) => q.read),
       ]);
     } catch {
-      // One page that PostgreSQL refuses must fail its own request only: each alone.
+      // As for cards: each alone, so that only a page that fails alone fails its request.
       return pages.map(alone);
     }
     const events: TimelineEvent[][] = pages.map(() => []);
@@ -1032,9 +1033,28 @@ export class PooledReader extends PostgresReader {
     return events;
   }
 
+  // Text with U+0000 is refused on the way in by both stores, so no stored handle holds it: a look-up by one finds
+  // nobody here too, as on SQLite, rather than fail the search (PostgreSQL refuses such a parameter outright).
+
   override getProfileCard(accountId: string, lookup: ProfileLookup): Promise<ProfileCard | null> {
-    if ("profileId" in lookup) return this.batchOf(this.byId, accountId, "profileCards").get(lookup.profileId);
+    if ("profileId" in lookup) {
+      if (hasNul(lookup.profileId)) return Promise.resolve(null);
+      return this.batchOf(this.byId, accountId, "profileCards").get(lookup.profileId);
+    }
+    if (hasNul(lookup.identity.value)) return Promise.resolve(null);
     return this.batchOf(this.byIdentity, accountId, "profileCardsByIdentity").get(lookup.identity);
+  }
+
+  override async findProfileByIdentity(accountId: string, key: IdentityKey, value: string): Promise<string | null> {
+    return hasNul(value) ? null : super.findProfileByIdentity(accountId, key, value);
+  }
+
+  override async findDevice(accountId: string, deviceId: string): Promise<DeviceRow | null> {
+    return hasNul(deviceId) ? null : super.findDevice(accountId, deviceId);
+  }
+
+  override async findProfileByUserAccount(accountId: string, ref: UserAccountRef): Promise<string | null> {
+    return hasNul(ref.compartmentId, ref.userAccountId) ? null : super.findProfileByUserAccount(accountId, ref);
   }
 
   private batchOf<Q extends string | IdentityLookup>(
@@ -1067,7 +1087,7 @@ export class PooledReader extends PostgresReader {
     try {
       found = await rows<CardRow & { n: number }>(this.db(accountId), statement, args);
     } catch {
-      // One look-up that PostgreSQL refuses (text it cannot store) must fail its own request only: each alone.
+      // A failure of the turn's statement must fail no request that would have been answered alone: each alone.
       return lookups.map(alone);
     }
     const cards: Array<ProfileCard | null> = new Array(lookups.length).fill(null);
@@ -2266,6 +2286,10 @@ function profileRow(state: ProfileState, stateJson: string): string {
     `"updated_at":${state.updatedAt}`,
   ];
   return `{${columns.join(",")}}`;
+}
+
+function hasNul(...texts: string[]): boolean {
+  return texts.some((t) => t.includes("\u0000"));
 }
 
 /** Refuses, as PostgreSQL would (22021), text parameters holding U+0000, before they reach it. */
