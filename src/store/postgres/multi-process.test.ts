@@ -205,6 +205,30 @@ describe.skipIf(db === null)("two portrait serve processes on one PostgreSQL", (
     expect(profiles[0].properties.n).toBe(200);
   });
 
+  it("counts every event of batches that both nodes add to the same people at once", async () => {
+    // B1 in miniature: each group adds its count-only events at the row addresses it read, and a row that the other
+    // node's group moved meanwhile is found again by id (docs/scaling.md). No count may go missing or twice.
+    const devices = Array.from({ length: 30 }, (_, d) => `shared-${d}`);
+    const first = await api(0, "POST", "/v1/ingest", {
+      records: devices.map((deviceId) => ({ type: "event", deviceId, name: "Opened", ts: 1_790_000_000 })),
+    });
+    expect(first.body.status).toBe("success");
+    const sent = new Map(devices.map((d) => [d, 1]));
+    const batches = Array.from({ length: 40 }, (_, b) =>
+      Array.from({ length: 60 }, (_, i) => {
+        const deviceId = devices[(b * 7 + i * 11) % devices.length]!;
+        sent.set(deviceId, sent.get(deviceId)! + 1);
+        return { type: "event", deviceId, name: "Viewed", ts: 1_790_000_001 + i };
+      }),
+    );
+    const responses = await Promise.all(batches.map((records, b) => api(b, "POST", "/v1/ingest", { records })));
+    expect(allSucceeded(responses)).toEqual([]);
+    for (const deviceId of devices) {
+      const { profiles } = (await api(1, "GET", `/v1/profiles?deviceId=${deviceId}`)).body;
+      expect([deviceId, profiles[0].stats.events]).toEqual([deviceId, sent.get(deviceId)]);
+    }
+  });
+
   it("counts every event sent to either profile while they are merged", async () => {
     // Events without context only count (engine/activity.ts): they are added to the profile without reading it, and a
     // merge that lands in between makes their transaction run again (docs/scaling.md).
