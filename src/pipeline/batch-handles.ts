@@ -2,7 +2,7 @@
  * The handles a group of parsed records names, collected before it runs so that a store can load (and lock) them in a
  * few round trips instead of one per record (StoreTx.prefetch). Only a hint: a handle missed here is looked up as usual.
  */
-import { isCountOnlyEvent } from "../engine/activity.js";
+import { isCountOnlyEvent, needsContextStatus } from "../engine/activity.js";
 import type { IngestRecord } from "../engine/records.js";
 import type { Account, IdentityKey } from "../engine/types.js";
 import type { BatchHandles } from "../store/store.js";
@@ -15,6 +15,7 @@ export function batchHandles(account: Account, records: Iterable<IngestRecord>):
     devices: new Set<string>(),
     identities: new Map<string, { key: IdentityKey; value: string }>(),
     profiles: new Set<string>(),
+    context: false,
   };
   const full = new Set<string>();
   for (const record of records) {
@@ -27,9 +28,12 @@ export function batchHandles(account: Account, records: Iterable<IngestRecord>):
           ? `i${handle.key}\u0000${handle.value}`
           : `p${handle.profileId}`;
     if (record.type !== "event" || !isCountOnlyEvent(record.name, record.context)) full.add(name);
-    else if (handle.kind === "device") countOnly.devices.add(handle.deviceId);
-    else if (handle.kind === "identity") countOnly.identities.set(name, { key: handle.key, value: handle.value });
-    else countOnly.profiles.add(handle.profileId);
+    else {
+      if (needsContextStatus(record.context)) countOnly.context = true;
+      if (handle.kind === "device") countOnly.devices.add(handle.deviceId);
+      else if (handle.kind === "identity") countOnly.identities.set(name, { key: handle.key, value: handle.value });
+      else countOnly.profiles.add(handle.profileId);
+    }
     if (handle.kind === "device") handles.deviceIds.push(handle.deviceId);
     else if (handle.kind === "identity") handles.identities.push({ key: handle.key, value: handle.value });
     else handles.profileIds.push(handle.profileId);
@@ -49,6 +53,7 @@ export function batchHandles(account: Account, records: Iterable<IngestRecord>):
     deviceIds: [...countOnly.devices].filter((d) => !full.has(`d${d}`)),
     identities: [...countOnly.identities].filter(([name]) => !full.has(name)).map(([, h]) => h),
     profileIds: [...countOnly.profiles].filter((id) => !full.has(`p${id}`)),
+    context: countOnly.context,
   };
   return handles;
 }

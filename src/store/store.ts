@@ -194,7 +194,16 @@ export interface BatchHandles {
    * (engine/activity.ts). Such an event is added to its profile without reading it (`addActivity`), so an adapter need
    * not load or lock these profiles or the owners of these handles, only read their status (`peekProfile`).
    */
-  countOnly?: { deviceIds: string[]; identities: Array<{ key: IdentityKey; value: string }>; profileIds: string[] };
+  countOnly?: {
+    deviceIds: string[];
+    identities: Array<{ key: IdentityKey; value: string }>;
+    profileIds: string[];
+    /**
+     * False when none of those events carries context that the context rules read (`needsContextStatus`): their
+     * profiles' context will not be asked for (`peekContext`), so an adapter may read their status alone.
+     */
+    context?: boolean;
+  };
 }
 
 /** Where a profile stands in the merge bookkeeping, read without its state. */

@@ -1,5 +1,6 @@
 import pg from "pg";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
+import { contextStatusOf } from "../../engine/activity.js";
 import { PortraitError } from "../../engine/errors.js";
 import type { NewEvent, ProfileState } from "../../engine/types.js";
 import { Accounts } from "../../pipeline/accounts.js";
@@ -7,7 +8,7 @@ import { Portrait } from "../../pipeline/portrait.js";
 import { deferred } from "../../test-support/deferred.js";
 import { createTestDatabase, type TestDatabase } from "../../test-support/postgres.js";
 import { describeStoreConformance } from "../conformance/conformance.js";
-import { blankProfile, newAccount, newId } from "../conformance/fixtures.js";
+import { blankProfile, fullProfile, newAccount, newId } from "../conformance/fixtures.js";
 import type { MergeRow, Store } from "../store.js";
 import { PooledReader, PostgresStore, SQL } from "./postgres-store.js";
 import { LATEST_VERSION, MIGRATIONS } from "./schema.js";
@@ -415,6 +416,32 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
         named: { mergedInto: null, journalMergeId: null },
       });
       await onQ.locking;
+    });
+
+    it("prefetch reads count-only owners' status alone when no event carries context, and their context when asked", async () => {
+      const store = await open();
+      const account = newAccount();
+      await store.createAccount(account);
+      const p = fullProfile();
+      await store.write(account.id, async (tx) => {
+        await tx.insertProfile(account.id, p);
+        await tx.upsertDevice(account.id, { deviceId: "dp", profileId: p.id, pushToken: null, platform: null });
+      });
+      for (const context of [false, true]) {
+        const seen = await store.write(account.id, async (tx) => {
+          await tx.prefetch!(account.id, {
+            deviceIds: ["dp"],
+            identities: [],
+            profileIds: [],
+            countOnly: { deviceIds: ["dp"], identities: [], profileIds: [], context },
+          });
+          return { status: await tx.peekProfile(account.id, p.id), context: await tx.peekContext(account.id, p.id) };
+        });
+        expect(seen).toEqual({
+          status: { mergedInto: null, journalMergeId: p.journalMergeId },
+          context: contextStatusOf(p),
+        });
+      }
     });
 
     it("keeps a handle that a transaction found free for it until commit, as one writer at a time would", async () => {
