@@ -77,8 +77,10 @@ async function connectAdmin(): Promise<pg.Client | null> {
 export async function createTestDatabase(): Promise<TestDatabase | null> {
   const admin = await connectAdmin();
   if (admin === null) return null;
-  const name = `portrait_test_${randomBytes(8).toString("hex")}`;
+  // The creation time in the name lets later runs drop what a run left behind (dropLeftovers).
+  const name = `portrait_test_${Date.now().toString(36)}_${randomBytes(6).toString("hex")}`;
   try {
+    await dropLeftovers(admin);
     await admin.query(`CREATE DATABASE ${name}`);
   } finally {
     await admin.end();
@@ -102,6 +104,28 @@ export async function createTestDatabase(): Promise<TestDatabase | null> {
       return dropped;
     },
   };
+}
+
+/** Test databases are dropped by the suite that made them; one older than this was left behind. */
+const LEFTOVER_AFTER_MS = 3 * 60 * 60 * 1000;
+
+/**
+ * Drops test databases more than LEFTOVER_AFTER_MS old. A suite drops its database in `afterAll`, which vitest skips
+ * when a filter (`-t`) selects none of its tests, and a killed run drops nothing; without this they pile up on a
+ * developer's server. A name without a creation time (made before it was in the name) is left alone: it may belong
+ * to a run of older code that is still going.
+ */
+async function dropLeftovers(admin: pg.Client): Promise<void> {
+  const { rows } = await admin.query<{ datname: string }>(
+    "SELECT datname FROM pg_database WHERE datname LIKE 'portrait\\_test\\_%'",
+  );
+  const now = Date.now();
+  for (const { datname } of rows) {
+    const made = /^portrait_test_([0-9a-z]+)_[0-9a-f]+$/.exec(datname);
+    if (!made || now - Number.parseInt(made[1]!, 36) < LEFTOVER_AFTER_MS) continue;
+    // Another run may be dropping it at the same moment: either way it is gone.
+    await admin.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`).catch(() => undefined);
+  }
 }
 
 /**
