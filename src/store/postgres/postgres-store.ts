@@ -839,10 +839,13 @@ class PostgresReader implements StoreReader {
   }
 
   async timelinePage(accountId: string, profileId: string, opts: PageOptions): Promise<TimelinePage | null> {
-    const { ts, seq, read } = pageStart(opts, "timelinePage");
-    const args = [accountId, profileId, ts, seq, read];
-    const found = await rows<TimelineEvent>(this.db(accountId), "timelinePage", args);
+    const found = await this.timelineRows(accountId, { profileId, ...pageStart(opts, "timelinePage") });
     return this.timelineOf(accountId, profileId, found, opts.limit);
+  }
+
+  /** The events a timeline page reads (one more than its limit): its own statement. */
+  protected timelineRows(accountId: string, q: TimelineQuery): Promise<TimelineEvent[]> {
+    return rows<TimelineEvent>(this.db(accountId), "timelinePage", [accountId, q.profileId, q.ts, q.seq, q.read]);
   }
 
   /** The page of the events read for a timeline; none: an empty page of a live profile, or null. */
@@ -982,7 +985,6 @@ const PAGES_PER_STATEMENT = 16;
 
 /** A timeline page as its statement reads it: the profile, where the page starts, and how many events to read. */
 type TimelineQuery = { profileId: string; ts: number; seq: number; read: number };
-type TimelineBatch = TurnBatch<TimelineQuery, TimelineEvent[]>;
 
 /**
  * The store's reader on its pool: profile cards (Find People, the profile page) and timeline pages asked for in one
@@ -991,40 +993,32 @@ type TimelineBatch = TurnBatch<TimelineQuery, TimelineEvent[]>;
 export class PooledReader extends PostgresReader {
   private readonly byId = new Map<string, TurnBatch<string, ProfileCard | null>>();
   private readonly byIdentity = new Map<string, TurnBatch<IdentityLookup, ProfileCard | null>>();
-  private readonly timelines = new Map<string, TimelineBatch>();
+  private readonly timelines = new Map<string, TurnBatch<TimelineQuery, TimelineEvent[]>>();
 
   override async timelinePage(accountId: string, profileId: string, opts: PageOptions): Promise<TimelinePage | null> {
-    const { ts, seq, read } = pageStart(opts, "timelinePage");
-    let batch = this.timelines.get(accountId);
-    if (batch === undefined) {
-      batch = new TurnBatch((pages) => this.timelinePages(accountId, pages), PAGES_PER_STATEMENT);
-      this.timelines.set(accountId, batch);
-    }
-    const found = await batch.get({ profileId, ts, seq, read });
+    const batch = batchOf(
+      this.timelines,
+      accountId,
+      () =>
+        new TurnBatch(
+          (pages) => this.timelinePages(accountId, pages),
+          (page) => this.timelineRows(accountId, page),
+          PAGES_PER_STATEMENT,
+        ),
+    );
+    const found = await batch.get({ profileId, ...pageStart(opts, "timelinePage") });
     return this.timelineOf(accountId, profileId, found, opts.limit);
   }
 
-  /** The events of each page asked for, by one statement when there are several. */
-  private async timelinePages(
-    accountId: string,
-    pages: readonly TimelineQuery[],
-  ): Promise<Array<TimelineEvent[] | Promise<TimelineEvent[]>>> {
-    const alone = (q: TimelineQuery) =>
-      rows<TimelineEvent>(this.db(accountId), "timelinePage", [accountId, q.profileId, q.ts, q.seq, q.read]);
-    if (pages.length === 1) return [alone(pages[0]!)];
-    let found: Array<TimelineEvent & { n: number }>;
-    try {
-      found = await rows<TimelineEvent & { n: number }>(this.db(accountId), "timelinePages", [
-        accountId,
-        pages.map((q) => q.profileId),
-        pages.map((q) => q.ts),
-        pages.map((q) => q.seq),
-        pages.map((q) => q.read),
-      ]);
-    } catch {
-      // As for cards: each alone, so that only a page that fails alone fails its request.
-      return pages.map(alone);
-    }
+  /** The events of each page asked for, by one statement. */
+  private async timelinePages(accountId: string, pages: readonly TimelineQuery[]): Promise<TimelineEvent[][]> {
+    const found = await rows<TimelineEvent & { n: number }>(this.db(accountId), "timelinePages", [
+      accountId,
+      pages.map((q) => q.profileId),
+      pages.map((q) => q.ts),
+      pages.map((q) => q.seq),
+      pages.map((q) => q.read),
+    ]);
     const events: TimelineEvent[][] = pages.map(() => []);
     for (const r of found) {
       // Built field by field: the row's `n` stays behind, and every event has the one shape.
@@ -1048,10 +1042,36 @@ export class PooledReader extends PostgresReader {
   override getProfileCard(accountId: string, lookup: ProfileLookup): Promise<ProfileCard | null> {
     if ("profileId" in lookup) {
       if (hasNul(lookup.profileId)) return Promise.resolve(null);
-      return this.batchOf(this.byId, accountId, "profileCards").get(lookup.profileId);
+      const batch = batchOf(
+        this.byId,
+        accountId,
+        () =>
+          new TurnBatch(
+            (ids) => this.cards(accountId, "profileCards", [ids], ids.length),
+            (profileId) => super.getProfileCard(accountId, { profileId }),
+            CARDS_PER_STATEMENT,
+          ),
+      );
+      return batch.get(lookup.profileId);
     }
     if (hasNul(lookup.identity.value)) return Promise.resolve(null);
-    return this.batchOf(this.byIdentity, accountId, "profileCardsByIdentity").get(lookup.identity);
+    const batch = batchOf(
+      this.byIdentity,
+      accountId,
+      () =>
+        new TurnBatch(
+          (ids) =>
+            this.cards(
+              accountId,
+              "profileCardsByIdentity",
+              [ids.map((i) => i.key), ids.map((i) => i.value)],
+              ids.length,
+            ),
+          (identity) => super.getProfileCard(accountId, { identity }),
+          CARDS_PER_STATEMENT,
+        ),
+    );
+    return batch.get(lookup.identity);
   }
 
   override async findProfileByIdentity(accountId: string, key: IdentityKey, value: string): Promise<string | null> {
@@ -1066,43 +1086,28 @@ export class PooledReader extends PostgresReader {
     return hasNul(ref.compartmentId, ref.userAccountId) ? null : super.findProfileByUserAccount(accountId, ref);
   }
 
-  private batchOf<Q extends string | IdentityLookup>(
-    batches: Map<string, TurnBatch<Q, ProfileCard | null>>,
-    accountId: string,
-    statement: "profileCards" | "profileCardsByIdentity",
-  ): TurnBatch<Q, ProfileCard | null> {
-    let batch = batches.get(accountId);
-    if (batch === undefined) {
-      batch = new TurnBatch((lookups) => this.cards(accountId, statement, lookups), CARDS_PER_STATEMENT);
-      // An account's batch lives as long as the reader: a handful of objects per account the server has served.
-      batches.set(accountId, batch);
-    }
-    return batch;
-  }
-
+  /** The `count` cards a statement over the look-ups' arrays (`args`, after the account) reads, in their order. */
   private async cards(
     accountId: string,
     statement: "profileCards" | "profileCardsByIdentity",
-    lookups: ReadonlyArray<string | IdentityLookup>,
-  ): Promise<Array<ProfileCard | null | Promise<ProfileCard | null>>> {
-    const alone = (l: string | IdentityLookup) =>
-      super.getProfileCard(accountId, typeof l === "string" ? { profileId: l } : { identity: l });
-    if (lookups.length === 1) return [alone(lookups[0]!)];
-    const args =
-      statement === "profileCards"
-        ? [accountId, lookups]
-        : [accountId, lookups.map((l) => (l as IdentityLookup).key), lookups.map((l) => (l as IdentityLookup).value)];
-    let found: Array<CardRow & { n: number }>;
-    try {
-      found = await rows<CardRow & { n: number }>(this.db(accountId), statement, args);
-    } catch {
-      // A failure of the turn's statement must fail no request that would have been answered alone: each alone.
-      return lookups.map(alone);
-    }
-    const cards: Array<ProfileCard | null> = new Array(lookups.length).fill(null);
+    args: unknown[],
+    count: number,
+  ): Promise<Array<ProfileCard | null>> {
+    const found = await rows<CardRow & { n: number }>(this.db(accountId), statement, [accountId, ...args]);
+    const cards: Array<ProfileCard | null> = new Array(count).fill(null);
     for (const row of found) cards[row.n - 1] = cardOf(row);
     return cards;
   }
+}
+
+/** An account's batch of one kind, made at its first look-up; it lives as long as the reader (a few objects). */
+function batchOf<Q, A>(batches: Map<string, TurnBatch<Q, A>>, accountId: string, make: () => TurnBatch<Q, A>) {
+  let batch = batches.get(accountId);
+  if (batch === undefined) {
+    batch = make();
+    batches.set(accountId, batch);
+  }
+  return batch;
 }
 
 /**

@@ -8,20 +8,18 @@
  * waits for nothing but the rest of its own turn.
  */
 export class TurnBatch<Query, Answer> {
-  private waiting: Array<{
-    query: Query;
-    resolve(answer: Answer | Promise<Answer>): void;
-    reject(error: unknown): void;
-  }> = [];
+  private waiting: Array<{ query: Query; resolve(answer: Answer): void; reject(error: unknown): void }> = [];
   private scheduled = false;
 
   /**
-   * `answer` gets the queries in the order they were asked and returns one answer for each, in the same order; an
-   * answer that is a promise settles its own query only (a failure of one look-up must not fail the others), and a
-   * rejection of the whole call fails them all. At most `limit` go into one call; more start another call at once.
+   * `together` gets the queries of a turn in the order they were asked and returns one answer for each, in the same
+   * order; at most `limit` go into one call, and more start another call at once. A query alone in its turn goes to
+   * `alone` (its own statement is the cheaper one). When `together` fails, each of its queries goes to `alone`, so
+   * that a failure fails only the queries that fail by themselves.
    */
   constructor(
-    private readonly answer: (queries: Query[]) => Promise<Array<Answer | Promise<Answer>>>,
+    private readonly together: (queries: Query[]) => Promise<Answer[]>,
+    private readonly alone: (query: Query) => Promise<Answer>,
     private readonly limit: number,
   ) {}
 
@@ -43,19 +41,24 @@ export class TurnBatch<Query, Answer> {
     const taken = this.waiting;
     if (taken.length === 0) return;
     this.waiting = [];
-    let answers: Promise<Array<Answer | Promise<Answer>>>;
-    try {
-      answers = this.answer(taken.map((w) => w.query));
-    } catch (error) {
-      answers = Promise.reject(error);
+    const eachAlone = () => {
+      for (const w of taken) call(() => this.alone(w.query)).then(w.resolve, w.reject);
+    };
+    if (taken.length === 1) {
+      eachAlone();
+      return;
     }
-    answers.then(
-      (found) => {
-        for (let i = 0; i < taken.length; i++) taken[i]!.resolve(found[i]!);
-      },
-      (error: unknown) => {
-        for (const w of taken) w.reject(error);
-      },
-    );
+    call(() => this.together(taken.map((w) => w.query))).then((answers) => {
+      for (let i = 0; i < taken.length; i++) taken[i]!.resolve(answers[i]!);
+    }, eachAlone);
+  }
+}
+
+/** `fn()`, with a synchronous throw turned into a rejection. */
+function call<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return fn();
+  } catch (error) {
+    return Promise.reject(error);
   }
 }
