@@ -284,7 +284,6 @@ export interface StoreTx extends StoreReader {
 
   /** Registers a path's type unless one is registered; returns the registered type. */
   registerType(accountId: string, scope: TypeScope, path: string, type: ValueType): Promise<ValueType>;
-  /** The one allowed change (string → multi by `$add`). */
   /** The one allowed change (string → multi by `$add`); it moves the account's types revision. */
   changeType(accountId: string, scope: TypeScope, path: string, type: ValueType): Promise<void>;
   /**
