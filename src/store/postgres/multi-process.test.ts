@@ -229,6 +229,31 @@ describe.skipIf(db === null)("two portrait serve processes on one PostgreSQL", (
     }
   });
 
+  it("puts events on the device's new owner as soon as the other node moved it, though this node remembered it", async () => {
+    // A node remembers which profile a count-only event's device belongs to and checks only that profile's handles
+    // revision (store/postgres/device-owners.ts); a login through the other node that moves the device moves it.
+    const event = (name: string) => ingest(0, { type: "event", deviceId: "moved-device", name, ts: 1_790_000_000 });
+    const anonymous: string = (await event("Opened")).body.results[0].profileId;
+    for (const name of ["Viewed", "Viewed again"]) {
+      expect((await event(name)).body.results[0].profileId).toBe(anonymous);
+    }
+    const known = await ingest(1, { type: "login", deviceId: "moved-other", properties: { Identity: "moved-person" } });
+    const person: string = known.body.results[0].profileId;
+    // Login case 2: the device switches to the person; its anonymous profile stays, an orphan of the person.
+    const login = await ingest(1, {
+      type: "login",
+      deviceId: "moved-device",
+      properties: { Identity: "moved-person" },
+    });
+    expect(login.body.results[0].profileId).toBe(person);
+    expect((await event("After login")).body.results[0].profileId).toBe(person);
+
+    // The person deleted through the other node: the device starts a fresh anonymous profile (SEMANTICS §10).
+    expect((await api(1, "DELETE", `/v1/profiles/${person}`)).status).toBe(200);
+    const fresh: string = (await event("After deletion")).body.results[0].profileId;
+    expect([anonymous, person]).not.toContain(fresh);
+  });
+
   it("counts every event sent to either profile while they are merged", async () => {
     // Events without context only count (engine/activity.ts): they are added to the profile without reading it, and a
     // merge that lands in between makes their transaction run again (docs/scaling.md).

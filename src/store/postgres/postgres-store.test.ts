@@ -444,6 +444,90 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
       }
     });
 
+    describe("count-only devices remembered across transactions (DeviceOwners)", () => {
+      /** A group whose only record is a count-only event on `deviceId`: what the transaction then knows of it. */
+      const countOnlyRead = (store: PostgresStore, accountId: string, deviceId: string) =>
+        store.write(accountId, async (tx) => {
+          await tx.prefetch!(accountId, {
+            deviceIds: [deviceId],
+            identities: [],
+            profileIds: [],
+            countOnly: { deviceIds: [deviceId], identities: [], profileIds: [], context: false },
+          });
+          return tx.findDevice(accountId, deviceId);
+        });
+      const device = (deviceId: string, profileId: string, pushToken: string | null = null) => ({
+        deviceId,
+        profileId,
+        pushToken,
+        platform: null,
+      });
+
+      it("answers a device from memory while its owner's devices stay as they were, and follows every change another process makes", async () => {
+        const { store: here, account, profiles } = await withProfiles(2);
+        const there = await open();
+        const [p, q] = profiles as [ProfileState, ProfileState];
+        await there.write(account.id, (tx) => tx.upsertDevice(account.id, device("dp", p.id)));
+
+        expect(await countOnlyRead(here, account.id, "dp")).toEqual(device("dp", p.id));
+        expect(here.deviceOwners.hits).toBe(0);
+        expect(await countOnlyRead(here, account.id, "dp")).toEqual(device("dp", p.id));
+        expect(here.deviceOwners.hits).toBe(1);
+
+        // Moved by another process: the owner's revision moved with it, so the device is probed again.
+        await there.write(account.id, (tx) => tx.upsertDevice(account.id, device("dp", q.id)));
+        expect(await countOnlyRead(here, account.id, "dp")).toEqual(device("dp", q.id));
+        expect(here.deviceOwners.hits).toBe(1);
+        expect(await countOnlyRead(here, account.id, "dp")).toEqual(device("dp", q.id));
+        expect(here.deviceOwners.hits).toBe(2);
+
+        // A new push token, then the device gone, then back: each is seen at once.
+        await there.write(account.id, (tx) => tx.upsertDevice(account.id, device("dp", q.id, "token-1")));
+        expect(await countOnlyRead(here, account.id, "dp")).toEqual(device("dp", q.id, "token-1"));
+        await there.write(account.id, (tx) => tx.deleteDevice(account.id, "dp"));
+        expect(await countOnlyRead(here, account.id, "dp")).toBeNull();
+        await there.write(account.id, (tx) => tx.upsertDevice(account.id, device("dp", p.id)));
+        expect(await countOnlyRead(here, account.id, "dp")).toEqual(device("dp", p.id));
+
+        // The owner deleted with its devices.
+        await there.write(account.id, (tx) => tx.deleteProfileData(account.id, p.id));
+        expect(await countOnlyRead(here, account.id, "dp")).toBeNull();
+        // A changed row that names the same owner moves its revision all the same; an unchanged one does not.
+        const revision = async (id: string) =>
+          (await sql<{ rev: string }>("SELECT handles_rev::text AS rev FROM profiles WHERE id = $1", [id]))[0]?.rev;
+        await there.write(account.id, (tx) => tx.upsertDevice(account.id, device("dq", q.id)));
+        const before = await revision(q.id);
+        await there.write(account.id, (tx) => tx.upsertDevice(account.id, device("dq", q.id)));
+        expect(await revision(q.id)).toBe(before);
+        await there.write(account.id, (tx) => tx.upsertDevice(account.id, device("dq", q.id, "token-2")));
+        expect(await revision(q.id)).toBe(String(Number(before) + 1));
+      });
+
+      it("learns nothing that a transaction read of a device it wrote itself, whatever became of the write", async () => {
+        const { store, account, profiles } = await withProfiles(2);
+        const [p, q] = profiles as [ProfileState, ProfileState];
+        await store.write(account.id, (tx) => tx.upsertDevice(account.id, device("dp", p.id)));
+        // Moved inside a record that then fails: the read saw the move, the commit does not keep it.
+        await store.write(account.id, async (tx) => {
+          await tx
+            .savepoint(async () => {
+              await tx.upsertDevice(account.id, device("dp", q.id));
+              await tx.prefetch!(account.id, {
+                deviceIds: ["dp"],
+                identities: [],
+                profileIds: [],
+                countOnly: { deviceIds: ["dp"], identities: [], profileIds: [], context: false },
+              });
+              throw new Error("the record fails");
+            })
+            .catch(() => undefined);
+        });
+        expect(await countOnlyRead(store, account.id, "dp")).toEqual(device("dp", p.id));
+        expect(await countOnlyRead(store, account.id, "dp")).toEqual(device("dp", p.id));
+        expect(store.deviceOwners.hits).toBe(1);
+      });
+    });
+
     it("keeps a handle that a transaction found free for it until commit, as one writer at a time would", async () => {
       const { store, account, profiles } = await withProfiles(2);
       const [p, q] = profiles as [ProfileState, ProfileState];

@@ -77,6 +77,7 @@ import type {
   TypeScope,
 } from "../store.js";
 import { ACTIVITY, type ActivityRow, activitySqlOf, type StateRow, stateOf } from "./activity-columns.js";
+import { DeviceOwners, type RememberedDevice } from "./device-owners.js";
 import { PostgresImports, redactImportData } from "./postgres-imports.js";
 import { IndexRowColumns, PostgresSegments, segmentIndex } from "./postgres-segments.js";
 import { migrate } from "./schema.js";
@@ -130,13 +131,15 @@ interface MergeTableRow {
   undoneAt: number | null;
   data: MergeData;
 }
+/** The statements that read a batch's handles (prefetchHandles). */
+type HandlesStatement = "prefetchHandles" | "prefetchHandlesWithStatus" | "prefetchHandlesWithContext";
 /** The profile a look-up table row points at. */
 interface OwnerRow {
   profile_id: string;
 }
 /** A device or identity row as prefetch reads it: `name` is the device id or the identity key. */
 interface HandleRow {
-  kind: "device" | "identity";
+  kind: "device" | "identity" | "owner";
   name: string;
   value: string | null;
   profile_id: string;
@@ -150,6 +153,8 @@ interface StatusRow {
   row: string;
   merged_into: string | null;
   journal_merge_id: string | null;
+  /** The profile's handles revision (schema version 9): moves whenever one of its device rows changes or goes. */
+  rev: number;
   /** The context columns: absent when the status was read alone (PROFILE_STATUS). */
   tz?: string | null;
   tz_ts: number | null;
@@ -189,6 +194,10 @@ interface FoundHandles {
   identities: Map<string, string>;
   /** The owners' statuses, when read with them. */
   statuses: Map<string, Peeked>;
+  /** Devices read in the same row as their owner's handles revision (what DeviceOwners may learn). */
+  withRevs: RememberedDevice[];
+  /** The handles revisions of the profiles asked for by id (the rows of kind 'owner'). */
+  revs: Map<string, number>;
 }
 /** The part of a MergeRow kept as one JSON column. */
 type MergeData = Pick<MergeRow, "eventSeqAtMerge" | "target" | "source" | "movedEventSeqs" | "droppedEvents">;
@@ -229,7 +238,7 @@ type CardRow = ProfileCard & ActivityRow;
  * state is a look-up inside its jsonb: a group whose count-only events carry no context reads the status alone
  * (PROFILE_STATUS; in isolation 43 against 46 ms of PostgreSQL CPU for the handles of 3,300 devices).
  */
-const PROFILE_STATUS = `ctid::text AS row, merged_into, state->>'journalMergeId' AS journal_merge_id`;
+const PROFILE_STATUS = `ctid::text AS row, merged_into, state->>'journalMergeId' AS journal_merge_id, handles_rev AS rev`;
 const STATUS_COLUMNS = `${PROFILE_STATUS},
   state#>>'{props,Timezone,v}' AS tz, (state#>>'{props,Timezone,ts}')::float8 AS tz_ts,
   coalesce((state->>'timezoneFromContext')::boolean, false) AS tz_from_context,
@@ -238,11 +247,19 @@ const OWNER = "WHERE account_id = $1 AND id = x.profile_id";
 
 /**
  * The devices ($2) and identity values ($3, $4) of a batch with their owners: one index probe each (a join could scan
- * the whole account: see updateProfiles), and with `status`, the owner's status (and context) from one more.
+ * the whole account: see updateProfiles), and with `status`, the owner's status (and context) from one more; then the
+ * status of the profiles ($5) that remembered devices name (DeviceOwners), one probe each, as rows of kind 'owner'.
  */
 function prefetchHandles(status: string | null): string {
   const columns = status ? `, s.*` : "";
   const owner = status ? `LEFT JOIN LATERAL (SELECT true AS present, ${status} FROM profiles ${OWNER}) s ON true` : "";
+  const owners = status
+    ? `
+    UNION ALL
+    SELECT 'owner', o.id, NULL, o.id, NULL, NULL, s.*
+      FROM unnest($5::text[]) AS o(id)
+      CROSS JOIN LATERAL (SELECT true AS present, ${status} FROM profiles WHERE account_id = $1 AND id = o.id) s`
+    : "";
   return `SELECT 'device' AS kind, d.id AS name, NULL AS value, x.profile_id, x.push_token, x.platform${columns}
       FROM unnest($2::text[]) AS d(id)
       CROSS JOIN LATERAL (
@@ -253,7 +270,7 @@ function prefetchHandles(status: string | null): string {
       FROM unnest($3::text[], $4::text[]) AS h(key, value)
       CROSS JOIN LATERAL (
         SELECT profile_id FROM identities WHERE account_id = $1 AND key = h.key AND value = h.value LIMIT 1
-      ) x ${owner}`;
+      ) x ${owner}${owners}`;
 }
 
 /** The rows beside a profile that its page shows (profileCard), in listDevices' and listUserAccounts' orders. */
@@ -1186,10 +1203,19 @@ class PostgresTx extends PostgresReader implements StoreTx {
   /** How it holds the account's settings lock (revisions, lockAccount). */
   private settingsHold: "shared" | "exclusive" | null = null;
 
-  /** `handlesExclusive`: hold the account's handles exclusively from the first hold (HandleLocks). */
+  /** Devices read with their owner's revision, learnt by `owners` once this transaction commits (DeviceOwners). */
+  private readonly learnt: RememberedDevice[] = [];
+  /** Devices this transaction wrote: never learnt from it, whatever it read of them. */
+  private readonly wroteDevices = new Set<string>();
+
+  /**
+   * `owners`: the devices this process remembers (DeviceOwners). `handlesExclusive`: hold the account's handles
+   * exclusively from the first hold (HandleLocks).
+   */
   constructor(
     private readonly client: pg.PoolClient,
     private readonly accountId: string,
+    private readonly owners: DeviceOwners,
     handlesExclusive = false,
   ) {
     super(client);
@@ -1475,6 +1501,13 @@ class PostgresTx extends PostgresReader implements StoreTx {
     await this.writeEvents(this.pending.length);
   }
 
+  /** After COMMIT: what it read of devices and their owners' revisions is remembered for later transactions. */
+  committed(): void {
+    for (const entry of this.learnt) {
+      if (!this.wroteDevices.has(entry.device.deviceId)) this.owners.set(this.accountId, entry);
+    }
+  }
+
   /** The statement that broke the transaction, if one did (write() rolls back with it instead of committing). */
   get failure(): unknown {
     return this.broken?.error;
@@ -1506,7 +1539,8 @@ class PostgresTx extends PostgresReader implements StoreTx {
       : handles.countOnly?.context === false
         ? "prefetchHandlesWithStatus"
         : "prefetchHandlesWithContext";
-    const before = await this.readHandles(accountId, deviceIds, keys, values, statement);
+    const countOnlyDevices = new Set(handles.countOnly?.deviceIds);
+    const before = await this.readDevicesRemembered(accountId, deviceIds, countOnlyDevices, keys, values, statement);
     // Too many free handles to hold one by one (a batch of new people): the account's handles are held instead, now,
     // before any profile is locked, so that while it waits for the account's other holders it holds nothing they
     // could be waiting for. As this is usually the transaction's first hold, it is no upgrade either.
@@ -1519,7 +1553,6 @@ class PostgresTx extends PostgresReader implements StoreTx {
     // without reading it (addActivity checks again that it may be). Its device or identity value is then answered as
     // read, unlocked: the event changes nothing but that profile, so when the handle moves to another profile
     // meanwhile, the event simply comes first.
-    const countOnlyDevices = new Set(handles.countOnly?.deviceIds);
     const countOnlyIdentities = new Set(handles.countOnly?.identities.map((h) => identityKey(h.key, h.value)));
     const countOnlyProfiles = new Set(handles.countOnly?.profileIds);
     const profileIds = new Set(handles.profileIds.filter((id) => !countOnlyProfiles.has(id)));
@@ -1618,37 +1651,87 @@ class PostgresTx extends PostgresReader implements StoreTx {
     for (const row of stored) this.known.recordIds.set(row.record_id, true);
   }
 
+  /**
+   * readHandles for prefetch's first read. Count-only devices that this process remembers (DeviceOwners) are not
+   * probed: their owners' statuses are read by id in the same statement, and a device whose owner's handles revision
+   * is still the remembered one is answered as remembered (no change of any of that profile's device rows has
+   * committed since it was read). The others are probed, in a second statement. What the devices read with their
+   * owners' revisions say is learnt once this transaction commits.
+   */
+  private async readDevicesRemembered(
+    accountId: string,
+    deviceIds: string[],
+    countOnlyDevices: ReadonlySet<string>,
+    keys: IdentityKey[],
+    values: string[],
+    statement: HandlesStatement,
+  ): Promise<FoundHandles> {
+    const remembered = new Map<string, RememberedDevice>();
+    if (statement !== "prefetchHandles") {
+      for (const deviceId of deviceIds) {
+        const entry = countOnlyDevices.has(deviceId) ? this.owners.get(accountId, deviceId) : undefined;
+        if (entry !== undefined) remembered.set(deviceId, entry);
+      }
+    }
+    const probed = remembered.size === 0 ? deviceIds : deviceIds.filter((d) => !remembered.has(d));
+    const owners = [...new Set([...remembered.values()].map((e) => e.device.profileId))];
+    const found = await this.readHandles(accountId, probed, keys, values, statement, owners);
+    const stale: string[] = [];
+    for (const [deviceId, entry] of remembered) {
+      if (found.revs.get(entry.device.profileId) === entry.rev) {
+        found.devices.set(deviceId, { ...entry.device });
+        this.owners.hits++;
+      } else {
+        this.owners.delete(accountId, deviceId);
+        stale.push(deviceId);
+      }
+    }
+    if (stale.length > 0) {
+      const again = await this.readHandles(accountId, stale, [], [], statement);
+      for (const [deviceId, device] of again.devices) found.devices.set(deviceId, device);
+      for (const [profileId, status] of again.statuses) found.statuses.set(profileId, status);
+      found.withRevs.push(...again.withRevs);
+    }
+    // Each device with the revision read in its own row: a revision from another statement may be newer than it.
+    for (const entry of found.withRevs) if (countOnlyDevices.has(entry.device.deviceId)) this.learnt.push(entry);
+    return found;
+  }
+
   private async readHandles(
     accountId: string,
     deviceIds: string[],
     keys: IdentityKey[],
     values: string[],
-    statement: "prefetchHandles" | "prefetchHandlesWithStatus" | "prefetchHandlesWithContext" = "prefetchHandles",
+    statement: HandlesStatement = "prefetchHandles",
+    owners: string[] = [],
   ): Promise<FoundHandles> {
     const devices = new Map<string, DeviceRow>();
     const identities = new Map<string, string>();
     const statuses = new Map<string, Peeked>();
-    if (deviceIds.length + keys.length === 0) return { devices, identities, statuses };
-    const found = await rows<HandleRow & Partial<StatusRow>>(this.db(accountId), statement, [
-      accountId,
-      deviceIds,
-      keys,
-      values,
-    ]);
+    const withRevs: RememberedDevice[] = [];
+    const revs = new Map<string, number>();
+    if (deviceIds.length + keys.length + owners.length === 0) return { devices, identities, statuses, withRevs, revs };
+    const params: unknown[] = [accountId, deviceIds, keys, values];
+    if (statement !== "prefetchHandles") params.push(owners);
+    const found = await rows<HandleRow & Partial<StatusRow>>(this.db(accountId), statement, params);
     for (const row of found) {
       if (row.kind === "device") {
-        devices.set(row.name, {
+        const device = {
           deviceId: row.name,
           profileId: row.profile_id,
           pushToken: row.push_token,
           platform: row.platform,
-        });
-      } else {
+        };
+        devices.set(row.name, device);
+        if (row.present) withRevs.push({ device: { ...device }, rev: row.rev! });
+      } else if (row.kind === "identity") {
         identities.set(identityKey(row.name as IdentityKey, row.value!), row.profile_id);
+      } else {
+        revs.set(row.profile_id, row.rev!);
       }
       if (row.present) statuses.set(row.profile_id, peeked(row as StatusRow));
     }
-    return { devices, identities, statuses };
+    return { devices, identities, statuses, withRevs, revs };
   }
 
   /** Sets or drops a prefetched handle; the innermost savepoint remembers it, to drop it again if it rolls back. */
@@ -1659,6 +1742,7 @@ class PostgresTx extends PostgresReader implements StoreTx {
   }
 
   private learnDevice(deviceId: string, device: DeviceRow | undefined): void {
+    this.wroteDevices.add(deviceId);
     if (device === undefined && !this.known.devices.has(deviceId)) return;
     this.learn(this.known.devices, deviceKey(deviceId), deviceId, device);
   }
@@ -2346,6 +2430,8 @@ export class PostgresStore implements Store {
   readonly segments: PostgresSegments;
   /** Store.concurrentWriters: ingest groups of one account that run side by side (each holds one connection). */
   readonly concurrentWriters: number;
+  /** The devices this process remembers with their owners' revisions (DeviceOwners). */
+  readonly deviceOwners = new DeviceOwners();
   private closing: Promise<void> | null = null;
 
   private constructor(
@@ -2482,7 +2568,7 @@ export class PostgresStore implements Store {
     handlesExclusive: boolean,
   ): Promise<{ value: T } | { error: unknown; upgraded: boolean }> {
     const client = await this.pool.connect();
-    const tx = new PostgresTx(client, accountId, handlesExclusive);
+    const tx = new PostgresTx(client, accountId, this.deviceOwners, handlesExclusive);
     // A connection whose ROLLBACK failed is in an unknown state: it is closed rather than given back to the pool.
     let broken: Error | undefined;
     try {
@@ -2491,6 +2577,7 @@ export class PostgresStore implements Store {
       const value = await fn(tx);
       await tx.finish();
       await client.query("COMMIT");
+      tx.committed();
       return { value };
     } catch (error) {
       await client.query("ROLLBACK").catch((e: Error) => {

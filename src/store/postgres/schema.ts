@@ -337,6 +337,25 @@ export const MIGRATIONS: readonly Migration[] = [
       $$;
     `,
   },
+  // A profile's handles revision moves whenever one of its device rows changes or goes, in the same transaction, so
+  // that a node may remember which profile a device belonged to and check only the owner's row (which count-only
+  // events read anyway) instead of probing devices again (DeviceOwners). A trigger, so that no statement that changes
+  // a device, now or later, can forget it; device changes are rare next to the events that read them.
+  {
+    version: 9,
+    sql: `
+      ALTER TABLE profiles ADD COLUMN handles_rev bigint NOT NULL DEFAULT 0;
+      CREATE FUNCTION portrait_device_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        UPDATE profiles SET handles_rev = handles_rev + 1 WHERE account_id = OLD.account_id AND id = OLD.profile_id;
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER devices_changed AFTER UPDATE ON devices
+        FOR EACH ROW WHEN (OLD IS DISTINCT FROM NEW) EXECUTE FUNCTION portrait_device_changed();
+      CREATE TRIGGER devices_deleted AFTER DELETE ON devices
+        FOR EACH ROW EXECUTE FUNCTION portrait_device_changed();
+    `,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.reduce((latest, m) => Math.max(latest, m.version), 0);
