@@ -345,6 +345,7 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 9,
     sql: `
       ALTER TABLE profiles ADD COLUMN handles_rev bigint NOT NULL DEFAULT 0;
+      -- A device changed in place: one row per upsert, and only when something in it changed.
       CREATE FUNCTION portrait_device_changed() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN
         UPDATE profiles SET handles_rev = handles_rev + 1 WHERE account_id = OLD.account_id AND id = OLD.profile_id;
@@ -352,8 +353,16 @@ export const MIGRATIONS: readonly Migration[] = [
       END $$;
       CREATE TRIGGER devices_changed AFTER UPDATE ON devices
         FOR EACH ROW WHEN (OLD IS DISTINCT FROM NEW) EXECUTE FUNCTION portrait_device_changed();
-      CREATE TRIGGER devices_deleted AFTER DELETE ON devices
-        FOR EACH ROW EXECUTE FUNCTION portrait_device_changed();
+      -- Devices deleted, all of a profile's at once when it is deleted: each owner's revision moves once per statement.
+      CREATE FUNCTION portrait_devices_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        UPDATE profiles p SET handles_rev = p.handles_rev + 1
+        FROM (SELECT DISTINCT account_id, profile_id FROM gone) o
+        WHERE p.account_id = o.account_id AND p.id = o.profile_id;
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER devices_deleted AFTER DELETE ON devices REFERENCING OLD TABLE AS gone
+        FOR EACH STATEMENT EXECUTE FUNCTION portrait_devices_deleted();
     `,
   },
 ];
