@@ -29,6 +29,9 @@
  *   Portrait.transact and Portrait.ingest) and the retry sees a fresh world. Correctness still comes from the
  *   constraints and locks; the retry only repeats work that PostgreSQL refused to finish.
  * - `reader` runs each read on any pooled connection outside a transaction, so it sees committed data only.
+ * - The one thing remembered across transactions is which profile a count-only event's device belongs to
+ *   (DeviceOwners), and it is checked at every use against the owner's handles revision, which a trigger moves with
+ *   any committed change of the profile's devices: a device another process moved is probed again, never trusted.
  *
  * Text that PostgreSQL cannot store (U+0000, and in JSON an unpaired surrogate) is refused as INVALID_VALUE rather
  * than failing the whole request, should it get past the engine, which refuses it for both stores; a pooled look-up
