@@ -39,6 +39,19 @@ describe("DeviceOwners", () => {
     expect(held().length + 1).toBe(15);
   });
 
+  it("keeps an entry learnt for an account whose devices making room for it removed", () => {
+    const owners = new DeviceOwners(8);
+    owners.set("a", entry("a0"));
+    for (let i = 0; i < 7; i++) owners.set("b", entry(`b${i}`));
+    // Full: room is made by forgetting a0, the account's only device, and then a1 must still be remembered.
+    owners.set("a", entry("a1"));
+    expect(owners.get("a", "a0")).toBeUndefined();
+    expect(owners.get("a", "a1")).toBeDefined();
+    // And the count stayed true: seven more fit before the next round of forgetting.
+    owners.set("b", entry("b7"));
+    expect([...Array(8).keys()].filter((i) => owners.get("b", `b${i}`) !== undefined)).toHaveLength(7);
+  });
+
   it("remembers nothing with a bound of 0", () => {
     const owners = new DeviceOwners(0);
     owners.set("a", entry("d1"));

@@ -36,15 +36,17 @@ export class DeviceOwners {
 
   set(accountId: string, entry: RememberedDevice): void {
     if (this.limit <= 0) return;
+    // Learnt again, it counts as the newest.
+    this.delete(accountId, entry.device.deviceId);
+    // Before the account's map is taken: making room may empty it and drop it.
+    if (this.size >= this.limit) this.dropOldest(Math.ceil(this.limit / 8));
     let devices = this.accounts.get(accountId);
     if (devices === undefined) {
       devices = new Map();
       this.accounts.set(accountId, devices);
     }
-    const had = devices.delete(entry.device.deviceId);
-    if (!had && this.size >= this.limit) this.dropOldest(Math.ceil(this.limit / 8));
     devices.set(entry.device.deviceId, entry);
-    if (!had) this.size++;
+    this.size++;
   }
 
   delete(accountId: string, deviceId: string): void {
