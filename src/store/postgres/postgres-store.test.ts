@@ -503,6 +503,39 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
         expect(await revision(q.id)).toBe(String(Number(before) + 1));
       });
 
+      it("reads a remembered device's owner with its context when the events carry context", async () => {
+        const store = await open();
+        const account = newAccount();
+        await store.createAccount(account);
+        const p = fullProfile();
+        await store.write(account.id, async (tx) => {
+          await tx.insertProfile(account.id, p);
+          await tx.upsertDevice(account.id, device("dp", p.id));
+        });
+        const read = () =>
+          store.write(account.id, async (tx) => {
+            await tx.prefetch!(account.id, {
+              deviceIds: ["dp"],
+              identities: [],
+              profileIds: [],
+              countOnly: { deviceIds: ["dp"], identities: [], profileIds: [], context: true },
+            });
+            return {
+              device: await tx.findDevice(account.id, "dp"),
+              status: await tx.peekProfile(account.id, p.id),
+              context: await tx.peekContext(account.id, p.id),
+            };
+          });
+        const expected = {
+          device: device("dp", p.id),
+          status: { mergedInto: null, journalMergeId: p.journalMergeId },
+          context: contextStatusOf(p),
+        };
+        expect(await read()).toEqual(expected);
+        expect(await read()).toEqual(expected);
+        expect(store.deviceOwners.hits).toBe(1);
+      });
+
       it("learns nothing that a transaction read of a device it wrote itself, whatever became of the write", async () => {
         const { store, account, profiles } = await withProfiles(2);
         const [p, q] = profiles as [ProfileState, ProfileState];
