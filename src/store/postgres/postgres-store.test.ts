@@ -9,7 +9,7 @@ import { deferred } from "../../test-support/deferred.js";
 import { createTestDatabase, type TestDatabase } from "../../test-support/postgres.js";
 import { describeStoreConformance } from "../conformance/conformance.js";
 import { blankProfile, fullProfile, newAccount, newId } from "../conformance/fixtures.js";
-import type { MergeRow, Store } from "../store.js";
+import type { BatchHandles, MergeRow, Store } from "../store.js";
 import { PooledReader, PostgresStore, SQL } from "./postgres-store.js";
 import { LATEST_VERSION, MIGRATIONS } from "./schema.js";
 
@@ -73,6 +73,19 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
         for (const profile of profiles) await tx.insertProfile(account.id, profile);
       });
       return { store, account, profiles };
+    }
+
+    /** A store with an account holding one full profile `p` that owns device "dp". */
+    async function withDeviceOwner() {
+      const store = await open();
+      const account = newAccount();
+      await store.createAccount(account);
+      const p = fullProfile();
+      await store.write(account.id, async (tx) => {
+        await tx.insertProfile(account.id, p);
+        await tx.upsertDevice(account.id, { deviceId: "dp", profileId: p.id, pushToken: null, platform: null });
+      });
+      return { store, account, p };
     }
 
     beforeEach(async () => {
@@ -177,6 +190,31 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
       return { done, fire };
     }
 
+    /** A batch's handles when its only record is a count-only event on `deviceId` (`context`: whether it carries any). */
+    const countOnlyDevice = (deviceId: string, context: boolean): BatchHandles => ({
+      deviceIds: [deviceId],
+      identities: [],
+      profileIds: [],
+      countOnly: { deviceIds: [deviceId], identities: [], profileIds: [], context },
+    });
+
+    /**
+     * A transaction that changes `profileId` (bucket, and 10 events) and holds its row lock: `locked` once the change is
+     * sent, then it commits when `release` is fired; `writer` is the whole write.
+     */
+    function changeAndHold(store: PostgresStore, accountId: string, profileId: string, bucket: number) {
+      const locked = signal();
+      const release = signal();
+      const writer = store.write(accountId, async (tx) => {
+        const state = (await tx.lockProfile(accountId, profileId))!;
+        await tx.updateProfile(accountId, { ...state, bucket, stats: { ...state.stats, events: 10 } });
+        await tx.getProfile(accountId, profileId); // the update is written behind: this sends it
+        locked.fire();
+        await release.done;
+      });
+      return { locked: locked.done, release: release.fire, writer };
+    }
+
     it("runs again a transaction whose count-only profile was merged after it peeked, and adds to the target then", async () => {
       const { store, account, profiles } = await withProfiles(2);
       const [p, q] = profiles as [ProfileState, ProfileState];
@@ -207,23 +245,15 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
     it("adds to a profile that another writer changed while the addition waited for its row lock", async () => {
       const { store, account, profiles } = await withProfiles(1);
       const p = profiles[0]!;
-      const locked = signal();
-      const release = signal();
-      const writer = store.write(account.id, async (tx) => {
-        const state = (await tx.lockProfile(account.id, p.id))!;
-        await tx.updateProfile(account.id, { ...state, bucket: 5, stats: { ...state.stats, events: 10 } });
-        await tx.getProfile(account.id, p.id); // the update is written behind: this sends it
-        locked.fire();
-        await release.done;
-      });
-      await locked.done;
+      const { locked, release, writer } = changeAndHold(store, account.id, p.id, 5);
+      await locked;
       let runs = 0;
       const adding = store.write(account.id, async (tx) => {
         runs++;
         await tx.addActivity(account.id, [{ profileId: p.id, firstTs: 5, lastTs: 7, events: 2 }]);
       });
       await new Promise((resolve) => setTimeout(resolve, 100));
-      release.fire();
+      release();
       await writer;
       await adding;
       expect(runs).toBe(1);
@@ -270,19 +300,11 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
       await prefetched.done;
       // q moves and commits before the addition; r moves in a transaction that commits only while the addition waits.
       await store.write(account.id, (tx) => tx.updateProfile(account.id, { ...q, bucket: 7 }));
-      const rLocked = signal();
-      const release = signal();
-      const writer = store.write(account.id, async (tx) => {
-        const state = (await tx.lockProfile(account.id, r.id))!;
-        await tx.updateProfile(account.id, { ...state, bucket: 9, stats: { ...state.stats, events: 10 } });
-        await tx.getProfile(account.id, r.id); // the update is written behind: this sends it
-        rLocked.fire();
-        await release.done;
-      });
-      await rLocked.done;
+      const { locked, release, writer } = changeAndHold(store, account.id, r.id, 9);
+      await locked;
       moved.fire();
       await new Promise((resolve) => setTimeout(resolve, 100));
-      release.fire();
+      release();
       await Promise.all([writer, adding]);
       expect(runs).toBe(1);
       const added = { firstSeen: 5, lastSeen: 7 };
@@ -419,22 +441,10 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
     });
 
     it("prefetch reads count-only owners' status alone when no event carries context, and their context when asked", async () => {
-      const store = await open();
-      const account = newAccount();
-      await store.createAccount(account);
-      const p = fullProfile();
-      await store.write(account.id, async (tx) => {
-        await tx.insertProfile(account.id, p);
-        await tx.upsertDevice(account.id, { deviceId: "dp", profileId: p.id, pushToken: null, platform: null });
-      });
+      const { store, account, p } = await withDeviceOwner();
       for (const context of [false, true]) {
         const seen = await store.write(account.id, async (tx) => {
-          await tx.prefetch!(account.id, {
-            deviceIds: ["dp"],
-            identities: [],
-            profileIds: [],
-            countOnly: { deviceIds: ["dp"], identities: [], profileIds: [], context },
-          });
+          await tx.prefetch!(account.id, countOnlyDevice("dp", context));
           return { status: await tx.peekProfile(account.id, p.id), context: await tx.peekContext(account.id, p.id) };
         });
         expect(seen).toEqual({
@@ -448,12 +458,7 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
       /** A group whose only record is a count-only event on `deviceId`: what the transaction then knows of it. */
       const countOnlyRead = (store: PostgresStore, accountId: string, deviceId: string) =>
         store.write(accountId, async (tx) => {
-          await tx.prefetch!(accountId, {
-            deviceIds: [deviceId],
-            identities: [],
-            profileIds: [],
-            countOnly: { deviceIds: [deviceId], identities: [], profileIds: [], context: false },
-          });
+          await tx.prefetch!(accountId, countOnlyDevice(deviceId, false));
           return tx.findDevice(accountId, deviceId);
         });
       const device = (deviceId: string, profileId: string, pushToken: string | null = null) => ({
@@ -504,22 +509,10 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
       });
 
       it("reads a remembered device's owner with its context when the events carry context", async () => {
-        const store = await open();
-        const account = newAccount();
-        await store.createAccount(account);
-        const p = fullProfile();
-        await store.write(account.id, async (tx) => {
-          await tx.insertProfile(account.id, p);
-          await tx.upsertDevice(account.id, device("dp", p.id));
-        });
+        const { store, account, p } = await withDeviceOwner();
         const read = () =>
           store.write(account.id, async (tx) => {
-            await tx.prefetch!(account.id, {
-              deviceIds: ["dp"],
-              identities: [],
-              profileIds: [],
-              countOnly: { deviceIds: ["dp"], identities: [], profileIds: [], context: true },
-            });
+            await tx.prefetch!(account.id, countOnlyDevice("dp", true));
             return {
               device: await tx.findDevice(account.id, "dp"),
               status: await tx.peekProfile(account.id, p.id),
@@ -545,12 +538,7 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
           await tx
             .savepoint(async () => {
               await tx.upsertDevice(account.id, device("dp", q.id));
-              await tx.prefetch!(account.id, {
-                deviceIds: ["dp"],
-                identities: [],
-                profileIds: [],
-                countOnly: { deviceIds: ["dp"], identities: [], profileIds: [], context: false },
-              });
+              await tx.prefetch!(account.id, countOnlyDevice("dp", false));
               throw new Error("the record fails");
             })
             .catch(() => undefined);
