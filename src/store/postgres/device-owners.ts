@@ -12,6 +12,7 @@
  * has committed, never for a device that the transaction itself wrote: a rolled-back change must not be remembered.
  */
 import type { DeviceRow } from "../../engine/types.js";
+import { dropOldest } from "../drop-oldest.js";
 
 export interface RememberedDevice {
   device: DeviceRow;
@@ -56,13 +57,11 @@ export class DeviceOwners {
   /** Drops `n` entries, oldest learnt first within each account, accounts in the order they were first seen. */
   private dropOldest(n: number): void {
     for (const [accountId, devices] of this.accounts) {
-      for (const deviceId of devices.keys()) {
-        if (n <= 0) return;
-        devices.delete(deviceId);
-        this.size--;
-        n--;
-      }
+      const dropped = dropOldest(devices, n);
+      this.size -= dropped;
+      n -= dropped;
       if (devices.size === 0) this.accounts.delete(accountId);
+      if (n <= 0) return;
     }
   }
 }

@@ -13,6 +13,7 @@
  *   `PRAGMA data_version` right after BEGIN IMMEDIATE, from when no other connection can commit until it ends.
  */
 import type { DeviceRow } from "../../engine/types.js";
+import { dropOldest } from "../drop-oldest.js";
 import type { ProfileStatus } from "../store.js";
 
 /** A remembered profile status, with the pk it was read with. */
@@ -66,17 +67,6 @@ export class LookupTable<V> {
     for (const ids of this.accounts.values()) if (largest === undefined || ids.size > largest.size) largest = ids;
     if (largest !== undefined) this.entries -= dropOldest(largest, Math.ceil(this.limit / 8));
   }
-}
-
-/** Deletes the `count` oldest entries of `map` (its first in insertion order); returns how many went. */
-export function dropOldest(map: Map<unknown, unknown>, count: number): number {
-  let dropped = 0;
-  for (const key of map.keys()) {
-    if (dropped === count) break;
-    map.delete(key);
-    dropped++;
-  }
-  return dropped;
 }
 
 /** Both look-ups of one store. */

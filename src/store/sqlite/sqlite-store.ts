@@ -34,6 +34,7 @@ import type {
   ValueType,
 } from "../../engine/types.js";
 import { type Activity, activityOf, NO_ACTIVITY, sameActivity, withActivity } from "../activity-columns.js";
+import { dropOldest } from "../drop-oldest.js";
 import type { ImportHandle } from "../import-store.js";
 import { pageOf, pageStart } from "../page.js";
 import type {
@@ -57,7 +58,7 @@ import type {
   TypeScope,
 } from "../store.js";
 import { ACTIVITY_OF_P, JOIN_ACTIVITY } from "./activity-join.js";
-import { CommittedLookups, dropOldest, type KnownStatus } from "./committed-lookups.js";
+import { CommittedLookups, type KnownStatus } from "./committed-lookups.js";
 import { migrate } from "./schema.js";
 import { redactImportData, SqliteImports } from "./sqlite-imports.js";
 import { SqliteSegments, segmentIndex } from "./sqlite-segments.js";
