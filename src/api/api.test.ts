@@ -40,6 +40,42 @@ describe.each(stores)("%s store", (store) => {
       expect(metrics.body).toContain("portrait_http_request_duration_seconds_bucket");
     });
 
+    it("counts every record by outcome and every request by route and status", async () => {
+      const sample = async (series: string): Promise<number> => {
+        const text = (await s.api("GET", "/metrics")).body as string;
+        const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+        return line === undefined ? 0 : Number(line.slice(series.length + 1));
+      };
+      const stored = 'portrait_ingest_records_total{outcome="stored"}';
+      const reserved = 'portrait_ingest_records_total{outcome="RESERVED_EVENT_NAME"}';
+      const accountOk = 'portrait_http_request_duration_seconds_count{method="GET",route="/v1/account",status="200"}';
+      const accountDenied =
+        'portrait_http_request_duration_seconds_count{method="GET",route="/v1/account",status="401"}';
+      const before = [
+        await sample(stored),
+        await sample(reserved),
+        await sample(accountOk),
+        await sample(accountDenied),
+      ];
+      const records = [
+        { type: "event", deviceId: "metrics-1", name: "Ping" },
+        { type: "event", deviceId: "metrics-1", name: "Profile Merged" },
+        { type: "event", deviceId: "metrics-2", name: "Ping" },
+        { type: "event", deviceId: "metrics-2", name: "Pong" },
+      ];
+      expect((await s.api("POST", "/v1/ingest", { records })).body).toMatchObject({ status: "partial", processed: 3 });
+      await s.api("GET", "/v1/account");
+      await s.api("GET", "/v1/account");
+      await s.api("GET", "/v1/account", undefined, { authorization: "Bearer sk_wrong_key_0123456789" });
+      const after = [
+        await sample(stored),
+        await sample(reserved),
+        await sample(accountOk),
+        await sample(accountDenied),
+      ];
+      expect(after.map((n, i) => n - before[i]!)).toEqual([3, 1, 2, 1]);
+    });
+
     it("answers unknown routes, missing and wrong keys with the error shape", async () => {
       expect(await s.api("GET", "/v1/nope")).toMatchObject({ status: 404, body: { error: { code: "NOT_FOUND" } } });
       expect(await s.api("GET", "/favicon.ico", undefined, { authorization: "" })).toMatchObject({

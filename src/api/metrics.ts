@@ -3,6 +3,8 @@ import type { FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
 import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
 
+type Observer = ReturnType<Metrics["requestSeconds"]["labels"]>;
+
 export interface Metrics {
   registry: Registry;
   requestSeconds: Histogram<"method" | "route" | "status">;
@@ -31,10 +33,20 @@ export function createMetrics(): Metrics {
 }
 
 export function metricsPlugin(metrics: Metrics) {
+  // The labelled child of each (method, route, status), so that a request does not hash its labels again.
+  const series = new Map<string, Observer>();
+  const seriesOf = (method: string, route: string, status: number): Observer => {
+    const name = `${method} ${status} ${route}`;
+    let child = series.get(name);
+    if (child === undefined) {
+      child = metrics.requestSeconds.labels({ method, route, status: String(status) });
+      series.set(name, child);
+    }
+    return child;
+  };
   return fp(async (app: FastifyInstance) => {
     app.addHook("onResponse", async (request, reply) => {
-      metrics.requestSeconds.observe(
-        { method: request.method, route: request.routeOptions.url ?? "unmatched", status: String(reply.statusCode) },
+      seriesOf(request.method, request.routeOptions.url ?? "unmatched", reply.statusCode).observe(
         reply.elapsedTime / 1000,
       );
     });

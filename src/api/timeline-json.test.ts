@@ -4,14 +4,16 @@ import type { TimelineEventView } from "../pipeline/portrait.js";
 import { timelineJson } from "./timeline-json.js";
 
 const nullableText = fc.option(fc.string({ unit: "grapheme-composite" }), { nil: null });
+// Any UTF-16 code unit, lone surrogates and control characters included: the ones JSON.stringify escapes.
+const codeUnits = fc.string({ unit: fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c)) });
 const event: fc.Arbitrary<TimelineEventView> = fc.record({
-  id: fc.string({ unit: "binary" }),
+  id: codeUnits,
   name: fc.string({ unit: "grapheme" }),
   ts: fc.date({ noInvalidDate: true }).map((d) => d.toISOString()),
   propertiesJson: fc.jsonValue().map((v) => JSON.stringify({ v })),
   anonymous: fc.boolean(),
   profileId: fc.string(),
-  deviceId: nullableText,
+  deviceId: fc.option(codeUnits, { nil: null }),
   platform: nullableText,
 });
 

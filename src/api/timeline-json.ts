@@ -5,7 +5,11 @@
  */
 import type { TimelineEventView, TimelineView } from "../pipeline/portrait.js";
 
-const text = (s: string | null): string => JSON.stringify(s);
+// A string with nothing JSON escapes (quote, backslash, control characters, surrogates: a lone one is escaped) is
+// written between quotes as it is: JSON.stringify costs ≈ 90 ns a string, and an event has six.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what JSON escapes
+const ESCAPED = /["\\\u0000-\u001f\ud800-\udfff]/;
+const text = (s: string | null): string => (s === null ? "null" : ESCAPED.test(s) ? JSON.stringify(s) : `"${s}"`);
 
 export function timelineJson(page: TimelineView<TimelineEventView>): string {
   const events = page.events.map(

@@ -96,22 +96,24 @@ export class Accounts {
     return ok;
   }
 
-  /** The account and key a presented secret belongs to, or null (unknown or revoked). */
+  /**
+   * The account and key a presented secret belongs to, or null (unknown or revoked). The cache is keyed by the key as
+   * presented, so that a request it answers hashes nothing (≈ 1 µs of SHA-256); only the store holds hashes alone.
+   */
   async authenticate(presented: string): Promise<AuthenticatedKey | null> {
-    const hash = hashKey(presented);
-    const cached = this.cache.get(hash);
+    const cached = this.cache.get(presented);
     const now = this.clock.now();
     if (cached && now - cached.at < CACHE_TTL_MS) return cached.auth;
-    const key = await this.store.findApiKeyByHash(hash);
+    const key = await this.store.findApiKeyByHash(hashKey(presented));
     if (!key || key.revokedAt !== null) {
-      this.cache.delete(hash);
+      this.cache.delete(presented);
       return null;
     }
     const account = await this.store.getAccount(key.accountId);
     if (!account) return null;
     const auth = { account, key };
     if (this.cache.size > 10_000) this.cache.clear();
-    this.cache.set(hash, { at: now, auth });
+    this.cache.set(presented, { at: now, auth });
     return auth;
   }
 
@@ -125,9 +127,11 @@ export class Accounts {
    * so the next request with such a key reads the key and its account again.
    */
   changed(change: AccountChange): void {
-    for (const [hash, entry] of this.cache) {
+    for (const [presented, entry] of this.cache) {
       const { key, account } = entry.auth;
-      if (change.kind === "key" ? key.id === change.keyId : account.id === change.accountId) this.cache.delete(hash);
+      if (change.kind === "key" ? key.id === change.keyId : account.id === change.accountId) {
+        this.cache.delete(presented);
+      }
     }
   }
 

@@ -3,6 +3,7 @@
  * HTTP, CLI and imports stay thin by calling only this.
  */
 import { PortraitError } from "../engine/errors.js";
+import { toIsoUtc } from "../engine/iso-utc.js";
 import { isPlainObject, parseRecord } from "../engine/parse-record.js";
 import { parsePropertySet } from "../engine/properties/parse.js";
 import type { AnyRecord, IngestRecord, RecordResult } from "../engine/records.js";
@@ -488,7 +489,7 @@ function timelineEventView(e: TimelineEvent, anonymous: boolean): TimelineEventV
   return {
     id: e.id,
     name: e.name,
-    ts: new Date(e.ts).toISOString(),
+    ts: toIsoUtc(e.ts),
     propertiesJson: e.propertiesJson,
     anonymous,
     profileId: e.profileId,
@@ -514,7 +515,7 @@ export function eventView(e: StoredEvent, anonymous: boolean): EventView {
   return {
     id: e.id,
     name: e.name,
-    ts: new Date(e.ts).toISOString(),
+    ts: toIsoUtc(e.ts),
     properties: e.properties,
     anonymous,
     profileId: e.profileId,

@@ -1,14 +1,15 @@
 /** How a profile reads from outside (API.md Profiles): values rendered, derived fields computed at read time. */
 import { limitFor } from "../engine/identity/identities.js";
+import { toIsoUtc } from "../engine/iso-utc.js";
 import { ageFromDob, profileType } from "../engine/profile.js";
 import type { Account, JsonValue, ProfileState, PropertyEntry } from "../engine/types.js";
 import type { ProfileCard } from "../store/store.js";
 
-export const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+export const iso = (ms: number | null): string | null => (ms === null ? null : toIsoUtc(ms));
 
 export function renderValue(entry: PropertyEntry): JsonValue | undefined {
   if (entry.v === undefined) return undefined;
-  if (entry.t === "date" && typeof entry.v === "number") return new Date(entry.v).toISOString();
+  if (entry.t === "date" && typeof entry.v === "number") return toIsoUtc(entry.v);
   return entry.v as JsonValue;
 }
 

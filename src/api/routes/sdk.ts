@@ -9,9 +9,12 @@ import type { BatchResult } from "../../pipeline/portrait.js";
 import type { AppDeps } from "../app.js";
 import type { Metrics } from "../metrics.js";
 
+/** One increment per outcome, not per record: labelled increments hash their labels, and a batch has 1,000 records. */
 export function countOutcomes(metrics: Metrics, result: BatchResult): void {
-  for (const r of result.results) metrics.records.inc({ outcome: r.outcome });
-  for (const u of result.unprocessed) metrics.records.inc({ outcome: u.code });
+  const tally = new Map<string, number>();
+  for (const r of result.results) tally.set(r.outcome, (tally.get(r.outcome) ?? 0) + 1);
+  for (const u of result.unprocessed) tally.set(u.code, (tally.get(u.code) ?? 0) + 1);
+  for (const [outcome, n] of tally) metrics.records.inc({ outcome }, n);
 }
 
 function allowOrigin(account: Account | undefined, request: FastifyRequest, reply: FastifyReply): void {

@@ -165,10 +165,8 @@ export function calendarDateIn(epochMs: number, timezone: string): string {
   return `${pad(w.year, 4)}-${pad(w.month, 2)}-${pad(w.day, 2)}`;
 }
 
-/** ISO-8601 UTC with milliseconds, e.g. `2024-11-20T10:00:00.000Z` (sortable as a string within years 0001-9999). */
-export function toIsoUtc(epochMs: number): string {
-  return new Date(epochMs).toISOString();
-}
+// ISO-8601 UTC with milliseconds, sortable as a string within years 0001-9999.
+export { toIsoUtc } from "../iso-utc.js";
 
 function pad(n: number, width: number): string {
   return String(n).padStart(width, "0");
