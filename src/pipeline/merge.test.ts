@@ -167,8 +167,11 @@ describe.each(stores)("%s store", (store) => {
       expect(await codeOf(h.portrait.merge(h.account, a, a))).toBe("INVALID_MERGE");
       expect(await codeOf(h.portrait.merge(h.account, a, orphan))).toBe("INVALID_MERGE");
       const m1 = await h.portrait.merge(h.account, a, b);
-      // b is a tombstone now: naming it names a, so this is a merge of a with itself.
+      // b is a tombstone now: §7 refuses it on either side, even beside a third person, rather than acting on a.
       expect(await codeOf(h.portrait.merge(h.account, a, b))).toBe("INVALID_MERGE");
+      expect(await codeOf(h.portrait.merge(h.account, b, c))).toBe("INVALID_MERGE");
+      expect(await codeOf(h.portrait.merge(h.account, c, b))).toBe("INVALID_MERGE");
+      expect((await h.portrait.getProfile(h.account, c))?.mergedInto).toBeNull();
       const m2 = await h.portrait.merge(h.account, a, c);
       expect(await codeOf(h.portrait.undoMerge(h.account, m1.mergeId))).toBe("MERGE_NOT_UNDOABLE");
       expect(await codeOf(h.portrait.undoMerge(h.account, "nope"))).toBe("UNKNOWN_MERGE");

@@ -304,9 +304,10 @@ export class Portrait {
     const now = this.clock.now();
     const mergeId = await this.transact(account, async (uow) => {
       const scope = new RecordScope(uow, this.ids, now);
-      // A request naming a tombstone acts on its target; naming the same live profile twice is refused.
-      const target = await uow.loadLive(targetId);
-      const source = await uow.loadLive(sourceId);
+      // SEMANTICS §7 names tombstones among what cannot be merged: a stale id must not merge its target silently
+      // (the general rule that a tombstone's id acts on its target gives way to this one; docs/semantics.md).
+      const target = await uow.load(targetId);
+      const source = await uow.load(sourceId);
       if (!target) throw new PortraitError("UNKNOWN_PROFILE", `targetId ${targetId} is not a profile`, "targetId");
       if (!source) throw new PortraitError("UNKNOWN_PROFILE", `sourceId ${sourceId} is not a profile`, "sourceId");
       const result = await mergeProfiles(scope, target.id, source.id);
