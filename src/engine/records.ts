@@ -31,6 +31,11 @@ interface RecordBase {
 export interface LoginRecord extends RecordBase {
   type: "login";
   properties: PropertyOp[];
+  /**
+   * Written into merge journals only: the profile the login took its device from (Cur in login cases 2 and 4), so
+   * that undoing the merge hands the device back before the login is replayed (pipeline/demerge.ts).
+   */
+  deviceFrom?: string;
 }
 
 export interface ProfileRecord extends RecordBase {

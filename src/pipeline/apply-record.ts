@@ -67,7 +67,10 @@ async function finishRecord(scope: RecordScope, record: AnyRecord): Promise<void
     const mergeId = (await uow.load(id))?.journalMergeId;
     if (mergeId && !scope.createdMerges.has(mergeId)) journals.add(mergeId);
   }
-  for (const mergeId of journals) await uow.tx.appendJournal(uow.accountId, mergeId, record);
+  if (journals.size === 0) return;
+  const journalled =
+    record.type === "login" && scope.deviceFrom !== null ? { ...record, deviceFrom: scope.deviceFrom } : record;
+  for (const mergeId of journals) await uow.tx.appendJournal(uow.accountId, mergeId, journalled);
 }
 
 /** For a duplicate: the profile its handle names now, without creating anything. */
@@ -147,6 +150,7 @@ async function applyLogin(scope: RecordScope, record: LoginRecord): Promise<Reco
   touch(scope, applyActivity(state, record.ts, record.context));
 
   if (decision.switchDevice || created) {
+    if (cur && cur.id !== state.id) scope.deviceFrom = cur.id;
     await uow.tx.upsertDevice(uow.accountId, {
       deviceId,
       profileId: state.id,

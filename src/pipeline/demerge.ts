@@ -37,7 +37,7 @@ export async function undoMerge(uow: UnitOfWork, ids: IdSource, now: number, mer
   }
   const journal = await tx.listJournal(accountId, mergeId);
   await uow.flush();
-  await clearMergedProfile(uow, merge);
+  await clearMergedProfile(uow, merge, journal);
   await restore(uow, merge.target);
   await restore(uow, merge.source);
   await tx.moveEvents(accountId, merge.movedEventSeqs, merge.sourceId);
@@ -72,7 +72,7 @@ export async function undoMerge(uow: UnitOfWork, ids: IdSource, now: number, mer
 }
 
 /** Removes what the merged profile holds now; the snapshots and the journal rebuild it. */
-async function clearMergedProfile(uow: UnitOfWork, merge: MergeRow): Promise<void> {
+async function clearMergedProfile(uow: UnitOfWork, merge: MergeRow, journal: AnyRecord[]): Promise<void> {
   const { tx, accountId } = uow;
   const current = await uow.load(merge.targetId);
   if (!current) throw new PortraitError("UNKNOWN_PROFILE", `profile ${merge.targetId} no longer exists`, "mergeId");
@@ -82,13 +82,34 @@ async function clearMergedProfile(uow: UnitOfWork, merge: MergeRow): Promise<voi
     for (const v of values ?? []) await tx.releaseIdentity(accountId, key as IdentityKey, v.value, current.id);
   }
   const before = new Set([...merge.target.devices, ...merge.source.devices].map((d) => d.deviceId));
+  const handBack = devicesTakenByLogins(journal);
   for (const d of await tx.listDevices(accountId, current.id)) {
-    // Devices first seen after the merge are recreated by the replayed records that brought them.
-    if (!before.has(d.deviceId)) await tx.deleteDevice(accountId, d.deviceId);
+    if (before.has(d.deviceId)) continue;
+    // A device a journalled login took from another profile goes back to it (an orphan it made is one again no
+    // more), so that the login, replayed, starts from the same place: case 2 then orphans it to the right person.
+    const from = handBack.get(d.deviceId);
+    const owner = from === undefined ? null : await uow.load(from);
+    if (owner && owner.mergedInto === null) {
+      await tx.upsertDevice(accountId, { ...d, profileId: owner.id });
+      if (owner.orphanOf === current.id) uow.put({ ...owner, orphanOf: null });
+    } else {
+      // Any other device first seen after the merge is recreated by the replayed records that brought it.
+      await tx.deleteDevice(accountId, d.deviceId);
+    }
   }
   for (const ref of await tx.listUserAccounts(accountId, current.id)) await tx.releaseUserAccount(accountId, ref);
   for (const doc of await tx.listDocuments(accountId, current.id)) await tx.deleteDocument(accountId, doc);
   await tx.releaseChargedIds(accountId, current.id);
+}
+
+/** Each device a journalled login moved, with the profile it moved from the first time. */
+function devicesTakenByLogins(journal: AnyRecord[]): Map<string, string> {
+  const taken = new Map<string, string>();
+  for (const record of journal) {
+    if (record.type !== "login" || record.deviceFrom === undefined || record.handle.kind !== "device") continue;
+    if (!taken.has(record.handle.deviceId)) taken.set(record.handle.deviceId, record.deviceFrom);
+  }
+  return taken;
 }
 
 async function restore(uow: UnitOfWork, snap: ProfileSnapshot): Promise<void> {

@@ -157,6 +157,58 @@ describe.each(stores)("%s store", (store) => {
       expect(aEvents.events.map((e) => e.name)).not.toContain("Viewed");
     });
 
+    it("undo replays a login that took a device after the merge from where it took it", async () => {
+      const a = await person("a", { Identity: "u-a" });
+      const b = await person("b", { Identity: "u-b" }, 2);
+      const p = await person("p", { Identity: "u-p" });
+      const { mergeId } = await h.portrait.merge(h.account, a, b);
+      // Case 2 after the merge: an anonymous visitor logs in as b's Identity, now the merged person's.
+      const visitor = (await h.ingest({ type: "event", deviceId: "v", name: "Browsed", ts: ts(10) })).results[0]!
+        .profileId;
+      expect(
+        (await h.ingest({ type: "login", deviceId: "v", ts: ts(11), properties: { Identity: "u-b" } })).results,
+      ).toMatchObject([{ profileId: a, outcome: "switched" }]);
+      // Case 4 after the merge: p's device logs in as b, so it leaves p for the merged person.
+      await h.ingest({ type: "login", deviceId: "p", ts: ts(12), properties: { Identity: "u-b" } });
+      expect((await h.portrait.requireProfile(h.account, visitor)).orphanOf).toBe(a);
+      expect((await h.portrait.requireProfile(h.account, a)).devices.sort()).toEqual(["a", "b", "p", "v"]);
+
+      await h.portrait.undoMerge(h.account, mergeId);
+      // Replayed from where they started, both logins now reach b, who holds u-b again.
+      expect((await h.portrait.requireProfile(h.account, visitor)).orphanOf).toBe(b);
+      const pa = await h.portrait.requireProfile(h.account, a);
+      const pb = await h.portrait.requireProfile(h.account, b);
+      expect(pa.devices).toEqual(["a"]);
+      expect(pa.stats.orphans).toBe(0);
+      expect([...pb.devices].sort()).toEqual(["b", "p", "v"]);
+      expect(pb.stats.orphans).toBe(1);
+      expect((await h.portrait.requireProfile(h.account, p)).devices).toEqual([]);
+      const timelineOf = async (id: string) =>
+        (await h.portrait.timeline(h.account, id, { limit: 50 })).events
+          .filter((e) => e.name === "Browsed")
+          .map((e) => e.anonymous);
+      expect(await timelineOf(b)).toEqual([true]);
+      expect(await timelineOf(a)).toEqual([]);
+    });
+
+    it("a login that cannot be replayed leaves the device with the visitor it took it from, no orphan", async () => {
+      await h.settings({ identityKeys: ["Identity", "Email"] });
+      const a = await person("a", { Identity: "u-a", Email: "a@x.io" });
+      const b = await person("b", { Identity: "u-b" }, 2);
+      const { mergeId } = await h.portrait.merge(h.account, a, b);
+      const visitor = (await h.ingest({ type: "event", deviceId: "v", name: "Browsed", ts: ts(10) })).results[0]!
+        .profileId;
+      await h.ingest({ type: "login", deviceId: "v", ts: ts(11), properties: { Identity: "u-b" } });
+      // Identity stops being an identity key: the journalled login, which named only u-b, is now MISSING_IDENTITY.
+      await h.settings({ identityKeys: ["Email"] });
+
+      await h.portrait.undoMerge(h.account, mergeId);
+      const v = await h.portrait.requireProfile(h.account, visitor);
+      expect(v.orphanOf).toBeNull();
+      expect(v.devices).toEqual(["v"]);
+      expect((await h.portrait.requireProfile(h.account, a)).stats.orphans).toBe(0);
+    });
+
     it("refuses merging a profile with itself, a tombstone or an orphan; only the latest merge can be undone", async () => {
       const a = await person("a", { Identity: "u-a" });
       const b = await person("b", { Identity: "u-b" });

@@ -13,6 +13,8 @@ export class RecordScope {
   readonly touched = new Set<string>();
   /** Merges this record caused; it is never journalled into them (replaying it would merge again). */
   readonly createdMerges = new Set<string>();
+  /** A login that moved its device: the profile it moved from, journalled with the record (LoginRecord.deviceFrom). */
+  deviceFrom: string | null = null;
 
   constructor(
     readonly uow: UnitOfWork,
