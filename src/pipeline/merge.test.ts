@@ -191,6 +191,23 @@ describe.each(stores)("%s store", (store) => {
       expect(await timelineOf(a)).toEqual([]);
     });
 
+    it("exports the whole merge history of a chain: its tombstones' merges too", async () => {
+      const a = await person("a", { Identity: "u-a" });
+      const b = await person("b", { Identity: "u-b" });
+      const c = await person("c", { Identity: "u-c" });
+      const first = await h.portrait.merge(h.account, a, b);
+      const second = await h.portrait.merge(h.account, c, a);
+      const exported = (await h.portrait.exportProfile(h.account, c)) as {
+        tombstones: string[];
+        merges: Array<{ id: string; targetId: string; sourceId: string }>;
+      };
+      expect([...exported.tombstones].sort()).toEqual([a, b].sort());
+      expect(exported.merges).toMatchObject([
+        { id: first.mergeId, targetId: a, sourceId: b },
+        { id: second.mergeId, targetId: c, sourceId: a },
+      ]);
+    });
+
     it("a login that cannot be replayed leaves the device with the visitor it took it from, no orphan", async () => {
       await h.settings({ identityKeys: ["Identity", "Email"] });
       const a = await person("a", { Identity: "u-a", Email: "a@x.io" });

@@ -16,7 +16,7 @@ import type {
   StoredEvent,
   UserAccountRef,
 } from "../engine/types.js";
-import type { DeletedCounts, ProfileLookup, Store, TimelineEvent } from "../store/store.js";
+import type { DeletedCounts, MergeRow, ProfileLookup, Store, TimelineEvent } from "../store/store.js";
 import { type Accounts, validateSettings } from "./accounts.js";
 import { applyRecord } from "./apply-record.js";
 import { batchHandles } from "./batch-handles.js";
@@ -424,7 +424,12 @@ export class Portrait {
       const card = await r.getProfileCard(account.id, { profileId: id });
       if (card) orphanViews.push(profileView(account, card, this.clock.now()));
     }
-    const merges = await r.listMergesTouching(account.id, profile.id);
+    const tombstones = members.filter((id) => id !== profile.id && !orphans.includes(id));
+    // A tombstone's own merges are the person's history too (B into A, then A into C: C's export shows both).
+    const merges = new Map<string, MergeRow>();
+    for (const id of [profile.id, ...tombstones]) {
+      for (const m of await r.listMergesTouching(account.id, id)) merges.set(m.id, m);
+    }
     return {
       exportedAt: iso(this.clock.now()),
       profile,
@@ -432,14 +437,16 @@ export class Portrait {
       devices: await r.listDevices(account.id, profile.id),
       events: events.map((e) => eventView(e, e.profileId !== profile.id)),
       orphans: orphanViews,
-      tombstones: members.filter((id) => id !== profile.id && !orphans.includes(id)),
-      merges: merges.map((m) => ({
-        id: m.id,
-        targetId: m.targetId,
-        sourceId: m.sourceId,
-        createdAt: iso(m.createdAt),
-        undoneAt: iso(m.undoneAt),
-      })),
+      tombstones,
+      merges: [...merges.values()]
+        .sort((x, y) => x.createdAt - y.createdAt || x.eventSeqAtMerge - y.eventSeqAtMerge)
+        .map((m) => ({
+          id: m.id,
+          targetId: m.targetId,
+          sourceId: m.sourceId,
+          createdAt: iso(m.createdAt),
+          undoneAt: iso(m.undoneAt),
+        })),
     };
   }
 
