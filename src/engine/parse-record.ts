@@ -24,6 +24,32 @@ export interface ParseOptions {
 
 export { isPlainObject };
 
+/**
+ * §11 "Identity values": a junk or invalid identity value is INVALID_IDENTITY, but MISSING_IDENTITY when it was a
+ * login's only one, so a login made only of placeholders reads as the missing identity it is. A malformed Email or
+ * Phone keeps its own code (INVALID_EMAIL, INVALID_PHONE), as everywhere.
+ */
+function asMissingIdentity(error: unknown, properties: unknown, keys: IdentityKey[]): unknown {
+  if (!(error instanceof PortraitError) || error.code !== "INVALID_IDENTITY" || !isPlainObject(properties))
+    return error;
+  const usable = keys.some((key) => {
+    const value = properties[key];
+    if (value === undefined || isPlainObject(value)) return false;
+    try {
+      normaliseIdentityValue(key, value, key);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  if (usable) return error;
+  return new PortraitError(
+    "MISSING_IDENTITY",
+    `a login needs at least one usable identity value (${keys.join(", ")}): ${error.message}`,
+    error.field,
+  );
+}
+
 export function parseRecord(input: unknown, opts: ParseOptions): IngestRecord {
   if (!isPlainObject(input)) throw new PortraitError("INVALID_RECORD", "a record must be a JSON object");
   assertStorableText(input);
@@ -50,9 +76,14 @@ export function parseRecord(input: unknown, opts: ParseOptions): IngestRecord {
       if (input.properties === undefined && type === "profile") {
         throw new PortraitError("INVALID_RECORD", "a profile record needs properties", "properties");
       }
-      const properties = withField("properties", () =>
-        parsePropertySet(input.properties ?? {}, { timezone: tz, now: opts.now }),
-      );
+      const raw = input.properties ?? {};
+      const properties = withField("properties", () => {
+        try {
+          return parsePropertySet(raw, { timezone: tz, now: opts.now });
+        } catch (e) {
+          throw type === "login" ? asMissingIdentity(e, raw, opts.settings.identityKeys) : e;
+        }
+      });
       return withBase({ type, handle, ts, properties } as LoginRecord | ProfileRecord, id, context);
     }
     case "event": {

@@ -136,18 +136,28 @@ describe.each(stores)("%s store", (store) => {
     it("refuses a login without identity values, with junk identities, or without a device", async () => {
       const r = await h.ingest(
         login("d", { Name: "x" }),
-        login("d", { Identity: "anonymous" }),
+        // §11: a junk value is INVALID_IDENTITY, but MISSING_IDENTITY when it was the login's only one.
+        login("d", { Identity: "anonymous", Name: "x" }),
+        login("d", { Identity: "NULL", Email: " undefined " }),
+        login("d", { FBID: "0" }),
+        login("d", { Identity: "u-9", Email: "null" }),
+        login("d", { Email: "a@x.io", FBID: "nan" }),
         login("d", { Email: "not-an-email" }),
         { type: "login", identity: { Email: "a@x.io" }, properties: { Email: "a@x.io" } },
       );
       expect(r.status).toBe("fail");
-      expect(r.unprocessed.map((u) => u.code)).toEqual([
-        "MISSING_IDENTITY",
-        "INVALID_IDENTITY",
-        "INVALID_EMAIL",
-        "INVALID_HANDLE",
+      expect(r.unprocessed.map((u) => [u.code, u.field])).toEqual([
+        ["MISSING_IDENTITY", "properties"],
+        ["MISSING_IDENTITY", "properties.Identity"],
+        ["MISSING_IDENTITY", "properties.Identity"],
+        ["MISSING_IDENTITY", "properties.FBID"],
+        ["INVALID_IDENTITY", "properties.Email"],
+        ["INVALID_IDENTITY", "properties.FBID"],
+        ["INVALID_EMAIL", "properties.Email"],
+        ["INVALID_HANDLE", "deviceId"],
       ]);
       expect(await profileOf("d")).toBeUndefined();
+      expect(await h.portrait.findProfiles(h.account, { kind: "identity", key: "Identity", value: "u-9" })).toEqual([]);
     });
 
     it("parallel logins with one new identity on different devices create exactly one profile", async () => {
