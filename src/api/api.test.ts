@@ -351,5 +351,27 @@ describe.each(stores)("%s store", (store) => {
       p = (await s.api("GET", `/v1/profiles/${id}`)).body;
       expect(p.system.timezone).toBe("America/New_York");
     });
+
+    it("reads a record ts without an offset in the account timezone, so ordering by ts holds", async () => {
+      const ingest = (records: unknown[]) => s.api("POST", "/v1/ingest", { records });
+      expect((await s.api("PATCH", "/v1/account/settings", { timezone: "Pacific/Pago_Pago" })).status).toBe(200);
+      try {
+        // 12:00 in Pago Pago (UTC−11) is 23:00 UTC: later than 13:00 UTC, so the second set is the older one.
+        const id = (
+          await ingest([
+            { type: "event", deviceId: "pago", name: "Local", ts: "2024-06-01T12:00:00" },
+            { type: "profile", deviceId: "pago", ts: "2024-06-01T12:00:00", properties: { Shelf: "A" } },
+            { type: "profile", deviceId: "pago", ts: "2024-06-01T13:00:00Z", properties: { Shelf: "B" } },
+          ])
+        ).body.results[0].profileId;
+        const events = (await s.api("GET", `/v1/profiles/${id}/events`)).body.events;
+        expect(events.find((e: { name: string }) => e.name === "Local").ts).toBe("2024-06-01T23:00:00.000Z");
+        const p = (await s.api("GET", `/v1/profiles/${id}`)).body;
+        expect(p.properties.Shelf).toBe("A");
+        expect(p.system.lastSeen).toBe("2024-06-01T23:00:00.000Z");
+      } finally {
+        await s.api("PATCH", "/v1/account/settings", { timezone: "UTC" });
+      }
+    });
   });
 });

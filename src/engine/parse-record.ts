@@ -65,10 +65,11 @@ export function parseRecord(input: unknown, opts: ParseOptions): IngestRecord {
   if (type === "login" && handle.kind !== "device") {
     throw new PortraitError("INVALID_HANDLE", "a login record needs deviceId as its handle", "deviceId");
   }
-  const ts = parseTimestamp(input.ts, opts.now, "ts");
+  const tz = opts.settings.timezone;
+  // §11 Dates: an offset-less date-time is wall-clock time in the account timezone, for a record ts too.
+  const ts = parseTimestamp(input.ts, opts.now, "ts", tz);
   const id = parseRecordId(input.id);
   const context = parseContext(input.context);
-  const tz = opts.settings.timezone;
 
   switch (type) {
     case "login":
