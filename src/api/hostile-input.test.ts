@@ -211,6 +211,32 @@ describe.each(stores)("%s store", (store) => {
       const p = await s.api("GET", `/v1/profiles/${known}`);
       expect(p.body.properties).toMatchObject({ Name: "Kept", Color: "green" });
     });
+
+    it("refuses JSON nested thousands deep with a 4xx on every endpoint that reads JSON, never a crash", async () => {
+      // Written as text: JSON.stringify itself would overflow on the deepest of these.
+      const brackets = `${"[".repeat(6000)}"x"${"]".repeat(6000)}`;
+      const objects = `${'{"k":'.repeat(10_000)}"x"${"}".repeat(10_000)}`;
+      const nots = `${'{"not":'.repeat(6000)}{"type":"customer"}${"}".repeat(6000)}`;
+      const r = await s.api(
+        "POST",
+        "/v1/ingest",
+        `{"records":[{"type":"profile","deviceId":"keep","properties":{"Deep":${brackets}}},` +
+          `{"type":"event","deviceId":"keep","name":"E","properties":{"deep":${objects}}},` +
+          `{"type":"profile","deviceId":"keep","properties":{"Shade":"blue"}}]}`,
+      );
+      expect(r.status).toBe(200);
+      expect(r.body.unprocessed.map((u: { code: string }) => u.code)).toEqual(["NESTING_TOO_DEEP", "NESTING_TOO_DEEP"]);
+      expect(r.body.unprocessed[0].field.startsWith("properties.Deep")).toBe(true);
+      const patch = await s.api("PATCH", `/v1/profiles/${known}`, `{"Deep":${brackets}}`);
+      expect(patch).toMatchObject({ status: 400, body: { error: { code: "NESTING_TOO_DEEP" } } });
+      const doc = await s.api("PUT", `/v1/profiles/${known}/documents/default/deep`, `{"deep":${objects}}`);
+      expect(doc).toMatchObject({ status: 400, body: { error: { code: "NESTING_TOO_DEEP" } } });
+      const query = await s.api("POST", "/v1/segments/query", `{"where":${nots}}`);
+      expect(query).toMatchObject({ status: 400, body: { error: { code: "INVALID_SEGMENT" } } });
+      const p = await s.api("GET", `/v1/profiles/${known}`);
+      expect(p.body.properties).toMatchObject({ Name: "Kept", Shade: "blue" });
+      expect(p.body.properties.Deep).toBeUndefined();
+    });
   });
 
   describe("profile endpoints", () => {

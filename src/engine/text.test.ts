@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { PortraitError } from "./errors.js";
-import { assertStorableText } from "./text.js";
+import { assertStorableText, MAX_JSON_DEPTH } from "./text.js";
 
 function codeAndField(input: unknown): [string, string | undefined] | null {
   try {
@@ -22,6 +22,18 @@ describe("assertStorableText", () => {
     expect(codeAndField({ list: ["ok", "\uD800"] })).toEqual(["INVALID_VALUE", "list[1]"]);
     expect(codeAndField({ x: "\uDC00tail" })).toEqual(["INVALID_VALUE", "x"]);
     expect(codeAndField({ "bad\u0000key": 1 })).toEqual(["INVALID_KEY", "bad\u0000key"]);
+  });
+  it("refuses JSON nested deeper than 64 levels, however deep, with the path to where it went too far", () => {
+    const nest = (levels: number, inner: unknown = 1) => {
+      let v: unknown = inner;
+      for (let i = 0; i < levels; i++) v = i % 2 === 0 ? [v] : { k: v };
+      return v;
+    };
+    expect(codeAndField({ p: nest(MAX_JSON_DEPTH - 1) })).toBeNull();
+    const [code, field] = codeAndField({ p: nest(MAX_JSON_DEPTH) })!;
+    expect(code).toBe("NESTING_TOO_DEEP");
+    expect(field?.startsWith("p")).toBe(true);
+    expect(codeAndField({ p: nest(100_000) })?.[0]).toBe("NESTING_TOO_DEEP");
   });
 });
 

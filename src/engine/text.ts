@@ -1,15 +1,20 @@
 /**
  * Text both stores can keep: no NUL character and no unpaired UTF-16 surrogate (PostgreSQL refuses both, and
  * neither is meaningful text). Checked once at the edge so a record fails cleanly instead of a whole batch later.
+ * The same walk refuses JSON nested deeper than any valid input needs: a 10 KB body of nested brackets would
+ * otherwise overflow the stack of every recursive reader after it.
  */
 import { PortraitError } from "./errors.js";
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching NUL is the point of this pattern
 const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
-/** The first unstorable text found: whether it is a key, and the keys and indexes that lead to it, innermost first. */
+/** Deeper than any valid record, document or segment (nested properties stop at 3, segments at 10). */
+export const MAX_JSON_DEPTH = 64;
+
+/** The first fault found: what it is, and the keys and indexes that lead to it, innermost first. */
 interface Fault {
-  inKey: boolean;
+  kind: "key" | "value" | "depth";
   steps: Array<string | number>;
 }
 
@@ -21,8 +26,11 @@ export function assertStorableText(input: unknown, field = ""): void {
     const step = fault.steps[i]!;
     path = typeof step === "number" ? `${path}[${step}]` : path ? `${path}.${step}` : step;
   }
-  if (fault.inKey) {
+  if (fault.kind === "key") {
     throw new PortraitError("INVALID_KEY", "a key must not contain NUL characters or unpaired surrogates", path);
+  }
+  if (fault.kind === "depth") {
+    throw new PortraitError("NESTING_TOO_DEEP", `JSON must not nest more than ${MAX_JSON_DEPTH} levels`, path);
   }
   throw new PortraitError(
     "INVALID_VALUE",
@@ -35,12 +43,13 @@ export function assertStorableText(input: unknown, field = ""): void {
  * Every record of every batch passes here, and almost all are clean: the walk allocates nothing on the way down, and
  * the path of a fault is gathered only on the way back up from one.
  */
-function faultIn(input: unknown): Fault | null {
-  if (typeof input === "string") return UNSTORABLE.test(input) ? { inKey: false, steps: [] } : null;
+function faultIn(input: unknown, depth = 0): Fault | null {
+  if (typeof input === "string") return UNSTORABLE.test(input) ? { kind: "value", steps: [] } : null;
   if (typeof input !== "object" || input === null) return null;
+  if (depth === MAX_JSON_DEPTH) return { kind: "depth", steps: [] };
   if (Array.isArray(input)) {
     for (let i = 0; i < input.length; i++) {
-      const fault = faultIn(input[i]);
+      const fault = faultIn(input[i], depth + 1);
       if (fault !== null) {
         fault.steps.push(i);
         return fault;
@@ -51,8 +60,8 @@ function faultIn(input: unknown): Fault | null {
   const record = input as Record<string, unknown>;
   for (const key in record) {
     if (!Object.hasOwn(record, key)) continue;
-    if (UNSTORABLE.test(key)) return { inKey: true, steps: [key] };
-    const fault = faultIn(record[key]);
+    if (UNSTORABLE.test(key)) return { kind: "key", steps: [key] };
+    const fault = faultIn(record[key], depth + 1);
     if (fault !== null) {
       fault.steps.push(key);
       return fault;
