@@ -232,6 +232,16 @@ describe.each(stores)("%s store", (store) => {
       expect(patched.body.properties).toMatchObject({ Score: 3, Tags: ["a", "b"] });
       const bad = await s.api("PATCH", `/v1/profiles/${id}`, { Score: "high" });
       expect(bad).toMatchObject({ status: 400, body: { error: { code: "TYPE_MISMATCH", field: "Score" } } });
+      // API.md: PATCH errors are 400 with the ingest codes, a conflict with another person's identity too.
+      await s.api("POST", "/v1/ingest", {
+        records: [{ type: "login", deviceId: "p-2", properties: { Email: "taken@x.io" } }],
+      });
+      const taken = await s.api("PATCH", `/v1/profiles/${id}`, { Email: "taken@x.io", Score: { $incr: 1 } });
+      expect(taken).toMatchObject({ status: 400, body: { error: { code: "IDENTITY_CONFLICT", field: "Email" } } });
+      expect((await s.api("GET", `/v1/profiles/${id}`)).body.properties).toMatchObject({
+        Email: "patch@x.io",
+        Score: 3,
+      });
 
       const test = await s.api("PUT", `/v1/profiles/${id}/test`, { test: true });
       expect(test.body).toMatchObject({ flags: { test: true }, properties: { is_test_user: "Yes" } });

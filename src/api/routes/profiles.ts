@@ -6,6 +6,7 @@ import { normaliseIdentityValue } from "../../engine/properties/values.js";
 import type { IdentityKey } from "../../engine/types.js";
 import type { FindQuery } from "../../pipeline/portrait.js";
 import type { AppDeps } from "../app.js";
+import { errorBody } from "../errors.js";
 import { timelineJson } from "../timeline-json.js";
 
 type IdParams = { Params: { id: string } };
@@ -82,7 +83,15 @@ export function profileRoutes({ portrait }: AppDeps) {
     app.patch<IdParams>(
       "/v1/profiles/:id",
       { schema: { tags: ["profiles"], summary: "Apply a property set with operations", body: { type: "object" } } },
-      async (request) => portrait.patchProfile(request.account, profileId(request.params.id), request.body),
+      async (request, reply) => {
+        try {
+          return await portrait.patchProfile(request.account, profileId(request.params.id), request.body);
+        } catch (e) {
+          // API.md: PATCH errors are 400 with the ingest codes; elsewhere an identity conflict is a 409.
+          if (!(e instanceof PortraitError) || e.code !== "IDENTITY_CONFLICT") throw e;
+          return reply.status(400).send(errorBody(e));
+        }
+      },
     );
     app.delete<IdParams>(
       "/v1/profiles/:id",
