@@ -23,6 +23,13 @@ describe("assertStorableText", () => {
     expect(codeAndField({ x: "\uDC00tail" })).toEqual(["INVALID_VALUE", "x"]);
     expect(codeAndField({ "bad\u0000key": 1 })).toEqual(["INVALID_KEY", "bad\u0000key"]);
   });
+  it("refuses a __proto__ key anywhere, as JSON.parse makes it (an own key), naming the path", () => {
+    expect(codeAndField(JSON.parse('{"user_profile":{"a":[{"__proto__":{"polluted":1}}]}}'))).toEqual([
+      "INVALID_KEY",
+      "user_profile.a[0].__proto__",
+    ]);
+    expect(codeAndField(JSON.parse('{"constructor":{"prototype":1}}'))).toBeNull();
+  });
   it("refuses JSON nested deeper than 64 levels, however deep, with the path to where it went too far", () => {
     const nest = (levels: number, inner: unknown = 1) => {
       let v: unknown = inner;

@@ -27,7 +27,11 @@ export function assertStorableText(input: unknown, field = ""): void {
     path = typeof step === "number" ? `${path}[${step}]` : path ? `${path}.${step}` : step;
   }
   if (fault.kind === "key") {
-    throw new PortraitError("INVALID_KEY", "a key must not contain NUL characters or unpaired surrogates", path);
+    throw new PortraitError(
+      "INVALID_KEY",
+      "a key must not be __proto__ or contain NUL characters or unpaired surrogates",
+      path,
+    );
   }
   if (fault.kind === "depth") {
     throw new PortraitError("NESTING_TOO_DEEP", `JSON must not nest more than ${MAX_JSON_DEPTH} levels`, path);
@@ -60,7 +64,8 @@ function faultIn(input: unknown, depth = 0): Fault | null {
   const record = input as Record<string, unknown>;
   for (const key in record) {
     if (!Object.hasOwn(record, key)) continue;
-    if (UNSTORABLE.test(key)) return { kind: "key", steps: [key] };
+    // JSON.parse makes `__proto__` an own key; code that copies keys by assignment would turn it into a prototype.
+    if (UNSTORABLE.test(key) || key === "__proto__") return { kind: "key", steps: [key] };
     const fault = faultIn(record[key], depth + 1);
     if (fault !== null) {
       fault.steps.push(key);
