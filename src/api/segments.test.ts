@@ -287,6 +287,25 @@ describe.each(stores)("segments over HTTP on %s", (store) => {
     expect(gone.body.error).toMatchObject({ code: "INVALID_SEGMENT", field: "where.inSegment" });
   });
 
+  it("exports the properties Portrait writes itself (Timezone from context, is_test_user) as registered columns", async () => {
+    const other = await accounts(s);
+    const auth = { authorization: `Bearer ${other.secretKey}` };
+    const r = await s.api(
+      "POST",
+      "/v1/ingest",
+      { records: [{ type: "event", deviceId: "tokyo", name: "Opened", context: { timezone: "Asia/Tokyo" } }] },
+      auth,
+    );
+    const id = r.body.results[0].profileId;
+    expect((await s.api("PUT", `/v1/profiles/${id}/test`, { test: true }, auth)).status).toBe(200);
+    const saved = await s.api("POST", "/v1/segments", { name: "all", where: { type: "anonymous" } }, auth);
+    const csv = await fetch(`${s.url}/v1/segments/${saved.body.id}/export.csv`, { headers: auth });
+    expect((await csv.text()).split("\r\n").slice(0, 2)).toEqual([
+      "id,type,Identity,Email,Timezone,is_test_user",
+      `${id},anonymous,,,Asia/Tokyo,Yes`,
+    ]);
+  });
+
   it("evaluates large conditions, and refuses one too large to evaluate", async () => {
     const names = Array.from({ length: 999 }, (_, i) => `City ${i}`);
     expect(await count({ property: "City", op: "in", value: [...names, "Paris"] })).toBe(3);

@@ -64,13 +64,23 @@ async function finishRecord(scope: RecordScope, record: AnyRecord): Promise<void
   }
   const journals = new Set<string>();
   for (const id of scope.touched) {
-    const mergeId = (await uow.load(id))?.journalMergeId;
+    const state = await uow.load(id);
+    if (state?.props.Timezone !== undefined) await registerWrittenByPortrait(scope, "Timezone");
+    const mergeId = state?.journalMergeId;
     if (mergeId && !scope.createdMerges.has(mergeId)) journals.add(mergeId);
   }
   if (journals.size === 0) return;
   const journalled =
     record.type === "login" && scope.deviceFrom !== null ? { ...record, deviceFrom: scope.deviceFrom } : record;
   for (const mergeId of journals) await uow.tx.appendJournal(uow.accountId, mergeId, journalled);
+}
+
+/**
+ * A property Portrait writes itself (Timezone from context, is_test_user) takes its type in the registry as a
+ * client's write would, so that segment exports list it among the registered properties (API.md).
+ */
+async function registerWrittenByPortrait(scope: RecordScope, key: "Timezone" | "is_test_user"): Promise<void> {
+  if (scope.uow.typeOf("profile", key) === undefined) await scope.uow.register("profile", key, "string");
 }
 
 /** For a duplicate: the profile its handle names now, without creating anything. */
@@ -242,8 +252,12 @@ async function applyFlags(scope: RecordScope, record: FlagsRecord): Promise<Reco
   if (record.test !== undefined) {
     next.flags.test = record.test;
     const props = { ...next.props };
-    if (record.test) props.is_test_user = { v: "Yes", t: "string", ts: record.ts };
-    else delete props.is_test_user;
+    if (record.test) {
+      props.is_test_user = { v: "Yes", t: "string", ts: record.ts };
+      await registerWrittenByPortrait(scope, "is_test_user");
+    } else {
+      delete props.is_test_user;
+    }
     next = { ...next, props };
   }
   if (record.controlGroupExcluded !== undefined) {
