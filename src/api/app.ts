@@ -71,6 +71,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       security: [{ bearer: [] }],
     },
   });
+  // Many HTTP clients send `Content-Type: application/json` on every request, an empty DELETE or undo included; a
+  // route that takes no body must not refuse that as an empty JSON document.
+  app.addHook("onRequest", async (request) => {
+    const bodyless = request.method === "DELETE" || request.routeOptions.config.bodyless === true;
+    const { headers } = request;
+    if (bodyless && headers["transfer-encoding"] === undefined && (headers["content-length"] ?? "0") === "0") {
+      delete headers["content-type"];
+    }
+  });
   app.addHook("onRequest", authHook(deps.accounts));
   await app.register(metricsPlugin(deps.metrics));
   await app.register(healthRoutes);

@@ -14,6 +14,8 @@ export type Access = "none" | "secret" | "public";
 declare module "fastify" {
   interface FastifyContextConfig {
     access?: Access;
+    /** A POST that takes no body: an empty one is accepted whatever its Content-Type (app.ts). */
+    bodyless?: boolean;
   }
   interface FastifyRequest {
     account: Account;

@@ -262,6 +262,33 @@ describe.each(stores)("%s store", (store) => {
       ]);
     });
 
+    it("takes an empty body sent as JSON on DELETE and undo, but not where a body is due", async () => {
+      const json = { "content-type": "application/json" };
+      const victim = (await one({ type: "event", deviceId: "empty-body", name: "E" })).body.results[0].profileId;
+      expect(await s.api("DELETE", `/v1/profiles/${victim}`, undefined, json)).toMatchObject({
+        status: 200,
+        body: { deleted: { profiles: 1 } },
+      });
+      expect(await s.api("DELETE", `/v1/segments/${"0".repeat(24)}`, undefined, json)).toMatchObject({
+        status: 404,
+        body: { error: { code: "UNKNOWN_SEGMENT" } },
+      });
+      expect(await s.api("POST", "/v1/merges/nope/undo", undefined, json)).toMatchObject({
+        status: 404,
+        body: { error: { code: "UNKNOWN_MERGE" } },
+      });
+      expect(await s.api("POST", "/v1/ingest", undefined, json)).toMatchObject({
+        status: 400,
+        body: { error: { code: "INVALID_JSON" } },
+      });
+      // A body that is there is still read, and refused when it is not JSON.
+      expect(await s.api("DELETE", `/v1/profiles/${known}`, "{oops", json)).toMatchObject({
+        status: 400,
+        body: { error: { code: "INVALID_JSON" } },
+      });
+      await expectUntouched();
+    });
+
     it("refuses malformed ids, bodies and flags", async () => {
       expect(await s.api("GET", "/v1/profiles/..%2F..%2Fetc")).toMatchObject({
         status: 404,

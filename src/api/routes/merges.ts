@@ -26,7 +26,10 @@ export function mergeRoutes({ portrait }: AppDeps) {
     );
     app.post<{ Params: { mergeId: string } }>(
       "/v1/merges/:mergeId/undo",
-      { schema: { tags: ["merges"], summary: "Undo a merge: both people restored, later records replayed" } },
+      {
+        config: { bodyless: true },
+        schema: { tags: ["merges"], summary: "Undo a merge: both people restored, later records replayed" },
+      },
       async (request) => portrait.undoMerge(request.account, request.params.mergeId),
     );
   };
