@@ -295,6 +295,27 @@ describe.each(stores)("%s store", (store) => {
       expect((await profileBy("email=mp@x.io")).properties.Name).toBe("Multi");
     });
 
+    it("refuses a broken multipart body with 400, and nothing of it is kept", async () => {
+      const post = (body: string, contentType: string) =>
+        fetch(`${s.url}/v1/imports?kind=profiles`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${SECRET}`, "content-type": contentType },
+          body,
+        });
+      const cutOff =
+        '--xx\r\nContent-Disposition: form-data; name="file"; filename="a.csv"\r\n\r\nEmail\nbroken@x.io\n';
+      for (const [body, contentType] of [
+        [cutOff, "multipart/form-data; boundary=xx"],
+        [cutOff, "multipart/form-data; boundary=yy"],
+        [cutOff, "multipart/form-data"],
+      ] as const) {
+        const res = await post(body, contentType);
+        expect(res.status, contentType).toBe(400);
+        expect(((await res.json()) as { error: { code: string } }).error.code).toBe("INVALID_BODY");
+      }
+      expect(await profileBy("email=broken@x.io")).toBeNull();
+    });
+
     it("refuses unknown kinds, other content types and files over the limit", async () => {
       expect(await upload(s, "widgets", "Email\na@x.io\n")).toMatchObject({
         status: 400,

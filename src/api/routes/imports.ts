@@ -13,6 +13,12 @@ import { importView } from "../../imports/runner.js";
 import { formatFor, type ImportService, parseKind } from "../../imports/service.js";
 import type { AppDeps } from "../app.js";
 
+function unreadableMultipart(e: unknown): unknown {
+  if (e instanceof PortraitError || (e as { statusCode?: number }).statusCode === 413) return e;
+  const reason = e instanceof Error ? e.message : String(e);
+  return new PortraitError("INVALID_BODY", `the multipart body could not be read: ${reason}`, "file");
+}
+
 /** A multipart part's format: its content type, else its file name's extension (curl sends octet-stream). */
 function partContentType(mimetype: string, filename: string): string {
   if (mimetype === "text/csv" || mimetype.includes("ndjson")) return mimetype;
@@ -49,8 +55,16 @@ export function importRoutes({ imports }: AppDeps & { imports: ImportService }, 
         let contentType: string | undefined;
         let fileName: string | null = null;
         let truncated: (() => boolean) | undefined;
+        // A multipart body that breaks off or has no boundary is the client's fault: 400, not 500.
+        let multipart = false;
         if (request.isMultipart()) {
-          const part = await request.file();
+          multipart = true;
+          let part: Awaited<ReturnType<typeof request.file>>;
+          try {
+            part = await request.file();
+          } catch (e) {
+            throw unreadableMultipart(e);
+          }
           if (part?.fieldname !== "file") {
             throw new PortraitError(
               "INVALID_BODY",
@@ -73,7 +87,8 @@ export function importRoutes({ imports }: AppDeps & { imports: ImportService }, 
         } catch (e) {
           // The rest of a refused upload is not read: the connection closes after the answer instead.
           reply.header("connection", "close");
-          throw e;
+          // The part's stream may have failed before anyone listened: its `errored` says so either way.
+          throw multipart && body.errored ? unreadableMultipart(body.errored) : e;
         }
         reply.status(202);
         return { id: row.id, status: row.status };
