@@ -10,7 +10,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { createReadStream, type Stats } from "node:fs";
-import { type FileHandle, mkdir, open, readdir, rename, rm, rmdir, stat, writeFile } from "node:fs/promises";
+import { access, type FileHandle, mkdir, open, readdir, rename, rm, rmdir, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
 import ssh2 from "ssh2";
@@ -317,7 +317,11 @@ export class SftpDropPoint {
     if (!account) return;
     const outcome = await readManifest(path.join(root, virtual), dir, root);
     if (!outcome.ok) {
-      const resultName = path.posix.basename(outcome.fileName ?? virtual);
+      // Next to the file it names, unless that file already has an import's result: a refused manifest must not
+      // replace what a real import reported. Then, and when it names nothing usable, next to the manifest.
+      const named = outcome.fileName === null ? null : path.posix.basename(outcome.fileName);
+      const taken = named !== null && (await exists(path.join(root, dir, `${named}.result.json`)));
+      const resultName = named !== null && !taken ? named : path.posix.basename(virtual);
       await writeResult(path.join(root, dir), resultName, {
         status: "failed",
         manifest: path.posix.basename(virtual),
@@ -338,6 +342,15 @@ export class SftpDropPoint {
         resultName: path.basename(m.dataPath),
       },
     });
+  }
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await access(file);
+    return true;
+  } catch {
+    return false;
   }
 }
 

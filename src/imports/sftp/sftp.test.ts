@@ -224,6 +224,14 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
       status: "failed",
       error: { code: "INVALID_MANIFEST", message: expect.stringMatching(/inside your folder/) },
     });
+
+    // A refused manifest naming a file that has an import's result leaves that result alone.
+    writeFileSync(path.join(work, "again.manifest"), JSON.stringify({ fileName: "quotes.csv", kind: "widgets" }));
+    expect((await sftp("default", key, ["put again.manifest"])).code).toBe(0);
+    const again = JSON.parse(await waitForFile(path.join(folder("default"), "again.manifest.result.json")));
+    expect(again).toMatchObject({ status: "failed", fileName: "quotes.csv", error: { code: "INVALID_MANIFEST" } });
+    const kept = JSON.parse(readFileSync(path.join(folder("default"), "quotes.csv.result.json"), "utf8"));
+    expect(kept).toEqual(quotes);
   });
 
   it("keeps its host key in the store across restarts", async () => {
