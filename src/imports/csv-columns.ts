@@ -111,8 +111,20 @@ const TRUE = new Set(["true", "yes", "y", "1"]);
 const FALSE = new Set(["false", "no", "n", "0"]);
 const EPOCH_SECONDS = /^-?\d{1,12}(?:\.\d+)?$/;
 
-function refuse(column: Column, expected: string, cell: string): never {
+/**
+ * A cell its type cannot read. Under a header that declares the type, the cell is malformed (INVALID_VALUE); an
+ * untyped cell read by the key's registered type is a value of another type, refused as /v1/ingest refuses one
+ * (SEMANTICS §4: TYPE_MISMATCH naming the key, the expected and the given type).
+ */
+function refuse(column: Column, expected: string, cell: string, registered: string): never {
   const shown = cell.length > 60 ? `${JSON.stringify(cell.slice(0, 60))}…` : JSON.stringify(cell);
+  if (column.type === null) {
+    throw new PortraitError(
+      "TYPE_MISMATCH",
+      `Property ${JSON.stringify(column.key)} is a ${registered}, got a string (${shown})`,
+      column.key,
+    );
+  }
   throw new PortraitError(
     "INVALID_VALUE",
     `column ${JSON.stringify(column.header)} must be ${expected}, got ${shown}`,
@@ -127,14 +139,14 @@ export function cellValue(cell: string, type: CellType, column: Column, timezone
       return cell;
     case "number": {
       const text = cell.trim();
-      if (!NUMBER.test(text)) refuse(column, "a number", cell);
+      if (!NUMBER.test(text)) refuse(column, "a number", cell, "number");
       return Number(text);
     }
     case "boolean": {
       const text = cell.trim().toLowerCase();
       if (TRUE.has(text)) return true;
       if (FALSE.has(text)) return false;
-      return refuse(column, "a boolean (true/false, yes/no, 1/0)", cell);
+      return refuse(column, "a boolean (true/false, yes/no, 1/0)", cell, "boolean");
     }
     case "date": {
       const text = cell.trim();
@@ -144,7 +156,7 @@ export function cellValue(cell: string, type: CellType, column: Column, timezone
     }
     case "pattern": {
       const ms = parseWithPattern(cell, type.pattern, timezone);
-      if (ms === null) return refuse(column, `a date like ${JSON.stringify(type.pattern.source)}`, cell);
+      if (ms === null) return refuse(column, `a date like ${JSON.stringify(type.pattern.source)}`, cell, "date");
       return `$D_${Math.floor(ms / 1000)}`;
     }
     case "multi":
@@ -153,7 +165,7 @@ export function cellValue(cell: string, type: CellType, column: Column, timezone
       try {
         return JSON.parse(cell);
       } catch {
-        return refuse(column, "JSON", cell);
+        return refuse(column, "JSON", cell, "object");
       }
   }
 }

@@ -59,7 +59,9 @@ describe("profile rows", () => {
       Tags: { $set: ["solo"] },
     });
     expect(m.map(["a@x.io", "5", "", "", "", "", ""], ctx()).record.properties).toEqual({ Visits: "5" });
-    expect(() => m.map(["a@x.io", "x", "", "", "", "", ""], ctx({ Visits: "number" }))).toThrow(/must be a number/);
+    expect(() => m.map(["a@x.io", "x", "", "", "", "", ""], ctx({ Visits: "number" }))).toThrow(
+      /Property "Visits" is a number, got a string/,
+    );
     expect(() => m.map(["a@x.io", "", "", "t", "$frobnicate", "", ""], ctx())).toThrow(/one of \$add/);
     expect(() => m.map(["a@x.io", "1"], ctx())).toThrow(/2 cells but the header has 7/);
   });

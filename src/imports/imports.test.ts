@@ -118,7 +118,14 @@ describe.each(stores)("%s store", (store) => {
       const r = await runImport(s, "profiles", "Email,Visits,Vip\nreg@x.io,42,false\nreg2@x.io,many,true\n");
       expect(r).toMatchObject({ processed: 1, failed: 1 });
       expect((await profileBy("email=reg@x.io")).properties).toMatchObject({ Visits: 42, Vip: false });
-      expect(await failuresCsv(s, r.id)).toContain('column ""Visits"" must be a number');
+      // As /v1/ingest refuses a string for a number key: TYPE_MISMATCH, the key, the expected and the given type.
+      expect(await failuresCsv(s, r.id)).toContain(
+        'TYPE_MISMATCH (Visits): Property ""Visits"" is a number, got a string (""many"")',
+      );
+      const typed = await runImport(s, "profiles", "Email,Visits<number>\nreg3@x.io,lots\n");
+      expect(await failuresCsv(s, typed.id)).toContain(
+        'INVALID_VALUE (Visits): column ""Visits<number>"" must be a number',
+      );
     });
 
     it("writes refused rows, as read, to the failure report with the live API's codes", async () => {
