@@ -40,6 +40,8 @@ function duration(seconds: number): string {
 class Progress {
   private lastLine = 0;
   private readonly tty = process.stderr.isTTY === true;
+  /** A bar is drawn on the current line: the next output must start a line of its own. */
+  private drawn = false;
 
   show(label: string, fraction: number, detail: string): void {
     const pct = `${Math.floor(Math.min(1, Math.max(0, fraction)) * 100)}%`.padStart(4);
@@ -48,6 +50,7 @@ class Progress {
       const filled = Math.round(Math.min(1, fraction) * width);
       const bar = `${"#".repeat(filled)}${"·".repeat(width - filled)}`;
       process.stderr.write(`\r\x1b[2K${label} [${bar}] ${pct}  ${detail}`);
+      this.drawn = true;
     } else if (Date.now() - this.lastLine >= 2000) {
       this.lastLine = Date.now();
       process.stderr.write(`${label} ${pct}  ${detail}\n`);
@@ -55,7 +58,8 @@ class Progress {
   }
 
   done(): void {
-    if (this.tty) process.stderr.write("\n");
+    if (this.drawn) process.stderr.write("\n");
+    this.drawn = false;
   }
 }
 
@@ -97,8 +101,14 @@ async function postFile(
     answered = true;
     stopWaiting?.();
   });
-  request.once("error", () => stopWaiting?.());
+  let failed: Error | null = null;
+  request.once("error", (error) => {
+    failed = error;
+    stopWaiting?.();
+  });
   const response = answerOf(request);
+  // A connection refused fails the answer while the loop below still waits on a chunk: it is awaited at the end.
+  response.catch(() => undefined);
   const handle = await open(file, "r");
   try {
     const buffer = Buffer.allocUnsafe(64 * 1024);
@@ -113,11 +123,25 @@ async function postFile(
         request.write(buffer.subarray(0, bytesRead), (err) => (err ? reject(err) : resolve()));
       });
       stopWaiting = null;
+      if (failed !== null) throw failed;
       sent += bytesRead;
       onSent(sent);
     }
   } catch (error) {
     if (!answered) request.destroy();
+    // A refused connection fails the pending write ("stream destroyed") just before the request's own error.
+    if ((error as { code?: string }).code === "ERR_STREAM_DESTROYED") {
+      const timeout = new Promise<null>((resolve) => setTimeout(() => resolve(null), 1000).unref());
+      throw (
+        (await Promise.race([
+          response.then(
+            () => null,
+            (reason: unknown) => reason,
+          ),
+          timeout,
+        ])) ?? error
+      );
+    }
     throw error;
   } finally {
     await handle.close();
@@ -155,6 +179,24 @@ export async function runImportCommand(
   file: string,
   opts: { kind: string; url: string; key?: string; format?: string; interval?: string },
 ): Promise<number> {
+  const progress = new Progress();
+  try {
+    return await importWithProgress(file, opts, progress);
+  } catch (error) {
+    progress.done();
+    const code = (error as { code?: unknown }).code;
+    if (code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "ECONNRESET") {
+      throw new Error(`cannot reach the server at ${opts.url} (${(error as Error).message}); is it running? (--url)`);
+    }
+    throw error;
+  }
+}
+
+async function importWithProgress(
+  file: string,
+  opts: { kind: string; url: string; key?: string; format?: string; interval?: string },
+  progress: Progress,
+): Promise<number> {
   const key = opts.key ?? process.env.PORTRAIT_KEY;
   if (!key) throw new PortraitError("UNAUTHORIZED", "give the secret key with --key sk_… (or $PORTRAIT_KEY)");
   if (!existsSync(file) || !statSync(file).isFile()) throw new PortraitError("INVALID_VALUE", `no file ${file}`);
@@ -162,7 +204,6 @@ export async function runImportCommand(
   const size = statSync(file).size;
   const base = opts.url.replace(/\/+$/, "");
   const headers = { authorization: `Bearer ${key}` };
-  const progress = new Progress();
   const name = path.basename(file);
 
   // Upload, streamed: the file is never held in memory.

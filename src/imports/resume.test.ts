@@ -240,6 +240,12 @@ describe("portrait import (CLI)", () => {
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/UNAUTHORIZED/);
     await kill(node);
+    // Nobody listens any more: one line saying so, not a stack trace.
+    const unreachable = await run(good);
+    expect(unreachable.code).toBe(1);
+    expect(unreachable.stderr).toBe(
+      `portrait: cannot reach the server at ${node.url} (connect ECONNREFUSED ${new URL(node.url).host}); is it running? (--url)\n`,
+    );
 
     // A server (or proxy) that answers at once and then reads no more of the body: the socket fills and the CLI's
     // pending write never completes. The CLI must take the answer and stop, not wait for that write forever.
