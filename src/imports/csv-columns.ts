@@ -65,7 +65,13 @@ export function parseHeader(header: string[]): Column[] {
       return { index, header: text, key: text, type: null, operationOf: key };
     }
     const m = TYPED.exec(text);
-    if (!m) return { index, header: text, key: text, type: null };
+    if (!m) {
+      // Half a type annotation is a typo, not a key to create: "Score<number" would otherwise become a property.
+      if (text.includes("<") || text.endsWith(">")) {
+        throw new HeaderError(`column ${index + 1}: ${JSON.stringify(text)} is not Key<type> nor a plain key`);
+      }
+      return { index, header: text, key: text, type: null };
+    }
     const key = (m[1] as string).trim();
     const spec = (m[2] as string).trim();
     if (key === "") throw new HeaderError(`column ${index + 1}: ${JSON.stringify(text)} has a type but no key`);

@@ -24,6 +24,9 @@ describe("CSV headers", () => {
     [["Email", "<number>"], /no key/],
     [["Email", "X<weird type>"], /neither a type/],
     [["Email", ".operation"], /needs a key/],
+    [["Email", "Y<number"], /not Key<type>/],
+    [["Email", "Z<>"], /not Key<type>/],
+    [["Email", "Score<<number>>"], /not Key<type>/],
   ])("refuses %j", (header, message) => {
     expect(() => parseHeader(header)).toThrow(message);
   });
