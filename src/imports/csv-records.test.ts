@@ -44,6 +44,12 @@ describe("profile rows", () => {
     const byId = m.map(["", "", "", "0123456789abcdef0123456789abcdef", "B"], ctx()).record;
     expect(byId).toMatchObject({ profileId: "0123456789abcdef0123456789abcdef", properties: { Name: "B" } });
     expect(() => m.map(["", "", "", "", "x"], ctx())).toThrow(/no handle/);
+    // White space in an identity cell is no value, as when the handle is chosen; in other cells it is text.
+    expect(m.map([" ", "a@x.io", "  ", "", " "], ctx()).record).toEqual({
+      type: "profile",
+      identity: { Email: "a@x.io" },
+      properties: { Name: " " },
+    });
   });
 
   it("leaves empty cells out, types untyped cells by the registry, and turns operation cells into operations", () => {

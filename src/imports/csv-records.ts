@@ -138,8 +138,11 @@ export class ProfileRowMapper extends CsvRowMapper {
       if (column === handle.column) continue;
       // Handle columns that are not identity keys (profileId, deviceId) are never properties.
       if (column.key === "profileId" || column.key === "deviceId") continue;
-      const key = identityKeyOf(column.key) ?? column.key;
-      const cell = fields[column.index] ?? "";
+      const identity = identityKeyOf(column.key);
+      const key = identity ?? column.key;
+      const written = fields[column.index] ?? "";
+      // An identity cell of white space is empty, as it is when the row's handle is chosen (no usable value).
+      const cell = identity !== null && written.trim() === "" ? "" : written;
       const opColumn = this.operations.get(column.key);
       const op = opColumn ? (fields[opColumn.index] ?? "") : "";
       const type = this.typeFor(column, "profile", ctx);
