@@ -85,6 +85,8 @@ describe("profile rows", () => {
 
   it("needs a handle column", () => {
     expect(() => new ProfileRowMapper(["Name", "City"])).toThrow(HeaderError);
+    expect(() => new ProfileRowMapper(["identity", "Identity", "Name"])).toThrow(/both write Identity/);
+    expect(() => new ProfileRowMapper(["Email", "Score", "Score<number>"])).toThrow(/both write Score/);
   });
 });
 

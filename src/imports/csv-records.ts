@@ -127,6 +127,18 @@ export class ProfileRowMapper extends CsvRowMapper {
     super(header);
     for (const c of this.columns) if (c.operationOf !== undefined) this.operations.set(c.operationOf, c);
     this.valueColumns = this.columns.filter((c) => c.operationOf === undefined);
+    // Two columns of one key (`identity` and `Identity`, `Score` and `Score<number>`): one would silently win.
+    const keys = new Map<string, Column>();
+    for (const c of this.valueColumns) {
+      const key = identityKeyOf(c.key) ?? c.key;
+      const first = keys.get(key);
+      if (first) {
+        throw new HeaderError(
+          `columns ${JSON.stringify(first.header)} and ${JSON.stringify(c.header)} both write ${key}`,
+        );
+      }
+      keys.set(key, c);
+    }
   }
 
   map(fields: string[], ctx: MappingContext): MappedRow {
