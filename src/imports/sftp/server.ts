@@ -48,10 +48,11 @@ function attrsOf(s: Stats) {
   };
 }
 
-function longname(name: string, s: Stats): string {
-  const type = s.isDirectory() ? "d" : "-";
+export function longname(name: string, s: Stats): string {
+  // A folder can be entered: `ls -l` shows it as a directory one may cd into, as OpenSSH's server does.
+  const mode = s.isDirectory() ? "drwxr-xr-x" : "-rw-r--r--";
   const date = new Date(s.mtimeMs).toISOString().slice(0, 16).replace("T", " ");
-  return `${type}rw-r--r--    1 portrait portrait ${String(s.size).padStart(10)} ${date} ${name}`;
+  return `${mode}    1 portrait portrait ${String(s.size).padStart(10)} ${date} ${name}`;
 }
 
 export interface SftpServerOptions {

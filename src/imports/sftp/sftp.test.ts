@@ -4,14 +4,14 @@
  * account's folder, path traversal, a manifest naming a missing file, a malformed manifest.
  */
 import { execFile, execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Accounts } from "../../pipeline/accounts.js";
 import { startTestServer, type TestServer } from "../../test-support/server.js";
-import { hostKey } from "./server.js";
+import { hostKey, longname } from "./server.js";
 
 const hasSftp = (() => {
   try {
@@ -288,5 +288,18 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
     expect(attempts.stdout).toMatch(/Remote working directory: \//);
     expect(attempts.stdout.split("sftp> ls").at(-1)).not.toMatch(/theirs\.csv/);
     expect(attempts.stderr).toMatch(/Permission denied|outside your folder|No such file/);
+  });
+});
+
+describe("directory listings", () => {
+  it("show folders as folders one may enter and files as readable files", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "portrait-ls-"));
+    try {
+      writeFileSync(path.join(dir, "a.csv"), "Email\n");
+      expect(longname("sub", statSync(dir))).toMatch(/^drwxr-xr-x .* sub$/);
+      expect(longname("a.csv", statSync(path.join(dir, "a.csv")))).toMatch(/^-rw-r--r-- .* 6 .* a\.csv$/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
