@@ -101,6 +101,8 @@ describe("event rows", () => {
       properties: { Price: 9.5, Promo: false },
     });
     expect(m.map(["d-1", "Viewed", "", "", ""], ctx()).record).not.toHaveProperty("ts");
+    // A negative number stays a number, so that its refusal says "after 1970", not "got a string".
+    expect(m.map(["d-1", "Viewed", "-5", "", ""], ctx()).record).toMatchObject({ ts: -5 });
   });
 
   it("needs evtName and refuses operation columns", () => {

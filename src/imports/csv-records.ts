@@ -210,7 +210,7 @@ export class EventRowMapper extends CsvRowMapper {
       properties[column.key] = cellValue(cell, this.typeFor(column, scope, ctx), column, ctx.timezone);
     }
     const record: Record<string, unknown> = { type: "event", ...handle.fields, name, properties };
-    if (tsCell !== "") record.ts = /^\d+(?:\.\d+)?$/.test(tsCell) ? Number(tsCell) : tsCell;
+    if (tsCell !== "") record.ts = /^-?\d+(?:\.\d+)?$/.test(tsCell) ? Number(tsCell) : tsCell;
     return { record, handles };
   }
 }
