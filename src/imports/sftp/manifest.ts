@@ -12,6 +12,7 @@ import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { isPlainObject } from "../../engine/parse-record.js";
 import { IMPORT_KINDS, type ImportFormat, type ImportKind } from "../../store/import-store.js";
+import { HeaderError, parseHeader } from "../csv-columns.js";
 import { resolveInside } from "./paths.js";
 
 const MAX_MANIFEST_BYTES = 64 * 1024;
@@ -57,6 +58,13 @@ function mappingOf(columns: unknown): Record<string, string> | string {
       return `columns.${source}.type must be a type name or a date pattern`;
     }
     out[source] = type === undefined ? name : `${name}<${type}>`;
+    // The header it makes is read now, so that a type the import would not know fails the manifest, not the import.
+    try {
+      parseHeader([out[source] as string]);
+    } catch (e) {
+      if (e instanceof HeaderError) return `columns.${source}: ${e.message.replace(/^column 1: /, "")}`;
+      throw e;
+    }
   }
   return out;
 }

@@ -1,0 +1,38 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { readManifest } from "./manifest.js";
+
+const root = mkdtempSync(path.join(tmpdir(), "portrait-manifest-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+async function outcomeOf(manifest: unknown) {
+  writeFileSync(path.join(root, "crm.csv"), "mail,points\na@x.io,3\n");
+  writeFileSync(path.join(root, "crm.manifest"), JSON.stringify(manifest));
+  return readManifest(path.join(root, "crm.manifest"), "/", root);
+}
+
+describe("readManifest", () => {
+  it("takes a column mapping whose types the import knows", async () => {
+    const outcome = await outcomeOf({
+      fileName: "crm.csv",
+      kind: "profiles",
+      columns: { mail: "Email", points: { name: "Points", type: "number" }, joined: { type: "dd/MM/yyyy" } },
+    });
+    expect(outcome).toMatchObject({
+      ok: true,
+      manifest: { mapping: { mail: "Email", points: "Points<number>", joined: "joined<dd/MM/yyyy>" } },
+    });
+  });
+
+  it("refuses a column type the import would not know as INVALID_MANIFEST, naming the column", async () => {
+    const outcome = await outcomeOf({
+      fileName: "crm.csv",
+      kind: "profiles",
+      columns: { points: { name: "Points", type: "weird type" } },
+    });
+    expect(outcome).toMatchObject({ ok: false, code: "INVALID_MANIFEST", fileName: "crm.csv" });
+    expect(outcome.ok === false && outcome.message).toMatch(/^columns\.points: .*neither a type/);
+  });
+});
