@@ -61,8 +61,14 @@ export async function applyProperties(
       );
     }
     // mergePolicy merge: the owner of the identity is the target, this record's profile the source (SEMANTICS §7).
+    // The owner was read without a lock: locked now, it may have been merged into someone since, who holds the value.
     uow.put(state);
-    const merged = await mergeProfiles(scope, owner, state.id);
+    const live = await uow.loadLive(owner);
+    if (live === null || live.id === state.id) {
+      kept.push(op);
+      continue;
+    }
+    const merged = await mergeProfiles(scope, live.id, state.id);
     scope.createdMerges.add(merged.mergeId);
     state = merged.target;
     kept.push(op);

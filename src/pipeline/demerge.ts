@@ -21,6 +21,12 @@ export interface DemergeResult {
 
 export async function undoMerge(uow: UnitOfWork, ids: IdSource, now: number, mergeId: string): Promise<DemergeResult> {
   const { tx, accountId } = uow;
+  const named = await tx.getMerge(accountId, mergeId);
+  if (!named) throw new PortraitError("UNKNOWN_MERGE", `merge ${mergeId} does not exist`, "mergeId");
+  // Both people locked first, as a merge and every write to them lock them: then no write, merge or other undo can
+  // commit between the checks and the journal read below and this undo (each of those waits, or this one does).
+  await uow.load(named.targetId);
+  await uow.load(named.sourceId);
   const merge = await tx.getMerge(accountId, mergeId);
   if (!merge) throw new PortraitError("UNKNOWN_MERGE", `merge ${mergeId} does not exist`, "mergeId");
   if (merge.undoneAt !== null)

@@ -191,6 +191,58 @@ describe.each(stores)("%s store", (store) => {
       expect(await timelineOf(a)).toEqual([]);
     });
 
+    it("an undo racing writes to the merged person loses none of them; racing undos of one merge: one wins", async () => {
+      const t = await person("t", { Identity: "u-t" });
+      const s = await person("s", { Identity: "u-s" });
+      const { mergeId } = await h.portrait.merge(h.account, t, s);
+      await h.ingest({ type: "profile", profileId: t, ts: ts(5), properties: { Cnt: 1000 } });
+      const writes = Array.from({ length: 30 }, (_, i) =>
+        h.ingest(
+          { type: "profile", profileId: t, ts: ts(10 + i), properties: { Cnt: { $incr: 1 } } },
+          { type: "event", profileId: t, ts: ts(10 + i), name: "Raced", id: `raced-${i}` },
+        ),
+      );
+      const undos = [0, 1, 2].map(async (i) => {
+        await new Promise((resolve) => setTimeout(resolve, i * 5));
+        return codeOf(h.portrait.undoMerge(h.account, mergeId));
+      });
+      const [written, undone] = await Promise.all([Promise.all(writes), Promise.all(undos)]);
+      for (const w of written) expect(w.unprocessed).toEqual([]);
+      expect(undone.filter((c) => c === "no error")).toHaveLength(1);
+      expect(undone.filter((c) => c !== "no error")).toEqual(["ALREADY_UNDONE", "ALREADY_UNDONE"]);
+      // The writes named t's id: before the undo they were journalled and replayed onto t, after it they went there.
+      const pt = await h.portrait.requireProfile(h.account, t);
+      expect(pt.properties.Cnt).toBe(1030);
+      const raced = (await h.portrait.timeline(h.account, t, { limit: 200 })).events.filter((e) => e.name === "Raced");
+      expect(raced).toHaveLength(30);
+      const ps = await h.portrait.requireProfile(h.account, s);
+      expect((await h.portrait.timeline(h.account, s, { limit: 200 })).events.map((e) => e.name)).not.toContain(
+        "Raced",
+      );
+      expect(ps.mergedInto).toBeNull();
+    });
+
+    it("under mergePolicy merge, a push of a value whose owner is being merged away merges into the live owner", async () => {
+      await h.settings({ identityKeys: ["Identity", "Email"], mergePolicy: "merge" });
+      for (let round = 0; round < 6; round++) {
+        const q = await person(`q${round}`, { Email: `q${round}@x.io` });
+        const r = await person(`r${round}`, { Identity: `u-r${round}` });
+        const p = await person(`p${round}`, { Identity: `u-p${round}` });
+        const [, pushed] = await Promise.all([
+          h.portrait.merge(h.account, r, q),
+          h.ingest({ type: "profile", profileId: p, properties: { Email: `q${round}@x.io` } }),
+        ]);
+        expect(pushed.unprocessed).toEqual([]);
+        const [owner] = await h.portrait.findProfiles(h.account, {
+          kind: "identity",
+          key: "Email",
+          value: `q${round}@x.io`,
+        });
+        // Whichever came first, one live person holds the value, and p, q and r all read as that person.
+        for (const id of [p, q, r]) expect((await h.portrait.requireProfile(h.account, id)).id).toBe(owner?.id);
+      }
+    });
+
     it("exports the whole merge history of a chain: its tombstones' merges too", async () => {
       const a = await person("a", { Identity: "u-a" });
       const b = await person("b", { Identity: "u-b" });
