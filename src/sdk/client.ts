@@ -125,7 +125,12 @@ export class Client {
     w.addEventListener("online", () => outbox.online());
     // Page hide: a tab switch may be the last moment a mobile page runs, so send now (keepalive fetch); a page
     // going away hands what is left to sendBeacon.
-    w.addEventListener("pagehide", () => outbox.beacon());
+    w.addEventListener("pagehide", () => {
+      outbox.beacon();
+      outbox.leave();
+    });
+    // Back from the back-forward cache: alive again, and its queue (if no other page took it over) is its own.
+    w.addEventListener("pageshow", () => outbox.stayAlive());
     w.document?.addEventListener("visibilitychange", () => {
       if (w.document?.visibilityState === "hidden") {
         if (!this.optedOut()) void outbox.flush();

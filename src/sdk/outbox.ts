@@ -1,8 +1,14 @@
 /**
  * The offline queue and its sender. Records wait in localStorage (bounded) until the server answers 200 for them,
  * so a closed tab, a reload or an outage loses nothing; every record carries the UUID `id` it got when queued, so
- * sending one twice (a retry after a lost response, a beacon at page hide, two tabs sharing the queue) is
+ * sending one twice (a retry after a lost response, a beacon at page hide, a queue taken over by another tab) is
  * harmless: the server stores it once (SEMANTICS §11 Idempotency).
+ *
+ * Each page keeps a queue of its own (`portrait_queue_<key>~<page>`): localStorage is not atomic across tabs, and
+ * two tabs reading, changing and writing back one shared queue overwrote each other's records. A page stamps that
+ * it is alive every 20 s and removes the stamp when it goes away; the queue of a page gone (no stamp, or one older
+ * than 3 minutes, beyond what a background tab's throttled timers allow) is taken over by the next page that sends.
+ * When storage refuses the queue (blocked, private mode, full), this page's records wait in memory instead.
  *
  * When: 1 s after a record is queued, on the `online` event, after a failure with exponential back-off
  * (network errors, 408, 429, 5xx), when the page is hidden (a keepalive fetch, whose answer is still read if the
@@ -11,7 +17,7 @@
  */
 import { browser, type FetchResponse, log } from "./browser.js";
 import type { Json, JsonObject } from "./sanitize.js";
-import { QUEUE_KEY_PREFIX, readJson, writeLocal } from "./storage.js";
+import { localKeys, QUEUE_KEY_PREFIX, readJson, readLocal, uuid, writeLocal } from "./storage.js";
 
 export interface WireRecord {
   type: "login" | "profile" | "event";
@@ -33,6 +39,10 @@ const BACKOFF_START_MS = 1000;
 const BACKOFF_MAX_MS = 120_000;
 /** After a beacon, its records are not sent again by this page for a while (they stay queued until a 200). */
 const BEACON_GRACE_MS = 60_000;
+const ALIVE_EVERY_MS = 20_000;
+/** A page whose stamp is older is gone: hidden tabs' timers run at least once a minute. */
+const GONE_AFTER_MS = 180_000;
+const ALIVE_KEY_PREFIX = "portrait_alive_";
 
 function byteLength(s: string): number {
   return new TextEncoder().encode(s).length;
@@ -46,7 +56,13 @@ interface Unprocessed {
 }
 
 export class Outbox {
+  /** Every page's queue key for this public key starts with it (and an older SDK's single queue is exactly it). */
+  private readonly queuePrefix: string;
+  private readonly pageId = uuid();
   private readonly storageKey: string;
+  /** The queue while storage refuses it (blocked, full): kept in memory for the life of the page. */
+  private memoryQueue: WireRecord[] | null = null;
+  private aliveTimer: number | null = null;
   private readonly batchUrl: string;
   private sending: Promise<void> | null = null;
   private timer: number | null = null;
@@ -59,37 +75,92 @@ export class Outbox {
   private warnedFull = false;
 
   constructor(endpoint: string, key: string) {
-    this.storageKey = QUEUE_KEY_PREFIX + key;
+    this.queuePrefix = QUEUE_KEY_PREFIX + key;
+    this.storageKey = `${this.queuePrefix}~${this.pageId}`;
     this.batchUrl = `${endpoint}/v1/sdk/batch?key=${encodeURIComponent(key)}`;
+    this.stayAlive();
+    this.adoptGone();
   }
 
-  /** The queue as stored now (another tab may have added to it). */
+  /** This page's queue, with what it took over from pages gone. */
   records(): WireRecord[] {
+    if (this.memoryQueue !== null) return [...this.memoryQueue];
     const list = readJson<WireRecord[]>(this.storageKey);
     return Array.isArray(list) ? list : [];
   }
 
   private save(list: WireRecord[]): void {
-    let kept = list;
-    // Over quota: keep the newer half, and again, rather than stop queueing altogether.
-    while (!writeLocal(this.storageKey, kept.length ? JSON.stringify(kept) : null) && kept.length > 1) {
-      kept = kept.slice(Math.ceil(kept.length / 2));
+    if (writeLocal(this.storageKey, list.length ? JSON.stringify(list) : null)) {
+      this.memoryQueue = null;
+      return;
     }
+    if (this.memoryQueue === null) {
+      log.warn("the browser refuses to store the offline queue; records wait in memory while this page is open");
+    }
+    this.memoryQueue = list;
+  }
+
+  /** Stamps this page alive now and every 20 s; `pageshow` after the back-forward cache calls it again. */
+  stayAlive(): void {
+    const w = browser();
+    writeLocal(ALIVE_KEY_PREFIX + this.pageId, String(Date.now()));
+    if (this.aliveTimer !== null) w.clearTimeout(this.aliveTimer);
+    this.aliveTimer = w.setTimeout(() => {
+      this.aliveTimer = null;
+      this.stayAlive();
+    }, ALIVE_EVERY_MS);
+  }
+
+  /** The page goes away: its stamp goes, so that the next page takes its queue over at once. */
+  leave(): void {
+    writeLocal(ALIVE_KEY_PREFIX + this.pageId, null);
+  }
+
+  /** Moves the queues of pages gone (and an older SDK's shared queue) into this page's own. */
+  private adoptGone(): void {
+    const now = Date.now();
+    let taken: WireRecord[] = [];
+    const from: string[] = [];
+    for (const k of localKeys(this.queuePrefix)) {
+      if (k === this.storageKey) continue;
+      if (k !== this.queuePrefix) {
+        const page = k.slice(this.queuePrefix.length + 1);
+        if (k[this.queuePrefix.length] !== "~") continue; // another public key that starts like this one
+        const alive = Number(readLocal(ALIVE_KEY_PREFIX + page));
+        if (Number.isFinite(alive) && alive > 0 && now - alive < GONE_AFTER_MS) continue;
+        writeLocal(ALIVE_KEY_PREFIX + page, null);
+      }
+      const list = readJson<WireRecord[]>(k);
+      if (Array.isArray(list)) taken = taken.concat(list);
+      from.push(k);
+    }
+    if (from.length === 0) return;
+    const mine = this.records();
+    const have = new Set(mine.map((r) => r.id));
+    const merged = mine.concat(taken.filter((r) => r && typeof r.id === "string" && !have.has(r.id)));
+    merged.sort((a, b) => a.ts - b.ts);
+    this.save(this.bounded(merged));
+    for (const k of from) writeLocal(k, null);
+  }
+
+  private bounded(list: WireRecord[]): WireRecord[] {
+    if (list.length <= MAX_QUEUE) return list;
+    if (!this.warnedFull) log.warn(`the offline queue holds at most ${MAX_QUEUE} records; the oldest are dropped`);
+    this.warnedFull = true;
+    return list.slice(list.length - MAX_QUEUE);
   }
 
   add(record: WireRecord): void {
     const list = this.records();
     list.push(record);
-    if (list.length > MAX_QUEUE) {
-      if (!this.warnedFull) log.warn(`the offline queue holds at most ${MAX_QUEUE} records; the oldest are dropped`);
-      this.warnedFull = true;
-      list.splice(0, list.length - MAX_QUEUE);
-    }
-    this.save(list);
+    this.save(this.bounded(list));
     this.schedule(FLUSH_DELAY_MS);
   }
 
+  /** Opt-out: nothing queued by any page of this key is sent. */
   clear(): void {
+    this.memoryQueue = null;
+    for (const k of localKeys(this.queuePrefix)) writeLocal(k, null);
     writeLocal(this.storageKey, null);
   }
 
@@ -132,6 +203,7 @@ export class Outbox {
 
   private async drain(): Promise<void> {
     const w = browser();
+    this.adoptGone();
     for (;;) {
       const batch = this.sendable(Date.now()).slice(0, this.batchSize);
       if (batch.length === 0) return;

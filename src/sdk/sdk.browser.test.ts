@@ -22,7 +22,12 @@ if (!HAVE_CHROMIUM && !IN_CI) {
 /** The page's globals as the tests use them inside page.evaluate (the functions run in the browser). */
 type Win = {
   portrait: PortraitApi;
-  localStorage: { getItem(key: string): string | null; setItem(key: string, value: string): void };
+  localStorage: {
+    getItem(key: string): string | null;
+    setItem(key: string, value: string): void;
+    readonly length: number;
+    key(index: number): string | null;
+  };
 };
 // biome-ignore lint/suspicious/noExplicitAny: response bodies of the server API, checked field by field
 type AnyBody = any;
@@ -86,9 +91,18 @@ async function deviceIdOf(page: Page): Promise<string> {
   return id as string;
 }
 
-async function queued(page: Page): Promise<unknown[]> {
-  const text = await page.evaluate((k) => (globalThis as unknown as Win).localStorage.getItem(k), QUEUE_KEY);
-  return text ? (JSON.parse(text) as unknown[]) : [];
+/** Every record queued in the site's storage, whichever page's queue holds it. */
+async function queued(page: Page, prefix = QUEUE_KEY): Promise<unknown[]> {
+  const texts = await page.evaluate((prefix) => {
+    const ls = (globalThis as unknown as Win).localStorage;
+    const out: string[] = [];
+    for (let i = 0; i < ls.length; i++) {
+      const k = ls.key(i);
+      if (k?.startsWith(prefix)) out.push(ls.getItem(k) ?? "[]");
+    }
+    return out;
+  }, prefix);
+  return texts.flatMap((t) => JSON.parse(t) as unknown[]);
 }
 
 async function profileOfDevice(deviceId: string): Promise<AnyBody | undefined> {
@@ -477,6 +491,59 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("browser SDK in Chromium", () => {
     }
   });
 
+  it("two tabs of one site queueing at once lose none of each other's records", async () => {
+    const context = await browser.newContext();
+    try {
+      const tabs = [await visit(context), await visit(context)];
+      for (const { page } of tabs) await init(page);
+      const burst = (tab: number) =>
+        tabs[tab]!.page.evaluate(async (t) => {
+          for (let i = 0; i < 40; i++) {
+            (globalThis as unknown as Win).portrait.event.push(`Tab ${t}`, { i });
+            await new Promise((resolve) => setTimeout(resolve, 15));
+          }
+        }, tab);
+      await Promise.all([burst(0), burst(1)]);
+      for (const { page } of tabs) await flush(page);
+      const device = await deviceIdOf(tabs[0]!.page);
+      expect(await deviceIdOf(tabs[1]!.page)).toBe(device);
+      await eventually(async () => {
+        const events = await timeline((await profileOfDevice(device)).id);
+        expect(events.filter((e) => e.name === "Tab 0")).toHaveLength(40);
+        expect(events.filter((e) => e.name === "Tab 1")).toHaveLength(40);
+      });
+      expect(await queued(tabs[0]!.page)).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it("when storage refuses the queue, every record still leaves from memory, with a warning", async () => {
+    const context = await browser.newContext();
+    await context.addInitScript(() => {
+      const storage = (globalThis as unknown as { Storage: { prototype: { setItem: unknown } } }).Storage;
+      storage.prototype.setItem = () => {
+        throw new Error("QuotaExceededError");
+      };
+    });
+    try {
+      const { page, console } = await visit(context);
+      await init(page);
+      await page.evaluate(() => {
+        const p = (globalThis as unknown as Win).portrait;
+        p.profile.push({ Plan: "kept" });
+        for (let i = 0; i < 5; i++) p.event.push("In Memory", { i });
+      });
+      await flush(page);
+      const profile = await profileOfDevice(await deviceIdOf(page));
+      expect(profile.properties.Plan).toBe("kept");
+      expect(names(await timeline(profile.id))).toEqual(["App Launched", ...Array(5).fill("In Memory")]);
+      expect(console.some((m) => m.startsWith("warning") && m.includes("in memory"))).toBe(true);
+    } finally {
+      await context.close();
+    }
+  });
+
   it("what is queued when the page goes away still leaves, once (keepalive fetch or beacon)", async () => {
     const context = await browser.newContext();
     const { page } = await visit(context);
@@ -572,9 +639,7 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("browser SDK in Chromium", () => {
     await sleep(2500);
     expect(calls).toBe(1);
     expect(console.some((m) => m.startsWith("error") && m.includes("UNAUTHORIZED"))).toBe(true);
-    expect(
-      await page.evaluate(() => (globalThis as unknown as Win).localStorage.getItem("portrait_queue_pk_not_a_key")),
-    ).toBeNull();
+    expect(await queued(page, "portrait_queue_pk_not_a_key")).toEqual([]);
     // A secret key is refused before anything is sent.
     const other = await visit(context);
     await other.page.evaluate(() => (globalThis as unknown as Win).portrait.init({ key: "sk_live_oops" }));

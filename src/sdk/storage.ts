@@ -90,6 +90,22 @@ export function uuid(): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
+/** The localStorage keys that start with `prefix` (none when storage is blocked). */
+export function localKeys(prefix: string): string[] {
+  const out: string[] = [];
+  try {
+    const ls = browser().localStorage;
+    if (!ls) return out;
+    for (let i = 0; i < ls.length; i++) {
+      const k = ls.key(i);
+      if (k?.startsWith(prefix)) out.push(k);
+    }
+  } catch {
+    // storage blocked
+  }
+  return out;
+}
+
 export function readJson<T>(name: string): T | null {
   const text = readLocal(name);
   if (text === null) return null;
