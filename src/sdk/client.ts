@@ -13,6 +13,7 @@ import {
   isPlainObject,
   type Json,
   type JsonObject,
+  storableText,
 } from "./sanitize.js";
 import {
   DEVICE_KEY,
@@ -44,8 +45,12 @@ function siteOf(input: unknown): unknown {
   return isPlainObject(input) && isPlainObject(input.Site) ? input.Site : input;
 }
 
-function cut(s: string): string {
-  return s.length > MAX_CONTEXT_LENGTH ? s.slice(0, MAX_CONTEXT_LENGTH) : s;
+/** At most 2,048 UTF-16 units, never half a surrogate pair, and nothing the server cannot store. */
+function cut(raw: string): string {
+  const s = storableText(raw);
+  if (s.length <= MAX_CONTEXT_LENGTH) return s;
+  const end = /[\uD800-\uDBFF]/.test(s[MAX_CONTEXT_LENGTH - 1] ?? "") ? MAX_CONTEXT_LENGTH - 1 : MAX_CONTEXT_LENGTH;
+  return s.slice(0, end);
 }
 
 /** SEMANTICS §11 context fields the browser knows: platform, timezone, locale, url, referrer, UTM parameters. */

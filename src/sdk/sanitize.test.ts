@@ -8,6 +8,7 @@ import * as events from "../engine/properties/event-properties.js";
 import { MAX_CUSTOM_KEYS, MAX_KEY_LENGTH } from "../engine/properties/keys.js";
 import * as parse from "../engine/properties/parse.js";
 import { MAX_STRING_LENGTH } from "../engine/properties/values.js";
+import { assertStorableText } from "../engine/text.js";
 import { IDENTITY_KEYS as SERVER_IDENTITY_KEYS } from "../engine/types.js";
 import * as sdk from "./sanitize.js";
 
@@ -109,6 +110,12 @@ describe("values", () => {
     expect(() => events.parseEventProperties("Charged", charged, { timezone: "UTC" })).not.toThrow();
   });
 
+  it("drops NUL and replaces a lone surrogate, keeping whole pairs", () => {
+    expect(sdk.storableText("a\u0000b\ud800c\udc00d\ud83d\udc4b")).toBe("ab\ufffdc\ufffdd\ud83d\udc4b");
+    expect(sdk.storableText("\ud83d")).toBe("\ufffd");
+    expect(sdk.cleanEventProperties("E", { a: "x\u0000y", b: 1 })).toEqual({ a: "xy", b: 1 });
+  });
+
   it("refuses event names the server would refuse", () => {
     expect(sdk.cleanEventName("Identity Set")).toBeNull();
     expect(sdk.cleanEventName(" ")).toBeNull();
@@ -116,16 +123,22 @@ describe("values", () => {
     expect(sdk.cleanEventName("e".repeat(121))).toBeNull();
     expect(sdk.cleanEventName(42)).toBeNull();
     expect(sdk.cleanEventName("Product Viewed")).toBe("Product Viewed");
+    expect(sdk.cleanEventName("Viewed \ud800")).toBe("Viewed \ufffd");
   });
 });
 
 // Arbitrary page input: hostile keys, any scalar, Dates (valid or not), arrays and objects nested too deep.
+// Any UTF-16 code unit, NUL and lone surrogates included, which the server refuses as text.
+const codeUnits = (maxLength: number) =>
+  fc.string({ unit: fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c)), maxLength });
 const anyKey = fc.oneof(
   fc.string({ maxLength: 8 }),
+  codeUnits(6),
   fc.constantFrom(".", "$", "a.b", "a:b", "'q'", '"', "\\", "__proto__", " ", "k".repeat(125), "\u0001x"),
 );
 const scalar = fc.oneof(
   fc.string({ maxLength: 20 }),
+  codeUnits(12),
   fc.string({ minLength: 510, maxLength: 530 }),
   fc.double(),
   fc.integer(),
@@ -167,6 +180,7 @@ describe("whatever the SDK sends, the server accepts", () => {
       fc.property(input, (raw) => {
         const cleaned = sdk.cleanProfileProperties(raw, "t", new Date(NOW));
         expect(cleaned).not.toBeNull();
+        assertStorableText(cleaned);
         serverParse(JSON.parse(JSON.stringify(cleaned)));
       }),
       { numRuns: 500 },
@@ -177,6 +191,7 @@ describe("whatever the SDK sends, the server accepts", () => {
     fc.assert(
       fc.property(input, (raw) => {
         const cleaned = sdk.cleanEventProperties("Custom", raw);
+        assertStorableText(cleaned);
         events.parseEventProperties("Custom", JSON.parse(JSON.stringify(cleaned)), { timezone: "UTC" });
       }),
       { numRuns: 500 },

@@ -60,9 +60,38 @@ function isDate(v: unknown): v is Date {
   return Object.prototype.toString.call(v) === "[object Date]";
 }
 
+const UNSTORABLE = /[\u0000\uD800-\uDFFF]/;
+
+/**
+ * Text the server can store: NUL characters dropped and a UTF-16 surrogate without its pair replaced by U+FFFD
+ * (the server refuses both, and with them the whole record). Written as a loop: older Safari has no lookbehind.
+ */
+export function storableText(s: string): string {
+  if (!UNSTORABLE.test(s)) return s;
+  let out = "";
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0) continue;
+    if (c >= 0xd800 && c <= 0xdbff) {
+      const next = s.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        out += s[i]! + s[i + 1]!;
+        i++;
+        continue;
+      }
+      out += "\uFFFD";
+    } else if (c >= 0xdc00 && c <= 0xdfff) {
+      out += "\uFFFD";
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
 /** A usable key, the forbidden characters stripped (with a warning), or null (with a warning) when none is left. */
 export function cleanKey(key: string, where: string): string | null {
-  const cleaned = key.replace(STRIPPED, "");
+  const cleaned = storableText(key).replace(STRIPPED, "");
   if (cleaned !== key)
     log.warn(`${where}: key "${key}" contained . : $ ' " \\ or control characters; sent as "${cleaned}"`);
   if (cleaned.trim() === "" || cleaned === "__proto__") {
@@ -76,8 +105,10 @@ export function cleanKey(key: string, where: string): string | null {
   return cleaned;
 }
 
-/** A string cut to 512 characters (whole code points), with a warning when cut. */
-export function cleanString(s: string, where: string): string {
+/** A string cut to 512 characters (whole code points), with a warning when cut or when it held unstorable text. */
+export function cleanString(raw: string, where: string): string {
+  const s = storableText(raw);
+  if (s !== raw) log.warn(`${where}: value held NUL characters or broken UTF-16; they were removed`);
   if (s.length <= MAX_STRING_LENGTH) return s;
   const points = Array.from(s);
   if (points.length <= MAX_STRING_LENGTH) return s;
@@ -260,7 +291,8 @@ export function cleanProfileProperties(input: unknown, where: string, now: Date)
 }
 
 /** An event name, or null (with a warning) when the server would refuse it. */
-export function cleanEventName(name: unknown): string | null {
+export function cleanEventName(raw: unknown): string | null {
+  const name = typeof raw === "string" ? storableText(raw) : raw;
   if (typeof name !== "string" || name.trim() === "" || CONTROL.test(name)) {
     log.warn("event: the name must be a non-blank string without control characters; event dropped");
     return null;

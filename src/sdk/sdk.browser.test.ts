@@ -518,6 +518,24 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("browser SDK in Chromium", () => {
     }
   });
 
+  it("a page whose utm_source is cut at 2,048 units inside an emoji still sends its records", async () => {
+    const context = await browser.newContext();
+    try {
+      const source = `${"a".repeat(2047)}👋`;
+      const { page } = await visit(context, `?utm_source=${encodeURIComponent(source)}`);
+      await init(page);
+      await page.evaluate(() => (globalThis as unknown as Win).portrait.event.push("Long Source", { v: "x\u0000y" }));
+      await flush(page);
+      const profile = await profileOfDevice(await deviceIdOf(page));
+      expect(profile.system.acquiredFrom).toBe("a".repeat(2047));
+      const events = await timeline(profile.id);
+      expect(names(events)).toEqual(["App Launched", "Long Source"]);
+      expect(events.find((e) => e.name === "Long Source").properties).toEqual({ v: "xy" });
+    } finally {
+      await context.close();
+    }
+  });
+
   it("when storage refuses the queue, every record still leaves from memory, with a warning", async () => {
     const context = await browser.newContext();
     await context.addInitScript(() => {
