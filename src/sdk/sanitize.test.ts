@@ -110,6 +110,15 @@ describe("values", () => {
     expect(() => events.parseEventProperties("Charged", charged, { timezone: "UTC" })).not.toThrow();
   });
 
+  it("drops an object the cleaning emptied, but keeps one sent empty", () => {
+    const deep = sdk.cleanProfileProperties({ Deep: { a: { b: { c: { d: 1 } } } }, Empty: {} }, "t", new Date(NOW));
+    // c is a fourth level: dropped, which empties b, then a, then Deep.
+    expect(deep).toEqual({ Empty: {} });
+    expect(sdk.cleanProfileProperties({ P: { a: 1, b: { c: {} } } }, "t", new Date(NOW))).toEqual({
+      P: { a: 1, b: { c: {} } },
+    });
+  });
+
   it("drops NUL and replaces a lone surrogate, keeping whole pairs", () => {
     expect(sdk.storableText("a\u0000b\ud800c\udc00d\ud83d\udc4b")).toBe("ab\ufffdc\ufffdd\ud83d\udc4b");
     expect(sdk.storableText("\ud83d")).toBe("\ufffd");

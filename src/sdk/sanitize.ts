@@ -203,6 +203,8 @@ function cleanObject(
     } else value = cleanScalar(v, at);
     if (value !== null) out[key] = value;
   }
+  // Emptied by the cleaning (everything in it was dropped): sending {} would store an object nobody wrote.
+  if (Object.keys(out).length === 0 && Object.keys(obj).length > 0) return null;
   return out;
 }
 
