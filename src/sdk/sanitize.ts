@@ -60,6 +60,7 @@ function isDate(v: unknown): v is Date {
   return Object.prototype.toString.call(v) === "[object Date]";
 }
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is what the server refuses
 const UNSTORABLE = /[\u0000\uD800-\uDFFF]/;
 
 /**
