@@ -30,6 +30,10 @@ export async function applyRecord(scope: RecordScope, record: AnyRecord): Promis
     const first = await uow.tx.claimRecordId(uow.accountId, record.id, scope.now);
     if (!first) return { profileId: await peekProfileId(scope, record), outcome: "duplicate" };
   }
+  scope.origin = {
+    deviceId: record.handle.kind === "device" ? record.handle.deviceId : null,
+    platform: record.context?.platform ?? null,
+  };
   const result = await dispatch(scope, record);
   await finishRecord(scope, record);
   return result;

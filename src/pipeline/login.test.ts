@@ -44,7 +44,9 @@ describe.each(stores)("%s store", (store) => {
       const anonId = r1.results[0]?.profileId;
       expect((await profileOf("d1"))?.type).toBe("anonymous");
 
-      const r2 = await h.ingest(login("d1", { Identity: "u-1", Email: " Ana@X.io ", Name: "Ana" }, { ts: ts(3) }));
+      const r2 = await h.ingest(
+        login("d1", { Identity: "u-1", Email: " Ana@X.io ", Name: "Ana" }, { ts: ts(3), context: { platform: "ios" } }),
+      );
       expect(r2.results[0]).toMatchObject({ profileId: anonId, outcome: "identified" });
       const p = await profileOf("d1");
       expect(p?.id).toBe(anonId);
@@ -56,6 +58,12 @@ describe.each(stores)("%s store", (store) => {
       const timeline = await h.portrait.timeline(h.account, anonId as string, { limit: 10 });
       expect(timeline.events.filter((e) => !e.anonymous).map((e) => e.name)).toContain("Product Viewed");
       expect(timeline.events.every((e) => !e.anonymous)).toBe(true);
+      // Portrait's own events store the device and platform of the record that caused them, as client events do.
+      const identitySet = timeline.events.filter((e) => e.name === "Identity Set");
+      expect(identitySet.map((e) => [e.deviceId, e.platform])).toEqual([
+        ["d1", "ios"],
+        ["d1", "ios"],
+      ]);
     });
 
     it("case 2: an anonymous device that logs in as a known person switches; its events show as anonymous and do not count (Scenario 2)", async () => {

@@ -15,6 +15,11 @@ export class RecordScope {
   readonly createdMerges = new Set<string>();
   /** A login that moved its device: the profile it moved from, journalled with the record (LoginRecord.deviceFrom). */
   deviceFrom: string | null = null;
+  /**
+   * The device and platform of the record being applied: the Identity Set and Identity Error events it causes store
+   * them like the record's own events would (SEMANTICS §11 "Every event stores its deviceId and platform").
+   */
+  origin: { deviceId: string | null; platform: string | null } = { deviceId: null, platform: null };
 
   constructor(
     readonly uow: UnitOfWork,
@@ -24,23 +29,29 @@ export class RecordScope {
     readonly replay = false,
   ) {}
 
-  systemEvent(profileId: string, name: string, ts: number, properties: NewEvent["properties"]): void {
+  systemEvent(
+    profileId: string,
+    name: string,
+    ts: number,
+    properties: NewEvent["properties"],
+    origin: { deviceId: string | null; platform: string | null } = { deviceId: null, platform: null },
+  ): void {
     this.systemEvents.push({
       profileId,
       id: this.ids.eventId(),
       name,
       ts,
       properties,
-      deviceId: null,
-      platform: null,
+      deviceId: origin.deviceId,
+      platform: origin.platform,
     });
   }
 
   identitySet(profileId: string, key: IdentityKey, value: string, ts: number): void {
-    this.systemEvent(profileId, "Identity Set", ts, { Key: key, Value: value });
+    this.systemEvent(profileId, "Identity Set", ts, { Key: key, Value: value }, this.origin);
   }
 
   identityError(profileId: string, key: string, code: string, ts: number): void {
-    this.systemEvent(profileId, "Identity Error", ts, { Key: key, Code: code });
+    this.systemEvent(profileId, "Identity Error", ts, { Key: key, Code: code }, this.origin);
   }
 }
