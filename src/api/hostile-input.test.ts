@@ -352,6 +352,18 @@ describe.each(stores)("%s store", (store) => {
   });
 
   describe("SDK endpoint", () => {
+    it("answers a CORS preflight with 204 and records it as one, not as a server error", async () => {
+      const preflight = await fetch(`${s.url}/v1/sdk/batch`, {
+        method: "OPTIONS",
+        headers: { origin: "https://shop.example", "access-control-request-method": "POST" },
+      });
+      expect(preflight.status).toBe(204);
+      expect(preflight.headers.get("access-control-allow-origin")).toBe("https://shop.example");
+      const metrics = (await s.api("GET", "/metrics")).body as string;
+      expect(metrics).toContain('method="OPTIONS",route="/v1/sdk/*",status="204"');
+      expect(metrics).not.toContain('method="OPTIONS",route="/v1/sdk/*",status="500"');
+    });
+
     it("takes a public key and device handles only, JSON as text/plain, with CORS", async () => {
       const body = JSON.stringify({ records: [{ type: "event", deviceId: "browser-1", name: "Page Viewed" }] });
       const res = await fetch(`${s.url}/v1/sdk/batch?key=${PUBLIC}`, {

@@ -56,7 +56,8 @@ export function sdkRoutes({ portrait, metrics }: AppDeps) {
         reply.header("access-control-max-age", "600");
         reply.header("vary", "Origin");
       }
-      reply.status(204).send();
+      // Returned, so that fastify does not send the async handler's undefined again ("headers already sent").
+      return reply.status(204).send();
     });
     app.post(
       "/v1/sdk/batch",
