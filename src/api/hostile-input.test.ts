@@ -231,6 +231,9 @@ describe.each(stores)("%s store", (store) => {
       expect(patch).toMatchObject({ status: 400, body: { error: { code: "NESTING_TOO_DEEP" } } });
       const doc = await s.api("PUT", `/v1/profiles/${known}/documents/default/deep`, `{"deep":${objects}}`);
       expect(doc).toMatchObject({ status: 400, body: { error: { code: "NESTING_TOO_DEEP" } } });
+      // 1e400 parses as Infinity, which a document would have stored as null.
+      const big = await s.api("PUT", `/v1/profiles/${known}/documents/default/big`, '{"big":1e400}');
+      expect(big).toMatchObject({ status: 400, body: { error: { code: "INVALID_VALUE", field: "big" } } });
       const query = await s.api("POST", "/v1/segments/query", `{"where":${nots}}`);
       expect(query).toMatchObject({ status: 400, body: { error: { code: "INVALID_SEGMENT" } } });
       const p = await s.api("GET", `/v1/profiles/${known}`);

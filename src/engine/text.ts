@@ -14,7 +14,7 @@ export const MAX_JSON_DEPTH = 64;
 
 /** The first fault found: what it is, and the keys and indexes that lead to it, innermost first. */
 interface Fault {
-  kind: "key" | "value" | "depth";
+  kind: "key" | "value" | "depth" | "number";
   steps: Array<string | number>;
 }
 
@@ -33,6 +33,10 @@ export function assertStorableText(input: unknown, field = ""): void {
       path,
     );
   }
+  if (fault.kind === "number") {
+    // JSON.parse reads 1e400 as Infinity, which JSON.stringify would store as null.
+    throw new PortraitError("INVALID_VALUE", "numbers must be finite (1e400 is beyond a double)", path || undefined);
+  }
   if (fault.kind === "depth") {
     throw new PortraitError("NESTING_TOO_DEEP", `JSON must not nest more than ${MAX_JSON_DEPTH} levels`, path);
   }
@@ -49,6 +53,7 @@ export function assertStorableText(input: unknown, field = ""): void {
  */
 function faultIn(input: unknown, depth = 0): Fault | null {
   if (typeof input === "string") return UNSTORABLE.test(input) ? { kind: "value", steps: [] } : null;
+  if (typeof input === "number") return Number.isFinite(input) ? null : { kind: "number", steps: [] };
   if (typeof input !== "object" || input === null) return null;
   if (depth === MAX_JSON_DEPTH) return { kind: "depth", steps: [] };
   if (Array.isArray(input)) {
