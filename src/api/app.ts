@@ -1,13 +1,13 @@
 /** The fastify app factory: body limits, auth, the error shape, and one plugin per route group. */
 import swagger from "@fastify/swagger";
-import Fastify, { type FastifyInstance, LogController } from "fastify";
+import Fastify, { type FastifyInstance, type FastifyReply, LogController } from "fastify";
 import type { Logger } from "pino";
 import { PortraitError } from "../engine/errors.js";
 import type { ImportService } from "../imports/service.js";
 import type { Accounts } from "../pipeline/accounts.js";
 import type { Portrait } from "../pipeline/portrait.js";
 import { authHook } from "./auth.js";
-import { errorBody, errorHandler } from "./errors.js";
+import { errorBody, errorHandler, statusOf } from "./errors.js";
 import { type Metrics, metricsPlugin } from "./metrics.js";
 import { accountRoutes } from "./routes/account.js";
 import { documentRoutes } from "./routes/documents.js";
@@ -44,6 +44,17 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
     forceCloseConnections: "idle",
+    // Compartment and user account ids are up to 256 characters, and each is a path parameter of the documents routes.
+    maxParamLength: 300,
+    // A URL the router cannot read answers in the contract's error shape, not fastify's.
+    frameworkErrors: (error: { code?: string }, _request: unknown, reply: FastifyReply) => {
+      // A segment longer than any id names nothing that exists.
+      const e =
+        error.code === "FST_ERR_MAX_PARAM_LENGTH"
+          ? new PortraitError("NOT_FOUND", "nothing has an id that long (a path segment is over 300 characters)")
+          : new PortraitError("INVALID_VALUE", "the path is not a valid URL (a broken %-escape?)");
+      reply.status(statusOf(e.code)).send(errorBody(e));
+    },
   } as never) as unknown as FastifyInstance;
 
   // Route schemas document the API (OpenAPI); the engine validates, so every refusal carries our codes.

@@ -292,6 +292,22 @@ describe.each(stores)("%s store", (store) => {
       await expectUntouched();
     });
 
+    it("reaches documents with 256-character ids, and answers unreadable URLs in the error shape", async () => {
+      const long = "c".repeat(256);
+      const at = `/v1/profiles/${known}/documents/${long}/${"u".repeat(256)}`;
+      expect((await s.api("PUT", at, { tier: "gold" })).status).toBe(200);
+      expect((await s.api("GET", at)).body).toMatchObject({ tier: "gold" });
+      expect((await s.api("DELETE", at)).status).toBe(200);
+      expect(await s.api("GET", `/v1/profiles/${"f".repeat(400)}`)).toMatchObject({
+        status: 404,
+        body: { error: { code: "NOT_FOUND" } },
+      });
+      expect(await s.api("GET", "/v1/segments/%E0%A4%A")).toMatchObject({
+        status: 400,
+        body: { error: { code: "INVALID_VALUE" } },
+      });
+    });
+
     it("refuses malformed ids, bodies and flags", async () => {
       expect(await s.api("GET", "/v1/profiles/..%2F..%2Fetc")).toMatchObject({
         status: 404,
