@@ -3,6 +3,7 @@ import swagger from "@fastify/swagger";
 import Fastify, { type FastifyInstance, type FastifyReply, LogController } from "fastify";
 import type { Logger } from "pino";
 import { PortraitError } from "../engine/errors.js";
+import { assertStorableText } from "../engine/text.js";
 import type { ImportService } from "../imports/service.js";
 import type { Accounts } from "../pipeline/accounts.js";
 import type { Portrait } from "../pipeline/portrait.js";
@@ -92,6 +93,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     }
   });
   app.addHook("onRequest", authHook(deps.accounts));
+  // Path parameters are ids and names the stores keep or look up: PostgreSQL refuses NUL and broken UTF-16 in text.
+  app.addHook("preValidation", async (request) => {
+    assertStorableText(request.params);
+  });
   await app.register(metricsPlugin(deps.metrics));
   await app.register(healthRoutes);
   await app.register(accountRoutes(deps));

@@ -292,6 +292,22 @@ describe.each(stores)("%s store", (store) => {
       await expectUntouched();
     });
 
+    it("refuses text no store can keep in key names, settings and path ids, on both stores", async () => {
+      expect(await s.api("POST", "/v1/keys", { kind: "secret", name: "a\u0000b" })).toMatchObject({
+        status: 400,
+        body: { error: { code: "INVALID_VALUE", field: "name" } },
+      });
+      expect(await s.api("PATCH", "/v1/account/settings", { publicProperties: ["ok", "a\ud800"] })).toMatchObject({
+        status: 400,
+        body: { error: { code: "INVALID_VALUE", field: "publicProperties[1]" } },
+      });
+      expect(await s.api("PUT", `/v1/profiles/${known}/documents/crm/%00`, { x: 1 })).toMatchObject({
+        status: 400,
+        body: { error: { code: "INVALID_VALUE", field: "userAccountId" } },
+      });
+      expect((await s.api("GET", "/v1/account")).body.settings.publicProperties).not.toContain("a\ud800");
+    });
+
     it("reaches documents with 256-character ids, and answers unreadable URLs in the error shape", async () => {
       const long = "c".repeat(256);
       const at = `/v1/profiles/${known}/documents/${long}/${"u".repeat(256)}`;

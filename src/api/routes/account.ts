@@ -1,6 +1,7 @@
 /** API.md Account: the caller's account and its settings. */
 import type { FastifyInstance } from "fastify";
 import { PortraitError } from "../../engine/errors.js";
+import { assertStorableText } from "../../engine/text.js";
 import type { Account } from "../../engine/types.js";
 import type { AppDeps } from "../app.js";
 
@@ -31,6 +32,7 @@ export function accountRoutes({ accounts, portrait }: AppDeps) {
       async (request) => {
         const account = await accounts.get(request.account.id);
         if (!account) throw new PortraitError("UNAUTHORIZED", "the key's account no longer exists");
+        assertStorableText(request.body);
         return accountView(await portrait.updateSettings(accounts, account, request.body));
       },
     );

@@ -2,6 +2,7 @@
 import type { FastifyInstance } from "fastify";
 import { PortraitError } from "../../engine/errors.js";
 import { isPlainObject } from "../../engine/parse-record.js";
+import { assertStorableText } from "../../engine/text.js";
 import type { ApiKeyRow } from "../../store/store.js";
 import type { AppDeps } from "../app.js";
 
@@ -29,6 +30,7 @@ export function keyRoutes({ accounts, portrait }: AppDeps) {
       async (request, reply) => {
         const body = request.body;
         if (!isPlainObject(body)) throw new PortraitError("INVALID_BODY", 'the body must be {"kind", "name"}');
+        assertStorableText(body);
         const created = await accounts.createKey(
           request.account.id,
           body.kind as never,

@@ -2,6 +2,7 @@
 import type { FastifyInstance } from "fastify";
 import { PortraitError } from "../../engine/errors.js";
 import { isPlainObject } from "../../engine/parse-record.js";
+import { assertStorableText } from "../../engine/text.js";
 import { addSftpKey, removeSftpKey, sftpKeyView } from "../../imports/sftp/keys.js";
 import type { AppDeps } from "../app.js";
 
@@ -20,6 +21,7 @@ export function sftpKeyRoutes({ portrait }: AppDeps) {
       async (request, reply) => {
         const body = request.body;
         if (!isPlainObject(body)) throw new PortraitError("INVALID_BODY", 'the body must be {"name", "publicKey"}');
+        assertStorableText(body);
         const row = await addSftpKey(store, request.account.id, body.name, body.publicKey);
         reply.status(201);
         return { id: row.id, name: row.name, fingerprint: row.fingerprint };
