@@ -346,6 +346,10 @@ describe.each(stores)("%s store", (store) => {
         status: 400,
         body: { error: { field: "cursor" } },
       });
+      expect(await s.api("POST", "/v1/profiles/merge", { targetId: known, sourceId: "nope" })).toMatchObject({
+        status: 404,
+        body: { error: { code: "UNKNOWN_PROFILE", field: "sourceId" } },
+      });
       expect(await s.api("POST", "/v1/profiles/merge", { targetId: known })).toMatchObject({
         status: 400,
         body: { error: { code: "INVALID_MERGE" } },

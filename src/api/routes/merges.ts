@@ -21,7 +21,11 @@ export function mergeRoutes({ portrait }: AppDeps) {
         if (!isPlainObject(body) || typeof body.targetId !== "string" || typeof body.sourceId !== "string") {
           throw new PortraitError("INVALID_MERGE", 'the body must be {"targetId": "…", "sourceId": "…"}', "targetId");
         }
-        return portrait.merge(request.account, profileId(body.targetId), profileId(body.sourceId));
+        return portrait.merge(
+          request.account,
+          profileId(body.targetId, "targetId"),
+          profileId(body.sourceId, "sourceId"),
+        );
       },
     );
     app.post<{ Params: { mergeId: string } }>(

@@ -12,9 +12,9 @@ import { timelineJson } from "../timeline-json.js";
 type IdParams = { Params: { id: string } };
 const PROFILE_ID = /^[0-9a-f]{32}$/;
 
-export function profileId(id: string): string {
+export function profileId(id: string, field = "id"): string {
   if (!PROFILE_ID.test(id))
-    throw new PortraitError("UNKNOWN_PROFILE", `profile ${id.slice(0, 64)} does not exist`, "id");
+    throw new PortraitError("UNKNOWN_PROFILE", `profile ${id.slice(0, 64)} does not exist`, field);
   return id;
 }
 
