@@ -1,5 +1,6 @@
 /** Starting and stopping: first-run bootstrap happens once, and shutdown finishes the batches in flight. */
 import { mkdtempSync, rmSync } from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -36,6 +37,22 @@ describe("server lifecycle", () => {
     const res = await fetch(`${second.url}/v1/account`, { headers: { authorization: `Bearer ${secret}` } });
     expect(res.status).toBe(200);
     await second.close();
+  });
+
+  it("a first start that cannot listen creates nothing, so the next start still shows the first keys", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "portrait-life-"));
+    dirs.push(dir);
+    const busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, "127.0.0.1", resolve));
+    const port = String((busy.address() as AddressInfo).port);
+    try {
+      await expect(startServer(config(dir, { PORTRAIT_PORT: port }))).rejects.toThrow(/EADDRINUSE/);
+    } finally {
+      busy.close();
+    }
+    const retried = await startServer(config(dir));
+    expect(retried.firstRun).toMatchObject({ accountId: "default", dashboardUser: "admin" });
+    await retried.close();
   });
 
   it("finishes an in-flight batch before closing, and the batch is committed", async () => {

@@ -72,7 +72,6 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const accounts = new Accounts(store);
   // Keys revoked and settings changed through other processes reach this one's cache at once, not after its expiry.
   const stopWatching = (await store.watchAccounts?.((change) => accounts.changed(change))) ?? (async () => undefined);
-  const firstRun = await bootstrap(store, accounts, config);
   const portrait = new Portrait(store);
   const imports = createImports(portrait, config, logger);
   const app = await buildApp({
@@ -90,8 +89,19 @@ export async function startServer(config: Config): Promise<RunningServer> {
     if (closingDown) reply.header("connection", "close");
     return payload;
   });
-  const address = await app.listen({ port: config.port, host: config.host });
-  await imports.start();
+  let address: string;
+  try {
+    address = await app.listen({ port: config.port, host: config.host });
+    await imports.start();
+  } catch (error) {
+    await imports.stop().catch(() => undefined);
+    await app.close().catch(() => undefined);
+    await stopWatching();
+    await store.close();
+    throw error;
+  }
+  // Only once the ports are ours: a first start that failed (a port in use) must not create keys nobody was shown.
+  const firstRun = await bootstrap(store, accounts, config);
   const url = address.replace("0.0.0.0", "localhost").replace("[::]", "localhost");
   let closing: Promise<void> | null = null;
   return {
