@@ -66,10 +66,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       .status(404)
       .send(errorBody(new PortraitError("NOT_FOUND", `no route ${request.method} ${request.url.split("?")[0]}`)));
   });
-  // The SDK posts JSON as text/plain so that sendBeacon and simple CORS requests work (API.md SDK endpoints).
-  app.addContentTypeParser("text/plain", { parseAs: "string", bodyLimit: JSON_BODY_LIMIT }, (_req, body, done) => {
-    done(null, body);
-  });
+
+  // fastify reads text/plain as a string by default; only the SDK routes take it (routes/sdk.ts), elsewhere it is 415.
+  app.removeContentTypeParser("text/plain");
 
   await app.register(swagger, {
     openapi: {

@@ -391,6 +391,11 @@ describe.each(stores)("%s store", (store) => {
   });
 
   describe("SDK endpoint", () => {
+    it("takes text/plain JSON on the SDK endpoint only: a secret route answers 415", async () => {
+      const res = await s.api("POST", "/v1/ingest", '{"records": []}', { "content-type": "text/plain" });
+      expect(res).toMatchObject({ status: 415, body: { error: { code: "UNSUPPORTED_MEDIA_TYPE" } } });
+    });
+
     it("answers a CORS preflight with 204 and records it as one, not as a server error", async () => {
       const preflight = await fetch(`${s.url}/v1/sdk/batch`, {
         method: "OPTIONS",

@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { PortraitError } from "../../engine/errors.js";
 import type { Account } from "../../engine/types.js";
 import type { BatchResult } from "../../pipeline/portrait.js";
-import type { AppDeps } from "../app.js";
+import { type AppDeps, JSON_BODY_LIMIT } from "../app.js";
 import type { Metrics } from "../metrics.js";
 
 /** One increment per outcome, not per record: labelled increments hash their labels, and a batch has 1,000 records. */
@@ -43,6 +43,11 @@ export function parseSdkBody(body: unknown): unknown {
 
 export function sdkRoutes({ portrait, metrics }: AppDeps) {
   return async (app: FastifyInstance) => {
+    // The SDK posts JSON as text/plain so that sendBeacon and simple CORS requests work (API.md SDK endpoints). Only
+    // here: registered in this plugin, the parser leaves the secret routes refusing text/plain with 415.
+    app.addContentTypeParser("text/plain", { parseAs: "string", bodyLimit: JSON_BODY_LIMIT }, (_req, body, done) => {
+      done(null, body);
+    });
     // Errors too must carry CORS headers, or the browser hides them from the SDK.
     app.addHook("onSend", async (request, reply, payload) => {
       allowOrigin(request.account, request, reply);
