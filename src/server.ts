@@ -89,21 +89,29 @@ export async function startServer(config: Config): Promise<RunningServer> {
     if (closingDown) reply.header("connection", "close");
     return payload;
   });
+  let closing: Promise<void> | null = null;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      closingDown = true;
+      await imports.stop();
+      await app.close();
+      await stopWatching();
+      await store.close();
+    })();
+    return closing;
+  };
   let address: string;
   try {
     address = await app.listen({ port: config.port, host: config.host });
     await imports.start();
   } catch (error) {
-    await imports.stop().catch(() => undefined);
-    await app.close().catch(() => undefined);
-    await stopWatching();
-    await store.close();
+    // The start's own error is the one to report, not one from closing what half started.
+    await close().catch(() => undefined);
     throw error;
   }
   // Only once the ports are ours: a first start that failed (a port in use) must not create keys nobody was shown.
   const firstRun = await bootstrap(store, accounts, config);
   const url = address.replace("0.0.0.0", "localhost").replace("[::]", "localhost");
-  let closing: Promise<void> | null = null;
   return {
     app,
     store,
@@ -111,16 +119,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     url,
     firstRun,
     imports,
-    close() {
-      closing ??= (async () => {
-        closingDown = true;
-        await imports.stop();
-        await app.close();
-        await stopWatching();
-        await store.close();
-      })();
-      return closing;
-    },
+    close,
   };
 }
 
