@@ -60,8 +60,7 @@ export class Outbox {
   private readonly queuePrefix: string;
   private readonly pageId = uuid();
   private readonly storageKey: string;
-  /** The queue while storage refuses it (blocked, full): kept in memory for the life of the page. */
-  private memoryQueue: WireRecord[] | null = null;
+  private warnedMemory = false;
   private aliveTimer: number | null = null;
   private readonly batchUrl: string;
   private sending: Promise<void> | null = null;
@@ -84,20 +83,15 @@ export class Outbox {
 
   /** This page's queue, with what it took over from pages gone. */
   records(): WireRecord[] {
-    if (this.memoryQueue !== null) return [...this.memoryQueue];
     const list = readJson<WireRecord[]>(this.storageKey);
     return Array.isArray(list) ? list : [];
   }
 
+  /** Storage that refuses the queue (blocked, full) leaves it in memory for the life of the page (storage.ts). */
   private save(list: WireRecord[]): void {
-    if (writeLocal(this.storageKey, list.length ? JSON.stringify(list) : null)) {
-      this.memoryQueue = null;
-      return;
-    }
-    if (this.memoryQueue === null) {
-      log.warn("the browser refuses to store the offline queue; records wait in memory while this page is open");
-    }
-    this.memoryQueue = list;
+    if (writeLocal(this.storageKey, list.length ? JSON.stringify(list) : null) || this.warnedMemory) return;
+    this.warnedMemory = true;
+    log.warn("the browser refuses to store the offline queue; records wait in memory while this page is open");
   }
 
   /** Stamps this page alive now and every 20 s; `pageshow` after the back-forward cache calls it again. */
@@ -159,7 +153,6 @@ export class Outbox {
 
   /** Opt-out: nothing queued by any page of this key is sent. */
   clear(): void {
-    this.memoryQueue = null;
     for (const k of localKeys(this.queuePrefix)) writeLocal(k, null);
     writeLocal(this.storageKey, null);
   }

@@ -13,8 +13,14 @@ export const QUEUE_KEY_PREFIX = "portrait_queue_";
 const COOKIE_MAX_AGE_S = 365 * 24 * 3600;
 
 const memory = new Map<string, string>();
+/**
+ * Names whose last write storage refused (quota, private mode): memory holds their value, and whatever storage still
+ * has under the name is older, so reads skip it.
+ */
+const memoryOnly = new Set<string>();
 
 export function readLocal(name: string): string | null {
+  if (memoryOnly.has(name)) return memory.get(name) ?? null;
   try {
     const v = browser().localStorage?.getItem(name);
     if (v !== undefined && v !== null) return v;
@@ -30,13 +36,17 @@ export function writeLocal(name: string, value: string | null): boolean {
   else memory.set(name, value);
   try {
     const ls = browser().localStorage;
-    if (!ls) return false;
-    if (value === null) ls.removeItem(name);
-    else ls.setItem(name, value);
-    return true;
+    if (ls) {
+      if (value === null) ls.removeItem(name);
+      else ls.setItem(name, value);
+      memoryOnly.delete(name);
+      return true;
+    }
   } catch {
-    return false;
+    // refused: the value lives in memory (below)
   }
+  memoryOnly.add(name);
+  return false;
 }
 
 export function readCookie(name: string): string | null {
