@@ -101,11 +101,7 @@ async function postFile(
     answered = true;
     stopWaiting?.();
   });
-  let failed: Error | null = null;
-  request.once("error", (error) => {
-    failed = error;
-    stopWaiting?.();
-  });
+  request.once("error", () => stopWaiting?.());
   const response = answerOf(request);
   // A connection refused fails the answer while the loop below still waits on a chunk: it is awaited at the end.
   response.catch(() => undefined);
@@ -123,7 +119,6 @@ async function postFile(
         request.write(buffer.subarray(0, bytesRead), (err) => (err ? reject(err) : resolve()));
       });
       stopWaiting = null;
-      if (failed !== null) throw failed;
       sent += bytesRead;
       onSent(sent);
     }
