@@ -6,6 +6,14 @@ import type { IdentityKey, NewEvent } from "../engine/types.js";
 import type { IdSource } from "./clock.js";
 import type { UnitOfWork } from "./unit-of-work.js";
 
+/** Where an event came from: the device and platform it stores. */
+export interface EventOrigin {
+  deviceId: string | null;
+  platform: string | null;
+}
+
+const NO_ORIGIN: EventOrigin = { deviceId: null, platform: null };
+
 export class RecordScope {
   /** Events Portrait itself writes (Identity Set, Identity Error, Profile Merged…), inserted with the record. */
   readonly systemEvents: NewEvent[] = [];
@@ -19,7 +27,7 @@ export class RecordScope {
    * The device and platform of the record being applied: the Identity Set and Identity Error events it causes store
    * them like the record's own events would (SEMANTICS §11 "Every event stores its deviceId and platform").
    */
-  origin: { deviceId: string | null; platform: string | null } = { deviceId: null, platform: null };
+  origin: EventOrigin = NO_ORIGIN;
 
   constructor(
     readonly uow: UnitOfWork,
@@ -34,7 +42,7 @@ export class RecordScope {
     name: string,
     ts: number,
     properties: NewEvent["properties"],
-    origin: { deviceId: string | null; platform: string | null } = { deviceId: null, platform: null },
+    origin: EventOrigin = NO_ORIGIN,
   ): void {
     this.systemEvents.push({
       profileId,

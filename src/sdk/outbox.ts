@@ -118,8 +118,8 @@ export class Outbox {
     for (const k of localKeys(this.queuePrefix)) {
       if (k === this.storageKey) continue;
       if (k !== this.queuePrefix) {
-        const page = k.slice(this.queuePrefix.length + 1);
         if (k[this.queuePrefix.length] !== "~") continue; // another public key that starts like this one
+        const page = k.slice(this.queuePrefix.length + 1);
         const alive = Number(readLocal(ALIVE_KEY_PREFIX + page));
         if (Number.isFinite(alive) && alive > 0 && now - alive < GONE_AFTER_MS) continue;
         writeLocal(ALIVE_KEY_PREFIX + page, null);
