@@ -46,7 +46,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return503OnClosing: true,
     forceCloseConnections: "idle",
     // Compartment and user account ids are up to 256 characters, and each is a path parameter of the documents routes.
-    maxParamLength: 300,
+    routerOptions: { maxParamLength: 300 },
     // A URL the router cannot read answers in the contract's error shape, not fastify's.
     frameworkErrors: (error: { code?: string }, _request: unknown, reply: FastifyReply) => {
       // A segment longer than any id names nothing that exists.

@@ -41,6 +41,35 @@ describe.each(stores)("%s store", (store) => {
       expect(JSON.stringify(r.body)).not.toMatch(/at .*\.js/);
     });
 
+    it.each([
+      ["/v1/ingest", "application/json"],
+      ["/v1/sdk/batch", "application/json"],
+      ["/v1/sdk/batch", "text/plain"],
+    ])("fails only the record with a __proto__ or constructor.prototype key on %s (%s)", async (route, type) => {
+      const sdk = route.startsWith("/v1/sdk");
+      const body =
+        '{"records": [' +
+        '{"type": "profile", "deviceId": "proto-a", "properties": {"Plan": "a", "__proto__": {"admin": true}}},' +
+        '{"type": "event", "deviceId": "proto-b", "name": "E", "__proto__": {"admin": true}},' +
+        '{"type": "profile", "deviceId": "proto-c", "properties": {"constructor": {"prototype": {"admin": true}}}},' +
+        '{"type": "profile", "deviceId": "proto-d", "properties": {"Plan": "kept"}}]}';
+      const r = await s.api("POST", `${route}${sdk ? `?key=${PUBLIC}` : ""}`, body, { "content-type": type });
+      expect(r.status).toBe(200);
+      expect(r.body.unprocessed).toEqual([
+        expect.objectContaining({ index: 0, code: "INVALID_KEY", field: "properties.__proto__" }),
+        expect.objectContaining({ index: 1, code: "INVALID_KEY", field: "__proto__" }),
+      ]);
+      // `constructor` is an ordinary key name: stored as data, and no object's prototype changed on the way.
+      expect(r.body.results.map((x: { index: number }) => x.index)).toEqual([2, 3]);
+      expect(({} as Record<string, unknown>).admin).toBeUndefined();
+      const stored = await s.api("GET", `/v1/profiles/${r.body.results[0].profileId}`);
+      expect(stored.body.properties.constructor).toEqual({ prototype: { admin: true } });
+      const kept = await s.api("GET", `/v1/profiles/${r.body.results[1].profileId}`);
+      expect(kept.body.properties.Plan).toBe("kept");
+      const refused = await s.api("GET", "/v1/profiles?deviceId=proto-a");
+      expect(refused.body.profiles).toEqual([]);
+    });
+
     it("refuses more than 1000 records and bodies over 5 MB", async () => {
       const many = Array.from({ length: 1001 }, () => ({ type: "event", deviceId: "x", name: "E" }));
       expect(await s.api("POST", "/v1/ingest", { records: many })).toMatchObject({

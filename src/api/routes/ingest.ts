@@ -1,10 +1,12 @@
 /** API.md Ingest: POST /v1/ingest, up to 1000 records, 200 even when some records fail. */
 import type { FastifyInstance } from "fastify";
-import type { AppDeps } from "../app.js";
+import { type AppDeps, JSON_BODY_LIMIT } from "../app.js";
+import { acceptBatchJson } from "../batch-json.js";
 import { countOutcomes } from "./sdk.js";
 
 export function ingestRoutes({ portrait, metrics }: AppDeps) {
   return async (app: FastifyInstance) => {
+    acceptBatchJson(app, "application/json", JSON_BODY_LIMIT);
     app.post(
       "/v1/ingest",
       {

@@ -7,6 +7,7 @@ import { PortraitError } from "../../engine/errors.js";
 import type { Account } from "../../engine/types.js";
 import type { BatchResult } from "../../pipeline/portrait.js";
 import { type AppDeps, JSON_BODY_LIMIT } from "../app.js";
+import { acceptBatchJson } from "../batch-json.js";
 import type { Metrics } from "../metrics.js";
 
 /** One increment per outcome, not per record: labelled increments hash their labels, and a batch has 1,000 records. */
@@ -32,22 +33,12 @@ function allowOrigin(account: Account | undefined, request: FastifyRequest, repl
   }
 }
 
-export function parseSdkBody(body: unknown): unknown {
-  if (typeof body !== "string") return body;
-  try {
-    return JSON.parse(body);
-  } catch (e) {
-    throw new PortraitError("INVALID_JSON", `the body is not valid JSON: ${(e as Error).message}`);
-  }
-}
-
 export function sdkRoutes({ portrait, metrics }: AppDeps) {
   return async (app: FastifyInstance) => {
     // The SDK posts JSON as text/plain so that sendBeacon and simple CORS requests work (API.md SDK endpoints). Only
     // here: registered in this plugin, the parser leaves the secret routes refusing text/plain with 415.
-    app.addContentTypeParser("text/plain", { parseAs: "string", bodyLimit: JSON_BODY_LIMIT }, (_req, body, done) => {
-      done(null, body);
-    });
+    acceptBatchJson(app, "text/plain", JSON_BODY_LIMIT);
+    acceptBatchJson(app, "application/json", JSON_BODY_LIMIT);
     // Errors too must carry CORS headers, or the browser hides them from the SDK.
     app.addHook("onSend", async (request, reply, payload) => {
       allowOrigin(request.account, request, reply);
@@ -76,7 +67,7 @@ export function sdkRoutes({ portrait, metrics }: AppDeps) {
         },
       },
       async (request) => {
-        const result = await portrait.ingest(request.account, parseSdkBody(request.body), { deviceHandlesOnly: true });
+        const result = await portrait.ingest(request.account, request.body, { deviceHandlesOnly: true });
         countOutcomes(metrics, result);
         return result;
       },
