@@ -1,6 +1,7 @@
 /**
  * API keys (API.md Conventions: Auth): a secret key as `Authorization: Bearer`, or a public key (`pk_…`) for
- * the SDK endpoints, also accepted as `?key=` so sendBeacon and simple CORS requests work.
+ * the SDK endpoints, also accepted as `?key=` so sendBeacon and simple CORS requests work. Only a public key may
+ * travel in a URL: URLs are kept by proxies, access logs and browser history, where a secret key would leak.
  */
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { PortraitError } from "../engine/errors.js";
@@ -23,14 +24,14 @@ declare module "fastify" {
   }
 }
 
-function presentedKey(request: FastifyRequest): string | null {
+function presentedKey(request: FastifyRequest): { key: string; inUrl: boolean } | null {
   const header = request.headers.authorization;
   if (typeof header === "string") {
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (m) return m[1] as string;
+    if (m) return { key: m[1] as string, inUrl: false };
   }
   const query = request.query as Record<string, unknown> | undefined;
-  return typeof query?.key === "string" ? query.key : null;
+  return typeof query?.key === "string" ? { key: query.key, inUrl: true } : null;
 }
 
 export function authHook(accounts: Accounts) {
@@ -42,8 +43,16 @@ export function authHook(accounts: Accounts) {
     const presented = presentedKey(request);
     if (!presented)
       throw new PortraitError("UNAUTHORIZED", "an API key is required: Authorization: Bearer <secret key>");
-    const auth = await accounts.authenticate(presented);
+    const auth = await accounts.authenticate(presented.key);
     if (!auth) throw new PortraitError("UNAUTHORIZED", "the API key is unknown or revoked");
+    if (presented.inUrl && auth.key.kind === "secret") {
+      throw new PortraitError(
+        "UNAUTHORIZED",
+        "a secret key must not be sent in the URL (?key= is for public keys): send it as Authorization: Bearer, " +
+          "and replace this one, since the URL may have been logged on the way",
+        "key",
+      );
+    }
     if (access === "secret" && auth.key.kind !== "secret") {
       throw new PortraitError(
         "FORBIDDEN",

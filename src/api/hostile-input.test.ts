@@ -1,7 +1,7 @@
 /** Malformed, oversized, wrongly typed and hostile input on every endpoint: a clear error, nothing lost. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { storesUnderTest } from "../test-support/postgres.js";
-import { PUBLIC, startTestServer, type TestServer } from "../test-support/server.js";
+import { PUBLIC, SECRET, startTestServer, type TestServer } from "../test-support/server.js";
 
 let s: TestServer;
 let known: string;
@@ -470,6 +470,20 @@ describe.each(stores)("%s store", (store) => {
       expect((await s.api("GET", `/v1/profiles/${known}?key=${PUBLIC}`, undefined, { authorization: "" })).status).toBe(
         403,
       );
+      await expectUntouched();
+    });
+
+    it("refuses a secret key in the URL, where logs keep it, on every route; the header still works", async () => {
+      for (const [method, route] of [
+        ["GET", `/v1/profiles/${known}`],
+        ["POST", "/v1/sdk/batch"],
+      ] as const) {
+        const body = method === "POST" ? { records: [] } : undefined;
+        const r = await s.api(method, `${route}?key=${SECRET}`, body, { authorization: "" });
+        expect(r).toMatchObject({ status: 401, body: { error: { code: "UNAUTHORIZED", field: "key" } } });
+        expect(r.body.error.message).toMatch(/Authorization: Bearer/);
+        expect((await s.api(method, route, body)).status).toBe(200);
+      }
       await expectUntouched();
     });
   });
