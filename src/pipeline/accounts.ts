@@ -5,6 +5,7 @@
 import { createHash, randomBytes, scryptSync, timingSafeEqual } from "node:crypto";
 import { PortraitError, show } from "../engine/errors.js";
 import { isPlainObject, isTimeZone } from "../engine/parse-record.js";
+import { normaliseAllowedOrigin } from "../engine/origins.js";
 import {
   type Account,
   type AccountSettings,
@@ -212,7 +213,10 @@ export function validateSettings(current: AccountSettings, patch: unknown): Acco
         ) {
           bad(field, "must be an array of non-empty strings");
         }
-        next[field] = value as string[];
+        next[field] =
+          field === "allowedOrigins"
+            ? [...new Set((value as string[]).map((v, i) => normaliseAllowedOrigin(v, `${field}[${i}]`)))]
+            : (value as string[]);
         break;
       default:
         bad(

@@ -4,6 +4,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { PortraitError } from "../../engine/errors.js";
+import { originAllowed } from "../../engine/origins.js";
 import type { Account } from "../../engine/types.js";
 import type { BatchResult } from "../../pipeline/portrait.js";
 import { type AppDeps, JSON_BODY_LIMIT } from "../app.js";
@@ -21,13 +22,10 @@ export function countOutcomes(metrics: Metrics, result: BatchResult): void {
 function allowOrigin(account: Account | undefined, request: FastifyRequest, reply: FastifyReply): void {
   const origin = request.headers.origin;
   if (!origin) return;
-  // A refused key has no account to ask; the refusal reveals nothing, and without CORS headers the SDK would only
-  // see a network error and retry a wrong key forever instead of reporting it.
-  if (!account && reply.statusCode === 401)
-    reply.header("access-control-allow-origin", origin).header("vary", "Origin");
-  if (!account) return;
-  const allowed = account.settings.allowedOrigins;
-  if (allowed.includes("*") || allowed.includes(origin)) {
+  // A refused key or a refused origin (both 4xx with nothing done) is answered readably: the refusal reveals nothing,
+  // and without CORS headers the SDK would see only a network error and retry forever instead of reporting it.
+  const refusal = account ? reply.statusCode === 403 : reply.statusCode === 401;
+  if (refusal || (account && originAllowed(account.settings.allowedOrigins, origin))) {
     reply.header("access-control-allow-origin", origin);
     reply.header("vary", "Origin");
   }
@@ -39,6 +37,21 @@ export function sdkRoutes({ portrait, metrics }: AppDeps) {
     // here: registered in this plugin, the parser leaves the secret routes refusing text/plain with 415.
     acceptBatchJson(app, "text/plain", JSON_BODY_LIMIT);
     acceptBatchJson(app, "application/json", JSON_BODY_LIMIT);
+    // A page of a site the account does not list is refused before anything is read or written. CORS headers alone
+    // would not stop it: a text/plain POST (sendBeacon) is sent and processed whatever the answer's headers say.
+    // Requests without an Origin (servers, apps) are not browsers' and pass.
+    app.addHook("preHandler", async (request) => {
+      const origin = request.headers.origin;
+      if (origin === undefined || request.account === undefined) return;
+      if (!originAllowed(request.account.settings.allowedOrigins, origin)) {
+        throw new PortraitError(
+          "FORBIDDEN",
+          `pages of ${JSON.stringify(origin)} may not use this account's SDK endpoints: add the origin to the ` +
+            "account's allowedOrigins",
+          "origin",
+        );
+      }
+    });
     // Errors too must carry CORS headers, or the browser hides them from the SDK.
     app.addHook("onSend", async (request, reply, payload) => {
       allowOrigin(request.account, request, reply);
