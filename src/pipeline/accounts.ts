@@ -4,8 +4,8 @@
  */
 import { createHash, randomBytes, scryptSync, timingSafeEqual } from "node:crypto";
 import { PortraitError, show } from "../engine/errors.js";
-import { isPlainObject, isTimeZone } from "../engine/parse-record.js";
 import { normaliseAllowedOrigin } from "../engine/origins.js";
+import { isPlainObject, isTimeZone } from "../engine/parse-record.js";
 import {
   type Account,
   type AccountSettings,
