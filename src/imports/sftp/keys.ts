@@ -2,12 +2,15 @@
  * SFTP public keys (API.md Account: `POST/GET/DELETE /v1/sftp/keys`, CLI `portrait sftp-keys`): an account registers
  * OpenSSH public keys; the SFTP server lets in, as that account, whoever proves to hold one of them.
  */
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, createPublicKey, randomBytes } from "node:crypto";
 import { PortraitError, show } from "../../engine/errors.js";
 import type { ImportStore, SftpKeyRow } from "../../store/import-store.js";
 
 const KEY_LINE =
   /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521)\s+([A-Za-z0-9+/]+={0,3})(?:\s+.*)?$/;
+
+/** NIST SP 800-131A's floor for RSA since 2014. */
+const MIN_RSA_BITS = 2048;
 
 /** `SHA256:<base64, no padding>` of the key blob, as `ssh-keygen -l` prints it. */
 export function fingerprintOf(blob: Buffer): string {
@@ -28,7 +31,20 @@ export async function parsePublicKey(line: unknown): Promise<{ algorithm: string
       "publicKey",
     );
   }
-  return { algorithm: m[1] as string, blob: parsed.getPublicSSH() };
+  const algorithm = m[1] as string;
+  if (algorithm === "ssh-rsa") {
+    // Keys that anyone could factor with a modest budget are not proof of anything; OpenSSH's own floor is 1024 bits.
+    const bits = createPublicKey(parsed.getPublicPEM()).asymmetricKeyDetails?.modulusLength ?? 0;
+    if (bits < MIN_RSA_BITS) {
+      throw new PortraitError(
+        "INVALID_VALUE",
+        `publicKey is a ${bits}-bit RSA key; RSA keys need at least ${MIN_RSA_BITS} bits ` +
+          "(ssh-keygen -t ed25519 makes a shorter, stronger one)",
+        "publicKey",
+      );
+    }
+  }
+  return { algorithm, blob: parsed.getPublicSSH() };
 }
 
 export function sftpKeyView(k: SftpKeyRow) {
