@@ -44,13 +44,15 @@ export function mergeStates(
     [IdentityKey, ProfileState["identities"][IdentityKey]]
   >) {
     if (!values?.length) continue;
-    const list = [...(union[key] ?? [])];
-    for (const v of values) if (!list.some((x) => x.value === v.value)) list.push(v);
+    // The source's values first: `trim` counts the later of two values with one ts as the newer, and on a tie of ts
+    // the target's must win, as its property does in `mergeProperties`, so that the property of an identity key
+    // still shows the newest value kept (SEMANTICS §2).
+    const list = values.filter((v) => !(union[key] ?? []).some((x) => x.value === v.value));
+    list.push(...(union[key] ?? []));
     union[key] = list;
     keys.add(key);
   }
   const identities = trim(target.identities, union, keys, limits);
-  // The property of an identity key shows the newest value kept.
   const props = mergeProperties(target.props, source.props);
 
   const min = (a: number | null, b: number | null) => (a === null ? b : b === null ? a : Math.min(a, b));

@@ -1,6 +1,7 @@
 /**
  * Laws of the whole write path on a real SQLite file, checked over random histories (fast-check):
- * ordering by record ts is independent of arrival order, and merge followed by undo restores both people.
+ * ordering by record ts is independent of arrival order, merge followed by undo restores both people, and a merged
+ * person's identity properties show the newest identity values kept.
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -102,6 +103,42 @@ describe("laws of the write path", () => {
         }
       }),
       { numRuns: 25 },
+    );
+  });
+
+  it("after a merge, each identity key's property shows the newest value kept, and finds the person", async () => {
+    const emails = fc.array(fc.record({ n: fc.integer({ min: 0, max: 5 }), at: fc.integer({ min: 0, max: 3 }) }), {
+      minLength: 1,
+      maxLength: 4,
+    });
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 3 }), emails, emails, async (limit, emailsA, emailsB) => {
+        const h = await makeHarness({ identityLimits: { Email: limit } });
+        try {
+          // Each side's addresses are its own (a@…, b@…): one value never belongs to two people.
+          const logIn = async (side: string, list: Array<{ n: number; at: number }>) => {
+            let id = "";
+            for (const e of list) {
+              const properties = { Identity: `u-${side}`, Email: `${side}${e.n}@x.io` };
+              const r = await h.ingest({ type: "login", deviceId: side, ts: BASE + e.at, properties });
+              id = r.results[0]?.profileId ?? id;
+            }
+            return id;
+          };
+          const a = await logIn("a", emailsA);
+          const b = await logIn("b", emailsB);
+          const { profile } = await h.portrait.merge(h.account, a, b);
+          const kept = ([] as string[]).concat(profile.identities.Email as string | string[]);
+          expect(profile.properties.Email).toBe(kept[kept.length - 1]);
+          for (const value of kept) {
+            const found = await h.portrait.findProfiles(h.account, { kind: "identity", key: "Email", value });
+            expect(found.map((p) => p.id)).toEqual([a]);
+          }
+        } finally {
+          await h.close();
+        }
+      }),
+      { numRuns: 40 },
     );
   });
 });

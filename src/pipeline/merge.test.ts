@@ -86,6 +86,19 @@ describe.each(stores)("%s store", (store) => {
   });
 
   describe("explicit merge and undo", () => {
+    it("an identity value and its property agree after a merge of values with the same ts (the target's wins)", async () => {
+      const a = await person("a", { Email: "t1@x.io" }, 7);
+      const b = await person("b", { Email: "t2@x.io" }, 7);
+      const { profile } = await h.portrait.merge(h.account, a, b);
+      expect(profile.identities).toEqual({ Email: "t1@x.io" });
+      expect(profile.properties.Email).toBe("t1@x.io");
+      const found = await h.portrait.findProfiles(h.account, { kind: "identity", key: "Email", value: "t1@x.io" });
+      expect(found.map((p) => p.id)).toEqual([a]);
+      expect(await h.portrait.findProfiles(h.account, { kind: "identity", key: "Email", value: "t2@x.io" })).toEqual(
+        [],
+      );
+    });
+
     it("merge combines by per-key ts, sums counters, unions sets; undo restores both people exactly", async () => {
       const a = await person("a", { Identity: "u-a", Name: "Old", Points: { $incr: 5 }, Tags: ["x"] }, 1);
       await h.ingest({
