@@ -316,7 +316,7 @@ describe.each(stores)("%s store", (store) => {
       ).toEqual([{ compartmentId: "1606", userAccountId: "crm-1" }]);
       expect((await s.api("GET", `/v1/profiles/${id}/documents`)).body.documents).toHaveLength(1);
       const big = await s.api("PUT", `/v1/profiles/${id}/documents/1606/crm-1`, { blob: "x".repeat(70_000) });
-      expect(big).toMatchObject({ status: 413, body: { error: { code: "DOCUMENT_TOO_LARGE" } } });
+      expect(big).toMatchObject({ status: 413, body: { error: { code: "DOCUMENT_TOO_LARGE", field: "body" } } });
       const nul = await s.api("PUT", `/v1/profiles/${id}/documents/1606/crm-1`, { note: "a\u0000b" });
       expect(nul).toMatchObject({ status: 400, body: { error: { code: "INVALID_VALUE", field: "note" } } });
       expect((await s.api("GET", `/v1/profiles/${id}/documents/1606/crm-1`)).body.newsletter_options).toEqual({

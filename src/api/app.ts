@@ -8,7 +8,7 @@ import type { ImportService } from "../imports/service.js";
 import type { Accounts } from "../pipeline/accounts.js";
 import type { Portrait } from "../pipeline/portrait.js";
 import { authHook } from "./auth.js";
-import { errorBody, errorHandler, statusOf } from "./errors.js";
+import { errorBody, errorHandler, statusOf, tooLongIdError } from "./errors.js";
 import { type Metrics, metricsPlugin } from "./metrics.js";
 import { accountRoutes } from "./routes/account.js";
 import { documentRoutes } from "./routes/documents.js";
@@ -48,11 +48,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Compartment and user account ids are up to 256 characters, and each is a path parameter of the documents routes.
     routerOptions: { maxParamLength: 300 },
     // A URL the router cannot read answers in the contract's error shape, not fastify's.
-    frameworkErrors: (error: { code?: string }, _request: unknown, reply: FastifyReply) => {
-      // A segment longer than any id names nothing that exists.
+    frameworkErrors: (error: { code?: string }, request: { url: string }, reply: FastifyReply) => {
+      // A segment longer than any id names nothing that exists: the unknown-id answer of the route it was meant for.
       const e =
         error.code === "FST_ERR_MAX_PARAM_LENGTH"
-          ? new PortraitError("NOT_FOUND", "nothing has an id that long (a path segment is over 300 characters)")
+          ? tooLongIdError(request.url, 300)
           : new PortraitError("INVALID_VALUE", "the path is not a valid URL (a broken %-escape?)");
       reply.status(statusOf(e.code)).send(errorBody(e));
     },

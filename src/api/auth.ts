@@ -41,8 +41,14 @@ export function authHook(accounts: Accounts) {
     const access = request.routeOptions.config.access ?? "secret";
     if (access === "none") return;
     const presented = presentedKey(request);
-    if (!presented)
-      throw new PortraitError("UNAUTHORIZED", "an API key is required: Authorization: Bearer <secret key>");
+    if (!presented) {
+      throw new PortraitError(
+        "UNAUTHORIZED",
+        access === "public"
+          ? "an API key is required: ?key=<public key> (pk_…)"
+          : "an API key is required: Authorization: Bearer <secret key>",
+      );
+    }
     const auth = await accounts.authenticate(presented.key);
     if (!auth) throw new PortraitError("UNAUTHORIZED", "the API key is unknown or revoked");
     if (presented.inUrl && auth.key.kind === "secret") {

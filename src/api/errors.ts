@@ -62,3 +62,26 @@ export function errorHandler(err: FastifyError, request: FastifyRequest, reply: 
   request.log.error({ err }, "unhandled error");
   reply.status(500).send({ error: { code: "INTERNAL", message: "internal error; the request was not applied" } });
 }
+
+/** Which id a path segment is, by its position under each resource: its unknown-id code and the parameter's name. */
+const ID_SEGMENTS: Array<{ prefix: string[]; position: number; code: ErrorCode; field: string }> = [
+  { prefix: ["v1", "profiles"], position: 2, code: "UNKNOWN_PROFILE", field: "id" },
+  { prefix: ["v1", "profiles"], position: 4, code: "UNKNOWN_DOCUMENT", field: "compartmentId" },
+  { prefix: ["v1", "profiles"], position: 5, code: "UNKNOWN_DOCUMENT", field: "userAccountId" },
+  { prefix: ["v1", "segments"], position: 2, code: "UNKNOWN_SEGMENT", field: "id" },
+  { prefix: ["v1", "imports"], position: 2, code: "UNKNOWN_IMPORT", field: "id" },
+  { prefix: ["v1", "merges"], position: 2, code: "UNKNOWN_MERGE", field: "mergeId" },
+  { prefix: ["v1", "keys"], position: 2, code: "UNKNOWN_KEY", field: "id" },
+  { prefix: ["v1", "sftp", "keys"], position: 3, code: "UNKNOWN_KEY", field: "id" },
+];
+
+/** A path with a segment over `max` characters: no id is that long, so the id it names is unknown (API.md). */
+export function tooLongIdError(url: string, max: number): PortraitError {
+  const segments = (url.split("?")[0] ?? "").split("/").slice(1);
+  const position = segments.findIndex((s) => s.length > max);
+  const match = ID_SEGMENTS.find(
+    (r) => r.position === position && r.prefix.every((p, i) => segments[i] === p) && position >= r.prefix.length,
+  );
+  const message = `nothing has an id that long (a path segment is over ${max} characters)`;
+  return match ? new PortraitError(match.code, message, match.field) : new PortraitError("NOT_FOUND", message);
+}

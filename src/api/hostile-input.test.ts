@@ -70,6 +70,21 @@ describe.each(stores)("%s store", (store) => {
       expect(refused.body.profiles).toEqual([]);
     });
 
+    it.each(["application/json", "text/plain"])(
+      "reads an SDK body (%s) once: JSON text of a batch is no batch",
+      async (type) => {
+        for (const body of ['"{\\"records\\":[]}"', '"x"']) {
+          const r = await s.api("POST", `/v1/sdk/batch?key=${PUBLIC}`, body, {
+            "content-type": type,
+            authorization: "",
+          });
+          expect(r).toMatchObject({ status: 400, body: { error: { code: "INVALID_BATCH" } } });
+        }
+        const noKey = await s.api("POST", "/v1/sdk/batch", { records: [] }, { authorization: "" });
+        expect(noKey).toMatchObject({ status: 401, body: { error: { message: expect.stringContaining("?key=") } } });
+      },
+    );
+
     it("refuses more than 1000 records and bodies over 5 MB", async () => {
       const many = Array.from({ length: 1001 }, () => ({ type: "event", deviceId: "x", name: "E" }));
       expect(await s.api("POST", "/v1/ingest", { records: many })).toMatchObject({
@@ -343,7 +358,21 @@ describe.each(stores)("%s store", (store) => {
       expect((await s.api("PUT", at, { tier: "gold" })).status).toBe(200);
       expect((await s.api("GET", at)).body).toMatchObject({ tier: "gold" });
       expect((await s.api("DELETE", at)).status).toBe(200);
-      expect(await s.api("GET", `/v1/profiles/${"f".repeat(400)}`)).toMatchObject({
+      // An id longer than any: the unknown-id answer of its resource (API.md keeps NOT_FOUND for unknown routes).
+      const over = "f".repeat(400);
+      for (const [method, route, code, field] of [
+        ["GET", `/v1/profiles/${over}`, "UNKNOWN_PROFILE", "id"],
+        ["GET", `/v1/profiles/${over}/events?limit=5`, "UNKNOWN_PROFILE", "id"],
+        ["GET", `/v1/profiles/${known}/documents/c/${over}`, "UNKNOWN_DOCUMENT", "userAccountId"],
+        ["GET", `/v1/segments/${over}`, "UNKNOWN_SEGMENT", "id"],
+        ["GET", `/v1/imports/${over}`, "UNKNOWN_IMPORT", "id"],
+        ["POST", `/v1/merges/${over}/undo`, "UNKNOWN_MERGE", "mergeId"],
+        ["DELETE", `/v1/keys/${over}`, "UNKNOWN_KEY", "id"],
+        ["DELETE", `/v1/sftp/keys/${over}`, "UNKNOWN_KEY", "id"],
+      ] as const) {
+        expect(await s.api(method, route), route).toMatchObject({ status: 404, body: { error: { code, field } } });
+      }
+      expect(await s.api("GET", `/v1/nothing/${over}`)).toMatchObject({
         status: 404,
         body: { error: { code: "NOT_FOUND" } },
       });

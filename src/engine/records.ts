@@ -70,6 +70,8 @@ export interface DocumentRecord extends RecordBase {
   /** `put` replaces the document (keeping system fields), `shallow`/`deep` merge into it, `delete` removes it. */
   mode: "put" | "shallow" | "deep" | "delete";
   body: { [key: string]: JsonValue };
+  /** Where the client wrote `body`, for errors about it: the request body through the API; unset: an import line's `user_profile`. */
+  bodyField?: string;
 }
 
 export type IngestRecord = LoginRecord | ProfileRecord | EventRecord | TokenRecord;

@@ -50,7 +50,7 @@ export async function applyDocument(
     throw new PortraitError(
       "DOCUMENT_TOO_LARGE",
       `a profile document is at most ${MAX_DOCUMENT_BYTES} bytes`,
-      "user_profile",
+      record.bodyField ?? "user_profile",
     );
   }
   const doc: ProfileDocument = { ...ref, profileId: profile.id, body, createdAt, updatedAt: scope.now };

@@ -44,6 +44,7 @@ export function documentRoutes({ portrait }: AppDeps) {
           ...r,
           mode: "put",
           body: body as { [key: string]: JsonValue },
+          bodyField: "body",
         });
         return portrait.getDocument(request.account, id, r);
       },
