@@ -114,7 +114,7 @@ function touch(scope: RecordScope, state: ProfileState): void {
 }
 
 async function applyProfile(scope: RecordScope, record: ProfileRecord): Promise<RecordResult> {
-  const { state: target, created } = await resolveTarget(scope, record.handle, record.ts);
+  const { state: target, created } = await resolveTarget(scope, record.handle, record.ts, record.context);
   const mode = scope.uow.account.settings.mergePolicy === "merge" ? "merge" : "reject";
   const { state } = await underProperties(applyProperties(scope, target, record.properties, record.ts, mode));
   touch(scope, applyActivity(state, record.ts, record.context));
@@ -186,7 +186,7 @@ async function applyEvent(scope: RecordScope, record: EventRecord): Promise<Reco
   const counted = isCountOnlyEvent(record.name, record.context)
     ? await countOnlyTarget(scope, record.handle, record.ts, record.context)
     : null;
-  const target = counted === null ? (await resolveTarget(scope, record.handle, record.ts)).state : null;
+  const target = counted === null ? (await resolveTarget(scope, record.handle, record.ts, record.context)).state : null;
   const profileId = counted?.profileId ?? target!.id;
   const scopeName = `event:${record.name}` as const;
   for (const [key, value] of Object.entries(record.properties)) {
@@ -236,7 +236,7 @@ async function applyEvent(scope: RecordScope, record: EventRecord): Promise<Reco
 async function applyToken(scope: RecordScope, record: TokenRecord): Promise<RecordResult> {
   const { uow } = scope;
   if (record.handle.kind !== "device") throw new PortraitError("INVALID_HANDLE", "a token needs deviceId", "deviceId");
-  const { state, created } = await resolveTarget(scope, record.handle, record.ts);
+  const { state, created } = await resolveTarget(scope, record.handle, record.ts, record.context);
   const device = await uow.tx.findDevice(uow.accountId, record.handle.deviceId);
   await uow.tx.upsertDevice(uow.accountId, {
     deviceId: record.handle.deviceId,

@@ -11,8 +11,16 @@ export interface Resolved {
   created: boolean;
 }
 
-/** The live profile a handle names, creating it for an unknown device or identity. */
-export async function resolveTarget(scope: RecordScope, handle: Handle, ts: number): Promise<Resolved> {
+/**
+ * The live profile a handle names, creating it for an unknown device or identity. A device seen for the first time
+ * keeps the platform of the record's context (`web` from the browser SDK).
+ */
+export async function resolveTarget(
+  scope: RecordScope,
+  handle: Handle,
+  ts: number,
+  context?: RecordContext,
+): Promise<Resolved> {
   const { uow } = scope;
   switch (handle.kind) {
     case "profile": {
@@ -35,7 +43,7 @@ export async function resolveTarget(scope: RecordScope, handle: Handle, ts: numb
         deviceId: handle.deviceId,
         profileId: id,
         pushToken: null,
-        platform: null,
+        platform: context?.platform ?? null,
       });
       if (owner !== id) {
         const state = await uow.loadLive(owner);

@@ -33,6 +33,8 @@ import {
 export const SESSION_IDLE_MS = 30 * 60 * 1000;
 /** The server refuses context strings longer than this (and with them the whole record). */
 const MAX_CONTEXT_LENGTH = 2048;
+/** The server's limit for a push token (API.md token records). */
+const MAX_TOKEN_LENGTH = 4096;
 const UTM_KEYS = ["utm_source", "utm_medium", "utm_campaign"];
 
 export interface InitOptions {
@@ -241,6 +243,24 @@ export class Client {
       if (clean === null) return;
       this.enqueue("event", { name: clean, properties: cleanEventProperties(clean, properties) }, at);
     });
+  }
+
+  /**
+   * SEMANTICS §11 push tokens: this device's token (a string, or a PushSubscription, sent as its JSON), replacing the
+   * one before; null unregisters it.
+   */
+  pushToken(input: unknown): void {
+    let token: string | null;
+    if (input === null || typeof input === "string") token = input;
+    else if (typeof input === "object" && !Array.isArray(input)) token = JSON.stringify(input) ?? "";
+    else token = "";
+    if (token !== null && (token.length === 0 || token.length > MAX_TOKEN_LENGTH)) {
+      log.warn(
+        `setPushToken takes a token (a string of 1 to ${MAX_TOKEN_LENGTH} characters, or a PushSubscription) or null; nothing sent`,
+      );
+      return;
+    }
+    this.run((at) => this.enqueue("token", { channel: "push", token }, at));
   }
 
   privacy(input: unknown): void {

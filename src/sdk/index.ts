@@ -25,6 +25,8 @@ export interface PortraitApi {
   removeMultiValueForKey(key: string, value: string): void;
   removeMultiValuesForKey(key: string, values: string[]): void;
   removeValueForKey(key: string): void;
+  /** This device's push token (a string or a PushSubscription), replacing the one before; null unregisters it. */
+  setPushToken(token: string | object | null): void;
   getDeviceId(): string | undefined;
   logout(): void;
   /** Sends what is queued now; resolves when the queue is empty or the server could not be reached. */
@@ -102,6 +104,7 @@ export function createApi(client: Client): PortraitApi {
     removeValueForKey: guarded("removeValueForKey", (key: string) =>
       client.operate("removeValueForKey", key, "$delete", true),
     ),
+    setPushToken: guarded("setPushToken", (token: string | object | null) => client.pushToken(token)),
     getDeviceId: guarded("getDeviceId", () => client.deviceId()),
     logout: guarded("logout", () => client.logout()),
     flush: () => client.flush().catch(() => undefined),

@@ -20,13 +20,15 @@ import type { Json, JsonObject } from "./sanitize.js";
 import { localKeys, QUEUE_KEY_PREFIX, readJson, readLocal, uuid, writeLocal } from "./storage.js";
 
 export interface WireRecord {
-  type: "login" | "profile" | "event";
+  type: "login" | "profile" | "event" | "token";
   id: string;
   deviceId: string;
   /** Epoch seconds, to the millisecond. */
   ts: number;
   name?: string;
   properties?: JsonObject;
+  channel?: "push";
+  token?: string | null;
   context?: Record<string, Json>;
 }
 

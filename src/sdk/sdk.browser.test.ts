@@ -642,6 +642,70 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("browser SDK in Chromium", () => {
     await context.close();
   });
 
+  it("setPushToken registers this device's token (a string or a PushSubscription), replaces it, and null unregisters", async () => {
+    const context = await browser.newContext();
+    const { page, console } = await visit(context);
+    await init(page);
+    const deviceId = await deviceIdOf(page);
+    const deviceRow = async () => {
+      const profile = await profileOfDevice(deviceId);
+      const exported = await server.api("GET", `/v1/profiles/${profile.id}/export`);
+      return exported.body.devices.find((d: AnyBody) => d.deviceId === deviceId);
+    };
+    await page.evaluate(() => (globalThis as unknown as Win).portrait.event.push("Page Viewed"));
+    await flush(page);
+    // The device's first record came from the SDK, so its row keeps the platform of that record's context.
+    expect(await deviceRow()).toMatchObject({ pushToken: null, platform: "web" });
+    await page.evaluate(() => (globalThis as unknown as Win).portrait.setPushToken("tok-web-1"));
+    await flush(page);
+    expect(await deviceRow()).toMatchObject({ pushToken: "tok-web-1", platform: "web" });
+
+    await page.evaluate(() => {
+      // Shaped like a PushSubscription: its JSON (toJSON) is what a web-push sender needs.
+      const subscription = {
+        endpoint: "https://push.example/abc",
+        keys: { p256dh: "BNc", auth: "tBH" },
+        unsubscribe: () => Promise.resolve(true),
+        toJSON: () => ({ endpoint: subscription.endpoint, keys: subscription.keys }),
+      };
+      (globalThis as unknown as Win).portrait.setPushToken(subscription);
+    });
+    await flush(page);
+    expect(JSON.parse((await deviceRow()).pushToken)).toEqual({
+      endpoint: "https://push.example/abc",
+      keys: { p256dh: "BNc", auth: "tBH" },
+    });
+
+    await page.evaluate(() => {
+      const p = (globalThis as unknown as Win).portrait;
+      p.setPushToken(42 as unknown as string); // refused client-side with a warning
+      p.setPushToken(null);
+    });
+    await flush(page);
+    expect((await deviceRow()).pushToken).toBeNull();
+    expect(console.filter((m) => m.includes("setPushToken takes"))).toHaveLength(1);
+    await context.close();
+  });
+
+  it("a page of a site the account does not list is refused, reported on the console, and stores nothing", async () => {
+    expect(
+      (await server.api("PATCH", "/v1/account/settings", { allowedOrigins: ["https://elsewhere.example"] })).status,
+    ).toBe(200);
+    try {
+      const context = await browser.newContext();
+      const { page, console } = await visit(context);
+      await init(page);
+      await page.evaluate(() => (globalThis as unknown as Win).portrait.event.push("Refused Page View"));
+      await flush(page);
+      expect(console.some((m) => m.startsWith("error") && m.includes("FORBIDDEN"))).toBe(true);
+      expect(await profileOfDevice(await deviceIdOf(page))).toBeUndefined();
+      expect(await queued(page)).toEqual([]);
+      await context.close();
+    } finally {
+      await server.api("PATCH", "/v1/account/settings", { allowedOrigins: ["*"] });
+    }
+  });
+
   it("a wrong key is reported on the console and not retried", async () => {
     const context = await browser.newContext();
     let calls = 0;
