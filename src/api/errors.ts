@@ -44,6 +44,11 @@ export function toPortraitError(err: FastifyError): PortraitError | null {
     case "FST_ERR_CTP_INVALID_CONTENT_LENGTH":
       return new PortraitError("INVALID_JSON", "the Content-Length header does not match the body");
   }
+  // A client that went away mid-upload: its body stream fails with node's "aborted". Nobody reads the answer, but it
+  // is the client's doing, not a server fault to log with a stack trace.
+  if ((err as { code?: string }).code === "ECONNRESET" && err.message === "aborted") {
+    return new PortraitError("INVALID_BODY", "the request body broke off before its end");
+  }
   if (err.statusCode === 400 && err instanceof SyntaxError) {
     return new PortraitError("INVALID_JSON", `the body is not valid JSON: ${err.message}`);
   }
