@@ -159,7 +159,7 @@ export function sdkBundleRoutes(options: SdkBundleOptions = {}) {
           tags: ["sdk"],
           summary: "Example pages that load the SDK from this server (examples/)",
           response: {
-            200: file("The file", ["text/html", "application/javascript", "text/css", "application/json"]),
+            200: file("The file", [...new Set(Object.values(EXAMPLE_TYPES).map((t) => t.split(";")[0] as string))]),
             ...refusals({ 404: ["NOT_FOUND"] }),
           },
         },
