@@ -36,6 +36,20 @@ export function registeredRoutes(app: FastifyInstance): ReadonlyArray<{ method: 
   return ROUTES.get(app) ?? [];
 }
 
+/**
+ * Route schemas document the API (OpenAPI, openapi/) and do nothing else; a route plugin registered on its own (a
+ * test) needs this too, for the shared schemas its routes reference.
+ */
+export function schemasAsDocumentation(app: FastifyInstance): void {
+  // The engine validates, so every refusal carries our codes.
+  app.setValidatorCompiler(() => () => true);
+  // Nor do schemas shape replies: fastify would compile each response schema into a fast-json-stringify serialiser,
+  // which drops properties the schema does not list and coerces types, so a documentation slip would change (or
+  // silently lose) data. Replies are written as the handlers build them; the contract test checks the schemas.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  addSharedSchemas(app);
+}
+
 export interface AppDeps {
   portrait: Portrait;
   accounts: Accounts;
@@ -68,12 +82,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
   } as never) as unknown as FastifyInstance;
 
-  // Route schemas document the API (OpenAPI); the engine validates, so every refusal carries our codes.
-  app.setValidatorCompiler(() => () => true);
-  // Nor do they shape replies: fastify would compile each response schema into a fast-json-stringify serialiser,
-  // which drops properties the schema does not list and coerces types, so a documentation slip would change (or
-  // silently lose) data. Replies are written as the handlers build them; the contract test checks the schemas.
-  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  schemasAsDocumentation(app);
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request, reply) => {
     reply
@@ -90,7 +99,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     for (const method of [route.method].flat()) routes.push({ method, url: route.url });
     documentRoute(route);
   });
-  addSharedSchemas(app);
   await app.register(swagger, swaggerOptions);
   // Many HTTP clients send `Content-Type: application/json` on every request, an empty DELETE or undo included; a
   // route that takes no body must not refuse that as an empty JSON document.
