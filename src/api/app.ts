@@ -1,6 +1,6 @@
 /** The fastify app factory: body limits, auth, the error shape, and one plugin per route group. */
 import swagger from "@fastify/swagger";
-import Fastify, { type FastifyInstance, type FastifyReply, LogController } from "fastify";
+import Fastify, { type FastifyInstance, type FastifyReply, LogController, type RouteOptions } from "fastify";
 import type { Logger } from "pino";
 import { PortraitError } from "../engine/errors.js";
 import { assertStorableText } from "../engine/text.js";
@@ -10,6 +10,9 @@ import type { Portrait } from "../pipeline/portrait.js";
 import { authHook } from "./auth.js";
 import { errorBody, errorHandler, statusOf, tooLongIdError } from "./errors.js";
 import { type Metrics, metricsPlugin } from "./metrics.js";
+import { documentRoute, swaggerOptions } from "./openapi/document.js";
+import { json } from "./openapi/responses.js";
+import { addSharedSchemas } from "./openapi/schemas.js";
 import { accountRoutes } from "./routes/account.js";
 import { documentRoutes } from "./routes/documents.js";
 import { healthRoutes } from "./routes/health.js";
@@ -25,6 +28,27 @@ import { sftpKeyRoutes } from "./routes/sftp-keys.js";
 
 /** API.md: JSON bodies over 5 MB → 413 (imports stream and have their own limit). */
 export const JSON_BODY_LIMIT = 5 * 1024 * 1024;
+
+/** Every route an app built here registered, HEAD and OPTIONS included: the OpenAPI contract test compares. */
+const ROUTES = new WeakMap<FastifyInstance, Array<{ method: string; url: string }>>();
+
+export function registeredRoutes(app: FastifyInstance): ReadonlyArray<{ method: string; url: string }> {
+  return ROUTES.get(app) ?? [];
+}
+
+/**
+ * Route schemas document the API (OpenAPI, openapi/) and do nothing else; a route plugin registered on its own (a
+ * test) needs this too, for the shared schemas its routes reference.
+ */
+export function schemasAsDocumentation(app: FastifyInstance): void {
+  // The engine validates, so every refusal carries our codes.
+  app.setValidatorCompiler(() => () => true);
+  // Nor do schemas shape replies: fastify would compile each response schema into a fast-json-stringify serialiser,
+  // which drops properties the schema does not list and coerces types, so a documentation slip would change (or
+  // silently lose) data. Replies are written as the handlers build them; the contract test checks the schemas.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  addSharedSchemas(app);
+}
 
 export interface AppDeps {
   portrait: Portrait;
@@ -58,8 +82,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
   } as never) as unknown as FastifyInstance;
 
-  // Route schemas document the API (OpenAPI); the engine validates, so every refusal carries our codes.
-  app.setValidatorCompiler(() => () => true);
+  schemasAsDocumentation(app);
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request, reply) => {
     reply
@@ -70,18 +93,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // fastify reads text/plain as a string by default; only the SDK routes take it (routes/sdk.ts), elsewhere it is 415.
   app.removeContentTypeParser("text/plain");
 
-  await app.register(swagger, {
-    openapi: {
-      openapi: "3.1.0",
-      info: {
-        title: "Portrait API",
-        version: "1.0.0",
-        description: "Self-hostable user-profile engine (v1 contract).",
-      },
-      components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
-      security: [{ bearer: [] }],
-    },
+  const routes: Array<{ method: string; url: string }> = [];
+  ROUTES.set(app, routes);
+  app.addHook("onRoute", (route: RouteOptions) => {
+    for (const method of [route.method].flat()) routes.push({ method, url: route.url });
+    documentRoute(route);
   });
+  await app.register(swagger, swaggerOptions);
   // Many HTTP clients send `Content-Type: application/json` on every request, an empty DELETE or undo included; a
   // route that takes no body must not refuse that as an empty JSON document.
   app.addHook("onRequest", async (request) => {
@@ -110,6 +128,18 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(sftpKeyRoutes(deps));
   if (deps.imports)
     await app.register(importRoutes({ ...deps, imports: deps.imports }, deps.importMaxBytes ?? Infinity));
-  app.get("/v1/openapi.json", { config: { access: "none" }, schema: { hide: true } }, async () => app.swagger());
+  app.get(
+    "/v1/openapi.json",
+    {
+      config: { access: "none" },
+      schema: {
+        operationId: "getOpenApi",
+        tags: ["meta"],
+        summary: "This document: the API as OpenAPI 3.1",
+        response: { 200: json("The OpenAPI document", "OpenApiDocument") },
+      },
+    },
+    async () => app.swagger(),
+  );
   return app;
 }

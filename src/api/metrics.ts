@@ -2,6 +2,7 @@
 import type { FastifyInstance } from "fastify";
 import fp from "fastify-plugin";
 import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
+import { file } from "./openapi/responses.js";
 
 type Observer = ReturnType<Metrics["requestSeconds"]["labels"]>;
 
@@ -50,9 +51,21 @@ export function metricsPlugin(metrics: Metrics) {
         reply.elapsedTime / 1000,
       );
     });
-    app.get("/metrics", { config: { access: "none" }, schema: { hide: true } }, async (_request, reply) => {
-      reply.header("content-type", metrics.registry.contentType);
-      return metrics.registry.metrics();
-    });
+    app.get(
+      "/metrics",
+      {
+        config: { access: "none" },
+        schema: {
+          operationId: "getMetrics",
+          tags: ["meta"],
+          summary: "Prometheus metrics: request latency by route, ingest records by outcome (no auth)",
+          response: { 200: file("Prometheus text exposition format 0.0.4", ["text/plain"]) },
+        },
+      },
+      async (_request, reply) => {
+        reply.header("content-type", metrics.registry.contentType);
+        return metrics.registry.metrics();
+      },
+    );
   });
 }

@@ -5,11 +5,15 @@ import { isPlainObject } from "../../engine/parse-record.js";
 import { assertStorableText } from "../../engine/text.js";
 import type { JsonValue } from "../../engine/types.js";
 import type { AppDeps } from "../app.js";
+import { json, refusals } from "../openapi/responses.js";
+import { ref } from "../openapi/schemas.js";
 import { profileId } from "./profiles.js";
 
 type DocParams = { Params: { id: string; compartmentId: string; userAccountId: string } };
 
-function ref(params: DocParams["Params"]) {
+const unknownDocument = refusals({ 400: ["INVALID_VALUE"], 404: ["UNKNOWN_PROFILE", "UNKNOWN_DOCUMENT"] });
+
+function docRef(params: DocParams["Params"]) {
   for (const field of ["compartmentId", "userAccountId"] as const) {
     const v = params[field];
     if (v.length === 0 || v.length > 256)
@@ -26,8 +30,17 @@ export function documentRoutes({ portrait }: AppDeps) {
       {
         schema: {
           tags: ["documents"],
+          operationId: "putDocument",
           summary: "Store a profile document (replaces it; system fields kept)",
-          body: { type: "object" },
+          body: ref("DocumentBody"),
+          response: {
+            200: json("The stored document", "Document"),
+            ...refusals({
+              400: ["INVALID_DOCUMENT", "INVALID_VALUE", "INVALID_KEY", "NESTING_TOO_DEEP"],
+              404: ["UNKNOWN_PROFILE"],
+              413: ["DOCUMENT_TOO_LARGE", "PAYLOAD_TOO_LARGE"],
+            }),
+          },
         },
       },
       async (request) => {
@@ -36,7 +49,7 @@ export function documentRoutes({ portrait }: AppDeps) {
           throw new PortraitError("INVALID_DOCUMENT", "a document must be a JSON object", "body");
         assertStorableText(body);
         const id = profileId(request.params.id);
-        const r = ref(request.params);
+        const r = docRef(request.params);
         await portrait.apply(request.account, {
           type: "document",
           ts: Date.now(),
@@ -49,15 +62,31 @@ export function documentRoutes({ portrait }: AppDeps) {
         return portrait.getDocument(request.account, id, r);
       },
     );
-    app.get<DocParams>(path, { schema: { tags: ["documents"], summary: "A profile document" } }, async (request) =>
-      portrait.getDocument(request.account, profileId(request.params.id), ref(request.params)),
+    app.get<DocParams>(
+      path,
+      {
+        schema: {
+          operationId: "getDocument",
+          tags: ["documents"],
+          summary: "A profile document",
+          response: { 200: json("The document", "Document"), ...unknownDocument },
+        },
+      },
+      async (request) => portrait.getDocument(request.account, profileId(request.params.id), docRef(request.params)),
     );
     app.delete<DocParams>(
       path,
-      { schema: { tags: ["documents"], summary: "Delete a profile document" } },
+      {
+        schema: {
+          operationId: "deleteDocument",
+          tags: ["documents"],
+          summary: "Delete a profile document",
+          response: { 200: json("Deleted", "Deleted"), ...unknownDocument },
+        },
+      },
       async (request) => {
         const id = profileId(request.params.id);
-        const r = ref(request.params);
+        const r = docRef(request.params);
         await portrait.getDocument(request.account, id, r);
         await portrait.apply(request.account, {
           type: "document",
@@ -72,7 +101,14 @@ export function documentRoutes({ portrait }: AppDeps) {
     );
     app.get<{ Params: { id: string } }>(
       "/v1/profiles/:id/documents",
-      { schema: { tags: ["documents"], summary: "All documents of a profile" } },
+      {
+        schema: {
+          operationId: "listDocuments",
+          tags: ["documents"],
+          summary: "All documents of a profile",
+          response: { 200: json("The documents", "DocumentList"), ...refusals({ 404: ["UNKNOWN_PROFILE"] }) },
+        },
+      },
       async (request) => ({ documents: await portrait.listDocuments(request.account, profileId(request.params.id)) }),
     );
   };

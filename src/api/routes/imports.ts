@@ -12,6 +12,7 @@ import { PortraitError } from "../../engine/errors.js";
 import { importView } from "../../imports/runner.js";
 import { formatFor, type ImportService, parseKind } from "../../imports/service.js";
 import type { AppDeps } from "../app.js";
+import { file, json, refusals } from "../openapi/responses.js";
 
 function unreadableMultipart(e: unknown): unknown {
   if (e instanceof PortraitError || (e as { statusCode?: number }).statusCode === 413) return e;
@@ -42,10 +43,39 @@ export function importRoutes({ imports }: AppDeps & { imports: ImportService }, 
       {
         schema: {
           tags: ["imports"],
+          operationId: "createImport",
           summary: "Upload a profiles/events CSV or NDJSON, or a documents NDJSON; the import runs in the background",
           querystring: {
             type: "object",
+            required: ["kind"],
             properties: { kind: { type: "string", enum: ["profiles", "events", "documents"] } },
+          },
+          body: {
+            content: {
+              "text/csv": { schema: { type: "string", description: "A header row, then one row per record" } },
+              "application/x-ndjson": { schema: { type: "string", description: "One JSON object per line" } },
+              "multipart/form-data": {
+                schema: {
+                  type: "object",
+                  required: ["file"],
+                  properties: {
+                    file: {
+                      type: "string",
+                      contentMediaType: "application/octet-stream",
+                      description: "The file: its part's type, else its name's extension (.csv, .ndjson, .jsonl)",
+                    },
+                  },
+                },
+              },
+            },
+          },
+          response: {
+            202: json("Stored; the import runs in the background", "ImportQueued"),
+            ...refusals({
+              400: ["INVALID_VALUE", "INVALID_BODY"],
+              413: ["PAYLOAD_TOO_LARGE"],
+              415: ["UNSUPPORTED_MEDIA_TYPE"],
+            }),
           },
         },
       },
@@ -97,13 +127,30 @@ export function importRoutes({ imports }: AppDeps & { imports: ImportService }, 
 
     app.get<{ Params: { id: string } }>(
       "/v1/imports/:id",
-      { schema: { tags: ["imports"], summary: "An import's status and counts" } },
+      {
+        schema: {
+          operationId: "getImport",
+          tags: ["imports"],
+          summary: "An import's status and counts",
+          response: { 200: json("The import", "Import"), ...refusals({ 404: ["UNKNOWN_IMPORT"] }) },
+        },
+      },
       async (request) => importView(await imports.get(request.account, request.params.id)),
     );
 
     app.get<{ Params: { id: string } }>(
       "/v1/imports/:id/failures.csv",
-      { schema: { tags: ["imports"], summary: "The refused rows, each with a last column Failure Description" } },
+      {
+        schema: {
+          operationId: "getImportFailures",
+          tags: ["imports"],
+          summary: "The refused rows, each with a last column Failure Description",
+          response: {
+            200: file("The refused rows as CSV, with a last column Failure Description", ["text/csv"]),
+            ...refusals({ 404: ["UNKNOWN_IMPORT"] }),
+          },
+        },
+      },
       async (request, reply) => {
         const report = await imports.failures(request.account, request.params.id);
         reply.type("text/csv; charset=utf-8");

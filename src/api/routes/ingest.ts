@@ -2,6 +2,8 @@
 import type { FastifyInstance } from "fastify";
 import { type AppDeps, JSON_BODY_LIMIT } from "../app.js";
 import { acceptBatchJson } from "../batch-json.js";
+import { json, refusals } from "../openapi/responses.js";
+import { ref } from "../openapi/schemas.js";
 import { countOutcomes } from "./sdk.js";
 
 export function ingestRoutes({ portrait, metrics }: AppDeps) {
@@ -12,11 +14,12 @@ export function ingestRoutes({ portrait, metrics }: AppDeps) {
       {
         schema: {
           tags: ["ingest"],
+          operationId: "ingest",
           summary: "Apply login, profile, event and token records in order; each record is atomic",
-          body: {
-            type: "object",
-            required: ["records"],
-            properties: { records: { type: "array", maxItems: 1000, items: { type: "object" } } },
+          body: ref("IngestBatch"),
+          response: {
+            200: json("Applied, even when some records failed (each in unprocessed, with its code)", "BatchResult"),
+            ...refusals({ 400: ["INVALID_BATCH", "BATCH_TOO_LARGE"] }),
           },
         },
       },

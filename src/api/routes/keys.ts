@@ -5,6 +5,8 @@ import { isPlainObject } from "../../engine/parse-record.js";
 import { assertStorableText } from "../../engine/text.js";
 import type { ApiKeyRow } from "../../store/store.js";
 import type { AppDeps } from "../app.js";
+import { json, refusals } from "../openapi/responses.js";
+import { ref } from "../openapi/schemas.js";
 
 const keyView = (k: ApiKeyRow) => ({
   id: k.id,
@@ -19,14 +21,32 @@ export function keyRoutes({ accounts, portrait }: AppDeps) {
   return async (app: FastifyInstance) => {
     app.get(
       "/v1/keys",
-      { schema: { tags: ["keys"], summary: "The account's API keys (secrets are never shown again)" } },
+      {
+        schema: {
+          operationId: "listKeys",
+          tags: ["keys"],
+          summary: "The account's API keys (secrets are never shown again)",
+          response: { 200: json("The keys, revoked ones included", "KeyList") },
+        },
+      },
       async (request) => ({
         keys: (await portrait.store.listApiKeys(request.account.id)).map(keyView),
       }),
     );
     app.post(
       "/v1/keys",
-      { schema: { tags: ["keys"], summary: "Create a key; the response shows it once", body: { type: "object" } } },
+      {
+        schema: {
+          operationId: "createKey",
+          tags: ["keys"],
+          summary: "Create a key; the response shows it once",
+          body: ref("KeyCreate"),
+          response: {
+            201: json("The new key, with the key itself", "NewKey"),
+            ...refusals({ 400: ["INVALID_VALUE", "INVALID_BODY"] }),
+          },
+        },
+      },
       async (request, reply) => {
         const body = request.body;
         if (!isPlainObject(body)) throw new PortraitError("INVALID_BODY", 'the body must be {"kind", "name"}');
@@ -42,7 +62,14 @@ export function keyRoutes({ accounts, portrait }: AppDeps) {
     );
     app.delete<{ Params: { id: string } }>(
       "/v1/keys/:id",
-      { schema: { tags: ["keys"], summary: "Revoke a key" } },
+      {
+        schema: {
+          operationId: "revokeKey",
+          tags: ["keys"],
+          summary: "Revoke a key",
+          response: { 200: json("Revoked", "Revoked"), ...refusals({ 404: ["UNKNOWN_KEY"] }) },
+        },
+      },
       async (request) => {
         if (!(await accounts.revokeKey(request.account.id, request.params.id))) {
           throw new PortraitError("UNKNOWN_KEY", `key ${request.params.id} does not exist`, "id");

@@ -3,6 +3,8 @@ import type { FastifyInstance } from "fastify";
 import { PortraitError } from "../../engine/errors.js";
 import { isPlainObject } from "../../engine/parse-record.js";
 import type { AppDeps } from "../app.js";
+import { json, refusals } from "../openapi/responses.js";
+import { ref } from "../openapi/schemas.js";
 import { profileId } from "./profiles.js";
 
 export function mergeRoutes({ portrait }: AppDeps) {
@@ -12,8 +14,13 @@ export function mergeRoutes({ portrait }: AppDeps) {
       {
         schema: {
           tags: ["merges"],
+          operationId: "mergeProfiles",
           summary: "Merge sourceId into targetId (logged, undoable)",
-          body: { type: "object" },
+          body: ref("MergeRequest"),
+          response: {
+            200: json("The merge id and the merged profile", "MergeResult"),
+            ...refusals({ 400: ["INVALID_MERGE"], 404: ["UNKNOWN_PROFILE"] }),
+          },
         },
       },
       async (request) => {
@@ -32,7 +39,15 @@ export function mergeRoutes({ portrait }: AppDeps) {
       "/v1/merges/:mergeId/undo",
       {
         config: { bodyless: true },
-        schema: { tags: ["merges"], summary: "Undo a merge: both people restored, later records replayed" },
+        schema: {
+          operationId: "undoMerge",
+          tags: ["merges"],
+          summary: "Undo a merge: both people restored, later records replayed",
+          response: {
+            200: json("Both profiles as restored", "UndoResult"),
+            ...refusals({ 404: ["UNKNOWN_MERGE", "UNKNOWN_PROFILE"], 409: ["MERGE_NOT_UNDOABLE", "ALREADY_UNDONE"] }),
+          },
+        },
       },
       async (request) => portrait.undoMerge(request.account, request.params.mergeId),
     );

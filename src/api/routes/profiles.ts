@@ -7,9 +7,41 @@ import type { IdentityKey } from "../../engine/types.js";
 import type { FindQuery } from "../../pipeline/portrait.js";
 import type { AppDeps } from "../app.js";
 import { errorBody } from "../errors.js";
+import { json, refusal, refusals } from "../openapi/responses.js";
+import { ref } from "../openapi/schemas.js";
 import { timelineJson } from "../timeline-json.js";
 
 type IdParams = { Params: { id: string } };
+
+const INGEST_CODES = [
+  ...["INVALID_EMAIL", "INVALID_PHONE", "INVALID_GENDER", "INVALID_DATE", "AGE_IS_DERIVED", "INVALID_KEY"],
+  ...["VALUE_TOO_LONG", "TOO_MANY_PROPERTIES", "TYPE_MISMATCH", "INVALID_OPERATION", "IDENTITY_CONFLICT", "…"],
+];
+
+/** A missing, malformed or other account's id, or one of a deleted person (API.md: never 403). */
+const unknownProfile = refusals({ 404: ["UNKNOWN_PROFILE"] });
+const pageQuery = {
+  type: "object",
+  properties: {
+    cursor: { type: "string", description: "The nextCursor of the previous page" },
+    limit: { type: "integer", minimum: 1, maximum: 1000, default: 50 },
+  },
+};
+const findQueryString = {
+  type: "object",
+  description: "Exactly one handle (the first given in this order counts); compartmentId goes with userAccountId.",
+  properties: {
+    identity: { type: "string", description: "Identity value" },
+    email: { type: "string" },
+    phone: { type: "string", description: "E.164" },
+    fbid: { type: "string" },
+    gpid: { type: "string" },
+    deviceId: { type: "string" },
+    profileId: { type: "string", description: "A profile id (a merge tombstone's id finds its target)" },
+    compartmentId: { type: "string" },
+    userAccountId: { type: "string" },
+  },
+};
 const PROFILE_ID = /^[0-9a-f]{32}$/;
 
 export function profileId(id: string, field = "id"): string {
@@ -61,8 +93,14 @@ export function profileRoutes({ portrait }: AppDeps) {
       "/v1/profiles",
       {
         schema: {
+          operationId: "findProfiles",
           tags: ["profiles"],
           summary: "Find People by Identity, Email, Phone, FBID, GPID, device or user account",
+          querystring: findQueryString,
+          response: {
+            200: json("The matching profiles (an empty list when none, or when the value is malformed)", "ProfileList"),
+            ...refusals({ 400: ["MISSING_HANDLE", "INVALID_VALUE", "INVALID_HANDLE"] }),
+          },
         },
       },
       async (request) => {
@@ -77,12 +115,33 @@ export function profileRoutes({ portrait }: AppDeps) {
         }
       },
     );
-    app.get<IdParams>("/v1/profiles/:id", { schema: { tags: ["profiles"], summary: "A profile" } }, async (request) =>
-      portrait.requireProfile(request.account, profileId(request.params.id)),
+    app.get<IdParams>(
+      "/v1/profiles/:id",
+      {
+        schema: {
+          operationId: "getProfile",
+          tags: ["profiles"],
+          summary: "A profile (a merge tombstone's id reads as its target)",
+          response: { 200: json("The profile", "Profile"), ...unknownProfile },
+        },
+      },
+      async (request) => portrait.requireProfile(request.account, profileId(request.params.id)),
     );
     app.patch<IdParams>(
       "/v1/profiles/:id",
-      { schema: { tags: ["profiles"], summary: "Apply a property set with operations", body: { type: "object" } } },
+      {
+        schema: {
+          operationId: "updateProfile",
+          tags: ["profiles"],
+          summary: "Apply a property set with operations",
+          body: ref("PropertySet"),
+          response: {
+            200: json("The updated profile", "Profile"),
+            400: refusal(400, INGEST_CODES, "A property the engine refuses (the ingest codes, API.md Ingest)"),
+            ...unknownProfile,
+          },
+        },
+      },
       async (request, reply) => {
         try {
           return await portrait.patchProfile(request.account, profileId(request.params.id), request.body);
@@ -95,14 +154,32 @@ export function profileRoutes({ portrait }: AppDeps) {
     );
     app.delete<IdParams>(
       "/v1/profiles/:id",
-      { schema: { tags: ["profiles"], summary: "Delete a person for good" } },
+      {
+        schema: {
+          operationId: "deleteProfile",
+          tags: ["profiles"],
+          summary: "Delete a person for good",
+          response: { 200: json("What was deleted", "ProfileDeleted"), ...unknownProfile },
+        },
+      },
       async (request) => ({
         deleted: await portrait.deleteProfile(request.account, profileId(request.params.id)),
       }),
     );
     app.get<IdParams & { Querystring: { cursor?: string; limit?: string } }>(
       "/v1/profiles/:id/events",
-      { schema: { tags: ["profiles"], summary: "The timeline, newest first; orphans' events flagged anonymous" } },
+      {
+        schema: {
+          operationId: "listProfileEvents",
+          tags: ["profiles"],
+          summary: "The timeline, newest first; orphans' events flagged anonymous",
+          querystring: pageQuery,
+          response: {
+            200: json("A page of events", "EventPage"),
+            ...refusals({ 400: ["INVALID_VALUE"], 404: ["UNKNOWN_PROFILE"] }),
+          },
+        },
+      },
       async (request, reply) => {
         const limit = request.query.limit === undefined ? 50 : Number(request.query.limit);
         if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
@@ -117,12 +194,30 @@ export function profileRoutes({ portrait }: AppDeps) {
     );
     app.get<IdParams>(
       "/v1/profiles/:id/export",
-      { schema: { tags: ["profiles"], summary: "Everything stored about a person" } },
+      {
+        schema: {
+          operationId: "exportProfile",
+          tags: ["profiles"],
+          summary: "Everything stored about a person",
+          response: { 200: json("The person's data as one document", "ProfileExport"), ...unknownProfile },
+        },
+      },
       async (request) => portrait.exportProfile(request.account, profileId(request.params.id)),
     );
     app.put<IdParams>(
       "/v1/profiles/:id/test",
-      { schema: { tags: ["profiles"], summary: "Mark or unmark a test profile", body: { type: "object" } } },
+      {
+        schema: {
+          operationId: "setProfileTest",
+          tags: ["profiles"],
+          summary: "Mark or unmark a test profile",
+          body: ref("TestFlag"),
+          response: {
+            200: json("The profile", "Profile"),
+            ...refusals({ 400: ["INVALID_VALUE"], 404: ["UNKNOWN_PROFILE"] }),
+          },
+        },
+      },
       async (request) =>
         portrait.setFlags(request.account, profileId(request.params.id), { test: booleanField(request.body, "test") }),
     );
@@ -131,8 +226,17 @@ export function profileRoutes({ portrait }: AppDeps) {
       {
         schema: {
           tags: ["profiles"],
+          operationId: "setProfileControlGroupExclusion",
           summary: "Exclude from control groups (at most 20 per account)",
-          body: { type: "object" },
+          body: ref("ControlGroupExclusion"),
+          response: {
+            200: json("The profile", "Profile"),
+            ...refusals({
+              400: ["INVALID_VALUE"],
+              404: ["UNKNOWN_PROFILE"],
+              409: ["CONTROL_GROUP_EXCLUSION_LIMIT"],
+            }),
+          },
         },
       },
       async (request) =>

@@ -6,6 +6,7 @@ import { gunzipSync } from "node:zlib";
 import Fastify, { type FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestServer, type TestServer } from "../../test-support/server.js";
+import { schemasAsDocumentation } from "../app.js";
 import { errorHandler } from "../errors.js";
 import { resolveExample, sdkBundleRoutes } from "./sdk-bundle.js";
 
@@ -61,6 +62,7 @@ describe("GET /sdk/portrait.js and /sdk/examples/* (files on disk)", () => {
     symlinkSync(path.join(dir, "outside-target.html"), path.join(examples, "outside.html"));
     writeFileSync(path.join(dir, "bundle.js"), "/* sdk */");
     app = Fastify();
+    schemasAsDocumentation(app);
     app.setErrorHandler(errorHandler);
     await app.register(sdkBundleRoutes({ bundlePath: path.join(dir, "bundle.js"), examplesDir: examples }));
     app.setNotFoundHandler((_request, reply) => {
@@ -136,6 +138,7 @@ describe("GET /sdk/portrait.js and /sdk/examples/* (files on disk)", () => {
 
   it("answers 404 with a hint when the bundle is not built", async () => {
     const bare = Fastify();
+    schemasAsDocumentation(bare);
     bare.setErrorHandler(errorHandler);
     await bare.register(sdkBundleRoutes({ bundlePath: path.join(dir, "missing.js"), examplesDir: dir }));
     const res = await bare.inject({ method: "GET", url: "/sdk/portrait.js" });

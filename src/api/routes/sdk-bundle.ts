@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { PortraitError } from "../../engine/errors.js";
+import { file, refusals } from "../openapi/responses.js";
 
 export interface SdkBundleOptions {
   /** Default: dist/sdk/portrait.js of the package. */
@@ -107,7 +108,28 @@ export function sdkBundleRoutes(options: SdkBundleOptions = {}) {
       "/sdk/portrait.js",
       {
         config: { access: "none" },
-        schema: { tags: ["sdk"], summary: "The browser SDK bundle (no auth; cacheable, with an ETag)" },
+        schema: {
+          operationId: "getSdkBundle",
+          tags: ["sdk"],
+          summary: "The browser SDK bundle (no auth; cacheable, with an ETag)",
+          headers: {
+            type: "object",
+            properties: {
+              "if-none-match": { type: "string", description: "The ETag of a cached copy: 304 when it is current" },
+            },
+          },
+          response: {
+            200: {
+              ...file("The bundle (gzip when accepted)", ["application/javascript"]),
+              headers: {
+                etag: { type: "string", description: "A weak ETag of the bundle" },
+                "cache-control": { type: "string", description: BUNDLE_CACHE_CONTROL },
+              },
+            },
+            304: { description: "The cached copy named by If-None-Match is current", type: "null" },
+            ...refusals({ 404: ["NOT_FOUND"] }),
+          },
+        },
       },
       async (request, reply: FastifyReply) => {
         const file = await bundle();
@@ -132,7 +154,15 @@ export function sdkBundleRoutes(options: SdkBundleOptions = {}) {
       "/sdk/examples/*",
       {
         config: { access: "none" },
-        schema: { tags: ["sdk"], summary: "Example pages that load the SDK from this server (examples/)" },
+        schema: {
+          operationId: "getSdkExample",
+          tags: ["sdk"],
+          summary: "Example pages that load the SDK from this server (examples/)",
+          response: {
+            200: file("The file", [...new Set(Object.values(EXAMPLE_TYPES).map((t) => t.split(";")[0] as string))]),
+            ...refusals({ 404: ["NOT_FOUND"] }),
+          },
+        },
       },
       async (request, reply) => {
         const file = await resolveExample(examplesDir, request.params["*"]);

@@ -10,6 +10,8 @@ import type { BatchResult } from "../../pipeline/portrait.js";
 import { type AppDeps, JSON_BODY_LIMIT } from "../app.js";
 import { acceptBatchJson } from "../batch-json.js";
 import type { Metrics } from "../metrics.js";
+import { json, refusals } from "../openapi/responses.js";
+import { ref } from "../openapi/schemas.js";
 
 /** One increment per outcome, not per record: labelled increments hash their labels, and a batch has 1,000 records. */
 export function countOutcomes(metrics: Metrics, result: BatchResult): void {
@@ -74,9 +76,18 @@ export function sdkRoutes({ portrait, metrics }: AppDeps) {
         config: { access: "public" },
         schema: {
           tags: ["sdk"],
+          operationId: "sdkBatch",
           summary: "The ingest batch for browsers: device handles only, public key as ?key=pk_…",
+          description:
+            "The records of POST /v1/ingest with `deviceId` handles only (others fail alone, HANDLE_NOT_ALLOWED). " +
+            "The JSON may also be sent as text/plain, so that sendBeacon and simple CORS requests work.",
           querystring: { type: "object", properties: { key: { type: "string" } } },
-          body: { type: "object" },
+          body: ref("IngestBatch"),
+          consumes: ["application/json", "text/plain"],
+          response: {
+            200: json("Applied, even when some records failed (each in unprocessed, with its code)", "BatchResult"),
+            ...refusals({ 400: ["INVALID_BATCH", "BATCH_TOO_LARGE"] }),
+          },
         },
       },
       async (request) => {
@@ -89,7 +100,20 @@ export function sdkRoutes({ portrait, metrics }: AppDeps) {
       "/v1/sdk/profile",
       {
         config: { access: "public" },
-        schema: { tags: ["sdk"], summary: "The account's publicProperties of a device's profile" },
+        schema: {
+          operationId: "getSdkProfile",
+          tags: ["sdk"],
+          summary: "The account's publicProperties of a device's profile",
+          querystring: {
+            type: "object",
+            required: ["deviceId"],
+            properties: { key: { type: "string" }, deviceId: { type: "string", minLength: 1 } },
+          },
+          response: {
+            200: json("The public properties the profile has (none when the device is unknown)", "SdkProfile"),
+            ...refusals({ 400: ["MISSING_HANDLE"] }),
+          },
+        },
       },
       async (request) => {
         const deviceId = request.query.deviceId;

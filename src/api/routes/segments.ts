@@ -3,11 +3,20 @@ import { Readable } from "node:stream";
 import type { FastifyInstance } from "fastify";
 import { Segments } from "../../pipeline/segments.js";
 import type { AppDeps } from "../app.js";
+import { file, json, refusals } from "../openapi/responses.js";
+import { ref } from "../openapi/schemas.js";
 
 type IdParams = { Params: { id: string } };
 type PageQuery = { Querystring: { cursor?: string; limit?: string } };
 
-const condition = { description: "A segment condition (API.md Segments, the grammar)", type: "object" };
+const pageQuery = {
+  type: "object",
+  properties: {
+    cursor: { type: "string", description: "The nextCursor of the previous page" },
+    limit: { type: "integer", minimum: 1, maximum: 1000, default: 50 },
+  },
+};
+const unknownSegment = refusals({ 404: ["UNKNOWN_SEGMENT"] });
 
 export function segmentRoutes({ portrait }: AppDeps) {
   const segments = new Segments(portrait);
@@ -17,15 +26,12 @@ export function segmentRoutes({ portrait }: AppDeps) {
       {
         schema: {
           tags: ["segments"],
+          operationId: "querySegment",
           summary: "Find People by criteria: the exact count and a page of profiles (id order)",
-          body: {
-            type: "object",
-            required: ["where"],
-            properties: {
-              where: condition,
-              limit: { type: "integer", minimum: 1, maximum: 1000, default: 50 },
-              cursor: { type: ["string", "null"] },
-            },
+          body: ref("SegmentQuery"),
+          response: {
+            200: json("The count and a page of members", "MembersPage"),
+            ...refusals({ 400: ["INVALID_SEGMENT", "INVALID_VALUE"] }),
           },
         },
       },
@@ -36,11 +42,12 @@ export function segmentRoutes({ portrait }: AppDeps) {
       {
         schema: {
           tags: ["segments"],
+          operationId: "createSegment",
           summary: "Save a segment (its condition is evaluated fresh on every read)",
-          body: {
-            type: "object",
-            required: ["name", "where"],
-            properties: { name: { type: "string" }, where: condition },
+          body: ref("SegmentCreate"),
+          response: {
+            201: json("The saved segment", "Segment"),
+            ...refusals({ 400: ["INVALID_SEGMENT", "INVALID_VALUE"] }),
           },
         },
       },
@@ -52,22 +59,58 @@ export function segmentRoutes({ portrait }: AppDeps) {
     );
     app.get<PageQuery>(
       "/v1/segments",
-      { schema: { tags: ["segments"], summary: "Saved segments, oldest first" } },
+      {
+        schema: {
+          operationId: "listSegments",
+          tags: ["segments"],
+          summary: "Saved segments, oldest first",
+          querystring: pageQuery,
+          response: { 200: json("A page of segments", "SegmentList"), ...refusals({ 400: ["INVALID_VALUE"] }) },
+        },
+      },
       async (request) => segments.list(request.account, request.query),
     );
     app.get<IdParams>(
       "/v1/segments/:id",
-      { schema: { tags: ["segments"], summary: "A saved segment" } },
+      {
+        schema: {
+          operationId: "getSegment",
+          tags: ["segments"],
+          summary: "A saved segment",
+          response: { 200: json("The segment", "Segment"), ...unknownSegment },
+        },
+      },
       async (request) => segments.get(request.account, request.params.id),
     );
     app.delete<IdParams>(
       "/v1/segments/:id",
-      { schema: { tags: ["segments"], summary: "Delete a saved segment (409 SEGMENT_IN_USE while another uses it)" } },
+      {
+        schema: {
+          operationId: "deleteSegment",
+          tags: ["segments"],
+          summary: "Delete a saved segment (409 SEGMENT_IN_USE while another uses it)",
+          response: {
+            200: json("Deleted", "Deleted"),
+            ...refusals({ 404: ["UNKNOWN_SEGMENT"], 409: ["SEGMENT_IN_USE"] }),
+          },
+        },
+      },
       async (request) => segments.delete(request.account, request.params.id),
     );
     app.get<IdParams & PageQuery>(
       "/v1/segments/:id/profiles",
-      { schema: { tags: ["segments"], summary: "A saved segment's members, evaluated now, a page at a time" } },
+      {
+        schema: {
+          operationId: "listSegmentProfiles",
+          tags: ["segments"],
+          summary: "A saved segment's members, evaluated now, a page at a time",
+          querystring: pageQuery,
+          response: {
+            200: json("The count and a page of members", "MembersPage"),
+            ...refusals({ 400: ["INVALID_VALUE", "INVALID_SEGMENT"], 404: ["UNKNOWN_SEGMENT"] }),
+          },
+        },
+      },
       async (request) => segments.profiles(request.account, request.params.id, request.query),
     );
     app.get<IdParams>(
@@ -75,7 +118,12 @@ export function segmentRoutes({ portrait }: AppDeps) {
       {
         schema: {
           tags: ["segments"],
+          operationId: "exportSegmentCsv",
           summary: "A saved segment's members as CSV (id, type, identity keys, registered properties), streamed",
+          response: {
+            200: file("Header `id,type,<identity keys>,<properties A-Z>`, then one line per member", ["text/csv"]),
+            ...refusals({ 400: ["INVALID_SEGMENT"], 404: ["UNKNOWN_SEGMENT"] }),
+          },
         },
       },
       async (request, reply) => {

@@ -5,6 +5,8 @@ import { isPlainObject } from "../../engine/parse-record.js";
 import { assertStorableText } from "../../engine/text.js";
 import { addSftpKey, removeSftpKey, sftpKeyView } from "../../imports/sftp/keys.js";
 import type { AppDeps } from "../app.js";
+import { json, refusals } from "../openapi/responses.js";
+import { ref } from "../openapi/schemas.js";
 
 export function sftpKeyRoutes({ portrait }: AppDeps) {
   const store = portrait.store.imports;
@@ -14,8 +16,13 @@ export function sftpKeyRoutes({ portrait }: AppDeps) {
       {
         schema: {
           tags: ["sftp"],
+          operationId: "createSftpKey",
           summary: "Register an SSH public key for the SFTP drop point",
-          body: { type: "object" },
+          body: ref("SftpKeyCreate"),
+          response: {
+            201: json("Registered", "NewSftpKey"),
+            ...refusals({ 400: ["INVALID_VALUE", "INVALID_BODY"] }),
+          },
         },
       },
       async (request, reply) => {
@@ -27,12 +34,28 @@ export function sftpKeyRoutes({ portrait }: AppDeps) {
         return { id: row.id, name: row.name, fingerprint: row.fingerprint };
       },
     );
-    app.get("/v1/sftp/keys", { schema: { tags: ["sftp"], summary: "The account's SFTP keys" } }, async (request) => ({
-      keys: (await store.listSftpKeys(request.account.id)).map(sftpKeyView),
-    }));
+    app.get(
+      "/v1/sftp/keys",
+      {
+        schema: {
+          operationId: "listSftpKeys",
+          tags: ["sftp"],
+          summary: "The account's SFTP keys",
+          response: { 200: json("The keys", "SftpKeyList") },
+        },
+      },
+      async (request) => ({ keys: (await store.listSftpKeys(request.account.id)).map(sftpKeyView) }),
+    );
     app.delete<{ Params: { id: string } }>(
       "/v1/sftp/keys/:id",
-      { schema: { tags: ["sftp"], summary: "Remove an SFTP key" } },
+      {
+        schema: {
+          operationId: "deleteSftpKey",
+          tags: ["sftp"],
+          summary: "Remove an SFTP key",
+          response: { 200: json("Removed", "Deleted"), ...refusals({ 404: ["UNKNOWN_KEY"] }) },
+        },
+      },
       async (request) => {
         await removeSftpKey(store, request.account.id, request.params.id);
         return { deleted: true };
