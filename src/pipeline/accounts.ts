@@ -128,6 +128,10 @@ export class Accounts {
    * so the next request with such a key reads the key and its account again.
    */
   changed(change: AccountChange): void {
+    if (change.kind === "all") {
+      this.cache.clear();
+      return;
+    }
     for (const [presented, entry] of this.cache) {
       const { key, account } = entry.auth;
       if (change.kind === "key" ? key.id === change.keyId : account.id === change.accountId) {

@@ -174,7 +174,11 @@ export interface StoreReader {
 }
 
 /** A change to what processes cache of an account (Store.watchAccounts). */
-export type AccountChange = { kind: "key"; accountId: string; keyId: string } | { kind: "settings"; accountId: string };
+/** What another process changed; `all`: changes may have been missed (a lost connection), forget every cached one. */
+export type AccountChange =
+  | { kind: "key"; accountId: string; keyId: string }
+  | { kind: "settings"; accountId: string }
+  | { kind: "all" };
 
 /** See StoreReader.revisions. */
 export interface AccountRevisions {

@@ -2461,6 +2461,10 @@ export class PostgresStore implements Store {
     const pool = new pg.Pool({ connectionString: url, max, types: TYPES });
     // An idle connection that the server closes emits an error; the pool drops it and opens a new one when needed.
     pool.on("error", () => undefined);
+    // So does one in use (the server restarted, an administrator ended it): the pool listens only while a connection
+    // is idle, and an error event nobody listens to would end the process. The statement in flight fails with the
+    // same error, and the pool drops the connection when it is given back.
+    pool.on("connect", (client) => client.on("error", () => undefined));
     try {
       await pool.query("SELECT 1");
     } catch (error) {
@@ -2477,18 +2481,52 @@ export class PostgresStore implements Store {
 
   /**
    * A connection of its own that LISTENs for key revocations and settings changes (announced by revokeApiKey and
-   * updateSettings when they commit). If it is lost, changes are missed until the caches' own expiry.
+   * updateSettings when they commit). A lost connection is opened again, every second until it is back; what was
+   * announced meanwhile was missed, so the listener then hears `{kind: "all"}` and forgets everything it cached.
    */
   async watchAccounts(listener: (change: AccountChange) => void): Promise<() => Promise<void>> {
-    const client = new pg.Client({ connectionString: this.pool.options.connectionString });
-    client.on("error", () => undefined);
-    client.on("notification", (message) => {
-      if (message.channel !== ACCOUNT_CHANNEL || message.payload === undefined) return;
-      listener(JSON.parse(message.payload) as AccountChange);
-    });
-    await client.connect();
-    await client.query(`LISTEN ${ACCOUNT_CHANNEL}`);
-    return () => client.end();
+    let listening: pg.Client | null = null;
+    let stopped = false;
+    let retry: NodeJS.Timeout | undefined;
+    const open = async (): Promise<void> => {
+      const client = new pg.Client({
+        connectionString: this.pool.options.connectionString,
+        application_name: "portrait-listen",
+      });
+      client.on("error", () => undefined);
+      client.on("notification", (message) => {
+        if (message.channel !== ACCOUNT_CHANNEL || message.payload === undefined) return;
+        listener(JSON.parse(message.payload) as AccountChange);
+      });
+      client.on("end", () => {
+        if (listening !== client || stopped) return;
+        listening = null;
+        reopen();
+      });
+      try {
+        await client.connect();
+        await client.query(`LISTEN ${ACCOUNT_CHANNEL}`);
+      } catch (error) {
+        await client.end().catch(() => undefined);
+        throw error;
+      }
+      listening = client;
+    };
+    const reopen = (): void => {
+      retry = setTimeout(() => {
+        open().then(
+          () => (stopped ? listening?.end() : listener({ kind: "all" })),
+          () => stopped || reopen(),
+        );
+      }, 1000);
+      retry.unref();
+    };
+    await open();
+    return async () => {
+      stopped = true;
+      clearTimeout(retry);
+      await listening?.end();
+    };
   }
 
   /** Waits for the connections in use (a write in progress commits), then closes them all. */
