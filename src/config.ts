@@ -17,6 +17,8 @@ export interface Config {
   sqliteCacheMb?: number;
   /** A claimed import whose worker is silent this long is taken over (PORTRAIT_IMPORT_CLAIM_TIMEOUT_MS, 15 s). */
   importClaimTimeoutMs: number;
+  /** A JSON request body must have arrived this long after its headers (PORTRAIT_JSON_BODY_TIMEOUT_MS, 60 s). */
+  jsonBodyTimeoutMs: number;
 }
 
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): Config {
@@ -34,6 +36,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): Config {
     importMaxBytes: positive(env, "PORTRAIT_IMPORT_MAX_BYTES", 10 * 1000 ** 3),
     sftpPort: env.PORTRAIT_SFTP_PORT ? portNumber(env.PORTRAIT_SFTP_PORT, "PORTRAIT_SFTP_PORT") : null,
     importClaimTimeoutMs: positive(env, "PORTRAIT_IMPORT_CLAIM_TIMEOUT_MS", 15_000),
+    jsonBodyTimeoutMs: positive(env, "PORTRAIT_JSON_BODY_TIMEOUT_MS", 60_000),
     sqliteCacheMb: env.PORTRAIT_SQLITE_CACHE_MB ? positive(env, "PORTRAIT_SQLITE_CACHE_MB", 0) : undefined,
   };
 }

@@ -81,6 +81,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     logger,
     imports: imports.service,
     importMaxBytes: config.importMaxBytes,
+    jsonBodyTimeoutMs: config.jsonBodyTimeoutMs,
   });
   // Responses sent once closing began end their connection: a keep-alive connection whose request was in flight
   // when close() was called would otherwise hold the close open until the client's idle timeout.

@@ -25,6 +25,7 @@ import { sdkRoutes } from "./routes/sdk.js";
 import { sdkBundleRoutes } from "./routes/sdk-bundle.js";
 import { segmentRoutes } from "./routes/segments.js";
 import { sftpKeyRoutes } from "./routes/sftp-keys.js";
+import { limitBodyTime } from "./slow-bodies.js";
 
 /** API.md: JSON bodies over 5 MB → 413 (imports stream and have their own limit). */
 export const JSON_BODY_LIMIT = 5 * 1024 * 1024;
@@ -58,6 +59,8 @@ export interface AppDeps {
   /** Bulk imports (routes registered only when given) and their upload limit. */
   imports?: ImportService;
   importMaxBytes?: number;
+  /** How long a JSON body may take to arrive (slow-bodies.ts); default 60 s: 5 MB at about 100 KB/s. */
+  jsonBodyTimeoutMs?: number;
 }
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -109,6 +112,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       delete headers["content-type"];
     }
   });
+  limitBodyTime(app, deps.jsonBodyTimeoutMs ?? 60_000);
   app.addHook("onRequest", authHook(deps.accounts));
   // Path parameters are ids and names the stores keep or look up: PostgreSQL refuses NUL and broken UTF-16 in text.
   app.addHook("preValidation", async (request) => {

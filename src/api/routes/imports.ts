@@ -41,6 +41,7 @@ export function importRoutes({ imports }: AppDeps & { imports: ImportService }, 
     app.post<{ Querystring: { kind?: string } }>(
       "/v1/imports",
       {
+        config: { longBody: true },
         schema: {
           tags: ["imports"],
           operationId: "createImport",
