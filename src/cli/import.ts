@@ -12,6 +12,7 @@ import https from "node:https";
 import path from "node:path";
 import type { Command } from "commander";
 import { PortraitError } from "../engine/errors.js";
+import type { Account } from "../engine/types.js";
 import type { Store } from "../store/store.js";
 
 interface ImportStatus {
@@ -259,10 +260,49 @@ async function importWithProgress(
   return status.status === "failed" ? 1 : 0;
 }
 
+/** An OpenSSH private key, or PuTTY's: never to be echoed, and never what the SFTP drop point wants. */
+const PRIVATE_KEY = /-----BEGIN [A-Z ]*PRIVATE KEY-----|^PuTTY-User-Key-File-/m;
+
+/**
+ * `sftp-keys add`'s key argument: a key line as given, or the key line of the file it names. Nothing read from a
+ * file is ever shown in a message (it may be a private key, or anything else that was named by mistake).
+ */
+async function publicKeyLine(given: string, parse: (line: string) => Promise<unknown>): Promise<string> {
+  // A key line is "<algorithm> <base64> [comment]": it has a space, which a path rarely has, and it is not a file.
+  if (!existsSync(given)) {
+    if (/^\S+\s+\S/.test(given.trim()) || PRIVATE_KEY.test(given)) return given;
+    throw new PortraitError("INVALID_VALUE", `no file ${given} (give a .pub file or a public key line)`, "publicKey");
+  }
+  if (statSync(given).isDirectory()) {
+    throw new PortraitError("INVALID_VALUE", `${given} is a directory; give a .pub file`, "publicKey");
+  }
+  const text = readFileSync(given, "utf8");
+  if (PRIVATE_KEY.test(text)) {
+    throw new PortraitError("INVALID_VALUE", `${given} is a private key; give its .pub file`, "publicKey");
+  }
+  const line = text.trim();
+  try {
+    await parse(line);
+  } catch (error) {
+    // parsePublicKey's refusal of a malformed line shows the line's start: named here by the file only. Only the RSA
+    // length refusal, which shows nothing of the key, is kept as it is.
+    if (error instanceof PortraitError && !/^publicKey is a \d+-bit RSA key/.test(error.message)) {
+      throw new PortraitError(
+        "INVALID_VALUE",
+        `${given} does not hold an OpenSSH public key line (such as "ssh-ed25519 AAAA… comment")`,
+        "publicKey",
+      );
+    }
+    throw error;
+  }
+  return line;
+}
+
 /** `portrait import` and `portrait sftp-keys`, added to the program. */
 export function addImportCommands(
   program: Command,
   withStore: <T>(opts: { dataDir?: string; databaseUrl?: string }, fn: (store: Store) => Promise<T>) => Promise<T>,
+  account: (store: Store, id: string | undefined) => Promise<Account>,
 ): void {
   program
     .command("import <file>")
@@ -284,18 +324,13 @@ export function addImportCommands(
   type StoreOpts = { account: string; dataDir?: string; databaseUrl?: string; json?: boolean };
   const print = (value: unknown, json: boolean | undefined, text: string) =>
     process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${text}\n`);
-  const account = async (store: Store, id: string) => {
-    const found = await store.getAccount(id);
-    if (!found) throw new PortraitError("UNAUTHORIZED", `no account ${id}; see \`portrait accounts list\``);
-    return found;
-  };
 
   const keys = program.command("sftp-keys").description("SSH public keys that may log in to the SFTP drop point");
   storeOptions(
     keys.command("add <name> <publicKey>").description("register a key: the key line, or a .pub file"),
   ).action(async (name: string, publicKey: string, opts: StoreOpts) => {
-    const line = existsSync(publicKey) ? readFileSync(publicKey, "utf8").trim() : publicKey;
-    const { addSftpKey } = await import("../imports/sftp/keys.js");
+    const { addSftpKey, parsePublicKey } = await import("../imports/sftp/keys.js");
+    const line = await publicKeyLine(publicKey, parsePublicKey);
     await withStore(opts, async (store) => {
       const a = await account(store, opts.account);
       const row = await addSftpKey(store.imports, a.id, name, line);
