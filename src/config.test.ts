@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { configFromEnv } from "./config.js";
+import { configFromEnv, portNumber, storeLocation } from "./config.js";
 
 describe("configuration from the environment", () => {
   it("reads PORTRAIT_SQLITE_CACHE_MB as a positive whole number, leaving the store's default when unset", () => {
@@ -16,5 +16,46 @@ describe("configuration from the environment", () => {
   it("refuses a port that is not a port number, naming the variable", () => {
     expect(() => configFromEnv({ PORTRAIT_PORT: "70000" })).toThrow(/PORTRAIT_PORT must be a port number/);
     expect(() => configFromEnv({ PORTRAIT_SFTP_PORT: "ssh" })).toThrow(/PORTRAIT_SFTP_PORT must be a port number/);
+  });
+});
+
+describe("the store's location from flags and environment", () => {
+  const pg = "postgres://portrait:hunter2@db:5432/portrait";
+
+  it("lets an explicit flag win over the environment, and refuses both flags", () => {
+    expect(storeLocation({ dataDir: "/srv/a" }, { PORTRAIT_DATABASE_URL: pg })).toEqual({
+      dataDir: "/srv/a",
+      databaseUrl: null,
+      from: "--data-dir",
+    });
+    expect(storeLocation({ databaseUrl: pg }, { PORTRAIT_DATA_DIR: "/srv/b" })).toEqual({
+      dataDir: "/srv/b",
+      databaseUrl: pg,
+      from: "--database-url",
+    });
+    expect(storeLocation({}, { PORTRAIT_DATA_DIR: "/srv/b", PORTRAIT_DATABASE_URL: pg })).toMatchObject({
+      databaseUrl: pg,
+      from: "PORTRAIT_DATABASE_URL",
+    });
+    expect(storeLocation({}, {})).toMatchObject({ databaseUrl: null, from: "default" });
+    expect(() => storeLocation({ dataDir: "/a", databaseUrl: pg }, {})).toThrow(/not both/);
+  });
+
+  it("takes postgres:// and postgresql:// URLs only, naming the flag or variable and hiding the password", () => {
+    expect(storeLocation({ databaseUrl: "postgresql://u@h/d" }, {}).databaseUrl).toBe("postgresql://u@h/d");
+    expect(() => storeLocation({ databaseUrl: "mysql://root:hunter2@db/x" }, {})).toThrow(
+      '--database-url must be a postgres:// or postgresql:// URL, got "mysql://root:***@db/x"',
+    );
+    expect(() => configFromEnv({ PORTRAIT_DATABASE_URL: "not a url" })).toThrow(
+      'PORTRAIT_DATABASE_URL must be a postgres:// or postgresql:// URL, got "not a url"',
+    );
+  });
+
+  it("reads a port as decimal digits only", () => {
+    for (const bad of ["18490abc", "0x10", "1e3", " "]) {
+      expect(() => configFromEnv({ PORTRAIT_PORT: bad })).toThrow(`PORTRAIT_PORT must be a port number, got ${bad}`);
+    }
+    expect(configFromEnv({ PORTRAIT_PORT: "" }).port).toBe(8080);
+    expect(portNumber("0", "--port")).toBe(0);
   });
 });

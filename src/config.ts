@@ -19,17 +19,79 @@ export interface Config {
   importClaimTimeoutMs: number;
   /** A JSON request body must have arrived this long after its headers (PORTRAIT_JSON_BODY_TIMEOUT_MS, 60 s). */
   jsonBodyTimeoutMs: number;
+  /** What chose the store, named in the store's error messages (openStore). */
+  storeFrom: StoreLocation["from"];
+}
+
+/** Where the store is: PostgreSQL at `databaseUrl` when set, else SQLite in `dataDir`, and what said so. */
+export interface StoreLocation {
+  dataDir: string;
+  databaseUrl: string | null;
+  /** The flag or variable that chose the store, for messages; "default" for ./data when nothing is set. */
+  from: "--data-dir" | "--database-url" | "PORTRAIT_DATA_DIR" | "PORTRAIT_DATABASE_URL" | "default";
+}
+
+/**
+ * The store that flags and environment name. A flag wins over the environment (`--data-dir` over
+ * PORTRAIT_DATABASE_URL, `--database-url` over PORTRAIT_DATA_DIR); both flags at once are refused. With neither flag,
+ * PORTRAIT_DATABASE_URL wins over PORTRAIT_DATA_DIR (the data directory then holds import uploads only).
+ */
+export function storeLocation(
+  flags: { dataDir?: string; databaseUrl?: string },
+  env: NodeJS.ProcessEnv = process.env,
+): StoreLocation {
+  if (flags.dataDir !== undefined && flags.databaseUrl !== undefined) {
+    throw new Error("give --data-dir (SQLite) or --database-url (PostgreSQL), not both");
+  }
+  if (flags.dataDir !== undefined && flags.dataDir.trim() === "") throw new Error("--data-dir must not be empty");
+  const dataDir = path.resolve(flags.dataDir ?? (env.PORTRAIT_DATA_DIR || "./data"));
+  if (flags.dataDir !== undefined) return { dataDir, databaseUrl: null, from: "--data-dir" };
+  if (flags.databaseUrl !== undefined) {
+    return { dataDir, databaseUrl: postgresUrl(flags.databaseUrl, "--database-url"), from: "--database-url" };
+  }
+  if (env.PORTRAIT_DATABASE_URL) {
+    return {
+      dataDir,
+      databaseUrl: postgresUrl(env.PORTRAIT_DATABASE_URL, "PORTRAIT_DATABASE_URL"),
+      from: "PORTRAIT_DATABASE_URL",
+    };
+  }
+  return { dataDir, databaseUrl: null, from: env.PORTRAIT_DATA_DIR ? "PORTRAIT_DATA_DIR" : "default" };
+}
+
+/** `raw` when it is a postgres:// or postgresql:// URL; else an error naming `name`, without the URL's password. */
+export function postgresUrl(raw: string, name: string): string {
+  let url: URL | null = null;
+  try {
+    url = new URL(raw);
+  } catch {
+    // reported below
+  }
+  if (url === null || (url.protocol !== "postgres:" && url.protocol !== "postgresql:")) {
+    throw new Error(`${name} must be a postgres:// or postgresql:// URL, got ${JSON.stringify(withoutPassword(raw))}`);
+  }
+  return raw;
+}
+
+/** A URL (or a string that was meant to be one) with its password replaced by ***, for messages. */
+export function withoutPassword(raw: string): string {
+  try {
+    const url = new URL(raw);
+    if (url.password) url.password = "***";
+    return url.toString();
+  } catch {
+    return raw.replace(/(\/\/[^/:@\s]*:)[^@\s]*@/, "$1***@");
+  }
 }
 
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): Config {
-  const port = Number(env.PORTRAIT_PORT ?? 8080);
-  if (!Number.isInteger(port) || port < 0 || port > 65535)
-    throw new Error(`PORTRAIT_PORT must be a port number, got ${env.PORTRAIT_PORT}`);
+  const location = storeLocation({}, env);
   return {
-    port,
+    port: !env.PORTRAIT_PORT ? 8080 : portNumber(env.PORTRAIT_PORT, "PORTRAIT_PORT"),
     host: env.PORTRAIT_HOST ?? "0.0.0.0",
-    dataDir: path.resolve(env.PORTRAIT_DATA_DIR ?? "./data"),
-    databaseUrl: env.PORTRAIT_DATABASE_URL || null,
+    dataDir: location.dataDir,
+    databaseUrl: location.databaseUrl,
+    storeFrom: location.from,
     bootstrapSecretKey: env.PORTRAIT_BOOTSTRAP_SECRET_KEY || null,
     bootstrapPublicKey: env.PORTRAIT_BOOTSTRAP_PUBLIC_KEY || null,
     logLevel: env.PORTRAIT_LOG_LEVEL ?? "info",
@@ -49,8 +111,9 @@ function positive(env: NodeJS.ProcessEnv, name: string, fallback: number): numbe
   return n;
 }
 
-function portNumber(raw: string, name: string): number {
-  const n = Number(raw);
+/** A TCP port, 0-65535 (0: any free port), written in decimal digits; else an error naming `name`. */
+export function portNumber(raw: string, name: string): number {
+  const n = /^\d{1,5}$/.test(raw.trim()) ? Number(raw) : Number.NaN;
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`${name} must be a port number, got ${raw}`);
   return n;
 }

@@ -1,7 +1,9 @@
 /**
  * `portrait import FILE --kind …` — a client of a running server (SEMANTICS §11 Imports): streams the file to
- * `POST /v1/imports`, then polls the import and draws a progress bar on stderr (rows, rows/s, ETA; plain lines when
- * stderr is not a terminal), and ends with a summary. Exit code 1 when the import failed (the file could not be read).
+ * `POST /v1/imports`, says `import <id> queued` as soon as the server took it, then polls the import and draws a
+ * progress bar on stderr (rows, rows/s, ETA; plain lines when stderr is not a terminal), and ends with a summary.
+ * Exit code 1 when the import failed (the file could not be read). Once queued the import is the server's: Ctrl-C
+ * (exit 130) or a lost connection (exit 1) stop only the watching, and say how to follow the import.
  *
  * `portrait sftp-keys add|list|remove` manage the SFTP drop point's keys in the store, like `portrait keys`.
  */
@@ -12,7 +14,9 @@ import https from "node:https";
 import path from "node:path";
 import type { Command } from "commander";
 import { PortraitError } from "../engine/errors.js";
+import type { Account } from "../engine/types.js";
 import type { Store } from "../store/store.js";
+import { CliError } from "./cli-error.js";
 
 interface ImportStatus {
   id: string;
@@ -28,6 +32,7 @@ interface ImportStatus {
 }
 
 const number = (n: number) => Math.round(n).toLocaleString("en-US");
+const rows = (n: number) => `${number(n)} ${Math.round(n) === 1 ? "row" : "rows"}`;
 
 function duration(seconds: number): string {
   if (!Number.isFinite(seconds) || seconds < 0) return "?";
@@ -37,11 +42,15 @@ function duration(seconds: number): string {
 }
 
 /** Draws progress on stderr: a bar redrawn in place on a terminal, else a line every few seconds. */
-class Progress {
+export class Progress {
   private lastLine = 0;
-  private readonly tty = process.stderr.isTTY === true;
+  private readonly tty: boolean;
   /** A bar is drawn on the current line: the next output must start a line of its own. */
   private drawn = false;
+
+  constructor(private readonly out: { isTTY?: boolean; write(text: string): unknown } = process.stderr) {
+    this.tty = out.isTTY === true;
+  }
 
   show(label: string, fraction: number, detail: string): void {
     const pct = `${Math.floor(Math.min(1, Math.max(0, fraction)) * 100)}%`.padStart(4);
@@ -49,35 +58,120 @@ class Progress {
       const width = 24;
       const filled = Math.round(Math.min(1, fraction) * width);
       const bar = `${"#".repeat(filled)}${"·".repeat(width - filled)}`;
-      process.stderr.write(`\r\x1b[2K${label} [${bar}] ${pct}  ${detail}`);
+      this.out.write(`\r\x1b[2K${label} [${bar}] ${pct}  ${detail}`);
       this.drawn = true;
     } else if (Date.now() - this.lastLine >= 2000) {
       this.lastLine = Date.now();
-      process.stderr.write(`${label} ${pct}  ${detail}\n`);
+      this.out.write(`${label} ${pct}  ${detail}\n`);
     }
   }
 
+  /** On a terminal, the bar's last frame at 100%: it stays above the summary, so it must not say 99%. */
+  finish(label: string, detail: string): void {
+    if (this.drawn) this.show(label, 1, detail);
+    this.done();
+  }
+
   done(): void {
-    if (this.drawn) process.stderr.write("\n");
+    if (this.drawn) this.out.write("\n");
     this.drawn = false;
   }
 }
 
+/**
+ * Rows/s and bytes/s over the last WINDOW_MS of samples: the rate since the import started misleads at first (the
+ * first sample's span includes the server's start-up of the import) and later lags behind changes in speed.
+ */
+export class MovingRate {
+  private static readonly WINDOW_MS = 10_000;
+  private readonly samples: Array<{ at: number; rows: number; bytes: number }> = [];
+
+  add(rows: number, bytes: number, at = Date.now()): void {
+    this.samples.push({ at, rows, bytes });
+    // Keep one sample older than the window, so that the rate always spans the whole window once it can.
+    while (this.samples.length > 2 && (this.samples[1] as { at: number }).at <= at - MovingRate.WINDOW_MS) {
+      this.samples.shift();
+    }
+  }
+
+  /** Per second, or NaN until two samples some time apart. */
+  get(): { rows: number; bytes: number } {
+    const first = this.samples[0];
+    const last = this.samples[this.samples.length - 1];
+    if (!first || !last || last.at - first.at < 100) return { rows: Number.NaN, bytes: Number.NaN };
+    const seconds = (last.at - first.at) / 1000;
+    return { rows: (last.rows - first.rows) / seconds, bytes: (last.bytes - first.bytes) / seconds };
+  }
+}
+
+/**
+ * The file's format: --format, else its extension as the server reads a multipart upload's file name (.csv; .ndjson,
+ * .jsonl). A `.json` file is most often one JSON document, not one per line, so it is not guessed.
+ */
 function formatFor(file: string, given: string | undefined): "csv" | "ndjson" {
   if (given === "csv" || given === "ndjson") return given;
   if (given !== undefined) throw new PortraitError("INVALID_VALUE", `--format must be csv or ndjson, got ${given}`);
-  return /\.csv$/i.test(file) ? "csv" : "ndjson";
+  if (/\.csv$/i.test(file)) return "csv";
+  if (/\.(ndjson|jsonl)$/i.test(file)) return "ndjson";
+  throw new PortraitError(
+    "INVALID_VALUE",
+    `cannot tell the format of ${file} from its name (.csv, .ndjson, .jsonl): give --format csv or --format ndjson`,
+  );
 }
 
-function apiError(res: { status: number; text: string }): PortraitError {
-  const text = res.text;
+/** --url as an http(s) URL without its trailing slashes; else a one-line error naming --url. */
+function serverUrl(raw: string): string {
+  let url: URL | null = null;
   try {
-    const body = JSON.parse(text) as { error?: { code?: string; message?: string } };
-    if (body.error?.code) return new PortraitError(body.error.code as never, body.error.message ?? text);
+    url = new URL(raw);
   } catch {
-    // not JSON
+    // reported below
   }
-  return new PortraitError("INVALID_BODY" as never, `HTTP ${res.status}: ${text.slice(0, 200)}`);
+  if (url === null || (url.protocol !== "http:" && url.protocol !== "https:") || url.hostname === "") {
+    throw new PortraitError("INVALID_VALUE", `--url must be an http:// or https:// URL, got ${JSON.stringify(raw)}`);
+  }
+  return raw.replace(/\/+$/, "");
+}
+
+/** What an answer says as JSON; a page that is not JSON (a proxy's, another server's) is named as such, not shown. */
+function jsonOf<T>(res: { status: number; text: string }, url: string): T {
+  try {
+    return JSON.parse(res.text) as T;
+  } catch {
+    throw new CliError("NOT_PORTRAIT", `${url} did not answer as a Portrait server (HTTP ${res.status})`);
+  }
+}
+
+function apiError(res: { status: number; text: string }, url: string): Error {
+  const body = jsonOf<{ error?: { code?: string; message?: string } } | null>(res, url);
+  if (typeof body?.error?.code === "string") {
+    return new CliError(body.error.code, body.error.message ?? `HTTP ${res.status}`);
+  }
+  return new CliError("NOT_PORTRAIT", `${url} did not answer as a Portrait server (HTTP ${res.status})`);
+}
+
+/** A connection that failed or broke: refused, unknown host, reset. */
+function isConnectionError(error: unknown): boolean {
+  const code = (error as { code?: unknown }).code;
+  return (
+    typeof code === "string" &&
+    [
+      "ECONNREFUSED",
+      "ENOTFOUND",
+      "EAI_AGAIN",
+      "ECONNRESET",
+      "EHOSTUNREACH",
+      "ENETUNREACH",
+      "ETIMEDOUT",
+      "EPIPE",
+    ].includes(code)
+  );
+}
+
+/** An error's message, or its code when it has none (an AggregateError of refused addresses). */
+function reasonOf(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message || String((error as { code?: unknown }).code ?? "unknown error");
 }
 
 /**
@@ -179,9 +273,8 @@ export async function runImportCommand(
     return await importWithProgress(file, opts, progress);
   } catch (error) {
     progress.done();
-    const code = (error as { code?: unknown }).code;
-    if (code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "ECONNRESET") {
-      throw new Error(`cannot reach the server at ${opts.url} (${(error as Error).message}); is it running? (--url)`);
+    if (isConnectionError(error)) {
+      throw new Error(`cannot reach the server at ${opts.url} (${reasonOf(error)}); is it running? (--url)`);
     }
     throw error;
   }
@@ -192,12 +285,13 @@ async function importWithProgress(
   opts: { kind: string; url: string; key?: string; format?: string; interval?: string },
   progress: Progress,
 ): Promise<number> {
+  const base = serverUrl(opts.url);
+  if (!existsSync(file)) throw new PortraitError("INVALID_VALUE", `no file ${file}`);
+  if (!statSync(file).isFile()) throw new PortraitError("INVALID_VALUE", `${file} is not a file`);
+  const format = formatFor(file, opts.format);
   const key = opts.key ?? process.env.PORTRAIT_KEY;
   if (!key) throw new PortraitError("UNAUTHORIZED", "give the secret key with --key sk_… (or $PORTRAIT_KEY)");
-  if (!existsSync(file) || !statSync(file).isFile()) throw new PortraitError("INVALID_VALUE", `no file ${file}`);
-  const format = formatFor(file, opts.format);
   const size = statSync(file).size;
-  const base = opts.url.replace(/\/+$/, "");
   const headers = { authorization: `Bearer ${key}` };
   const name = path.basename(file);
 
@@ -222,47 +316,117 @@ async function importWithProgress(
     },
   );
   progress.done();
-  if (res.status !== 202) throw apiError(res);
-  const { id } = JSON.parse(res.text) as { id: string };
+  if (res.status !== 202) throw apiError(res, base);
+  const { id } = jsonOf<{ id: string }>(res, base);
+  if (typeof id !== "string") throw new CliError("NOT_PORTRAIT", `${base} did not answer as a Portrait server`);
+  process.stderr.write(`import ${id} queued\n`);
 
-  // Poll until the import is done or failed.
-  const interval = Number(opts.interval ?? 500);
+  // From here on the import is the server's: stopping the CLI, or losing the server, stops only the watching.
+  const follow = `GET ${base}/v1/imports/${id}`;
+  const interrupted = () => {
+    progress.done();
+    process.stderr.write(`portrait: stopped watching; import ${id} continues on the server (${follow})\n`);
+    process.exit(130);
+  };
+  process.once("SIGINT", interrupted);
+  try {
+    return await watchImport(base, id, name, headers, Number(opts.interval ?? 500), progress);
+  } catch (error) {
+    if (!isConnectionError(error)) throw error;
+    progress.done();
+    throw new Error(
+      `lost the connection to ${base} (${reasonOf(error)}); import ${id} continues on the server, ` +
+        `or resumes when it restarts (${follow})`,
+    );
+  } finally {
+    process.removeListener("SIGINT", interrupted);
+  }
+}
+
+/** Polls the import until it is done or failed, drawing its progress, then prints the summary. */
+async function watchImport(
+  base: string,
+  id: string,
+  name: string,
+  headers: Record<string, string>,
+  interval: number,
+  progress: Progress,
+): Promise<number> {
+  const rate = new MovingRate();
   let status: ImportStatus;
   for (;;) {
     const poll = await getJson(`${base}/v1/imports/${id}`, headers);
-    if (poll.status !== 200) throw apiError(poll);
-    status = JSON.parse(poll.text) as ImportStatus;
+    if (poll.status !== 200) throw apiError(poll, base);
+    status = jsonOf<ImportStatus>(poll, base);
     if (status.status === "done" || status.status === "failed") break;
-    const since = status.startedAt ? (Date.now() - Date.parse(status.startedAt)) / 1000 : 0;
-    const rowRate = since > 0 ? status.rows / since : 0;
-    const byteRate = since > 0 ? status.bytesRead / since : 0;
-    const eta = byteRate > 0 ? (status.bytes - status.bytesRead) / byteRate : Number.NaN;
+    if (status.status === "running") rate.add(status.rows, status.bytesRead);
+    const now = rate.get();
+    const eta = now.bytes > 0 ? (status.bytes - status.bytesRead) / now.bytes : Number.NaN;
     progress.show(
       `importing ${name}`,
       status.bytes ? status.bytesRead / status.bytes : 0,
       status.status === "queued"
         ? "queued"
-        : `${number(status.rows)} rows  ${number(rowRate)} rows/s  ETA ${duration(eta)}`,
+        : `${rows(status.rows)}  ${Number.isNaN(now.rows) ? "?" : number(now.rows)} rows/s  ETA ${duration(eta)}`,
     );
     await new Promise((resolve) => setTimeout(resolve, interval));
   }
-  progress.done();
+  progress.finish(`importing ${name}`, rows(status.rows));
 
   const seconds =
     status.startedAt && status.finishedAt ? (Date.parse(status.finishedAt) - Date.parse(status.startedAt)) / 1000 : 0;
-  const rate = seconds > 0 ? ` (${number(status.rows / seconds)} rows/s)` : "";
+  const overall = seconds > 0 ? ` (${number(status.rows / seconds)} rows/s)` : "";
   process.stdout.write(
-    `import ${id} ${status.status} in ${seconds.toFixed(1)} s: ${number(status.rows)} rows, ${number(status.processed)} processed, ${number(status.failed)} failed${rate}\n`,
+    `import ${id} ${status.status} in ${seconds.toFixed(1)} s: ${rows(status.rows)}, ${number(status.processed)} processed, ${number(status.failed)} failed${overall}\n`,
   );
   if (status.error) process.stdout.write(`error: ${status.error}\n`);
   if (status.failed > 0) process.stdout.write(`failed rows: ${base}/v1/imports/${id}/failures.csv\n`);
   return status.status === "failed" ? 1 : 0;
 }
 
+/** An OpenSSH private key, or PuTTY's: never to be echoed, and never what the SFTP drop point wants. */
+const PRIVATE_KEY = /-----BEGIN [A-Z ]*PRIVATE KEY-----|^PuTTY-User-Key-File-/m;
+
+/**
+ * `sftp-keys add`'s key argument: a key line as given, or the key line of the file it names. Nothing read from a
+ * file is ever shown in a message (it may be a private key, or anything else that was named by mistake).
+ */
+async function publicKeyLine(given: string, parse: (line: string) => Promise<unknown>): Promise<string> {
+  // A key line is "<algorithm> <base64> [comment]": it has a space, which a path rarely has, and it is not a file.
+  if (!existsSync(given)) {
+    if (/^\S+\s+\S/.test(given.trim()) || PRIVATE_KEY.test(given)) return given;
+    throw new PortraitError("INVALID_VALUE", `no file ${given} (give a .pub file or a public key line)`, "publicKey");
+  }
+  if (statSync(given).isDirectory()) {
+    throw new PortraitError("INVALID_VALUE", `${given} is a directory; give a .pub file`, "publicKey");
+  }
+  const text = readFileSync(given, "utf8");
+  if (PRIVATE_KEY.test(text)) {
+    throw new PortraitError("INVALID_VALUE", `${given} is a private key; give its .pub file`, "publicKey");
+  }
+  const line = text.trim();
+  try {
+    await parse(line);
+  } catch (error) {
+    // parsePublicKey's refusal of a malformed line shows the line's start: named here by the file only. Only the RSA
+    // length refusal, which shows nothing of the key, is kept as it is.
+    if (error instanceof PortraitError && !/^publicKey is a \d+-bit RSA key/.test(error.message)) {
+      throw new PortraitError(
+        "INVALID_VALUE",
+        `${given} does not hold an OpenSSH public key line (such as "ssh-ed25519 AAAA… comment")`,
+        "publicKey",
+      );
+    }
+    throw error;
+  }
+  return line;
+}
+
 /** `portrait import` and `portrait sftp-keys`, added to the program. */
 export function addImportCommands(
   program: Command,
   withStore: <T>(opts: { dataDir?: string; databaseUrl?: string }, fn: (store: Store) => Promise<T>) => Promise<T>,
+  account: (store: Store, id: string | undefined) => Promise<Account>,
 ): void {
   program
     .command("import <file>")
@@ -284,18 +448,13 @@ export function addImportCommands(
   type StoreOpts = { account: string; dataDir?: string; databaseUrl?: string; json?: boolean };
   const print = (value: unknown, json: boolean | undefined, text: string) =>
     process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${text}\n`);
-  const account = async (store: Store, id: string) => {
-    const found = await store.getAccount(id);
-    if (!found) throw new PortraitError("UNAUTHORIZED", `no account ${id}; see \`portrait accounts list\``);
-    return found;
-  };
 
   const keys = program.command("sftp-keys").description("SSH public keys that may log in to the SFTP drop point");
   storeOptions(
     keys.command("add <name> <publicKey>").description("register a key: the key line, or a .pub file"),
   ).action(async (name: string, publicKey: string, opts: StoreOpts) => {
-    const line = existsSync(publicKey) ? readFileSync(publicKey, "utf8").trim() : publicKey;
-    const { addSftpKey } = await import("../imports/sftp/keys.js");
+    const { addSftpKey, parsePublicKey } = await import("../imports/sftp/keys.js");
+    const line = await publicKeyLine(publicKey, parsePublicKey);
     await withStore(opts, async (store) => {
       const a = await account(store, opts.account);
       const row = await addSftpKey(store.imports, a.id, name, line);

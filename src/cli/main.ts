@@ -1,15 +1,22 @@
 /**
- * The `portrait` command. `serve` runs the server; the operator commands (accounts, keys, find) open the same
- * store directly, which is safe while a server runs on it (SQLite WAL, or PostgreSQL).
+ * The `portrait` command. `serve` runs the server; the operator commands (accounts, keys, find, segment, export) open
+ * the same store directly, which is safe while a server runs on it (SQLite WAL, or PostgreSQL). Only `serve` creates
+ * a store: its first start creates the account `default` and prints its keys, which an operator command run first
+ * would have prevented (an account existed, so no first run).
  */
 
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { setFlagsFromString } from "node:v8";
 import { Command } from "commander";
-import { configFromEnv } from "../config.js";
+import { configFromEnv, portNumber, storeLocation } from "../config.js";
 import { PortraitError } from "../engine/errors.js";
 import { normaliseIdentityValue } from "../engine/properties/values.js";
-import { IDENTITY_KEYS, type IdentityKey } from "../engine/types.js";
-import type { Store } from "../store/store.js";
+import { type Account, IDENTITY_KEYS, type IdentityKey } from "../engine/types.js";
+import type { ApiKeyRow, Store } from "../store/store.js";
+import { CliError } from "./cli-error.js";
+import { addExportCommand } from "./export.js";
 import { addImportCommands } from "./import.js";
 import { addSegmentCommands } from "./segment.js";
 
@@ -24,14 +31,12 @@ function withStoreOptions(cmd: Command): Command {
     .option("--database-url <url>", "PostgreSQL URL (default: $PORTRAIT_DATABASE_URL)");
 }
 
+/** Opens the store that the flags (else the environment) name; it must exist already (see the top of this file). */
 async function withStore<T>(opts: StoreOptions, fn: (store: Store) => Promise<T>): Promise<T> {
+  const location = storeLocation(opts);
   // Loaded on use: `portrait import`, a client of the server, never loads a store (nor the SQLite driver).
   const { openStore } = await import("../store/open.js");
-  const env = configFromEnv();
-  const store = await openStore({
-    dataDir: opts.dataDir ?? env.dataDir,
-    databaseUrl: opts.databaseUrl ?? env.databaseUrl,
-  });
+  const store = await openStore({ ...location, storeFrom: location.from, mustExist: true });
   try {
     return await fn(store);
   } finally {
@@ -43,16 +48,44 @@ function print(value: unknown, json: boolean | undefined, text: () => string): v
   process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${text()}\n`);
 }
 
-async function accountOf(store: Store, id: string | undefined) {
+async function accountOf(store: Store, id: string | undefined): Promise<Account> {
   const accountId = id ?? "default";
   const account = await store.getAccount(accountId);
-  if (!account) throw new PortraitError("UNAUTHORIZED", `no account ${accountId}; see \`portrait accounts list\``);
+  if (!account) throw new CliError("UNKNOWN_ACCOUNT", `no account ${accountId}; see \`portrait accounts list\``);
   return account;
+}
+
+/** A key as GET/POST /v1/keys show it (src/api/routes/keys.ts). */
+function keyView(k: ApiKeyRow) {
+  return {
+    id: k.id,
+    kind: k.kind,
+    name: k.name,
+    prefix: k.prefix,
+    createdAt: new Date(k.createdAt).toISOString(),
+    revokedAt: k.revokedAt === null ? null : new Date(k.revokedAt).toISOString(),
+  };
+}
+
+/** package.json's version, found by walking up from this module (src/cli, dist/src/cli, or a test bundle). */
+function packageVersion(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const file = path.join(dir, "package.json");
+    if (existsSync(file)) {
+      const pkg = JSON.parse(readFileSync(file, "utf8")) as { name?: string; version?: string };
+      if (pkg.name === "portrait" && pkg.version) return pkg.version;
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) return "unknown";
+    dir = parent;
+  }
 }
 
 export function buildCli(): Command {
   const program = new Command("portrait")
     .description("Portrait, the self-hostable user-profile engine")
+    .version(packageVersion(), "-V, --version", "print the version")
     .showHelpAfterError();
 
   program
@@ -60,8 +93,10 @@ export function buildCli(): Command {
     .description(
       "serve the API on $PORTRAIT_PORT (default 8080) with data in $PORTRAIT_DATA_DIR or $PORTRAIT_DATABASE_URL",
     )
-    .option("-p, --port <port>", "port to listen on")
+    .option("-p, --port <port>", "port to listen on (default: $PORTRAIT_PORT or 8080)")
     .action(async (opts: { port?: string }) => {
+      const config = configFromEnv();
+      if (opts.port !== undefined) config.port = portNumber(opts.port, "--port");
       // V8 grows the old generation by up to 4× what survives each full collection; ingestion keeps a transaction's
       // objects alive across awaits, so they are promoted and die there, and the heap grew to ≈ 180 MB around a live
       // set of ≈ 25 MB during a bulk import. 1.5× keeps the server's RSS ≈ 80 MB lower at no measurable cost in
@@ -69,8 +104,6 @@ export function buildCli(): Command {
       setFlagsFromString("--heap-growing-percent=50");
       // Loaded here so that client commands (`portrait import`) do not load the server (and stay small in memory).
       const { printFirstRun, startServer } = await import("../server.js");
-      const config = configFromEnv();
-      if (opts.port !== undefined) config.port = Number(opts.port);
       const server = await startServer(config);
       if (server.firstRun) printFirstRun(server.firstRun, server.url);
       else process.stdout.write(`Portrait listening on ${server.url}\n`);
@@ -91,8 +124,18 @@ export function buildCli(): Command {
   const accounts = program.command("accounts").description("manage accounts (tenants)");
   withStoreOptions(accounts.command("create <name>").description("create an account with a secret and a public key"))
     .option("--json", "print JSON")
-    .action(async (name: string, opts: StoreOptions & { json?: boolean }) => {
+    .action(async (given: string, opts: StoreOptions & { json?: boolean }) => {
+      const name = given.trim();
+      if (name === "") throw new PortraitError("INVALID_VALUE", "an account name must not be blank", "name");
       await withStore(opts, async (store) => {
+        // The first start of `serve` creates `default` and the dashboard login only on a store with no account.
+        if ((await store.listAccounts()).length === 0) {
+          throw new CliError(
+            "NO_ACCOUNT_YET",
+            "this store has no account yet: start `portrait serve` once, which creates the account default " +
+              "and prints its keys and dashboard login",
+          );
+        }
         const { Accounts } = await import("../pipeline/accounts.js");
         const created = await new Accounts(store).create(name);
         const out = { id: created.account.id, name, secretKey: created.secretKey, publicKey: created.publicKey };
@@ -119,7 +162,8 @@ export function buildCli(): Command {
         const account = await accountOf(store, opts.account);
         const { Accounts } = await import("../pipeline/accounts.js");
         const created = await new Accounts(store).createKey(account.id, opts.kind as never, opts.name);
-        const out = { id: created.row.id, kind: created.row.kind, name: created.row.name, key: created.key };
+        // As POST /v1/keys answers.
+        const out = { ...keyView(created.row), key: created.key };
         print(out, opts.json, () => `${out.kind} key ${out.id}: ${out.key}`);
       });
     });
@@ -129,27 +173,29 @@ export function buildCli(): Command {
     .action(async (opts: StoreOptions & { account: string; json?: boolean }) => {
       await withStore(opts, async (store) => {
         const account = await accountOf(store, opts.account);
-        const list = (await store.listApiKeys(account.id)).map((k) => ({
-          id: k.id,
-          kind: k.kind,
-          name: k.name,
-          prefix: k.prefix,
-          revoked: k.revokedAt !== null,
-        }));
+        // The keys as GET /v1/keys lists them.
+        const list = (await store.listApiKeys(account.id)).map(keyView);
         print(list, opts.json, () =>
-          list.map((k) => `${k.id}\t${k.kind}\t${k.prefix}…\t${k.name}${k.revoked ? "\trevoked" : ""}`).join("\n"),
+          list
+            .map((k) => `${k.id}\t${k.kind}\t${k.prefix}…\t${k.name}${k.revokedAt ? `\trevoked ${k.revokedAt}` : ""}`)
+            .join("\n"),
         );
       });
     });
-  withStoreOptions(keys.command("revoke <id>").description("revoke a key"))
+  withStoreOptions(keys.command("revoke <id>").description("revoke a key (a revoked key stays revoked: exit 0)"))
     .option("--account <id>", "account id", "default")
-    .action(async (id: string, opts: StoreOptions & { account: string }) => {
+    .option("--json", "print JSON")
+    .action(async (id: string, opts: StoreOptions & { account: string; json?: boolean }) => {
       await withStore(opts, async (store) => {
         const account = await accountOf(store, opts.account);
+        const before = (await store.listApiKeys(account.id)).find((k) => k.id === id);
         const { Accounts } = await import("../pipeline/accounts.js");
+        // As DELETE /v1/keys/{id}: revoking a revoked key succeeds (it keeps its first revocation time).
         if (!(await new Accounts(store).revokeKey(account.id, id)))
-          throw new PortraitError("UNKNOWN_KEY", `no key ${id}`);
-        process.stdout.write(`revoked ${id}\n`);
+          throw new PortraitError("UNKNOWN_KEY", `key ${id} does not exist`, "id");
+        const already =
+          before?.revokedAt != null ? ` (already revoked at ${new Date(before.revokedAt).toISOString()})` : "";
+        print({ revoked: true }, opts.json, () => `revoked ${id}${already}`);
       });
     });
 
@@ -162,8 +208,12 @@ export function buildCli(): Command {
     .option("--gpid <gpid>")
     .action(async (opts: StoreOptions & Record<string, string | undefined>) => {
       const given = IDENTITY_KEYS.filter((k) => opts[k.toLowerCase()] !== undefined);
-      if (given.length !== 1)
-        throw new PortraitError("MISSING_HANDLE", "name exactly one of --identity, --email, --phone, --fbid, --gpid");
+      if (given.length === 0)
+        throw new PortraitError("MISSING_HANDLE", "name one of --identity, --email, --phone, --fbid, --gpid");
+      if (given.length > 1) {
+        const flags = given.map((k) => `--${k.toLowerCase()}`).join(", ");
+        throw new PortraitError("MULTIPLE_HANDLES", `name one handle only, got ${flags}`);
+      }
       const key = given[0] as IdentityKey;
       await withStore(opts, async (store) => {
         const account = await accountOf(store, opts.account);
@@ -173,8 +223,9 @@ export function buildCli(): Command {
         process.stdout.write(`${JSON.stringify({ profiles }, null, 2)}\n`);
       });
     });
-  addImportCommands(program, withStore);
+  addImportCommands(program, withStore, accountOf);
   addSegmentCommands(program, withStoreOptions, withStore, accountOf);
+  addExportCommand(program, withStoreOptions, withStore, accountOf);
   return program;
 }
 
@@ -182,7 +233,12 @@ buildCli()
   .parseAsync(process.argv)
   .catch((err: unknown) => {
     const message =
-      err instanceof PortraitError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err);
-    process.stderr.write(`portrait: ${message}\n`);
+      err instanceof PortraitError || err instanceof CliError
+        ? `${err.code}: ${err.message}`
+        : err instanceof Error
+          ? err.message
+          : String(err);
+    // One line, never a stack trace.
+    process.stderr.write(`portrait: ${message.replace(/\s*\n\s*/g, " ")}\n`);
     process.exit(1);
   });

@@ -1,28 +1,146 @@
-/** Chooses the adapter: PostgreSQL when a database URL is set, else embedded SQLite in the data directory. */
-import { mkdirSync } from "node:fs";
+/**
+ * Chooses the adapter: PostgreSQL when a database URL is set, else embedded SQLite in the data directory.
+ *
+ * Failures to open are one-line errors that name the place and what chose it (`storeFrom`: a flag or variable), never a
+ * driver's raw message alone (EEXIST from mkdir, "unable to open database file", a DNS error) and never a password.
+ */
+import { existsSync, mkdirSync, statSync } from "node:fs";
 import path from "node:path";
 import { SqliteStore } from "./sqlite/sqlite-store.js";
 import type { Store } from "./store.js";
 
-export async function openStore(opts: {
+export interface OpenStoreOptions {
   dataDir: string;
   databaseUrl: string | null;
   sqliteCacheMb?: number;
-}): Promise<Store> {
-  if (opts.databaseUrl) {
-    // Loaded only when used, so a SQLite deployment never loads the PostgreSQL driver.
-    const { PostgresStore } = await import("./postgres/postgres-store.js");
-    const store = await PostgresStore.connect(opts.databaseUrl);
-    try {
-      await store.migrate();
-    } catch (error) {
-      await store.close();
-      throw error;
-    }
-    return store;
+  /**
+   * Refuse a store that was never created (no portrait.db; a database without Portrait's schema) instead of creating
+   * it: only `portrait serve` creates a store, because its first start is what creates the account `default`.
+   */
+  mustExist?: boolean;
+  /** What chose the store, named in messages (default: the variables, PORTRAIT_DATABASE_URL / PORTRAIT_DATA_DIR). */
+  storeFrom?: string;
+}
+
+export async function openStore(opts: OpenStoreOptions): Promise<Store> {
+  if (opts.databaseUrl)
+    return openPostgres(opts.databaseUrl, opts.storeFrom ?? "PORTRAIT_DATABASE_URL", opts.mustExist);
+  const from = opts.storeFrom ?? "PORTRAIT_DATA_DIR";
+  return openSqlite(opts, from === "default" ? "the default data directory; set PORTRAIT_DATA_DIR" : from);
+}
+
+async function openSqlite(opts: OpenStoreOptions, from: string): Promise<Store> {
+  const dir = opts.dataDir;
+  const file = path.join(dir, "portrait.db");
+  if (existsSync(dir) && !statSync(dir).isDirectory()) throw new Error(`${dir} is not a directory (${from})`);
+  if (opts.mustExist && !existsSync(file)) {
+    const named = from === "--data-dir" ? "" : `${from}; `;
+    throw new Error(
+      `no Portrait store at ${file} (${named}start \`portrait serve\` once to create it, or pass --data-dir)`,
+    );
   }
-  mkdirSync(opts.dataDir, { recursive: true });
-  const store = SqliteStore.open(path.join(opts.dataDir, "portrait.db"), { cacheMb: opts.sqliteCacheMb });
+  try {
+    makeDirectory(dir);
+  } catch (error) {
+    throw new Error(`cannot create the data directory ${dir} (${reasonOf(error)}; ${from})`);
+  }
+  let store: SqliteStore;
+  try {
+    store = SqliteStore.open(file, { cacheMb: opts.sqliteCacheMb });
+  } catch (error) {
+    throw new Error(`cannot open the SQLite store ${file} (${reasonOf(error)}; ${from})`);
+  }
   await store.migrate();
   return store;
+}
+
+async function openPostgres(url: string, from: string, mustExist: boolean | undefined): Promise<Store> {
+  const where = serverOf(url);
+  if (mustExist) {
+    // A client of its own, before the store's pool migrates (which would create the schema). Loaded only when used,
+    // so a SQLite deployment never loads the PostgreSQL driver.
+    const { default: pg } = await import("pg");
+    const client = new pg.Client({ connectionString: url });
+    client.on("error", () => undefined);
+    try {
+      await client.connect();
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      throw connectionError(error, where, from);
+    }
+    try {
+      const { rows } = await client.query<{ present: boolean }>(
+        "SELECT to_regclass('schema_migrations') IS NOT NULL AS present",
+      );
+      if (!rows[0]?.present) {
+        throw new Error(
+          `no Portrait store in the PostgreSQL database ${where}: it has no Portrait schema ` +
+            `(${from}; start \`portrait serve\` once to create it, or pass --database-url)`,
+        );
+      }
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+  // Loaded only when used, as the driver is.
+  const { PostgresStore } = await import("./postgres/postgres-store.js");
+  let store: Awaited<ReturnType<typeof PostgresStore.connect>>;
+  try {
+    store = await PostgresStore.connect(url);
+  } catch (error) {
+    throw connectionError(error, where, from);
+  }
+  try {
+    await store.migrate();
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+  return store;
+}
+
+/**
+ * mkdir -p, one level at a time: Node's `mkdirSync(dir, { recursive: true })` never returns when the kernel answers
+ * ENOENT for a parent that exists (a path under /proc), where this fails at once with that ENOENT.
+ */
+function makeDirectory(dir: string): void {
+  const missing: string[] = [];
+  for (let at = dir; !existsSync(at); at = path.dirname(at)) {
+    missing.unshift(at);
+    if (path.dirname(at) === at) break;
+  }
+  for (const level of missing) mkdirSync(level);
+}
+
+/** Errors that mean nothing answers at that address, as opposed to a server that answers and refuses. */
+const UNREACHABLE = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "ETIMEDOUT"]);
+
+function connectionError(error: unknown, where: string, from: string): Error {
+  const code = (error as { code?: string }).code;
+  const reason = reasonOf(error);
+  if (code !== undefined && UNREACHABLE.has(code)) {
+    return new Error(`cannot reach PostgreSQL at ${where} (${reason}; ${from})`);
+  }
+  // The server answered: a wrong password, an unknown role or database. Its message never holds the password.
+  return new Error(`PostgreSQL at ${where} refused the connection (${reason}; ${from})`);
+}
+
+/** `host:port/database` of a PostgreSQL URL: what a message may show of it (never the user's password). */
+function serverOf(url: string): string {
+  try {
+    const u = new URL(url);
+    const database = decodeURIComponent(u.pathname.replace(/^\//, ""));
+    return `${u.hostname || "localhost"}:${u.port || "5432"}${database ? `/${database}` : ""}`;
+  } catch {
+    return "the given URL";
+  }
+}
+
+/** An error's message on one line, or its code when the message is empty (an AggregateError of refused addresses). */
+function reasonOf(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const code = (error as { code?: string }).code;
+  const message = error.message.split("\n")[0]?.trim() ?? "";
+  if (message === "") return code ?? error.name;
+  return code && !message.includes(code) ? `${code}: ${message}` : message;
 }

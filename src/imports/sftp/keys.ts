@@ -25,6 +25,14 @@ export async function parsePublicKey(line: unknown): Promise<{ algorithm: string
   const m = typeof line === "string" ? KEY_LINE.exec(line.trim()) : null;
   const parsed = m ? (await import("ssh2")).default.utils.parseKey(line as string) : null;
   if (!m || !parsed || parsed instanceof Error || parsed.isPrivateKey()) {
+    // A private key sent by mistake is not echoed back, not even its first characters.
+    if (typeof line === "string" && /PRIVATE KEY-----|^\s*PuTTY-User-Key-File-/.test(line)) {
+      throw new PortraitError(
+        "INVALID_VALUE",
+        "publicKey is a private key; send the public key (the .pub file's line) and keep the private key secret",
+        "publicKey",
+      );
+    }
     throw new PortraitError(
       "INVALID_VALUE",
       `publicKey must be an OpenSSH public key line such as "ssh-ed25519 AAAA… comment", got ${show(typeof line === "string" ? line.slice(0, 40) : line)}`,

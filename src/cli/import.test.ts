@@ -1,0 +1,241 @@
+/**
+ * `portrait import` as an operator runs it (a child process): the format from the file name, --url checks, the import
+ * id as soon as the server took the file, what Ctrl-C or a lost server say, and the progress bar's last frame. A real
+ * server for the imports themselves; a few lines of node:http where the point is a server that is not Portrait, or
+ * one that goes away.
+ */
+import { once } from "node:events";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { bundleCli, type Cli } from "../test-support/cli.js";
+import { SECRET, startTestServer, type TestServer } from "../test-support/server.js";
+import { MovingRate, Progress } from "./import.js";
+
+let cli: Cli;
+let server: TestServer;
+let dir: string;
+
+beforeAll(async () => {
+  [cli, server] = await Promise.all([bundleCli(), startTestServer()]);
+  dir = mkdtempSync(path.join(tmpdir(), "portrait-cli-import-"));
+}, 60_000);
+
+afterAll(async () => {
+  cli?.remove();
+  await server?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+function file(name: string, text: string): string {
+  const at = path.join(dir, name);
+  writeFileSync(at, text);
+  return at;
+}
+
+const importing = (at: string, ...extra: string[]) =>
+  cli.run(["import", at, "--kind", "profiles", "--url", server.url, "--key", SECRET, ...extra]);
+
+/** A server that is not Portrait, or that plays one: `handle` answers every request. */
+async function fakeServer(handle: http.RequestListener): Promise<{ url: string; server: http.Server }> {
+  const fake = http.createServer(handle);
+  fake.listen(0, "127.0.0.1");
+  await once(fake, "listening");
+  return { url: `http://127.0.0.1:${(fake.address() as AddressInfo).port}`, server: fake };
+}
+
+/** Answers POST /v1/imports with 202 and polls with a running import that never ends. */
+const neverEnding: http.RequestListener = (req, res) => {
+  req.resume();
+  req.on("end", () => {
+    res.setHeader("content-type", "application/json");
+    if (req.method === "POST") {
+      res.statusCode = 202;
+      res.end(JSON.stringify({ id: "imp_fake", status: "queued" }));
+      return;
+    }
+    res.end(
+      JSON.stringify({
+        id: "imp_fake",
+        status: "running",
+        rows: 10,
+        processed: 10,
+        failed: 0,
+        startedAt: new Date().toISOString(),
+        finishedAt: null,
+        bytes: 1000,
+        bytesRead: 100,
+      }),
+    );
+  });
+};
+
+describe("portrait import: the format", () => {
+  it("comes from .csv, .ndjson and .jsonl, else --format is asked for before anything is sent", async () => {
+    const csv = "Email,Name\nfmt1@x.io,One\nfmt2@x.io,Two\n";
+    const txt = await importing(file("people.txt", csv));
+    expect(txt.code).toBe(1);
+    expect(txt.stderr).toMatch(
+      /^portrait: INVALID_VALUE: cannot tell the format of .*people\.txt from its name \(\.csv, \.ndjson, \.jsonl\): give --format csv or --format ndjson\n$/,
+    );
+    expect(txt.stderr).not.toMatch(/uploading/);
+    const told = await importing(file("people2.txt", csv), "--format", "csv");
+    expect(told.stdout).toMatch(/done in [\d.]+ s: 2 rows, 2 processed, 0 failed/);
+    const line = '{"identity": {"Email": "nd@x.io"}, "properties": {"Plan": "pro"}}\n';
+    for (const name of ["people.ndjson", "people.jsonl", "PEOPLE.JSONL"]) {
+      const result = await importing(file(name, line));
+      expect(result.stdout, result.stderr).toMatch(/done in [\d.]+ s: 1 row, 1 processed, 0 failed/);
+    }
+  }, 60_000);
+});
+
+describe("portrait import: the server", () => {
+  it("--url must be an http(s) URL", async () => {
+    for (const url of ["notaurl", "localhost:18472", "ftp://example.com"]) {
+      const result = await cli.run([
+        "import",
+        file("u.csv", "Email\na@x.io\n"),
+        "--kind",
+        "profiles",
+        "--key",
+        SECRET,
+        "--url",
+        url,
+      ]);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toBe(
+        `portrait: INVALID_VALUE: --url must be an http:// or https:// URL, got ${JSON.stringify(url)}\n`,
+      );
+    }
+  });
+
+  it("a server that does not answer as Portrait is named in one line, its page not shown", async () => {
+    const page = `<!DOCTYPE html><html><body>${"<p>Not Implemented</p>\n".repeat(200)}</body></html>`;
+    const fake = await fakeServer((req, res) => {
+      req.resume();
+      res.writeHead(501, { "content-type": "text/html" }).end(page);
+    });
+    try {
+      const result = await cli.run([
+        "import",
+        file("p.csv", "Email\na@x.io\n"),
+        "--kind",
+        "profiles",
+        "--key",
+        SECRET,
+        "--url",
+        fake.url,
+      ]);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toMatch(
+        new RegExp(`portrait: NOT_PORTRAIT: ${fake.url} did not answer as a Portrait server \\(HTTP 501\\)\\n$`),
+      );
+      expect(result.stderr).not.toMatch(/html/i);
+    } finally {
+      fake.server.close();
+    }
+  });
+
+  it("says the import id as soon as the server took the file, and the summary counts 1 row", async () => {
+    const result = await importing(file("one.csv", "Email,Name\none@x.io,One\n"));
+    expect(result.code).toBe(0);
+    const queued = /import (\S+) queued\n/.exec(result.stderr);
+    expect(queued).not.toBeNull();
+    expect(result.stdout).toMatch(new RegExp(`^import ${queued?.[1]} done in [\\d.]+ s: 1 row, 1 processed, 0 failed`));
+  }, 60_000);
+
+  it("on Ctrl-C after the upload, says the import goes on and how to follow it, exit 130", async () => {
+    const fake = await fakeServer(neverEnding);
+    try {
+      const child = cli.spawn([
+        "import",
+        file("c.csv", "Email\nc@x.io\n"),
+        "--kind",
+        "profiles",
+        "--key",
+        SECRET,
+        "--url",
+        fake.url,
+      ]);
+      let stderr = "";
+      child.stderr?.on("data", (chunk: Buffer) => {
+        stderr += chunk.toString();
+      });
+      await expect.poll(() => stderr, { timeout: 20_000 }).toMatch(/import imp_fake queued\n/);
+      child.kill("SIGINT");
+      const [code] = (await once(child, "exit")) as [number | null];
+      expect(code).toBe(130);
+      expect(stderr).toMatch(
+        new RegExp(
+          `portrait: stopped watching; import imp_fake continues on the server \\(GET ${fake.url}/v1/imports/imp_fake\\)\\n$`,
+        ),
+      );
+    } finally {
+      fake.server.close();
+    }
+  }, 30_000);
+
+  it("when the server goes away after the upload, says the import continues or resumes, exit 1", async () => {
+    const fake = await fakeServer((req, res) => {
+      neverEnding(req, res);
+      // The first poll finds nobody: the server is gone once it answered the upload.
+      if (req.method === "POST") {
+        res.on("finish", () => {
+          fake.server.close();
+          fake.server.closeAllConnections();
+        });
+      }
+    });
+    const result = await cli.run([
+      "import",
+      file("l.csv", "Email\nl@x.io\n"),
+      "--kind",
+      "profiles",
+      "--key",
+      SECRET,
+      "--url",
+      fake.url,
+    ]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/import imp_fake queued\n/);
+    expect(result.stderr).toMatch(
+      new RegExp(
+        `portrait: lost the connection to ${fake.url} \\(.*ECONNREFUSED.*\\); import imp_fake continues on the server, or resumes when it restarts \\(GET ${fake.url}/v1/imports/imp_fake\\)\\n$`,
+      ),
+    );
+  }, 30_000);
+});
+
+describe("import progress", () => {
+  it("leaves a 100% frame on a terminal, not the last 99% one", () => {
+    let written = "";
+    const progress = new Progress({ isTTY: true, write: (text: string) => (written += text) });
+    progress.show("importing x.csv", 0.99, "98,000 rows");
+    progress.finish("importing x.csv", "99,000 rows");
+    const frames = written.split("\r\x1b[2K");
+    expect(frames[frames.length - 1]).toMatch(/^importing x\.csv \[#+\] 100% {2}99,000 rows\n$/);
+  });
+
+  it("draws nothing more when stderr is not a terminal", () => {
+    let written = "";
+    const progress = new Progress({ isTTY: false, write: (text: string) => (written += text) });
+    progress.finish("importing x.csv", "1 row");
+    expect(written).toBe("");
+  });
+
+  it("rates over the last seconds, not since the start", () => {
+    const rate = new MovingRate();
+    rate.add(0, 0, 0);
+    expect(rate.get().rows).toBeNaN();
+    // A slow start (the server's start of the import), then 10,000 rows/s.
+    rate.add(1_000, 100, 5_000);
+    rate.add(11_000, 1_100, 6_000);
+    rate.add(21_000, 2_100, 7_000);
+    rate.add(121_000, 12_100, 17_000);
+    // The window holds the samples from 7 s on: (121,000 − 21,000) rows over 10 s.
+    expect(rate.get()).toEqual({ rows: 10_000, bytes: 1_000 });
+  });
+});
