@@ -13,6 +13,14 @@ describe("configuration from the environment", () => {
     }
   });
 
+  it("takes pino's log levels only, naming the variable otherwise", () => {
+    expect(configFromEnv({}).logLevel).toBe("info");
+    expect(configFromEnv({ PORTRAIT_LOG_LEVEL: "debug" }).logLevel).toBe("debug");
+    expect(() => configFromEnv({ PORTRAIT_LOG_LEVEL: "verbose" })).toThrow(
+      /PORTRAIT_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got verbose/,
+    );
+  });
+
   it("refuses a port that is not a port number, naming the variable", () => {
     expect(() => configFromEnv({ PORTRAIT_PORT: "70000" })).toThrow(/PORTRAIT_PORT must be a port number/);
     expect(() => configFromEnv({ PORTRAIT_SFTP_PORT: "ssh" })).toThrow(/PORTRAIT_SFTP_PORT must be a port number/);

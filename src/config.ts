@@ -94,7 +94,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): Config {
     storeFrom: location.from,
     bootstrapSecretKey: env.PORTRAIT_BOOTSTRAP_SECRET_KEY || null,
     bootstrapPublicKey: env.PORTRAIT_BOOTSTRAP_PUBLIC_KEY || null,
-    logLevel: env.PORTRAIT_LOG_LEVEL ?? "info",
+    logLevel: logLevel(env.PORTRAIT_LOG_LEVEL),
     importMaxBytes: positive(env, "PORTRAIT_IMPORT_MAX_BYTES", 10 * 1000 ** 3),
     sftpPort: env.PORTRAIT_SFTP_PORT ? portNumber(env.PORTRAIT_SFTP_PORT, "PORTRAIT_SFTP_PORT") : null,
     importClaimTimeoutMs: positive(env, "PORTRAIT_IMPORT_CLAIM_TIMEOUT_MS", 15_000),
@@ -116,4 +116,13 @@ export function portNumber(raw: string, name: string): number {
   const n = /^\d{1,5}$/.test(raw.trim()) ? Number(raw) : Number.NaN;
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`${name} must be a port number, got ${raw}`);
   return n;
+}
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+function logLevel(raw: string | undefined): string {
+  if (raw === undefined || raw === "") return "info";
+  if (!LOG_LEVELS.includes(raw))
+    throw new Error(`PORTRAIT_LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got ${raw}`);
+  return raw;
 }

@@ -1,6 +1,6 @@
 /** Starting and stopping: first-run bootstrap happens once, and shutdown finishes the batches in flight. */
 import { mkdtempSync, rmSync } from "node:fs";
-import { type AddressInfo, createServer } from "node:net";
+import { type AddressInfo, connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -91,4 +91,24 @@ describe("server lifecycle", () => {
     expect(await store.reader.findProfileByIdentity("default", "Identity", "u999")).toEqual(expect.any(String));
     await store.close();
   });
+
+  it("does not wait for a client that never finishes its request: its connection is cut after the grace", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "portrait-life-"));
+    dirs.push(dir);
+    const server = await startServer(config(dir, { PORTRAIT_BOOTSTRAP_SECRET_KEY: "sk_bootstrap_0123456789abcdef" }));
+    const url = new URL(server.url);
+    const socket = connect(Number(url.port), url.hostname);
+    socket.on("error", () => undefined);
+    const cut = new Promise<void>((resolve) => socket.on("close", () => resolve()));
+    // An upload (exempt from the JSON body deadline) that stalls after its first bytes.
+    socket.write(
+      "POST /v1/imports?kind=profiles HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk_bootstrap_0123456789abcdef\r\n" +
+        "Content-Type: text/csv\r\nContent-Length: 1000000\r\n\r\nEmail\r\n",
+    );
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const started = Date.now();
+    await server.close();
+    await cut;
+    expect(Date.now() - started).toBeLessThan(15_000);
+  }, 30_000);
 });

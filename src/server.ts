@@ -4,11 +4,11 @@
  */
 import { randomBytes } from "node:crypto";
 import type { FastifyInstance } from "fastify";
-import pino from "pino";
 import { buildApp } from "./api/app.js";
 import { createMetrics } from "./api/metrics.js";
 import type { Config } from "./config.js";
 import { createImports, type Imports } from "./imports/index.js";
+import { createLogger } from "./logger.js";
 import { Accounts } from "./pipeline/accounts.js";
 import { Portrait } from "./pipeline/portrait.js";
 import { openStore } from "./store/open.js";
@@ -66,8 +66,11 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/** How long a shutdown waits for requests in flight before it cuts their connections. */
+const SHUTDOWN_GRACE_MS = 10_000;
+
 export async function startServer(config: Config): Promise<RunningServer> {
-  const logger = pino({ level: config.logLevel });
+  const logger = createLogger(config.logLevel);
   const store = await openStore(config);
   const accounts = new Accounts(store);
   // Keys revoked and settings changed through other processes reach this one's cache at once, not after its expiry.
@@ -94,8 +97,13 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const close = (): Promise<void> => {
     closing ??= (async () => {
       closingDown = true;
+      // Requests in flight finish; a client that never finishes sending one (a stalled body) must not hold the
+      // shutdown open: after SHUTDOWN_GRACE_MS the connections still open are cut.
+      const cut = setTimeout(() => app.server.closeAllConnections(), SHUTDOWN_GRACE_MS);
+      cut.unref();
       await imports.stop();
       await app.close();
+      clearTimeout(cut);
       await stopWatching();
       await store.close();
     })();
