@@ -14,20 +14,22 @@ declare module "fastify" {
 }
 
 export function limitBodyTime(app: FastifyInstance, ms: number): void {
+  const deadlines = new WeakMap<object, NodeJS.Timeout>();
   app.addHook("onRequest", async (request) => {
     const raw = request.raw;
-    if (raw.complete || request.routeOptions.config.longBody === true) return;
+    if (raw.complete) return;
     const timer = setTimeout(() => {
       if (!raw.complete) raw.socket.destroy();
     }, ms);
     timer.unref();
+    deadlines.set(raw, timer);
     raw.once("end", () => clearTimeout(timer));
     raw.once("close", () => clearTimeout(timer));
   });
-  // An answer sent before its request's body was read (a refused key, a 413) closes the connection: otherwise node
-  // would go on reading whatever the client still trickles in, to keep the connection for another request.
-  app.addHook("onSend", async (request, reply, payload) => {
-    if (!request.raw.complete) reply.header("connection", "close");
-    return payload;
+  // An upload is exempt once its key was accepted: a refused one (401) that keeps trickling is cut like any other.
+  // The connection is not closed at the refusal itself: a client still sending would then often get a reset instead
+  // of the answer.
+  app.addHook("preHandler", async (request) => {
+    if (request.routeOptions.config.longBody === true) clearTimeout(deadlines.get(request.raw));
   });
 }

@@ -14,7 +14,8 @@ import { configFromEnv, portNumber, storeLocation } from "../config.js";
 import { PortraitError } from "../engine/errors.js";
 import { normaliseIdentityValue } from "../engine/properties/values.js";
 import { type Account, IDENTITY_KEYS, type IdentityKey } from "../engine/types.js";
-import type { ApiKeyRow, Store } from "../store/store.js";
+import { apiKeyView } from "../pipeline/accounts.js";
+import type { Store } from "../store/store.js";
 import { CliError } from "./cli-error.js";
 import { addExportCommand } from "./export.js";
 import { addImportCommands } from "./import.js";
@@ -53,18 +54,6 @@ async function accountOf(store: Store, id: string | undefined): Promise<Account>
   const account = await store.getAccount(accountId);
   if (!account) throw new CliError("UNKNOWN_ACCOUNT", `no account ${accountId}; see \`portrait accounts list\``);
   return account;
-}
-
-/** A key as GET/POST /v1/keys show it (src/api/routes/keys.ts). */
-function keyView(k: ApiKeyRow) {
-  return {
-    id: k.id,
-    kind: k.kind,
-    name: k.name,
-    prefix: k.prefix,
-    createdAt: new Date(k.createdAt).toISOString(),
-    revokedAt: k.revokedAt === null ? null : new Date(k.revokedAt).toISOString(),
-  };
 }
 
 /** package.json's version, found by walking up from this module (src/cli, dist/src/cli, or a test bundle). */
@@ -163,7 +152,7 @@ export function buildCli(): Command {
         const { Accounts } = await import("../pipeline/accounts.js");
         const created = await new Accounts(store).createKey(account.id, opts.kind as never, opts.name);
         // As POST /v1/keys answers.
-        const out = { ...keyView(created.row), key: created.key };
+        const out = { ...apiKeyView(created.row), key: created.key };
         print(out, opts.json, () => `${out.kind} key ${out.id}: ${out.key}`);
       });
     });
@@ -174,7 +163,7 @@ export function buildCli(): Command {
       await withStore(opts, async (store) => {
         const account = await accountOf(store, opts.account);
         // The keys as GET /v1/keys lists them.
-        const list = (await store.listApiKeys(account.id)).map(keyView);
+        const list = (await store.listApiKeys(account.id)).map(apiKeyView);
         print(list, opts.json, () =>
           list
             .map((k) => `${k.id}\t${k.kind}\t${k.prefix}…\t${k.name}${k.revokedAt ? `\trevoked ${k.revokedAt}` : ""}`)

@@ -231,3 +231,15 @@ export function validateSettings(current: AccountSettings, patch: unknown): Acco
   }
   return next;
 }
+
+/** An API key as GET/POST /v1/keys and `portrait keys --json` show it: never its hash. */
+export function apiKeyView(k: ApiKeyRow) {
+  return {
+    id: k.id,
+    kind: k.kind,
+    name: k.name,
+    prefix: k.prefix,
+    createdAt: new Date(k.createdAt).toISOString(),
+    revokedAt: k.revokedAt === null ? null : new Date(k.revokedAt).toISOString(),
+  };
+}

@@ -3,19 +3,10 @@ import type { FastifyInstance } from "fastify";
 import { PortraitError } from "../../engine/errors.js";
 import { isPlainObject } from "../../engine/parse-record.js";
 import { assertStorableText } from "../../engine/text.js";
-import type { ApiKeyRow } from "../../store/store.js";
+import { apiKeyView } from "../../pipeline/accounts.js";
 import type { AppDeps } from "../app.js";
 import { json, refusals } from "../openapi/responses.js";
 import { ref } from "../openapi/schemas.js";
-
-const keyView = (k: ApiKeyRow) => ({
-  id: k.id,
-  kind: k.kind,
-  name: k.name,
-  prefix: k.prefix,
-  createdAt: new Date(k.createdAt).toISOString(),
-  revokedAt: k.revokedAt === null ? null : new Date(k.revokedAt).toISOString(),
-});
 
 export function keyRoutes({ accounts, portrait }: AppDeps) {
   return async (app: FastifyInstance) => {
@@ -30,7 +21,7 @@ export function keyRoutes({ accounts, portrait }: AppDeps) {
         },
       },
       async (request) => ({
-        keys: (await portrait.store.listApiKeys(request.account.id)).map(keyView),
+        keys: (await portrait.store.listApiKeys(request.account.id)).map(apiKeyView),
       }),
     );
     app.post(
@@ -57,7 +48,7 @@ export function keyRoutes({ accounts, portrait }: AppDeps) {
           (body.name ?? "unnamed") as string,
         );
         reply.status(201);
-        return { ...keyView(created.row), key: created.key };
+        return { ...apiKeyView(created.row), key: created.key };
       },
     );
     app.delete<{ Params: { id: string } }>(
