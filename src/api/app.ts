@@ -30,6 +30,12 @@ import { limitBodyTime } from "./slow-bodies.js";
 /** API.md: JSON bodies over 5 MB → 413 (imports stream and have their own limit). */
 export const JSON_BODY_LIMIT = 5 * 1024 * 1024;
 
+/**
+ * The longest path segment routed: compartment and user account ids, path parameters of the documents routes, are up
+ * to 256 characters.
+ */
+const MAX_PARAM_LENGTH = 300;
+
 /** Every route an app built here registered, HEAD and OPTIONS included: the OpenAPI contract test compares. */
 const ROUTES = new WeakMap<FastifyInstance, Array<{ method: string; url: string }>>();
 
@@ -72,14 +78,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
     forceCloseConnections: "idle",
-    // Compartment and user account ids are up to 256 characters, and each is a path parameter of the documents routes.
-    routerOptions: { maxParamLength: 300 },
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     // A URL the router cannot read answers in the contract's error shape, not fastify's.
     frameworkErrors: (error: { code?: string }, request: { url: string }, reply: FastifyReply) => {
       // A segment longer than any id names nothing that exists: the unknown-id answer of the route it was meant for.
       const e =
         error.code === "FST_ERR_MAX_PARAM_LENGTH"
-          ? tooLongIdError(request.url, 300)
+          ? tooLongIdError(request.url, MAX_PARAM_LENGTH)
           : new PortraitError("INVALID_VALUE", "the path is not a valid URL (a broken %-escape?)");
       reply.status(statusOf(e.code)).send(errorBody(e));
     },

@@ -7,14 +7,15 @@
  */
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { PortraitError } from "../engine/errors.js";
+import { emptyJsonBody, invalidJsonBody } from "./errors.js";
 
 export function parseBatchJson(text: string): unknown {
-  if (text === "") throw new PortraitError("INVALID_JSON", "the body is empty; send a JSON document");
+  if (text === "") throw emptyJsonBody();
   let body: unknown;
   try {
     body = JSON.parse(text);
   } catch (e) {
-    throw new PortraitError("INVALID_JSON", `the body is not valid JSON: ${(e as Error).message}`);
+    throw invalidJsonBody((e as Error).message);
   }
   if (typeof body === "object" && body !== null && Object.hasOwn(body, "__proto__")) {
     throw new PortraitError("INVALID_JSON", "the body must not have a __proto__ key", "__proto__");

@@ -31,6 +31,11 @@ export function errorBody(e: PortraitError): { error: { code: string; message: s
   return { error: { code: e.code, message: e.message, ...(e.field !== undefined && { field: e.field }) } };
 }
 
+/** A JSON body that is empty, or not JSON: the same answer from fastify's parser and from the batch routes' own. */
+export const emptyJsonBody = () => new PortraitError("INVALID_JSON", "the body is empty; send a JSON document");
+export const invalidJsonBody = (reason: string) =>
+  new PortraitError("INVALID_JSON", `the body is not valid JSON: ${reason}`);
+
 /** Fastify's own errors (body parsing, limits) mapped to the fixed codes; anything unexpected is a bare 500. */
 export function toPortraitError(err: FastifyError): PortraitError | null {
   if (err instanceof PortraitError) return err;
@@ -40,7 +45,7 @@ export function toPortraitError(err: FastifyError): PortraitError | null {
     case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
       return new PortraitError("UNSUPPORTED_MEDIA_TYPE", "this endpoint takes application/json");
     case "FST_ERR_CTP_EMPTY_JSON_BODY":
-      return new PortraitError("INVALID_JSON", "the body is empty; send a JSON document");
+      return emptyJsonBody();
     case "FST_ERR_CTP_INVALID_CONTENT_LENGTH":
       return new PortraitError("INVALID_JSON", "the Content-Length header does not match the body");
   }
@@ -50,7 +55,7 @@ export function toPortraitError(err: FastifyError): PortraitError | null {
     return new PortraitError("INVALID_BODY", "the request body broke off before its end");
   }
   if (err.statusCode === 400 && err instanceof SyntaxError) {
-    return new PortraitError("INVALID_JSON", `the body is not valid JSON: ${err.message}`);
+    return invalidJsonBody(err.message);
   }
   if (err.statusCode === 413) return new PortraitError("PAYLOAD_TOO_LARGE", "the request body is too large");
   if (err.statusCode === 415) return new PortraitError("UNSUPPORTED_MEDIA_TYPE", "unsupported content type");

@@ -1,14 +1,14 @@
 /**
  * Request bodies that arrive too slowly. Node's own request timeout is off under fastify, so a client sending one
  * byte every few seconds (anyone can: the SDK's public key is in every page) would hold a connection and its buffers
- * for as long as it likes. A JSON body (at most 5 MB) that has not fully arrived within `ms` has its connection cut.
- * Import uploads stream gigabytes and are exempt (their route sets `config.longBody`).
+ * for as long as it likes. A body that has not fully arrived within `ms` has its connection cut. Import uploads
+ * stream gigabytes and are exempt once their key was accepted (their route sets `config.longBody`).
  */
 import type { FastifyInstance } from "fastify";
 
 declare module "fastify" {
   interface FastifyContextConfig {
-    /** The route streams a body that may take long to arrive (imports): no deadline for it. */
+    /** The route streams a body that may take long to arrive (imports): no deadline for it once authenticated. */
     longBody?: boolean;
   }
 }

@@ -3,56 +3,25 @@
  * esbuild so that the test runs the source under test, not a stale dist/) in a child process, on a SQLite data
  * directory and on a PostgreSQL database written through the pipeline.
  */
-import { execFile } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { promisify } from "node:util";
-import { build } from "esbuild";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Accounts } from "../pipeline/accounts.js";
 import { Portrait } from "../pipeline/portrait.js";
 import { openStore } from "../store/open.js";
+import { bundleCli, type Cli } from "../test-support/cli.js";
 import { createTestDatabase, storesUnderTest, type TestDatabase } from "../test-support/postgres.js";
 
-const ROOT = path.resolve(import.meta.dirname, "../..");
 const stores = await storesUnderTest();
 
-/** The bundle's directory: inside the repository, so that its imports of packages resolve to node_modules. */
-let bundleDir: string;
-let cli: string;
-
+let cli: Cli;
 beforeAll(async () => {
-  const cache = path.join(ROOT, "node_modules", ".cache");
-  mkdirSync(cache, { recursive: true });
-  bundleDir = mkdtempSync(path.join(cache, "portrait-cli-test-"));
-  cli = path.join(bundleDir, "portrait.mjs");
-  await build({
-    entryPoints: [path.join(ROOT, "src/cli/main.ts")],
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node20",
-    packages: "external",
-    outfile: cli,
-    logLevel: "silent",
-  });
+  cli = await bundleCli();
 }, 60_000);
+afterAll(() => cli?.remove());
 
-afterAll(() => {
-  if (bundleDir) rmSync(bundleDir, { recursive: true, force: true });
-});
-
-async function run(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return promisify(execFile)(process.execPath, [cli, ...args], {
-    cwd: ROOT,
-    encoding: "utf8",
-    env: { ...process.env, PORTRAIT_DATA_DIR: "", PORTRAIT_DATABASE_URL: "" },
-  }).then(
-    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
-    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
-  );
-}
+const run = (...args: string[]) => cli.run(args);
 
 describe.each(stores)("portrait segment count on %s", (kind) => {
   let dir: string;

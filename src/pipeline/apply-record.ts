@@ -114,7 +114,7 @@ function touch(scope: RecordScope, state: ProfileState): void {
 }
 
 async function applyProfile(scope: RecordScope, record: ProfileRecord): Promise<RecordResult> {
-  const { state: target, created } = await resolveTarget(scope, record.handle, record.ts, record.context);
+  const { state: target, created } = await resolveTarget(scope, record);
   const mode = scope.uow.account.settings.mergePolicy === "merge" ? "merge" : "reject";
   const { state } = await underProperties(applyProperties(scope, target, record.properties, record.ts, mode));
   touch(scope, applyActivity(state, record.ts, record.context));
@@ -186,7 +186,7 @@ async function applyEvent(scope: RecordScope, record: EventRecord): Promise<Reco
   const counted = isCountOnlyEvent(record.name, record.context)
     ? await countOnlyTarget(scope, record.handle, record.ts, record.context)
     : null;
-  const target = counted === null ? (await resolveTarget(scope, record.handle, record.ts, record.context)).state : null;
+  const target = counted === null ? (await resolveTarget(scope, record)).state : null;
   const profileId = counted?.profileId ?? target!.id;
   const scopeName = `event:${record.name}` as const;
   for (const [key, value] of Object.entries(record.properties)) {
@@ -236,7 +236,7 @@ async function applyEvent(scope: RecordScope, record: EventRecord): Promise<Reco
 async function applyToken(scope: RecordScope, record: TokenRecord): Promise<RecordResult> {
   const { uow } = scope;
   if (record.handle.kind !== "device") throw new PortraitError("INVALID_HANDLE", "a token needs deviceId", "deviceId");
-  const { state, created } = await resolveTarget(scope, record.handle, record.ts, record.context);
+  const { state, created } = await resolveTarget(scope, record);
   const device = await uow.tx.findDevice(uow.accountId, record.handle.deviceId);
   await uow.tx.upsertDevice(uow.accountId, {
     deviceId: record.handle.deviceId,
@@ -251,7 +251,7 @@ async function applyToken(scope: RecordScope, record: TokenRecord): Promise<Reco
 /** SEMANTICS §9: test profiles carry is_test_user = "Yes"; at most 20 control-group exclusions per account. */
 async function applyFlags(scope: RecordScope, record: FlagsRecord): Promise<RecordResult> {
   const { uow } = scope;
-  const { state } = await resolveTarget(scope, record.handle, record.ts);
+  const { state } = await resolveTarget(scope, record);
   let next: ProfileState = { ...state, flags: { ...state.flags }, updatedAt: scope.now };
   if (record.test !== undefined) {
     next.flags.test = record.test;
@@ -283,7 +283,7 @@ async function applyFlags(scope: RecordScope, record: FlagsRecord): Promise<Reco
 }
 
 async function applyDocumentRecord(scope: RecordScope, record: DocumentRecord): Promise<RecordResult> {
-  const { state, created } = await resolveTarget(scope, record.handle, record.ts);
+  const { state, created } = await resolveTarget(scope, record);
   await applyDocument(scope, state, record);
   touch(scope, applyActivity(state, record.ts, undefined));
   return { profileId: state.id, outcome: created ? "created" : "updated" };

@@ -2,7 +2,7 @@
 import { contextEffect, needsContextStatus } from "../engine/activity.js";
 import { PortraitError } from "../engine/errors.js";
 import { newProfileState } from "../engine/profile.js";
-import type { Handle } from "../engine/records.js";
+import type { AnyRecord, Handle } from "../engine/records.js";
 import type { ProfileState, RecordContext } from "../engine/types.js";
 import type { RecordScope } from "./record-scope.js";
 
@@ -17,11 +17,10 @@ export interface Resolved {
  */
 export async function resolveTarget(
   scope: RecordScope,
-  handle: Handle,
-  ts: number,
-  context?: RecordContext,
+  record: Pick<AnyRecord, "handle" | "ts" | "context">,
 ): Promise<Resolved> {
   const { uow } = scope;
+  const { handle, ts, context } = record;
   switch (handle.kind) {
     case "profile": {
       const state = await uow.loadLive(handle.profileId);

@@ -113,7 +113,14 @@ function makeDirectory(dir: string): void {
 }
 
 /** Errors that mean nothing answers at that address, as opposed to a server that answers and refuses. */
-const UNREACHABLE = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "ETIMEDOUT"]);
+export const UNREACHABLE = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ETIMEDOUT",
+]);
 
 function connectionError(error: unknown, where: string, from: string): Error {
   const code = (error as { code?: string }).code;

@@ -7,6 +7,8 @@
  */
 import { randomBytes } from "node:crypto";
 import pg from "pg";
+import { withoutPassword } from "../config.js";
+import { UNREACHABLE } from "../store/open.js";
 
 export type StoreKind = "sqlite" | "postgres";
 
@@ -23,20 +25,6 @@ const DEFAULT_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres";
 function adminUrl(): string {
   return process.env.PORTRAIT_TEST_PG_URL || DEFAULT_ADMIN_URL;
 }
-
-/** The URL without its password, for messages. */
-function shown(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = "***";
-    return u.toString();
-  } catch {
-    return url;
-  }
-}
-
-/** Errors that mean "nothing answers there", as opposed to a server that answers and refuses (auth, missing role). */
-const UNREACHABLE = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "ETIMEDOUT"]);
 
 function isUnreachable(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
@@ -58,15 +46,18 @@ async function connectAdmin(): Promise<pg.Client | null> {
   } catch (error) {
     await client.end().catch(() => undefined);
     if (process.env.CI === "true") {
-      throw new Error(`PostgreSQL tests cannot run: no usable server at ${shown(url)} (CI=true, so not skipping)`, {
-        cause: error,
-      });
+      throw new Error(
+        `PostgreSQL tests cannot run: no usable server at ${withoutPassword(url)} (CI=true, so not skipping)`,
+        {
+          cause: error,
+        },
+      );
     }
     if (!isUnreachable(error)) throw error;
     if (!reported) {
       reported = true;
       console.warn(
-        `PostgreSQL tests skipped: no server at ${shown(url)} (start one, or point PORTRAIT_TEST_PG_URL at one)`,
+        `PostgreSQL tests skipped: no server at ${withoutPassword(url)} (start one, or point PORTRAIT_TEST_PG_URL at one)`,
       );
     }
     return null;
