@@ -338,12 +338,11 @@ describe.each(stores)("segments over HTTP on %s", (store) => {
 
   it("counts from the CLI: portrait segment count --where", async () => {
     const program = new Command().exitOverride();
-    addSegmentCommands(
-      program,
-      (cmd) => cmd,
-      (_opts, fn) => fn(s.server.store),
-      async (st, id) => (await st.getAccount(id ?? "default"))!,
-    );
+    addSegmentCommands(program, {
+      withStoreOptions: (cmd) => cmd,
+      withStore: (_opts, fn) => fn(s.server.store),
+      accountOf: async (st, id) => (await st.getAccount(id ?? "default"))!,
+    });
     const out = vi.spyOn(process.stdout, "write").mockImplementation(() => true);
     try {
       await program.parseAsync(["segment", "count", "--where", '{"property": "City", "op": "eq", "value": "Paris"}'], {

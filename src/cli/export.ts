@@ -4,21 +4,11 @@
  * the same pipeline functions as the API, on the store opened directly.
  */
 import type { Command } from "commander";
-import type { Account } from "../engine/types.js";
-import type { Store } from "../store/store.js";
 import { CliError } from "./cli-error.js";
+import { type StoreAccess, type StoreOptions, storeAccess } from "./store-access.js";
 
-interface StoreOptions {
-  dataDir?: string;
-  databaseUrl?: string;
-}
-
-export function addExportCommand(
-  program: Command,
-  withStoreOptions: (cmd: Command) => Command,
-  withStore: <T>(opts: StoreOptions, fn: (store: Store) => Promise<T>) => Promise<T>,
-  accountOf: (store: Store, id: string | undefined) => Promise<Account>,
-): void {
+export function addExportCommand(program: Command, access: StoreAccess = storeAccess): void {
+  const { withStoreOptions, withStore, accountOf } = access;
   withStoreOptions(
     program
       .command("export")

@@ -10,50 +10,19 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { setFlagsFromString } from "node:v8";
 import { Command } from "commander";
-import { configFromEnv, portNumber, storeLocation } from "../config.js";
+import { configFromEnv, portNumber } from "../config.js";
 import { PortraitError } from "../engine/errors.js";
 import { normaliseIdentityValue } from "../engine/properties/values.js";
-import { type Account, IDENTITY_KEYS, type IdentityKey } from "../engine/types.js";
+import { IDENTITY_KEYS, type IdentityKey } from "../engine/types.js";
 import { apiKeyView } from "../pipeline/accounts.js";
-import type { Store } from "../store/store.js";
 import { CliError } from "./cli-error.js";
 import { addExportCommand } from "./export.js";
 import { addImportCommands } from "./import.js";
 import { addSegmentCommands } from "./segment.js";
-
-interface StoreOptions {
-  dataDir?: string;
-  databaseUrl?: string;
-}
-
-function withStoreOptions(cmd: Command): Command {
-  return cmd
-    .option("--data-dir <dir>", "SQLite data directory (default: $PORTRAIT_DATA_DIR or ./data)")
-    .option("--database-url <url>", "PostgreSQL URL (default: $PORTRAIT_DATABASE_URL)");
-}
-
-/** Opens the store that the flags (else the environment) name; it must exist already (see the top of this file). */
-async function withStore<T>(opts: StoreOptions, fn: (store: Store) => Promise<T>): Promise<T> {
-  const location = storeLocation(opts);
-  // Loaded on use: `portrait import`, a client of the server, never loads a store (nor the SQLite driver).
-  const { openStore } = await import("../store/open.js");
-  const store = await openStore({ ...location, storeFrom: location.from, mustExist: true });
-  try {
-    return await fn(store);
-  } finally {
-    await store.close();
-  }
-}
+import { accountOf, type StoreOptions, withStore, withStoreOptions } from "./store-access.js";
 
 function print(value: unknown, json: boolean | undefined, text: () => string): void {
   process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${text()}\n`);
-}
-
-async function accountOf(store: Store, id: string | undefined): Promise<Account> {
-  const accountId = id ?? "default";
-  const account = await store.getAccount(accountId);
-  if (!account) throw new CliError("UNKNOWN_ACCOUNT", `no account ${accountId}; see \`portrait accounts list\``);
-  return account;
 }
 
 /** package.json's version, found by walking up from this module (src/cli, dist/src/cli, or a test bundle). */
@@ -213,8 +182,8 @@ export function buildCli(): Command {
       });
     });
   addImportCommands(program, withStore, accountOf);
-  addSegmentCommands(program, withStoreOptions, withStore, accountOf);
-  addExportCommand(program, withStoreOptions, withStore, accountOf);
+  addSegmentCommands(program);
+  addExportCommand(program);
   return program;
 }
 

@@ -4,20 +4,10 @@
  */
 import type { Command } from "commander";
 import { PortraitError } from "../engine/errors.js";
-import type { Account } from "../engine/types.js";
-import type { Store } from "../store/store.js";
+import { type StoreAccess, type StoreOptions, storeAccess } from "./store-access.js";
 
-interface StoreOptions {
-  dataDir?: string;
-  databaseUrl?: string;
-}
-
-export function addSegmentCommands(
-  program: Command,
-  withStoreOptions: (cmd: Command) => Command,
-  withStore: <T>(opts: StoreOptions, fn: (store: Store) => Promise<T>) => Promise<T>,
-  accountOf: (store: Store, id: string | undefined) => Promise<Account>,
-): void {
+export function addSegmentCommands(program: Command, access: StoreAccess = storeAccess): void {
+  const { withStoreOptions, withStore, accountOf } = access;
   const segment = program.command("segment").description("find people by criteria (segments)");
   withStoreOptions(segment.command("count").description("count the profiles a condition matches (exact)"))
     .requiredOption("--where <json>", 'a segment condition, e.g. \'{"property": "Plan", "op": "eq", "value": "pro"}\'')
