@@ -106,7 +106,7 @@ describe("laws of the write path", () => {
     );
   });
 
-  it("after a merge, each identity key's property shows the newest value kept, and finds the person", async () => {
+  it("before and after a merge, each identity key's property shows the newest value kept, and finds the person", async () => {
     const emails = fc.array(fc.record({ n: fc.integer({ min: 0, max: 5 }), at: fc.integer({ min: 0, max: 3 }) }), {
       minLength: 1,
       maxLength: 4,
@@ -115,24 +115,28 @@ describe("laws of the write path", () => {
       fc.asyncProperty(fc.integer({ min: 1, max: 3 }), emails, emails, async (limit, emailsA, emailsB) => {
         const h = await makeHarness({ identityLimits: { Email: limit } });
         try {
-          // Each side's addresses are its own (a@…, b@…): one value never belongs to two people. Each address is
-          // sent once: sending an older address again at an older ts is a known disagreement of its own (the
-          // identity list moves it last while the property keeps the newer value; session note 2026-11-24), not
-          // what this law is about.
+          // Each side's addresses are its own (a@…, b@…): one value never belongs to two people. An address may
+          // come again, at an older ts too: the list then keeps it where the property's last writer put it.
           const logIn = async (side: string, list: Array<{ n: number; at: number }>) => {
             let id = "";
-            for (const e of list.filter((x, i) => list.findIndex((y) => y.n === x.n) === i)) {
+            for (const e of list) {
               const properties = { Identity: `u-${side}`, Email: `${side}${e.n}@x.io` };
               const r = await h.ingest({ type: "login", deviceId: side, ts: BASE + e.at, properties });
               id = r.results[0]?.profileId ?? id;
             }
             return id;
           };
+          const newestShown = (profile: { identities: Record<string, unknown>; properties: Record<string, unknown> }) => {
+            const kept = ([] as string[]).concat(profile.identities.Email as string | string[]);
+            expect(profile.properties.Email).toBe(kept[kept.length - 1]);
+            return kept;
+          };
           const a = await logIn("a", emailsA);
           const b = await logIn("b", emailsB);
+          newestShown(await h.portrait.requireProfile(h.account, a));
+          newestShown(await h.portrait.requireProfile(h.account, b));
           const { profile } = await h.portrait.merge(h.account, a, b);
-          const kept = ([] as string[]).concat(profile.identities.Email as string | string[]);
-          expect(profile.properties.Email).toBe(kept[kept.length - 1]);
+          const kept = newestShown(profile);
           for (const value of kept) {
             const found = await h.portrait.findProfiles(h.account, { kind: "identity", key: "Email", value });
             expect(found.map((p) => p.id)).toEqual([a]);

@@ -39,6 +39,17 @@ describe("addIdentityValues", () => {
     expect(r.released).toEqual([{ key: "Email", value: "e2@x.io" }]);
   });
 
+  it("a value re-sent at an older ts keeps its place, as its property keeps the newer write", () => {
+    const limits = { Email: 2 };
+    let ids = addIdentityValues({}, [{ key: "Email", value: "b0@x.io", ts: 3 }], limits).identities;
+    ids = addIdentityValues(ids, [{ key: "Email", value: "b1@x.io", ts: 3 }], limits).identities;
+    const older = addIdentityValues(ids, [{ key: "Email", value: "b0@x.io", ts: 0 }], limits);
+    expect(older.identities.Email?.map((x) => x.value)).toEqual(["b0@x.io", "b1@x.io"]);
+    expect(older.identities.Email?.[0]?.ts).toBe(3);
+    const same = addIdentityValues(ids, [{ key: "Email", value: "b0@x.io", ts: 3 }], limits);
+    expect(same.identities.Email?.map((x) => x.value)).toEqual(["b1@x.io", "b0@x.io"]);
+  });
+
   it("law: the held values are exactly the newest `limit` distinct values by ts, whatever the arrival order", () => {
     fc.assert(
       fc.property(

@@ -16,7 +16,8 @@ export function limitFor(limits: Partial<Record<IdentityKey, number>>, key: Iden
 
 /**
  * Adds values to a profile's identities and trims each key to its limit, newest (by ts, later arrival on a tie)
- * first. Values already held only have their ts refreshed. Does not mutate its input.
+ * first. A value already held moves to the newest place only when re-sent at its ts or later. Does not mutate
+ * its input.
  */
 export function addIdentityValues(
   current: ProfileState["identities"],
@@ -29,10 +30,12 @@ export function addIdentityValues(
     const list = [...(next[a.key] ?? [])];
     const i = list.findIndex((v) => v.value === a.value);
     if (i >= 0) {
-      const held = list[i] as IdentityValue;
+      // A value re-sent at an older ts stays where it was: like its property (last writer by ts), it must not
+      // become the newest. At the same ts or later it is the latest arrival, as a property write would be.
+      if (a.ts < (list[i] as IdentityValue).ts) continue;
       list.splice(i, 1);
-      list.push({ value: a.value, ts: Math.max(held.ts, a.ts) });
-    } else list.push({ value: a.value, ts: a.ts });
+    }
+    list.push({ value: a.value, ts: a.ts });
     next[a.key] = list;
     touched.add(a.key);
   }
