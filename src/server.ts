@@ -11,7 +11,7 @@ import { createImports, type Imports } from "./imports/index.js";
 import { createLogger } from "./logger.js";
 import { Accounts } from "./pipeline/accounts.js";
 import { Portrait } from "./pipeline/portrait.js";
-import { openStore } from "./store/open.js";
+import { openStore, sharedDataWarning } from "./store/open.js";
 import type { Store } from "./store/store.js";
 
 export interface FirstRun {
@@ -72,6 +72,8 @@ const SHUTDOWN_GRACE_MS = 10_000;
 export async function startServer(config: Config): Promise<RunningServer> {
   const logger = createLogger(config.logLevel);
   const store = await openStore(config);
+  const shared = config.databaseUrl ? null : sharedDataWarning(config.dataDir);
+  if (shared) logger.warn(shared);
   const accounts = new Accounts(store);
   // Keys revoked and settings changed through other processes reach this one's cache at once, not after its expiry.
   const stopWatching = (await store.watchAccounts?.((change) => accounts.changed(change))) ?? (async () => undefined);

@@ -126,7 +126,10 @@ describe("laws of the write path", () => {
             }
             return id;
           };
-          const newestShown = (profile: { identities: Record<string, unknown>; properties: Record<string, unknown> }) => {
+          const newestShown = (profile: {
+            identities: Record<string, unknown>;
+            properties: Record<string, unknown>;
+          }) => {
             const kept = ([] as string[]).concat(profile.identities.Email as string | string[]);
             expect(profile.properties.Email).toBe(kept[kept.length - 1]);
             return kept;

@@ -109,7 +109,22 @@ function makeDirectory(dir: string): void {
     missing.unshift(at);
     if (path.dirname(at) === at) break;
   }
-  for (const level of missing) mkdirSync(level);
+  for (const level of missing) mkdirSync(level, { mode: 0o700 });
+}
+
+/**
+ * What other users of the machine may read of a SQLite data directory made before its server created files for its
+ * own user only (or opened up since): a warning for the log, or null. Never an error: the operator may share it on
+ * purpose (a backup group).
+ */
+export function sharedDataWarning(dataDir: string): string | null {
+  const open: string[] = [];
+  for (const place of [dataDir, path.join(dataDir, "portrait.db")]) {
+    const mode = existsSync(place) ? statSync(place).mode & 0o777 : 0;
+    if ((mode & 0o077) !== 0) open.push(`${place} (${mode.toString(8).padStart(4, "0")})`);
+  }
+  if (open.length === 0) return null;
+  return `other users of this machine may read the store: ${open.join(", ")}; run chmod go-rwx on them`;
 }
 
 /** Errors that mean nothing answers at that address, as opposed to a server that answers and refuses. */

@@ -3,7 +3,7 @@
  * the source under test, not a stale dist/), run with node in a child process.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import path from "node:path";
 import { build } from "esbuild";
 
@@ -18,8 +18,8 @@ export interface CliResult {
 export interface Cli {
   /** Runs `portrait …args` to its end. The store variables are cleared unless `env` sets them. */
   run(args: string[], env?: Record<string, string>): Promise<CliResult>;
-  /** Starts `portrait …args` and returns the child (stdio piped). */
-  spawn(args: string[], env?: Record<string, string>): ChildProcess;
+  /** Starts `portrait …args` and returns the child (stdio piped), as another user when `as` says so (root only). */
+  spawn(args: string[], env?: Record<string, string>, as?: { uid: number; gid: number }): ChildProcess;
   /** Removes the bundle. */
   remove(): void;
 }
@@ -29,6 +29,7 @@ export async function bundleCli(): Promise<Cli> {
   const cache = path.join(ROOT, "node_modules", ".cache");
   mkdirSync(cache, { recursive: true });
   const dir = mkdtempSync(path.join(cache, "portrait-cli-test-"));
+  chmodSync(dir, 0o755); // readable by the other user a test may run it as
   const file = path.join(dir, "portrait.mjs");
   await build({
     entryPoints: [path.join(ROOT, "src/cli/main.ts")],
@@ -62,8 +63,8 @@ export async function bundleCli(): Promise<Cli> {
         );
       });
     },
-    spawn(args, env = {}) {
-      return spawn(process.execPath, [file, ...args], { cwd: ROOT, env: environment(env), stdio: "pipe" });
+    spawn(args, env = {}, as) {
+      return spawn(process.execPath, [file, ...args], { cwd: ROOT, env: environment(env), stdio: "pipe", ...as });
     },
     remove() {
       rmSync(dir, { recursive: true, force: true });

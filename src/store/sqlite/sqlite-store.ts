@@ -1519,6 +1519,7 @@ export class SqliteStore implements Store {
       db.pragma("temp_store = MEMORY");
       db.pragma(`cache_size = ${-1024 * (opts.cacheMb ?? SQLITE_CACHE_MB)}`);
       migrate(db);
+      assertWritable(db);
       const readDb = file === ":memory:" || file === "" ? null : new Database(file, { readonly: true });
       readDb?.pragma("busy_timeout = 5000");
       return new SqliteStore(db, readDb);
@@ -1653,5 +1654,30 @@ export class SqliteStore implements Store {
       this.savepoints[depth] = statements;
     }
     return statements;
+  }
+}
+
+/**
+ * SQLite opens a file it may not write (another user's, 0644) read-only without a word, and a migrated store needs no
+ * write at start: the server then answered /healthz and failed every write with a 500. A write rolled back at once
+ * (the user version set to itself) makes that an error at start.
+ */
+function assertWritable(db: Database.Database): void {
+  const version = db.pragma("user_version", { simple: true }) as number;
+  try {
+    db.exec("BEGIN IMMEDIATE");
+    db.pragma(`user_version = ${version}`);
+  } catch (error) {
+    const code = (error as { code?: string }).code ?? "";
+    if (code.startsWith("SQLITE_READONLY")) {
+      const uid = process.getuid?.() ?? "?";
+      const readOnly = new Error(
+        `the file is read-only for this process (uid ${uid}): check its owner and permissions`,
+      );
+      throw Object.assign(readOnly, { code });
+    }
+    throw error;
+  } finally {
+    if (db.inTransaction) db.exec("ROLLBACK");
   }
 }
