@@ -1,6 +1,6 @@
 import type { FastifyError } from "fastify";
 import { describe, expect, it } from "vitest";
-import { tooLongIdError, toPortraitError } from "./errors.js";
+import { storeUnavailable, tooLongIdError, toPortraitError } from "./errors.js";
 
 describe("fastify's and node's errors as the contract's", () => {
   it("a client that went away mid-body is its own fault (INVALID_BODY), not an unhandled server error", () => {
@@ -22,5 +22,31 @@ describe("fastify's and node's errors as the contract's", () => {
       field: "compartmentId",
     });
     expect(tooLongIdError(`/v1/${long}`, 300)).toMatchObject({ code: "NOT_FOUND" });
+  });
+
+  it("a store that says 'not now' is UNAVAILABLE (503); a store that says 'not this' stays a fault (500)", () => {
+    const error = (message: string, code?: string) => Object.assign(new Error(message), code ? { code } : {});
+    for (const temporary of [
+      error("database is locked", "SQLITE_BUSY"),
+      error("database is locked", "SQLITE_BUSY_SNAPSHOT"),
+      error("sorry, too many clients already", "53300"),
+      error("the database system is starting up", "57P03"),
+      error("terminating connection due to administrator command", "57P01"),
+      error("connect ECONNREFUSED 127.0.0.1:5432", "ECONNREFUSED"),
+      error("Connection terminated unexpectedly"),
+      error("timeout exceeded when trying to connect"),
+    ]) {
+      expect(storeUnavailable(temporary), temporary.message).toBe(true);
+      expect(toPortraitError(temporary as FastifyError)).toMatchObject({ code: "UNAVAILABLE" });
+    }
+    for (const fault of [
+      error("no such table: profiles", "SQLITE_ERROR"),
+      error("attempt to write a readonly database", "SQLITE_READONLY"),
+      error('duplicate key value violates unique constraint "x"', "23505"),
+      error("read ECONNRESET", "ECONNRESET"),
+      error("Cannot read properties of undefined"),
+    ]) {
+      expect(storeUnavailable(fault), fault.message).toBe(false);
+    }
   });
 });

@@ -21,7 +21,46 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   IDENTITY_KEY_CONFLICT: 409,
   SEGMENT_IN_USE: 409,
   IDENTITY_CONFLICT: 409,
+  UNAVAILABLE: 503,
 };
+
+/**
+ * Store errors that say "not now" rather than "not this": SQLite's write lock held past the busy timeout by another
+ * process, PostgreSQL out of connections, starting up, shutting down or out of reach. The request was not applied and
+ * the same request may succeed in a moment, which is what 503 and Retry-After tell a client (SDKs and load balancers
+ * retry on them; a 500 means retrying will not help).
+ */
+const STORE_UNAVAILABLE_CODES = new Set([
+  "SQLITE_BUSY",
+  "SQLITE_BUSY_SNAPSHOT",
+  "SQLITE_BUSY_RECOVERY",
+  "SQLITE_BUSY_TIMEOUT",
+  "53300", // too_many_connections
+  "57P01", // admin_shutdown
+  "57P02", // crash_shutdown
+  "57P03", // cannot_connect_now
+  "08000", // connection_exception
+  "08001",
+  "08003",
+  "08004",
+  "08006",
+  // Not ECONNRESET: a client hanging up raises it too; a PostgreSQL connection lost mid-query is "Connection terminated".
+  "ECONNREFUSED",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+]);
+
+/** Whether an error from a store is a temporary one (STORE_UNAVAILABLE_CODES, or node-postgres' lost connection). */
+export function storeUnavailable(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === "string" && STORE_UNAVAILABLE_CODES.has(code)) return true;
+  const message = err instanceof Error ? err.message : "";
+  return /^(Connection terminated|timeout exceeded when trying to connect)/.test(message);
+}
+
+const RETRY_AFTER_SECONDS = "1";
 
 export function statusOf(code: ErrorCode): number {
   return STATUS[code] ?? 400;
@@ -54,6 +93,9 @@ export function toPortraitError(err: FastifyError): PortraitError | null {
   if ((err as { code?: string }).code === "ECONNRESET" && err.message === "aborted") {
     return new PortraitError("INVALID_BODY", "the request body broke off before its end");
   }
+  if (storeUnavailable(err)) {
+    return new PortraitError("UNAVAILABLE", "the store is busy or out of reach; nothing was applied: retry shortly");
+  }
   if (err.statusCode === 400 && err instanceof SyntaxError) {
     return invalidJsonBody(err.message);
   }
@@ -66,6 +108,10 @@ export function toPortraitError(err: FastifyError): PortraitError | null {
 export function errorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const mapped = toPortraitError(err);
   if (mapped) {
+    if (mapped.code === "UNAVAILABLE") {
+      request.log.warn({ err }, "the store could not take the request");
+      reply.header("retry-after", RETRY_AFTER_SECONDS);
+    }
     reply.status(statusOf(mapped.code)).send(errorBody(mapped));
     return;
   }

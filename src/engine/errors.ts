@@ -53,7 +53,8 @@ export type ErrorCode =
   | "INVALID_SETTING"
   | "IDENTITY_KEY_CONFLICT"
   | "INVALID_SEGMENT"
-  | "SEGMENT_IN_USE";
+  | "SEGMENT_IN_USE"
+  | "UNAVAILABLE";
 
 export class PortraitError extends Error {
   readonly code: ErrorCode;

@@ -118,11 +118,14 @@ function makeDirectory(dir: string): void {
  * purpose (a backup group).
  */
 export function sharedDataWarning(dataDir: string): string | null {
+  const modeOf = (place: string) => (existsSync(place) ? statSync(place).mode & 0o777 : 0);
+  const shown = (place: string, mode: number) => `${place} (${mode.toString(8).padStart(4, "0")})`;
   const open: string[] = [];
-  for (const place of [dataDir, path.join(dataDir, "portrait.db")]) {
-    const mode = existsSync(place) ? statSync(place).mode & 0o777 : 0;
-    if ((mode & 0o077) !== 0) open.push(`${place} (${mode.toString(8).padStart(4, "0")})`);
-  }
+  const dirMode = modeOf(dataDir);
+  if ((dirMode & 0o077) !== 0) open.push(shown(dataDir, dirMode));
+  // Files in a directory others may not enter are out of their reach whatever their own modes.
+  const file = path.join(dataDir, "portrait.db");
+  if ((dirMode & 0o011) !== 0 && (modeOf(file) & 0o077) !== 0) open.push(shown(file, modeOf(file)));
   if (open.length === 0) return null;
   return `other users of this machine may read the store: ${open.join(", ")}; run chmod go-rwx on them`;
 }

@@ -4,7 +4,7 @@
  */
 import { ref, type SchemaId } from "./schemas.js";
 
-type Status = 400 | 401 | 403 | 404 | 409 | 413 | 415 | 500;
+type Status = 400 | 401 | 403 | 404 | 409 | 413 | 415 | 500 | 503;
 
 export interface ResponseObject {
   description: string;
