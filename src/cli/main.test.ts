@@ -4,6 +4,7 @@
  * exist (only `serve` creates one), one-line errors naming the flag or variable at fault, and the commands' output.
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import pg from "pg";
@@ -109,6 +110,25 @@ describe("which store: flags win over the environment", () => {
     expectOneLineError(serve, /cannot reach PostgreSQL at 127\.0\.0\.1:1\/portrait \(.*PORTRAIT_DATABASE_URL\)/);
     expect(serve.stderr).not.toContain("hunter2");
   });
+
+  it("gives up on a PostgreSQL host that takes the connection and never answers, after 10 s, for serve too", async () => {
+    const silent = net.createServer(() => undefined); // accepts, then says nothing (a stuck proxy or server)
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    const { port } = silent.address() as net.AddressInfo;
+    const url = `postgres://portrait:hunter2@127.0.0.1:${port}/portrait`;
+    try {
+      const [list, serve] = await Promise.all([
+        run("accounts", "list", "--database-url", url),
+        cli.run(["serve"], { PORTRAIT_DATABASE_URL: url, PORTRAIT_PORT: "0" }),
+      ]);
+      const reason = `cannot reach PostgreSQL at 127\\.0\\.0\\.1:${port}/portrait \\(no answer within 10 s;`;
+      expectOneLineError(list, new RegExp(`${reason} --database-url\\)`));
+      expectOneLineError(serve, new RegExp(`${reason} PORTRAIT_DATABASE_URL\\)`));
+      expect(list.stderr + serve.stderr).not.toContain("hunter2");
+    } finally {
+      silent.close();
+    }
+  }, 40_000);
 });
 
 describe("operator commands refuse a store that does not exist", () => {

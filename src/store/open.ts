@@ -6,6 +6,7 @@
  */
 import { existsSync, mkdirSync, statSync } from "node:fs";
 import path from "node:path";
+import { PG_CONNECT_TIMEOUT_MS } from "./postgres/connect-timeout.js";
 import { SqliteStore } from "./sqlite/sqlite-store.js";
 import type { Store } from "./store.js";
 
@@ -60,7 +61,7 @@ async function openPostgres(url: string, from: string, mustExist: boolean | unde
     // A client of its own, before the store's pool migrates (which would create the schema). Loaded only when used,
     // so a SQLite deployment never loads the PostgreSQL driver.
     const { default: pg } = await import("pg");
-    const client = new pg.Client({ connectionString: url });
+    const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS });
     client.on("error", () => undefined);
     try {
       await client.connect();
@@ -143,6 +144,16 @@ export const UNREACHABLE = new Set([
 function connectionError(error: unknown, where: string, from: string): Error {
   const code = (error as { code?: string }).code;
   const reason = reasonOf(error);
+  // node-postgres' words when connectionTimeoutMillis ran out (a client's, a pool's).
+  if (
+    /^(timeout expired|Connection terminated due to connection timeout|timeout exceeded when trying to connect)/.test(
+      reason,
+    )
+  ) {
+    return new Error(
+      `cannot reach PostgreSQL at ${where} (no answer within ${PG_CONNECT_TIMEOUT_MS / 1000} s; ${from})`,
+    );
+  }
   if (code !== undefined && UNREACHABLE.has(code)) {
     return new Error(`cannot reach PostgreSQL at ${where} (${reason}; ${from})`);
   }

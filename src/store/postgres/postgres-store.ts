@@ -80,6 +80,7 @@ import type {
   TypeScope,
 } from "../store.js";
 import { ACTIVITY, type ActivityRow, activitySqlOf, type StateRow, stateOf } from "./activity-columns.js";
+import { PG_CONNECT_TIMEOUT_MS } from "./connect-timeout.js";
 import { DeviceOwners, type RememberedDevice } from "./device-owners.js";
 import { PostgresImports, redactImportData } from "./postgres-imports.js";
 import { IndexRowColumns, PostgresSegments, segmentIndex } from "./postgres-segments.js";
@@ -2458,7 +2459,12 @@ export class PostgresStore implements Store {
     if (!Number.isInteger(writers) || writers < 1) {
       throw new RangeError(`concurrentWriters must be an integer ≥ 1, got ${writers}`);
     }
-    const pool = new pg.Pool({ connectionString: url, max, types: TYPES });
+    const pool = new pg.Pool({
+      connectionString: url,
+      max,
+      types: TYPES,
+      connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS,
+    });
     // An idle connection that the server closes emits an error; the pool drops it and opens a new one when needed.
     pool.on("error", () => undefined);
     // So does one in use (the server restarted, an administrator ended it): the pool listens only while a connection
@@ -2492,6 +2498,7 @@ export class PostgresStore implements Store {
       const client = new pg.Client({
         connectionString: this.pool.options.connectionString,
         application_name: "portrait-listen",
+        connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS,
       });
       client.on("error", () => undefined);
       client.on("notification", (message) => {
