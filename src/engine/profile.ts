@@ -33,9 +33,12 @@ export function identityValues(state: ProfileState, key: IdentityKey): string[] 
   return (state.identities[key] ?? []).map((v) => v.value);
 }
 
-/** SEMANTICS §2 Type: customer beats identified beats anonymous; addressable (Email or Phone) counts as identified. */
+/**
+ * SEMANTICS §2 Type: customer beats identified beats anonymous; addressable (Email or Phone) counts as identified. An
+ * orphan's Charged events count nowhere (§5), so they never make it a customer.
+ */
 export function profileType(state: ProfileState): ProfileType {
-  if (state.stats.charged > 0) return "customer";
+  if (state.stats.charged > 0 && state.orphanOf === null) return "customer";
   if (hasIdentity(state)) return "identified";
   if (state.props.Email?.v !== undefined || state.props.Phone?.v !== undefined) return "identified";
   return "anonymous";

@@ -88,6 +88,23 @@ describe.each(stores)("%s store", (store) => {
       expect(viewed).toMatchObject({ anonymous: true, profileId: anon });
     });
 
+    it("case 2: an orphan's Charged events make nobody a customer, and its own stats count none of them (§2, §5)", async () => {
+      const known = (await h.ingest(login("phone", { Identity: "u-c" }, { ts: ts(1) }))).results[0]
+        ?.profileId as string;
+      const charged = event("tablet", "Charged", { ts: ts(2), properties: { Amount: 42 } });
+      const anon = (await h.ingest(charged)).results[0]?.profileId as string;
+      expect((await h.portrait.requireProfile(h.account, anon)).type).toBe("customer"); // counted while its own
+      await h.ingest(login("tablet", { Identity: "u-c" }, { ts: ts(3) }));
+
+      const orphan = await h.portrait.requireProfile(h.account, anon);
+      expect(orphan.orphanOf).toBe(known);
+      expect(orphan.type).toBe("anonymous");
+      expect(orphan.stats).toMatchObject({ events: 0, revenue: 0 });
+      const person = await h.portrait.requireProfile(h.account, known);
+      expect(person.type).toBe("identified");
+      expect(person.stats.revenue).toBe(0);
+    });
+
     it("case 2 with a device never seen before switches without leaving an empty orphan", async () => {
       const known = (await h.ingest(login("phone", { Email: "a@x.io" }))).results[0]?.profileId;
       const r = await h.ingest(login("fresh", { Email: "A@x.io" }));

@@ -52,6 +52,12 @@ export interface ProfileView {
   mergedInto: string | null;
 }
 
+/** §5: an orphan's events count nowhere, its own stats included (its timeline still lists them). */
+function countedStats(state: ProfileState, card: ProfileCard): ProfileView["stats"] {
+  if (state.orphanOf !== null) return { events: 0, revenue: 0, orphans: card.orphanCount };
+  return { events: state.stats.events, revenue: state.stats.revenue, orphans: card.orphanCount };
+}
+
 export function profileView(account: Account, card: ProfileCard, now: number): ProfileView {
   const { state } = card;
   const tz = state.props.Timezone?.v;
@@ -73,7 +79,7 @@ export function profileView(account: Account, card: ProfileCard, now: number): P
       bucket: state.bucket,
     },
     flags: { ...state.flags },
-    stats: { events: state.stats.events, revenue: state.stats.revenue, orphans: card.orphanCount },
+    stats: countedStats(state, card),
     orphanOf: state.orphanOf,
     mergedInto: state.mergedInto,
   };
