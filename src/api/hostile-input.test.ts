@@ -127,6 +127,18 @@ describe.each(stores)("%s store", (store) => {
         "identity.Phone",
       ],
       [
+        "a junk identity handle",
+        { type: "profile", identity: { Identity: "undefined" }, properties: {} },
+        "INVALID_IDENTITY",
+        "identity.Identity",
+      ],
+      [
+        "a malformed Email handle",
+        { type: "profile", identity: { Email: "not-an-address" }, properties: {} },
+        "INVALID_EMAIL",
+        "identity.Email",
+      ],
+      [
         "an unknown profile id",
         { type: "event", name: "E", profileId: "f".repeat(32) },
         "UNKNOWN_PROFILE",

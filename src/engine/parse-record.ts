@@ -170,7 +170,7 @@ export function parseHandle(input: Record<string, unknown>, opts: ParseOptions):
       `identity.${key}`,
     );
   }
-  const value = withField(`identity.${key}`, () => normaliseIdentityValue(key as IdentityKey, raw, key));
+  const value = normaliseIdentityValue(key as IdentityKey, raw, `identity.${key}`);
   return { kind: "identity", key: key as IdentityKey, value };
 }
 
