@@ -178,6 +178,13 @@ describe.each(stores)("%s store", (store) => {
         records: [{ type: "event", deviceId: "d-1", name: "Product Viewed", id: "msg-123" }],
       });
       expect(again.body.results[0]).toMatchObject({ outcome: "duplicate", profileId: id });
+      // Through a device nobody has: still a duplicate, and no device or profile is made for it (profileId null,
+      // not an empty string that no client can look up).
+      const elsewhere = await s.api("POST", "/v1/ingest", {
+        records: [{ type: "event", deviceId: "d-never-seen", name: "Product Viewed", id: "msg-123" }],
+      });
+      expect(elsewhere.body.results[0]).toEqual({ index: 0, outcome: "duplicate", profileId: null });
+      expect((await s.api("GET", "/v1/profiles?deviceId=d-never-seen")).body.profiles).toEqual([]);
     });
 
     it("the timeline sends each event's properties exactly as they were ingested, as JSON", async () => {

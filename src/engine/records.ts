@@ -85,7 +85,8 @@ export interface Unapplied {
 }
 
 export interface RecordResult {
-  profileId: string;
+  /** null only for a `duplicate` whose handle names nobody now (the repeat came through another device, say). */
+  profileId: string | null;
   outcome: Outcome;
   unapplied?: Unapplied[];
 }

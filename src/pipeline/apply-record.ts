@@ -88,7 +88,7 @@ async function registerWrittenByPortrait(scope: RecordScope, key: "Timezone" | "
 }
 
 /** For a duplicate: the profile its handle names now, without creating anything. */
-async function peekProfileId(scope: RecordScope, record: AnyRecord): Promise<string> {
+async function peekProfileId(scope: RecordScope, record: AnyRecord): Promise<string | null> {
   const { tx, accountId } = scope.uow;
   const h = record.handle;
   if (h.kind === "profile") return (await scope.uow.loadLive(h.profileId))?.id ?? h.profileId;
@@ -96,7 +96,7 @@ async function peekProfileId(scope: RecordScope, record: AnyRecord): Promise<str
     h.kind === "device"
       ? (await tx.findDevice(accountId, h.deviceId))?.profileId
       : await tx.findProfileByIdentity(accountId, h.key, h.value);
-  return id ?? "";
+  return id ?? null;
 }
 
 /** Property errors name the key; inside a record the path starts at `properties`. */

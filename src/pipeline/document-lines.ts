@@ -31,7 +31,7 @@ export interface DocumentLineOutcome {
 async function applyLine(scope: RecordScope, line: DocumentLine, id: string | undefined): Promise<RecordResult> {
   const { uow } = scope;
   if (id !== undefined && !(await uow.tx.claimRecordId(uow.accountId, id, scope.now))) {
-    return { profileId: "", outcome: "duplicate" };
+    return { profileId: null, outcome: "duplicate" };
   }
   let profileId: string;
   let userAccountId: string;

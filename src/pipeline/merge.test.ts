@@ -177,7 +177,7 @@ describe.each(stores)("%s store", (store) => {
       const { mergeId } = await h.portrait.merge(h.account, a, b);
       // Case 2 after the merge: an anonymous visitor logs in as b's Identity, now the merged person's.
       const visitor = (await h.ingest({ type: "event", deviceId: "v", name: "Browsed", ts: ts(10) })).results[0]!
-        .profileId;
+        .profileId as string;
       expect(
         (await h.ingest({ type: "login", deviceId: "v", ts: ts(11), properties: { Identity: "u-b" } })).results,
       ).toMatchObject([{ profileId: a, outcome: "switched" }]);
@@ -279,7 +279,7 @@ describe.each(stores)("%s store", (store) => {
       const b = await person("b", { Identity: "u-b" }, 2);
       const { mergeId } = await h.portrait.merge(h.account, a, b);
       const visitor = (await h.ingest({ type: "event", deviceId: "v", name: "Browsed", ts: ts(10) })).results[0]!
-        .profileId;
+        .profileId as string;
       await h.ingest({ type: "login", deviceId: "v", ts: ts(11), properties: { Identity: "u-b" } });
       // Identity stops being an identity key: the journalled login, which named only u-b, is now MISSING_IDENTITY.
       await h.settings({ identityKeys: ["Email"] });

@@ -271,7 +271,7 @@ export class Portrait {
         handle: { kind: "profile", profileId },
         properties,
       });
-      return await this.requireProfile(account, result.profileId);
+      return await this.requireProfile(account, result.profileId ?? profileId);
     } catch (e) {
       // The PATCH body is the property set itself: its errors name the key, not `properties.key`.
       if (e instanceof PortraitError && e.field?.startsWith("properties.")) {
@@ -293,7 +293,7 @@ export class Portrait {
       handle: { kind: "profile", profileId },
       ...flags,
     });
-    return this.requireProfile(account, result.profileId);
+    return this.requireProfile(account, result.profileId ?? profileId);
   }
 
   async merge(

@@ -188,7 +188,10 @@ const SCHEMAS = {
       items: closed(
         {
           index: count,
-          profileId: profileIdString,
+          profileId: {
+            anyOf: [profileIdString, { type: "null" }],
+            description: "null only for a `duplicate` whose handle names nobody now",
+          },
           outcome: {
             type: "string",
             enum: ["identified", "switched", "appended", "created", "updated", "stored", "duplicate"],
