@@ -10,7 +10,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { setFlagsFromString } from "node:v8";
 import { Command } from "commander";
-import { configFromEnv, portNumber } from "../config.js";
+import { configFromEnv, portNumber, storeLocation } from "../config.js";
 import { PortraitError } from "../engine/errors.js";
 import { normaliseIdentityValue } from "../engine/properties/values.js";
 import { IDENTITY_KEYS, type IdentityKey } from "../engine/types.js";
@@ -46,41 +46,47 @@ export function buildCli(): Command {
     .version(packageVersion(), "-V, --version", "print the version")
     .showHelpAfterError();
 
-  program
-    .command("serve")
-    .description(
-      "serve the API on $PORTRAIT_PORT (default 8080) with data in $PORTRAIT_DATA_DIR or $PORTRAIT_DATABASE_URL",
-    )
-    .option("-p, --port <port>", "port to listen on (default: $PORTRAIT_PORT or 8080)")
-    .action(async (opts: { port?: string }) => {
-      const config = configFromEnv();
-      if (opts.port !== undefined) config.port = portNumber(opts.port, "--port");
-      // V8 grows the old generation by up to 4× what survives each full collection; ingestion keeps a transaction's
-      // objects alive across awaits, so they are promoted and die there, and the heap grew to ≈ 180 MB around a live
-      // set of ≈ 25 MB during a bulk import. 1.5× keeps the server's RSS ≈ 80 MB lower at no measurable cost in
-      // speed (B4, B9). Set before the server allocates anything.
-      setFlagsFromString("--heap-growing-percent=50");
-      // The store holds every person's data, the keys' hashes and the SFTP host's private key; uploads wait in the
-      // data directory. What the server creates is for its own user only (0700 directories, 0600 files).
-      process.umask(0o077);
-      // Loaded here so that client commands (`portrait import`) do not load the server (and stay small in memory).
-      const { printFirstRun, startServer } = await import("../server.js");
-      const server = await startServer(config);
-      if (server.firstRun) printFirstRun(server.firstRun, server.url);
-      else process.stdout.write(`Portrait listening on ${server.url}\n`);
-      const stop = (signal: string) => {
-        server.app.log.info({ signal }, "shutting down: finishing in-flight requests");
-        server.close().then(
-          () => process.exit(0),
-          (err) => {
-            server.app.log.error({ err }, "shutdown failed");
-            process.exit(1);
-          },
-        );
-      };
-      process.once("SIGTERM", () => stop("SIGTERM"));
-      process.once("SIGINT", () => stop("SIGINT"));
-    });
+  withStoreOptions(
+    program
+      .command("serve")
+      .description(
+        "serve the API on $PORTRAIT_PORT (default 8080) with data in $PORTRAIT_DATA_DIR or $PORTRAIT_DATABASE_URL",
+      )
+      .option("-p, --port <port>", "port to listen on (default: $PORTRAIT_PORT or 8080)"),
+  ).action(async (opts: { port?: string } & StoreOptions) => {
+    const config = configFromEnv();
+    if (opts.port !== undefined) config.port = portNumber(opts.port, "--port");
+    if (opts.dataDir !== undefined || opts.databaseUrl !== undefined) {
+      // As for the operator commands: a flag wins over the environment.
+      const location = storeLocation(opts);
+      Object.assign(config, { ...location, storeFrom: location.from });
+    }
+    // V8 grows the old generation by up to 4× what survives each full collection; ingestion keeps a transaction's
+    // objects alive across awaits, so they are promoted and die there, and the heap grew to ≈ 180 MB around a live
+    // set of ≈ 25 MB during a bulk import. 1.5× keeps the server's RSS ≈ 80 MB lower at no measurable cost in
+    // speed (B4, B9). Set before the server allocates anything.
+    setFlagsFromString("--heap-growing-percent=50");
+    // The store holds every person's data, the keys' hashes and the SFTP host's private key; uploads wait in the
+    // data directory. What the server creates is for its own user only (0700 directories, 0600 files).
+    process.umask(0o077);
+    // Loaded here so that client commands (`portrait import`) do not load the server (and stay small in memory).
+    const { printFirstRun, startServer } = await import("../server.js");
+    const server = await startServer(config);
+    if (server.firstRun) printFirstRun(server.firstRun, server.url);
+    else process.stdout.write(`Portrait listening on ${server.url}\n`);
+    const stop = (signal: string) => {
+      server.app.log.info({ signal }, "shutting down: finishing in-flight requests");
+      server.close().then(
+        () => process.exit(0),
+        (err) => {
+          server.app.log.error({ err }, "shutdown failed");
+          process.exit(1);
+        },
+      );
+    };
+    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.once("SIGINT", () => stop("SIGINT"));
+  });
 
   const accounts = program.command("accounts").description("manage accounts (tenants)");
   withStoreOptions(accounts.command("create <name>").description("create an account with a secret and a public key"))

@@ -4,7 +4,7 @@
  */
 import type { ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -34,12 +34,9 @@ interface Served {
   code: Promise<number | null>;
 }
 
-function serve(dataDir: string, as?: { uid: number; gid: number }): Served {
-  const child = cli.spawn(
-    ["serve"],
-    { PORTRAIT_DATA_DIR: dataDir, PORTRAIT_PORT: "0", PORTRAIT_HOST: "127.0.0.1" },
-    as,
-  );
+function serve(dataDir: string, as?: { uid: number; gid: number }, args: string[] = []): Served {
+  const env = { PORTRAIT_DATA_DIR: dataDir, PORTRAIT_PORT: "0", PORTRAIT_HOST: "127.0.0.1" };
+  const child = cli.spawn(["serve", ...args], env, as);
   let out = "";
   child.stdout?.on("data", (chunk: Buffer) => {
     out += chunk.toString();
@@ -140,6 +137,20 @@ describe("portrait serve and its SQLite files", () => {
       expect(mode(dir)).toBe("755");
       expect(mode(path.join(dir, "portrait.db"))).toBe("600");
       expect(served.output()).toContain(`may read the store: ${dir} (0755);`);
+    } finally {
+      await stop(served);
+    }
+  }, 60_000);
+
+  it("--data-dir chooses the directory over PORTRAIT_DATA_DIR, as for the operator commands", async () => {
+    const root = tempDir();
+    const fromEnv = path.join(root, "from-env");
+    const fromFlag = path.join(root, "from-flag");
+    const served = serve(fromEnv, undefined, ["--data-dir", fromFlag]);
+    try {
+      await started(served);
+      expect(existsSync(path.join(fromFlag, "portrait.db"))).toBe(true);
+      expect(existsSync(fromEnv)).toBe(false);
     } finally {
       await stop(served);
     }
