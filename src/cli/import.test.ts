@@ -92,6 +92,62 @@ describe("portrait import: the format", () => {
   }, 60_000);
 });
 
+describe("portrait import: refusals before and after the upload", () => {
+  it("a kind the server does not take, or CSV for documents, is refused before anything is sent", async () => {
+    let requests = 0;
+    const fake = await fakeServer((_req, res) => {
+      requests++;
+      res.end();
+    });
+    try {
+      const send = (name: string, kind: string) =>
+        cli.run(["import", file(name, "Email\nk@x.io\n"), "--kind", kind, "--url", fake.url, "--key", SECRET]);
+      const documents = await send("docs.csv", "documents");
+      expect(documents.code).toBe(1);
+      expect(documents.stderr).toBe(
+        "portrait: UNSUPPORTED_MEDIA_TYPE: a documents import takes NDJSON (one mediarithmics document per line), not CSV\n",
+      );
+      const kind = await send("people.csv", "users");
+      expect(kind.stderr).toBe(
+        "portrait: INVALID_VALUE: --kind must be one of profiles, events, documents, got users\n",
+      );
+      expect(requests).toBe(0);
+    } finally {
+      fake.server.close();
+    }
+  });
+
+  it("a file over the server's limit: the server's 413 in one line, not the broken upload's stream error", async () => {
+    const small = await startTestServer({ PORTRAIT_IMPORT_MAX_BYTES: "1000" });
+    try {
+      const rows = Array.from({ length: 200_000 }, (_, i) => `big${i}@x.io,Name ${i}`).join("\n");
+      const result = await cli.run([
+        "import",
+        file("big.csv", `Email,Name\n${rows}\n`),
+        "--kind",
+        "profiles",
+        "--url",
+        small.url,
+        "--key",
+        SECRET,
+      ]);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toMatch(/\nportrait: PAYLOAD_TOO_LARGE: [^\n]*1000 bytes[^\n]*\n$/);
+      expect(result.stderr).not.toMatch(/stream|destroyed/);
+    } finally {
+      await small.close();
+    }
+  }, 60_000);
+
+  it("an import that fails as a whole says so on stderr in the one-line form, exit 1", async () => {
+    const result = await importing(file("empty.csv", ""));
+    expect(result.code).toBe(1);
+    expect(result.stdout).toMatch(/ failed in [\d.]+ s: 0 rows/);
+    expect(result.stderr).toMatch(/^portrait: IMPORT_FAILED: [^\n]+$/m);
+    expect(result.stdout).not.toMatch(/^error:/m);
+  }, 60_000);
+});
+
 describe("portrait import: the server", () => {
   it("--url must be an http(s) URL", async () => {
     for (const url of ["notaurl", "localhost:18472", "ftp://example.com"]) {

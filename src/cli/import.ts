@@ -15,6 +15,7 @@ import path from "node:path";
 import type { Command } from "commander";
 import { PortraitError } from "../engine/errors.js";
 import type { Account } from "../engine/types.js";
+import { IMPORT_KINDS } from "../store/import-store.js";
 import type { Store } from "../store/store.js";
 import { CliError } from "./cli-error.js";
 
@@ -219,17 +220,20 @@ async function postFile(
   } catch (error) {
     if (!answered) request.destroy();
     // A refused connection fails the pending write ("stream destroyed") just before the request's own error.
+    // The server answered early and closed (a 413 for a file over its limit), or refused the connection: either way
+    // the pending write fails ("stream destroyed") just before the answer or the request's own error arrives. The
+    // answer is what the user needs to see.
     if ((error as { code?: string }).code === "ERR_STREAM_DESTROYED") {
       const timeout = new Promise<null>((resolve) => setTimeout(() => resolve(null), 1000).unref());
-      throw (
-        (await Promise.race([
-          response.then(
-            () => null,
-            (reason: unknown) => reason,
-          ),
-          timeout,
-        ])) ?? error
-      );
+      const outcome = await Promise.race([
+        response.then(
+          (answer) => ({ answer }),
+          (reason: unknown) => ({ reason }),
+        ),
+        timeout,
+      ]);
+      if (outcome !== null && "answer" in outcome) return outcome.answer;
+      throw outcome?.reason ?? error;
     }
     throw error;
   } finally {
@@ -289,6 +293,16 @@ async function importWithProgress(
   if (!existsSync(file)) throw new PortraitError("INVALID_VALUE", `no file ${file}`);
   if (!statSync(file).isFile()) throw new PortraitError("INVALID_VALUE", `${file} is not a file`);
   const format = formatFor(file, opts.format);
+  // What the server would refuse with 415 or 400, refused before the whole file travels to it.
+  if (!(IMPORT_KINDS as readonly string[]).includes(opts.kind)) {
+    throw new PortraitError("INVALID_VALUE", `--kind must be one of ${IMPORT_KINDS.join(", ")}, got ${opts.kind}`);
+  }
+  if (opts.kind === "documents" && format === "csv") {
+    throw new PortraitError(
+      "UNSUPPORTED_MEDIA_TYPE",
+      "a documents import takes NDJSON (one mediarithmics document per line), not CSV",
+    );
+  }
   const key = opts.key ?? process.env.PORTRAIT_KEY;
   if (!key) throw new PortraitError("UNAUTHORIZED", "give the secret key with --key sk_… (or $PORTRAIT_KEY)");
   const size = statSync(file).size;
@@ -379,7 +393,8 @@ async function watchImport(
   process.stdout.write(
     `import ${id} ${status.status} in ${seconds.toFixed(1)} s: ${rows(status.rows)}, ${number(status.processed)} processed, ${number(status.failed)} failed${overall}\n`,
   );
-  if (status.error) process.stdout.write(`error: ${status.error}\n`);
+  // The import's own failure, in the one-line form of every CLI error (README: `portrait: CODE: message`).
+  if (status.error) process.stderr.write(`portrait: IMPORT_FAILED: ${status.error}\n`);
   if (status.failed > 0) process.stdout.write(`failed rows: ${base}/v1/imports/${id}/failures.csv\n`);
   return status.status === "failed" ? 1 : 0;
 }
