@@ -28,7 +28,7 @@ describe("a store too busy to write", () => {
       held = await fetch(`${t.url}/v1/ingest`, {
         method: "POST",
         headers: {
-          authorization: `Bearer ${(await import("../test-support/server.js")).SECRET}`,
+          authorization: `Bearer ${SECRET}`,
           "content-type": "application/json",
         },
         body: JSON.stringify({ records: [login] }),
