@@ -225,6 +225,27 @@ describe.each(stores)("a missing store on %s", (kind) => {
   }, 60_000);
 });
 
+describe.each(stores.filter((k) => k === "postgres"))("a read-only database on %s", () => {
+  it("stops serve and the operator commands at start, naming the database and why", async () => {
+    const database = (await createTestDatabase())!;
+    try {
+      await (await openStore({ dataDir: tempDir(), databaseUrl: database.url })).close(); // migrated once
+      const name = new URL(database.url).pathname.slice(1);
+      const admin = new pg.Client({ connectionString: database.url });
+      await admin.connect();
+      await admin.query(`ALTER DATABASE ${name} SET default_transaction_read_only = on`); // as on a standby
+      await admin.end();
+      const why =
+        /PostgreSQL at [^ ]+:\d+\/portrait_test_\w+ is read-only \(a standby, or default_transaction_read_only is on\): Portrait needs a database it can write/;
+      expectOneLineError(await run("accounts", "list", "--database-url", database.url), why);
+      const serve = await cli.run(["serve"], { PORTRAIT_DATABASE_URL: database.url, PORTRAIT_PORT: "0" });
+      expectOneLineError(serve, why);
+    } finally {
+      await database.drop();
+    }
+  }, 60_000);
+});
+
 describe("unusable data directories and ports", () => {
   it("names the path and the flag or variable, for operator commands and serve", async () => {
     const dir = tempDir();

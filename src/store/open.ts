@@ -95,6 +95,13 @@ async function openPostgres(url: string, from: string, mustExist: boolean | unde
     await store.migrate();
   } catch (error) {
     await store.close();
+    if ((error as { code?: string }).code === "25006") {
+      // read_only_sql_transaction: a hot standby, or default_transaction_read_only. Every write would fail later.
+      throw new Error(
+        `PostgreSQL at ${where} is read-only (a standby, or default_transaction_read_only is on): ` +
+          `Portrait needs a database it can write (${from})`,
+      );
+    }
     throw error;
   }
   return store;
