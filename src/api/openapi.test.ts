@@ -295,6 +295,30 @@ describe("a tour of the API, each reply checked against the document", () => {
     expect((await call("POST", `/v1/merges/${merge.body.mergeId}/undo`)).status).toBe(200);
     expect((await call("POST", `/v1/merges/${merge.body.mergeId}/undo`)).body.error.code).toBe("ALREADY_UNDONE");
     expect((await call("POST", "/v1/merges/nope/undo")).body.error.code).toBe("UNKNOWN_MERGE");
+    // An undo that leaves a released identity value with its new holder, and a device with the person it went to.
+    const people = await call("POST", "/v1/ingest", {
+      body: {
+        records: [
+          { type: "login", deviceId: "m-t", ts: 1_790_000_005, properties: { Identity: "m-tgt" } },
+          { type: "login", deviceId: "m-s", ts: 1_790_000_001, properties: { Identity: "m-src" } },
+        ],
+      },
+    });
+    const [mt, ms] = people.body.results.map((r: Json) => r.profileId);
+    const merged = await call("POST", "/v1/profiles/merge", { body: { targetId: mt, sourceId: ms } });
+    await call("POST", "/v1/ingest", {
+      body: {
+        records: [
+          { type: "profile", identity: { Identity: "m-src" }, properties: { Plan: "x" } },
+          { type: "login", deviceId: "m-s", properties: { Identity: "m-src" } },
+        ],
+      },
+    });
+    const partial = await call("POST", `/v1/merges/${merged.body.mergeId}/undo`);
+    expect(partial.body.unapplied).toEqual([
+      { profileId: ms, key: "Identity", value: "m-src", code: "IDENTITY_CONFLICT" },
+      { profileId: ms, key: "deviceId", value: "m-s", code: "DEVICE_MOVED" },
+    ]);
 
     // Segments.
     const where = { property: "Plan", op: "eq", value: "pro" };

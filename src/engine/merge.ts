@@ -1,7 +1,7 @@
 /** Combining two people into one (SEMANTICS §7). The pipeline moves rows; this decides the merged state. */
 import { roundMoney } from "./activity.js";
 import { PortraitError } from "./errors.js";
-import { type IdentityChange, trim } from "./identity/identities.js";
+import { type IdentityChange, newestValue, trim } from "./identity/identities.js";
 import { mergeProperties } from "./properties/apply.js";
 import type { IdentityKey, ProfileState, ProfileStats } from "./types.js";
 
@@ -97,4 +97,23 @@ export function tombstoneOf(source: ProfileState, targetId: string, now: number)
     mergedInto: targetId,
     journalMergeId: null,
   };
+}
+
+/**
+ * A profile an undo restores without one identity value, which another person holds now (SEMANTICS §7 demerge; a
+ * value is never taken from a live person). The property of that key keeps showing the newest value left (§2), or
+ * becomes a tombstone at its ts when none is left, so that an older write replayed after it still loses.
+ */
+export function withoutIdentityValue(state: ProfileState, key: IdentityKey, value: string): ProfileState {
+  const left = (state.identities[key] ?? []).filter((v) => v.value !== value);
+  const identities = { ...state.identities };
+  if (left.length > 0) identities[key] = left;
+  else delete identities[key];
+  const props = { ...state.props };
+  const entry = props[key];
+  if (entry?.v === value) {
+    const newest = newestValue(left);
+    props[key] = newest ? { v: newest.value, t: "string", ts: entry.ts } : { ts: entry.ts };
+  }
+  return { ...state, identities, props };
 }

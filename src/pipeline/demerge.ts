@@ -1,15 +1,27 @@
 /**
  * Undoing a merge (SEMANTICS §7 Demerge): both pre-merge snapshots come back, then every record applied to the
- * merged profile since is replayed and routed again by the handle it came through.
+ * merged profile since is replayed and routed again by the handle it came through. What left the merged person
+ * after the merge for someone else stays with them (docs/semantics.md "Merge and undo").
  */
 import { PortraitError } from "../engine/errors.js";
+import { withoutIdentityValue } from "../engine/merge.js";
 import type { AnyRecord } from "../engine/records.js";
-import type { IdentityKey } from "../engine/types.js";
+import type { DeviceRow, IdentityKey } from "../engine/types.js";
 import type { MergeRow, ProfileSnapshot } from "../store/store.js";
 import { applyRecord } from "./apply-record.js";
 import type { IdSource } from "./clock.js";
 import { RecordScope } from "./record-scope.js";
 import type { UnitOfWork } from "./unit-of-work.js";
+
+/** Part of a pre-merge snapshot the undo left where it is now, with another person (or released with one). */
+export interface UndoUnapplied {
+  /** The restored profile the handle belonged to before the merge. */
+  profileId: string;
+  /** An identity key, or `deviceId`. */
+  key: string;
+  value: string;
+  code: "IDENTITY_CONFLICT" | "DEVICE_MOVED";
+}
 
 export interface DemergeResult {
   targetId: string;
@@ -17,6 +29,17 @@ export interface DemergeResult {
   replayed: number;
   /** Journal records that could not be applied again (e.g. now conflicting), with their error codes. */
   skipped: Array<{ index: number; code: string }>;
+  unapplied: UndoUnapplied[];
+}
+
+/** Where the handles the undo must not take from anyone stand when it starts. */
+interface Away {
+  /** Devices the snapshots or the journal name that the merged person no longer holds: each row now, null if gone. */
+  devices: Map<string, DeviceRow | null>;
+  /** Identity values journalled records came through that another person holds now (`key\0value`). */
+  identities: Set<string>;
+  /** Every device row the merged person holds now, for the journalled logins that took one from someone. */
+  held: Map<string, DeviceRow>;
 }
 
 export async function undoMerge(uow: UnitOfWork, ids: IdSource, now: number, mergeId: string): Promise<DemergeResult> {
@@ -43,9 +66,15 @@ export async function undoMerge(uow: UnitOfWork, ids: IdSource, now: number, mer
   }
   const journal = await tx.listJournal(accountId, mergeId);
   await uow.flush();
-  await clearMergedProfile(uow, merge, journal);
-  await restore(uow, merge.target);
-  await restore(uow, merge.source);
+  const away = await awayFromMerged(uow, merge, journal);
+  await clearMergedProfile(uow, merge);
+  const before = new Set([...merge.target.devices, ...merge.source.devices].map((d) => d.deviceId));
+  // Like the merged person's own, devices first seen after the merge are absent when the replay starts.
+  for (const deviceId of away.devices.keys()) if (!before.has(deviceId)) await tx.deleteDevice(accountId, deviceId);
+  const unapplied = [
+    ...(await restore(uow, merge.targetId, merge.target, away)),
+    ...(await restore(uow, merge.targetId, merge.source, away)),
+  ];
   await tx.moveEvents(accountId, merge.movedEventSeqs, merge.sourceId);
   if (merge.droppedEvents.length > 0) await tx.restoreEvents(accountId, merge.droppedEvents);
   await tx.markMergeUndone(accountId, mergeId, now);
@@ -66,19 +95,97 @@ export async function undoMerge(uow: UnitOfWork, ids: IdSource, now: number, mer
   const skipped: DemergeResult["skipped"] = [];
   let replayed = 0;
   for (const [index, record] of journal.entries()) {
+    // Routed by that handle, the merged person's record would reach the value's new holder.
+    if (record.handle.kind === "identity" && away.identities.has(identityName(record.handle))) {
+      skipped.push({ index, code: "IDENTITY_CONFLICT" });
+      continue;
+    }
+    // Outside the record's savepoint: a login that fails leaves the device with the one it was taken from.
+    if (record.type === "login" && record.deviceFrom !== undefined && record.handle.kind === "device") {
+      await handBack(uow, merge.targetId, record.handle.deviceId, record.deviceFrom, away);
+    }
     try {
-      await uow.atomically(() => applyRecord(new RecordScope(uow, ids, now, true), record as AnyRecord));
+      await uow.atomically(async () => {
+        const result = await applyRecord(new RecordScope(uow, ids, now, true), record as AnyRecord);
+        // The login reached the merged person then; switched now to a third, it reached them through a value they
+        // hold now, and would move the device to them (or orphan a restored person who has no identity left).
+        const two = result.profileId === merge.targetId || result.profileId === merge.sourceId;
+        if (record.type === "login" && result.outcome === "switched" && !two) {
+          throw new PortraitError("IDENTITY_CONFLICT", "the login now reaches another person", "properties");
+        }
+      });
       replayed++;
     } catch (e) {
       if (!(e instanceof PortraitError)) throw e;
       skipped.push({ index, code: e.code });
     }
   }
-  return { targetId: merge.targetId, sourceId: merge.sourceId, replayed, skipped };
+  // The replay routed the records of their time with the merged person as if they had never left (to the restored
+  // person, the one they were taken from); now they end where they were, exactly as they were.
+  for (const [deviceId, row] of away.devices) {
+    if (row) await tx.upsertDevice(accountId, row);
+    else await tx.deleteDevice(accountId, deviceId);
+  }
+  return { targetId: merge.targetId, sourceId: merge.sourceId, replayed, skipped, unapplied };
+}
+
+const identityName = (h: { key: IdentityKey; value: string }) => `${h.key}\u0000${h.value}`;
+
+async function awayFromMerged(uow: UnitOfWork, merge: MergeRow, journal: AnyRecord[]): Promise<Away> {
+  const { tx, accountId } = uow;
+  const held = new Map((await tx.listDevices(accountId, merge.targetId)).map((d) => [d.deviceId, d]));
+  const named = new Set([...merge.target.devices, ...merge.source.devices].map((d) => d.deviceId));
+  const values = new Map<string, { key: IdentityKey; value: string }>();
+  for (const record of journal) {
+    if (record.handle.kind === "device") named.add(record.handle.deviceId);
+    if (record.handle.kind === "identity") values.set(identityName(record.handle), record.handle);
+  }
+  const devices = new Map<string, DeviceRow | null>();
+  for (const deviceId of named) {
+    if (held.has(deviceId)) continue;
+    devices.set(
+      deviceId,
+      await heldInPlace(
+        uow,
+        () => tx.findDevice(accountId, deviceId),
+        (d) => d.profileId,
+      ),
+    );
+  }
+  const identities = new Set<string>();
+  for (const [name, { key, value }] of values) {
+    const owner = await heldInPlace(
+      uow,
+      () => tx.findProfileByIdentity(accountId, key, value),
+      (id) => id,
+    );
+    if (owner !== null && owner !== merge.targetId) identities.add(name);
+  }
+  return { devices, identities, held };
+}
+
+/**
+ * A handle as it stands, read again once its owner is locked: a device or an identity value moves off a profile only
+ * under that profile's lock, so it then stays put until COMMIT (and a handle found free is held by the store's read).
+ */
+async function heldInPlace<H>(
+  uow: UnitOfWork,
+  read: () => Promise<H | null>,
+  ownerOf: (h: H) => string,
+): Promise<H | null> {
+  let found = await read();
+  for (let tries = 0; found !== null && !uow.isLoaded(ownerOf(found)) && tries < 16; tries++) {
+    const owner = ownerOf(found);
+    await uow.load(owner);
+    const again = await read();
+    if (again === null || ownerOf(again) === owner) return again;
+    found = again;
+  }
+  return found;
 }
 
 /** Removes what the merged profile holds now; the snapshots and the journal rebuild it. */
-async function clearMergedProfile(uow: UnitOfWork, merge: MergeRow, journal: AnyRecord[]): Promise<void> {
+async function clearMergedProfile(uow: UnitOfWork, merge: MergeRow): Promise<void> {
   const { tx, accountId } = uow;
   const current = await uow.load(merge.targetId);
   if (!current) throw new PortraitError("UNKNOWN_PROFILE", `profile ${merge.targetId} no longer exists`, "mergeId");
@@ -88,53 +195,62 @@ async function clearMergedProfile(uow: UnitOfWork, merge: MergeRow, journal: Any
     for (const v of values ?? []) await tx.releaseIdentity(accountId, key as IdentityKey, v.value, current.id);
   }
   const before = new Set([...merge.target.devices, ...merge.source.devices].map((d) => d.deviceId));
-  const handBack = devicesTakenByLogins(journal);
   for (const d of await tx.listDevices(accountId, current.id)) {
-    if (before.has(d.deviceId)) continue;
-    // A device a journalled login took from another profile goes back to it (an orphan it made is one again no
-    // more), so that the login, replayed, starts from the same place: case 2 then orphans it to the right person.
-    const from = handBack.get(d.deviceId);
-    const owner = from === undefined ? null : await uow.load(from);
-    if (owner && owner.mergedInto === null) {
-      await tx.upsertDevice(accountId, { ...d, profileId: owner.id });
-      if (owner.orphanOf === current.id) uow.put({ ...owner, orphanOf: null });
-    } else {
-      // Any other device first seen after the merge is recreated by the replayed records that brought it.
-      await tx.deleteDevice(accountId, d.deviceId);
-    }
+    // Devices first seen after the merge come back with the replayed records that brought them; one that a
+    // journalled login took from someone is handed back to them just before that login is replayed.
+    if (!before.has(d.deviceId)) await tx.deleteDevice(accountId, d.deviceId);
   }
   for (const ref of await tx.listUserAccounts(accountId, current.id)) await tx.releaseUserAccount(accountId, ref);
   for (const doc of await tx.listDocuments(accountId, current.id)) await tx.deleteDocument(accountId, doc);
   await tx.releaseChargedIds(accountId, current.id);
 }
 
-/** Each device a journalled login moved, with the profile it moved from the first time. */
-function devicesTakenByLogins(journal: AnyRecord[]): Map<string, string> {
-  const taken = new Map<string, string>();
-  for (const record of journal) {
-    if (record.type !== "login" || record.deviceFrom === undefined || record.handle.kind !== "device") continue;
-    if (!taken.has(record.handle.deviceId)) taken.set(record.handle.deviceId, record.deviceFrom);
-  }
-  return taken;
+/**
+ * Puts a device a journalled login took back with the profile it took it from (an orphan that login made is one no
+ * more), so that the login, replayed, starts from the same place: case 2 then orphans it to the right person.
+ */
+async function handBack(uow: UnitOfWork, mergedId: string, deviceId: string, fromId: string, away: Away) {
+  const from = await uow.load(fromId);
+  if (!from || from.mergedInto !== null) return;
+  const was = away.held.get(deviceId) ?? away.devices.get(deviceId);
+  await uow.tx.upsertDevice(uow.accountId, {
+    deviceId,
+    profileId: from.id,
+    pushToken: was?.pushToken ?? null,
+    platform: was?.platform ?? null,
+  });
+  if (from.orphanOf === mergedId) uow.put({ ...from, orphanOf: null });
 }
 
-async function restore(uow: UnitOfWork, snap: ProfileSnapshot): Promise<void> {
+/** Restores one side; what another person holds now stays theirs and is returned as unapplied. */
+async function restore(uow: UnitOfWork, mergedId: string, snap: ProfileSnapshot, away: Away) {
   const { tx, accountId } = uow;
   const id = snap.state.id;
-  uow.put(snap.state);
-  for (const [key, values] of Object.entries(snap.state.identities)) {
-    for (const v of values ?? []) {
-      const owner = await tx.claimIdentity(accountId, key as IdentityKey, v.value, id);
-      if (owner !== id)
-        throw new PortraitError("MERGE_NOT_UNDOABLE", `${key} is now held by profile ${owner}`, "mergeId");
+  const unapplied: UndoUnapplied[] = [];
+  let state = snap.state;
+  for (const [key, values] of Object.entries(snap.state.identities) as Array<[IdentityKey, { value: string }[]]>) {
+    for (const v of values) {
+      // Released by the merge (a limit) or since, then given to someone: a value is never taken from a live person.
+      if ((await tx.claimIdentity(accountId, key, v.value, id)) === id) continue;
+      state = withoutIdentityValue(state, key, v.value);
+      unapplied.push({ profileId: id, key, value: v.value, code: "IDENTITY_CONFLICT" });
     }
   }
-  for (const d of snap.devices) await tx.upsertDevice(accountId, d);
+  uow.put(state);
+  for (const d of snap.devices) {
+    // A device that left stays where it went, but only after the replay: its records of the time with the merged
+    // person were this side's.
+    await tx.upsertDevice(accountId, d);
+    if (away.devices.has(d.deviceId))
+      unapplied.push({ profileId: id, key: "deviceId", value: d.deviceId, code: "DEVICE_MOVED" });
+  }
+  // User accounts and their documents leave a person only when that person is deleted, which purges this merge.
   for (const ref of snap.userAccounts) await tx.claimUserAccount(accountId, ref, id);
   for (const doc of snap.documents) await tx.putDocument(accountId, doc);
   for (const chargedId of snap.chargedIds) await tx.claimChargedId(accountId, id, chargedId);
   for (const orphanId of snap.orphans) {
     const orphan = await uow.load(orphanId);
-    if (orphan) uow.put({ ...orphan, orphanOf: id });
+    if (orphan?.orphanOf === mergedId) uow.put({ ...orphan, orphanOf: id });
   }
+  return unapplied;
 }

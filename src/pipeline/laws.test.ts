@@ -1,6 +1,7 @@
 /**
  * Laws of the whole write path on a real SQLite file, checked over random histories (fast-check):
- * ordering by record ts is independent of arrival order, merge followed by undo restores both people, and a merged
+ * ordering by record ts is independent of arrival order, merge followed by undo restores both people (and leaves the
+ * devices that logged in as someone else after the merge with that person), and a merged
  * person's identity properties show the newest identity values kept.
  */
 import fc from "fast-check";
@@ -68,40 +69,69 @@ describe("laws of the write path", () => {
     );
   });
 
-  it("merge then undo gives back both people exactly, whatever they were", async () => {
+  it("merge then undo gives back both people exactly, whatever they were, but for devices that left for others", async () => {
+    const moves = fc.subarray(["a", "b"]);
     await fc.assert(
-      fc.asyncProperty(fc.array(op, { maxLength: 8 }), fc.array(op, { maxLength: 8 }), async (opsA, opsB) => {
-        const h = await makeHarness();
-        try {
-          const a = (await h.ingest({ type: "login", deviceId: "a", ts: BASE, properties: { Identity: "u-a" } }))
-            .results[0]?.profileId as string;
-          const b = (await h.ingest({ type: "login", deviceId: "b", ts: BASE, properties: { Identity: "u-b" } }))
-            .results[0]?.profileId as string;
-          for (const o of opsA)
-            await h.ingest(record("a", o), { type: "event", deviceId: "a", name: `E${o.value}`, ts: BASE + o.at });
-          for (const o of opsB)
-            await h.ingest(record("b", o), { type: "event", deviceId: "b", name: `E${o.value}`, ts: BASE + o.at });
-          const snapshot = async (id: string) => {
-            const p = await h.portrait.requireProfile(h.account, id);
-            const t = await h.portrait.timeline(h.account, id, { limit: 1000 });
-            const names = t.events.map((e) => e.name).filter((n) => n !== "Profile Demerged");
-            return {
-              properties: p.properties,
-              identities: p.identities,
-              devices: p.devices,
-              type: p.type,
-              names,
-              events: p.stats.events - (t.events.length - names.length),
+      fc.asyncProperty(
+        fc.array(op, { maxLength: 8 }),
+        fc.array(op, { maxLength: 8 }),
+        moves,
+        async (opsA, opsB, moved) => {
+          const h = await makeHarness();
+          try {
+            const a = (await h.ingest({ type: "login", deviceId: "a", ts: BASE, properties: { Identity: "u-a" } }))
+              .results[0]?.profileId as string;
+            const b = (await h.ingest({ type: "login", deviceId: "b", ts: BASE, properties: { Identity: "u-b" } }))
+              .results[0]?.profileId as string;
+            for (const o of opsA)
+              await h.ingest(record("a", o), { type: "event", deviceId: "a", name: `E${o.value}`, ts: BASE + o.at });
+            for (const o of opsB)
+              await h.ingest(record("b", o), { type: "event", deviceId: "b", name: `E${o.value}`, ts: BASE + o.at });
+            const snapshot = async (id: string) => {
+              const p = await h.portrait.requireProfile(h.account, id);
+              const t = await h.portrait.timeline(h.account, id, { limit: 1000 });
+              const names = t.events.map((e) => e.name).filter((n) => n !== "Profile Demerged");
+              return {
+                properties: p.properties,
+                identities: p.identities,
+                devices: p.devices,
+                type: p.type,
+                names,
+                events: p.stats.events - (t.events.length - names.length),
+              };
             };
-          };
-          const before = [await snapshot(a), await snapshot(b)];
-          const { mergeId } = await h.portrait.merge(h.account, a, b);
-          await h.portrait.undoMerge(h.account, mergeId);
-          expect([await snapshot(a), await snapshot(b)]).toEqual(before);
-        } finally {
-          await h.close();
-        }
-      }),
+            const x = (await h.ingest({ type: "login", deviceId: "x", ts: BASE, properties: { Identity: "u-x" } }))
+              .results[0]?.profileId as string;
+            const before = [await snapshot(a), await snapshot(b)];
+            const xBefore = await snapshot(x);
+            const { mergeId } = await h.portrait.merge(h.account, a, b);
+            // After the merge, some of the merged person's devices log in as x (login case 4): they are x's now, and
+            // their records are x's, which is no part of the merged person's journal.
+            for (const deviceId of moved) {
+              await h.ingest(
+                { type: "login", deviceId, ts: BASE + 60, properties: { Identity: "u-x" } },
+                { type: "event", deviceId, name: "After", ts: BASE + 61 },
+              );
+            }
+            await h.portrait.undoMerge(h.account, mergeId);
+            const left = (s: Awaited<ReturnType<typeof snapshot>>) => ({
+              ...s,
+              devices: s.devices.filter((d) => !moved.includes(d)),
+            });
+            expect([await snapshot(a), await snapshot(b)]).toEqual(before.map(left));
+            const xAfter = await snapshot(x);
+            expect([...xAfter.devices].sort()).toEqual(["x", ...moved].sort());
+            expect(xAfter.names.filter((n) => n === "After")).toHaveLength(moved.length);
+            for (const deviceId of moved) {
+              const next = await h.ingest({ type: "event", deviceId, name: "Next", ts: BASE + 70 });
+              expect(next.results[0]?.profileId).toBe(x);
+            }
+            expect(xAfter.properties).toEqual(xBefore.properties);
+          } finally {
+            await h.close();
+          }
+        },
+      ),
       { numRuns: 25 },
     );
   });

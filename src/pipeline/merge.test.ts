@@ -204,6 +204,148 @@ describe.each(stores)("%s store", (store) => {
       expect(await timelineOf(a)).toEqual([]);
     });
 
+    it("a source's device that logged in as someone else after the merge stays with that person through the undo", async () => {
+      const t = await person("T2", { Identity: "tgt2" }, 1);
+      const s = await person("S2", { Identity: "src2" }, 2);
+      const x = await person("X2", { Identity: "x2" }, 3);
+      const { mergeId } = await h.portrait.merge(h.account, t, s);
+      // Still the merged person's: journalled, and the undo gives it to s, whose device it was then.
+      await h.ingest({ type: "event", deviceId: "S2", name: "Browsed", ts: ts(10) });
+      const login = await h.ingest({ type: "login", deviceId: "S2", ts: ts(11), properties: { Identity: "x2" } });
+      expect(login.results).toMatchObject([{ profileId: x, outcome: "switched" }]);
+      await h.ingest({ type: "token", deviceId: "S2", channel: "push", token: "tok-x", ts: ts(12) });
+
+      const undone = await h.portrait.undoMerge(h.account, mergeId);
+      expect(undone.source.devices).toEqual([]);
+      expect(undone.target.devices).toEqual(["T2"]);
+      expect([...(await h.portrait.requireProfile(h.account, x)).devices].sort()).toEqual(["S2", "X2"]);
+      expect(await h.store.reader.findDevice(h.account.id, "S2")).toMatchObject({ profileId: x, pushToken: "tok-x" });
+      const names = async (id: string) =>
+        (await h.portrait.timeline(h.account, id, { limit: 50 })).events.map((e) => e.name);
+      expect(await names(s)).toContain("Browsed");
+      const next = await h.ingest({ type: "event", deviceId: "S2", name: "Later", ts: ts(13) });
+      expect(next.results[0]?.profileId).toBe(x);
+      expect(undone.unapplied).toEqual([{ profileId: s, key: "deviceId", value: "S2", code: "DEVICE_MOVED" }]);
+    });
+
+    it("a target's device that logged in as someone else after the merge stays with that person through the undo", async () => {
+      const t = await person("T2", { Identity: "tgt2" }, 1);
+      const s = await person("S2", { Identity: "src2" }, 2);
+      const x = await person("X2", { Identity: "x2" }, 3);
+      const { mergeId } = await h.portrait.merge(h.account, t, s);
+      await h.ingest({ type: "login", deviceId: "T2", ts: ts(11), properties: { Identity: "x2" } });
+
+      const undone = await h.portrait.undoMerge(h.account, mergeId);
+      expect(undone.target.devices).toEqual([]);
+      expect(undone.source.devices).toEqual(["S2"]);
+      expect([...(await h.portrait.requireProfile(h.account, x)).devices].sort()).toEqual(["T2", "X2"]);
+      const next = await h.ingest({ type: "event", deviceId: "T2", name: "Later", ts: ts(13) });
+      expect(next.results[0]?.profileId).toBe(x);
+      expect(undone.unapplied).toEqual([{ profileId: t, key: "deviceId", value: "T2", code: "DEVICE_MOVED" }]);
+    });
+
+    it("a device that joined the merged person after the merge and left again is not taken back by the replay", async () => {
+      const t = await person("T2", { Identity: "tgt2" }, 1);
+      const s = await person("S2", { Identity: "src2" }, 2);
+      const x = await person("X2", { Identity: "x2" }, 3);
+      const { mergeId } = await h.portrait.merge(h.account, t, s);
+      const visitor = (await h.ingest({ type: "event", deviceId: "v", name: "Browsed", ts: ts(10) })).results[0]!
+        .profileId;
+      // Case 2 onto the merged person (journalled), then case 4 away to x (not).
+      await h.ingest({ type: "login", deviceId: "v", ts: ts(11), properties: { Identity: "src2" } });
+      await h.ingest({ type: "login", deviceId: "v", ts: ts(12), properties: { Identity: "x2" } });
+
+      const undone = await h.portrait.undoMerge(h.account, mergeId);
+      expect(undone.unapplied).toBeUndefined();
+      expect([...(await h.portrait.requireProfile(h.account, x)).devices].sort()).toEqual(["X2", "v"]);
+      // The replayed login reached s, who holds src2 again: the visitor is s's orphan, as it would have been.
+      expect((await h.portrait.requireProfile(h.account, visitor)).orphanOf).toBe(s);
+      expect(undone.source.devices).toEqual(["S2"]);
+      expect(undone.target.devices).toEqual(["T2"]);
+    });
+
+    it("a device released by deleting the person it went to after the merge stays released through the undo", async () => {
+      const t = await person("T2", { Identity: "tgt2" }, 1);
+      const s = await person("S2", { Identity: "src2" }, 2);
+      const x = await person("X2", { Identity: "x2" }, 3);
+      const { mergeId } = await h.portrait.merge(h.account, t, s);
+      await h.ingest({ type: "login", deviceId: "S2", ts: ts(11), properties: { Identity: "x2" } });
+      await h.portrait.deleteProfile(h.account, x);
+
+      const undone = await h.portrait.undoMerge(h.account, mergeId);
+      expect(undone.source.devices).toEqual([]);
+      expect(await h.store.reader.findDevice(h.account.id, "S2")).toBeNull();
+      const next = await h.ingest({ type: "event", deviceId: "S2", name: "Later", ts: ts(13) });
+      expect([t, s, x]).not.toContain(next.results[0]?.profileId);
+      expect(undone.unapplied).toEqual([{ profileId: s, key: "deviceId", value: "S2", code: "DEVICE_MOVED" }]);
+    });
+
+    it("undo leaves an identity value the merge released with whoever holds it now, and says so", async () => {
+      const t = await person("T2", { Identity: "tgt" }, 5);
+      const s = await person("S2", { Identity: "src", Name: "Sam" }, 1);
+      const { mergeId, profile } = await h.portrait.merge(h.account, t, s);
+      // Limit 1: the newer value (tgt) stays, src is released (SEMANTICS §7), and a record may then give it to anyone.
+      expect(profile.identities).toEqual({ Identity: "tgt" });
+      const n = (
+        await h.ingest({ type: "profile", identity: { Identity: "src" }, ts: ts(10), properties: { Name: "Nina" } })
+      ).results[0]?.profileId as string;
+      expect([t, s]).not.toContain(n);
+
+      const undone = await h.portrait.undoMerge(h.account, mergeId);
+      expect(undone.source.identities).toEqual({});
+      // The value's property goes with it: a person never shows an identity another person holds.
+      expect(undone.source.properties.Identity).toBeUndefined();
+      expect(undone.source.properties.Name).toBe("Sam");
+      expect(undone.source.devices).toEqual(["S2"]);
+      expect(undone.target.identities).toEqual({ Identity: "tgt" });
+      const found = await h.portrait.findProfiles(h.account, { kind: "identity", key: "Identity", value: "src" });
+      expect(found.map((p) => p.id)).toEqual([n]);
+      expect((await h.portrait.requireProfile(h.account, n)).properties).toMatchObject({
+        Identity: "src",
+        Name: "Nina",
+      });
+      expect(undone.unapplied).toEqual([{ profileId: s, key: "Identity", value: "src", code: "IDENTITY_CONFLICT" }]);
+    });
+
+    it("undo does not replay a record that came through an identity value another person holds now", async () => {
+      const t = await person("T2", { Identity: "tgt" }, 5);
+      const s = await person("S2", { Identity: "src" }, 1);
+      const { mergeId } = await h.portrait.merge(h.account, t, s);
+      await h.ingest(
+        { type: "profile", identity: { Identity: "tgt" }, ts: ts(10), properties: { Plan: "pro" } },
+        { type: "profile", deviceId: "T2", ts: ts(11), properties: { Identity: "tgt-new" } },
+      );
+      // tgt was released by the second record: a new person takes it.
+      const n = (
+        await h.ingest({ type: "profile", identity: { Identity: "tgt" }, ts: ts(12), properties: { Name: "Nina" } })
+      ).results[0]?.profileId as string;
+
+      const undone = await h.portrait.undoMerge(h.account, mergeId);
+      expect((await h.portrait.requireProfile(h.account, n)).properties.Plan).toBeUndefined();
+      expect(undone.target.identities).toEqual({ Identity: "tgt-new" });
+      expect(undone.source.identities).toEqual({ Identity: "src" });
+      expect(undone.unapplied).toEqual([{ profileId: t, key: "Identity", value: "tgt", code: "IDENTITY_CONFLICT" }]);
+    });
+
+    it("undo does not replay a login that would now reach the person who took its value since", async () => {
+      const t = await person("T2", { Identity: "tgt" }, 5);
+      const s = await person("S2", { Identity: "src" }, 1);
+      const { mergeId } = await h.portrait.merge(h.account, t, s);
+      await h.ingest(
+        { type: "login", deviceId: "T2", ts: ts(10), properties: { Identity: "tgt", Plan: "pro" } },
+        { type: "profile", deviceId: "T2", ts: ts(11), properties: { Identity: "tgt-new" } },
+      );
+      const n = (await h.ingest({ type: "profile", identity: { Identity: "tgt" }, ts: ts(12), properties: {} }))
+        .results[0]?.profileId as string;
+
+      // t comes back without tgt, so with no identity: replayed, the login would switch T2 to n and orphan t.
+      const undone = await h.portrait.undoMerge(h.account, mergeId);
+      expect(undone.target.orphanOf).toBeNull();
+      expect(undone.target.devices).toEqual(["T2"]);
+      expect(undone.target.identities).toEqual({ Identity: "tgt-new" });
+      expect((await h.portrait.requireProfile(h.account, n)).devices).toEqual([]);
+    });
+
     it("an undo racing writes to the merged person loses none of them; racing undos of one merge: one wins", async () => {
       const t = await person("t", { Identity: "u-t" });
       const s = await person("s", { Identity: "u-s" });

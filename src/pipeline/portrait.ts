@@ -22,7 +22,7 @@ import { applyRecord } from "./apply-record.js";
 import { batchHandles } from "./batch-handles.js";
 import { type Clock, type IdSource, randomIds, systemClock } from "./clock.js";
 import { deleteProfile, household } from "./delete.js";
-import { undoMerge } from "./demerge.js";
+import { type UndoUnapplied, undoMerge } from "./demerge.js";
 import { GroupCommit } from "./group-commit.js";
 import { mergeProfiles } from "./merge.js";
 import { RecordScope } from "./record-scope.js";
@@ -321,12 +321,17 @@ export class Portrait {
     return { mergeId, profile: await this.requireProfile(account, merge?.targetId ?? targetId) };
   }
 
-  async undoMerge(account: Account, mergeId: string): Promise<{ target: ProfileView; source: ProfileView }> {
+  /** Both people as restored, and (only when there is some) what of them the undo left with others. */
+  async undoMerge(
+    account: Account,
+    mergeId: string,
+  ): Promise<{ target: ProfileView; source: ProfileView; unapplied?: UndoUnapplied[] }> {
     const now = this.clock.now();
     const result = await this.transact(account, (uow) => undoMerge(uow, this.ids, now, mergeId));
     return {
       target: await this.requireProfile(account, result.targetId),
       source: await this.requireProfile(account, result.sourceId),
+      ...(result.unapplied.length > 0 && { unapplied: result.unapplied }),
     };
   }
 

@@ -321,7 +321,26 @@ const SCHEMAS = {
 
   MergeRequest: closed({ targetId: profileIdString, sourceId: profileIdString }),
   MergeResult: closed({ mergeId: { type: "string" }, profile: to("Profile") }),
-  UndoResult: closed({ target: to("Profile"), source: to("Profile") }),
+  UndoResult: closed(
+    {
+      target: to("Profile"),
+      source: to("Profile"),
+      unapplied: {
+        type: "array",
+        description:
+          "Present when some of the pre-merge state stayed with another person: an identity value someone else holds " +
+          "now (IDENTITY_CONFLICT), or a device that left the merged person after the merge, for someone else or with " +
+          "a person since deleted (DEVICE_MOVED)",
+        items: closed({
+          profileId: profileIdString,
+          key: { type: "string", description: "An identity key, or deviceId" },
+          value: { type: "string" },
+          code: { type: "string", enum: ["IDENTITY_CONFLICT", "DEVICE_MOVED"] },
+        }),
+      },
+    },
+    ["unapplied"],
+  ),
 
   Condition: {
     description:
