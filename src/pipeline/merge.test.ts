@@ -250,7 +250,7 @@ describe.each(stores)("%s store", (store) => {
       const x = await person("X2", { Identity: "x2" }, 3);
       const { mergeId } = await h.portrait.merge(h.account, t, s);
       const visitor = (await h.ingest({ type: "event", deviceId: "v", name: "Browsed", ts: ts(10) })).results[0]!
-        .profileId;
+        .profileId as string;
       // Case 2 onto the merged person (journalled), then case 4 away to x (not).
       await h.ingest({ type: "login", deviceId: "v", ts: ts(11), properties: { Identity: "src2" } });
       await h.ingest({ type: "login", deviceId: "v", ts: ts(12), properties: { Identity: "x2" } });
