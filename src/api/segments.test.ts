@@ -323,6 +323,41 @@ describe.each(stores)("segments over HTTP on %s", (store) => {
     expect(await count({ any: names.slice(0, 100).map((value) => ({ property: "City", op: "eq", value })) })).toBe(0);
   });
 
+  it("orders a string property by code point (a date-looking value too) and is false on a multi-value", async () => {
+    const other = await accounts(s);
+    const auth = { authorization: `Bearer ${other.secretKey}` };
+    const codes = ["B", "2025-01-01", "1999", "A", "a", "ｚ", "𝒫"];
+    const r = await s.api(
+      "POST",
+      "/v1/ingest",
+      {
+        records: codes.map((Code, i) => ({
+          type: "profile",
+          identity: { Identity: `code-${i}` },
+          properties: { Code, Tags: { $add: ["a", "b"] } },
+        })),
+      },
+      auth,
+    );
+    expect(r.body.status, JSON.stringify(r.body)).toBe("success");
+    const counted = async (where: unknown) => {
+      const q = await s.api("POST", "/v1/segments/query", { where }, auth);
+      expect(q.status, JSON.stringify(q.body)).toBe(200);
+      return q.body.count;
+    };
+    expect(await counted({ property: "Code", op: "gt", value: "A" })).toBe(4); // B, a, ｚ, 𝒫
+    expect(await counted({ property: "Code", op: "gt", value: "2024-01-01" })).toBe(6); // all but 1999
+    expect(await counted({ property: "Code", op: "lte", value: "B" })).toBe(4);
+    expect(await counted({ property: "Code", op: "between", value: ["a", "ｚ"] })).toBe(2);
+    for (const op of ["gt", "gte", "lt", "lte"]) {
+      expect(await counted({ property: "Tags", op, value: "b" })).toBe(0);
+    }
+    expect(await counted({ not: { property: "Tags", op: "between", value: ["a", "z"] } })).toBe(7);
+    // The one error left: a value of the wrong type for the key's registered type.
+    const wrong = await s.api("POST", "/v1/segments/query", { where: { property: "Code", op: "gt", value: 5 } }, auth);
+    expect(wrong.body.error).toMatchObject({ code: "INVALID_SEGMENT", field: "where.value" });
+  });
+
   it("validates saved segments like queries", async () => {
     const bad = await s.api("POST", "/v1/segments", { name: "x", where: { property: "City", op: "gt", value: true } });
     expect(bad.status).toBe(400);
