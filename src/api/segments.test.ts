@@ -306,6 +306,41 @@ describe.each(stores)("segments over HTTP on %s", (store) => {
     ]);
   });
 
+  it("exports the newest value of an identity key that keeps several, as the property shows it", async () => {
+    const other = await accounts(s);
+    const auth = { authorization: `Bearer ${other.secretKey}` };
+    expect((await s.api("PATCH", "/v1/account/settings", { identityLimits: { Email: 3 } }, auth)).status).toBe(200);
+    const send = (Email: string, ts: number) => ({
+      type: "profile",
+      identity: { Identity: "u-many" },
+      ts,
+      properties: { Email, City: "Oslo" },
+    });
+    const r = await s.api(
+      "POST",
+      "/v1/ingest",
+      { records: [send("m1@x.io", NOW_S - 300), send("m2@x.io", NOW_S - 100), send("m3@x.io", NOW_S - 200)] },
+      auth,
+    );
+    expect(r.body.status, JSON.stringify(r.body)).toBe("success");
+    const id = r.body.results[0].profileId;
+    const profile = (await s.api("GET", `/v1/profiles/${id}`, undefined, auth)).body;
+    expect(profile.identities.Email).toHaveLength(3);
+    expect(profile.properties.Email).toBe("m2@x.io");
+    const saved = await s.api(
+      "POST",
+      "/v1/segments",
+      { name: "Oslo", where: { property: "City", op: "exists" } },
+      auth,
+    );
+    const csv = await fetch(`${s.url}/v1/segments/${saved.body.id}/export.csv`, { headers: auth });
+    expect((await csv.text()).split("\r\n")).toEqual([
+      "id,type,Identity,Email,City",
+      `${id},identified,u-many,m2@x.io,Oslo`,
+      "",
+    ]);
+  });
+
   it("evaluates large conditions, and refuses one too large to evaluate", async () => {
     const names = Array.from({ length: 999 }, (_, i) => `City ${i}`);
     expect(await count({ property: "City", op: "in", value: [...names, "Paris"] })).toBe(3);
