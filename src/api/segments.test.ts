@@ -306,6 +306,41 @@ describe.each(stores)("segments over HTTP on %s", (store) => {
     ]);
   });
 
+  it("exports the newest value of an identity key that keeps several, as the property shows it", async () => {
+    const other = await accounts(s);
+    const auth = { authorization: `Bearer ${other.secretKey}` };
+    expect((await s.api("PATCH", "/v1/account/settings", { identityLimits: { Email: 3 } }, auth)).status).toBe(200);
+    const send = (Email: string, ts: number) => ({
+      type: "profile",
+      identity: { Identity: "u-many" },
+      ts,
+      properties: { Email, City: "Oslo" },
+    });
+    const r = await s.api(
+      "POST",
+      "/v1/ingest",
+      { records: [send("m1@x.io", NOW_S - 300), send("m2@x.io", NOW_S - 100), send("m3@x.io", NOW_S - 200)] },
+      auth,
+    );
+    expect(r.body.status, JSON.stringify(r.body)).toBe("success");
+    const id = r.body.results[0].profileId;
+    const profile = (await s.api("GET", `/v1/profiles/${id}`, undefined, auth)).body;
+    expect(profile.identities.Email).toHaveLength(3);
+    expect(profile.properties.Email).toBe("m2@x.io");
+    const saved = await s.api(
+      "POST",
+      "/v1/segments",
+      { name: "Oslo", where: { property: "City", op: "exists" } },
+      auth,
+    );
+    const csv = await fetch(`${s.url}/v1/segments/${saved.body.id}/export.csv`, { headers: auth });
+    expect((await csv.text()).split("\r\n")).toEqual([
+      "id,type,Identity,Email,City",
+      `${id},identified,u-many,m2@x.io,Oslo`,
+      "",
+    ]);
+  });
+
   it("evaluates large conditions, and refuses one too large to evaluate", async () => {
     const names = Array.from({ length: 999 }, (_, i) => `City ${i}`);
     expect(await count({ property: "City", op: "in", value: [...names, "Paris"] })).toBe(3);
@@ -321,6 +356,41 @@ describe.each(stores)("segments over HTTP on %s", (store) => {
     expect(r.body.error.code).toBe("INVALID_SEGMENT");
     // 100 alternatives nest as a balanced tree, well inside the SQL parser's depth limit.
     expect(await count({ any: names.slice(0, 100).map((value) => ({ property: "City", op: "eq", value })) })).toBe(0);
+  });
+
+  it("orders a string property by code point (a date-looking value too) and is false on a multi-value", async () => {
+    const other = await accounts(s);
+    const auth = { authorization: `Bearer ${other.secretKey}` };
+    const codes = ["B", "2025-01-01", "1999", "A", "a", "ｚ", "𝒫"];
+    const r = await s.api(
+      "POST",
+      "/v1/ingest",
+      {
+        records: codes.map((Code, i) => ({
+          type: "profile",
+          identity: { Identity: `code-${i}` },
+          properties: { Code, Tags: { $add: ["a", "b"] } },
+        })),
+      },
+      auth,
+    );
+    expect(r.body.status, JSON.stringify(r.body)).toBe("success");
+    const counted = async (where: unknown) => {
+      const q = await s.api("POST", "/v1/segments/query", { where }, auth);
+      expect(q.status, JSON.stringify(q.body)).toBe(200);
+      return q.body.count;
+    };
+    expect(await counted({ property: "Code", op: "gt", value: "A" })).toBe(4); // B, a, ｚ, 𝒫
+    expect(await counted({ property: "Code", op: "gt", value: "2024-01-01" })).toBe(6); // all but 1999
+    expect(await counted({ property: "Code", op: "lte", value: "B" })).toBe(4);
+    expect(await counted({ property: "Code", op: "between", value: ["a", "ｚ"] })).toBe(2);
+    for (const op of ["gt", "gte", "lt", "lte"]) {
+      expect(await counted({ property: "Tags", op, value: "b" })).toBe(0);
+    }
+    expect(await counted({ not: { property: "Tags", op: "between", value: ["a", "z"] } })).toBe(7);
+    // The one error left: a value of the wrong type for the key's registered type.
+    const wrong = await s.api("POST", "/v1/segments/query", { where: { property: "Code", op: "gt", value: 5 } }, auth);
+    expect(wrong.body.error).toMatchObject({ code: "INVALID_SEGMENT", field: "where.value" });
   });
 
   it("validates saved segments like queries", async () => {

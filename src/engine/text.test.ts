@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { PortraitError } from "./errors.js";
-import { assertStorableText, MAX_JSON_DEPTH } from "./text.js";
+import { assertStorableText, compareCodePoints, MAX_JSON_DEPTH } from "./text.js";
 
 function codeAndField(input: unknown): [string, string | undefined] | null {
   try {
@@ -96,6 +96,38 @@ describe("assertStorableText on any JSON value", () => {
         const found = codeAndField({ record: value });
         expect(found !== null).toBe(hasFault(value));
         if (found !== null) expect(["INVALID_VALUE", "INVALID_KEY"]).toContain(found[0]);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
+
+describe("compareCodePoints", () => {
+  const byCodePoints = (a: string, b: string): number => {
+    const x = Array.from(a, (c) => c.codePointAt(0) as number);
+    const y = Array.from(b, (c) => c.codePointAt(0) as number);
+    for (let i = 0; i < Math.min(x.length, y.length); i++)
+      if (x[i] !== y[i]) return (x[i] as number) - (y[i] as number);
+    return x.length - y.length;
+  };
+  it("orders characters above U+FFFF after U+E000–U+FFFF, where UTF-16 code units put them before", () => {
+    expect("😀" < "ｚ").toBe(true); // what JavaScript's own comparison says
+    expect(compareCodePoints("😀", "ｚ")).toBeGreaterThan(0);
+    expect(compareCodePoints("a😀", "a\uFFFF")).toBeGreaterThan(0);
+    expect(compareCodePoints("B", "a")).toBeLessThan(0);
+    expect(compareCodePoints("ab", "a")).toBeGreaterThan(0);
+    expect(compareCodePoints("", "")).toBe(0);
+  });
+  it("agrees in sign with comparing the code point sequences", () => {
+    // Characters on both sides of the surrogate range, and any code point at all.
+    const unit = fc.oneof(
+      fc.constantFrom("a", "\uD7FF", "\uE000", "ｚ", "\uFFFF", "𐀀", "😀", "\u{10FFFF}"),
+      fc.string({ unit: "binary", minLength: 1, maxLength: 1 }),
+    );
+    const text = fc.string({ unit, maxLength: 5 });
+    fc.assert(
+      fc.property(text, text, (a, b) => {
+        expect(Math.sign(compareCodePoints(a, b))).toBe(Math.sign(byCodePoints(a, b)));
       }),
       { numRuns: 2000 },
     );

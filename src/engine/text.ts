@@ -79,3 +79,27 @@ function faultIn(input: unknown, depth = 0): Fault | null {
   }
   return null;
 }
+
+/**
+ * Orders two strings by Unicode code point (SEMANTICS §11), which is how both stores compare text: SQLite's BINARY
+ * collation compares UTF-8 bytes and PostgreSQL's "C" collation does too, and UTF-8 byte order is code point order.
+ * JavaScript's `<` compares UTF-16 code units instead, which puts every character above U+FFFF (a surrogate pair,
+ * D800–DFFF) before U+E000–U+FFFF. Negative, zero or positive, like a sort comparator.
+ */
+export function compareCodePoints(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x === y) continue;
+    // Equal up to here, so both stand at the start of a code point or both inside the same pair; only a surrogate
+    // against U+E000–U+FFFF is ordered differently by code units, and lifting surrogates above U+FFFF fixes that.
+    if (x >= 0xd800 && y >= 0xd800) return liftSurrogate(x) - liftSurrogate(y);
+    return x - y;
+  }
+  return a.length - b.length;
+}
+
+function liftSurrogate(unit: number): number {
+  return unit <= 0xdfff ? unit + 0x10000 : unit;
+}

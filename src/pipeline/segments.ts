@@ -9,7 +9,6 @@
  * read, so they always see the current registry and timezone.
  */
 import { PortraitError } from "../engine/errors.js";
-import { limitFor } from "../engine/identity/identities.js";
 import { isPlainObject } from "../engine/parse-record.js";
 import { ageFromDob, profileType } from "../engine/profile.js";
 import { own } from "../engine/properties/keys.js";
@@ -315,7 +314,11 @@ export class Segments {
   }
 }
 
-/** One member's cells: identity values (several joined as a JSON array) and each property's rendered value. */
+/**
+ * One member's cells: each identity key's newest value and each property's rendered value. Identity values are
+ * properties too (SEMANTICS §2), and exports use the newest where a key keeps several: the last held value, which
+ * is the property's value.
+ */
 function exportRow(
   state: ProfileState,
   account: Account,
@@ -325,9 +328,8 @@ function exportRow(
 ): string[] {
   const cells = [state.id, profileType(state)];
   for (const key of identityKeys) {
-    const values = (state.identities[key as keyof ProfileState["identities"]] ?? []).map((v) => v.value);
-    const many = limitFor(account.settings.identityLimits, key as keyof ProfileState["identities"]) > 1;
-    cells.push(values.length === 0 ? "" : many ? JSON.stringify(values) : (values[values.length - 1] as string));
+    const values = state.identities[key as keyof ProfileState["identities"]] ?? [];
+    cells.push(values[values.length - 1]?.value ?? "");
   }
   for (const path of properties) cells.push(cellOf(propertyAt(state, path, account, now)));
   return cells;

@@ -142,7 +142,8 @@ function useStore(kind: StoreKind, opened: (store: Store) => void): void {
       dir = mkdtempSync(path.join(tmpdir(), "portrait-segments-"));
       store = SqliteStore.open(path.join(dir, "portrait.db"));
     } else {
-      database = await createTestDatabase();
+      // A locale's default collation, under which text compared without COLLATE "C" would order differently.
+      database = await createTestDatabase({ icuLocale: "en-US" });
       if (database === null) throw new Error("no PostgreSQL server");
       store = await PostgresStore.connect(database.url);
       await store.migrate();
@@ -278,6 +279,10 @@ function boundaryProfiles(today: string, now: number): ProfileState[] {
   add({ Plan: { v: "prp", t: "string", ts: 1 } });
   add({ Plan: { v: "prn\u{10FFFF}", t: "string", ts: 1 } });
   add({ Plan: { v: "Zoë", t: "string", ts: 1 } }, { firstSeen: now - 7 * DAY, lastSeen: now });
+  // Case and the characters whose order differs by code point, by UTF-16 code unit and by locale.
+  add({ Plan: { v: "zoë", t: "string", ts: 1 } });
+  add({ Plan: { v: "ｚ", t: "string", ts: 1 } });
+  add({ Plan: { v: "𝒫ro", t: "string", ts: 1 } });
   // Longer than the PostgreSQL index holds of a value (256 characters) and of a path (120).
   const long = "é".repeat(300);
   const key = "k".repeat(120);
@@ -395,6 +400,20 @@ function boundaryConditions(today: string): Json[] {
     out.push({ property, op: "exists" }, { property, op: "eq", value: "x" });
   }
   out.push({ system: "city", op: "after", value: "2024-11-19" }, { system: "city", op: "eq", value: "2024-11-19" });
+  for (const value of ["pro", "prn\u{10FFFF}", "Zo", "zo", "Zoë", "ｚ", "𝒫", "\u{10FFFF}", "", `${long}b`, long]) {
+    for (const op of ["gt", "gte", "lt", "lte"]) {
+      for (const property of ["Plan", "Long", deep, "Tags"]) out.push({ property, op, value });
+    }
+  }
+  for (const value of [
+    ["Zo", "zp"],
+    ["pro", "ｚ"],
+    ["ｚ", "𝒫"],
+    [long, `${long}b`],
+  ]) {
+    for (const property of ["Plan", "Long", deep, "Tags"]) out.push({ property, op: "between", value });
+  }
+  out.push({ system: "city", op: "gt", value: "2024-11-19" }, { system: "city", op: "lt", value: "2024-11-19" });
   for (const reachableBy of ["email", "sms", "whatsapp", "push"]) out.push({ reachableBy });
   for (const type of ["anonymous", "identified", "customer"]) out.push({ type });
   return out;

@@ -64,15 +64,30 @@ async function connectAdmin(): Promise<pg.Client | null> {
   }
 }
 
+export interface TestDatabaseOptions {
+  /**
+   * An ICU locale (`en-US`) for the database's default collation, instead of the server's default. A server made by
+   * initdb in C or C.UTF-8 compares text by code point whatever the SQL says; under a locale's collation, text that
+   * should have been compared with COLLATE "C" and was not orders differently (`a` before `B`).
+   */
+  icuLocale?: string;
+}
+
 /** A new, empty database `portrait_test_<random>`; null when PostgreSQL tests are to be skipped (see above). */
-export async function createTestDatabase(): Promise<TestDatabase | null> {
+export async function createTestDatabase(opts: TestDatabaseOptions = {}): Promise<TestDatabase | null> {
   const admin = await connectAdmin();
   if (admin === null) return null;
   // The creation time in the name lets later runs drop what a run left behind (dropLeftovers).
   const name = `portrait_test_${Date.now().toString(36)}_${randomBytes(6).toString("hex")}`;
   try {
     await dropLeftovers(admin);
-    await admin.query(`CREATE DATABASE ${name}`);
+    const locale = opts.icuLocale;
+    if (locale !== undefined && !/^[A-Za-z0-9-]+$/.test(locale)) throw new Error(`not an ICU locale: ${locale}`);
+    await admin.query(
+      locale === undefined
+        ? `CREATE DATABASE ${name}`
+        : `CREATE DATABASE ${name} TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE '${locale}' LOCALE 'C.UTF-8'`,
+    );
   } finally {
     await admin.end();
   }

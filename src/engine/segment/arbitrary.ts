@@ -5,6 +5,7 @@
  * the SQL differential tests reuse it: store the Subject, run the condition both ways, compare.
  */
 import fc from "fast-check";
+import { compareCodePoints } from "../text.js";
 import type { JsonValue, ProfileDocument, ProfileState, PropertyEntry, StoredEvent, ValueType } from "../types.js";
 import type { Json } from "./condition.js";
 import type { EvaluateContext, Subject } from "./evaluate.js";
@@ -105,12 +106,30 @@ export const ARB_DATE_TEXTS = [
   "2024-11-20T14:00:00+01:00",
 ];
 
-const STRINGS = ["pro", "Pro", "free", "gold", "pro plus", "Paris", "paris", "Lyon", "p", "", "vip", "ana@x.io"];
+/**
+ * `ｚ` (U+FF5A) and `𝒫` (U+1D4AB) order one way by code point (how conditions compare text) and the other way by
+ * UTF-16 code unit (JavaScript's `<`).
+ */
+const STRINGS = [
+  "pro",
+  "Pro",
+  "free",
+  "gold",
+  "pro plus",
+  "Paris",
+  "paris",
+  "Lyon",
+  "p",
+  "",
+  "vip",
+  "ana@x.io",
+  "ｚ",
+  "𝒫",
+];
 const NUMBERS = [-5, 0, 1, 5, 10, 10.5, 17, 18, 26, 27, 50, 100, 75001];
 const TAGS = ["a", "b", "vip", "VIP", "gold"];
 const DOBS = ["1997-11-20", "1997-11-21", "1997-11-19", "2006-11-20", "2006-11-21", "1990-01-01", "2000-02-29"];
 
-const arbString = fc.constantFrom(...STRINGS);
 const arbNumber = fc.constantFrom(...NUMBERS);
 const arbDateText = fc.constantFrom(...ARB_DATE_TEXTS);
 const arbDays = fc.constantFrom(0.5, 1, 7, 30, 365);
@@ -128,12 +147,16 @@ function sortedPair<T>(pool: readonly T[]): fc.Arbitrary<[T, T]> {
 
 type Kind = "string" | "number" | "boolean" | "date" | "multi" | "object" | "any";
 
-/** op and value for a key of a kind; `any` is an unregistered key (every operator, values of any type). */
-function arbTest(kind: Kind, stringPool: fc.Arbitrary<string> = arbString): fc.Arbitrary<{ [k: string]: Json }> {
+/**
+ * op and value for a key of a kind; `any` is an unregistered key (every operator, values of any type). `strings` are
+ * the texts its conditions use.
+ */
+function arbTest(kind: Kind, strings: readonly string[] = STRINGS): fc.Arbitrary<{ [k: string]: Json }> {
   const op = (name: string, value?: fc.Arbitrary<Json>) =>
     value === undefined ? fc.constant({ op: name }) : value.map((v) => ({ op: name, value: v }));
   const numberPair = sortedPair([...NUMBERS].sort((a, b) => a - b));
   const datePair = sortedPair(ARB_DATE_TEXTS);
+  const stringPool = fc.constantFrom(...strings);
   const presence = [op("exists"), op("notExists")];
   const equality = (v: fc.Arbitrary<Json>) => [
     op("eq", v),
@@ -142,47 +165,62 @@ function arbTest(kind: Kind, stringPool: fc.Arbitrary<string> = arbString): fc.A
     op("notIn", fc.array(v, { maxLength: 3 })),
   ];
   const text = [op("contains", stringPool), op("notContains", stringPool), op("startsWith", stringPool)];
-  const dates = [
+  const dateOperators = [
     op("before", arbDateText),
     op("after", arbDateText),
     op(
       "withinLast",
       arbDays.map((days) => ({ days })),
     ),
-    ...["gt", "gte", "lt", "lte"].map((o) => op(o, arbDateText)),
-    op("between", datePair),
   ];
+  const dateOrder = [...["gt", "gte", "lt", "lte"].map((o) => op(o, arbDateText)), op("between", datePair)];
   const numbers = [...["gt", "gte", "lt", "lte"].map((o) => op(o, arbNumber)), op("between", numberPair)];
+  // Ordering by code point; on a string key date texts are texts too (string keys hold stored ISO dates as well).
+  // A `between` pair is in code point order; two ISO date texts in it are in time order too, for the event
+  // properties a key is registered for under one event name and not under another (dates there).
+  const textOrder = (pool: readonly string[]) => [
+    ...["gt", "gte", "lt", "lte"].map((o) => op(o, fc.constantFrom(...pool))),
+    op("between", sortedPair([...pool.filter((t) => !t.startsWith("$D_"))].sort(compareCodePoints))),
+  ];
   switch (kind) {
     case "string":
-      return fc.oneof(...presence, ...equality(stringPool), ...text, ...dates);
+      return fc.oneof(
+        ...presence,
+        ...equality(stringPool),
+        ...text,
+        ...dateOperators,
+        ...textOrder([...strings, ...ARB_DATE_TEXTS]),
+      );
     case "multi":
-      return fc.oneof(...presence, ...equality(stringPool), ...text);
+      return fc.oneof(...presence, ...equality(stringPool), ...text, ...textOrder(strings));
     case "number":
       return fc.oneof(...presence, ...equality(arbNumber), ...numbers);
     case "boolean":
       return fc.oneof(...presence, ...equality(fc.boolean()));
     case "date":
-      return fc.oneof(...presence, ...equality(arbDateText), ...dates);
+      return fc.oneof(...presence, ...equality(arbDateText), ...dateOperators, ...dateOrder);
     case "object":
       return fc.oneof(...presence);
     case "any":
+      // Texts that are not dates order as texts; date texts as dates.
       return fc.oneof(
         ...presence,
         ...equality(fc.oneof(stringPool, arbNumber, fc.boolean())),
         ...text,
         ...numbers,
-        ...dates,
+        ...dateOperators,
+        ...dateOrder,
+        ...textOrder(strings),
       );
   }
 }
 
-const PROFILE_KEYS: ReadonlyArray<[string, Kind, fc.Arbitrary<string>?]> = [
+const PROFILE_KEYS: ReadonlyArray<[string, Kind, string[]?]> = [
   ["Plan", "string"],
   ["Points", "number"],
   ["Active", "boolean"],
   ["Signup", "date"],
-  ["Tags", "multi", fc.constantFrom(...TAGS, "v", "")],
+  ["Tags", "multi", [...TAGS, "v", ""]],
   ["address", "object"],
   ["address.city", "string"],
   ["address.zip", "number"],
@@ -209,7 +247,7 @@ export function arbSystemJson(): fc.Arbitrary<{ [k: string]: Json }> {
   return fc.oneof(
     ...(["createdAt", "firstSeen", "lastSeen"] as const).map((f) => arbTest("date").map((t) => ({ system: f, ...t }))),
     ...(["acquiredFrom", "city", "country", "timezone"] as const).map((f) =>
-      arbTest("string", fc.constantFrom("news", "google.com", "Paris", "FR", "Europe/Paris", "UTC", "e")).map((t) => ({
+      arbTest("string", ["news", "google.com", "Paris", "FR", "Europe/Paris", "UTC", "e"]).map((t) => ({
         system: f,
         ...t,
       })),
@@ -222,7 +260,7 @@ export function arbDocumentJson(): fc.Arbitrary<{ [k: string]: Json }> {
     .tuple(
       fc.constantFrom("1606", "default", "2000"),
       fc.constantFrom("newsletter.subscribed", "score", "tags", "name", "$creation_ts", "missing"),
-      arbTest("any", fc.constantFrom("x", "y", "Ana", "A", "")),
+      arbTest("any", ["x", "y", "Ana", "A", "", "ｚ", "𝒫"]),
     )
     .map(([compartment, property, t]) => ({ property, compartment, ...t }));
 }
@@ -277,7 +315,7 @@ export function arbBehaviourJson(mode?: "did" | "didNot" | "didAny"): fc.Arbitra
   const where = fc.array(
     fc.oneof(
       ...EVENT_KEYS.map(([path, kind]) =>
-        arbTest(kind, fc.constantFrom("Shoe", "shoe", "Hat", "card", "S")).map((t) => ({ property: path, ...t })),
+        arbTest(kind, ["Shoe", "shoe", "Hat", "card", "S"]).map((t) => ({ property: path, ...t })),
       ),
     ),
     { maxLength: 2 },
@@ -343,7 +381,7 @@ function entry(v: PropertyEntry["v"], t: ValueType): PropertyEntry {
 function arbProps(): fc.Arbitrary<Record<string, PropertyEntry>> {
   return fc
     .record({
-      Plan: optional(fc.constantFrom("pro", "Pro", "free", "gold", "pro plus", "")),
+      Plan: optional(fc.constantFrom("pro", "Pro", "free", "gold", "pro plus", "", "ｚ", "𝒫ro")),
       Points: optional(arbNumber),
       Active: optional(fc.boolean()),
       Signup: optional(arbInstant),
@@ -439,7 +477,7 @@ function arbDocuments(profileId: string): fc.Arbitrary<ProfileDocument[]> {
       newsletter: fc.record({ subscribed: fc.boolean() }, { requiredKeys: [] }),
       score: fc.constantFrom(0, 5, 10, 100),
       tags: fc.uniqueArray(fc.constantFrom("x", "y", "z"), { maxLength: 2 }),
-      name: fc.constantFrom("Ana", "ana", "Bo"),
+      name: fc.constantFrom("Ana", "ana", "Bo", "𝒫"),
       $creation_ts: arbInstant,
     },
     { requiredKeys: [] },

@@ -120,9 +120,35 @@ describe("strings", () => {
     expect(check(prop("Name", "eq", "Zoe\u0308"), s)).toBe(false);
     expect(check(prop("Name", "startsWith", "Zo"), s)).toBe(true);
   });
-  it("ordering operators with a date never match a plain string", () => {
-    expect(check(prop("Plan", "gt", "2024-01-01"), s)).toBe(false);
+  it("ordering operators compare by code point, case-sensitively (upper case before lower case)", () => {
+    expect(check(prop("Plan", "gt", "A"), s)).toBe(true);
+    expect(check(prop("Plan", "gt", "a"), s)).toBe(false);
+    expect(check(prop("Plan", "gte", "Pro plus"), s)).toBe(true);
+    expect(check(prop("Plan", "gt", "Pro plus"), s)).toBe(false);
+    expect(check(prop("Plan", "lt", "Pro plus!"), s)).toBe(true);
+    expect(check(prop("Plan", "lte", "Pro"), s)).toBe(false);
+    expect(check(prop("Plan", "between", ["Pro", "Pro plus"]), s)).toBe(true);
+    expect(check(prop("Plan", "between", ["Pro plut", "z"]), s)).toBe(false);
+    // U+1D4AB is above U+FF5A, though its UTF-16 units (D835 DCAB) are below.
+    const astral = subject({ props: { Plan: "𝒫" } });
+    expect(check(prop("Plan", "gt", "ｚ"), astral)).toBe(true);
+    expect(check(prop("Plan", "lt", "ｚ"), astral)).toBe(false);
+  });
+  it("a date-looking value on a string key is a string; before/after read dates", () => {
+    const codes = [subject({ props: { Plan: "B" } }), subject({ props: { Plan: "2025-01-01" } })];
+    for (const c of codes) expect(check(prop("Plan", "gt", "2024-01-01"), c)).toBe(true);
+    for (const c of codes) expect(check(prop("Plan", "lt", "2024-01-01"), c)).toBe(false);
     expect(check(prop("Plan", "before", "2024-01-01"), s)).toBe(false);
+    const iso = subject({ props: { Plan: "2023-06-01T00:00:00.000Z" } });
+    expect(check(prop("Plan", "before", "2024-01-01"), iso)).toBe(true);
+    expect(check(prop("Plan", "lt", "2024-01-01"), iso)).toBe(true);
+  });
+  it("on an unregistered key a text that is not a date orders as text", () => {
+    const u = subject({ props: { Code: { v: "B", t: "string" } } });
+    expect(check(prop("Code", "gt", "A"), u, {}, { types: () => undefined })).toBe(true);
+    expect(check(prop("Code", "between", ["2024-01-01", "A"]), u, {}, { types: () => undefined })).toBe(false);
+    expect(check(prop("Code", "between", ["2024-01-01", "C"]), u, {}, { types: () => undefined })).toBe(true);
+    expect(check(prop("Code", "gt", "2024-01-01"), u, {}, { types: () => undefined })).toBe(false); // a date
   });
 });
 
@@ -177,6 +203,16 @@ describe("multi-values", () => {
     expect(check(prop("When", "after", "2024-01-01"), n)).toBe(false);
     expect(check(prop("When", "withinLast", { days: 30 }), n)).toBe(false);
     expect(check(prop("Tags", "before", "2030-01-01"), s)).toBe(false);
+    for (const [op, value] of [
+      ["lt", "z"],
+      ["gt", ""],
+      ["gte", "b"],
+      ["lte", "vip"],
+      ["between", ["a", "z"]],
+    ] as const) {
+      expect(check(prop("Tags", op, value as Json), s)).toBe(false);
+      expect(check({ not: prop("Tags", op, value as Json) }, s)).toBe(true);
+    }
   });
 });
 

@@ -14,6 +14,7 @@ import { PortraitError } from "../errors.js";
 import { ageFromDob, profileType } from "../profile.js";
 import { own } from "../properties/keys.js";
 import { parseIso8601 } from "../properties/values.js";
+import { compareCodePoints } from "../text.js";
 import type { ProfileDocument, ProfileState, StoredEvent } from "../types.js";
 import {
   type Aggregate,
@@ -147,11 +148,19 @@ function eqAtom(a: Atom, l: Literal): boolean {
   }
 }
 
-/** gt/gte/lt/lte: numbers with numbers, dates with dates (a date literal covers [start, end]). */
+/**
+ * gt/gte/lt/lte: numbers with numbers, strings with strings by code point (SEMANTICS §11, as both stores compare text),
+ * dates with dates (a date literal covers [start, end]).
+ */
 function orderAtom(a: Atom, op: "gt" | "gte" | "lt" | "lte", l: Literal): boolean {
   if (l.kind === "number") {
     if (a.t !== "number") return false;
     return op === "gt" ? a.v > l.value : op === "gte" ? a.v >= l.value : op === "lt" ? a.v < l.value : a.v <= l.value;
+  }
+  if (l.kind === "string") {
+    if (a.t !== "string") return false;
+    const c = compareCodePoints(a.v, l.value);
+    return op === "gt" ? c > 0 : op === "gte" ? c >= 0 : op === "lt" ? c < 0 : c <= 0;
   }
   if (l.kind !== "date") return false;
   const d = dateOf(a);

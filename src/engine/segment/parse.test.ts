@@ -77,7 +77,11 @@ describe("parseCondition: refusals name the JSON path of the fault", () => {
     ["between high below low", { property: "Points", op: "between", value: [5, 1] }, "where.value"],
     ["between mixing a number and a date", { property: "X", op: "between", value: [1, "2024-01-01"] }, "where.value"],
     ["gt with a string on a number key", { property: "Points", op: "gt", value: "abc" }, "where.value"],
-    ["gt with a non-date string on an unknown key", { property: "X", op: "gt", value: "abc" }, "where.value"],
+    ["gt with a number on a string key", { property: "Plan", op: "gt", value: 5 }, "where.value"],
+    ["between mixing a number and a string", { property: "X", op: "between", value: [1, "abc"] }, "where.value"],
+    ["between of strings high below low", { property: "Plan", op: "between", value: ["b", "a"] }, "where.value"],
+    // By code point U+1D4AB comes after U+FF5A, though its UTF-16 units (D835 DCAB) come before.
+    ["between of strings in UTF-16 order only", { property: "Plan", op: "between", value: ["𝒫", "ｚ"] }, "where.value"],
     ["gt with a boolean", { property: "X", op: "gt", value: true }, "where.value"],
     ["eq with a number on a date key", { property: "Signup", op: "eq", value: 5 }, "where.value"],
     ["eq with a string on a boolean key", { property: "Active", op: "eq", value: "true" }, "where.value"],
@@ -93,7 +97,7 @@ describe("parseCondition: refusals name the JSON path of the fault", () => {
     ["eq on an object key", { property: "address", op: "eq", value: "x" }, "where.op"],
     ["before on a boolean key", { property: "Active", op: "before", value: "2024-01-01" }, "where.op"],
     [
-      "an ordering date on a multi key that is not a date",
+      "an ordering number on a multi key",
       { any: [{ type: "customer" }, { not: { property: "Tags", op: "gt", value: 5 } }] },
       "where.any[1].not.value",
     ],
@@ -301,6 +305,14 @@ describe("parseCondition: dates", () => {
     expect(lit({ property: "Unregistered", op: "eq", value: "2024-11-01" })).toBe("string");
     expect(lit({ property: "Unregistered", op: "gt", value: "2024-11-01" })).toBe("date");
     expect(lit({ property: "Unregistered", op: "gt", value: 5 })).toBe("number");
+    expect(lit({ property: "Unregistered", op: "gt", value: "abc" })).toBe("string");
+    expect(lit({ property: "Plan", op: "gt", value: "2024-11-01" })).toBe("string");
+    expect(lit({ property: "Plan", op: "before", value: "2024-11-01" })).toBe("date");
+    expect(lit({ property: "Tags", op: "lt", value: "z" })).toBe("string");
+    expect(lit({ property: "Signup", op: "gt", value: "2024-11-01" })).toBe("date");
+    expect(lit({ system: "city", op: "gte", value: "2024-11-01" })).toBe("string");
+    expect(lit({ property: "x", compartment: "1", op: "gt", value: "2024-11-01" })).toBe("date");
+    expect(lit({ property: "x", compartment: "1", op: "gt", value: "A" })).toBe("string");
     expect(lit({ property: "DOB", op: "eq", value: "2000-01-01" }, { types: undefined })).toBe("date");
     expect(lit({ system: "createdAt", op: "eq", value: "2024-11-01" })).toBe("date");
     expect(lit({ system: "city", op: "eq", value: "2024-11-01" })).toBe("string");

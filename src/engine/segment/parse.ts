@@ -7,6 +7,7 @@ import { PortraitError, show } from "../errors.js";
 import { charLength, isPlainObject, own } from "../properties/keys.js";
 import { SYSTEM_PROPERTY_TYPES } from "../properties/parse.js";
 import { describeValue, parseDateInput, parseIso8601, zonedWallClockToEpoch } from "../properties/values.js";
+import { compareCodePoints } from "../text.js";
 import type { ValueType } from "../types.js";
 import {
   AGGREGATE_OPS,
@@ -172,6 +173,14 @@ function parseId(v: unknown, at: string, what: string): string {
     bad(`${what} must be a string of 1-${MAX_ID_LENGTH} characters, got ${describeValue(v)}`, at);
   }
   return v;
+}
+
+/** A `between` pair out of order: low after high (numbers, code points, or the instants a date covers). */
+function orderedAbove(lo: Literal, hi: Literal): boolean {
+  if (lo.kind === "date" && hi.kind === "date") return lo.start > hi.end;
+  if (lo.kind === "string" && hi.kind === "string") return compareCodePoints(lo.value, hi.value) > 0;
+  if (lo.kind === "number" && hi.kind === "number") return lo.value > hi.value;
+  return false;
 }
 
 function finiteNumber(v: unknown): v is number {
@@ -378,12 +387,17 @@ class ConditionParser {
         if (!Array.isArray(raw) || raw.length !== 2) {
           bad(`between needs a [low, high] pair, got ${describeValue(raw)}`, vAt);
         }
-        const lo = this.literal(raw[0], op, "order", type, name, item(vAt, 0));
-        const hi = this.literal(raw[1], op, "order", type, name, item(vAt, 1));
-        if (lo.kind !== hi.kind) bad(`between needs two numbers or two dates, got ${describeValue(raw)}`, vAt);
-        const loValue = lo.kind === "date" ? lo.start : (lo.value as number);
-        const hiValue = hi.kind === "date" ? hi.end : (hi.value as number);
-        if (loValue > hiValue) bad(`between needs low ≤ high, got ${describeValue(raw)}`, vAt);
+        let lo = this.literal(raw[0], op, "order", type, name, item(vAt, 0));
+        let hi = this.literal(raw[1], op, "order", type, name, item(vAt, 1));
+        if (lo.kind !== hi.kind && typeof raw[0] === "string" && typeof raw[1] === "string") {
+          // An unregistered key, where one text reads as a date and the other does not: a range of texts.
+          lo = { kind: "string", value: raw[0] };
+          hi = { kind: "string", value: raw[1] };
+        }
+        if (lo.kind !== hi.kind) {
+          bad(`between needs two numbers, two strings or two dates, got ${describeValue(raw)}`, vAt);
+        }
+        if (orderedAbove(lo, hi)) bad(`between needs low ≤ high, got ${describeValue(raw)}`, vAt);
         return { op, value: [lo, hi] };
       }
       default:
@@ -419,12 +433,22 @@ class ConditionParser {
       return typeof raw === "string" ? { kind: "string", value: raw } : wrong("a string");
     }
     if (role === "order") {
-      if (type === "number")
-        return finiteNumber(raw) ? { kind: "number", value: raw === 0 ? 0 : raw } : wrong("a number");
-      if (type !== undefined) return asDate();
-      if (finiteNumber(raw)) return { kind: "number", value: raw === 0 ? 0 : raw };
-      if (typeof raw === "string") return asDate();
-      return wrong(`a number or ${dateNeeded}`);
+      switch (type) {
+        case "number":
+          return finiteNumber(raw) ? { kind: "number", value: raw === 0 ? 0 : raw } : wrong("a number");
+        case "date":
+          return asDate();
+        case "string":
+        case "multi":
+          // Text, even when it looks like a date: a string key orders by code point (SEMANTICS §11).
+          return typeof raw === "string" ? { kind: "string", value: raw } : wrong("a string");
+        default: {
+          // No registry to ask (an unregistered key, a document): a number, else a date, else text.
+          if (finiteNumber(raw)) return { kind: "number", value: raw === 0 ? 0 : raw };
+          if (typeof raw !== "string") return wrong(`a number, a string or ${dateNeeded}`);
+          return this.date(raw, at) ?? { kind: "string", value: raw };
+        }
+      }
     }
     // equality
     switch (type) {

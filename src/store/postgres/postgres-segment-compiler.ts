@@ -287,7 +287,7 @@ export class PostgresSegmentCompiler {
    * order (a longer text differs from it within its first 256 characters, or has it as a proper prefix); a longer
    * value is compared on the prefix first, then on the whole text.
    */
-  private strCompare(op: "=" | ">=" | ">" | "<=" | "<", value: string): string {
+  private strCompare(op: "=" | TextOp, value: string): string {
     const p = this.param(value, "text");
     if (fitsPrefix(value, STR_PREFIX)) return `str_key ${op} ${p}`;
     const indexed = op === ">" ? ">=" : op === "<" ? "<=" : op;
@@ -413,6 +413,21 @@ export class PostgresSegmentCompiler {
               ? `${a.num} BETWEEN ${this.param((t.value[0] as { value: number }).value, "float8")} AND ${this.param((t.value[1] as { value: number }).value, "float8")}`
               : `${a.num} ${SQL_OP[t.op]} ${this.param(l.value, "float8")}`;
           return and([a.single, a.isNumber, cmp]);
+        }
+        if (l.kind === "string") {
+          if (a.isString === null) return FALSE;
+          const bounds: Array<[TextOp, string]> =
+            t.op === "between"
+              ? [
+                  [">=", (t.value[0] as { value: string }).value],
+                  ["<=", (t.value[1] as { value: string }).value],
+                ]
+              : [[TEXT_OP[t.op], l.value]];
+          // Code point order is COLLATE "C" on a UTF8 database: stored rows have it on their columns (and an index
+          // for the range); a jsonb text takes the database's default collation, which may order by locale.
+          const compare = ([op, value]: [TextOp, string]) =>
+            a.stored ? this.strCompare(op, value) : `${a.str} COLLATE "C" ${op} ${this.param(value, "text")}`;
+          return and([a.single, a.isString, ...bounds.map(compare)]);
         }
         return and([a.single, dates(instantRange(t, this.ctx.now))]);
       }
@@ -697,6 +712,10 @@ const NO_ATOM: AtomSql = {
   calendar: null,
   stored: false,
 };
+
+type TextOp = ">" | ">=" | "<" | "<=";
+
+const TEXT_OP: Readonly<Record<"gt" | "gte" | "lt" | "lte", TextOp>> = { gt: ">", gte: ">=", lt: "<", lte: "<=" };
 
 const SQL_OP: Readonly<Record<"eq" | "gt" | "gte" | "lt" | "lte", string>> = {
   eq: "=",

@@ -111,3 +111,54 @@ describe.skipIf(database === null)("PostgreSQL segments", () => {
     }
   });
 });
+
+// A locale's default collation (a < B, 𝒫 < ｚ), which text conditions must not follow: they order by code point.
+const localeDatabase = database === null ? null : await createTestDatabase({ icuLocale: "en-US" });
+
+describe.skipIf(localeDatabase === null)("PostgreSQL segments on a database whose collation follows a locale", () => {
+  afterAll(async () => {
+    await localeDatabase?.drop();
+  });
+
+  it("orders a string property by code point, a multi-value never, a document's text by code point", async () => {
+    const store = await PostgresStore.connect(localeDatabase!.url);
+    try {
+      await store.migrate();
+      const account = newAccount();
+      await store.createAccount(account);
+      const codes = ["B", "2025-01-01", "1999", "A", "a", "ｚ", "𝒫"];
+      await store.write(account.id, async (tx) => {
+        for (const code of codes) {
+          const p = blankProfile();
+          p.props.Code = { v: code, t: "string", ts: 1 };
+          p.props.Tags = { v: ["a", "b"], t: "multi", ts: 1 };
+          await tx.insertProfile(account.id, p);
+          await tx.putDocument(account.id, {
+            profileId: p.id,
+            compartmentId: "c1",
+            userAccountId: `u-${p.id}`,
+            body: { code },
+            createdAt: 1,
+            updatedAt: 1,
+          });
+        }
+      });
+      const types = (path: string) => (path === "Code" ? "string" : path === "Tags" ? "multi" : undefined);
+      const ctx = { now: Date.now(), timezone: "UTC", segment: () => undefined };
+      const count = (where: unknown) =>
+        store.segments.countSegment(account.id, parseCondition(where, { timezone: "UTC", types }), ctx);
+      expect(await count({ property: "Code", op: "gt", value: "A" })).toBe(4); // B, a, ｚ, 𝒫
+      expect(await count({ property: "Code", op: "gt", value: "2024-01-01" })).toBe(6); // all but 1999
+      expect(await count({ property: "Code", op: "lt", value: "a" })).toBe(4); // 1999, 2025-01-01, A, B
+      expect(await count({ property: "Code", op: "between", value: ["a", "ｚ"] })).toBe(2);
+      expect(await count({ property: "Code", op: "gte", value: "𝒫" })).toBe(1);
+      expect(await count({ property: "Tags", op: "lt", value: "z" })).toBe(0);
+      expect(await count({ not: { property: "Tags", op: "between", value: ["a", "z"] } })).toBe(7);
+      // Documents have no registry: a text that is not a date orders as text, read from jsonb.
+      expect(await count({ property: "code", compartment: "c1", op: "lt", value: "a" })).toBe(4);
+      expect(await count({ property: "code", compartment: "c1", op: "gt", value: "ｚ" })).toBe(1);
+    } finally {
+      await store.close();
+    }
+  });
+});

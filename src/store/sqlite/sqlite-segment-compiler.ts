@@ -414,6 +414,19 @@ export class SqliteSegmentCompiler {
               : `${a.num} ${SQL_OP[t.op]} ${this.param(l.value)}`;
           return and([single, a.isNumber, cmp]);
         }
+        if (l.kind === "string") {
+          // Code point order: TEXT compares as UTF-8 bytes under BINARY, the only collation these columns and JSON
+          // values have; stored rows meet the (path_id, kind, str) index as a range.
+          if (a.isString === null) return FALSE;
+          const bounds =
+            t.op === "between"
+              ? [
+                  `${a.str} >= ${this.param((t.value[0] as { value: string }).value)}`,
+                  `${a.str} <= ${this.param((t.value[1] as { value: string }).value)}`,
+                ]
+              : [`${a.str} ${SQL_OP[t.op]} ${this.param(l.value)}`];
+          return and([single, a.isString, ...bounds]);
+        }
         return and([single, dates(instantRange(t, this.ctx.now))]);
       }
       case "before":

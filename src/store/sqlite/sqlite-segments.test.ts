@@ -192,4 +192,49 @@ describe("SQLite segments on a file", () => {
       await store.close();
     }
   });
+
+  it("orders a string property by code point and is false on a multi-value, through the text index", async () => {
+    const file = join(dir, "portrait.db");
+    const store = SqliteStore.open(file);
+    const account = newAccount();
+    await store.createAccount(account);
+    const codes = ["B", "2025-01-01", "1999", "A", "a", "ｚ", "𝒫"];
+    await store.write(account.id, async (tx) => {
+      for (const code of codes) {
+        const p = blankProfile();
+        p.props.Code = { v: code, t: "string", ts: 1 };
+        p.props.Tags = { v: ["a", "b"], t: "multi", ts: 1 };
+        await tx.insertProfile(account.id, p);
+      }
+    });
+    const types = (path: string) => (path === "Code" ? "string" : path === "Tags" ? "multi" : undefined);
+    const opts = { timezone: "UTC", types } as const;
+    const count = (where: unknown) => store.segments.countSegment(account.id, parseCondition(where, opts), ctx);
+    try {
+      expect(await count({ property: "Code", op: "gt", value: "A" })).toBe(4); // B, a, ｚ, 𝒫
+      expect(await count({ property: "Code", op: "gt", value: "2024-01-01" })).toBe(6); // all but 1999
+      expect(await count({ property: "Code", op: "lte", value: "2025-01-01" })).toBe(2);
+      // Above U+FFFF by code point, below U+FF5A by UTF-16 unit.
+      expect(await count({ property: "Code", op: "between", value: ["a", "ｚ"] })).toBe(2);
+      expect(await count({ property: "Code", op: "gte", value: "𝒫" })).toBe(1);
+      expect(await count({ property: "Tags", op: "lt", value: "z" })).toBe(0);
+      expect(await count({ not: { property: "Tags", op: "between", value: ["a", "z"] } })).toBe(7);
+      const condition = parseCondition({ property: "Code", op: "gt", value: "A" }, opts);
+      const compiled = new SqliteSegmentCompiler(account.id, ctx).compile(condition);
+      const db = new Database(file, { readonly: true });
+      try {
+        const plan = db
+          .prepare(`EXPLAIN QUERY PLAN SELECT count(*) FROM profiles p WHERE ${compiled.where}`)
+          .all(compiled.params) as Array<{ detail: string }>;
+        // A range of the (path_id, kind, str) index, not a scan of the path's rows.
+        expect(plan.map((r) => r.detail)).toContainEqual(
+          expect.stringMatching(/segment_values_by_str \(path_id=\? AND kind=\? AND str>\?\)/),
+        );
+      } finally {
+        db.close();
+      }
+    } finally {
+      await store.close();
+    }
+  });
 });
