@@ -18,6 +18,7 @@ import {
   parseHeader,
   typeForRegistered,
 } from "./csv-columns.js";
+import { refusingWith } from "./row-refusal.js";
 
 /** What a row becomes: the record for the pipeline, and the handles it named (for redaction on delete). */
 export interface MappedRow {
@@ -143,6 +144,10 @@ export class ProfileRowMapper extends CsvRowMapper {
 
   map(fields: string[], ctx: MappingContext): MappedRow {
     const handles = this.rowHandles(fields);
+    return refusingWith(handles, () => ({ record: this.profileRecord(fields, ctx), handles }));
+  }
+
+  private profileRecord(fields: string[], ctx: MappingContext): Record<string, unknown> {
     this.checkWidth(fields);
     const handle = this.handle(fields);
     const properties: Record<string, unknown> = {};
@@ -174,7 +179,7 @@ export class ProfileRowMapper extends CsvRowMapper {
       const value = operationValue(op, "", { kind: "string" }, undefined, opColumn, ctx.timezone);
       if (value !== undefined) properties[identityKeyOf(key) ?? key] = value;
     }
-    return { record: { type: "profile", ...handle.fields, properties }, handles };
+    return { type: "profile", ...handle.fields, properties };
   }
 }
 
@@ -198,6 +203,10 @@ export class EventRowMapper extends CsvRowMapper {
 
   map(fields: string[], ctx: MappingContext): MappedRow {
     const handles = this.rowHandles(fields);
+    return refusingWith(handles, () => ({ record: this.eventRecord(fields, ctx), handles }));
+  }
+
+  private eventRecord(fields: string[], ctx: MappingContext): Record<string, unknown> {
     this.checkWidth(fields);
     const handle = this.handle(fields);
     const name = fields[this.name.index] ?? "";
@@ -211,6 +220,6 @@ export class EventRowMapper extends CsvRowMapper {
     }
     const record: Record<string, unknown> = { type: "event", ...handle.fields, name, properties };
     if (tsCell !== "") record.ts = /^-?\d+(?:\.\d+)?$/.test(tsCell) ? Number(tsCell) : tsCell;
-    return { record, handles };
+    return record;
   }
 }

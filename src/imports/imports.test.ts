@@ -436,5 +436,36 @@ describe.each(stores)("%s store", (store) => {
       expect(report).toContain("stays@x.io");
       expect(report.match(/redacted/g)).toHaveLength(2);
     });
+
+    it("also redacts rows refused before the person was resolved: cell count, operation and typed cells", async () => {
+      await s.api("POST", "/v1/ingest", {
+        records: [{ type: "profile", identity: { Email: "early@x.io" }, properties: { Tags: ["a"] } }],
+      });
+      const csv = [
+        "Email,Name,Tags.operation,Tags,Score<number>",
+        "early@x.io,Secret1,,,,extra",
+        "early@x.io,Secret2,$bogus,x,",
+        "EARLY@x.io,Secret3,$incr,x,",
+        " early@x.io ,Secret4,,,abc",
+        "kept@x.io,Kept,,,abc",
+      ].join("\n");
+      const r = await runImport(s, "profiles", `${csv}\n`);
+      expect(r.failed).toBe(5);
+      const p = await profileBy("email=early@x.io");
+      const docs = ndjson(
+        { operation: "UPSERT", user_point_id: p.id, force_replace: "yes", user_profile: { n: "Secret6" } },
+        { operation: "UPSERT", user_point_id: "0".repeat(32), force_replace: "yes", user_profile: { n: "Other" } },
+      );
+      const d = await runImport(s, "documents", docs, "application/x-ndjson");
+      expect(d.failed).toBe(2);
+      expect((await s.api("DELETE", `/v1/profiles/${p.id}`)).status).toBe(200);
+      const report = await failuresCsv(s, r.id);
+      expect(report).not.toMatch(/Secret/);
+      expect(report.match(/redacted/g)).toHaveLength(4);
+      expect(report).toContain("kept@x.io");
+      const docReport = await failuresCsv(s, d.id);
+      expect(docReport).not.toMatch(/Secret/);
+      expect(docReport).toContain("Other");
+    });
   });
 });

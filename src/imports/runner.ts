@@ -28,6 +28,7 @@ import { EventRowMapper, type MappingContext, ProfileRowMapper } from "./csv-rec
 import { failureReport } from "./failure-report.js";
 import { mapDocumentLine, mapIngestLine } from "./ndjson-records.js";
 import { ReadError, readCsv, readNdjson, type SourceRow } from "./readers.js";
+import { RowRefusal } from "./row-refusal.js";
 
 export interface RunnerOptions {
   dataDir: string;
@@ -282,6 +283,8 @@ export class ImportRunner {
         mapped.record.id = rowRecordId(row.sha256, src.row);
       return { source: src, handles: mapped.handles, record: mapped.record };
     } catch (e) {
+      // Handles read before the refusal keep the row findable when its person is deleted (SEMANTICS §10).
+      if (e instanceof RowRefusal) return { source: src, handles: e.handles, refusal: refusalOf(e.refusal) };
       return { source: src, handles: [], refusal: refusalOf(e) };
     }
   }
