@@ -205,6 +205,17 @@ describe.each(stores)("%s store", (store) => {
       expect(list.filter((e: { name: string }) => e.name === "Signed Up")).toHaveLength(1);
     });
 
+    it("applies the same bytes imported again as another kind; the same file and kind again still applies nothing", async () => {
+      const csv = "Email,evtName,ts,Amount<number>\ncross@x.io,Charged,1732000000,10\n";
+      expect(await runImport(s, "profiles", csv)).toMatchObject({ processed: 1, failed: 0 });
+      const p = await profileBy("email=cross@x.io");
+      expect(p.properties.evtName).toBe("Charged");
+      expect(await runImport(s, "events", csv)).toMatchObject({ processed: 1, failed: 0 });
+      expect(await runImport(s, "events", csv)).toMatchObject({ processed: 1, failed: 0 });
+      const list = (await s.api("GET", `/v1/profiles/${p.id}/events`)).body.events;
+      expect(list.filter((e: { name: string }) => e.name === "Charged")).toHaveLength(1);
+    });
+
     it("refuses records of the wrong type for the kind", async () => {
       const r = await runImport(
         s,

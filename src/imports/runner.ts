@@ -4,9 +4,10 @@
  *
  * Resuming: after each batch the checkpoint (last row, counts) is saved; a run that stops (shutdown, kill, another
  * worker's claim) is picked up at the checkpoint by the next worker. Rows of the batch in flight when a process died
- * are applied again, which is harmless: every row carries the record id `imp:<sha256 of the file>:<row>`, so a row
- * already applied is a `duplicate` (counted as processed, applied once). The same id makes a second upload of the
- * same file apply nothing twice.
+ * are applied again, which is harmless: every row carries the record id `imp:<record key>:<row>` (the key hashes the
+ * file's SHA-256 with the kind, format, mapping and charset: record-key.ts), so a row already applied is a
+ * `duplicate` (counted as processed, applied once). The same id makes a second upload of the same file, read the
+ * same way, apply nothing twice.
  *
  * Several processes on one PostgreSQL database each run a runner; the store's claim (a row update under an advisory
  * lock) lets exactly one of them run a given import, and a claim whose heartbeat is older than the timeout is free.
@@ -68,9 +69,14 @@ function refusalOf(e: unknown): string {
   throw e;
 }
 
-/** Record ids of imported rows (SEMANTICS §11 Idempotency). */
-export function rowRecordId(sha256: string, row: number): string {
-  return `imp:${sha256}:${row}`;
+/** Record ids of imported rows (SEMANTICS §11 Idempotency); `key` is the import's record key (record-key.ts). */
+export function rowRecordId(key: string, row: number): string {
+  return `imp:${key}:${row}`;
+}
+
+/** Imports created before the record key existed keep the file's hash, so that resuming one stays idempotent. */
+function keyOf(row: ImportRow): string {
+  return row.options.recordKey ?? row.sha256;
 }
 
 class Stopped extends Error {}
@@ -280,7 +286,7 @@ export class ImportRunner {
           : mapIngestLine(src.data as string, row.kind === "events" ? "events" : "profiles");
       // The row's record id, unless an NDJSON record brought its own (SEMANTICS §11 Idempotency).
       if (mapped.record.id === undefined || mapped.record.id === null)
-        mapped.record.id = rowRecordId(row.sha256, src.row);
+        mapped.record.id = rowRecordId(keyOf(row), src.row);
       return { source: src, handles: mapped.handles, record: mapped.record };
     } catch (e) {
       // Handles read before the refusal keep the row findable when its person is deleted (SEMANTICS §10).
@@ -314,7 +320,7 @@ export class ImportRunner {
           }
           line = { ...line, identifier: { kind: "userPoint", profileId } };
         }
-        lines.push({ index: i, line, id: rowRecordId(row.sha256, r.source.row) });
+        lines.push({ index: i, line, id: rowRecordId(keyOf(row), r.source.row) });
       }
       if (lines.length > 0) {
         const outcome = await applyDocumentLines(this.portrait, account, lines);
