@@ -56,6 +56,20 @@ export function handleOf(kind: string, raw: string): ImportHandle {
   return { kind, value: raw.trim() };
 }
 
+/**
+ * Sets an own property whatever the key is called. A plain assignment of `__proto__` would change the object's
+ * prototype (and, for a string, do nothing): the cell vanished and the row counted as processed. As an own key it
+ * reaches the record parser exactly as JSON.parse hands it over from NDJSON or the live API, and is refused there
+ * with the same INVALID_KEY.
+ */
+function setProperty(properties: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === "__proto__") {
+    Object.defineProperty(properties, key, { value, enumerable: true, writable: true, configurable: true });
+  } else {
+    properties[key] = value;
+  }
+}
+
 abstract class CsvRowMapper {
   protected readonly columns: Column[];
   protected readonly handles: Array<{ column: Column; kind: HandleColumn }>;
@@ -169,7 +183,7 @@ export class ProfileRowMapper extends CsvRowMapper {
       } else if (cell !== "") {
         value = cellValue(cell, type, column, ctx.timezone);
       }
-      if (value !== undefined) properties[key] = value;
+      if (value !== undefined) setProperty(properties, key, value);
     }
     // `<key>.operation` columns without a value column: only `$delete` makes sense there.
     for (const [key, opColumn] of this.operations) {
@@ -177,7 +191,7 @@ export class ProfileRowMapper extends CsvRowMapper {
       const op = fields[opColumn.index] ?? "";
       if (op.trim() === "") continue;
       const value = operationValue(op, "", { kind: "string" }, undefined, opColumn, ctx.timezone);
-      if (value !== undefined) properties[identityKeyOf(key) ?? key] = value;
+      if (value !== undefined) setProperty(properties, identityKeyOf(key) ?? key, value);
     }
     return { type: "profile", ...handle.fields, properties };
   }
@@ -216,7 +230,7 @@ export class EventRowMapper extends CsvRowMapper {
     for (const column of this.propertyColumns) {
       const cell = fields[column.index] ?? "";
       if (cell === "") continue;
-      properties[column.key] = cellValue(cell, this.typeFor(column, scope, ctx), column, ctx.timezone);
+      setProperty(properties, column.key, cellValue(cell, this.typeFor(column, scope, ctx), column, ctx.timezone));
     }
     const record: Record<string, unknown> = { type: "event", ...handle.fields, name, properties };
     if (tsCell !== "") record.ts = /^-?\d+(?:\.\d+)?$/.test(tsCell) ? Number(tsCell) : tsCell;

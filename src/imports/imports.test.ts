@@ -150,6 +150,18 @@ describe.each(stores)("%s store", (store) => {
       expect(report[5]).toMatch(/^short@x\.io,too,few,,,.*INVALID_RECORD.*3 cells/);
     });
 
+    it("refuses a __proto__ column's cells with the live API's INVALID_KEY instead of dropping them", async () => {
+      const csv = 'Email,__proto__,constructor\nproto1@x.io,"{""polluted"":1}",c\nproto2@x.io,,c\n';
+      const r = await runImport(s, "profiles", csv);
+      expect(r).toMatchObject({ processed: 1, failed: 1 });
+      expect(await failuresCsv(s, r.id)).toMatch(/proto1@x\.io.*INVALID_KEY \(properties\.__proto__\)/);
+      expect(await profileBy("email=proto1@x.io")).toBeNull();
+      expect((await profileBy("email=proto2@x.io")).properties.constructor).toBe("c");
+      const ev = await runImport(s, "events", "Email,evtName,__proto__\nproto3@x.io,Seen,x\n");
+      expect(ev).toMatchObject({ processed: 0, failed: 1 });
+      expect(await failuresCsv(s, ev.id)).toMatch(/INVALID_KEY \(properties\.__proto__\)/);
+    });
+
     it("keeps SQL-looking and spreadsheet-formula cells as plain data", async () => {
       const hostile = [
         "'; DROP TABLE profiles; --",
