@@ -150,6 +150,17 @@ describe.each(stores)("%s store", (store) => {
       expect(report[5]).toMatch(/^short@x\.io,too,few,,,.*INVALID_RECORD.*3 cells/);
     });
 
+    it("refuses <date> cells that are not a date (0, -5, 1.5) with INVALID_DATE, and reads YYYYMMDD as a day", async () => {
+      const csv = "Email,DD<date>\ndd1@x.io,20241120\ndd2@x.io,0\ndd3@x.io,-5\ndd4@x.io,1.5\ndd5@x.io,1732000000\n";
+      const r = await runImport(s, "profiles", csv);
+      expect(r).toMatchObject({ processed: 2, failed: 3 });
+      expect((await profileBy("email=dd1@x.io")).properties.DD).toBe("2024-11-19T23:00:00.000Z");
+      expect((await profileBy("email=dd5@x.io")).properties.DD).toBe("2024-11-19T07:06:40.000Z");
+      expect(await profileBy("email=dd2@x.io")).toBeNull();
+      const report = await failuresCsv(s, r.id);
+      expect(report).toContain('dd2@x.io,0,"INVALID_DATE (DD): column ""DD<date>"" must be a date: YYYY-MM-DD');
+    });
+
     it("refuses a __proto__ column's cells with the live API's INVALID_KEY instead of dropping them", async () => {
       const csv = 'Email,__proto__,constructor\nproto1@x.io,"{""polluted"":1}",c\nproto2@x.io,,c\n';
       const r = await runImport(s, "profiles", csv);
