@@ -101,6 +101,16 @@ abstract class CsvRowMapper {
     );
   }
 
+  /** The key the column at `index` feeds, to name it in a refusal. */
+  keyOf(index: number): string | undefined {
+    return this.columns[index]?.key;
+  }
+
+  /** The handles a row names, also for a row refused before it is mapped (SEMANTICS §10 redaction). */
+  handlesOf(fields: string[]): ImportHandle[] {
+    return this.rowHandles(fields);
+  }
+
   protected rowHandles(fields: string[]): ImportHandle[] {
     const out: ImportHandle[] = [];
     for (const c of this.columns) {

@@ -449,9 +449,39 @@ describe.each(stores)("%s store", (store) => {
         Buffer.from("\nfine@x.io,Fine\n"),
       ]);
       const r = await runImport(s, "profiles", bytes);
-      expect(r.status).toBe("done");
-      expect(r.rows).toBe(3);
+      expect(r).toMatchObject({ status: "done", rows: 3, processed: 1, failed: 2 });
       expect((await profileBy("email=fine@x.io")).properties.Name).toBe("Fine");
+      expect(await profileBy("email=latin@x.io")).toBeNull();
+      expect(await failuresCsv(s, r.id)).toContain("INVALID_RECORD (Name): the row is not valid UTF-8");
+    });
+
+    it("decodes the charset the upload declares, by Content-Type or ?charset= (multipart)", async () => {
+      const latin1 = Buffer.from("Email,Name\ncs1@x.io,Caf\u00e9 \u0080\n", "latin1");
+      const r = await runImport(s, "profiles", latin1, "text/csv; charset=windows-1252");
+      expect(r).toMatchObject({ status: "done", processed: 1, failed: 0 });
+      expect((await profileBy("email=cs1@x.io")).properties.Name).toBe("Caf\u00e9 \u20ac");
+      const nd = Buffer.from(
+        `${JSON.stringify({ identity: { Email: "cs2@x.io" }, properties: { N: "\u00e9t\u00e9" } })}\n`,
+        "latin1",
+      );
+      await runImport(s, "profiles", nd, "application/x-ndjson; charset=ISO-8859-1");
+      expect((await profileBy("email=cs2@x.io")).properties.N).toBe("\u00e9t\u00e9");
+      const form = new FormData();
+      form.append(
+        "file",
+        new Blob([Buffer.from("Email,Name\ncs3@x.io,Ren\u00e9e\n", "latin1")], { type: "text/csv" }),
+        "l.csv",
+      );
+      const res = await fetch(`${s.url}/v1/imports?kind=profiles&charset=iso-8859-1`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${SECRET}` },
+        body: form,
+      });
+      expect(res.status).toBe(202);
+      await waitForImport(s, ((await res.json()) as { id: string }).id);
+      expect((await profileBy("email=cs3@x.io")).properties.Name).toBe("Ren\u00e9e");
+      const unknown = await upload(s, "profiles", "Email\n", "text/csv; charset=klingon");
+      expect(unknown).toMatchObject({ status: 415, body: { error: { code: "UNSUPPORTED_MEDIA_TYPE" } } });
     });
   });
 

@@ -24,6 +24,7 @@ import type { Account } from "../engine/types.js";
 import { applyDocumentLines, type DocumentLine } from "../pipeline/document-lines.js";
 import { type BatchFailure, MAX_BATCH, type Portrait } from "../pipeline/portrait.js";
 import type { ImportFailure, ImportHandle, ImportRow } from "../store/import-store.js";
+import { utf8From } from "./charset.js";
 import { HeaderError } from "./csv-columns.js";
 import { EventRowMapper, type MappingContext, ProfileRowMapper } from "./csv-records.js";
 import { failureReport } from "./failure-report.js";
@@ -80,6 +81,13 @@ function keyOf(row: ImportRow): string {
 }
 
 class Stopped extends Error {}
+
+/** `file` decoded from `charset`; a read error reaches the reader as it would without decoding. */
+function decoded(file: ReturnType<typeof createReadStream>, charset: string) {
+  const utf8 = utf8From(charset);
+  file.on("error", (e) => utf8.destroy(e));
+  return file.pipe(utf8);
+}
 
 export class ImportRunner {
   private readonly loops = new Map<string, Promise<void>>();
@@ -205,7 +213,9 @@ export class ImportRunner {
       timezone: account.settings.timezone,
       typeOf: (scope, key) => this.portrait.types.get(account.id, scope, key),
     };
-    const stream = createReadStream(this.filePath(row), { highWaterMark: 1 << 20 });
+    const file = createReadStream(this.filePath(row), { highWaterMark: 1 << 20 });
+    // A declared charset is decoded to UTF-8 on the way; the readers then see UTF-8 like any other file.
+    const stream = row.options.charset ? decoded(file, row.options.charset) : file;
     const source = row.format === "csv" ? readCsv(stream) : readNdjson(stream);
     let mapper: ProfileRowMapper | EventRowMapper | null = null;
     let batch: PendingRow[] = [];
@@ -265,6 +275,7 @@ export class ImportRunner {
       throw e;
     } finally {
       stream.destroy();
+      file.destroy();
     }
   }
 
@@ -274,7 +285,17 @@ export class ImportRunner {
     mapper: ProfileRowMapper | EventRowMapper | null,
     ctx: MappingContext,
   ): PendingRow {
-    if (src.problem) return { source: src, handles: [], refusal: `INVALID_RECORD: ${src.problem}` };
+    if (src.problem) {
+      // A CSV row the reader refused still names its person through its handle cells (SEMANTICS §10).
+      const cells = Array.isArray(src.data) ? src.data : null;
+      const handles = cells && mapper ? mapper.handlesOf(cells) : [];
+      const column = cells && mapper && src.problemCell !== undefined ? mapper.keyOf(src.problemCell) : undefined;
+      return {
+        source: src,
+        handles,
+        refusal: describeFailure({ code: "INVALID_RECORD", error: src.problem, field: column }),
+      };
+    }
     try {
       if (row.kind === "documents") {
         const { line, handles } = mapDocumentLine(src.data as string);
@@ -399,6 +420,7 @@ export function importView(row: ImportRow): Record<string, unknown> {
     finishedAt: iso(row.finishedAt),
     ...(row.error !== null && { error: row.error }),
     bytes: row.bytes,
-    bytesRead: row.status === "done" ? row.bytes : row.bytesRead,
+    // Bytes decoded from another charset may outnumber the file's: progress never passes the end.
+    bytesRead: row.status === "done" ? row.bytes : Math.min(row.bytesRead, row.bytes),
   };
 }
