@@ -438,8 +438,11 @@ describe.each(stores)("%s store", (store) => {
       );
       expect(r).toMatchObject({ status: "done", rows: 2, processed: 1, failed: 1 });
       expect(await failuresCsv(s, r.id)).toMatch(/longer than 1048576 bytes/);
-      const csv = `Email,Note\nbig@x.io,${"y".repeat(1_100_000)}\n`;
-      expect(await runImport(s, "profiles", csv)).toMatchObject({ status: "failed" });
+      const csv = `Email,Note\nsmall@x.io,ok\nbig@x.io,${"y".repeat(1_100_000)}\nafter@x.io,z\n`;
+      const big = await runImport(s, "profiles", csv);
+      expect(big).toMatchObject({ status: "failed", rows: 2, processed: 1, failed: 1 });
+      expect(big.error).toMatch(/^row 2 is longer than 1048576 bytes, the limit of one CSV record/);
+      expect(await failuresCsv(s, big.id)).toContain('big@x.io,,"INVALID_RECORD: the record is longer than 1048576');
     });
 
     it("stores bytes that are not UTF-8 or hold NUL as refused rows, not as a broken import", async () => {

@@ -79,8 +79,16 @@ describe("CSV reader", () => {
     ]);
   });
 
-  it("refuses a record over the size limit", async () => {
-    await expect(all(readCsv(Readable.from([`a\n${"x".repeat(100)}\n`]), 50))).rejects.toThrow(/Max Record Size/);
+  it("hands on a record over the size limit as a problem row with its first cells, then stops in plain words", async () => {
+    const seen: SourceRow[] = [];
+    await expect(async () => {
+      for await (const r of readCsv(Readable.from([`a,b\n1,2\nkeep,${"x".repeat(100)}\n3,4\n`]), 50)) seen.push(r);
+    }).rejects.toThrow(/^row 2 is longer than 50 bytes, the limit of one CSV record: .*the rows before it are applied/);
+    expect(seen.map((r) => [r.row, r.data, r.problem])).toEqual([
+      [0, ["a", "b"], undefined],
+      [1, ["1", "2"], undefined],
+      [2, ["keep"], "the record is longer than 50 bytes, the limit of one CSV record"],
+    ]);
   });
 });
 

@@ -45,6 +45,8 @@ interface PushParser {
     ): Error | undefined;
   };
   info: { bytes: number };
+  /** The cells of the record being read, complete so far (read only to report an over-long record). */
+  state?: { record?: unknown };
 }
 
 /**
@@ -80,7 +82,25 @@ export async function* readCsv(stream: Readable, maxRowBytes = MAX_ROW_BYTES): A
     }
     records.length = 0;
   };
-  const fail = (e: Error) => new ReadError(`the CSV could not be read after row ${Math.max(row - 1, 0)}: ${e.message}`);
+  const fail = (e: Error) => {
+    if ((e as { code?: string }).code === "CSV_MAX_RECORD_SIZE") return tooLong();
+    return new ReadError(`the CSV could not be read after row ${Math.max(row - 1, 0)}: ${e.message}`);
+  };
+  /**
+   * csv-parse cannot go on after a record over the limit (its skip_records_with_error drops the rest of the read
+   * it was given), and without a limit it would hold the whole record. So the import stops here, but the record is
+   * still a row of the report, with the cells read before the long one (its handle, for redaction), and the message
+   * says what happened in the product's words.
+   */
+  const tooLong = () => {
+    const cells = parser.state?.record;
+    const data = Array.isArray(cells) ? cells.filter((c): c is string => typeof c === "string") : [];
+    const problem = `the record is longer than ${maxRowBytes} bytes, the limit of one CSV record`;
+    records.push({ row: 0, data, bytesRead: parser.info.bytes, problem });
+    return new ReadError(
+      `row ${row + records.length - 1} is longer than ${maxRowBytes} bytes, the limit of one CSV record: the rows after it cannot be told apart reliably, so the import stops there (the rows before it are applied)`,
+    );
+  };
   try {
     for await (const data of stream as AsyncIterable<Buffer | string>) {
       const chunk = typeof data === "string" ? Buffer.from(data) : data;
@@ -90,8 +110,9 @@ export async function* readCsv(stream: Readable, maxRowBytes = MAX_ROW_BYTES): A
       // Parsed a slice at a time: the rows of a whole 1 MB read (≈ 12k of B4's) held at once were ≈ 5 MB of heap.
       for (let start = 0; start < chunk.length; start += PARSE_SLICE_BYTES) {
         const error = parser.api.parse(chunk.subarray(start, start + PARSE_SLICE_BYTES), false, push, close);
+        const failure = error && fail(error);
         yield* drain();
-        if (error) throw fail(error);
+        if (failure) throw failure;
       }
     }
   } catch (e) {
@@ -104,8 +125,9 @@ export async function* readCsv(stream: Readable, maxRowBytes = MAX_ROW_BYTES): A
   const last = records[records.length - 1];
   // The file ended inside a character: the last record's final bytes are not UTF-8.
   if (utf8?.cutAtEnd && last && last.problem === undefined) notUtf8(last);
+  const failure = error && fail(error);
   yield* drain();
-  if (error) throw fail(error);
+  if (failure) throw failure;
 }
 
 /** Marks a CSV row whose bytes are not UTF-8, naming the first cell where they became U+FFFD. */

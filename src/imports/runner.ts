@@ -254,6 +254,7 @@ export class ImportRunner {
     try {
       for await (const src of source) {
         if (row.format === "csv" && src.row === 0) {
+          if (src.problem) throw new HeaderError(src.problem);
           const header = (src.data as string[]).map((h) => row.options.mapping?.[h.trim()] ?? h);
           if (row.header === null) await this.store.imports.setHeader(account.id, row.id, src.data as string[]);
           mapper = row.kind === "events" ? new EventRowMapper(header) : new ProfileRowMapper(header);
