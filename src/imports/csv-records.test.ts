@@ -95,6 +95,13 @@ describe("profile rows", () => {
     expect(() => pattern.map(["a@x.io", "2024-11-20"], ctx())).toThrow(RowRefusal);
   });
 
+  it("ignores the Failure Description column of a corrected failure report uploaded again", () => {
+    const m = new ProfileRowMapper(["Email", "Name", "Failure Description"]);
+    expect(m.map(["a@x.io", "Ana", "INVALID_GENDER (…)"], ctx()).record.properties).toEqual({ Name: "Ana" });
+    const e = new EventRowMapper(["Email", "evtName", "Failure Description"]);
+    expect(e.map(["a@x.io", "Seen", "x"], ctx()).record.properties).toEqual({});
+  });
+
   it("records the row's handles for redaction", () => {
     const m = new ProfileRowMapper(["Email", "Phone", "Name"]);
     expect(m.map([" A@X.io ", "+33 6 12 34 56 78", "n"], ctx()).handles).toEqual([

@@ -32,6 +32,12 @@ export interface MappingContext {
   typeOf(scope: TypeScope, key: string): ValueType | undefined;
 }
 
+/**
+ * The column the failure report adds. A corrected report uploaded again carries it; it describes the old refusal,
+ * it is not data, so it is never a property.
+ */
+const REPORT_COLUMN = "Failure Description";
+
 /** API.md: the handle is the first of these columns present (and, per row, the first non-empty one). */
 const HANDLE_COLUMNS = ["identity", "Identity", "profileId", "Email", "Phone", "deviceId"] as const;
 type HandleColumn = (typeof HANDLE_COLUMNS)[number];
@@ -151,7 +157,7 @@ export class ProfileRowMapper extends CsvRowMapper {
   constructor(header: string[]) {
     super(header);
     for (const c of this.columns) if (c.operationOf !== undefined) this.operations.set(c.operationOf, c);
-    this.valueColumns = this.columns.filter((c) => c.operationOf === undefined);
+    this.valueColumns = this.columns.filter((c) => c.operationOf === undefined && c.header !== REPORT_COLUMN);
     // Two columns of one key (`identity` and `Identity`, `Score` and `Score<number>`): one would silently win.
     const keys = new Map<string, Column>();
     for (const c of this.valueColumns) {
@@ -222,7 +228,9 @@ export class EventRowMapper extends CsvRowMapper {
     const op = this.columns.find((c) => c.operationOf !== undefined);
     if (op) throw new HeaderError(`column ${JSON.stringify(op.header)}: operations apply to profile properties only`);
     const handleColumns = new Set(this.handles.map((h) => h.column));
-    this.propertyColumns = this.columns.filter((c) => c !== name && c !== this.ts && !handleColumns.has(c));
+    this.propertyColumns = this.columns.filter(
+      (c) => c !== name && c !== this.ts && !handleColumns.has(c) && c.header !== REPORT_COLUMN,
+    );
   }
 
   map(fields: string[], ctx: MappingContext): MappedRow {
