@@ -5,6 +5,7 @@
  * engine validate it exactly as they validate the live API.
  */
 import { PortraitError } from "../engine/errors.js";
+import { parseIso8601 } from "../engine/properties/values.js";
 import type { ValueType } from "../engine/types.js";
 import { compileDatePattern, type DatePattern, PatternError, parseWithPattern } from "./ldml-date.js";
 
@@ -115,7 +116,15 @@ export function typeForRegistered(type: ValueType | undefined): CellType {
 const NUMBER = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
 const TRUE = new Set(["true", "yes", "y", "1"]);
 const FALSE = new Set(["false", "no", "n", "0"]);
-const EPOCH_SECONDS = /^-?\d{1,12}(?:\.\d+)?$/;
+/**
+ * Epoch seconds in a `<date>` cell: a whole number of 9 to 12 digits (1973-03-03 up to the year 9999). Shorter
+ * numbers are refused, not read as 1970: `0` is an empty value written as a number, and an 8-digit one is far more
+ * likely a compact date (read below as one) than a second of 1970-72. Signs and fractions are never a date.
+ */
+const EPOCH_SECONDS = /^[1-9]\d{8,11}$/;
+/** ISO-8601's basic calendar date, `YYYYMMDD`, the usual compact date of exports. */
+const COMPACT_DATE = /^(\d{4})(\d{2})(\d{2})$/;
+const DATE_FORMS = "a date: YYYY-MM-DD, YYYYMMDD, an ISO-8601 date-time or epoch seconds (9 to 12 digits)";
 
 /**
  * A cell its type cannot read. Under a header that declares the type, the cell is malformed (INVALID_VALUE); an
@@ -138,6 +147,30 @@ function refuse(column: Column, expected: string, cell: string, registered: stri
   );
 }
 
+/** A date cell refused as /v1/ingest refuses a malformed date (INVALID_DATE), naming the column. */
+function refuseDate(column: Column, expected: string, cell: string): never {
+  const shown = cell.length > 60 ? `${JSON.stringify(cell.slice(0, 60))}…` : JSON.stringify(cell);
+  throw new PortraitError(
+    "INVALID_DATE",
+    `column ${JSON.stringify(column.header)} must be ${expected}, got ${shown}`,
+    column.key,
+  );
+}
+
+/**
+ * A `<date>` cell (or an untyped cell of a date key). Checked here so that a refusal names the column rather than
+ * the `$date` the user never wrote; valid text still goes to the engine as `{"$date"}`, which keeps date-only
+ * values whole days (and DOB a calendar date).
+ */
+function dateCell(cell: string, column: Column, timezone: string): unknown {
+  const text = cell.trim();
+  if (EPOCH_SECONDS.test(text)) return `$D_${text}`;
+  const compact = COMPACT_DATE.exec(text);
+  const iso = compact ? `${compact[1]}-${compact[2]}-${compact[3]}` : text;
+  if (parseIso8601(iso, timezone) === null) return refuseDate(column, DATE_FORMS, cell);
+  return { $date: iso };
+}
+
 /** A non-empty cell as the JSON value of a plain set. */
 export function cellValue(cell: string, type: CellType, column: Column, timezone: string): unknown {
   switch (type.kind) {
@@ -154,15 +187,11 @@ export function cellValue(cell: string, type: CellType, column: Column, timezone
       if (FALSE.has(text)) return false;
       return refuse(column, "a boolean (true/false, yes/no, 1/0)", cell, "boolean");
     }
-    case "date": {
-      const text = cell.trim();
-      // DOB-style calendar dates stay text: the engine reads YYYY-MM-DD for DOB and as a day elsewhere.
-      if (EPOCH_SECONDS.test(text)) return `$D_${text}`;
-      return { $date: text };
-    }
+    case "date":
+      return dateCell(cell, column, timezone);
     case "pattern": {
       const ms = parseWithPattern(cell, type.pattern, timezone);
-      if (ms === null) return refuse(column, `a date like ${JSON.stringify(type.pattern.source)}`, cell, "date");
+      if (ms === null) return refuseDate(column, `a date like ${JSON.stringify(type.pattern.source)}`, cell);
       return `$D_${Math.floor(ms / 1000)}`;
     }
     case "multi":

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { HeaderError, parseHeader } from "./csv-columns.js";
 import { EventRowMapper, type MappingContext, ProfileRowMapper } from "./csv-records.js";
+import { RowRefusal } from "./row-refusal.js";
 
 const ctx = (types: Record<string, string> = {}): MappingContext => ({
   timezone: "UTC",
@@ -73,6 +74,32 @@ describe("profile rows", () => {
     );
     expect(() => m.map(["a@x.io", "", "", "t", "$frobnicate", "", ""], ctx())).toThrow(/one of \$add/);
     expect(() => m.map(["a@x.io", "1"], ctx())).toThrow(/2 cells but the header has 7/);
+  });
+
+  it("reads <date> cells as ISO-8601, compact YYYYMMDD or epoch seconds of 9-12 digits, and refuses the rest", () => {
+    const m = new ProfileRowMapper(["Email", "DD<date>"]);
+    const read = (cell: string) => m.map(["a@x.io", cell], ctx()).record.properties;
+    expect(read("2024-11-20")).toEqual({ DD: { $date: "2024-11-20" } });
+    expect(read("20241120")).toEqual({ DD: { $date: "2024-11-20" } });
+    expect(read("2024-11-20T10:00:00Z")).toEqual({ DD: { $date: "2024-11-20T10:00:00Z" } });
+    expect(read("1732000000")).toEqual({ DD: "$D_1732000000" });
+    for (const bad of ["0", "-5", "1.5", "20241320", "1732000000000", "soon"]) {
+      expect(() => read(bad), bad).toThrow(/^column "DD<date>" must be a date: YYYY-MM-DD/);
+      try {
+        read(bad);
+      } catch (e) {
+        expect((e as RowRefusal).refusal).toMatchObject({ code: "INVALID_DATE", field: "DD" });
+      }
+    }
+    const pattern = new ProfileRowMapper(["Email", "Born<dd/MM/yyyy>"]);
+    expect(() => pattern.map(["a@x.io", "2024-11-20"], ctx())).toThrow(RowRefusal);
+  });
+
+  it("ignores the Failure Description column of a corrected failure report uploaded again", () => {
+    const m = new ProfileRowMapper(["Email", "Name", "Failure Description"]);
+    expect(m.map(["a@x.io", "Ana", "INVALID_GENDER (…)"], ctx()).record.properties).toEqual({ Name: "Ana" });
+    const e = new EventRowMapper(["Email", "evtName", "Failure Description"]);
+    expect(e.map(["a@x.io", "Seen", "x"], ctx()).record.properties).toEqual({});
   });
 
   it("records the row's handles for redaction", () => {

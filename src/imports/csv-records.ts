@@ -18,6 +18,7 @@ import {
   parseHeader,
   typeForRegistered,
 } from "./csv-columns.js";
+import { refusingWith } from "./row-refusal.js";
 
 /** What a row becomes: the record for the pipeline, and the handles it named (for redaction on delete). */
 export interface MappedRow {
@@ -30,6 +31,12 @@ export interface MappingContext {
   /** The registered type of a key (profile properties, or an event's properties), if any. */
   typeOf(scope: TypeScope, key: string): ValueType | undefined;
 }
+
+/**
+ * The column the failure report adds. A corrected report uploaded again carries it; it describes the old refusal,
+ * it is not data, so it is never a property.
+ */
+const REPORT_COLUMN = "Failure Description";
 
 /** API.md: the handle is the first of these columns present (and, per row, the first non-empty one). */
 const HANDLE_COLUMNS = ["identity", "Identity", "profileId", "Email", "Phone", "deviceId"] as const;
@@ -53,6 +60,20 @@ export function handleOf(kind: string, raw: string): ImportHandle {
     }
   }
   return { kind, value: raw.trim() };
+}
+
+/**
+ * Sets an own property whatever the key is called. A plain assignment of `__proto__` would change the object's
+ * prototype (and, for a string, do nothing): the cell vanished and the row counted as processed. As an own key it
+ * reaches the record parser exactly as JSON.parse hands it over from NDJSON or the live API, and is refused there
+ * with the same INVALID_KEY.
+ */
+function setProperty(properties: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === "__proto__") {
+    Object.defineProperty(properties, key, { value, enumerable: true, writable: true, configurable: true });
+  } else {
+    properties[key] = value;
+  }
 }
 
 abstract class CsvRowMapper {
@@ -84,6 +105,16 @@ abstract class CsvRowMapper {
       "MISSING_HANDLE",
       `the row has no handle: ${this.handles.map((h) => h.column.header).join(", ")} ${this.handles.length > 1 ? "are all" : "is"} empty`,
     );
+  }
+
+  /** The key the column at `index` feeds, to name it in a refusal. */
+  keyOf(index: number): string | undefined {
+    return this.columns[index]?.key;
+  }
+
+  /** The handles a row names, also for a row refused before it is mapped (SEMANTICS §10 redaction). */
+  handlesOf(fields: string[]): ImportHandle[] {
+    return this.rowHandles(fields);
   }
 
   protected rowHandles(fields: string[]): ImportHandle[] {
@@ -126,7 +157,7 @@ export class ProfileRowMapper extends CsvRowMapper {
   constructor(header: string[]) {
     super(header);
     for (const c of this.columns) if (c.operationOf !== undefined) this.operations.set(c.operationOf, c);
-    this.valueColumns = this.columns.filter((c) => c.operationOf === undefined);
+    this.valueColumns = this.columns.filter((c) => c.operationOf === undefined && c.header !== REPORT_COLUMN);
     // Two columns of one key (`identity` and `Identity`, `Score` and `Score<number>`): one would silently win.
     const keys = new Map<string, Column>();
     for (const c of this.valueColumns) {
@@ -143,6 +174,10 @@ export class ProfileRowMapper extends CsvRowMapper {
 
   map(fields: string[], ctx: MappingContext): MappedRow {
     const handles = this.rowHandles(fields);
+    return refusingWith(handles, () => ({ record: this.profileRecord(fields, ctx), handles }));
+  }
+
+  private profileRecord(fields: string[], ctx: MappingContext): Record<string, unknown> {
     this.checkWidth(fields);
     const handle = this.handle(fields);
     const properties: Record<string, unknown> = {};
@@ -164,7 +199,7 @@ export class ProfileRowMapper extends CsvRowMapper {
       } else if (cell !== "") {
         value = cellValue(cell, type, column, ctx.timezone);
       }
-      if (value !== undefined) properties[key] = value;
+      if (value !== undefined) setProperty(properties, key, value);
     }
     // `<key>.operation` columns without a value column: only `$delete` makes sense there.
     for (const [key, opColumn] of this.operations) {
@@ -172,9 +207,9 @@ export class ProfileRowMapper extends CsvRowMapper {
       const op = fields[opColumn.index] ?? "";
       if (op.trim() === "") continue;
       const value = operationValue(op, "", { kind: "string" }, undefined, opColumn, ctx.timezone);
-      if (value !== undefined) properties[identityKeyOf(key) ?? key] = value;
+      if (value !== undefined) setProperty(properties, identityKeyOf(key) ?? key, value);
     }
-    return { record: { type: "profile", ...handle.fields, properties }, handles };
+    return { type: "profile", ...handle.fields, properties };
   }
 }
 
@@ -193,11 +228,17 @@ export class EventRowMapper extends CsvRowMapper {
     const op = this.columns.find((c) => c.operationOf !== undefined);
     if (op) throw new HeaderError(`column ${JSON.stringify(op.header)}: operations apply to profile properties only`);
     const handleColumns = new Set(this.handles.map((h) => h.column));
-    this.propertyColumns = this.columns.filter((c) => c !== name && c !== this.ts && !handleColumns.has(c));
+    this.propertyColumns = this.columns.filter(
+      (c) => c !== name && c !== this.ts && !handleColumns.has(c) && c.header !== REPORT_COLUMN,
+    );
   }
 
   map(fields: string[], ctx: MappingContext): MappedRow {
     const handles = this.rowHandles(fields);
+    return refusingWith(handles, () => ({ record: this.eventRecord(fields, ctx), handles }));
+  }
+
+  private eventRecord(fields: string[], ctx: MappingContext): Record<string, unknown> {
     this.checkWidth(fields);
     const handle = this.handle(fields);
     const name = fields[this.name.index] ?? "";
@@ -207,10 +248,10 @@ export class EventRowMapper extends CsvRowMapper {
     for (const column of this.propertyColumns) {
       const cell = fields[column.index] ?? "";
       if (cell === "") continue;
-      properties[column.key] = cellValue(cell, this.typeFor(column, scope, ctx), column, ctx.timezone);
+      setProperty(properties, column.key, cellValue(cell, this.typeFor(column, scope, ctx), column, ctx.timezone));
     }
     const record: Record<string, unknown> = { type: "event", ...handle.fields, name, properties };
     if (tsCell !== "") record.ts = /^-?\d+(?:\.\d+)?$/.test(tsCell) ? Number(tsCell) : tsCell;
-    return { record, handles };
+    return record;
   }
 }

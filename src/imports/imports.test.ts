@@ -150,6 +150,29 @@ describe.each(stores)("%s store", (store) => {
       expect(report[5]).toMatch(/^short@x\.io,too,few,,,.*INVALID_RECORD.*3 cells/);
     });
 
+    it("refuses <date> cells that are not a date (0, -5, 1.5) with INVALID_DATE, and reads YYYYMMDD as a day", async () => {
+      const csv = "Email,DD<date>\ndd1@x.io,20241120\ndd2@x.io,0\ndd3@x.io,-5\ndd4@x.io,1.5\ndd5@x.io,1732000000\n";
+      const r = await runImport(s, "profiles", csv);
+      expect(r).toMatchObject({ processed: 2, failed: 3 });
+      expect((await profileBy("email=dd1@x.io")).properties.DD).toBe("2024-11-19T23:00:00.000Z");
+      expect((await profileBy("email=dd5@x.io")).properties.DD).toBe("2024-11-19T07:06:40.000Z");
+      expect(await profileBy("email=dd2@x.io")).toBeNull();
+      const report = await failuresCsv(s, r.id);
+      expect(report).toContain('dd2@x.io,0,"INVALID_DATE (DD): column ""DD<date>"" must be a date: YYYY-MM-DD');
+    });
+
+    it("refuses a __proto__ column's cells with the live API's INVALID_KEY instead of dropping them", async () => {
+      const csv = 'Email,__proto__,constructor\nproto1@x.io,"{""polluted"":1}",c\nproto2@x.io,,c\n';
+      const r = await runImport(s, "profiles", csv);
+      expect(r).toMatchObject({ processed: 1, failed: 1 });
+      expect(await failuresCsv(s, r.id)).toMatch(/proto1@x\.io.*INVALID_KEY \(properties\.__proto__\)/);
+      expect(await profileBy("email=proto1@x.io")).toBeNull();
+      expect((await profileBy("email=proto2@x.io")).properties.constructor).toBe("c");
+      const ev = await runImport(s, "events", "Email,evtName,__proto__\nproto3@x.io,Seen,x\n");
+      expect(ev).toMatchObject({ processed: 0, failed: 1 });
+      expect(await failuresCsv(s, ev.id)).toMatch(/INVALID_KEY \(properties\.__proto__\)/);
+    });
+
     it("keeps SQL-looking and spreadsheet-formula cells as plain data", async () => {
       const hostile = [
         "'; DROP TABLE profiles; --",
@@ -203,6 +226,17 @@ describe.each(stores)("%s store", (store) => {
       const p = await profileBy("email=nd@x.io");
       const list = (await s.api("GET", `/v1/profiles/${p.id}/events`)).body.events;
       expect(list.filter((e: { name: string }) => e.name === "Signed Up")).toHaveLength(1);
+    });
+
+    it("applies the same bytes imported again as another kind; the same file and kind again still applies nothing", async () => {
+      const csv = "Email,evtName,ts,Amount<number>\ncross@x.io,Charged,1732000000,10\n";
+      expect(await runImport(s, "profiles", csv)).toMatchObject({ processed: 1, failed: 0 });
+      const p = await profileBy("email=cross@x.io");
+      expect(p.properties.evtName).toBe("Charged");
+      expect(await runImport(s, "events", csv)).toMatchObject({ processed: 1, failed: 0 });
+      expect(await runImport(s, "events", csv)).toMatchObject({ processed: 1, failed: 0 });
+      const list = (await s.api("GET", `/v1/profiles/${p.id}/events`)).body.events;
+      expect(list.filter((e: { name: string }) => e.name === "Charged")).toHaveLength(1);
     });
 
     it("refuses records of the wrong type for the kind", async () => {
@@ -404,8 +438,11 @@ describe.each(stores)("%s store", (store) => {
       );
       expect(r).toMatchObject({ status: "done", rows: 2, processed: 1, failed: 1 });
       expect(await failuresCsv(s, r.id)).toMatch(/longer than 1048576 bytes/);
-      const csv = `Email,Note\nbig@x.io,${"y".repeat(1_100_000)}\n`;
-      expect(await runImport(s, "profiles", csv)).toMatchObject({ status: "failed" });
+      const csv = `Email,Note\nsmall@x.io,ok\nbig@x.io,${"y".repeat(1_100_000)}\nafter@x.io,z\n`;
+      const big = await runImport(s, "profiles", csv);
+      expect(big).toMatchObject({ status: "failed", rows: 2, processed: 1, failed: 1 });
+      expect(big.error).toMatch(/^row 2 is longer than 1048576 bytes, the limit of one CSV record/);
+      expect(await failuresCsv(s, big.id)).toContain('big@x.io,,"INVALID_RECORD: the record is longer than 1048576');
     });
 
     it("stores bytes that are not UTF-8 or hold NUL as refused rows, not as a broken import", async () => {
@@ -415,9 +452,39 @@ describe.each(stores)("%s store", (store) => {
         Buffer.from("\nfine@x.io,Fine\n"),
       ]);
       const r = await runImport(s, "profiles", bytes);
-      expect(r.status).toBe("done");
-      expect(r.rows).toBe(3);
+      expect(r).toMatchObject({ status: "done", rows: 3, processed: 1, failed: 2 });
       expect((await profileBy("email=fine@x.io")).properties.Name).toBe("Fine");
+      expect(await profileBy("email=latin@x.io")).toBeNull();
+      expect(await failuresCsv(s, r.id)).toContain("INVALID_RECORD (Name): the row is not valid UTF-8");
+    });
+
+    it("decodes the charset the upload declares, by Content-Type or ?charset= (multipart)", async () => {
+      const latin1 = Buffer.from("Email,Name\ncs1@x.io,Caf\u00e9 \u0080\n", "latin1");
+      const r = await runImport(s, "profiles", latin1, "text/csv; charset=windows-1252");
+      expect(r).toMatchObject({ status: "done", processed: 1, failed: 0 });
+      expect((await profileBy("email=cs1@x.io")).properties.Name).toBe("Caf\u00e9 \u20ac");
+      const nd = Buffer.from(
+        `${JSON.stringify({ identity: { Email: "cs2@x.io" }, properties: { N: "\u00e9t\u00e9" } })}\n`,
+        "latin1",
+      );
+      await runImport(s, "profiles", nd, "application/x-ndjson; charset=ISO-8859-1");
+      expect((await profileBy("email=cs2@x.io")).properties.N).toBe("\u00e9t\u00e9");
+      const form = new FormData();
+      form.append(
+        "file",
+        new Blob([Buffer.from("Email,Name\ncs3@x.io,Ren\u00e9e\n", "latin1")], { type: "text/csv" }),
+        "l.csv",
+      );
+      const res = await fetch(`${s.url}/v1/imports?kind=profiles&charset=iso-8859-1`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${SECRET}` },
+        body: form,
+      });
+      expect(res.status).toBe(202);
+      await waitForImport(s, ((await res.json()) as { id: string }).id);
+      expect((await profileBy("email=cs3@x.io")).properties.Name).toBe("Ren\u00e9e");
+      const unknown = await upload(s, "profiles", "Email\n", "text/csv; charset=klingon");
+      expect(unknown).toMatchObject({ status: 415, body: { error: { code: "UNSUPPORTED_MEDIA_TYPE" } } });
     });
   });
 
@@ -435,6 +502,37 @@ describe.each(stores)("%s store", (store) => {
       expect(report).not.toContain("+33612345670");
       expect(report).toContain("stays@x.io");
       expect(report.match(/redacted/g)).toHaveLength(2);
+    });
+
+    it("also redacts rows refused before the person was resolved: cell count, operation and typed cells", async () => {
+      await s.api("POST", "/v1/ingest", {
+        records: [{ type: "profile", identity: { Email: "early@x.io" }, properties: { Tags: ["a"] } }],
+      });
+      const csv = [
+        "Email,Name,Tags.operation,Tags,Score<number>",
+        "early@x.io,Secret1,,,,extra",
+        "early@x.io,Secret2,$bogus,x,",
+        "EARLY@x.io,Secret3,$incr,x,",
+        " early@x.io ,Secret4,,,abc",
+        "kept@x.io,Kept,,,abc",
+      ].join("\n");
+      const r = await runImport(s, "profiles", `${csv}\n`);
+      expect(r.failed).toBe(5);
+      const p = await profileBy("email=early@x.io");
+      const docs = ndjson(
+        { operation: "UPSERT", user_point_id: p.id, force_replace: "yes", user_profile: { n: "Secret6" } },
+        { operation: "UPSERT", user_point_id: "0".repeat(32), force_replace: "yes", user_profile: { n: "Other" } },
+      );
+      const d = await runImport(s, "documents", docs, "application/x-ndjson");
+      expect(d.failed).toBe(2);
+      expect((await s.api("DELETE", `/v1/profiles/${p.id}`)).status).toBe(200);
+      const report = await failuresCsv(s, r.id);
+      expect(report).not.toMatch(/Secret/);
+      expect(report.match(/redacted/g)).toHaveLength(4);
+      expect(report).toContain("kept@x.io");
+      const docReport = await failuresCsv(s, d.id);
+      expect(docReport).not.toMatch(/Secret/);
+      expect(docReport).toContain("Other");
     });
   });
 });

@@ -11,6 +11,7 @@ import type { DocumentLine } from "../pipeline/document-lines.js";
 import { MAX_DOCUMENT_BYTES } from "../pipeline/documents.js";
 import type { ImportHandle } from "../store/import-store.js";
 import { handleOf, type MappedRow } from "./csv-records.js";
+import { refusingWith } from "./row-refusal.js";
 
 function parseLine(line: string): Record<string, unknown> {
   let value: unknown;
@@ -32,15 +33,17 @@ const TYPES_OF: Record<"profiles" | "events", readonly string[]> = {
 export function mapIngestLine(line: string, kind: "profiles" | "events"): MappedRow {
   const record = parseLine(line);
   const handles = recordHandles(record);
-  if (record.type === undefined) record.type = kind === "profiles" ? "profile" : "event";
-  if (typeof record.type !== "string" || !TYPES_OF[kind].includes(record.type)) {
-    throw new PortraitError(
-      "INVALID_RECORD",
-      `a ${kind} import takes records of type ${TYPES_OF[kind].join(", ")}, got ${show(record.type)}`,
-      "type",
-    );
-  }
-  return { record, handles };
+  return refusingWith(handles, () => {
+    if (record.type === undefined) record.type = kind === "profiles" ? "profile" : "event";
+    if (typeof record.type !== "string" || !TYPES_OF[kind].includes(record.type)) {
+      throw new PortraitError(
+        "INVALID_RECORD",
+        `a ${kind} import takes records of type ${TYPES_OF[kind].join(", ")}, got ${show(record.type)}`,
+        "type",
+      );
+    }
+    return { record, handles };
+  });
 }
 
 function recordHandles(record: Record<string, unknown>): ImportHandle[] {
@@ -72,8 +75,12 @@ function idField(v: unknown, field: string): string {
 /** A mediarithmics profile-document line (SEMANTICS §8, API.md Compartment documents). */
 export function mapDocumentLine(line: string): { line: DocumentLine; handles: ImportHandle[] } {
   const input = parseLine(line);
-  assertStorableText(input);
+  // Filled as the identifier is read: a line refused after that point is still found by its person's deletion.
   const handles: ImportHandle[] = [];
+  return refusingWith(handles, () => ({ line: documentLine(input, handles), handles }));
+}
+
+function documentLine(input: Record<string, unknown>, handles: ImportHandle[]): DocumentLine {
   const operation = input.operation;
   if (operation !== "UPSERT" && operation !== "DELETE") {
     throw new PortraitError(
@@ -118,6 +125,8 @@ export function mapDocumentLine(line: string): { line: DocumentLine; handles: Im
     identifier = { kind: "userPoint", profileId };
     handles.push({ kind: "profileId", value: profileId });
   }
+  // Checked once the identifier is known, so that a line refused for its text is still tied to its person.
+  assertStorableText(input);
   for (const flag of ["force_replace", "merge_objects"] as const) {
     if (input[flag] !== undefined && typeof input[flag] !== "boolean") {
       throw new PortraitError("INVALID_VALUE", `${flag} must be true or false, got ${show(input[flag])}`, flag);
@@ -142,8 +151,5 @@ export function mapDocumentLine(line: string): { line: DocumentLine; handles: Im
         : input.merge_objects === true
           ? "deep"
           : "shallow";
-  return {
-    line: { compartmentId, identifier, mode, body: (isPlainObject(body) ? body : {}) as { [key: string]: JsonValue } },
-    handles,
-  };
+  return { compartmentId, identifier, mode, body: (isPlainObject(body) ? body : {}) as { [key: string]: JsonValue } };
 }

@@ -51,8 +51,44 @@ describe("CSV reader", () => {
     expect(new Set(rows.map((r) => r.bytesRead)).size).toBeGreaterThanOrEqual(30);
   });
 
-  it("refuses a record over the size limit", async () => {
-    await expect(all(readCsv(Readable.from([`a\n${"x".repeat(100)}\n`]), 50))).rejects.toThrow(/Max Record Size/);
+  it("marks the rows holding bytes that are not UTF-8, naming the cell, whatever the chunking; valid text passes", async () => {
+    const bytes = Buffer.concat([
+      Buffer.from("Email,Name\nok@x.io,Caf\u00e9 \uFFFD\nbad@x.io,Caf"),
+      Buffer.from([0xe9]),
+      Buffer.from('\nok2@x.io,"\u00fc\n\u20ac"\nbad2@x.io,\u00fc'),
+      Buffer.from([0xc3]),
+    ]);
+    for (const size of [1, 2, 3, 7, 1000]) {
+      const rows = await all(readCsv(chunked(bytes, size)));
+      expect(
+        rows.map((r) => [r.problem === undefined ? "ok" : r.problem.slice(0, 26), r.problemCell]),
+        `chunks of ${size}`,
+      ).toEqual([
+        ["ok", undefined],
+        ["ok", undefined],
+        ["the row is not valid UTF-8", 1],
+        ["ok", undefined],
+        ["the row is not valid UTF-8", 1],
+      ]);
+    }
+    // A UTF-16 file is decoded by its BOM, not judged as UTF-8.
+    const utf16 = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from("a,b\n\u00e9,2\n", "utf16le")]);
+    expect((await all(readCsv(chunked(utf16, 5)))).map((r) => [r.data, r.problem])).toEqual([
+      [["a", "b"], undefined],
+      [["\u00e9", "2"], undefined],
+    ]);
+  });
+
+  it("hands on a record over the size limit as a problem row with its first cells, then stops in plain words", async () => {
+    const seen: SourceRow[] = [];
+    await expect(async () => {
+      for await (const r of readCsv(Readable.from([`a,b\n1,2\nkeep,${"x".repeat(100)}\n3,4\n`]), 50)) seen.push(r);
+    }).rejects.toThrow(/^row 2 is longer than 50 bytes, the limit of one CSV record: .*the rows before it are applied/);
+    expect(seen.map((r) => [r.row, r.data, r.problem])).toEqual([
+      [0, ["a", "b"], undefined],
+      [1, ["1", "2"], undefined],
+      [2, ["keep"], "the record is longer than 50 bytes, the limit of one CSV record"],
+    ]);
   });
 });
 
@@ -65,6 +101,14 @@ describe("NDJSON reader", () => {
       [5, '{"c":3}'],
     ]);
     expect(rows.at(-1)?.bytesRead).toBe(Buffer.byteLength('\uFEFF{"a":1}\r\n\n  \n{"b":"é"}\n{"c":3}'));
+  });
+
+  it("marks a line that is not UTF-8", async () => {
+    const bytes = Buffer.concat([Buffer.from('{"a":"\u00e9"}\n{"a":"'), Buffer.from([0xe9]), Buffer.from('"}\n')]);
+    expect((await all(readNdjson(chunked(bytes, 4)))).map((r) => r.problem?.slice(0, 27))).toEqual([
+      undefined,
+      "the line is not valid UTF-8",
+    ]);
   });
 
   it("reports an over-long line as a problem row, keeping its start, and goes on", async () => {

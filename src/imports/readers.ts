@@ -7,8 +7,11 @@
  * record over the limit, a failing disk) is a ReadError: the import stops there, `failed`, with the rows before it
  * applied (SEMANTICS §11 Imports).
  */
+
+import { isUtf8 } from "node:buffer";
 import type { Readable } from "node:stream";
 import { Parser } from "csv-parse";
+import { Utf8Records } from "./utf8-check.js";
 
 export interface SourceRow {
   /** 1-based data row (CSV: after the header; NDJSON: the line number). */
@@ -17,8 +20,10 @@ export interface SourceRow {
   data: string[] | string;
   /** Bytes of the file consumed when the row was read (approximate for CSV: the parser reads ahead). */
   bytesRead: number;
-  /** Set when the reader could delimit the row but it is unusable (an over-long line). */
+  /** Set when the reader could delimit the row but it is unusable (an over-long line, bytes that are not UTF-8). */
   problem?: string;
+  /** CSV: the index of the cell the problem is in, when one is. */
+  problemCell?: number;
 }
 
 export class ReadError extends Error {}
@@ -40,6 +45,8 @@ interface PushParser {
     ): Error | undefined;
   };
   info: { bytes: number };
+  /** The cells of the record being read, complete so far (read only to report an over-long record). */
+  state?: { record?: unknown };
 }
 
 /**
@@ -55,24 +62,57 @@ export async function* readCsv(stream: Readable, maxRowBytes = MAX_ROW_BYTES): A
     max_record_size: maxRowBytes,
   }) as unknown as PushParser;
   let row = 0;
-  const records: string[][] = [];
+  const records: SourceRow[] = [];
+  // Null for a UTF-16 file (csv-parse decodes it by its BOM): its bytes are not meant to be UTF-8.
+  let utf8: Utf8Records | null = new Utf8Records();
+  let offset = 0;
+  let recordStart = 0;
   const push = (record: string[]) => {
-    records.push(record);
+    const end = parser.info.bytes;
+    const source: SourceRow = { row: 0, data: record, bytesRead: end };
+    if (utf8?.invalid(recordStart, end)) notUtf8(source);
+    recordStart = end;
+    records.push(source);
   };
   const close = () => undefined;
   const drain = function* (): Generator<SourceRow> {
-    for (const record of records) yield { row: row++, data: record, bytesRead: parser.info.bytes };
+    for (const record of records) {
+      record.row = row++;
+      yield record;
+    }
     records.length = 0;
   };
-  const fail = (e: Error) => new ReadError(`the CSV could not be read after row ${Math.max(row - 1, 0)}: ${e.message}`);
+  const fail = (e: Error) => {
+    if ((e as { code?: string }).code === "CSV_MAX_RECORD_SIZE") return tooLong();
+    return new ReadError(`the CSV could not be read after row ${Math.max(row - 1, 0)}: ${e.message}`);
+  };
+  /**
+   * csv-parse cannot go on after a record over the limit (its skip_records_with_error drops the rest of the read
+   * it was given), and without a limit it would hold the whole record. So the import stops here, but the record is
+   * still a row of the report, with the cells read before the long one (its handle, for redaction), and the message
+   * says what happened in the product's words.
+   */
+  const tooLong = () => {
+    const cells = parser.state?.record;
+    const data = Array.isArray(cells) ? cells.filter((c): c is string => typeof c === "string") : [];
+    const problem = `the record is longer than ${maxRowBytes} bytes, the limit of one CSV record`;
+    records.push({ row: 0, data, bytesRead: parser.info.bytes, problem });
+    return new ReadError(
+      `row ${row + records.length - 1} is longer than ${maxRowBytes} bytes, the limit of one CSV record: the rows after it cannot be told apart reliably, so the import stops there (the rows before it are applied)`,
+    );
+  };
   try {
     for await (const data of stream as AsyncIterable<Buffer | string>) {
       const chunk = typeof data === "string" ? Buffer.from(data) : data;
+      if (offset === 0 && chunk[0] === 0xff && chunk[1] === 0xfe) utf8 = null;
+      utf8?.read(chunk, offset);
+      offset += chunk.length;
       // Parsed a slice at a time: the rows of a whole 1 MB read (≈ 12k of B4's) held at once were ≈ 5 MB of heap.
       for (let start = 0; start < chunk.length; start += PARSE_SLICE_BYTES) {
         const error = parser.api.parse(chunk.subarray(start, start + PARSE_SLICE_BYTES), false, push, close);
+        const failure = error && fail(error);
         yield* drain();
-        if (error) throw fail(error);
+        if (failure) throw failure;
       }
     }
   } catch (e) {
@@ -82,11 +122,25 @@ export async function* readCsv(stream: Readable, maxRowBytes = MAX_ROW_BYTES): A
     stream.destroy();
   }
   const error = parser.api.parse(undefined, true, push, close);
+  const last = records[records.length - 1];
+  // The file ended inside a character: the last record's final bytes are not UTF-8.
+  if (utf8?.cutAtEnd && last && last.problem === undefined) notUtf8(last);
+  const failure = error && fail(error);
   yield* drain();
-  if (error) throw fail(error);
+  if (failure) throw failure;
+}
+
+/** Marks a CSV row whose bytes are not UTF-8, naming the first cell where they became U+FFFD. */
+function notUtf8(source: SourceRow): void {
+  source.problem =
+    "the row is not valid UTF-8: declare the file's charset (Content-Type: text/csv; charset=windows-1252, or ?charset=)";
+  const cell = (source.data as string[]).findIndex((c) => c.includes("\uFFFD"));
+  if (cell >= 0) source.problemCell = cell;
 }
 
 const NEWLINE = 0x0a;
+const NOT_UTF8_LINE =
+  "the line is not valid UTF-8: declare the file's charset (Content-Type: application/x-ndjson; charset=windows-1252, or ?charset=)";
 
 /** NDJSON: one row per non-blank line; a line over the limit is skipped to its end and reported as a problem. */
 export async function* readNdjson(stream: Readable, maxRowBytes = MAX_ROW_BYTES): AsyncGenerator<SourceRow> {
@@ -104,12 +158,15 @@ export async function* readNdjson(stream: Readable, maxRowBytes = MAX_ROW_BYTES)
       tooLong = false;
       return { row: line, data: `${head}…`, bytesRead, problem: `the line is longer than ${maxRowBytes} bytes` };
     }
-    let text = Buffer.concat(pending, pendingBytes).toString("utf8");
+    const bytes = Buffer.concat(pending, pendingBytes);
+    let text = bytes.toString("utf8");
     pending = [];
     pendingBytes = 0;
     if (text.endsWith("\r")) text = text.slice(0, -1);
     if (line === 1 && text.startsWith("\uFEFF")) text = text.slice(1);
-    return text.trim() === "" ? null : { row: line, data: text, bytesRead };
+    if (text.trim() === "") return null;
+    if (!isUtf8(bytes)) return { row: line, data: text, bytesRead, problem: NOT_UTF8_LINE };
+    return { row: line, data: text, bytesRead };
   };
   const keep = (part: Buffer) => {
     if (tooLong) return;

@@ -4,9 +4,10 @@
  *
  * Resuming: after each batch the checkpoint (last row, counts) is saved; a run that stops (shutdown, kill, another
  * worker's claim) is picked up at the checkpoint by the next worker. Rows of the batch in flight when a process died
- * are applied again, which is harmless: every row carries the record id `imp:<sha256 of the file>:<row>`, so a row
- * already applied is a `duplicate` (counted as processed, applied once). The same id makes a second upload of the
- * same file apply nothing twice.
+ * are applied again, which is harmless: every row carries the record id `imp:<record key>:<row>` (the key hashes the
+ * file's SHA-256 with the kind, format, mapping and charset: record-key.ts), so a row already applied is a
+ * `duplicate` (counted as processed, applied once). The same id makes a second upload of the same file, read the
+ * same way, apply nothing twice.
  *
  * Several processes on one PostgreSQL database each run a runner; the store's claim (a row update under an advisory
  * lock) lets exactly one of them run a given import, and a claim whose heartbeat is older than the timeout is free.
@@ -23,11 +24,13 @@ import type { Account } from "../engine/types.js";
 import { applyDocumentLines, type DocumentLine } from "../pipeline/document-lines.js";
 import { type BatchFailure, MAX_BATCH, type Portrait } from "../pipeline/portrait.js";
 import type { ImportFailure, ImportHandle, ImportRow } from "../store/import-store.js";
+import { utf8From } from "./charset.js";
 import { HeaderError } from "./csv-columns.js";
 import { EventRowMapper, type MappingContext, ProfileRowMapper } from "./csv-records.js";
 import { failureReport } from "./failure-report.js";
 import { mapDocumentLine, mapIngestLine } from "./ndjson-records.js";
 import { ReadError, readCsv, readNdjson, type SourceRow } from "./readers.js";
+import { RowRefusal } from "./row-refusal.js";
 
 export interface RunnerOptions {
   dataDir: string;
@@ -67,12 +70,24 @@ function refusalOf(e: unknown): string {
   throw e;
 }
 
-/** Record ids of imported rows (SEMANTICS §11 Idempotency). */
-export function rowRecordId(sha256: string, row: number): string {
-  return `imp:${sha256}:${row}`;
+/** Record ids of imported rows (SEMANTICS §11 Idempotency); `key` is the import's record key (record-key.ts). */
+export function rowRecordId(key: string, row: number): string {
+  return `imp:${key}:${row}`;
+}
+
+/** Imports created before the record key existed keep the file's hash, so that resuming one stays idempotent. */
+function keyOf(row: ImportRow): string {
+  return row.options.recordKey ?? row.sha256;
 }
 
 class Stopped extends Error {}
+
+/** `file` decoded from `charset`; a read error reaches the reader as it would without decoding. */
+function decoded(file: ReturnType<typeof createReadStream>, charset: string) {
+  const utf8 = utf8From(charset);
+  file.on("error", (e) => utf8.destroy(e));
+  return file.pipe(utf8);
+}
 
 export class ImportRunner {
   private readonly loops = new Map<string, Promise<void>>();
@@ -198,7 +213,9 @@ export class ImportRunner {
       timezone: account.settings.timezone,
       typeOf: (scope, key) => this.portrait.types.get(account.id, scope, key),
     };
-    const stream = createReadStream(this.filePath(row), { highWaterMark: 1 << 20 });
+    const file = createReadStream(this.filePath(row), { highWaterMark: 1 << 20 });
+    // A declared charset is decoded to UTF-8 on the way; the readers then see UTF-8 like any other file.
+    const stream = row.options.charset ? decoded(file, row.options.charset) : file;
     const source = row.format === "csv" ? readCsv(stream) : readNdjson(stream);
     let mapper: ProfileRowMapper | EventRowMapper | null = null;
     let batch: PendingRow[] = [];
@@ -237,6 +254,7 @@ export class ImportRunner {
     try {
       for await (const src of source) {
         if (row.format === "csv" && src.row === 0) {
+          if (src.problem) throw new HeaderError(src.problem);
           const header = (src.data as string[]).map((h) => row.options.mapping?.[h.trim()] ?? h);
           if (row.header === null) await this.store.imports.setHeader(account.id, row.id, src.data as string[]);
           mapper = row.kind === "events" ? new EventRowMapper(header) : new ProfileRowMapper(header);
@@ -258,6 +276,7 @@ export class ImportRunner {
       throw e;
     } finally {
       stream.destroy();
+      file.destroy();
     }
   }
 
@@ -267,7 +286,17 @@ export class ImportRunner {
     mapper: ProfileRowMapper | EventRowMapper | null,
     ctx: MappingContext,
   ): PendingRow {
-    if (src.problem) return { source: src, handles: [], refusal: `INVALID_RECORD: ${src.problem}` };
+    if (src.problem) {
+      // A CSV row the reader refused still names its person through its handle cells (SEMANTICS §10).
+      const cells = Array.isArray(src.data) ? src.data : null;
+      const handles = cells && mapper ? mapper.handlesOf(cells) : [];
+      const column = cells && mapper && src.problemCell !== undefined ? mapper.keyOf(src.problemCell) : undefined;
+      return {
+        source: src,
+        handles,
+        refusal: describeFailure({ code: "INVALID_RECORD", error: src.problem, field: column }),
+      };
+    }
     try {
       if (row.kind === "documents") {
         const { line, handles } = mapDocumentLine(src.data as string);
@@ -279,9 +308,11 @@ export class ImportRunner {
           : mapIngestLine(src.data as string, row.kind === "events" ? "events" : "profiles");
       // The row's record id, unless an NDJSON record brought its own (SEMANTICS §11 Idempotency).
       if (mapped.record.id === undefined || mapped.record.id === null)
-        mapped.record.id = rowRecordId(row.sha256, src.row);
+        mapped.record.id = rowRecordId(keyOf(row), src.row);
       return { source: src, handles: mapped.handles, record: mapped.record };
     } catch (e) {
+      // Handles read before the refusal keep the row findable when its person is deleted (SEMANTICS §10).
+      if (e instanceof RowRefusal) return { source: src, handles: e.handles, refusal: refusalOf(e.refusal) };
       return { source: src, handles: [], refusal: refusalOf(e) };
     }
   }
@@ -311,7 +342,7 @@ export class ImportRunner {
           }
           line = { ...line, identifier: { kind: "userPoint", profileId } };
         }
-        lines.push({ index: i, line, id: rowRecordId(row.sha256, r.source.row) });
+        lines.push({ index: i, line, id: rowRecordId(keyOf(row), r.source.row) });
       }
       if (lines.length > 0) {
         const outcome = await applyDocumentLines(this.portrait, account, lines);
@@ -390,6 +421,7 @@ export function importView(row: ImportRow): Record<string, unknown> {
     finishedAt: iso(row.finishedAt),
     ...(row.error !== null && { error: row.error }),
     bytes: row.bytes,
-    bytesRead: row.status === "done" ? row.bytes : row.bytesRead,
+    // Bytes decoded from another charset may outnumber the file's: progress never passes the end.
+    bytesRead: row.status === "done" ? row.bytes : Math.min(row.bytesRead, row.bytes),
   };
 }

@@ -21,6 +21,7 @@ import {
   type ImportStore,
 } from "../store/import-store.js";
 import { failureReport } from "./failure-report.js";
+import { recordKey } from "./record-key.js";
 import type { ImportRunner } from "./runner.js";
 import { UploadCollector } from "./young-collection.js";
 
@@ -104,6 +105,8 @@ export class ImportService {
       await rm(part, { force: true });
       throw e;
     }
+    const sha256 = hash.digest("hex");
+    const options: ImportOptions = { ...spec.options, recordKey: recordKey(sha256, spec) };
     const row: ImportRow = {
       accountId: account.id,
       id,
@@ -113,9 +116,9 @@ export class ImportService {
       source: spec.source,
       fileName: spec.fileName,
       filePath: path.join("imports", id),
-      sha256: hash.digest("hex"),
+      sha256,
       bytes,
-      options: spec.options ?? {},
+      options,
       header: null,
       rows: 0,
       processed: 0,

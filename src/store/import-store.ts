@@ -19,6 +19,14 @@ export const IMPORT_KINDS: readonly ImportKind[] = ["profiles", "events", "docum
 export interface ImportOptions {
   /** Source column → target header (`Name`, `Name<type>`), applied before the header is read. */
   mapping?: Record<string, string>;
+  /** The charset the upload declared (`iso-8859-1`, `windows-1252`…), when not UTF-8. */
+  charset?: string;
+  /**
+   * The key of the rows' record ids (imports/record-key.ts): the file's SHA-256 hashed with the kind, format,
+   * mapping and charset. Absent on imports created before it existed, which keep `sha256` so a resumed one stays
+   * idempotent.
+   */
+  recordKey?: string;
   /** SFTP: the account's folder on disk and the data file's name there; results are written next to it. */
   resultDir?: string;
   resultName?: string;

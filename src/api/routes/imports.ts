@@ -9,6 +9,7 @@ import type { Readable } from "node:stream";
 import multipart from "@fastify/multipart";
 import type { FastifyInstance } from "fastify";
 import { PortraitError } from "../../engine/errors.js";
+import { charsetOf, charsetParam } from "../../imports/charset.js";
 import { importView } from "../../imports/runner.js";
 import { formatFor, type ImportService, parseKind } from "../../imports/service.js";
 import type { AppDeps } from "../app.js";
@@ -38,7 +39,7 @@ export function importRoutes({ imports }: AppDeps & { imports: ImportService }, 
     // Any other type reaches the handler unread, which answers 415 naming what it takes.
     app.addContentTypeParser("*", passStream);
 
-    app.post<{ Querystring: { kind?: string } }>(
+    app.post<{ Querystring: { kind?: string; charset?: string } }>(
       "/v1/imports",
       {
         config: { longBody: true },
@@ -49,7 +50,14 @@ export function importRoutes({ imports }: AppDeps & { imports: ImportService }, 
           querystring: {
             type: "object",
             required: ["kind"],
-            properties: { kind: { type: "string", enum: ["profiles", "events", "documents"] } },
+            properties: {
+              kind: { type: "string", enum: ["profiles", "events", "documents"] },
+              charset: {
+                type: "string",
+                description:
+                  "The file's charset when it is not UTF-8 (windows-1252, iso-8859-1, utf-16le…); a Content-Type charset parameter says the same",
+              },
+            },
           },
           body: {
             content: {
@@ -114,7 +122,14 @@ export function importRoutes({ imports }: AppDeps & { imports: ImportService }, 
         let row: Awaited<ReturnType<ImportService["create"]>>;
         try {
           const format = formatFor(kind, contentType);
-          row = await imports.create(request.account, body, { kind, format, source: "api", fileName }, truncated);
+          const charset = charsetOf(charsetParam(contentType) ?? request.query.charset);
+          const options = charset === null ? {} : { charset };
+          row = await imports.create(
+            request.account,
+            body,
+            { kind, format, source: "api", fileName, options },
+            truncated,
+          );
         } catch (e) {
           // The rest of a refused upload is not read: the connection closes after the answer instead.
           reply.header("connection", "close");
