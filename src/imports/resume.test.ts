@@ -216,7 +216,7 @@ describe("portrait import (CLI)", () => {
     const bad = await run(broken);
     expect(bad.code).toBe(1);
     expect(bad.stdout).toMatch(/failed in/);
-    expect(bad.stdout).toMatch(/error: the CSV could not be read/);
+    expect(bad.stderr).toMatch(/\nportrait: IMPORT_FAILED: the CSV could not be read/);
     const wrongKey = await run(good, "--key", "sk_nope");
     expect(wrongKey.code).toBe(1);
     expect(wrongKey.stderr).toMatch(/UNAUTHORIZED/);
