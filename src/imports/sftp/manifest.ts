@@ -24,6 +24,8 @@ export function isManifestName(name: string): boolean {
 export interface Manifest {
   /** As written in the manifest (relative to the manifest's folder). */
   fileName: string;
+  /** The data file as the client sees it (inside the account's folder). */
+  virtual: string;
   /** The data file on disk. */
   dataPath: string;
   kind: ImportKind;
@@ -33,7 +35,12 @@ export interface Manifest {
 
 export type ManifestOutcome =
   | { ok: true; manifest: Manifest }
-  | { ok: false; code: "INVALID_MANIFEST" | "MISSING_FILE"; message: string; fileName: string | null };
+  | {
+      ok: false;
+      code: "INVALID_MANIFEST" | "MISSING_FILE" | "INCOMPLETE_FILE";
+      message: string;
+      fileName: string | null;
+    };
 
 const invalid = (message: string, fileName: string | null = null): ManifestOutcome => ({
   ok: false,
@@ -116,5 +123,8 @@ export async function readManifest(manifestPath: string, virtualDir: string, roo
   } catch {
     return { ok: false, code: "MISSING_FILE", message: `the data file ${fileName} was not found`, fileName: shownName };
   }
-  return { ok: true, manifest: { fileName, dataPath, kind: kind as ImportKind, format, ...(mapping && { mapping }) } };
+  return {
+    ok: true,
+    manifest: { fileName, virtual, dataPath, kind: kind as ImportKind, format, ...(mapping && { mapping }) },
+  };
 }

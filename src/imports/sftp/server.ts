@@ -16,8 +16,9 @@ import type { Logger } from "pino";
 import ssh2 from "ssh2";
 import type { Store } from "../../store/store.js";
 import type { ImportService } from "../service.js";
-import { isManifestName, type Manifest, readManifest } from "./manifest.js";
+import { isManifestName, type Manifest, type ManifestOutcome, readManifest } from "./manifest.js";
 import { resolveInside } from "./paths.js";
+import { Uploads } from "./uploads.js";
 
 const { STATUS_CODE } = ssh2.utils.sftp;
 const HOST_KEY_META = "sftp.hostKey";
@@ -66,12 +67,15 @@ export interface SftpServerOptions {
 
 export class SftpDropPoint {
   private server: ssh2.Server | null = null;
-  /** Manifests in the order they finished uploading (SEMANTICS §11 SFTP). */
-  private manifests: Promise<void> = Promise.resolve();
+  /** Per account, its manifests in the order they finished uploading (SEMANTICS §11 SFTP). */
+  private readonly manifests = new Map<string, Promise<void>>();
   private readonly clients = new Set<ssh2.Connection>();
+  private readonly uploads: Uploads;
   port = 0;
 
-  constructor(private readonly opts: SftpServerOptions) {}
+  constructor(private readonly opts: SftpServerOptions) {
+    this.uploads = new Uploads(path.join(opts.dataDir, "sftp", ".uploads"));
+  }
 
   async start(): Promise<number> {
     const key = await hostKey(this.opts.store);
@@ -89,7 +93,8 @@ export class SftpDropPoint {
   async stop(): Promise<void> {
     for (const c of this.clients) c.end();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
-    await this.manifests;
+    // The connections' write handles are closed as abandoned, so no manifest is left waiting for an upload.
+    while (this.manifests.size > 0) await Promise.allSettled([...this.manifests.values()]);
   }
 
   private root(accountId: string): string {
@@ -189,6 +194,15 @@ export class SftpDropPoint {
       const writing = (flags & ssh2.utils.sftp.OPEN_MODE.WRITE) !== 0;
       run(reqId, async () => {
         const file = await open(real(v), ssh2.utils.sftp.flagsToString(flags) ?? "r");
+        if (writing) {
+          try {
+            await this.uploads.opened(accountId, v);
+          } catch (e) {
+            await file.close();
+            await this.uploads.closed(accountId, v, false);
+            throw e;
+          }
+        }
         sftp.handle(reqId, newHandle({ kind: "file", file, virtual: v, writing }));
       });
     });
@@ -228,6 +242,7 @@ export class SftpDropPoint {
       if (h.kind === "dir") return sftp.status(reqId, STATUS_CODE.OK);
       run(reqId, async () => {
         await h.file.close();
+        if (h.writing) await this.uploads.closed(accountId, h.virtual, true);
         sftp.status(reqId, STATUS_CODE.OK);
         if (h.writing && isManifestName(path.posix.basename(h.virtual))) this.enqueueManifest(accountId, h.virtual);
       });
@@ -263,6 +278,7 @@ export class SftpDropPoint {
       if (v !== null)
         run(reqId, async () => {
           await rm(real(v));
+          await this.uploads.removed(accountId, v);
           sftp.status(reqId, STATUS_CODE.OK);
         });
     });
@@ -289,6 +305,7 @@ export class SftpDropPoint {
       if (b !== null)
         run(reqId, async () => {
           await rename(real(a), real(b));
+          await this.uploads.moved(accountId, a, b);
           sftp.status(reqId, STATUS_CODE.OK);
           if (isManifestName(path.posix.basename(b))) this.enqueueManifest(accountId, b);
         });
@@ -296,19 +313,62 @@ export class SftpDropPoint {
     for (const op of ["READLINK", "SYMLINK"] as const) {
       sftp.on(op as "READLINK", (reqId: number) => sftp.status(reqId, STATUS_CODE.OP_UNSUPPORTED, "Not supported"));
     }
-    // The client is done: close our side too (else the client waits for the channel to close), and the files.
+    // The client is done, or its connection dropped: close our side too (else the client waits for the channel to
+    // close), and the files. A file still open for writing was not closed by the client: its upload is abandoned.
+    const abandon = () => {
+      for (const h of handles.values()) {
+        if (h.kind !== "file") continue;
+        void h.file
+          .close()
+          .catch(() => undefined)
+          .then(() => (h.writing ? this.uploads.closed(accountId, h.virtual, false) : undefined))
+          .catch((err) => this.opts.logger?.error({ err, accountId }, "SFTP: could not record an abandoned upload"));
+      }
+      handles.clear();
+    };
     sftp.on("end", () => {
       sftp.end();
-      for (const h of handles.values()) if (h.kind === "file") void h.file.close().catch(() => undefined);
-      handles.clear();
+      abandon();
+    });
+    sftp.on("close", abandon);
+  }
+
+  /**
+   * An account's manifests are handled strictly one after another, in the order they were closed; one waiting for
+   * its data file's upload holds back the account's later manifests (upload order), not other accounts'.
+   */
+  private enqueueManifest(accountId: string, virtual: string): void {
+    const tail = (this.manifests.get(accountId) ?? Promise.resolve())
+      .then(() => this.handleManifest(accountId, virtual))
+      .catch((err) => this.opts.logger?.error({ err, accountId, manifest: virtual }, "SFTP manifest failed"));
+    this.manifests.set(accountId, tail);
+    void tail.then(() => {
+      if (this.manifests.get(accountId) === tail) this.manifests.delete(accountId);
     });
   }
 
-  /** Manifests are handled strictly one after another, in the order they were closed. */
-  private enqueueManifest(accountId: string, virtual: string): void {
-    this.manifests = this.manifests
-      .then(() => this.handleManifest(accountId, virtual))
-      .catch((err) => this.opts.logger?.error({ err, accountId, manifest: virtual }, "SFTP manifest failed"));
+  /** Reads the manifest once its data file is no longer being written (SEMANTICS §11 SFTP: never half a file). */
+  private async settledManifest(accountId: string, virtual: string): Promise<ManifestOutcome> {
+    const root = this.root(accountId);
+    const dir = path.posix.dirname(virtual);
+    for (;;) {
+      const outcome = await readManifest(path.join(root, virtual), dir, root);
+      if (!outcome.ok) return outcome;
+      const data = outcome.manifest.virtual;
+      if (this.uploads.isWriting(accountId, data)) {
+        await this.uploads.settled(accountId, data);
+        continue; // read again: the upload may have renamed or removed the file
+      }
+      if (await this.uploads.incomplete(accountId, data)) {
+        return {
+          ok: false,
+          code: "INCOMPLETE_FILE",
+          message: `the upload of ${outcome.manifest.fileName} did not complete (its connection closed while writing): upload it again, then the manifest`,
+          fileName: outcome.manifest.fileName,
+        };
+      }
+      return outcome;
+    }
   }
 
   private async handleManifest(accountId: string, virtual: string): Promise<void> {
@@ -316,7 +376,7 @@ export class SftpDropPoint {
     const dir = path.posix.dirname(virtual);
     const account = await this.opts.store.getAccount(accountId);
     if (!account) return;
-    const outcome = await readManifest(path.join(root, virtual), dir, root);
+    const outcome = await this.settledManifest(accountId, virtual);
     if (!outcome.ok) {
       // Next to the file it names, unless that file already has an import's result: a refused manifest must not
       // replace what a real import reported. Then, and when it names nothing usable, next to the manifest.

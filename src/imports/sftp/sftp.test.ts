@@ -3,7 +3,7 @@
  * that trigger imports in manifest order, result files written back, and the refusals: a wrong key, a password, another
  * account's folder, path traversal, a manifest naming a missing file, a malformed manifest.
  */
-import { execFile, execFileSync } from "node:child_process";
+import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -42,11 +42,10 @@ interface SftpRun {
   stderr: string;
 }
 
-/** Runs `sftp -b` with the given commands (a leading `-` lets a command fail without ending the batch). */
-async function sftp(user: string, key: string, commands: string[], extra: string[] = []): Promise<SftpRun> {
+function sftpArgs(user: string, key: string, commands: string[], extra: string[]): string[] {
   const batch = path.join(work, `batch-${Math.random().toString(36).slice(2)}`);
   writeFileSync(batch, `${commands.join("\n")}\n`);
-  const args = [
+  return [
     "-b",
     batch,
     "-i",
@@ -64,12 +63,39 @@ async function sftp(user: string, key: string, commands: string[], extra: string
     ...extra,
     `${user}@127.0.0.1`,
   ];
+}
+
+/** Runs `sftp -b` with the given commands (a leading `-` lets a command fail without ending the batch). */
+async function sftp(user: string, key: string, commands: string[], extra: string[] = []): Promise<SftpRun> {
+  const args = sftpArgs(user, key, commands, extra);
   try {
     const r = await promisify(execFile)("sftp", args, { encoding: "utf8", timeout: 30_000, cwd: work });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
   } catch (e) {
     const err = e as { code: number; stdout: string; stderr: string };
     return { code: typeof err.code === "number" ? err.code : 255, stdout: err.stdout ?? "", stderr: err.stderr ?? "" };
+  }
+}
+
+/** Starts `sftp -b` in the background (its own process group, so that it and its ssh can be killed together). */
+function sftpInBackground(user: string, key: string, commands: string[], extra: string[] = []) {
+  const child: ChildProcess = spawn("sftp", sftpArgs(user, key, commands, extra), {
+    cwd: work,
+    stdio: "ignore",
+    detached: true,
+  });
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  return { exited, kill: () => process.kill(-(child.pid as number), "SIGKILL") };
+}
+
+/** Waits until a file exists and holds more than `bytes` bytes. */
+async function waitForSize(file: string, bytes: number, timeoutMs = 20_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const size = existsSync(file) ? statSync(file).size : 0;
+    if (size > bytes) return size;
+    if (Date.now() > deadline) throw new Error(`${file} did not grow past ${bytes} bytes`);
+    await new Promise((r) => setTimeout(r, 20));
   }
 }
 
@@ -232,6 +258,52 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
     expect(again).toMatchObject({ status: "failed", fileName: "quotes.csv", error: { code: "INVALID_MANIFEST" } });
     const kept = JSON.parse(readFileSync(path.join(folder("default"), "quotes.csv.result.json"), "utf8"));
     expect(kept).toEqual(quotes);
+  });
+
+  it("waits for a data file still being uploaded, by another session, and imports all of it", async () => {
+    const rows = Array.from({ length: 10_000 }, (_, i) => `race${i}@x.io,Racer ${i}\n`).join("");
+    const content = `Email,Name\n${rows}`;
+    writeFileSync(path.join(work, "race.csv"), content);
+    writeFileSync(path.join(work, "race.csv.manifest"), JSON.stringify({ fileName: "race.csv", kind: "profiles" }));
+    // About 100 KB/s: the upload takes seconds, and the manifest arrives in the middle of it.
+    const upload = sftpInBackground("default", key, ["put race.csv"], ["-l", "800"]);
+    const remote = path.join(folder("default"), "race.csv");
+    await waitForSize(remote, 20_000);
+    expect((await sftp("default", key, ["put race.csv.manifest"])).code).toBe(0);
+    expect(statSync(remote).size).toBeLessThan(content.length);
+    expect(await upload.exited).toBe(0);
+    const result = JSON.parse(await waitForFile(path.join(folder("default"), "race.csv.result.json")));
+    expect(result).toMatchObject({ status: "done", rows: 10_000, processed: 10_000, failed: 0, bytes: content.length });
+  });
+
+  it("refuses a manifest whose data file's upload was abandoned, until the file is uploaded whole", async () => {
+    const rows = Array.from({ length: 10_000 }, (_, i) => `cut${i}@x.io,Cut ${i}\n`).join("");
+    writeFileSync(path.join(work, "cut.csv"), `Email,Name\n${rows}`);
+    writeFileSync(path.join(work, "cut.csv.manifest"), JSON.stringify({ fileName: "cut.csv", kind: "profiles" }));
+    writeFileSync(path.join(work, "cut2.manifest"), JSON.stringify({ fileName: "cut.csv", kind: "profiles" }));
+    const upload = sftpInBackground("default", key, ["put cut.csv"], ["-l", "800"]);
+    const remote = path.join(folder("default"), "cut.csv");
+    await waitForSize(remote, 20_000);
+    // The manifest waits for the upload; the connection then drops with the file half written.
+    expect((await sftp("default", key, ["put cut.csv.manifest"])).code).toBe(0);
+    upload.kill();
+    await upload.exited;
+    const refused = JSON.parse(await waitForFile(path.join(folder("default"), "cut.csv.result.json")));
+    expect(refused).toMatchObject({
+      status: "failed",
+      fileName: "cut.csv",
+      error: { code: "INCOMPLETE_FILE", message: expect.stringMatching(/did not complete/) },
+    });
+    // A manifest sent later for the same partial file is refused too: the upload never completed.
+    expect((await sftp("default", key, ["put cut2.manifest"])).code).toBe(0);
+    const later = JSON.parse(await waitForFile(path.join(folder("default"), "cut2.manifest.result.json")));
+    expect(later).toMatchObject({ status: "failed", error: { code: "INCOMPLETE_FILE" } });
+    expect((await s.api("GET", "/v1/profiles?email=cut0%40x.io")).body.profiles).toHaveLength(0);
+    // Uploaded whole, the same manifest imports it.
+    rmSync(path.join(folder("default"), "cut.csv.result.json"));
+    expect((await sftp("default", key, ["put cut.csv", "put cut.csv.manifest"])).code).toBe(0);
+    const done = JSON.parse(await waitForFile(path.join(folder("default"), "cut.csv.result.json")));
+    expect(done).toMatchObject({ status: "done", rows: 10_000, processed: 10_000 });
   });
 
   it("keeps its host key in the store across restarts", async () => {
