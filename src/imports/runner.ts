@@ -12,10 +12,9 @@
  * lock) lets exactly one of them run a given import, and a claim whose heartbeat is older than the timeout is free.
  */
 
-import { createReadStream, createWriteStream, existsSync } from "node:fs";
-import { rename, rm, writeFile } from "node:fs/promises";
+import { createReadStream, existsSync } from "node:fs";
+import { rm, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { pipeline } from "node:stream/promises";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import type { Logger } from "pino";
 import { PortraitError } from "../engine/errors.js";
@@ -25,7 +24,6 @@ import { type BatchFailure, MAX_BATCH, type Portrait } from "../pipeline/portrai
 import type { ImportFailure, ImportHandle, ImportRow } from "../store/import-store.js";
 import { HeaderError } from "./csv-columns.js";
 import { EventRowMapper, type MappingContext, ProfileRowMapper } from "./csv-records.js";
-import { failureReport } from "./failure-report.js";
 import { mapDocumentLine, mapIngestLine } from "./ndjson-records.js";
 import { ReadError, readCsv, readNdjson, type SourceRow } from "./readers.js";
 
@@ -345,7 +343,10 @@ export class ImportRunner {
       });
   }
 
-  /** SFTP imports: `<file>.result.json` and `<file>.failures.csv` next to the data file. */
+  /**
+   * SFTP imports: `<file>.result.json` next to the data file. The `<file>.failures.csv` it names is not written:
+   * the SFTP server reads it from the store when a client opens it, so that it is redacted (SEMANTICS §10).
+   */
   private async writeResults(accountId: string, importId: string): Promise<void> {
     const row = await this.store.imports.getImport(accountId, importId);
     const dir = row?.options.resultDir;
@@ -353,9 +354,6 @@ export class ImportRunner {
     if (!row || !dir || !name) return;
     try {
       const failuresName = `${name}.failures.csv`;
-      const tmp = path.join(dir, `.${failuresName}.part`);
-      await pipeline(failureReport(this.store.imports, row), createWriteStream(tmp));
-      await rename(tmp, path.join(dir, failuresName));
       await writeFile(
         path.join(dir, `${name}.result.json`),
         `${JSON.stringify(resultDocument(row, failuresName), null, 2)}\n`,

@@ -9,7 +9,7 @@
  * are created, and run, in that order. The runner writes `<file>.result.json` and `<file>.failures.csv` back.
  */
 import { randomBytes } from "node:crypto";
-import { createReadStream, type Stats } from "node:fs";
+import { createReadStream } from "node:fs";
 import { access, type FileHandle, mkdir, open, readdir, rename, rm, rmdir, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
@@ -18,6 +18,7 @@ import type { Store } from "../../store/store.js";
 import type { ImportService } from "../service.js";
 import { isManifestName, type Manifest, type ManifestOutcome, readManifest } from "./manifest.js";
 import { resolveInside } from "./paths.js";
+import { FailureReports, type FileInfo, isReportName } from "./reports.js";
 import { Uploads } from "./uploads.js";
 
 const { STATUS_CODE } = ssh2.utils.sftp;
@@ -38,7 +39,7 @@ type Handle =
   | { kind: "file"; file: FileHandle; virtual: string; writing: boolean }
   | { kind: "dir"; virtual: string; done: boolean };
 
-function attrsOf(s: Stats) {
+function attrsOf(s: FileInfo) {
   return {
     mode: s.mode,
     uid: 0,
@@ -49,7 +50,7 @@ function attrsOf(s: Stats) {
   };
 }
 
-export function longname(name: string, s: Stats): string {
+export function longname(name: string, s: FileInfo): string {
   // A folder can be entered: `ls -l` shows it as a directory one may cd into, as OpenSSH's server does.
   const mode = s.isDirectory() ? "drwxr-xr-x" : "-rw-r--r--";
   const date = new Date(s.mtimeMs).toISOString().slice(0, 16).replace("T", " ");
@@ -71,10 +72,12 @@ export class SftpDropPoint {
   private readonly manifests = new Map<string, Promise<void>>();
   private readonly clients = new Set<ssh2.Connection>();
   private readonly uploads: Uploads;
+  private readonly reports: FailureReports;
   port = 0;
 
   constructor(private readonly opts: SftpServerOptions) {
     this.uploads = new Uploads(path.join(opts.dataDir, "sftp", ".uploads"));
+    this.reports = new FailureReports(opts.store.imports, opts.store, path.join(opts.dataDir, "sftp", ".reports"));
   }
 
   async start(): Promise<number> {
@@ -87,6 +90,10 @@ export class SftpDropPoint {
     });
     const address = server.address();
     this.port = typeof address === "object" && address ? address.port : this.opts.port;
+    void this.reports.removeStaticCopies(path.join(this.opts.dataDir, "sftp")).then(
+      (removed) => removed > 0 && this.opts.logger?.info({ removed }, "SFTP: removed failure report copies"),
+      (err) => this.opts.logger?.error({ err }, "SFTP: could not remove failure report copies"),
+    );
     return this.port;
   }
 
@@ -177,6 +184,15 @@ export class SftpDropPoint {
     const run = (reqId: number, work: () => Promise<void>) => {
       work().catch((e) => fail(reqId, e));
     };
+    /** The import whose failure report `v` is (served from the store, see reports.ts), or null. */
+    const reportOf = (v: string) =>
+      isReportName(path.posix.basename(v)) ? this.reports.importOf(accountId, real(v)) : Promise.resolve(null);
+    const reportRefused = (reqId: number) =>
+      sftp.status(
+        reqId,
+        STATUS_CODE.PERMISSION_DENIED,
+        "This is an import's failure report, read from Portrait: it cannot be written or renamed",
+      );
 
     sftp.on("REALPATH", (reqId, p) => {
       const v = inside(reqId, p);
@@ -184,7 +200,11 @@ export class SftpDropPoint {
     });
     const statPath = (reqId: number, p: string) => {
       const v = inside(reqId, p);
-      if (v !== null) run(reqId, async () => sftp.attrs(reqId, attrsOf(await stat(real(v)))));
+      if (v === null) return;
+      run(reqId, async () => {
+        const report = await reportOf(v);
+        sftp.attrs(reqId, attrsOf(report ? await this.reports.info(report) : await stat(real(v))));
+      });
     };
     sftp.on("STAT", statPath);
     sftp.on("LSTAT", statPath);
@@ -193,6 +213,13 @@ export class SftpDropPoint {
       if (v === null) return;
       const writing = (flags & ssh2.utils.sftp.OPEN_MODE.WRITE) !== 0;
       run(reqId, async () => {
+        const report = await reportOf(v);
+        if (report && writing) return reportRefused(reqId);
+        if (report) {
+          const file = await this.reports.open(report);
+          sftp.handle(reqId, newHandle({ kind: "file", file, virtual: v, writing: false }));
+          return;
+        }
         const file = await open(real(v), ssh2.utils.sftp.flagsToString(flags) ?? "r");
         if (writing) {
           try {
@@ -263,12 +290,24 @@ export class SftpDropPoint {
       h.done = true;
       run(reqId, async () => {
         const names = await readdir(real(h.virtual));
-        const entries = [];
+        const infos = new Map<string, FileInfo>();
         for (const name of names) {
           if (name.startsWith(".") && name.endsWith(".part")) continue;
           const s = await stat(path.join(real(h.virtual), name)).catch(() => null);
-          if (s) entries.push({ filename: name, longname: longname(name, s), attrs: attrsOf(s) });
+          if (s) infos.set(name, s);
         }
+        // Each import's result names its failure report, which is listed although no file holds it.
+        for (const name of names) {
+          if (!name.endsWith(".result.json")) continue;
+          const reportName = `${name.slice(0, -".result.json".length)}.failures.csv`;
+          const report = await reportOf(path.posix.join(h.virtual, reportName));
+          if (report) infos.set(reportName, await this.reports.info(report));
+        }
+        const entries = [...infos].map(([name, s]) => ({
+          filename: name,
+          longname: longname(name, s),
+          attrs: attrsOf(s),
+        }));
         if (entries.length === 0) sftp.status(reqId, STATUS_CODE.EOF);
         else sftp.name(reqId, entries);
       });
@@ -277,7 +316,9 @@ export class SftpDropPoint {
       const v = inside(reqId, p);
       if (v !== null)
         run(reqId, async () => {
-          await rm(real(v));
+          // Removing a report: its result file stops naming it.
+          if (await reportOf(v)) await this.reports.forget(real(v));
+          else await rm(real(v));
           await this.uploads.removed(accountId, v);
           sftp.status(reqId, STATUS_CODE.OK);
         });
@@ -304,6 +345,7 @@ export class SftpDropPoint {
       const b = inside(reqId, to);
       if (b !== null)
         run(reqId, async () => {
+          if ((await reportOf(a)) || (await reportOf(b))) return reportRefused(reqId);
           await rename(real(a), real(b));
           await this.uploads.moved(accountId, a, b);
           sftp.status(reqId, STATUS_CODE.OK);
@@ -415,6 +457,9 @@ async function exists(file: string): Promise<boolean> {
   }
 }
 
+/** Written aside and renamed into place, so that a client polling for it never reads half of it. */
 async function writeResult(dir: string, name: string, body: Record<string, unknown>): Promise<void> {
-  await writeFile(path.join(dir, `${name}.result.json`), `${JSON.stringify(body, null, 2)}\n`);
+  const tmp = path.join(dir, `.${name}.result.json.${randomBytes(4).toString("hex")}.part`);
+  await writeFile(tmp, `${JSON.stringify(body, null, 2)}\n`);
+  await rename(tmp, path.join(dir, `${name}.result.json`));
 }

@@ -4,7 +4,7 @@
  * account's folder, path traversal, a manifest naming a missing file, a malformed manifest.
  */
 import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -103,13 +103,15 @@ function folder(accountId: string): string {
   return path.join(s.dir, "sftp", accountId);
 }
 
+/** Waits for a result file, whole: the runner writes it in place, so it may be seen half written. */
 async function waitForFile(file: string, timeoutMs = 30_000): Promise<string> {
   const deadline = Date.now() + timeoutMs;
-  while (!existsSync(file)) {
+  for (;;) {
+    const text = existsSync(file) ? readFileSync(file, "utf8") : "";
+    if (text.endsWith("}\n")) return text;
     if (Date.now() > deadline) throw new Error(`no ${file} after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 50));
   }
-  return readFileSync(file, "utf8");
 }
 
 describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
@@ -304,6 +306,46 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
     expect((await sftp("default", key, ["put cut.csv", "put cut.csv.manifest"])).code).toBe(0);
     const done = JSON.parse(await waitForFile(path.join(folder("default"), "cut.csv.result.json")));
     expect(done).toMatchObject({ status: "done", rows: 10_000, processed: 10_000 });
+  });
+
+  it("serves <file>.failures.csv from the store, so deleting a person redacts it (SEMANTICS §10)", async () => {
+    await s.api("POST", "/v1/ingest", {
+      records: [{ type: "profile", identity: { Email: "red@x.io" }, properties: { Name: "Red" } }],
+    });
+    writeFileSync(path.join(work, "red.csv"), "Email,Gender,Name\nred@x.io,X,Secret Person\nkeep@x.io,X,Kept Person\n");
+    writeFileSync(path.join(work, "red.csv.manifest"), JSON.stringify({ fileName: "red.csv", kind: "profiles" }));
+    expect((await sftp("default", key, ["put red.csv", "put red.csv.manifest"])).code).toBe(0);
+    const result = JSON.parse(await waitForFile(path.join(folder("default"), "red.csv.result.json")));
+    expect(result).toMatchObject({ status: "done", failed: 2, failuresFile: "red.csv.failures.csv" });
+    const before = await sftp("default", key, ["get red.csv.failures.csv red-before.csv"]);
+    expect(before.code).toBe(0);
+    expect(readFileSync(path.join(work, "red-before.csv"), "utf8")).toContain("Secret Person");
+
+    const p = (await s.api("GET", "/v1/profiles?email=red%40x.io")).body.profiles[0];
+    expect((await s.api("DELETE", `/v1/profiles/${p.id}`)).status).toBe(200);
+    const after = await sftp("default", key, ["get red.csv.failures.csv red-after.csv", "ls -l red.csv*"]);
+    expect(after.code).toBe(0);
+    const report = readFileSync(path.join(work, "red-after.csv"), "utf8");
+    expect(report).not.toContain("Secret Person");
+    expect(report).not.toContain("red@x.io");
+    expect(report).toContain("Kept Person");
+    expect(report).toMatch(/redacted/);
+    // Listed at the size a client downloads.
+    expect(after.stdout).toMatch(new RegExp(` ${Buffer.byteLength(report)} .* red\\.csv\\.failures\\.csv`));
+    // And nothing Portrait wrote keeps the row (the data file is the client's own upload).
+    const files = readdirSync(path.join(s.dir, "sftp"), { recursive: true, withFileTypes: true }).filter(
+      (f) => f.isFile() && f.name !== "red.csv",
+    );
+    for (const f of files) expect(readFileSync(path.join(f.parentPath, f.name), "utf8")).not.toContain("Secret Person");
+
+    // The report cannot be overwritten; removing it makes the result stop naming it.
+    const write = await sftp("default", key, ["-put red.csv red.csv.failures.csv", "rm red.csv.failures.csv", "ls"]);
+    expect(write.code).toBe(0);
+    expect(write.stderr).toMatch(/Permission denied|failure report/);
+    expect(write.stdout.split("sftp> ls").at(-1)).not.toMatch(/red\.csv\.failures\.csv/);
+    const kept = JSON.parse(readFileSync(path.join(folder("default"), "red.csv.result.json"), "utf8"));
+    expect(kept).toMatchObject({ status: "done", failed: 2 });
+    expect(kept.failuresFile).toBeUndefined();
   });
 
   it("keeps its host key in the store across restarts", async () => {
