@@ -10,7 +10,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { access, type FileHandle, mkdir, open, readdir, rename, rm, rmdir, stat, writeFile } from "node:fs/promises";
+import { type FileHandle, mkdir, open, readdir, rename, rm, rmdir, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
 import ssh2 from "ssh2";
@@ -419,20 +419,20 @@ export class SftpDropPoint {
     const account = await this.opts.store.getAccount(accountId);
     if (!account) return;
     const outcome = await this.settledManifest(accountId, virtual);
+    const manifestName = path.posix.basename(virtual);
     if (!outcome.ok) {
-      // Next to the file it names, unless that file already has an import's result: a refused manifest must not
-      // replace what a real import reported. Then, and when it names nothing usable, next to the manifest.
-      const named = outcome.fileName === null ? null : path.posix.basename(outcome.fileName);
-      const taken = named !== null && (await exists(path.join(root, dir, `${named}.result.json`)));
-      const resultName = named !== null && !taken ? named : path.posix.basename(virtual);
-      await writeResult(path.join(root, dir), resultName, {
+      // Next to the manifest, under its name: a result next to the data file would be replaced by the result of an
+      // import of that file finishing later (one queued before this manifest, or sent after it), and lost.
+      await writeResult(path.join(root, dir), manifestName, {
         status: "failed",
-        manifest: path.posix.basename(virtual),
+        manifest: manifestName,
         ...(outcome.fileName !== null && { fileName: outcome.fileName }),
         error: { code: outcome.code, message: outcome.message },
       });
       return;
     }
+    // A refusal of an earlier manifest of this name no longer holds: its import's result will be the file's.
+    await rm(path.join(root, dir, `${manifestName}.result.json`), { force: true });
     const m: Manifest = outcome.manifest;
     await this.opts.imports.create(account, createReadStream(m.dataPath), {
       kind: m.kind,
@@ -445,15 +445,6 @@ export class SftpDropPoint {
         resultName: path.basename(m.dataPath),
       },
     });
-  }
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await access(file);
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -228,14 +228,14 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
       "put quotes.csv.manifest",
     ]);
     expect(r.code).toBe(0);
-    const ghost = JSON.parse(await waitForFile(path.join(folder("default"), "ghost.csv.result.json")));
-    expect(ghost).toMatchObject({ status: "failed", error: { code: "MISSING_FILE" } });
+    const ghost = JSON.parse(await waitForFile(path.join(folder("default"), "ghost.manifest.result.json")));
+    expect(ghost).toMatchObject({ status: "failed", fileName: "ghost.csv", error: { code: "MISSING_FILE" } });
     const broken = JSON.parse(await waitForFile(path.join(folder("default"), "broken.manifest.result.json")));
     expect(broken).toMatchObject({
       status: "failed",
       error: { code: "INVALID_MANIFEST", message: expect.stringMatching(/JSON/) },
     });
-    const kindless = JSON.parse(await waitForFile(path.join(folder("default"), "kindless.csv.result.json")));
+    const kindless = JSON.parse(await waitForFile(path.join(folder("default"), "kindless.manifest.result.json")));
     expect(kindless).toMatchObject({
       status: "failed",
       error: { code: "INVALID_MANIFEST", message: expect.stringMatching(/kind/) },
@@ -260,6 +260,19 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
     expect(again).toMatchObject({ status: "failed", fileName: "quotes.csv", error: { code: "INVALID_MANIFEST" } });
     const kept = JSON.parse(readFileSync(path.join(folder("default"), "quotes.csv.result.json"), "utf8"));
     expect(kept).toEqual(quotes);
+  });
+
+  it("writes a refused manifest's result under the manifest's name, where no import's result replaces it", async () => {
+    const rows = Array.from({ length: 20_000 }, (_, i) => `each${i}@x.io,Each ${i}\n`).join("");
+    writeFileSync(path.join(work, "E.csv"), `Email,Name\n${rows}`);
+    writeFileSync(path.join(work, "E1.manifest"), JSON.stringify({ fileName: "E.csv", kind: "profiles" }));
+    writeFileSync(path.join(work, "E2.manifest"), JSON.stringify({ fileName: "E.csv", kind: "nope" }));
+    expect((await sftp("default", key, ["put E.csv", "put E1.manifest", "put E2.manifest"])).code).toBe(0);
+    const refused = JSON.parse(await waitForFile(path.join(folder("default"), "E2.manifest.result.json")));
+    expect(refused).toMatchObject({ status: "failed", manifest: "E2.manifest", error: { code: "INVALID_MANIFEST" } });
+    const done = JSON.parse(await waitForFile(path.join(folder("default"), "E.csv.result.json")));
+    expect(done).toMatchObject({ status: "done", rows: 20_000 });
+    expect(JSON.parse(readFileSync(path.join(folder("default"), "E2.manifest.result.json"), "utf8"))).toEqual(refused);
   });
 
   it("waits for a data file still being uploaded, by another session, and imports all of it", async () => {
@@ -290,7 +303,7 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
     expect((await sftp("default", key, ["put cut.csv.manifest"])).code).toBe(0);
     upload.kill();
     await upload.exited;
-    const refused = JSON.parse(await waitForFile(path.join(folder("default"), "cut.csv.result.json")));
+    const refused = JSON.parse(await waitForFile(path.join(folder("default"), "cut.csv.manifest.result.json")));
     expect(refused).toMatchObject({
       status: "failed",
       fileName: "cut.csv",
@@ -301,11 +314,11 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
     const later = JSON.parse(await waitForFile(path.join(folder("default"), "cut2.manifest.result.json")));
     expect(later).toMatchObject({ status: "failed", error: { code: "INCOMPLETE_FILE" } });
     expect((await s.api("GET", "/v1/profiles?email=cut0%40x.io")).body.profiles).toHaveLength(0);
-    // Uploaded whole, the same manifest imports it.
-    rmSync(path.join(folder("default"), "cut.csv.result.json"));
+    // Uploaded whole, the same manifest imports it, and its earlier refusal is gone.
     expect((await sftp("default", key, ["put cut.csv", "put cut.csv.manifest"])).code).toBe(0);
     const done = JSON.parse(await waitForFile(path.join(folder("default"), "cut.csv.result.json")));
     expect(done).toMatchObject({ status: "done", rows: 10_000, processed: 10_000 });
+    expect(existsSync(path.join(folder("default"), "cut.csv.manifest.result.json"))).toBe(false);
   });
 
   it("serves <file>.failures.csv from the store, so deleting a person redacts it (SEMANTICS §10)", async () => {
