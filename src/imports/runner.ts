@@ -364,12 +364,15 @@ export class ImportRunner {
   }
 }
 
-/** What `<file>.result.json` holds: the import's status and counts. */
+/**
+ * What `<file>.result.json` holds: the import's status and counts. `error` has the shape of a refused manifest's
+ * (`{code, message}`), so that a script reading result files reads one shape.
+ */
 export function resultDocument(row: ImportRow, failuresFile: string | null): Record<string, unknown> {
   return {
     ...importView(row),
     fileName: row.fileName,
-    ...(row.error !== null && { error: row.error }),
+    ...(row.error !== null && { error: { code: "IMPORT_FAILED", message: row.error } }),
     ...(failuresFile !== null && { failuresFile }),
   };
 }

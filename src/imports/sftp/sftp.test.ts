@@ -245,7 +245,7 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
       status: "failed",
       rows: 1,
       processed: 1,
-      error: expect.stringMatching(/CSV could not be read/),
+      error: { code: "IMPORT_FAILED", message: expect.stringMatching(/CSV could not be read/) },
     });
     const escaped = JSON.parse(await waitForFile(path.join(folder("default"), "escape.manifest.result.json")));
     expect(escaped).toMatchObject({
