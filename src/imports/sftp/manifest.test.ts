@@ -13,6 +13,12 @@ async function outcomeOf(manifest: unknown) {
   return readManifest(path.join(root, "crm.manifest"), "/", root);
 }
 
+async function refusalOf(manifest: unknown): Promise<string> {
+  const outcome = await outcomeOf(manifest);
+  expect(outcome).toMatchObject({ ok: false, code: "INVALID_MANIFEST" });
+  return outcome.ok ? "" : outcome.message;
+}
+
 describe("readManifest", () => {
   it("takes a column mapping whose types the import knows", async () => {
     const outcome = await outcomeOf({
@@ -34,5 +40,21 @@ describe("readManifest", () => {
     });
     expect(outcome).toMatchObject({ ok: false, code: "INVALID_MANIFEST", fileName: "crm.csv" });
     expect(outcome.ok === false && outcome.message).toMatch(/^columns\.points: .*neither a type/);
+  });
+
+  it("takes the format from .csv, .ndjson and .jsonl, and asks for it for any other name", async () => {
+    writeFileSync(path.join(root, "d3.txt"), "Email\na@x.io\n");
+    writeFileSync(path.join(root, "e.jsonl"), "{}\n");
+    expect(await refusalOf({ fileName: "d3.txt", kind: "profiles" })).toMatch(
+      /cannot tell the format of d3\.txt from its name .*give "format": "csv" or "ndjson"/,
+    );
+    expect(await outcomeOf({ fileName: "d3.txt", kind: "profiles", format: "csv" })).toMatchObject({
+      ok: true,
+      manifest: { format: "csv" },
+    });
+    expect(await outcomeOf({ fileName: "e.jsonl", kind: "events" })).toMatchObject({
+      ok: true,
+      manifest: { format: "ndjson" },
+    });
   });
 });

@@ -5,7 +5,8 @@
  *   {"fileName": "crm.csv", "kind": "profiles", "format": "csv",
  *    "columns": {"mail": "Email", "points": {"name": "Points", "type": "number"}, "joined": {"type": "dd/MM/yyyy"}}}
  *
- * `format` defaults from the file name (`.csv`, else NDJSON); `columns` renames and types CSV columns before the
+ * `format` defaults from the file name (`.csv`; `.ndjson`, `.jsonl`) and must be given for any other name, as
+ * `portrait import` asks for `--format`. `columns` renames and types CSV columns before the
  * header is read (a type is one of the header types or a date pattern, as in `Points<number>`).
  */
 import { readFile, stat } from "node:fs/promises";
@@ -48,6 +49,12 @@ const invalid = (message: string, fileName: string | null = null): ManifestOutco
   message,
   fileName,
 });
+
+function formatOf(fileName: string): ImportFormat | null {
+  if (/\.csv$/i.test(fileName)) return "csv";
+  if (/\.(ndjson|jsonl)$/i.test(fileName)) return "ndjson";
+  return null;
+}
 
 function mappingOf(columns: unknown): Record<string, string> | string {
   if (!isPlainObject(columns)) return "columns must be an object of source column → name or {name, type}";
@@ -106,7 +113,13 @@ export async function readManifest(manifestPath: string, virtualDir: string, roo
   if (typeof kind !== "string" || !(IMPORT_KINDS as readonly string[]).includes(kind)) {
     return invalid(`kind must be one of ${IMPORT_KINDS.join(", ")}`, shownName);
   }
-  const format = body.format ?? (/\.csv$/i.test(fileName) ? "csv" : "ndjson");
+  const format = body.format ?? formatOf(fileName);
+  if (format === null) {
+    return invalid(
+      `cannot tell the format of ${fileName} from its name (.csv, .ndjson, .jsonl): give "format": "csv" or "ndjson"`,
+      shownName,
+    );
+  }
   if (format !== "csv" && format !== "ndjson") return invalid('format must be "csv" or "ndjson"', shownName);
   if (kind === "documents" && format !== "ndjson") return invalid("documents imports take NDJSON only", shownName);
   let mapping: Record<string, string> | undefined;
