@@ -16,6 +16,7 @@ import type { Logger } from "pino";
 import ssh2 from "ssh2";
 import type { Store } from "../../store/store.js";
 import type { ImportService } from "../service.js";
+import { columnsMismatch } from "./header.js";
 import { isManifestName, type Manifest, type ManifestOutcome, readManifest } from "./manifest.js";
 import { resolveInside } from "./paths.js";
 import { FailureReports, type FileInfo, isReportName } from "./reports.js";
@@ -408,6 +409,11 @@ export class SftpDropPoint {
           message: `the upload of ${outcome.manifest.fileName} did not complete (its connection closed while writing): upload it again, then the manifest`,
           fileName: outcome.manifest.fileName,
         };
+      }
+      // Only now: the header of a file still being written may not be there yet.
+      const mismatch = await columnsMismatch(outcome.manifest);
+      if (mismatch !== null) {
+        return { ok: false, code: "INVALID_MANIFEST", message: mismatch, fileName: outcome.manifest.fileName };
       }
       return outcome;
     }

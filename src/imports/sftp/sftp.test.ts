@@ -262,6 +262,46 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
     expect(kept).toEqual(quotes);
   });
 
+  it("reads a manifest with a byte order mark, and refuses paths, folders, unknown formats and misspelt columns", async () => {
+    writeFileSync(path.join(work, "bom.csv"), "mail,name\nbom@x.io,Bom\n");
+    const bom = { fileName: "bom.csv", kind: "profiles", columns: { mail: "Email", name: "Name" } };
+    writeFileSync(path.join(work, "bom.csv.manifest"), `\uFEFF${JSON.stringify(bom)}`);
+    const typo = { fileName: "bom.csv", kind: "profiles", columns: { mial: "Email" } };
+    writeFileSync(path.join(work, "typo.manifest"), JSON.stringify(typo));
+    writeFileSync(path.join(work, "abs.manifest"), JSON.stringify({ fileName: "/etc/passwd", kind: "profiles" }));
+    writeFileSync(path.join(work, "dir.manifest"), JSON.stringify({ fileName: "box", kind: "profiles" }));
+    writeFileSync(path.join(work, "d3.txt"), "Email\nd3@x.io\n");
+    writeFileSync(path.join(work, "txt.manifest"), JSON.stringify({ fileName: "d3.txt", kind: "profiles" }));
+    const r = await sftp("default", key, [
+      "put bom.csv",
+      "put bom.csv.manifest",
+      "put typo.manifest",
+      "put abs.manifest",
+      "mkdir box",
+      "put dir.manifest",
+      "put d3.txt",
+      "put txt.manifest",
+    ]);
+    expect(r.code).toBe(0);
+    const result = async (name: string) => JSON.parse(await waitForFile(path.join(folder("default"), name)));
+    expect(await result("bom.csv.result.json")).toMatchObject({ status: "done", processed: 1 });
+    expect((await s.api("GET", "/v1/profiles?email=bom%40x.io")).body.profiles[0].properties.Name).toBe("Bom");
+    const refusals: Array<[string, RegExp]> = [
+      ["typo.manifest", /columns\.mial: bom\.csv has no column "mial"/],
+      ["abs.manifest", /without a path: got "\/etc\/passwd"/],
+      ["dir.manifest", /^box is a folder, not a file$/],
+      ["txt.manifest", /cannot tell the format of d3\.txt .*give "format"/],
+    ];
+    for (const [manifest, message] of refusals) {
+      expect(await result(`${manifest}.result.json`)).toMatchObject({
+        status: "failed",
+        error: { code: "INVALID_MANIFEST", message: expect.stringMatching(message) },
+      });
+    }
+    expect(existsSync(path.join(folder("default"), "passwd.result.json"))).toBe(false);
+    expect(existsSync(path.join(folder("default"), "d3.txt.result.json"))).toBe(false);
+  });
+
   it("writes a refused manifest's result under the manifest's name, where no import's result replaces it", async () => {
     const rows = Array.from({ length: 20_000 }, (_, i) => `each${i}@x.io,Each ${i}\n`).join("");
     writeFileSync(path.join(work, "E.csv"), `Email,Name\n${rows}`);
