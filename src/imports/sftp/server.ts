@@ -5,8 +5,10 @@
  * refused, so no account can reach another's files.
  *
  * Upload a data file, then a manifest (`*.manifest` or `*.manifest.json`, see manifest.ts): when the manifest is
- * closed, its import is queued. Manifests are handled one at a time in the order they finish uploading, so imports
- * are created, and run, in that order. The runner writes `<file>.result.json` and `<file>.failures.csv` back.
+ * closed, its import is queued. An account's manifests are handled one at a time in the order they finish
+ * uploading, so imports are created, and run, in that order; one whose data file is still being uploaded waits for
+ * it (uploads.ts). The runner writes `<file>.result.json` back; `<file>.failures.csv` is read from the store when
+ * opened (reports.ts); a refused manifest gets `<manifest>.result.json`.
  */
 import { randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
