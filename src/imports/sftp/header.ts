@@ -6,8 +6,10 @@ import { createReadStream } from "node:fs";
 import { readCsv } from "../readers.js";
 import type { Manifest } from "./manifest.js";
 
-/** Why the manifest's columns do not fit the file's header, or null (also when the header cannot be read: the import
- * itself then fails and says why). Call it once the file is uploaded whole. */
+/**
+ * Why the manifest's columns do not fit the file's header, or null (also when the header cannot be read: the
+ * import itself then fails and says why). Call it once the file is uploaded whole.
+ */
 export async function columnsMismatch(m: Manifest): Promise<string | null> {
   if (!m.mapping || m.format !== "csv") return null;
   const stream = createReadStream(m.dataPath);
