@@ -13,10 +13,9 @@
  * lock) lets exactly one of them run a given import, and a claim whose heartbeat is older than the timeout is free.
  */
 
-import { createReadStream, createWriteStream, existsSync } from "node:fs";
-import { rename, rm, writeFile } from "node:fs/promises";
+import { createReadStream, existsSync } from "node:fs";
+import { rm, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { pipeline } from "node:stream/promises";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import type { Logger } from "pino";
 import { PortraitError } from "../engine/errors.js";
@@ -27,7 +26,6 @@ import type { ImportFailure, ImportHandle, ImportRow } from "../store/import-sto
 import { utf8From } from "./charset.js";
 import { HeaderError } from "./csv-columns.js";
 import { EventRowMapper, type MappingContext, ProfileRowMapper } from "./csv-records.js";
-import { failureReport } from "./failure-report.js";
 import { mapDocumentLine, mapIngestLine } from "./ndjson-records.js";
 import { ReadError, readCsv, readNdjson, type SourceRow } from "./readers.js";
 import { RowRefusal } from "./row-refusal.js";
@@ -376,7 +374,10 @@ export class ImportRunner {
       });
   }
 
-  /** SFTP imports: `<file>.result.json` and `<file>.failures.csv` next to the data file. */
+  /**
+   * SFTP imports: `<file>.result.json` next to the data file. The `<file>.failures.csv` it names is not written:
+   * the SFTP server reads it from the store when a client opens it, so that it is redacted (SEMANTICS §10).
+   */
   private async writeResults(accountId: string, importId: string): Promise<void> {
     const row = await this.store.imports.getImport(accountId, importId);
     const dir = row?.options.resultDir;
@@ -384,9 +385,6 @@ export class ImportRunner {
     if (!row || !dir || !name) return;
     try {
       const failuresName = `${name}.failures.csv`;
-      const tmp = path.join(dir, `.${failuresName}.part`);
-      await pipeline(failureReport(this.store.imports, row), createWriteStream(tmp));
-      await rename(tmp, path.join(dir, failuresName));
       await writeFile(
         path.join(dir, `${name}.result.json`),
         `${JSON.stringify(resultDocument(row, failuresName), null, 2)}\n`,
@@ -397,12 +395,15 @@ export class ImportRunner {
   }
 }
 
-/** What `<file>.result.json` holds: the import's status and counts. */
+/**
+ * What `<file>.result.json` holds: the import's status and counts. `error` has the shape of a refused manifest's
+ * (`{code, message}`), so that a script reading result files reads one shape.
+ */
 export function resultDocument(row: ImportRow, failuresFile: string | null): Record<string, unknown> {
   return {
     ...importView(row),
     fileName: row.fileName,
-    ...(row.error !== null && { error: row.error }),
+    ...(row.error !== null && { error: { code: "IMPORT_FAILED", message: row.error } }),
     ...(failuresFile !== null && { failuresFile }),
   };
 }

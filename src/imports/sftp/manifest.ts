@@ -5,8 +5,11 @@
  *   {"fileName": "crm.csv", "kind": "profiles", "format": "csv",
  *    "columns": {"mail": "Email", "points": {"name": "Points", "type": "number"}, "joined": {"type": "dd/MM/yyyy"}}}
  *
- * `format` defaults from the file name (`.csv`, else NDJSON); `columns` renames and types CSV columns before the
- * header is read (a type is one of the header types or a date pattern, as in `Points<number>`).
+ * `fileName` is a file in the manifest's own folder: a name, not a path. `format` defaults from the file name
+ * (`.csv`; `.ndjson`, `.jsonl`) and must be given for any other name, as `portrait import` asks for `--format`.
+ * `columns` renames and types CSV columns before the header is read (a type is one of the header types or a date
+ * pattern, as in `Points<number>`); every source column it names must be in the file's header (checked by
+ * header.ts once the file is uploaded), so a misspelt one is refused rather than ignored.
  */
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
@@ -24,6 +27,8 @@ export function isManifestName(name: string): boolean {
 export interface Manifest {
   /** As written in the manifest (relative to the manifest's folder). */
   fileName: string;
+  /** The data file as the client sees it (inside the account's folder). */
+  virtual: string;
   /** The data file on disk. */
   dataPath: string;
   kind: ImportKind;
@@ -33,7 +38,12 @@ export interface Manifest {
 
 export type ManifestOutcome =
   | { ok: true; manifest: Manifest }
-  | { ok: false; code: "INVALID_MANIFEST" | "MISSING_FILE"; message: string; fileName: string | null };
+  | {
+      ok: false;
+      code: "INVALID_MANIFEST" | "MISSING_FILE" | "INCOMPLETE_FILE";
+      message: string;
+      fileName: string | null;
+    };
 
 const invalid = (message: string, fileName: string | null = null): ManifestOutcome => ({
   ok: false,
@@ -41,6 +51,12 @@ const invalid = (message: string, fileName: string | null = null): ManifestOutco
   message,
   fileName,
 });
+
+function formatOf(fileName: string): ImportFormat | null {
+  if (/\.csv$/i.test(fileName)) return "csv";
+  if (/\.(ndjson|jsonl)$/i.test(fileName)) return "ndjson";
+  return null;
+}
 
 function mappingOf(columns: unknown): Record<string, string> | string {
   if (!isPlainObject(columns)) return "columns must be an object of source column → name or {name, type}";
@@ -51,6 +67,8 @@ function mappingOf(columns: unknown): Record<string, string> | string {
       continue;
     }
     if (!isPlainObject(target)) return `columns.${source} must be a name or {name, type}`;
+    const unknown = Object.keys(target).find((k) => k !== "name" && k !== "type");
+    if (unknown !== undefined) return `columns.${source}: unknown key ${JSON.stringify(unknown)} (name, type)`;
     const name = target.name ?? source;
     const type = target.type;
     if (typeof name !== "string" || name.trim() === "") return `columns.${source}.name must be a non-empty string`;
@@ -84,7 +102,8 @@ export async function readManifest(manifestPath: string, virtualDir: string, roo
   }
   let body: unknown;
   try {
-    body = JSON.parse(text);
+    // Editors on Windows start a UTF-8 file with a byte order mark, which JSON does not allow.
+    body = JSON.parse(text.replace(/^\uFEFF/, ""));
   } catch (e) {
     return invalid(`the manifest is not valid JSON: ${(e as Error).message}`);
   }
@@ -93,13 +112,30 @@ export async function readManifest(manifestPath: string, virtualDir: string, roo
   if (typeof fileName !== "string" || fileName.trim() === "") return invalid("fileName must name the data file");
   // Joined by hand: path.posix.join would cancel the ".." segments that must be refused.
   const virtual = resolveInside(`${virtualDir}/${fileName}`);
-  if (virtual === null || virtual === "/") return invalid("fileName must name a file inside your folder");
+  if (virtual === null || virtual === "/") return invalid("fileName must name a file inside your folder", fileName);
+  // Only a name: a path would be read from another folder than the client meant (or than the result is written to).
+  if (fileName.includes("/")) {
+    return invalid(
+      `fileName must be the name of a file in the manifest's folder, without a path: got ${JSON.stringify(fileName)}`,
+      fileName,
+    );
+  }
   const shownName = fileName;
+  const dataPath = path.join(root, virtual);
+  const found = await stat(dataPath).catch(() => null);
+  // Before the format, which a folder's name (no extension) would fail first.
+  if (found?.isDirectory()) return invalid(`${fileName} is a folder, not a file`, shownName);
   const kind = body.kind;
   if (typeof kind !== "string" || !(IMPORT_KINDS as readonly string[]).includes(kind)) {
     return invalid(`kind must be one of ${IMPORT_KINDS.join(", ")}`, shownName);
   }
-  const format = body.format ?? (/\.csv$/i.test(fileName) ? "csv" : "ndjson");
+  const format = body.format ?? formatOf(fileName);
+  if (format === null) {
+    return invalid(
+      `cannot tell the format of ${fileName} from its name (.csv, .ndjson, .jsonl): give "format": "csv" or "ndjson"`,
+      shownName,
+    );
+  }
   if (format !== "csv" && format !== "ndjson") return invalid('format must be "csv" or "ndjson"', shownName);
   if (kind === "documents" && format !== "ndjson") return invalid("documents imports take NDJSON only", shownName);
   let mapping: Record<string, string> | undefined;
@@ -110,11 +146,11 @@ export async function readManifest(manifestPath: string, virtualDir: string, roo
     if (typeof m === "string") return invalid(m, shownName);
     mapping = m;
   }
-  const dataPath = path.join(root, virtual);
-  try {
-    if (!(await stat(dataPath)).isFile()) throw new Error("not a file");
-  } catch {
+  if (!found?.isFile()) {
     return { ok: false, code: "MISSING_FILE", message: `the data file ${fileName} was not found`, fileName: shownName };
   }
-  return { ok: true, manifest: { fileName, dataPath, kind: kind as ImportKind, format, ...(mapping && { mapping }) } };
+  return {
+    ok: true,
+    manifest: { fileName, virtual, dataPath, kind: kind as ImportKind, format, ...(mapping && { mapping }) },
+  };
 }

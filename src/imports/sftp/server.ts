@@ -5,19 +5,24 @@
  * refused, so no account can reach another's files.
  *
  * Upload a data file, then a manifest (`*.manifest` or `*.manifest.json`, see manifest.ts): when the manifest is
- * closed, its import is queued. Manifests are handled one at a time in the order they finish uploading, so imports
- * are created, and run, in that order. The runner writes `<file>.result.json` and `<file>.failures.csv` back.
+ * closed, its import is queued. An account's manifests are handled one at a time in the order they finish
+ * uploading, so imports are created, and run, in that order; one whose data file is still being uploaded waits for
+ * it (uploads.ts). The runner writes `<file>.result.json` back; `<file>.failures.csv` is read from the store when
+ * opened (reports.ts); a refused manifest gets `<manifest>.result.json`.
  */
 import { randomBytes } from "node:crypto";
-import { createReadStream, type Stats } from "node:fs";
-import { access, type FileHandle, mkdir, open, readdir, rename, rm, rmdir, stat, writeFile } from "node:fs/promises";
+import { createReadStream } from "node:fs";
+import { type FileHandle, mkdir, open, readdir, rename, rm, rmdir, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
 import ssh2 from "ssh2";
 import type { Store } from "../../store/store.js";
 import type { ImportService } from "../service.js";
-import { isManifestName, type Manifest, readManifest } from "./manifest.js";
+import { columnsMismatch } from "./header.js";
+import { isManifestName, type Manifest, type ManifestOutcome, readManifest } from "./manifest.js";
 import { resolveInside } from "./paths.js";
+import { FailureReports, type FileInfo, isReportName } from "./reports.js";
+import { Uploads } from "./uploads.js";
 
 const { STATUS_CODE } = ssh2.utils.sftp;
 const HOST_KEY_META = "sftp.hostKey";
@@ -37,7 +42,7 @@ type Handle =
   | { kind: "file"; file: FileHandle; virtual: string; writing: boolean }
   | { kind: "dir"; virtual: string; done: boolean };
 
-function attrsOf(s: Stats) {
+function attrsOf(s: FileInfo) {
   return {
     mode: s.mode,
     uid: 0,
@@ -48,7 +53,7 @@ function attrsOf(s: Stats) {
   };
 }
 
-export function longname(name: string, s: Stats): string {
+export function longname(name: string, s: FileInfo): string {
   // A folder can be entered: `ls -l` shows it as a directory one may cd into, as OpenSSH's server does.
   const mode = s.isDirectory() ? "drwxr-xr-x" : "-rw-r--r--";
   const date = new Date(s.mtimeMs).toISOString().slice(0, 16).replace("T", " ");
@@ -66,12 +71,17 @@ export interface SftpServerOptions {
 
 export class SftpDropPoint {
   private server: ssh2.Server | null = null;
-  /** Manifests in the order they finished uploading (SEMANTICS §11 SFTP). */
-  private manifests: Promise<void> = Promise.resolve();
+  /** Per account, its manifests in the order they finished uploading (SEMANTICS §11 SFTP). */
+  private readonly manifests = new Map<string, Promise<void>>();
   private readonly clients = new Set<ssh2.Connection>();
+  private readonly uploads: Uploads;
+  private readonly reports: FailureReports;
   port = 0;
 
-  constructor(private readonly opts: SftpServerOptions) {}
+  constructor(private readonly opts: SftpServerOptions) {
+    this.uploads = new Uploads(path.join(opts.dataDir, "sftp", ".uploads"));
+    this.reports = new FailureReports(opts.store.imports, opts.store, path.join(opts.dataDir, "sftp", ".reports"));
+  }
 
   async start(): Promise<number> {
     const key = await hostKey(this.opts.store);
@@ -83,13 +93,18 @@ export class SftpDropPoint {
     });
     const address = server.address();
     this.port = typeof address === "object" && address ? address.port : this.opts.port;
+    void this.reports.removeStaticCopies(path.join(this.opts.dataDir, "sftp")).then(
+      (removed) => removed > 0 && this.opts.logger?.info({ removed }, "SFTP: removed failure report copies"),
+      (err) => this.opts.logger?.error({ err }, "SFTP: could not remove failure report copies"),
+    );
     return this.port;
   }
 
   async stop(): Promise<void> {
     for (const c of this.clients) c.end();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
-    await this.manifests;
+    // The connections' write handles are closed as abandoned, so no manifest is left waiting for an upload.
+    while (this.manifests.size > 0) await Promise.allSettled([...this.manifests.values()]);
   }
 
   private root(accountId: string): string {
@@ -172,6 +187,15 @@ export class SftpDropPoint {
     const run = (reqId: number, work: () => Promise<void>) => {
       work().catch((e) => fail(reqId, e));
     };
+    /** The import whose failure report `v` is (served from the store, see reports.ts), or null. */
+    const reportOf = (v: string) =>
+      isReportName(path.posix.basename(v)) ? this.reports.importOf(accountId, real(v)) : Promise.resolve(null);
+    const reportRefused = (reqId: number) =>
+      sftp.status(
+        reqId,
+        STATUS_CODE.PERMISSION_DENIED,
+        "This is an import's failure report, read from Portrait: it cannot be written or renamed",
+      );
 
     sftp.on("REALPATH", (reqId, p) => {
       const v = inside(reqId, p);
@@ -179,7 +203,11 @@ export class SftpDropPoint {
     });
     const statPath = (reqId: number, p: string) => {
       const v = inside(reqId, p);
-      if (v !== null) run(reqId, async () => sftp.attrs(reqId, attrsOf(await stat(real(v)))));
+      if (v === null) return;
+      run(reqId, async () => {
+        const report = await reportOf(v);
+        sftp.attrs(reqId, attrsOf(report ? await this.reports.info(report) : await stat(real(v))));
+      });
     };
     sftp.on("STAT", statPath);
     sftp.on("LSTAT", statPath);
@@ -188,7 +216,23 @@ export class SftpDropPoint {
       if (v === null) return;
       const writing = (flags & ssh2.utils.sftp.OPEN_MODE.WRITE) !== 0;
       run(reqId, async () => {
+        const report = await reportOf(v);
+        if (report && writing) return reportRefused(reqId);
+        if (report) {
+          const file = await this.reports.open(report);
+          sftp.handle(reqId, newHandle({ kind: "file", file, virtual: v, writing: false }));
+          return;
+        }
         const file = await open(real(v), ssh2.utils.sftp.flagsToString(flags) ?? "r");
+        if (writing) {
+          try {
+            await this.uploads.opened(accountId, v);
+          } catch (e) {
+            await file.close();
+            await this.uploads.closed(accountId, v, false);
+            throw e;
+          }
+        }
         sftp.handle(reqId, newHandle({ kind: "file", file, virtual: v, writing }));
       });
     });
@@ -228,6 +272,7 @@ export class SftpDropPoint {
       if (h.kind === "dir") return sftp.status(reqId, STATUS_CODE.OK);
       run(reqId, async () => {
         await h.file.close();
+        if (h.writing) await this.uploads.closed(accountId, h.virtual, true);
         sftp.status(reqId, STATUS_CODE.OK);
         if (h.writing && isManifestName(path.posix.basename(h.virtual))) this.enqueueManifest(accountId, h.virtual);
       });
@@ -248,12 +293,24 @@ export class SftpDropPoint {
       h.done = true;
       run(reqId, async () => {
         const names = await readdir(real(h.virtual));
-        const entries = [];
+        const infos = new Map<string, FileInfo>();
         for (const name of names) {
           if (name.startsWith(".") && name.endsWith(".part")) continue;
           const s = await stat(path.join(real(h.virtual), name)).catch(() => null);
-          if (s) entries.push({ filename: name, longname: longname(name, s), attrs: attrsOf(s) });
+          if (s) infos.set(name, s);
         }
+        // Each import's result names its failure report, which is listed although no file holds it.
+        for (const name of names) {
+          if (!name.endsWith(".result.json")) continue;
+          const reportName = `${name.slice(0, -".result.json".length)}.failures.csv`;
+          const report = await reportOf(path.posix.join(h.virtual, reportName));
+          if (report) infos.set(reportName, await this.reports.info(report));
+        }
+        const entries = [...infos].map(([name, s]) => ({
+          filename: name,
+          longname: longname(name, s),
+          attrs: attrsOf(s),
+        }));
         if (entries.length === 0) sftp.status(reqId, STATUS_CODE.EOF);
         else sftp.name(reqId, entries);
       });
@@ -262,7 +319,10 @@ export class SftpDropPoint {
       const v = inside(reqId, p);
       if (v !== null)
         run(reqId, async () => {
-          await rm(real(v));
+          // Removing a report: its result file stops naming it.
+          if (await reportOf(v)) await this.reports.forget(real(v));
+          else await rm(real(v));
+          await this.uploads.removed(accountId, v);
           sftp.status(reqId, STATUS_CODE.OK);
         });
     });
@@ -288,7 +348,9 @@ export class SftpDropPoint {
       const b = inside(reqId, to);
       if (b !== null)
         run(reqId, async () => {
+          if ((await reportOf(a)) || (await reportOf(b))) return reportRefused(reqId);
           await rename(real(a), real(b));
+          await this.uploads.moved(accountId, a, b);
           sftp.status(reqId, STATUS_CODE.OK);
           if (isManifestName(path.posix.basename(b))) this.enqueueManifest(accountId, b);
         });
@@ -296,19 +358,67 @@ export class SftpDropPoint {
     for (const op of ["READLINK", "SYMLINK"] as const) {
       sftp.on(op as "READLINK", (reqId: number) => sftp.status(reqId, STATUS_CODE.OP_UNSUPPORTED, "Not supported"));
     }
-    // The client is done: close our side too (else the client waits for the channel to close), and the files.
+    // The client is done, or its connection dropped: close our side too (else the client waits for the channel to
+    // close), and the files. A file still open for writing was not closed by the client: its upload is abandoned.
+    const abandon = () => {
+      for (const h of handles.values()) {
+        if (h.kind !== "file") continue;
+        void h.file
+          .close()
+          .catch(() => undefined)
+          .then(() => (h.writing ? this.uploads.closed(accountId, h.virtual, false) : undefined))
+          .catch((err) => this.opts.logger?.error({ err, accountId }, "SFTP: could not record an abandoned upload"));
+      }
+      handles.clear();
+    };
     sftp.on("end", () => {
       sftp.end();
-      for (const h of handles.values()) if (h.kind === "file") void h.file.close().catch(() => undefined);
-      handles.clear();
+      abandon();
+    });
+    sftp.on("close", abandon);
+  }
+
+  /**
+   * An account's manifests are handled strictly one after another, in the order they were closed; one waiting for
+   * its data file's upload holds back the account's later manifests (upload order), not other accounts'.
+   */
+  private enqueueManifest(accountId: string, virtual: string): void {
+    const tail = (this.manifests.get(accountId) ?? Promise.resolve())
+      .then(() => this.handleManifest(accountId, virtual))
+      .catch((err) => this.opts.logger?.error({ err, accountId, manifest: virtual }, "SFTP manifest failed"));
+    this.manifests.set(accountId, tail);
+    void tail.then(() => {
+      if (this.manifests.get(accountId) === tail) this.manifests.delete(accountId);
     });
   }
 
-  /** Manifests are handled strictly one after another, in the order they were closed. */
-  private enqueueManifest(accountId: string, virtual: string): void {
-    this.manifests = this.manifests
-      .then(() => this.handleManifest(accountId, virtual))
-      .catch((err) => this.opts.logger?.error({ err, accountId, manifest: virtual }, "SFTP manifest failed"));
+  /** Reads the manifest once its data file is no longer being written (SEMANTICS §11 SFTP: never half a file). */
+  private async settledManifest(accountId: string, virtual: string): Promise<ManifestOutcome> {
+    const root = this.root(accountId);
+    const dir = path.posix.dirname(virtual);
+    for (;;) {
+      const outcome = await readManifest(path.join(root, virtual), dir, root);
+      if (!outcome.ok) return outcome;
+      const data = outcome.manifest.virtual;
+      if (this.uploads.isWriting(accountId, data)) {
+        await this.uploads.settled(accountId, data);
+        continue; // read again: the upload may have renamed or removed the file
+      }
+      if (await this.uploads.incomplete(accountId, data)) {
+        return {
+          ok: false,
+          code: "INCOMPLETE_FILE",
+          message: `the upload of ${outcome.manifest.fileName} did not complete (its connection closed while writing): upload it again, then the manifest`,
+          fileName: outcome.manifest.fileName,
+        };
+      }
+      // Only now: the header of a file still being written may not be there yet.
+      const mismatch = await columnsMismatch(outcome.manifest);
+      if (mismatch !== null) {
+        return { ok: false, code: "INVALID_MANIFEST", message: mismatch, fileName: outcome.manifest.fileName };
+      }
+      return outcome;
+    }
   }
 
   private async handleManifest(accountId: string, virtual: string): Promise<void> {
@@ -316,21 +426,21 @@ export class SftpDropPoint {
     const dir = path.posix.dirname(virtual);
     const account = await this.opts.store.getAccount(accountId);
     if (!account) return;
-    const outcome = await readManifest(path.join(root, virtual), dir, root);
+    const outcome = await this.settledManifest(accountId, virtual);
+    const manifestName = path.posix.basename(virtual);
     if (!outcome.ok) {
-      // Next to the file it names, unless that file already has an import's result: a refused manifest must not
-      // replace what a real import reported. Then, and when it names nothing usable, next to the manifest.
-      const named = outcome.fileName === null ? null : path.posix.basename(outcome.fileName);
-      const taken = named !== null && (await exists(path.join(root, dir, `${named}.result.json`)));
-      const resultName = named !== null && !taken ? named : path.posix.basename(virtual);
-      await writeResult(path.join(root, dir), resultName, {
+      // Next to the manifest, under its name: a result next to the data file would be replaced by the result of an
+      // import of that file finishing later (one queued before this manifest, or sent after it), and lost.
+      await writeResult(path.join(root, dir), manifestName, {
         status: "failed",
-        manifest: path.posix.basename(virtual),
+        manifest: manifestName,
         ...(outcome.fileName !== null && { fileName: outcome.fileName }),
         error: { code: outcome.code, message: outcome.message },
       });
       return;
     }
+    // A refusal of an earlier manifest of this name no longer holds: its import's result will be the file's.
+    await rm(path.join(root, dir, `${manifestName}.result.json`), { force: true });
     const m: Manifest = outcome.manifest;
     await this.opts.imports.create(account, createReadStream(m.dataPath), {
       kind: m.kind,
@@ -346,15 +456,9 @@ export class SftpDropPoint {
   }
 }
 
-async function exists(file: string): Promise<boolean> {
-  try {
-    await access(file);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
+/** Written aside and renamed into place, so that a client polling for it never reads half of it. */
 async function writeResult(dir: string, name: string, body: Record<string, unknown>): Promise<void> {
-  await writeFile(path.join(dir, `${name}.result.json`), `${JSON.stringify(body, null, 2)}\n`);
+  const tmp = path.join(dir, `.${name}.result.json.${randomBytes(4).toString("hex")}.part`);
+  await writeFile(tmp, `${JSON.stringify(body, null, 2)}\n`);
+  await rename(tmp, path.join(dir, `${name}.result.json`));
 }

@@ -3,8 +3,8 @@
  * that trigger imports in manifest order, result files written back, and the refusals: a wrong key, a password, another
  * account's folder, path traversal, a manifest naming a missing file, a malformed manifest.
  */
-import { execFile, execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -42,11 +42,10 @@ interface SftpRun {
   stderr: string;
 }
 
-/** Runs `sftp -b` with the given commands (a leading `-` lets a command fail without ending the batch). */
-async function sftp(user: string, key: string, commands: string[], extra: string[] = []): Promise<SftpRun> {
+function sftpArgs(user: string, key: string, commands: string[], extra: string[]): string[] {
   const batch = path.join(work, `batch-${Math.random().toString(36).slice(2)}`);
   writeFileSync(batch, `${commands.join("\n")}\n`);
-  const args = [
+  return [
     "-b",
     batch,
     "-i",
@@ -64,6 +63,11 @@ async function sftp(user: string, key: string, commands: string[], extra: string
     ...extra,
     `${user}@127.0.0.1`,
   ];
+}
+
+/** Runs `sftp -b` with the given commands (a leading `-` lets a command fail without ending the batch). */
+async function sftp(user: string, key: string, commands: string[], extra: string[] = []): Promise<SftpRun> {
+  const args = sftpArgs(user, key, commands, extra);
   try {
     const r = await promisify(execFile)("sftp", args, { encoding: "utf8", timeout: 30_000, cwd: work });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
@@ -73,17 +77,41 @@ async function sftp(user: string, key: string, commands: string[], extra: string
   }
 }
 
+/** Starts `sftp -b` in the background (its own process group, so that it and its ssh can be killed together). */
+function sftpInBackground(user: string, key: string, commands: string[], extra: string[] = []) {
+  const child: ChildProcess = spawn("sftp", sftpArgs(user, key, commands, extra), {
+    cwd: work,
+    stdio: "ignore",
+    detached: true,
+  });
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  return { exited, kill: () => process.kill(-(child.pid as number), "SIGKILL") };
+}
+
+/** Waits until a file exists and holds more than `bytes` bytes. */
+async function waitForSize(file: string, bytes: number, timeoutMs = 20_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const size = existsSync(file) ? statSync(file).size : 0;
+    if (size > bytes) return size;
+    if (Date.now() > deadline) throw new Error(`${file} did not grow past ${bytes} bytes`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 function folder(accountId: string): string {
   return path.join(s.dir, "sftp", accountId);
 }
 
+/** Waits for a result file, whole: the runner writes it in place, so it may be seen half written. */
 async function waitForFile(file: string, timeoutMs = 30_000): Promise<string> {
   const deadline = Date.now() + timeoutMs;
-  while (!existsSync(file)) {
+  for (;;) {
+    const text = existsSync(file) ? readFileSync(file, "utf8") : "";
+    if (text.endsWith("}\n")) return text;
     if (Date.now() > deadline) throw new Error(`no ${file} after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 50));
   }
-  return readFileSync(file, "utf8");
 }
 
 describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
@@ -200,14 +228,14 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
       "put quotes.csv.manifest",
     ]);
     expect(r.code).toBe(0);
-    const ghost = JSON.parse(await waitForFile(path.join(folder("default"), "ghost.csv.result.json")));
-    expect(ghost).toMatchObject({ status: "failed", error: { code: "MISSING_FILE" } });
+    const ghost = JSON.parse(await waitForFile(path.join(folder("default"), "ghost.manifest.result.json")));
+    expect(ghost).toMatchObject({ status: "failed", fileName: "ghost.csv", error: { code: "MISSING_FILE" } });
     const broken = JSON.parse(await waitForFile(path.join(folder("default"), "broken.manifest.result.json")));
     expect(broken).toMatchObject({
       status: "failed",
       error: { code: "INVALID_MANIFEST", message: expect.stringMatching(/JSON/) },
     });
-    const kindless = JSON.parse(await waitForFile(path.join(folder("default"), "kindless.csv.result.json")));
+    const kindless = JSON.parse(await waitForFile(path.join(folder("default"), "kindless.manifest.result.json")));
     expect(kindless).toMatchObject({
       status: "failed",
       error: { code: "INVALID_MANIFEST", message: expect.stringMatching(/kind/) },
@@ -217,7 +245,7 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
       status: "failed",
       rows: 1,
       processed: 1,
-      error: expect.stringMatching(/CSV could not be read/),
+      error: { code: "IMPORT_FAILED", message: expect.stringMatching(/CSV could not be read/) },
     });
     const escaped = JSON.parse(await waitForFile(path.join(folder("default"), "escape.manifest.result.json")));
     expect(escaped).toMatchObject({
@@ -232,6 +260,145 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
     expect(again).toMatchObject({ status: "failed", fileName: "quotes.csv", error: { code: "INVALID_MANIFEST" } });
     const kept = JSON.parse(readFileSync(path.join(folder("default"), "quotes.csv.result.json"), "utf8"));
     expect(kept).toEqual(quotes);
+  });
+
+  it("reads a manifest with a byte order mark, and refuses paths, folders, unknown formats and misspelt columns", async () => {
+    writeFileSync(path.join(work, "bom.csv"), "mail,name\nbom@x.io,Bom\n");
+    const bom = { fileName: "bom.csv", kind: "profiles", columns: { mail: "Email", name: "Name" } };
+    writeFileSync(path.join(work, "bom.csv.manifest"), `\uFEFF${JSON.stringify(bom)}`);
+    const typo = { fileName: "bom.csv", kind: "profiles", columns: { mial: "Email" } };
+    writeFileSync(path.join(work, "typo.manifest"), JSON.stringify(typo));
+    writeFileSync(path.join(work, "abs.manifest"), JSON.stringify({ fileName: "/etc/passwd", kind: "profiles" }));
+    writeFileSync(path.join(work, "dir.manifest"), JSON.stringify({ fileName: "box", kind: "profiles" }));
+    writeFileSync(path.join(work, "d3.txt"), "Email\nd3@x.io\n");
+    writeFileSync(path.join(work, "txt.manifest"), JSON.stringify({ fileName: "d3.txt", kind: "profiles" }));
+    const r = await sftp("default", key, [
+      "put bom.csv",
+      "put bom.csv.manifest",
+      "put typo.manifest",
+      "put abs.manifest",
+      "mkdir box",
+      "put dir.manifest",
+      "put d3.txt",
+      "put txt.manifest",
+    ]);
+    expect(r.code).toBe(0);
+    const result = async (name: string) => JSON.parse(await waitForFile(path.join(folder("default"), name)));
+    expect(await result("bom.csv.result.json")).toMatchObject({ status: "done", processed: 1 });
+    expect((await s.api("GET", "/v1/profiles?email=bom%40x.io")).body.profiles[0].properties.Name).toBe("Bom");
+    const refusals: Array<[string, RegExp]> = [
+      ["typo.manifest", /columns\.mial: bom\.csv has no column "mial"/],
+      ["abs.manifest", /without a path: got "\/etc\/passwd"/],
+      ["dir.manifest", /^box is a folder, not a file$/],
+      ["txt.manifest", /cannot tell the format of d3\.txt .*give "format"/],
+    ];
+    for (const [manifest, message] of refusals) {
+      expect(await result(`${manifest}.result.json`)).toMatchObject({
+        status: "failed",
+        error: { code: "INVALID_MANIFEST", message: expect.stringMatching(message) },
+      });
+    }
+    expect(existsSync(path.join(folder("default"), "passwd.result.json"))).toBe(false);
+    expect(existsSync(path.join(folder("default"), "d3.txt.result.json"))).toBe(false);
+  });
+
+  it("writes a refused manifest's result under the manifest's name, where no import's result replaces it", async () => {
+    const rows = Array.from({ length: 20_000 }, (_, i) => `each${i}@x.io,Each ${i}\n`).join("");
+    writeFileSync(path.join(work, "E.csv"), `Email,Name\n${rows}`);
+    writeFileSync(path.join(work, "E1.manifest"), JSON.stringify({ fileName: "E.csv", kind: "profiles" }));
+    writeFileSync(path.join(work, "E2.manifest"), JSON.stringify({ fileName: "E.csv", kind: "nope" }));
+    expect((await sftp("default", key, ["put E.csv", "put E1.manifest", "put E2.manifest"])).code).toBe(0);
+    const refused = JSON.parse(await waitForFile(path.join(folder("default"), "E2.manifest.result.json")));
+    expect(refused).toMatchObject({ status: "failed", manifest: "E2.manifest", error: { code: "INVALID_MANIFEST" } });
+    const done = JSON.parse(await waitForFile(path.join(folder("default"), "E.csv.result.json")));
+    expect(done).toMatchObject({ status: "done", rows: 20_000 });
+    expect(JSON.parse(readFileSync(path.join(folder("default"), "E2.manifest.result.json"), "utf8"))).toEqual(refused);
+  });
+
+  it("waits for a data file still being uploaded, by another session, and imports all of it", async () => {
+    const rows = Array.from({ length: 10_000 }, (_, i) => `race${i}@x.io,Racer ${i}\n`).join("");
+    const content = `Email,Name\n${rows}`;
+    writeFileSync(path.join(work, "race.csv"), content);
+    writeFileSync(path.join(work, "race.csv.manifest"), JSON.stringify({ fileName: "race.csv", kind: "profiles" }));
+    // About 100 KB/s: the upload takes seconds, and the manifest arrives in the middle of it.
+    const upload = sftpInBackground("default", key, ["put race.csv"], ["-l", "800"]);
+    const remote = path.join(folder("default"), "race.csv");
+    await waitForSize(remote, 20_000);
+    expect((await sftp("default", key, ["put race.csv.manifest"])).code).toBe(0);
+    expect(statSync(remote).size).toBeLessThan(content.length);
+    expect(await upload.exited).toBe(0);
+    const result = JSON.parse(await waitForFile(path.join(folder("default"), "race.csv.result.json")));
+    expect(result).toMatchObject({ status: "done", rows: 10_000, processed: 10_000, failed: 0, bytes: content.length });
+  });
+
+  it("refuses a manifest whose data file's upload was abandoned, until the file is uploaded whole", async () => {
+    const rows = Array.from({ length: 10_000 }, (_, i) => `cut${i}@x.io,Cut ${i}\n`).join("");
+    writeFileSync(path.join(work, "cut.csv"), `Email,Name\n${rows}`);
+    writeFileSync(path.join(work, "cut.csv.manifest"), JSON.stringify({ fileName: "cut.csv", kind: "profiles" }));
+    writeFileSync(path.join(work, "cut2.manifest"), JSON.stringify({ fileName: "cut.csv", kind: "profiles" }));
+    const upload = sftpInBackground("default", key, ["put cut.csv"], ["-l", "800"]);
+    const remote = path.join(folder("default"), "cut.csv");
+    await waitForSize(remote, 20_000);
+    // The manifest waits for the upload; the connection then drops with the file half written.
+    expect((await sftp("default", key, ["put cut.csv.manifest"])).code).toBe(0);
+    upload.kill();
+    await upload.exited;
+    const refused = JSON.parse(await waitForFile(path.join(folder("default"), "cut.csv.manifest.result.json")));
+    expect(refused).toMatchObject({
+      status: "failed",
+      fileName: "cut.csv",
+      error: { code: "INCOMPLETE_FILE", message: expect.stringMatching(/did not complete/) },
+    });
+    // A manifest sent later for the same partial file is refused too: the upload never completed.
+    expect((await sftp("default", key, ["put cut2.manifest"])).code).toBe(0);
+    const later = JSON.parse(await waitForFile(path.join(folder("default"), "cut2.manifest.result.json")));
+    expect(later).toMatchObject({ status: "failed", error: { code: "INCOMPLETE_FILE" } });
+    expect((await s.api("GET", "/v1/profiles?email=cut0%40x.io")).body.profiles).toHaveLength(0);
+    // Uploaded whole, the same manifest imports it, and its earlier refusal is gone.
+    expect((await sftp("default", key, ["put cut.csv", "put cut.csv.manifest"])).code).toBe(0);
+    const done = JSON.parse(await waitForFile(path.join(folder("default"), "cut.csv.result.json")));
+    expect(done).toMatchObject({ status: "done", rows: 10_000, processed: 10_000 });
+    expect(existsSync(path.join(folder("default"), "cut.csv.manifest.result.json"))).toBe(false);
+  });
+
+  it("serves <file>.failures.csv from the store, so deleting a person redacts it (SEMANTICS §10)", async () => {
+    await s.api("POST", "/v1/ingest", {
+      records: [{ type: "profile", identity: { Email: "red@x.io" }, properties: { Name: "Red" } }],
+    });
+    writeFileSync(path.join(work, "red.csv"), "Email,Gender,Name\nred@x.io,X,Secret Person\nkeep@x.io,X,Kept Person\n");
+    writeFileSync(path.join(work, "red.csv.manifest"), JSON.stringify({ fileName: "red.csv", kind: "profiles" }));
+    expect((await sftp("default", key, ["put red.csv", "put red.csv.manifest"])).code).toBe(0);
+    const result = JSON.parse(await waitForFile(path.join(folder("default"), "red.csv.result.json")));
+    expect(result).toMatchObject({ status: "done", failed: 2, failuresFile: "red.csv.failures.csv" });
+    const before = await sftp("default", key, ["get red.csv.failures.csv red-before.csv"]);
+    expect(before.code).toBe(0);
+    expect(readFileSync(path.join(work, "red-before.csv"), "utf8")).toContain("Secret Person");
+
+    const p = (await s.api("GET", "/v1/profiles?email=red%40x.io")).body.profiles[0];
+    expect((await s.api("DELETE", `/v1/profiles/${p.id}`)).status).toBe(200);
+    const after = await sftp("default", key, ["get red.csv.failures.csv red-after.csv", "ls -l red.csv*"]);
+    expect(after.code).toBe(0);
+    const report = readFileSync(path.join(work, "red-after.csv"), "utf8");
+    expect(report).not.toContain("Secret Person");
+    expect(report).not.toContain("red@x.io");
+    expect(report).toContain("Kept Person");
+    expect(report).toMatch(/redacted/);
+    // Listed at the size a client downloads.
+    expect(after.stdout).toMatch(new RegExp(` ${Buffer.byteLength(report)} .* red\\.csv\\.failures\\.csv`));
+    // And nothing Portrait wrote keeps the row (the data file is the client's own upload).
+    const files = readdirSync(path.join(s.dir, "sftp"), { recursive: true, withFileTypes: true }).filter(
+      (f) => f.isFile() && f.name !== "red.csv",
+    );
+    for (const f of files) expect(readFileSync(path.join(f.parentPath, f.name), "utf8")).not.toContain("Secret Person");
+
+    // The report cannot be overwritten; removing it makes the result stop naming it.
+    const write = await sftp("default", key, ["-put red.csv red.csv.failures.csv", "rm red.csv.failures.csv", "ls"]);
+    expect(write.code).toBe(0);
+    expect(write.stderr).toMatch(/Permission denied|failure report/);
+    expect(write.stdout.split("sftp> ls").at(-1)).not.toMatch(/red\.csv\.failures\.csv/);
+    const kept = JSON.parse(readFileSync(path.join(folder("default"), "red.csv.result.json"), "utf8"));
+    expect(kept).toMatchObject({ status: "done", failed: 2 });
+    expect(kept.failuresFile).toBeUndefined();
   });
 
   it("keeps its host key in the store across restarts", async () => {
