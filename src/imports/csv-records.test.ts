@@ -132,6 +132,18 @@ describe("event rows", () => {
     expect(m.map(["d-1", "Viewed", "-5", "", ""], ctx()).record).toMatchObject({ ts: -5 });
   });
 
+  it("reads an untyped Charged Amount as the number §3 fixes it to be, in an account that never saw a Charged", () => {
+    const m = new EventRowMapper(["Identity", "evtName", "ts", "Amount", "Note"]);
+    expect(m.map(["u-1", "Charged", "1732000000", "12.5", "12.5"], ctx()).record).toMatchObject({
+      name: "Charged",
+      properties: { Amount: 12.5, Note: "12.5" },
+    });
+    // Only on Charged: another event's Amount is the account's to type.
+    expect(m.map(["u-1", "Refund", "1732000000", "12.5", ""], ctx()).record).toMatchObject({
+      properties: { Amount: "12.5" },
+    });
+  });
+
   it("needs evtName and refuses operation columns", () => {
     expect(() => new EventRowMapper(["Email", "ts"])).toThrow(/evtName/);
     expect(() => new EventRowMapper(["Email", "evtName", "X.operation"])).toThrow(/profile properties only/);

@@ -4,6 +4,7 @@
  * the cell's declared type: the record parser and the engine do that, with the live API's codes and messages.
  */
 import { PortraitError } from "../engine/errors.js";
+import { CHARGED, CHARGED_PROPERTY_TYPES } from "../engine/properties/event-properties.js";
 import { SYSTEM_PROPERTY_TYPES } from "../engine/properties/parse.js";
 import { normaliseIdentityValue } from "../engine/properties/values.js";
 import { IDENTITY_KEYS, type IdentityKey, type ValueType } from "../engine/types.js";
@@ -137,13 +138,17 @@ abstract class CsvRowMapper {
     }
   }
 
-  /** The declared type, else the registered one, else the system property's, else string. */
+  /** The declared type, else the registered one, else the one the spec fixes for the key, else string. */
   protected typeFor(column: Column, scope: TypeScope, ctx: MappingContext): CellType {
     if (column.type) return column.type;
     if (scope === "profile" && column.key === "DOB") return { kind: "string" };
-    const registered =
-      ctx.typeOf(scope, column.key) ?? (scope === "profile" ? SYSTEM_PROPERTY_TYPES[column.key] : undefined);
-    return typeForRegistered(registered);
+    const fixed =
+      scope === "profile"
+        ? SYSTEM_PROPERTY_TYPES[column.key]
+        : scope === `event:${CHARGED}`
+          ? CHARGED_PROPERTY_TYPES[column.key]
+          : undefined;
+    return typeForRegistered(ctx.typeOf(scope, column.key) ?? fixed);
   }
 
   abstract map(fields: string[], ctx: MappingContext): MappedRow;

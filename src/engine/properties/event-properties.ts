@@ -3,7 +3,7 @@
  * except `Charged.Items`. Error fields are relative to the properties object (`Amount`, `Items[2].Price`).
  */
 import { fail, show } from "../errors.js";
-import type { EventPropertyValue } from "../types.js";
+import type { EventPropertyValue, ValueType } from "../types.js";
 import { charLength, isPlainObject, validateKey } from "./keys.js";
 import { describeValue, MAX_STRING_LENGTH, parseDateInput, parseIso8601, toIsoUtc } from "./values.js";
 
@@ -29,6 +29,9 @@ export const CHARGED = "Charged";
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
 /** A client-sent event name: a string of 1-120 characters, not blank, not reserved. Errors carry no field. */
+/** The types SEMANTICS §3 fixes for Charged's own properties: an import reads an untyped cell of a fresh account by them. */
+export const CHARGED_PROPERTY_TYPES: Readonly<Record<string, ValueType>> = Object.freeze({ Amount: "number" });
+
 export function validateEventName(name: unknown): string {
   if (typeof name !== "string") {
     fail("INVALID_EVENT_NAME", `Event name must be a string, got ${describeValue(name)}`);
