@@ -38,7 +38,7 @@ export function mapIngestLine(line: string, kind: "profiles" | "events"): Mapped
     if (typeof record.type !== "string" || !TYPES_OF[kind].includes(record.type)) {
       throw new PortraitError(
         "INVALID_RECORD",
-        `a ${kind} import takes records of type ${TYPES_OF[kind].join(", ")}, got ${show(record.type)}`,
+        `${kind === "events" ? "an" : "a"} ${kind} import takes records of type ${TYPES_OF[kind].join(", ")}, got ${show(record.type)}`,
         "type",
       );
     }

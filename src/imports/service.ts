@@ -44,7 +44,7 @@ export function formatFor(kind: ImportKind, contentType: string | undefined): Im
     const accepted = kind === "documents" ? "application/x-ndjson" : "text/csv or application/x-ndjson";
     throw new PortraitError(
       "UNSUPPORTED_MEDIA_TYPE",
-      `a ${kind} import takes ${accepted} (or multipart/form-data with a file field), got ${show(type || "no content type")}`,
+      `${kind === "events" ? "an" : "a"} ${kind} import takes ${accepted} (or multipart/form-data with a file field), got ${show(type || "no content type")}`,
     );
   }
   return format;
