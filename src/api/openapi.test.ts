@@ -368,6 +368,10 @@ describe("a tour of the API, each reply checked against the document", () => {
     expect((await call("POST", "/v1/imports?kind=profiles", { body: "{}", type: "application/json" })).status).toBe(
       415,
     );
+    const listed = await call("GET", "/v1/imports?limit=2");
+    expect(listed.body.imports).toHaveLength(2);
+    expect((await call("GET", `/v1/imports?cursor=${listed.body.nextCursor}`)).status).toBe(200);
+    expect((await call("GET", "/v1/imports?cursor=bogus")).body.error.code).toBe("INVALID_VALUE");
     expect((await call("GET", "/v1/imports/nope")).body.error.code).toBe("UNKNOWN_IMPORT");
     expect((await call("GET", "/v1/imports/nope/failures.csv")).status).toBe(404);
 

@@ -11,6 +11,7 @@ import { type Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { PortraitError, show } from "../engine/errors.js";
 import type { Account } from "../engine/types.js";
+import { pageLimit } from "../pipeline/segments.js";
 import {
   IMPORT_KINDS,
   type ImportFormat,
@@ -48,6 +49,15 @@ export function formatFor(kind: ImportKind, contentType: string | undefined): Im
     );
   }
   return format;
+}
+
+const LIST_CURSOR = /^i:(\d+):([0-9a-f]{32})$/;
+
+function decodeListCursor(raw: unknown): RegExpExecArray | null {
+  if (raw === undefined || raw === null || raw === "") return null;
+  const m = typeof raw === "string" ? LIST_CURSOR.exec(Buffer.from(raw, "base64url").toString()) : null;
+  if (!m) throw new PortraitError("INVALID_VALUE", "cursor is not one this API returned", "cursor");
+  return m;
 }
 
 export interface NewImport {
@@ -147,6 +157,22 @@ export class ImportService {
     const row = /^[0-9a-f]{32}$/.test(importId) ? await this.store.getImport(account.id, importId) : null;
     if (!row) throw new PortraitError("UNKNOWN_IMPORT", `import ${importId} does not exist`, "id");
     return row;
+  }
+
+  /** GET /v1/imports: the account's imports, newest first, a page at a time (the cursor: the last one's time and id). */
+  async list(
+    account: Account,
+    query: { cursor?: unknown; limit?: unknown },
+  ): Promise<{ imports: ImportRow[]; nextCursor: string | null }> {
+    const limit = pageLimit(query.limit);
+    const m = decodeListCursor(query.cursor);
+    const before = m ? { createdAt: Number(m[1]), id: m[2] as string } : null;
+    const found = await this.store.listImports(account.id, { before, limit: limit + 1 });
+    const more = found.length > limit;
+    if (more) found.length = limit;
+    const last = found[found.length - 1];
+    const nextCursor = more && last ? Buffer.from(`i:${last.createdAt}:${last.id}`).toString("base64url") : null;
+    return { imports: found, nextCursor };
   }
 
   async failures(account: Account, importId: string): Promise<Readable> {

@@ -95,6 +95,25 @@ describe.each(stores)("%s import store", (kind) => {
     expect(await imports.claimImport(h.account.id, b.id, "w4", 41_001, 36_000)).toMatchObject({ claimedBy: "w4" });
   });
 
+  it("lists an account's imports newest first, a page at a time, and no other account's", async () => {
+    const other = (await h.accounts.create("list-other")).account;
+    const mine = [3000, 1000, 2000, 2000].map((at) => importRow(h.account.id, 5_000_000 + at));
+    for (const row of mine) await h.store.imports.insertImport(row);
+    await h.store.imports.insertImport(importRow(other.id, 9_000_000));
+    const newestFirst = [...mine].sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? 1 : -1));
+    const all = await h.store.imports.listImports(h.account.id, { before: null, limit: 1000 });
+    const ours = all.filter((r) => r.createdAt >= 5_000_000).map((r) => r.id);
+    expect(ours).toEqual(newestFirst.map((r) => r.id));
+    expect(all.every((r) => r.accountId === h.account.id)).toBe(true);
+    const first = await h.store.imports.listImports(h.account.id, { before: null, limit: 2 });
+    const last = first[1] as ImportRow;
+    const next = await h.store.imports.listImports(h.account.id, {
+      before: { createdAt: last.createdAt, id: last.id },
+      limit: 2,
+    });
+    expect([...first, ...next].map((r) => r.id)).toEqual(newestFirst.map((r) => r.id));
+  });
+
   it("keeps one failure row per row number, in order, and redacts them when their person is deleted", async () => {
     const imports = h.store.imports;
     const row = importRow(h.account.id, 5000);

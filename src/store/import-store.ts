@@ -107,6 +107,11 @@ export interface SftpKeyRow {
 export interface ImportStore {
   insertImport(row: ImportRow): Promise<void>;
   getImport(accountId: string, importId: string): Promise<ImportRow | null>;
+  /** An account's imports, newest first (by createdAt, then id), those older than `before` when given. */
+  listImports(
+    accountId: string,
+    page: { before: { createdAt: number; id: string } | null; limit: number },
+  ): Promise<ImportRow[]>;
   /** Queued and running imports of every account, oldest first: what a worker may claim. */
   listUnfinished(): Promise<ImportRow[]>;
   /**

@@ -432,6 +432,7 @@ const SCHEMAS = {
     },
     ["error"],
   ),
+  ImportList: closed({ imports: { type: "array", items: to("Import") }, nextCursor: cursor }),
 
   SdkProfile: closed({
     properties: {

@@ -141,6 +141,29 @@ export function importRoutes({ imports }: AppDeps & { imports: ImportService }, 
       },
     );
 
+    app.get<{ Querystring: { cursor?: string; limit?: string } }>(
+      "/v1/imports",
+      {
+        schema: {
+          operationId: "listImports",
+          tags: ["imports"],
+          summary: "The account's imports, newest first, with their status and counts (API, CLI and SFTP alike)",
+          querystring: {
+            type: "object",
+            properties: {
+              cursor: { type: "string", description: "nextCursor of the previous page" },
+              limit: { type: "integer", minimum: 1, maximum: 1000, default: 50 },
+            },
+          },
+          response: { 200: json("A page of imports", "ImportList"), ...refusals({ 400: ["INVALID_VALUE"] }) },
+        },
+      },
+      async (request) => {
+        const page = await imports.list(request.account, request.query);
+        return { imports: page.imports.map(importView), nextCursor: page.nextCursor };
+      },
+    );
+
     app.get<{ Params: { id: string } }>(
       "/v1/imports/:id",
       {

@@ -33,6 +33,9 @@ const SQL = {
       claimed_by, heartbeat_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)`,
   getImport: `SELECT ${IMPORT_COLUMNS} FROM imports WHERE account_id = $1 AND id = $2`,
+  listImports: `SELECT ${IMPORT_COLUMNS} FROM imports
+    WHERE account_id = $1 AND (created_at, id) < ($2::bigint, $3::text)
+    ORDER BY created_at DESC, id DESC LIMIT $4`,
   listUnfinished: `SELECT ${IMPORT_COLUMNS} FROM imports WHERE status IN ('queued', 'running') ORDER BY created_at, seq`,
   lockAccount: "SELECT pg_advisory_xact_lock(hashtextextended('portrait.import:' || $1, 0))",
   busyElsewhere: `SELECT id FROM imports
@@ -167,6 +170,15 @@ export class PostgresImports implements ImportStore {
 
   async getImport(accountId: string, importId: string): Promise<ImportRow | null> {
     return (await query<ImportRow>(this.pool, "getImport", [accountId, importId])).rows[0] ?? null;
+  }
+
+  async listImports(
+    accountId: string,
+    page: { before: { createdAt: number; id: string } | null; limit: number },
+  ): Promise<ImportRow[]> {
+    const before = page.before ?? { createdAt: Number.MAX_SAFE_INTEGER, id: "" };
+    const r = await query<ImportRow>(this.pool, "listImports", [accountId, before.createdAt, before.id, page.limit]);
+    return r.rows;
   }
 
   async listUnfinished(): Promise<ImportRow[]> {

@@ -71,6 +71,11 @@ function prepare(db: Database.Database) {
     getImport: row<[string, string], ImportTableRow>(
       `SELECT ${IMPORT_COLUMNS} FROM imports WHERE account_id = ? AND id = ?`,
     ),
+    listImports: row<[string, number, number, string, number], ImportTableRow>(
+      `SELECT ${IMPORT_COLUMNS} FROM imports
+       WHERE account_id = ? AND (created_at < ? OR (created_at = ? AND id < ?))
+       ORDER BY created_at DESC, id DESC LIMIT ?`,
+    ),
     listUnfinished: row<[], ImportTableRow>(
       `SELECT ${IMPORT_COLUMNS} FROM imports WHERE status IN ('queued', 'running') ORDER BY created_at, rowid`,
     ),
@@ -230,6 +235,16 @@ export class SqliteImports implements ImportStore {
   async getImport(accountId: string, importId: string): Promise<ImportRow | null> {
     const row = this.readSql.getImport.get(accountId, importId);
     return row === undefined ? null : toImport(row);
+  }
+
+  async listImports(
+    accountId: string,
+    page: { before: { createdAt: number; id: string } | null; limit: number },
+  ): Promise<ImportRow[]> {
+    const before = page.before ?? { createdAt: Number.MAX_SAFE_INTEGER, id: "" };
+    return this.readSql.listImports
+      .all(accountId, before.createdAt, before.createdAt, before.id, page.limit)
+      .map(toImport);
   }
 
   async listUnfinished(): Promise<ImportRow[]> {
