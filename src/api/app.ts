@@ -4,11 +4,12 @@ import Fastify, { type FastifyInstance, type FastifyReply, LogController, type R
 import type { Logger } from "pino";
 import { PortraitError } from "../engine/errors.js";
 import { assertStorableText } from "../engine/text.js";
-import type { ImportService } from "../imports/service.js";
+import { type ImportService, tooLargeImport } from "../imports/service.js";
 import type { Accounts } from "../pipeline/accounts.js";
 import type { Portrait } from "../pipeline/portrait.js";
 import { authHook } from "./auth.js";
 import { errorBody, errorHandler, statusOf, tooLongIdError } from "./errors.js";
+import { answerExpectContinue } from "./expect-continue.js";
 import { type Metrics, metricsPlugin } from "./metrics.js";
 import { documentRoute, swaggerOptions } from "./openapi/document.js";
 import { json } from "./openapi/responses.js";
@@ -137,6 +138,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(sftpKeyRoutes(deps));
   if (deps.imports)
     await app.register(importRoutes({ ...deps, imports: deps.imports }, deps.importMaxBytes ?? Infinity));
+  const importMaxBytes = deps.importMaxBytes ?? Infinity;
+  answerExpectContinue(app, (request) => {
+    const told = Number(request.headers["content-length"]);
+    const importing = request.method === "POST" && request.url?.split("?")[0] === "/v1/imports";
+    return importing && told > importMaxBytes ? tooLargeImport(importMaxBytes) : null;
+  });
   app.get(
     "/v1/openapi.json",
     {

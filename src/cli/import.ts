@@ -200,6 +200,21 @@ async function postFile(
   const response = answerOf(request);
   // A connection refused fails the answer while the loop below still waits on a chunk: it is awaited at the end.
   response.catch(() => undefined);
+  // Expect: 100-continue: the server refuses a file its Content-Length already rules out before a byte is sent (an
+  // answer that comes mid-upload is often lost to a broken pipe). A server that does not answer the question within
+  // a second is sent the file all the same, as curl does.
+  request.setHeader("expect", "100-continue");
+  request.flushHeaders();
+  await new Promise<void>((resolve) => {
+    const go = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(go, 1000);
+    request.once("continue", go);
+    request.once("response", go);
+    request.once("error", go);
+  });
   const handle = await open(file, "r");
   try {
     const buffer = Buffer.allocUnsafe(64 * 1024);
@@ -218,24 +233,20 @@ async function postFile(
       onSent(sent);
     }
   } catch (error) {
-    if (!answered) request.destroy();
-    // A refused connection fails the pending write ("stream destroyed") just before the request's own error.
     // The server answered early and closed (a 413 for a file over its limit), or refused the connection: either way
-    // the pending write fails ("stream destroyed") just before the answer or the request's own error arrives. The
-    // answer is what the user needs to see.
-    if ((error as { code?: string }).code === "ERR_STREAM_DESTROYED") {
-      const timeout = new Promise<null>((resolve) => setTimeout(() => resolve(null), 1000).unref());
-      const outcome = await Promise.race([
-        response.then(
-          (answer) => ({ answer }),
-          (reason: unknown) => ({ reason }),
-        ),
-        timeout,
-      ]);
-      if (outcome !== null && "answer" in outcome) return outcome.answer;
-      throw outcome?.reason ?? error;
-    }
-    throw error;
+    // the pending write fails (EPIPE, ECONNRESET, "stream destroyed") just before the answer or the request's own
+    // error arrives. The answer is what the user needs to see.
+    const timeout = new Promise<null>((resolve) => setTimeout(() => resolve(null), 1000).unref());
+    const outcome = await Promise.race([
+      response.then(
+        (answer) => ({ answer }),
+        (reason: unknown) => ({ reason }),
+      ),
+      timeout,
+    ]);
+    if (outcome !== null && "answer" in outcome) return outcome.answer;
+    request.destroy();
+    throw outcome?.reason ?? error;
   } finally {
     await handle.close();
   }

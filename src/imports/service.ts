@@ -60,6 +60,11 @@ function decodeListCursor(raw: unknown): RegExpExecArray | null {
   return m;
 }
 
+/** An import file over PORTRAIT_IMPORT_MAX_BYTES: the same refusal whether its size is told or counted. */
+export function tooLargeImport(max: number): PortraitError {
+  return new PortraitError("PAYLOAD_TOO_LARGE", `an import file is at most ${max} bytes (PORTRAIT_IMPORT_MAX_BYTES)`);
+}
+
 export interface NewImport {
   kind: ImportKind;
   format: ImportFormat;
@@ -89,12 +94,7 @@ export class ImportService {
       transform(chunk: Buffer, _enc, done) {
         bytes += chunk.length;
         if (bytes > max) {
-          done(
-            new PortraitError(
-              "PAYLOAD_TOO_LARGE",
-              `an import file is at most ${max} bytes (PORTRAIT_IMPORT_MAX_BYTES)`,
-            ),
-          );
+          done(tooLargeImport(max));
           return;
         }
         hash.update(chunk);
@@ -105,10 +105,7 @@ export class ImportService {
     try {
       await pipeline(body, meter, createWriteStream(part));
       if (isTruncated?.()) {
-        throw new PortraitError(
-          "PAYLOAD_TOO_LARGE",
-          `an import file is at most ${max} bytes (PORTRAIT_IMPORT_MAX_BYTES)`,
-        );
+        throw tooLargeImport(max);
       }
       await rename(part, path.join(dir, id));
     } catch (e) {
