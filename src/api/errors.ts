@@ -112,7 +112,12 @@ export function errorHandler(err: FastifyError, request: FastifyRequest, reply: 
       request.log.warn({ err }, "the store could not take the request");
       reply.header("retry-after", RETRY_AFTER_SECONDS);
     }
-    reply.status(statusOf(mapped.code)).send(errorBody(mapped));
+    reply.status(statusOf(mapped.code));
+    if (mapped.code === "PAYLOAD_TOO_LARGE" && !request.raw.complete) {
+      answerAfterBody(request, () => reply.send(errorBody(mapped)));
+      return;
+    }
+    reply.send(errorBody(mapped));
     return;
   }
   request.log.error({ err }, "unhandled error");
@@ -140,4 +145,42 @@ export function tooLongIdError(url: string, max: number): PortraitError {
   );
   const message = `nothing has an id that long (a path segment is over ${max} characters)`;
   return match ? new PortraitError(match.code, message, match.field) : new PortraitError("NOT_FOUND", message);
+}
+
+/** How much of a refused body is read and thrown away so that its sender can read the refusal, and for how long. */
+const DISCARD_BYTES = 64 * 1024 * 1024;
+const DISCARD_MS = 10_000;
+
+/**
+ * Refused for its size before it was read, a body is still on its way: answered at once, the connection closed under
+ * a client still writing, which then lost the answer to a reset (fetch: EPIPE; the SDK could not tell 413 from a
+ * network fault). The rest is read and discarded, up to DISCARD_BYTES or DISCARD_MS, then answered; past those the
+ * answer goes at once and the connection is closed.
+ */
+function answerAfterBody(request: FastifyRequest, answer: () => void): void {
+  const body = request.raw;
+  let read = 0;
+  let answered = false;
+  const done = () => {
+    if (answered) return;
+    answered = true;
+    clearTimeout(timer);
+    body.off("data", count);
+    body.off("end", done);
+    answer();
+  };
+  const count = (chunk: Buffer) => {
+    read += chunk.length;
+    if (read > DISCARD_BYTES) done();
+  };
+  if (body.destroyed) {
+    answer();
+    return;
+  }
+  const timer = setTimeout(done, DISCARD_MS);
+  body.on("data", count);
+  body.once("end", done);
+  body.once("close", done);
+  body.once("error", done);
+  body.resume();
 }

@@ -1,7 +1,11 @@
 /** Malformed, oversized, wrongly typed and hostile input on every endpoint: a clear error, nothing lost. */
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { storesUnderTest } from "../test-support/postgres.js";
 import { PUBLIC, SECRET, startTestServer, type TestServer } from "../test-support/server.js";
+
+const execFileAsync = promisify(execFile);
 
 let s: TestServer;
 let known: string;
@@ -98,6 +102,29 @@ describe.each(stores)("%s store", (store) => {
         status: 413,
         body: { error: { code: "PAYLOAD_TOO_LARGE" } },
       });
+      // Every time, on the batch route and the SDK's, however large: the rest of the body is read before the answer,
+      // so a client still sending gets the 413 instead of a reset (EPIPE) that looks like a network fault. The client
+      // is another process, as a real one is: in this one, its writes and the server's close take turns on one loop.
+      const client = `
+        const body = JSON.stringify({ records: [{ type: "event", deviceId: "x", name: "E",
+          properties: { p: "x".repeat(16 * 1024 * 1024) } }] });
+        const seen = [];
+        for (let i = 0; i < 4; i++) {
+          for (const [route, headers] of [
+            ["/v1/ingest", { authorization: "Bearer ${SECRET}", "content-type": "application/json" }],
+            ["/v1/sdk/batch?key=${PUBLIC}", { "content-type": "text/plain" }],
+          ]) {
+            try {
+              const answer = await fetch("${s.url}" + route, { method: "POST", headers, body });
+              seen.push(answer.status + " " + (await answer.json()).error.code);
+            } catch (e) {
+              seen.push(String(e.cause?.code ?? e.message));
+            }
+          }
+        }
+        console.log(JSON.stringify(seen));`;
+      const run = await execFileAsync(process.execPath, ["--input-type=module", "-e", client], { encoding: "utf8" });
+      expect(JSON.parse(run.stdout)).toEqual(Array(8).fill("413 PAYLOAD_TOO_LARGE"));
       expect(await s.api("POST", "/v1/ingest", "<xml/>", { "content-type": "application/xml" })).toMatchObject({
         status: 415,
         body: { error: { code: "UNSUPPORTED_MEDIA_TYPE" } },
