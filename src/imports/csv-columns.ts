@@ -254,8 +254,18 @@ export function operationValue(
     case "$set":
       return { [name]: listValue(cell) };
     case "$incr":
-    case "$decr":
-      return { [name]: cellValue(cell, { kind: "number" }, column, timezone) };
+    case "$decr": {
+      // The number is what the operation needs, whatever the key holds (a multi-value key: the engine then says so).
+      const amount = Number(cell.trim());
+      if (cell.trim() === "" || !NUMBER.test(cell.trim()) || !Number.isFinite(amount)) {
+        throw new PortraitError(
+          "INVALID_OPERATION",
+          `column ${JSON.stringify(column.header)}: ${name} needs a number, got ${JSON.stringify(cell.slice(0, 60))}`,
+          column.key,
+        );
+      }
+      return { [name]: amount };
+    }
     default:
       return { $setOnce: cellValue(cell, type, column, timezone) };
   }

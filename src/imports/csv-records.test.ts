@@ -73,6 +73,13 @@ describe("profile rows", () => {
       /Property "Visits" is a number, got a string/,
     );
     expect(() => m.map(["a@x.io", "", "", "t", "$frobnicate", "", ""], ctx())).toThrow(/one of \$add/);
+    // $incr needs a number whatever the key holds: the message says so, not that a multi-value key "is a number".
+    expect(m.map(["a@x.io", "", "", " 2.5 ", "$incr", "", ""], ctx({ Tags: "multi" })).record.properties).toEqual({
+      Tags: { $incr: 2.5 },
+    });
+    expect(() => m.map(["a@x.io", "", "", "lots", "$incr", "", ""], ctx({ Tags: "multi" }))).toThrow(
+      'column "Tags": $incr needs a number, got "lots"',
+    );
     expect(() => m.map(["a@x.io", "1"], ctx())).toThrow(/2 cells but the header has 7/);
   });
 
