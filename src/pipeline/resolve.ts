@@ -29,28 +29,28 @@ export async function resolveTarget(
       return { state, created: false };
     }
     case "device": {
-      const device = await uow.tx.findDevice(uow.accountId, handle.deviceId);
-      if (device) {
-        const state = await uow.loadLive(device.profileId);
-        if (!state)
-          throw new PortraitError("UNKNOWN_PROFILE", `device ${handle.deviceId} points at no profile`, "deviceId");
-        return { state, created: false };
-      }
-      // Claim before creating, as for identities: racing first events of one device make one profile.
-      const id = scope.ids.profileId();
-      const owner = await uow.tx.claimDevice(uow.accountId, {
-        deviceId: handle.deviceId,
-        profileId: id,
-        pushToken: null,
-        platform: context?.platform ?? null,
-      });
-      if (owner !== id) {
+      // A few rounds: a device whose profile is deleted while this looks (SEMANTICS §10 releases its devices) is
+      // looked up again, and then is a device never seen, not an error.
+      for (let round = 0; round < 4; round++) {
+        const device = await uow.tx.findDevice(uow.accountId, handle.deviceId);
+        if (device) {
+          const state = await uow.loadLive(device.profileId);
+          if (state) return { state, created: false };
+          continue;
+        }
+        // Claim before creating, as for identities: racing first events of one device make one profile.
+        const id = scope.ids.profileId();
+        const owner = await uow.tx.claimDevice(uow.accountId, {
+          deviceId: handle.deviceId,
+          profileId: id,
+          pushToken: null,
+          platform: context?.platform ?? null,
+        });
+        if (owner === id) return { state: await createProfile(scope, id), created: true };
         const state = await uow.loadLive(owner);
-        if (!state)
-          throw new PortraitError("UNKNOWN_PROFILE", `device ${handle.deviceId} points at no profile`, "deviceId");
-        return { state, created: false };
+        if (state) return { state, created: false };
       }
-      return { state: await createProfile(scope, id), created: true };
+      throw new PortraitError("UNKNOWN_PROFILE", `device ${handle.deviceId} points at no profile`, "deviceId");
     }
     case "identity": {
       const owner = await uow.tx.findProfileByIdentity(uow.accountId, handle.key, handle.value);

@@ -1778,7 +1778,10 @@ class PostgresTx extends PostgresReader implements StoreTx {
     // The row lock lasts until COMMIT: a second writer of this profile, in any process, waits here.
     const row = await first<StateRow>(this.db(accountId), "lockProfile", [accountId, profileId]);
     this.dropSeqs();
-    if (row === undefined) return null;
+    if (row === undefined) {
+      this.forgetHandlesOf(profileId);
+      return null;
+    }
     segmentIndex.loaded(this, row.state);
     return stateOf(row);
   }
@@ -1806,6 +1809,18 @@ class PostgresTx extends PostgresReader implements StoreTx {
     this.known.profiles.delete(state.id);
     this.known.statuses.delete(state.id);
     this.profileWrites.push({ state, json: text, row: profileRow(state, text) });
+  }
+
+  /**
+   * A profile found gone (deleted by another transaction after prefetch peeked it, unlocked, for a count-only event):
+   * the handles remembered for it are stale, and are looked up again when asked (its devices are then free).
+   */
+  private forgetHandlesOf(profileId: string): void {
+    this.known.statuses.delete(profileId);
+    for (const [deviceId, device] of this.known.devices) {
+      if (device?.profileId === profileId) this.known.devices.delete(deviceId);
+    }
+    for (const [key, owner] of this.known.identities) if (owner === profileId) this.known.identities.delete(key);
   }
 
   async peekProfile(accountId: string, profileId: string): Promise<ProfileStatus | null> {
