@@ -239,6 +239,32 @@ describe.each(stores)("%s store", (store) => {
       expect(list.filter((e: { name: string }) => e.name === "Charged")).toHaveLength(1);
     });
 
+    it("a file whose rows were applied under the file-hash key (before 2026-11-24) applies nothing when sent again", async () => {
+      const csv = "Email,Points,Points.operation\nlegacy1@x.io,5,$incr\nlegacy2@x.io,7,$incr\n";
+      const sha = createHash("sha256").update(csv).digest("hex");
+      // What an earlier build's import of this file left: its rows applied under imp:<file sha256>:<row>.
+      const earlier = await s.api("POST", "/v1/ingest", {
+        records: [
+          {
+            type: "profile",
+            id: `imp:${sha}:1`,
+            identity: { Email: "legacy1@x.io" },
+            properties: { Points: { $incr: 5 } },
+          },
+          {
+            type: "profile",
+            id: `imp:${sha}:2`,
+            identity: { Email: "legacy2@x.io" },
+            properties: { Points: { $incr: 7 } },
+          },
+        ],
+      });
+      expect(earlier.body.status).toBe("success");
+      expect(await runImport(s, "profiles", csv)).toMatchObject({ processed: 2, failed: 0 });
+      expect((await profileBy("email=legacy1@x.io")).properties.Points).toBe(5);
+      expect((await profileBy("email=legacy2@x.io")).properties.Points).toBe(7);
+    });
+
     it("refuses records of the wrong type for the kind", async () => {
       const r = await runImport(
         s,

@@ -23,7 +23,7 @@ import {
 } from "../store/import-store.js";
 import { failureReport } from "./failure-report.js";
 import { recordKey } from "./record-key.js";
-import type { ImportRunner } from "./runner.js";
+import { type ImportRunner, rowRecordId } from "./runner.js";
 import { UploadCollector } from "./young-collection.js";
 
 /** PORTRAIT_IMPORT_MAX_BYTES default: 10 GB. */
@@ -50,6 +50,9 @@ export function formatFor(kind: ImportKind, contentType: string | undefined): Im
   }
   return format;
 }
+
+/** The first rows: one of them was applied in almost any import that applied anything (a look-up each). */
+const LEGACY_PROBE_ROWS = Array.from({ length: 64 }, (_, i) => i + 1);
 
 const LIST_CURSOR = /^i:(\d+):([0-9a-f]{32})$/;
 
@@ -113,7 +116,13 @@ export class ImportService {
       throw e;
     }
     const sha256 = hash.digest("hex");
-    const options: ImportOptions = { ...spec.options, recordKey: recordKey(sha256, spec) };
+    // Until 2026-11-24 the key was the file's SHA-256 alone. A file imported then and uploaded again now must still
+    // apply nothing twice: if rows of it were applied under that key, this import keeps it.
+    const legacy = await this.store.anyRecordIdSeen(
+      account.id,
+      LEGACY_PROBE_ROWS.map((n) => rowRecordId(sha256, n)),
+    );
+    const options: ImportOptions = { ...spec.options, recordKey: legacy ? sha256 : recordKey(sha256, spec) };
     const row: ImportRow = {
       accountId: account.id,
       id,

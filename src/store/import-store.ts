@@ -107,6 +107,8 @@ export interface SftpKeyRow {
 export interface ImportStore {
   insertImport(row: ImportRow): Promise<void>;
   getImport(accountId: string, importId: string): Promise<ImportRow | null>;
+  /** Whether any of these record ids was ever claimed in the account (a file imported under the key scheme before). */
+  anyRecordIdSeen(accountId: string, recordIds: string[]): Promise<boolean>;
   /** An account's imports, newest first (by createdAt, then id), those older than `before` when given. */
   listImports(
     accountId: string,

@@ -36,6 +36,8 @@ const SQL = {
   listImports: `SELECT ${IMPORT_COLUMNS} FROM imports
     WHERE account_id = $1 AND (created_at, id) < ($2::bigint, $3::text)
     ORDER BY created_at DESC, id DESC LIMIT $4`,
+  anyRecordIdSeen:
+    "SELECT EXISTS (SELECT 1 FROM record_ids WHERE account_id = $1 AND record_id = ANY($2::text[])) AS seen",
   listUnfinished: `SELECT ${IMPORT_COLUMNS} FROM imports WHERE status IN ('queued', 'running') ORDER BY created_at, seq`,
   lockAccount: "SELECT pg_advisory_xact_lock(hashtextextended('portrait.import:' || $1, 0))",
   busyElsewhere: `SELECT id FROM imports
@@ -179,6 +181,11 @@ export class PostgresImports implements ImportStore {
     const before = page.before ?? { createdAt: Number.MAX_SAFE_INTEGER, id: "" };
     const r = await query<ImportRow>(this.pool, "listImports", [accountId, before.createdAt, before.id, page.limit]);
     return r.rows;
+  }
+
+  async anyRecordIdSeen(accountId: string, recordIds: string[]): Promise<boolean> {
+    const r = await query<{ seen: boolean }>(this.pool, "anyRecordIdSeen", [accountId, recordIds]);
+    return r.rows[0]?.seen === true;
   }
 
   async listUnfinished(): Promise<ImportRow[]> {

@@ -76,6 +76,9 @@ function prepare(db: Database.Database) {
        WHERE account_id = ? AND (created_at < ? OR (created_at = ? AND id < ?))
        ORDER BY created_at DESC, id DESC LIMIT ?`,
     ),
+    recordIdSeen: row<[string, string], { one: number }>(
+      "SELECT 1 AS one FROM record_ids WHERE account_id = ? AND record_id = ?",
+    ),
     listUnfinished: row<[], ImportTableRow>(
       `SELECT ${IMPORT_COLUMNS} FROM imports WHERE status IN ('queued', 'running') ORDER BY created_at, rowid`,
     ),
@@ -245,6 +248,10 @@ export class SqliteImports implements ImportStore {
     return this.readSql.listImports
       .all(accountId, before.createdAt, before.createdAt, before.id, page.limit)
       .map(toImport);
+  }
+
+  async anyRecordIdSeen(accountId: string, recordIds: string[]): Promise<boolean> {
+    return recordIds.some((id) => this.readSql.recordIdSeen.get(accountId, id) !== undefined);
   }
 
   async listUnfinished(): Promise<ImportRow[]> {
