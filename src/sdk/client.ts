@@ -18,6 +18,7 @@ import {
 import {
   DEVICE_KEY,
   OPT_OUT_KEY,
+  PERSON_KEY,
   readCookie,
   readDurable,
   readJson,
@@ -36,6 +37,65 @@ const MAX_CONTEXT_LENGTH = 2048;
 /** The server's limit for a push token (API.md token records). */
 const MAX_TOKEN_LENGTH = 4096;
 const UTM_KEYS = ["utm_source", "utm_medium", "utm_campaign"];
+
+/**
+ * The person this browser's device id was last logged in as: which device, and a digest per identity key. Kept in
+ * localStorage, which every tab of the site shares, so that a login in one tab is judged against one in another.
+ * Digests rather than the values: the browser needs only to compare them, and an e-mail address need not sit in
+ * storage for that.
+ */
+interface Person {
+  device: string;
+  ids: Record<string, string>;
+}
+
+/** A 53-bit string hash (cyrb53): enough to tell identity values apart, synchronous, no crypto needed. */
+function digest(text: string): string {
+  let h1 = 0xdeadbeef;
+  let h2 = 0x41c6ce57;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 2654435761);
+    h2 = Math.imul(h2 ^ c, 1597334677);
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  return (4294967296 * (2097151 & h2) + (h1 >>> 0)).toString(36);
+}
+
+/**
+ * The identity values of a login or profile push, normalised roughly as the server does (trimmed, Email
+ * lower-cased, Phone without separators), so that the same person written twice compares equal.
+ */
+function identityDigests(properties: JsonObject): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const key of IDENTITY_KEYS) {
+    const v = properties[key];
+    if (typeof v !== "string" && typeof v !== "number") continue; // absent, or an operation such as $delete
+    let text = String(v).trim();
+    if (key === "Email") text = text.toLowerCase();
+    else if (key === "Phone") text = text.replace(/[^\d+]/g, "");
+    if (text) out[key] = digest(`${key}=${text}`);
+  }
+  return out;
+}
+
+/**
+ * Whether a login names the person the device is logged in as: one identity value in common and none that
+ * differs. The SDK cannot know the account's identityKeys, so it errs towards "another person": a needless new
+ * device costs the server an empty anonymous profile, while a wrong "same" lets one person's queued records land on
+ * the other (SEMANTICS §3 case 4 moves the device at once, and records are resolved to a profile when they arrive).
+ */
+function samePerson(known: Record<string, string>, login: Record<string, string>): boolean {
+  let shared = false;
+  for (const [key, value] of Object.entries(login)) {
+    const had = known[key];
+    if (had === undefined) continue;
+    if (had !== value) return false;
+    shared = true;
+  }
+  return shared;
+}
 
 export interface InitOptions {
   key?: unknown;
@@ -213,8 +273,43 @@ export class Client {
         log.warn(`onUserLogin needs an identity (one of ${IDENTITY_KEYS.join(", ")}); nothing sent`);
         return;
       }
-      this.enqueue("login", { properties }, at);
+      if (!this.outbox || this.optedOut()) return;
+      const ids = identityDigests(properties);
+      const person = this.person();
+      if (person === null || samePerson(person.ids, ids)) {
+        // The first login of an anonymous device keeps it (SEMANTICS §3 case 1: its history becomes the person's);
+        // the same person again keeps it too, and may add identity values of other keys (case 3).
+        this.rememberPerson({ ...ids, ...person?.ids });
+        this.enqueue("login", { properties }, at);
+        return;
+      }
+      // Another person, without a logout: a new device, as CleverTap's SDK does. The server would otherwise move
+      // the device to the new person at once (case 4), and records of the old person still queued (in this tab or
+      // another, behind a failed send) would land on the new one. They keep the old device id they were stamped
+      // with, so they reach the old person; the login goes first on the new device, then its App Launched.
+      this.newDevice();
+      this.rememberPerson(ids);
+      this.outbox.add(this.stamp("login", { properties }, at));
+      this.touchSession(at);
     });
+  }
+
+  /** Who the current device is logged in as, if this SDK saw the login (null: anonymous, or not known here). */
+  private person(): Person | null {
+    const p = readJson<Partial<Person>>(PERSON_KEY);
+    if (!p || p.device !== this.deviceId() || !isPlainObject(p.ids)) return null;
+    return { device: p.device, ids: p.ids as Record<string, string> };
+  }
+
+  private rememberPerson(ids: Record<string, string>): void {
+    if (Object.keys(ids).length > 0) writeLocal(PERSON_KEY, JSON.stringify({ device: this.deviceId(), ids }));
+  }
+
+  /** A new anonymous device: its own id, no session yet, nobody logged in. */
+  private newDevice(): void {
+    writeDurable(DEVICE_KEY, uuid());
+    writeLocal(SESSION_KEY, null);
+    writeLocal(PERSON_KEY, null);
   }
 
   profile(input: unknown): void {
@@ -224,7 +319,13 @@ export class Client {
   private pushProperties(where: string, input: unknown): void {
     this.run((at) => {
       const properties = cleanProfileProperties(input, where, new Date(at));
-      if (properties !== null && Object.keys(properties).length > 0) this.enqueue("profile", { properties }, at);
+      if (properties === null || Object.keys(properties).length === 0 || !this.outbox || this.optedOut()) return;
+      // Identity values in a push make the profile identified (SEMANTICS §3 profile push) without a login: keep
+      // them, so that a later login is judged against them too. Keys already known keep their value (the server
+      // adds only unowned values).
+      const ids = identityDigests(properties);
+      if (Object.keys(ids).length > 0) this.rememberPerson({ ...ids, ...this.person()?.ids });
+      this.enqueue("profile", { properties }, at);
     });
   }
 
@@ -280,8 +381,7 @@ export class Client {
 
   /** The next visitor on this browser is a new anonymous device: a new device id, a new session. */
   logout(): void {
-    writeDurable(DEVICE_KEY, uuid());
-    writeLocal(SESSION_KEY, null);
+    this.newDevice();
   }
 
   flush(): Promise<void> {

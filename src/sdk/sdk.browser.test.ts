@@ -518,6 +518,75 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("browser SDK in Chromium", () => {
     }
   });
 
+  it("a login as another person in a second tab leaves the first person's queued records on the first person", async () => {
+    const context = await browser.newContext();
+    try {
+      const one = await visit(context);
+      await init(one.page);
+      await one.page.evaluate(() =>
+        (globalThis as unknown as Win).portrait.onUserLogin.push({ Site: { Identity: "tab-a" } }),
+      );
+      await flush(one.page);
+      const deviceA = await deviceIdOf(one.page);
+      const two = await visit(context);
+      await init(two.page);
+      await flush(two.page);
+      expect(await deviceIdOf(two.page)).toBe(deviceA);
+
+      // Tab 1's next batch is answered 503 until tab 2 has logged in as B; it then waits in back-off.
+      let refuse = true;
+      let refused = 0;
+      await one.page.route("**/v1/sdk/batch**", async (route) => {
+        if (!refuse) return route.continue();
+        refused++;
+        await route.fulfill({ status: 503, body: "{}", headers: { "access-control-allow-origin": "*" } });
+      });
+      await one.page.evaluate(() => {
+        const p = (globalThis as unknown as Win).portrait;
+        p.event.push("A Purchase Intent");
+        p.profile.push({ Site: { "Home City": "A-city" } });
+      });
+      await flush(one.page);
+      expect(refused).toBe(1);
+      await two.page.evaluate(() =>
+        (globalThis as unknown as Win).portrait.onUserLogin.push({
+          Site: { Identity: "tab-b", Email: "b@example.com" },
+        }),
+      );
+      await flush(two.page);
+      const deviceB = await deviceIdOf(two.page);
+      // Logging in again as the same person keeps the device.
+      await two.page.evaluate(() =>
+        (globalThis as unknown as Win).portrait.onUserLogin.push({ Site: { Email: " B@example.com", Name: "Bea" } }),
+      );
+      expect(await deviceIdOf(two.page)).toBe(deviceB);
+      await flush(two.page);
+      refuse = false;
+
+      await eventually(async () => {
+        const a = await profileOfDevice(deviceA);
+        expect(a.identities).toMatchObject({ Identity: "tab-a" });
+        expect(a.properties["Home City"]).toBe("A-city");
+        expect(names(await timeline(a.id))).toContain("A Purchase Intent");
+      }, 15_000);
+      // What tab 1 does from now on is B's: the browser is B's.
+      expect(await deviceIdOf(one.page)).toBe(deviceB);
+      await one.page.evaluate(() => (globalThis as unknown as Win).portrait.event.push("After Switch"));
+      await flush(one.page);
+      const b = await profileOfDevice(deviceB);
+      expect(b.identities).toMatchObject({ Identity: "tab-b", Email: "b@example.com" });
+      expect(b.properties.Name).toBe("Bea");
+      expect(b.properties["Home City"]).toBeUndefined();
+      const bEvents = names(await timeline(b.id));
+      expect(bEvents).not.toContain("A Purchase Intent");
+      expect(bEvents).toContain("After Switch");
+      expect(names(await timeline((await profileOfDevice(deviceA)).id))).not.toContain("After Switch");
+      expect(deviceB).not.toBe(deviceA); // the old device stays A's
+    } finally {
+      await context.close();
+    }
+  });
+
   it("a page whose utm_source is cut at 2,048 units inside an emoji still sends its records", async () => {
     const context = await browser.newContext();
     try {
