@@ -111,8 +111,8 @@ async function profileOfDevice(deviceId: string): Promise<AnyBody | undefined> {
   return res.body.profiles[0];
 }
 
-async function timeline(profileId: string): Promise<AnyBody[]> {
-  const res = await server.api("GET", `/v1/profiles/${profileId}/events?limit=200`);
+async function timeline(profileId: string, limit = 200): Promise<AnyBody[]> {
+  const res = await server.api("GET", `/v1/profiles/${profileId}/events?limit=${limit}`);
   expect(res.status).toBe(200);
   return res.body.events;
 }
@@ -586,6 +586,39 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("browser SDK in Chromium", () => {
       await context.close();
     }
   });
+
+  it("a burst of 5,000 calls costs linear time: the queue is not rewritten to storage on every call", async () => {
+    const context = await browser.newContext();
+    try {
+      const { page } = await visit(context);
+      await init(page);
+      await flush(page);
+      const device = await deviceIdOf(page);
+      await context.setOffline(true); // the burst stays queued, so that what storage holds can be checked
+      const ms = await page.evaluate(() => {
+        const p = (globalThis as unknown as Win).portrait;
+        const clock = (globalThis as unknown as { performance: { now(): number } }).performance;
+        const t0 = clock.now();
+        for (let i = 0; i < 5000; i++) p.event.push("Burst", { i });
+        return clock.now() - t0;
+      });
+      // A complexity check, not a benchmark: about 130 ms here; rewriting the queue on every call took 12 s.
+      expect(ms).toBeLessThan(1500);
+      // Written to storage within a moment, bounded to the newest 1000 (docs/sdk.md), without a pagehide.
+      await eventually(async () => {
+        const stored = (await queued(page)) as Array<{ properties?: { i?: number } }>;
+        expect(stored).toHaveLength(1000);
+        expect(stored.at(-1)?.properties?.i).toBe(4999);
+      });
+      await context.setOffline(false);
+      await eventually(async () => {
+        const events = await timeline((await profileOfDevice(device)).id, 1000);
+        expect(events.filter((e) => e.name === "Burst")).toHaveLength(1000);
+      }, 20_000);
+    } finally {
+      await context.close();
+    }
+  }, 120_000);
 
   it("a page whose utm_source is cut at 2,048 units inside an emoji still sends its records", async () => {
     const context = await browser.newContext();
