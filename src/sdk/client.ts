@@ -16,9 +16,12 @@ import {
   storableText,
 } from "./sanitize.js";
 import {
+  ALIVE_KEY_PREFIX,
   DEVICE_KEY,
+  localKeys,
   OPT_OUT_KEY,
   PERSON_KEY,
+  QUEUE_KEY_PREFIX,
   readCookie,
   readDurable,
   readJson,
@@ -162,6 +165,8 @@ export class Client {
   /** Calls made after the script loaded but before init, replayed in order by init. */
   private pending: Array<() => void> = [];
   private markReady: () => void = () => {};
+  /** The device id while opted out: this page's only, never stored; kept if the visitor opts in on this page. */
+  private transientId: string | null = null;
   readonly ready: Promise<void>;
 
   constructor(private readonly scriptOrigin: string | null) {
@@ -198,7 +203,8 @@ export class Client {
     this.endpoint = endpoint.replace(/\/+$/, "");
     const outbox = new Outbox(this.endpoint, key, () => this.optedOut());
     this.outbox = outbox;
-    if (this.optedOut()) outbox.clear();
+    // Also what an earlier SDK, which stored while opted out, left behind.
+    if (this.optedOut()) this.forget();
     const leftover = outbox.records().length > 0;
 
     const w = browser();
@@ -219,7 +225,7 @@ export class Client {
       } else if (!this.optedOut()) this.safely(() => this.touchSession(Date.now()));
     });
 
-    writeCookie(DEVICE_KEY, this.deviceId()); // a rolling year from the last visit
+    if (!this.optedOut()) writeCookie(DEVICE_KEY, this.deviceId()); // a rolling year from the last visit
     const calls = this.pending;
     this.pending = [];
     for (const call of calls) this.safely(call);
@@ -248,10 +254,16 @@ export class Client {
     return readDurable(OPT_OUT_KEY) === "1";
   }
 
+  /** Created and stored on first use; while opted out, one for this page only, never stored (ePrivacy). */
   deviceId(): string {
     let id = readLocal(DEVICE_KEY);
     if (!id) {
-      id = readCookie(DEVICE_KEY) ?? uuid();
+      if (this.optedOut()) {
+        this.transientId ??= uuid();
+        return this.transientId;
+      }
+      id = readCookie(DEVICE_KEY) ?? this.transientId ?? uuid();
+      this.transientId = null;
       writeDurable(DEVICE_KEY, id);
     }
     return id;
@@ -393,7 +405,7 @@ export class Client {
     }
     if (input.optOut) {
       writeDurable(OPT_OUT_KEY, "1");
-      this.outbox?.clear();
+      this.forget();
       log.info("opted out: nothing is sent from this browser until privacy.push({ optOut: false })");
     } else {
       writeDurable(OPT_OUT_KEY, null);
@@ -401,9 +413,25 @@ export class Client {
     }
   }
 
+  /**
+   * Opt-out: everything the SDK stored in this browser goes, but the opt-out flag itself (which must be remembered):
+   * the device id (localStorage and cookie), the session clock, the login digests, every page's queue and stamp.
+   * Opting in later starts a new device.
+   */
+  private forget(): void {
+    this.outbox?.clear();
+    for (const k of [...localKeys(QUEUE_KEY_PREFIX), ...localKeys(ALIVE_KEY_PREFIX)]) writeLocal(k, null);
+    writeDurable(DEVICE_KEY, null);
+    writeLocal(SESSION_KEY, null);
+    writeLocal(PERSON_KEY, null);
+    this.transientId = null;
+  }
+
   /** The next visitor on this browser is a new anonymous device: a new device id, a new session. */
   logout(): void {
-    this.newDevice();
+    if (this.optedOut())
+      this.transientId = null; // nothing stored to replace
+    else this.newDevice();
   }
 
   flush(): Promise<void> {

@@ -21,7 +21,7 @@
  */
 import { browser, type FetchResponse, log } from "./browser.js";
 import type { Json, JsonObject } from "./sanitize.js";
-import { localKeys, QUEUE_KEY_PREFIX, readJson, readLocal, uuid, writeLocal } from "./storage.js";
+import { ALIVE_KEY_PREFIX, localKeys, QUEUE_KEY_PREFIX, readJson, readLocal, uuid, writeLocal } from "./storage.js";
 
 export interface WireRecord {
   type: "login" | "profile" | "event" | "token";
@@ -48,7 +48,6 @@ const BEACON_GRACE_MS = 60_000;
 const ALIVE_EVERY_MS = 20_000;
 /** A page whose stamp is older is gone: hidden tabs' timers run at least once a minute. */
 const GONE_AFTER_MS = 180_000;
-const ALIVE_KEY_PREFIX = "portrait_alive_";
 /** How long a queued record may wait in memory only: what a crash (not a closed tab, which writes it) could lose. */
 const PERSIST_DELAY_MS = 100;
 
@@ -99,7 +98,7 @@ export class Outbox {
     this.batchUrl = `${endpoint}/v1/sdk/batch?key=${encodeURIComponent(key)}`;
     this.list = this.load();
     this.stayAlive();
-    this.adoptGone();
+    if (!blocked()) this.adoptGone();
   }
 
   private load(): WireRecord[] {
@@ -134,10 +133,13 @@ export class Outbox {
     else this.persistTimer ??= browser().setTimeout(() => this.persist(), PERSIST_DELAY_MS);
   }
 
-  /** Stamps this page alive now and every 20 s; `pageshow` after the back-forward cache calls it again. */
+  /**
+   * Stamps this page alive now and every 20 s; `pageshow` after the back-forward cache calls it again. While opted
+   * out the page keeps the timer (to stamp again after an opt-in) but stores nothing.
+   */
   stayAlive(): void {
     const w = browser();
-    writeLocal(ALIVE_KEY_PREFIX + this.pageId, String(Date.now()));
+    writeLocal(ALIVE_KEY_PREFIX + this.pageId, this.blocked() ? null : String(Date.now()));
     if (this.aliveTimer !== null) w.clearTimeout(this.aliveTimer);
     this.aliveTimer = w.setTimeout(() => {
       this.aliveTimer = null;

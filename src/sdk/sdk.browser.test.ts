@@ -831,6 +831,86 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("browser SDK in Chromium", () => {
     await context.close();
   });
 
+  it("while opted out the SDK stores nothing but the opt-out, and opting out removes what it stored", async () => {
+    const context = await browser.newContext();
+    try {
+      const stored = async (page: Page) => ({
+        local: await page.evaluate(() => {
+          const ls = (globalThis as unknown as Win).localStorage;
+          const out: string[] = [];
+          for (let i = 0; i < ls.length; i++) {
+            const k = ls.key(i);
+            if (k?.startsWith("portrait_")) out.push(k);
+          }
+          return out.sort();
+        }),
+        cookies: (await context.cookies(pageBase))
+          .map((c) => c.name)
+          .filter((n) => n.startsWith("portrait_"))
+          .sort(),
+      });
+      const onlyTheFlag = { local: ["portrait_optout"], cookies: ["portrait_optout"] };
+
+      const first = await visit(context);
+      await init(first.page);
+      await first.page.evaluate(() => {
+        const p = (globalThis as unknown as Win).portrait;
+        p.onUserLogin.push({ Site: { Identity: "consent-1" } });
+        p.event.push("Consented Visit");
+      });
+      await flush(first.page);
+      const consented = await deviceIdOf(first.page);
+      await first.page.evaluate(() => (globalThis as unknown as Win).portrait.event.push("Never Sent"));
+      await sleep(300); // the queue is written to storage, not sent yet (1 s)
+      const before = await stored(first.page);
+      expect(before.cookies).toContain("portrait_device");
+      expect(before.local).toEqual(expect.arrayContaining(["portrait_device", "portrait_session", "portrait_person"]));
+      expect(before.local.some((k) => k.startsWith("portrait_queue_"))).toBe(true);
+      expect(before.local.some((k) => k.startsWith("portrait_alive_"))).toBe(true);
+
+      await first.page.evaluate(() => (globalThis as unknown as Win).portrait.privacy.push({ optOut: true }));
+      expect(await stored(first.page)).toEqual(onlyTheFlag);
+      await first.page.evaluate(() => {
+        const p = (globalThis as unknown as Win).portrait;
+        p.event.push("Opted Out");
+        p.onUserLogin.push({ Site: { Identity: "consent-2" } });
+        p.profile.push({ Site: { Plan: "x" } });
+        p.getDeviceId();
+        p.logout();
+      });
+      await sleep(1500);
+      expect(await stored(first.page)).toEqual(onlyTheFlag);
+
+      // A new page, opted out before it started: its device id is its own and stored nowhere.
+      const second = await visit(context);
+      await init(second.page);
+      await second.page.evaluate(() => (globalThis as unknown as Win).portrait.event.push("Opted Out Too"));
+      const transient = await deviceIdOf(second.page);
+      await sleep(300);
+      expect(await stored(second.page)).toEqual(onlyTheFlag);
+
+      // Opting in starts storing again; the device is new (the old one was forgotten).
+      await second.page.evaluate(() => {
+        const p = (globalThis as unknown as Win).portrait;
+        p.privacy.push({ optOut: false });
+        p.event.push("Opted In");
+      });
+      await flush(second.page);
+      const device = await deviceIdOf(second.page);
+      expect(device).toBe(transient);
+      expect(device).not.toBe(consented);
+      expect((await stored(second.page)).cookies).toEqual(["portrait_device"]);
+      expect(names(await timeline((await profileOfDevice(device)).id))).toEqual(["App Launched", "Opted In"]);
+      expect(names(await timeline((await profileOfDevice(consented)).id))).toEqual([
+        "App Launched",
+        "Consented Visit",
+        "Identity Set",
+      ]);
+    } finally {
+      await context.close();
+    }
+  });
+
   it("opt-out sends nothing, persists across pages, and says so on the console", async () => {
     const context = await browser.newContext();
     const batches: string[] = [];
