@@ -263,7 +263,8 @@ export class Outbox {
       const batch = this.sendable(Date.now()).slice(0, this.batchSize);
       if (batch.length === 0) return;
       if (!w.fetch || w.navigator?.onLine === false) return this.retryLater();
-      const body = JSON.stringify({ records: batch });
+      // sentAt: this clock now, so the server can correct the records' ts for this clock's skew (fresh per attempt).
+      const body = JSON.stringify({ records: batch, sentAt: Date.now() / 1000 });
       let res: FetchResponse;
       this.inflight = new Set(batch.map((r) => r.id));
       try {
@@ -325,7 +326,7 @@ export class Outbox {
     if (this.blocked() || !w.navigator?.sendBeacon || w.navigator.onLine === false) return;
     const now = Date.now();
     const batch: WireRecord[] = [];
-    let bytes = 20;
+    let bytes = 50; // the envelope: {"records":[…],"sentAt":…}
     for (const r of this.sendable(now)) {
       const size = byteLength(JSON.stringify(r)) + 1;
       if (bytes + size > BEACON_BYTES || batch.length >= BATCH_RECORDS) break;
@@ -334,7 +335,7 @@ export class Outbox {
     }
     if (batch.length === 0) return;
     try {
-      if (w.navigator.sendBeacon(this.batchUrl, JSON.stringify({ records: batch }))) {
+      if (w.navigator.sendBeacon(this.batchUrl, JSON.stringify({ records: batch, sentAt: now / 1000 }))) {
         for (const r of batch) this.beaconed.set(r.id, now + BEACON_GRACE_MS);
         this.schedule(BEACON_GRACE_MS);
       }

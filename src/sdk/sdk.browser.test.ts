@@ -620,6 +620,31 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("browser SDK in Chromium", () => {
     }
   }, 120_000);
 
+  it("a browser clock 3 days fast: records are stored at the server's time, not refused as future", async () => {
+    const context = await browser.newContext();
+    try {
+      const ahead = 3 * 86_400_000;
+      const page = await context.newPage();
+      await page.clock.install({ time: Date.now() + ahead }); // Date runs on from 3 days ahead, timers as usual
+      await page.goto(`${pageBase}/sdk/examples/test.html`);
+      await init(page);
+      await page.evaluate(() => {
+        const p = (globalThis as unknown as Win).portrait;
+        p.event.push("Skewed Event");
+        p.profile.push({ Site: { "Skewed Plan": "gold" } });
+      });
+      await page.clock.runFor(1500); // past the SDK's 1 s flush timer
+      await flush(page);
+      const profile = await profileOfDevice(await deviceIdOf(page));
+      expect(profile?.properties["Skewed Plan"]).toBe("gold");
+      const events = await timeline(profile.id);
+      expect(names(events)).toEqual(["App Launched", "Skewed Event"]);
+      for (const e of events) expect(Math.abs(Date.parse(e.ts) - Date.now())).toBeLessThan(60_000);
+    } finally {
+      await context.close();
+    }
+  });
+
   it("a page whose utm_source is cut at 2,048 units inside an emoji still sends its records", async () => {
     const context = await browser.newContext();
     try {
