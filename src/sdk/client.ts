@@ -16,8 +16,12 @@ import {
   storableText,
 } from "./sanitize.js";
 import {
+  ALIVE_KEY_PREFIX,
   DEVICE_KEY,
+  localKeys,
   OPT_OUT_KEY,
+  PERSON_KEY,
+  QUEUE_KEY_PREFIX,
   readCookie,
   readDurable,
   readJson,
@@ -37,6 +41,65 @@ const MAX_CONTEXT_LENGTH = 2048;
 const MAX_TOKEN_LENGTH = 4096;
 const UTM_KEYS = ["utm_source", "utm_medium", "utm_campaign"];
 
+/**
+ * The person this browser's device id was last logged in as: which device, and a digest per identity key. Kept in
+ * localStorage, which every tab of the site shares, so that a login in one tab is judged against one in another.
+ * Digests rather than the values: the browser needs only to compare them, and an e-mail address need not sit in
+ * storage for that.
+ */
+interface Person {
+  device: string;
+  ids: Record<string, string>;
+}
+
+/** A 53-bit string hash (cyrb53): enough to tell identity values apart, synchronous, no crypto needed. */
+function digest(text: string): string {
+  let h1 = 0xdeadbeef;
+  let h2 = 0x41c6ce57;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 2654435761);
+    h2 = Math.imul(h2 ^ c, 1597334677);
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  return (4294967296 * (2097151 & h2) + (h1 >>> 0)).toString(36);
+}
+
+/**
+ * The identity values of a login or profile push, normalised roughly as the server does (trimmed, Email
+ * lower-cased, Phone without separators), so that the same person written twice compares equal.
+ */
+function identityDigests(properties: JsonObject): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const key of IDENTITY_KEYS) {
+    const v = properties[key];
+    if (typeof v !== "string" && typeof v !== "number") continue; // absent, or an operation such as $delete
+    let text = String(v).trim();
+    if (key === "Email") text = text.toLowerCase();
+    else if (key === "Phone") text = text.replace(/[^\d+]/g, "");
+    if (text) out[key] = digest(`${key}=${text}`);
+  }
+  return out;
+}
+
+/**
+ * Whether a login names the person the device is logged in as: one identity value in common and none that
+ * differs. The SDK cannot know the account's identityKeys, so it errs towards "another person": a needless new
+ * device costs the server an empty anonymous profile, while a wrong "same" lets one person's queued records land on
+ * the other (SEMANTICS §3 case 4 moves the device at once, and records are resolved to a profile when they arrive).
+ */
+function samePerson(known: Record<string, string>, login: Record<string, string>): boolean {
+  let shared = false;
+  for (const [key, value] of Object.entries(login)) {
+    const had = known[key];
+    if (had === undefined) continue;
+    if (had !== value) return false;
+    shared = true;
+  }
+  return shared;
+}
+
 export interface InitOptions {
   key?: unknown;
   endpoint?: unknown;
@@ -55,17 +118,30 @@ function cut(raw: string): string {
   return s.slice(0, end);
 }
 
+/**
+ * The browser's time zone, looked up once: building an Intl.DateTimeFormat took most of a call's time (a burst of
+ * 5,000 events spent 0.7 s in it), and the zone of a page does not change while it is open.
+ */
+let timeZone: string | null | undefined;
+function browserTimeZone(): string | null {
+  if (timeZone === undefined) {
+    try {
+      const tz = Intl.DateTimeFormat().resolvedOptions().timeZone;
+      // An unknown zone would make the server refuse the whole record; better to send none.
+      timeZone = tz && tz !== "Etc/Unknown" ? tz : null;
+    } catch {
+      timeZone = null; // no Intl time zone support
+    }
+  }
+  return timeZone;
+}
+
 /** SEMANTICS §11 context fields the browser knows: platform, timezone, locale, url, referrer, UTM parameters. */
 function pageContext(): Record<string, Json> {
   const w = browser();
   const ctx: Record<string, Json> = { platform: "web" };
-  try {
-    const tz = Intl.DateTimeFormat().resolvedOptions().timeZone;
-    // An unknown zone would make the server refuse the whole record; better to send none.
-    if (tz && tz !== "Etc/Unknown") ctx.timezone = tz;
-  } catch {
-    // no Intl time zone support
-  }
+  const tz = browserTimeZone();
+  if (tz) ctx.timezone = tz;
   if (w.navigator?.language) ctx.locale = cut(w.navigator.language);
   const href = w.location?.href;
   if (href) ctx.url = cut(href.split("#")[0] ?? href);
@@ -89,6 +165,8 @@ export class Client {
   /** Calls made after the script loaded but before init, replayed in order by init. */
   private pending: Array<() => void> = [];
   private markReady: () => void = () => {};
+  /** The device id while opted out: this page's only, never stored; kept if the visitor opts in on this page. */
+  private transientId: string | null = null;
   readonly ready: Promise<void>;
 
   constructor(private readonly scriptOrigin: string | null) {
@@ -123,9 +201,10 @@ export class Client {
     }
     this.key = key;
     this.endpoint = endpoint.replace(/\/+$/, "");
-    const outbox = new Outbox(this.endpoint, key);
+    const outbox = new Outbox(this.endpoint, key, () => this.optedOut());
     this.outbox = outbox;
-    if (this.optedOut()) outbox.clear();
+    // Also what an earlier SDK, which stored while opted out, left behind.
+    if (this.optedOut()) this.forget();
     const leftover = outbox.records().length > 0;
 
     const w = browser();
@@ -137,18 +216,20 @@ export class Client {
       outbox.leave();
     });
     // Back from the back-forward cache: alive again, and its queue (if no other page took it over) is its own.
-    w.addEventListener("pageshow", () => outbox.stayAlive());
+    w.addEventListener("pageshow", () => outbox.back());
     w.document?.addEventListener("visibilitychange", () => {
       if (w.document?.visibilityState === "hidden") {
+        // Hidden may be the last moment this page runs (mobile browsers discard hidden tabs without pagehide).
+        outbox.persist();
         if (!this.optedOut()) void outbox.flush();
-      } else this.safely(() => this.touchSession(Date.now()));
+      } else if (!this.optedOut()) this.safely(() => this.touchSession(Date.now()));
     });
 
-    writeCookie(DEVICE_KEY, this.deviceId()); // a rolling year from the last visit
+    if (!this.optedOut()) writeCookie(DEVICE_KEY, this.deviceId()); // a rolling year from the last visit
     const calls = this.pending;
     this.pending = [];
     for (const call of calls) this.safely(call);
-    this.touchSession(Date.now());
+    if (!this.optedOut()) this.touchSession(Date.now());
     this.markReady();
     // Whatever an earlier page left queued goes out now; this page's own records follow the 1 s timer.
     if (leftover && !this.optedOut()) void outbox.flush();
@@ -173,22 +254,35 @@ export class Client {
     return readDurable(OPT_OUT_KEY) === "1";
   }
 
+  /** Created and stored on first use; while opted out, one for this page only, never stored (ePrivacy). */
   deviceId(): string {
     let id = readLocal(DEVICE_KEY);
     if (!id) {
-      id = readCookie(DEVICE_KEY) ?? uuid();
+      if (this.optedOut()) {
+        this.transientId ??= uuid();
+        return this.transientId;
+      }
+      id = readCookie(DEVICE_KEY) ?? this.transientId ?? uuid();
+      this.transientId = null;
       writeDurable(DEVICE_KEY, id);
     }
     return id;
   }
 
-  /** SEMANTICS §3: `App Launched` marks a new session; a session ends after 30 idle minutes. */
+  /**
+   * SEMANTICS §3: `App Launched` marks a new session; a session ends after 30 idle minutes. The caller has checked
+   * the opt-out (once per call: reading it reads the cookie).
+   */
   private touchSession(at: number): void {
-    if (!this.outbox || this.optedOut()) return;
+    if (!this.outbox) return;
     const session = readJson<{ last?: unknown }>(SESSION_KEY);
     const last = typeof session?.last === "number" ? session.last : null;
+    if (last !== null && at - last <= SESSION_IDLE_MS) {
+      // The clock moves on by the second at most: a burst of calls writes it once, not once per call.
+      if (at - last >= 1000) writeLocal(SESSION_KEY, JSON.stringify({ last: at }));
+      return;
+    }
     writeLocal(SESSION_KEY, JSON.stringify({ last: Math.max(at, last ?? 0) }));
-    if (last !== null && at - last <= SESSION_IDLE_MS) return;
     const screen = browser().screen;
     const properties: JsonObject = screen ? { "Screen Width": screen.width, "Screen Height": screen.height } : {};
     this.outbox.add(this.stamp("event", { name: "App Launched", properties }, at));
@@ -213,8 +307,43 @@ export class Client {
         log.warn(`onUserLogin needs an identity (one of ${IDENTITY_KEYS.join(", ")}); nothing sent`);
         return;
       }
-      this.enqueue("login", { properties }, at);
+      if (!this.outbox || this.optedOut()) return;
+      const ids = identityDigests(properties);
+      const person = this.person();
+      if (person === null || samePerson(person.ids, ids)) {
+        // The first login of an anonymous device keeps it (SEMANTICS §3 case 1: its history becomes the person's);
+        // the same person again keeps it too, and may add identity values of other keys (case 3).
+        this.rememberPerson({ ...ids, ...person?.ids });
+        this.enqueue("login", { properties }, at);
+        return;
+      }
+      // Another person, without a logout: a new device, as CleverTap's SDK does. The server would otherwise move
+      // the device to the new person at once (case 4), and records of the old person still queued (in this tab or
+      // another, behind a failed send) would land on the new one. They keep the old device id they were stamped
+      // with, so they reach the old person; the login goes first on the new device, then its App Launched.
+      this.newDevice();
+      this.rememberPerson(ids);
+      this.outbox.add(this.stamp("login", { properties }, at));
+      this.touchSession(at);
     });
+  }
+
+  /** Who the current device is logged in as, if this SDK saw the login (null: anonymous, or not known here). */
+  private person(): Person | null {
+    const p = readJson<Partial<Person>>(PERSON_KEY);
+    if (!p || p.device !== this.deviceId() || !isPlainObject(p.ids)) return null;
+    return { device: p.device, ids: p.ids as Record<string, string> };
+  }
+
+  private rememberPerson(ids: Record<string, string>): void {
+    if (Object.keys(ids).length > 0) writeLocal(PERSON_KEY, JSON.stringify({ device: this.deviceId(), ids }));
+  }
+
+  /** A new anonymous device: its own id, no session yet, nobody logged in. */
+  private newDevice(): void {
+    writeDurable(DEVICE_KEY, uuid());
+    writeLocal(SESSION_KEY, null);
+    writeLocal(PERSON_KEY, null);
   }
 
   profile(input: unknown): void {
@@ -224,7 +353,13 @@ export class Client {
   private pushProperties(where: string, input: unknown): void {
     this.run((at) => {
       const properties = cleanProfileProperties(input, where, new Date(at));
-      if (properties !== null && Object.keys(properties).length > 0) this.enqueue("profile", { properties }, at);
+      if (properties === null || Object.keys(properties).length === 0 || !this.outbox || this.optedOut()) return;
+      // Identity values in a push make the profile identified (SEMANTICS §3 profile push) without a login: keep
+      // them, so that a later login is judged against them too. Keys already known keep their value (the server
+      // adds only unowned values).
+      const ids = identityDigests(properties);
+      if (Object.keys(ids).length > 0) this.rememberPerson({ ...ids, ...this.person()?.ids });
+      this.enqueue("profile", { properties }, at);
     });
   }
 
@@ -270,7 +405,7 @@ export class Client {
     }
     if (input.optOut) {
       writeDurable(OPT_OUT_KEY, "1");
-      this.outbox?.clear();
+      this.forget();
       log.info("opted out: nothing is sent from this browser until privacy.push({ optOut: false })");
     } else {
       writeDurable(OPT_OUT_KEY, null);
@@ -278,10 +413,25 @@ export class Client {
     }
   }
 
+  /**
+   * Opt-out: everything the SDK stored in this browser goes, but the opt-out flag itself (which must be remembered):
+   * the device id (localStorage and cookie), the session clock, the login digests, every page's queue and stamp.
+   * Opting in later starts a new device.
+   */
+  private forget(): void {
+    this.outbox?.clear();
+    for (const k of [...localKeys(QUEUE_KEY_PREFIX), ...localKeys(ALIVE_KEY_PREFIX)]) writeLocal(k, null);
+    writeDurable(DEVICE_KEY, null);
+    writeLocal(SESSION_KEY, null);
+    writeLocal(PERSON_KEY, null);
+    this.transientId = null;
+  }
+
   /** The next visitor on this browser is a new anonymous device: a new device id, a new session. */
   logout(): void {
-    writeDurable(DEVICE_KEY, uuid());
-    writeLocal(SESSION_KEY, null);
+    if (this.optedOut())
+      this.transientId = null; // nothing stored to replace
+    else this.newDevice();
   }
 
   flush(): Promise<void> {

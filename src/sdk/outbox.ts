@@ -10,6 +10,10 @@
  * than 3 minutes, beyond what a background tab's throttled timers allow) is taken over by the next page that sends.
  * When storage refuses the queue (blocked, private mode, full), this page's records wait in memory instead.
  *
+ * The page's queue lives in memory and is written to storage at most every 100 ms, and at once when the page is
+ * hidden or goes away and before each send: writing the whole queue (up to 1000 records) on every call made a burst
+ * of calls cost quadratic time, and froze the page for a minute at 10,000 calls.
+ *
  * When: 1 s after a record is queued, on the `online` event, after a failure with exponential back-off
  * (network errors, 408, 429, 5xx), when the page is hidden (a keepalive fetch, whose answer is still read if the
  * page lives on) and when it goes away (navigator.sendBeacon). A 4xx for the whole batch is not
@@ -17,7 +21,7 @@
  */
 import { browser, type FetchResponse, log } from "./browser.js";
 import type { Json, JsonObject } from "./sanitize.js";
-import { localKeys, QUEUE_KEY_PREFIX, readJson, readLocal, uuid, writeLocal } from "./storage.js";
+import { ALIVE_KEY_PREFIX, localKeys, QUEUE_KEY_PREFIX, readJson, readLocal, uuid, writeLocal } from "./storage.js";
 
 export interface WireRecord {
   type: "login" | "profile" | "event" | "token";
@@ -44,7 +48,8 @@ const BEACON_GRACE_MS = 60_000;
 const ALIVE_EVERY_MS = 20_000;
 /** A page whose stamp is older is gone: hidden tabs' timers run at least once a minute. */
 const GONE_AFTER_MS = 180_000;
-const ALIVE_KEY_PREFIX = "portrait_alive_";
+/** How long a queued record may wait in memory only: what a crash (not a closed tab, which writes it) could lose. */
+const PERSIST_DELAY_MS = 100;
 
 function byteLength(s: string): number {
   return new TextEncoder().encode(s).length;
@@ -74,32 +79,67 @@ export class Outbox {
   /** Ids of the batch being sent by fetch right now (a beacon at page hide leaves them out). */
   private inflight: ReadonlySet<string> = new Set();
   private warnedFull = false;
+  /** This page's queue; storage holds what it was when last persisted. */
+  private list: WireRecord[];
+  /** The list changed since it was last written to storage. */
+  private dirty = false;
+  private persistTimer: number | null = null;
+  /** Set by pagehide: the page may come back from the back-forward cache, its stored queue taken over meanwhile. */
+  private left = false;
 
-  constructor(endpoint: string, key: string) {
+  /** `blocked`: the visitor opted out (perhaps in another tab): nothing is sent or stored, the queue is dropped. */
+  constructor(
+    endpoint: string,
+    key: string,
+    private readonly blocked: () => boolean,
+  ) {
     this.queuePrefix = QUEUE_KEY_PREFIX + key;
     this.storageKey = `${this.queuePrefix}~${this.pageId}`;
     this.batchUrl = `${endpoint}/v1/sdk/batch?key=${encodeURIComponent(key)}`;
+    this.list = this.load();
     this.stayAlive();
-    this.adoptGone();
+    if (!blocked()) this.adoptGone();
   }
 
-  /** This page's queue, with what it took over from pages gone. */
-  records(): WireRecord[] {
+  private load(): WireRecord[] {
     const list = readJson<WireRecord[]>(this.storageKey);
     return Array.isArray(list) ? list : [];
   }
 
-  /** Storage that refuses the queue (blocked, full) leaves it in memory for the life of the page (storage.ts). */
-  private save(list: WireRecord[]): void {
-    if (writeLocal(this.storageKey, list.length ? JSON.stringify(list) : null) || this.warnedMemory) return;
+  /** This page's queue, with what it took over from pages gone. */
+  records(): WireRecord[] {
+    return this.list;
+  }
+
+  /** Writes the queue to storage now, if it changed; the one place that serialises the whole queue. */
+  persist(): void {
+    if (this.persistTimer !== null) browser().clearTimeout(this.persistTimer);
+    this.persistTimer = null;
+    if (!this.dirty) return;
+    this.dirty = false;
+    if (this.blocked()) return;
+    this.list = this.bounded(this.list);
+    // Storage that refuses the queue (blocked, full) leaves it in memory for the life of the page.
+    if (writeLocal(this.storageKey, this.list.length ? JSON.stringify(this.list) : null) || this.warnedMemory) return;
     this.warnedMemory = true;
     log.warn("the browser refuses to store the offline queue; records wait in memory while this page is open");
   }
 
-  /** Stamps this page alive now and every 20 s; `pageshow` after the back-forward cache calls it again. */
+  /** The queue changed: written within PERSIST_DELAY_MS, so that a burst of calls costs one write. */
+  private changed(): void {
+    this.dirty = true;
+    if (this.left)
+      this.persist(); // no timer may run after pagehide
+    else this.persistTimer ??= browser().setTimeout(() => this.persist(), PERSIST_DELAY_MS);
+  }
+
+  /**
+   * Stamps this page alive now and every 20 s; `pageshow` after the back-forward cache calls it again. While opted
+   * out the page keeps the timer (to stamp again after an opt-in) but stores nothing.
+   */
   stayAlive(): void {
     const w = browser();
-    writeLocal(ALIVE_KEY_PREFIX + this.pageId, String(Date.now()));
+    writeLocal(ALIVE_KEY_PREFIX + this.pageId, this.blocked() ? null : String(Date.now()));
     if (this.aliveTimer !== null) w.clearTimeout(this.aliveTimer);
     this.aliveTimer = w.setTimeout(() => {
       this.aliveTimer = null;
@@ -107,9 +147,18 @@ export class Outbox {
     }, ALIVE_EVERY_MS);
   }
 
-  /** The page goes away: its stamp goes, so that the next page takes its queue over at once. */
+  /** The page goes away: its queue is written and its stamp goes, so that the next page takes the queue over. */
   leave(): void {
+    this.persist();
+    this.left = true;
     writeLocal(ALIVE_KEY_PREFIX + this.pageId, null);
+  }
+
+  /** `pageshow`: back from the back-forward cache, another page may have taken the stored queue over meanwhile. */
+  back(): void {
+    if (this.left) this.list = this.load();
+    this.left = false;
+    this.stayAlive();
   }
 
   /** Moves the queues of pages gone (and an older SDK's shared queue) into this page's own. */
@@ -131,11 +180,13 @@ export class Outbox {
       from.push(k);
     }
     if (from.length === 0) return;
-    const mine = this.records();
-    const have = new Set(mine.map((r) => r.id));
-    const merged = mine.concat(taken.filter((r) => r && typeof r.id === "string" && !have.has(r.id)));
+    const have = new Set(this.list.map((r) => r.id));
+    const merged = this.list.concat(taken.filter((r) => r && typeof r.id === "string" && !have.has(r.id)));
     merged.sort((a, b) => a.ts - b.ts);
-    this.save(this.bounded(merged));
+    this.list = merged;
+    // Written before the other pages' queues are removed: a crash in between sends records twice, never loses them.
+    this.dirty = true;
+    this.persist();
     for (const k of from) writeLocal(k, null);
   }
 
@@ -146,22 +197,29 @@ export class Outbox {
     return list.slice(list.length - MAX_QUEUE);
   }
 
+  /** O(1): the bound (MAX_QUEUE) is applied when the queue is written, once per burst. */
   add(record: WireRecord): void {
-    const list = this.records();
-    list.push(record);
-    this.save(this.bounded(list));
+    this.list.push(record);
+    this.changed();
     this.schedule(FLUSH_DELAY_MS);
   }
 
   /** Opt-out: nothing queued by any page of this key is sent. */
   clear(): void {
+    this.list = [];
+    this.dirty = false;
+    if (this.persistTimer !== null) browser().clearTimeout(this.persistTimer);
+    this.persistTimer = null;
     for (const k of localKeys(this.queuePrefix)) writeLocal(k, null);
     writeLocal(this.storageKey, null);
   }
 
   private remove(ids: ReadonlySet<string>): void {
-    this.save(this.records().filter((r) => !ids.has(r.id)));
+    this.list = this.list.filter((r) => !ids.has(r.id));
     for (const id of ids) this.beaconed.delete(id);
+    // At once: a reload must not find records the server already has (harmless, but sent again).
+    this.dirty = true;
+    this.persist();
   }
 
   private schedule(ms: number): void {
@@ -198,12 +256,15 @@ export class Outbox {
 
   private async drain(): Promise<void> {
     const w = browser();
+    if (this.blocked()) return this.clear(); // opted out in another tab since these were queued
+    this.persist();
     this.adoptGone();
     for (;;) {
       const batch = this.sendable(Date.now()).slice(0, this.batchSize);
       if (batch.length === 0) return;
       if (!w.fetch || w.navigator?.onLine === false) return this.retryLater();
-      const body = JSON.stringify({ records: batch });
+      // sentAt: this clock now, so the server can correct the records' ts for this clock's skew (fresh per attempt).
+      const body = JSON.stringify({ records: batch, sentAt: Date.now() / 1000 });
       let res: FetchResponse;
       this.inflight = new Set(batch.map((r) => r.id));
       try {
@@ -261,10 +322,11 @@ export class Outbox {
    */
   beacon(): void {
     const w = browser();
-    if (!w.navigator?.sendBeacon || w.navigator.onLine === false) return;
+    this.persist();
+    if (this.blocked() || !w.navigator?.sendBeacon || w.navigator.onLine === false) return;
     const now = Date.now();
     const batch: WireRecord[] = [];
-    let bytes = 20;
+    let bytes = 50; // the envelope: {"records":[…],"sentAt":…}
     for (const r of this.sendable(now)) {
       const size = byteLength(JSON.stringify(r)) + 1;
       if (bytes + size > BEACON_BYTES || batch.length >= BATCH_RECORDS) break;
@@ -273,7 +335,7 @@ export class Outbox {
     }
     if (batch.length === 0) return;
     try {
-      if (w.navigator.sendBeacon(this.batchUrl, JSON.stringify({ records: batch }))) {
+      if (w.navigator.sendBeacon(this.batchUrl, JSON.stringify({ records: batch, sentAt: now / 1000 }))) {
         for (const r of batch) this.beaconed.set(r.id, now + BEACON_GRACE_MS);
         this.schedule(BEACON_GRACE_MS);
       }

@@ -111,8 +111,8 @@ async function profileOfDevice(deviceId: string): Promise<AnyBody | undefined> {
   return res.body.profiles[0];
 }
 
-async function timeline(profileId: string): Promise<AnyBody[]> {
-  const res = await server.api("GET", `/v1/profiles/${profileId}/events?limit=200`);
+async function timeline(profileId: string, limit = 200): Promise<AnyBody[]> {
+  const res = await server.api("GET", `/v1/profiles/${profileId}/events?limit=${limit}`);
   expect(res.status).toBe(200);
   return res.body.events;
 }
@@ -518,6 +518,133 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("browser SDK in Chromium", () => {
     }
   });
 
+  it("a login as another person in a second tab leaves the first person's queued records on the first person", async () => {
+    const context = await browser.newContext();
+    try {
+      const one = await visit(context);
+      await init(one.page);
+      await one.page.evaluate(() =>
+        (globalThis as unknown as Win).portrait.onUserLogin.push({ Site: { Identity: "tab-a" } }),
+      );
+      await flush(one.page);
+      const deviceA = await deviceIdOf(one.page);
+      const two = await visit(context);
+      await init(two.page);
+      await flush(two.page);
+      expect(await deviceIdOf(two.page)).toBe(deviceA);
+
+      // Tab 1's next batch is answered 503 until tab 2 has logged in as B; it then waits in back-off.
+      let refuse = true;
+      let refused = 0;
+      await one.page.route("**/v1/sdk/batch**", async (route) => {
+        if (!refuse) return route.continue();
+        refused++;
+        await route.fulfill({ status: 503, body: "{}", headers: { "access-control-allow-origin": "*" } });
+      });
+      await one.page.evaluate(() => {
+        const p = (globalThis as unknown as Win).portrait;
+        p.event.push("A Purchase Intent");
+        p.profile.push({ Site: { "Home City": "A-city" } });
+      });
+      await flush(one.page);
+      expect(refused).toBe(1);
+      await two.page.evaluate(() =>
+        (globalThis as unknown as Win).portrait.onUserLogin.push({
+          Site: { Identity: "tab-b", Email: "b@example.com" },
+        }),
+      );
+      await flush(two.page);
+      const deviceB = await deviceIdOf(two.page);
+      // Logging in again as the same person keeps the device.
+      await two.page.evaluate(() =>
+        (globalThis as unknown as Win).portrait.onUserLogin.push({ Site: { Email: " B@example.com", Name: "Bea" } }),
+      );
+      expect(await deviceIdOf(two.page)).toBe(deviceB);
+      await flush(two.page);
+      refuse = false;
+
+      await eventually(async () => {
+        const a = await profileOfDevice(deviceA);
+        expect(a.identities).toMatchObject({ Identity: "tab-a" });
+        expect(a.properties["Home City"]).toBe("A-city");
+        expect(names(await timeline(a.id))).toContain("A Purchase Intent");
+      }, 15_000);
+      // What tab 1 does from now on is B's: the browser is B's.
+      expect(await deviceIdOf(one.page)).toBe(deviceB);
+      await one.page.evaluate(() => (globalThis as unknown as Win).portrait.event.push("After Switch"));
+      await flush(one.page);
+      const b = await profileOfDevice(deviceB);
+      expect(b.identities).toMatchObject({ Identity: "tab-b", Email: "b@example.com" });
+      expect(b.properties.Name).toBe("Bea");
+      expect(b.properties["Home City"]).toBeUndefined();
+      const bEvents = names(await timeline(b.id));
+      expect(bEvents).not.toContain("A Purchase Intent");
+      expect(bEvents).toContain("After Switch");
+      expect(names(await timeline((await profileOfDevice(deviceA)).id))).not.toContain("After Switch");
+      expect(deviceB).not.toBe(deviceA); // the old device stays A's
+    } finally {
+      await context.close();
+    }
+  });
+
+  it("a burst of 5,000 calls costs linear time: the queue is not rewritten to storage on every call", async () => {
+    const context = await browser.newContext();
+    try {
+      const { page } = await visit(context);
+      await init(page);
+      await flush(page);
+      const device = await deviceIdOf(page);
+      await context.setOffline(true); // the burst stays queued, so that what storage holds can be checked
+      const ms = await page.evaluate(() => {
+        const p = (globalThis as unknown as Win).portrait;
+        const clock = (globalThis as unknown as { performance: { now(): number } }).performance;
+        const t0 = clock.now();
+        for (let i = 0; i < 5000; i++) p.event.push("Burst", { i });
+        return clock.now() - t0;
+      });
+      // A complexity check, not a benchmark: about 130 ms here; rewriting the queue on every call took 12 s.
+      expect(ms).toBeLessThan(1500);
+      // Written to storage within a moment, bounded to the newest 1000 (docs/sdk.md), without a pagehide.
+      await eventually(async () => {
+        const stored = (await queued(page)) as Array<{ properties?: { i?: number } }>;
+        expect(stored).toHaveLength(1000);
+        expect(stored.at(-1)?.properties?.i).toBe(4999);
+      });
+      await context.setOffline(false);
+      await eventually(async () => {
+        const events = await timeline((await profileOfDevice(device)).id, 1000);
+        expect(events.filter((e) => e.name === "Burst")).toHaveLength(1000);
+      }, 20_000);
+    } finally {
+      await context.close();
+    }
+  }, 120_000);
+
+  it("a browser clock 3 days fast: records are stored at the server's time, not refused as future", async () => {
+    const context = await browser.newContext();
+    try {
+      const ahead = 3 * 86_400_000;
+      const page = await context.newPage();
+      await page.clock.install({ time: Date.now() + ahead }); // Date runs on from 3 days ahead, timers as usual
+      await page.goto(`${pageBase}/sdk/examples/test.html`);
+      await init(page);
+      await page.evaluate(() => {
+        const p = (globalThis as unknown as Win).portrait;
+        p.event.push("Skewed Event");
+        p.profile.push({ Site: { "Skewed Plan": "gold" } });
+      });
+      await page.clock.runFor(1500); // past the SDK's 1 s flush timer
+      await flush(page);
+      const profile = await profileOfDevice(await deviceIdOf(page));
+      expect(profile?.properties["Skewed Plan"]).toBe("gold");
+      const events = await timeline(profile.id);
+      expect(names(events)).toEqual(["App Launched", "Skewed Event"]);
+      for (const e of events) expect(Math.abs(Date.parse(e.ts) - Date.now())).toBeLessThan(60_000);
+    } finally {
+      await context.close();
+    }
+  });
+
   it("a page whose utm_source is cut at 2,048 units inside an emoji still sends its records", async () => {
     const context = await browser.newContext();
     try {
@@ -727,6 +854,86 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("browser SDK in Chromium", () => {
     await other.page.evaluate(() => (globalThis as unknown as Win).portrait.init({ key: "sk_live_oops" }));
     expect(other.console.some((m) => m.startsWith("error") && m.includes("secret key"))).toBe(true);
     await context.close();
+  });
+
+  it("while opted out the SDK stores nothing but the opt-out, and opting out removes what it stored", async () => {
+    const context = await browser.newContext();
+    try {
+      const stored = async (page: Page) => ({
+        local: await page.evaluate(() => {
+          const ls = (globalThis as unknown as Win).localStorage;
+          const out: string[] = [];
+          for (let i = 0; i < ls.length; i++) {
+            const k = ls.key(i);
+            if (k?.startsWith("portrait_")) out.push(k);
+          }
+          return out.sort();
+        }),
+        cookies: (await context.cookies(pageBase))
+          .map((c) => c.name)
+          .filter((n) => n.startsWith("portrait_"))
+          .sort(),
+      });
+      const onlyTheFlag = { local: ["portrait_optout"], cookies: ["portrait_optout"] };
+
+      const first = await visit(context);
+      await init(first.page);
+      await first.page.evaluate(() => {
+        const p = (globalThis as unknown as Win).portrait;
+        p.onUserLogin.push({ Site: { Identity: "consent-1" } });
+        p.event.push("Consented Visit");
+      });
+      await flush(first.page);
+      const consented = await deviceIdOf(first.page);
+      await first.page.evaluate(() => (globalThis as unknown as Win).portrait.event.push("Never Sent"));
+      await sleep(300); // the queue is written to storage, not sent yet (1 s)
+      const before = await stored(first.page);
+      expect(before.cookies).toContain("portrait_device");
+      expect(before.local).toEqual(expect.arrayContaining(["portrait_device", "portrait_session", "portrait_person"]));
+      expect(before.local.some((k) => k.startsWith("portrait_queue_"))).toBe(true);
+      expect(before.local.some((k) => k.startsWith("portrait_alive_"))).toBe(true);
+
+      await first.page.evaluate(() => (globalThis as unknown as Win).portrait.privacy.push({ optOut: true }));
+      expect(await stored(first.page)).toEqual(onlyTheFlag);
+      await first.page.evaluate(() => {
+        const p = (globalThis as unknown as Win).portrait;
+        p.event.push("Opted Out");
+        p.onUserLogin.push({ Site: { Identity: "consent-2" } });
+        p.profile.push({ Site: { Plan: "x" } });
+        p.getDeviceId();
+        p.logout();
+      });
+      await sleep(1500);
+      expect(await stored(first.page)).toEqual(onlyTheFlag);
+
+      // A new page, opted out before it started: its device id is its own and stored nowhere.
+      const second = await visit(context);
+      await init(second.page);
+      await second.page.evaluate(() => (globalThis as unknown as Win).portrait.event.push("Opted Out Too"));
+      const transient = await deviceIdOf(second.page);
+      await sleep(300);
+      expect(await stored(second.page)).toEqual(onlyTheFlag);
+
+      // Opting in starts storing again; the device is new (the old one was forgotten).
+      await second.page.evaluate(() => {
+        const p = (globalThis as unknown as Win).portrait;
+        p.privacy.push({ optOut: false });
+        p.event.push("Opted In");
+      });
+      await flush(second.page);
+      const device = await deviceIdOf(second.page);
+      expect(device).toBe(transient);
+      expect(device).not.toBe(consented);
+      expect((await stored(second.page)).cookies).toEqual(["portrait_device"]);
+      expect(names(await timeline((await profileOfDevice(device)).id))).toEqual(["App Launched", "Opted In"]);
+      expect(names(await timeline((await profileOfDevice(consented)).id))).toEqual([
+        "App Launched",
+        "Consented Visit",
+        "Identity Set",
+      ]);
+    } finally {
+      await context.close();
+    }
   });
 
   it("opt-out sends nothing, persists across pages, and says so on the console", async () => {

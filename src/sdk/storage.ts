@@ -1,7 +1,8 @@
 /**
  * What the SDK keeps in the browser: the device id (localStorage and a first-party cookie, so either one surviving
- * keeps the visitor's profile), the opt-out flag (both places too), the session clock and the offline queue
- * (localStorage only). Every access tolerates storage being absent or throwing (private modes, blocked cookies,
+ * keeps the visitor's profile), the opt-out flag (both places too), the session clock, digests of the identity the
+ * device last logged in with, and the offline queue (localStorage only). While the visitor has opted out, only the
+ * opt-out flag is stored. Every access tolerates storage being absent or throwing (private modes, blocked cookies,
  * quota): the SDK then keeps the value in memory for the life of the page.
  */
 import { browser } from "./browser.js";
@@ -9,7 +10,9 @@ import { browser } from "./browser.js";
 export const DEVICE_KEY = "portrait_device";
 export const OPT_OUT_KEY = "portrait_optout";
 export const SESSION_KEY = "portrait_session";
+export const PERSON_KEY = "portrait_person";
 export const QUEUE_KEY_PREFIX = "portrait_queue_";
+export const ALIVE_KEY_PREFIX = "portrait_alive_";
 const COOKIE_MAX_AGE_S = 365 * 24 * 3600;
 
 const memory = new Map<string, string>();

@@ -168,6 +168,19 @@ const SCHEMAS = {
     required: ["records"],
     properties: { records: { type: "array", maxItems: 1000, items: to("IngestRecord") } },
   },
+  SdkBatch: {
+    type: "object",
+    required: ["records"],
+    properties: {
+      records: { type: "array", maxItems: 1000, items: to("IngestRecord") },
+      sentAt: {
+        type: "number",
+        description:
+          "The sender's clock when it sent the batch, in epoch seconds. When it differs from the server's by more " +
+          "than 10 s, every record's numeric ts is shifted by the difference (a browser's clock may be days off).",
+      },
+    },
+  },
   BatchResult: closed({
     status: { type: "string", enum: ["success", "partial", "fail"] },
     processed: count,
