@@ -79,6 +79,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const stopWatching = (await store.watchAccounts?.((change) => accounts.changed(change))) ?? (async () => undefined);
   const portrait = new Portrait(store);
   const imports = createImports(portrait, config, logger);
+  let started = false;
   const app = await buildApp({
     portrait,
     accounts,
@@ -87,6 +88,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     imports: imports.service,
     importMaxBytes: config.importMaxBytes,
     jsonBodyTimeoutMs: config.jsonBodyTimeoutMs,
+    ready: () => started,
   });
   // Responses sent once closing began end their connection: a keep-alive connection whose request was in flight
   // when close() was called would otherwise hold the close open until the client's idle timeout.
@@ -122,6 +124,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   }
   // Only once the ports are ours: a first start that failed (a port in use) must not create keys nobody was shown.
   const firstRun = await bootstrap(store, accounts, config);
+  started = true;
   const url = address.replace("0.0.0.0", "localhost").replace("[::]", "localhost");
   return {
     app,

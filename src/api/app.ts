@@ -68,6 +68,8 @@ export interface AppDeps {
   importMaxBytes?: number;
   /** How long a JSON body may take to arrive (slow-bodies.ts); default 60 s: 5 MB at about 100 KB/s. */
   jsonBodyTimeoutMs?: number;
+  /** False while the server is still starting (the first run's account and keys not yet made); default: ready. */
+  ready?: () => boolean;
 }
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -118,6 +120,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       delete headers["content-type"];
     }
   });
+  // Listening comes before the first run's keys exist (a start that fails for its port must not make keys nobody
+  // saw). Until they do, every request, /healthz included, is "not yet": a client that waits for /healthz and then
+  // uses PORTRAIT_BOOTSTRAP_SECRET_KEY got 401 for a key about to exist.
+  const ready = deps.ready;
+  if (ready) {
+    app.addHook("onRequest", async () => {
+      if (!ready()) throw new PortraitError("UNAVAILABLE", "the server is starting; retry shortly");
+    });
+  }
   limitBodyTime(app, deps.jsonBodyTimeoutMs ?? 60_000);
   app.addHook("onRequest", authHook(deps.accounts));
   // Path parameters are ids and names the stores keep or look up: PostgreSQL refuses NUL and broken UTF-16 in text.

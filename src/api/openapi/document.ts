@@ -88,11 +88,13 @@ export function documentRoute(route: RouteOptions): void {
     );
   }
   add(500, refusal(500, ["INTERNAL"], "An unexpected fault; nothing was applied"));
-  if (access !== "none") {
-    add(
+  add(
+    503,
+    refusal(
       503,
-      refusal(503, ["UNAVAILABLE"], "The store is busy or out of reach; nothing was applied, retry after Retry-After"),
-    );
-  }
+      ["UNAVAILABLE"],
+      "Starting, or the store is busy or out of reach; nothing was applied, retry after Retry-After",
+    ),
+  );
   schema.response = responses;
 }
