@@ -275,14 +275,17 @@ export class Client {
    */
   private touchSession(at: number): void {
     if (!this.outbox) return;
-    const session = readJson<{ last?: unknown }>(SESSION_KEY);
-    const last = typeof session?.last === "number" ? session.last : null;
+    // A session belongs to a device: after a logout or a login as someone else (a new device id, in any tab) the
+    // next call starts one, even if another tab kept the old session's clock going meanwhile.
+    const device = this.deviceId();
+    const session = readJson<{ last?: unknown; device?: unknown }>(SESSION_KEY);
+    const last = typeof session?.last === "number" && session.device === device ? session.last : null;
     if (last !== null && at - last <= SESSION_IDLE_MS) {
       // The clock moves on by the second at most: a burst of calls writes it once, not once per call.
-      if (at - last >= 1000) writeLocal(SESSION_KEY, JSON.stringify({ last: at }));
+      if (at - last >= 1000) writeLocal(SESSION_KEY, JSON.stringify({ last: at, device }));
       return;
     }
-    writeLocal(SESSION_KEY, JSON.stringify({ last: Math.max(at, last ?? 0) }));
+    writeLocal(SESSION_KEY, JSON.stringify({ last: Math.max(at, last ?? 0), device }));
     const screen = browser().screen;
     const properties: JsonObject = screen ? { "Screen Width": screen.width, "Screen Height": screen.height } : {};
     this.outbox.add(this.stamp("event", { name: "App Launched", properties }, at));

@@ -518,6 +518,28 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)("browser SDK in Chromium", () => {
     }
   });
 
+  it("a logout in one tab starts a new session for the new device, whichever tab acts next", async () => {
+    const context = await browser.newContext();
+    try {
+      const [one, two] = [await visit(context), await visit(context)];
+      await init(one.page);
+      await init(two.page);
+      // A second later the second tab moves the session clock on, so its page holds its own copy of it.
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      await two.page.evaluate(() => (globalThis as unknown as Win).portrait.event.push("Before"));
+      await flush(two.page);
+      await one.page.evaluate(() => (globalThis as unknown as Win).portrait.logout());
+      const device = await deviceIdOf(one.page);
+      await two.page.evaluate(() => (globalThis as unknown as Win).portrait.event.push("Tab Two First"));
+      await flush(two.page);
+      await eventually(async () => {
+        expect(names(await timeline((await profileOfDevice(device)).id))).toEqual(["App Launched", "Tab Two First"]);
+      });
+    } finally {
+      await context.close();
+    }
+  });
+
   it("a login as another person in a second tab leaves the first person's queued records on the first person", async () => {
     const context = await browser.newContext();
     try {

@@ -25,8 +25,10 @@ const memoryOnly = new Set<string>();
 export function readLocal(name: string): string | null {
   if (memoryOnly.has(name)) return memory.get(name) ?? null;
   try {
-    const v = browser().localStorage?.getItem(name);
-    if (v !== undefined && v !== null) return v;
+    const ls = browser().localStorage;
+    // What storage says, absence included: another tab may have removed the entry (a logout, an opt-out), and this
+    // page's copy in memory is then stale (it kept the old session going: no App Launched for the new device).
+    if (ls) return ls.getItem(name);
   } catch {
     // storage blocked: fall through to memory
   }
