@@ -291,7 +291,8 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
         });
         prefetched.fire();
         await moved.done;
-        const owners = await Promise.all(devices.map(async (d) => (await tx.findDevice(account.id, d))!.profileId));
+        const owners = [];
+        for (const d of devices) owners.push((await tx.findDevice(account.id, d))!.profileId);
         await tx.addActivity(
           account.id,
           owners.map((profileId) => ({ profileId, firstTs: 5, lastTs: 7, events: 2 })),
