@@ -303,6 +303,70 @@ describe.each(stores)("%s store", (store) => {
     });
   });
 
+  describe("lists read whole are paged like every list", () => {
+    /** Every item of a list, a page of `limit` at a time, and the cursors the pages answered. */
+    async function pageThrough(path: string, field: string, limit: number) {
+      const items: Array<Record<string, unknown>> = [];
+      const cursors: string[] = [];
+      let cursor: string | null = null;
+      do {
+        const query: string = `limit=${limit}${cursor ? `&cursor=${cursor}` : ""}`;
+        const page = await s.api("GET", `${path}?${query}`);
+        expect(page.status).toBe(200);
+        expect(page.body[field].length).toBeLessThanOrEqual(limit);
+        items.push(...page.body[field]);
+        cursor = page.body.nextCursor;
+        if (cursor) cursors.push(cursor);
+      } while (cursor);
+      return { items, cursors };
+    }
+
+    it("pages API keys, SFTP keys and a person's documents with cursor and nextCursor, each item once", async () => {
+      for (let i = 0; i < 4; i++) await s.api("POST", "/v1/keys", { kind: "public", name: `paged-${i}` });
+      const whole = await s.api("GET", "/v1/keys?limit=1000");
+      expect(whole.body.nextCursor).toBeNull();
+      const keys = await pageThrough("/v1/keys", "keys", 2);
+      expect(keys.items.map((k) => k.id)).toEqual(whole.body.keys.map((k: { id: string }) => k.id));
+      expect(keys.cursors.length).toBeGreaterThanOrEqual(2);
+
+      const id = (
+        await s.api("POST", "/v1/ingest", { records: [{ type: "event", deviceId: "paged-docs", name: "X" }] })
+      ).body.results[0].profileId;
+      for (const [c, u] of [
+        ["b", "1"],
+        ["a", "2"],
+        ["a", "10"],
+        ["é", "x"],
+        ["😀", "x"],
+      ]) {
+        expect(
+          (await s.api("PUT", `/v1/profiles/${id}/documents/${encodeURIComponent(c!)}/${u}`, { n: 1 })).status,
+        ).toBe(200);
+      }
+      const docs = await pageThrough(`/v1/profiles/${id}/documents`, "documents", 2);
+      expect(docs.items.map((d) => [d.$compartment_id, d.$user_account_id])).toEqual([
+        ["a", "10"],
+        ["a", "2"],
+        ["b", "1"],
+        ["é", "x"],
+        ["😀", "x"],
+      ]);
+      expect((await s.api("GET", `/v1/profiles/${id}/documents`)).body.nextCursor).toBeNull();
+
+      // A cursor of another list, or made up, is refused naming the field.
+      for (const cursor of [keys.cursors[0], "bm90LWEtY3Vyc29y", "%%%"]) {
+        const refused = await s.api("GET", `/v1/profiles/${id}/documents?cursor=${cursor}`);
+        expect(refused).toMatchObject({ status: 400, body: { error: { code: "INVALID_VALUE", field: "cursor" } } });
+      }
+      for (const limit of ["0", "1001", "two"]) {
+        const refused = await s.api("GET", `/v1/sftp/keys?limit=${limit}`);
+        expect(refused.status).toBe(400);
+        expect(refused.body.error.field).toMatch(/limit/);
+      }
+      expect((await s.api("GET", "/v1/sftp/keys")).body).toEqual({ keys: [], nextCursor: null });
+    });
+  });
+
   describe("documents", () => {
     it("stores, reads, lists and deletes a compartment document with Portrait's system fields", async () => {
       const id = (await s.api("POST", "/v1/ingest", { records: [{ type: "event", deviceId: "doc", name: "X" }] })).body

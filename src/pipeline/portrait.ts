@@ -482,9 +482,9 @@ export class Portrait {
     return documentView(doc);
   }
 
-  async listDocuments(account: Account, profileId: string): Promise<Array<Record<string, JsonValue>>> {
+  async listDocuments(account: Account, profileId: string): Promise<ProfileDocument[]> {
     const profile = await this.requireProfile(account, profileId);
-    return (await this.store.reader.listDocuments(account.id, profile.id)).map(documentView);
+    return this.store.reader.listDocuments(account.id, profile.id);
   }
 }
 

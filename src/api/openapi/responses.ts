@@ -12,6 +12,15 @@ export interface ResponseObject {
   headers?: Record<string, { type: string; description: string }>;
 }
 
+/** The query string of every paged list (API.md Conventions: an opaque `cursor`, answered `nextCursor`). */
+export const pageQuery = {
+  type: "object",
+  properties: {
+    cursor: { type: "string", description: "The nextCursor of the previous page" },
+    limit: { type: "integer", minimum: 1, maximum: 1000, default: 50 },
+  },
+};
+
 /** A JSON body of the registered schema `id`. */
 export function json(description: string, id: SchemaId): ResponseObject {
   return { description, content: { "application/json": { schema: ref(id) } } };

@@ -100,7 +100,7 @@ const SCHEMAS = {
   Account: closed({ id: { type: "string" }, name: { type: "string" }, settings: to("Settings") }),
 
   Key: closed(KEY),
-  KeyList: closed({ keys: { type: "array", items: to("Key") } }),
+  KeyList: closed({ keys: { type: "array", items: to("Key") }, nextCursor: cursor }),
   NewKey: closed({ ...KEY, key: { type: "string", description: "The key itself, shown this once" } }, [], {
     description: "A key as created: the only time the key itself is shown.",
   }),
@@ -122,7 +122,7 @@ const SCHEMAS = {
     fingerprint: { type: "string", pattern: "^SHA256:" },
     createdAt: dateTime,
   }),
-  SftpKeyList: closed({ keys: { type: "array", items: to("SftpKey") } }),
+  SftpKeyList: closed({ keys: { type: "array", items: to("SftpKey") }, nextCursor: cursor }),
   NewSftpKey: closed({
     id: { type: "string" },
     name: { type: "string" },
@@ -330,7 +330,7 @@ const SCHEMAS = {
     type: "object",
     additionalProperties: to("JsonValue"),
   },
-  DocumentList: closed({ documents: { type: "array", items: to("Document") } }),
+  DocumentList: closed({ documents: { type: "array", items: to("Document") }, nextCursor: cursor }),
 
   MergeRequest: closed({ targetId: profileIdString, sourceId: profileIdString }),
   MergeResult: closed({ mergeId: { type: "string" }, profile: to("Profile") }),

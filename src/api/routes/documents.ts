@@ -4,8 +4,10 @@ import { PortraitError } from "../../engine/errors.js";
 import { isPlainObject } from "../../engine/parse-record.js";
 import { assertStorableText } from "../../engine/text.js";
 import type { JsonValue } from "../../engine/types.js";
+import { pageOfList } from "../../pipeline/list-page.js";
+import { documentView } from "../../pipeline/portrait.js";
 import type { AppDeps } from "../app.js";
-import { json, refusals } from "../openapi/responses.js";
+import { json, pageQuery, refusals } from "../openapi/responses.js";
 import { ref } from "../openapi/schemas.js";
 import { profileId } from "./profiles.js";
 
@@ -99,17 +101,25 @@ export function documentRoutes({ portrait }: AppDeps) {
         return { deleted: true };
       },
     );
-    app.get<{ Params: { id: string } }>(
+    app.get<{ Params: { id: string }; Querystring: { cursor?: string; limit?: string } }>(
       "/v1/profiles/:id/documents",
       {
         schema: {
           operationId: "listDocuments",
           tags: ["documents"],
-          summary: "All documents of a profile",
-          response: { 200: json("The documents", "DocumentList"), ...refusals({ 404: ["UNKNOWN_PROFILE"] }) },
+          summary: "All documents of a profile, a page at a time, by compartment id then user account id",
+          querystring: pageQuery,
+          response: {
+            200: json("A page of documents", "DocumentList"),
+            ...refusals({ 400: ["INVALID_VALUE"], 404: ["UNKNOWN_PROFILE"] }),
+          },
         },
       },
-      async (request) => ({ documents: await portrait.listDocuments(request.account, profileId(request.params.id)) }),
+      async (request) => {
+        const documents = await portrait.listDocuments(request.account, profileId(request.params.id));
+        const page = pageOfList(documents, (d) => [d.compartmentId, d.userAccountId], request.query, "documents");
+        return { documents: page.items.map(documentView), nextCursor: page.nextCursor };
+      },
     );
   };
 }

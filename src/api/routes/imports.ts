@@ -13,7 +13,7 @@ import { charsetOf, charsetParam } from "../../imports/charset.js";
 import { importView } from "../../imports/runner.js";
 import { formatFor, type ImportService, parseKind } from "../../imports/service.js";
 import type { AppDeps } from "../app.js";
-import { file, json, refusals } from "../openapi/responses.js";
+import { file, json, pageQuery, refusals } from "../openapi/responses.js";
 
 function unreadableMultipart(e: unknown): unknown {
   if (e instanceof PortraitError || (e as { statusCode?: number }).statusCode === 413) return e;
@@ -148,13 +148,7 @@ export function importRoutes({ imports }: AppDeps & { imports: ImportService }, 
           operationId: "listImports",
           tags: ["imports"],
           summary: "The account's imports, newest first, with their status and counts (API, CLI and SFTP alike)",
-          querystring: {
-            type: "object",
-            properties: {
-              cursor: { type: "string", description: "nextCursor of the previous page" },
-              limit: { type: "integer", minimum: 1, maximum: 1000, default: 50 },
-            },
-          },
+          querystring: pageQuery,
           response: { 200: json("A page of imports", "ImportList"), ...refusals({ 400: ["INVALID_VALUE"] }) },
         },
       },

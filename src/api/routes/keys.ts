@@ -4,25 +4,32 @@ import { PortraitError } from "../../engine/errors.js";
 import { isPlainObject } from "../../engine/parse-record.js";
 import { assertStorableText } from "../../engine/text.js";
 import { apiKeyView } from "../../pipeline/accounts.js";
+import { createdOrder, pageOfList } from "../../pipeline/list-page.js";
 import type { AppDeps } from "../app.js";
-import { json, refusals } from "../openapi/responses.js";
+import { json, pageQuery, refusals } from "../openapi/responses.js";
 import { ref } from "../openapi/schemas.js";
 
 export function keyRoutes({ accounts, portrait }: AppDeps) {
   return async (app: FastifyInstance) => {
-    app.get(
+    app.get<{ Querystring: { cursor?: string; limit?: string } }>(
       "/v1/keys",
       {
         schema: {
           operationId: "listKeys",
           tags: ["keys"],
-          summary: "The account's API keys (secrets are never shown again)",
-          response: { 200: json("The keys, revoked ones included", "KeyList") },
+          summary: "The account's API keys, oldest first (secrets are never shown again)",
+          querystring: pageQuery,
+          response: {
+            200: json("A page of keys, revoked ones included", "KeyList"),
+            ...refusals({ 400: ["INVALID_VALUE"] }),
+          },
         },
       },
-      async (request) => ({
-        keys: (await portrait.store.listApiKeys(request.account.id)).map(apiKeyView),
-      }),
+      async (request) => {
+        const keys = await portrait.store.listApiKeys(request.account.id);
+        const page = pageOfList(keys, (k) => [createdOrder(k.createdAt), k.id], request.query, "keys");
+        return { keys: page.items.map(apiKeyView), nextCursor: page.nextCursor };
+      },
     );
     app.post(
       "/v1/keys",

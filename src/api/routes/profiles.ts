@@ -7,7 +7,7 @@ import type { IdentityKey } from "../../engine/types.js";
 import type { FindQuery } from "../../pipeline/portrait.js";
 import type { AppDeps } from "../app.js";
 import { errorBody } from "../errors.js";
-import { json, refusal, refusals } from "../openapi/responses.js";
+import { json, pageQuery, refusal, refusals } from "../openapi/responses.js";
 import { ref } from "../openapi/schemas.js";
 import { timelineJson } from "../timeline-json.js";
 
@@ -20,13 +20,6 @@ const INGEST_CODES = [
 
 /** A missing, malformed or other account's id, or one of a deleted person (API.md: never 403). */
 const unknownProfile = refusals({ 404: ["UNKNOWN_PROFILE"] });
-const pageQuery = {
-  type: "object",
-  properties: {
-    cursor: { type: "string", description: "The nextCursor of the previous page" },
-    limit: { type: "integer", minimum: 1, maximum: 1000, default: 50 },
-  },
-};
 const findQueryString = {
   type: "object",
   description: "Exactly one handle (the first given in this order counts); compartmentId goes with userAccountId.",

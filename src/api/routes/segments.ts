@@ -3,19 +3,12 @@ import { Readable } from "node:stream";
 import type { FastifyInstance } from "fastify";
 import { Segments } from "../../pipeline/segments.js";
 import type { AppDeps } from "../app.js";
-import { file, json, refusals } from "../openapi/responses.js";
+import { file, json, pageQuery, refusals } from "../openapi/responses.js";
 import { ref } from "../openapi/schemas.js";
 
 type IdParams = { Params: { id: string } };
 type PageQuery = { Querystring: { cursor?: string; limit?: string } };
 
-const pageQuery = {
-  type: "object",
-  properties: {
-    cursor: { type: "string", description: "The nextCursor of the previous page" },
-    limit: { type: "integer", minimum: 1, maximum: 1000, default: 50 },
-  },
-};
 const unknownSegment = refusals({ 404: ["UNKNOWN_SEGMENT"] });
 
 export function segmentRoutes({ portrait }: AppDeps) {

@@ -4,8 +4,9 @@ import { PortraitError } from "../../engine/errors.js";
 import { isPlainObject } from "../../engine/parse-record.js";
 import { assertStorableText } from "../../engine/text.js";
 import { addSftpKey, removeSftpKey, sftpKeyView } from "../../imports/sftp/keys.js";
+import { createdOrder, pageOfList } from "../../pipeline/list-page.js";
 import type { AppDeps } from "../app.js";
-import { json, refusals } from "../openapi/responses.js";
+import { json, pageQuery, refusals } from "../openapi/responses.js";
 import { ref } from "../openapi/schemas.js";
 
 export function sftpKeyRoutes({ portrait }: AppDeps) {
@@ -34,17 +35,22 @@ export function sftpKeyRoutes({ portrait }: AppDeps) {
         return { id: row.id, name: row.name, fingerprint: row.fingerprint };
       },
     );
-    app.get(
+    app.get<{ Querystring: { cursor?: string; limit?: string } }>(
       "/v1/sftp/keys",
       {
         schema: {
           operationId: "listSftpKeys",
           tags: ["sftp"],
-          summary: "The account's SFTP keys",
-          response: { 200: json("The keys", "SftpKeyList") },
+          summary: "The account's SFTP keys, oldest first",
+          querystring: pageQuery,
+          response: { 200: json("A page of keys", "SftpKeyList"), ...refusals({ 400: ["INVALID_VALUE"] }) },
         },
       },
-      async (request) => ({ keys: (await store.listSftpKeys(request.account.id)).map(sftpKeyView) }),
+      async (request) => {
+        const keys = await store.listSftpKeys(request.account.id);
+        const page = pageOfList(keys, (k) => [createdOrder(k.createdAt), k.id], request.query, "sftp-keys");
+        return { keys: page.items.map(sftpKeyView), nextCursor: page.nextCursor };
+      },
     );
     app.delete<{ Params: { id: string } }>(
       "/v1/sftp/keys/:id",

@@ -1,0 +1,75 @@
+/**
+ * Paging of the lists that are read whole (an account's API and SFTP keys, a person's documents), so that they
+ * answer `nextCursor` like every list of API.md. The cursor names the last item given by its key, not by its place:
+ * an item added or removed between two pages moves no other item into or out of the next page.
+ */
+import { PortraitError } from "../engine/errors.js";
+import { pageLimit } from "./segments.js";
+
+export interface ListPage<T> {
+  items: T[];
+  nextCursor: string | null;
+}
+
+/**
+ * The page of `items` after `query.cursor`, at most `query.limit` long. Items are ordered by `keyOf`, compared part
+ * by part in code-point order (the order the stores sort text in), whatever order they came in.
+ */
+export function pageOfList<T>(
+  items: readonly T[],
+  keyOf: (item: T) => string[],
+  query: { cursor?: unknown; limit?: unknown },
+  list: string,
+): ListPage<T> {
+  const limit = pageLimit(query.limit);
+  const after = decodeListCursor(query.cursor, list);
+  const keyed = items.map((item) => ({ item, key: keyOf(item) }));
+  keyed.sort((a, b) => compareKeys(a.key, b.key));
+  const start = after === null ? 0 : keyed.findIndex((k) => compareKeys(k.key, after) > 0);
+  const rest = start < 0 ? [] : keyed.slice(start);
+  const page = rest.slice(0, limit);
+  const last = page[page.length - 1];
+  return {
+    items: page.map((k) => k.item),
+    nextCursor: rest.length > limit && last ? encodeListCursor(list, last.key) : null,
+  };
+}
+
+function compareKeys(a: readonly string[], b: readonly string[]): number {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    const c = Buffer.compare(Buffer.from(a[i]!), Buffer.from(b[i]!));
+    if (c !== 0) return c;
+  }
+  return a.length - b.length;
+}
+
+function encodeListCursor(list: string, key: string[]): string {
+  return Buffer.from(JSON.stringify([list, ...key])).toString("base64url");
+}
+
+/** The key a cursor of `list` names, or null for the first page; a cursor of another list is refused. */
+function decodeListCursor(raw: unknown, list: string): string[] | null {
+  if (raw === undefined || raw === null || raw === "") return null;
+  let parts: unknown = null;
+  if (typeof raw === "string") {
+    try {
+      parts = JSON.parse(Buffer.from(raw, "base64url").toString());
+    } catch {
+      parts = null;
+    }
+  }
+  if (
+    !Array.isArray(parts) ||
+    parts.length < 2 ||
+    parts[0] !== list ||
+    !parts.every((p): p is string => typeof p === "string")
+  ) {
+    throw new PortraitError("INVALID_VALUE", "cursor is not one this list returned", "cursor");
+  }
+  return parts.slice(1);
+}
+
+/** A creation time (epoch ms) as text that sorts in time order, for keys ordered oldest first. */
+export function createdOrder(createdAt: number): string {
+  return String(createdAt).padStart(16, "0");
+}
