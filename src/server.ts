@@ -78,12 +78,17 @@ export async function startServer(config: Config): Promise<RunningServer> {
   // Keys revoked and settings changed through other processes reach this one's cache at once, not after its expiry.
   const stopWatching = (await store.watchAccounts?.((change) => accounts.changed(change))) ?? (async () => undefined);
   const portrait = new Portrait(store);
-  const imports = createImports(portrait, config, logger);
+  const metrics = createMetrics({
+    waitingRecords: () => portrait.waitingRecords(),
+    unfinishedImports: () => store.imports.listUnfinished(),
+    ...(store.connections && { connections: () => store.connections!() }),
+  });
+  const imports = createImports(portrait, config, logger, metrics.imports);
   let started = false;
   const app = await buildApp({
     portrait,
     accounts,
-    metrics: createMetrics(),
+    metrics,
     logger,
     imports: imports.service,
     importMaxBytes: config.importMaxBytes,

@@ -1,5 +1,6 @@
 /** End to end through a real server on each store: the README walkthrough and the contract around it. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runImport } from "../test-support/imports.js";
 import { storesUnderTest } from "../test-support/postgres.js";
 import { PUBLIC, SECRET, startTestServer, type TestServer } from "../test-support/server.js";
 
@@ -74,6 +75,35 @@ describe.each(stores)("%s store", (store) => {
         await sample(accountDenied),
       ];
       expect(after.map((n, i) => n - before[i]!)).toEqual([3, 1, 2, 1]);
+    });
+
+    it("reports import rows and ends, imports in the store, waiting writes and the connection pool", async () => {
+      const sample = async (series: string): Promise<number | null> => {
+        const text = (await s.api("GET", "/metrics")).body as string;
+        const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+        return line === undefined ? null : Number(line.slice(series.length + 1));
+      };
+      const processed = 'portrait_import_rows_total{kind="profiles",outcome="processed"}';
+      const failed = 'portrait_import_rows_total{kind="profiles",outcome="failed"}';
+      const done = 'portrait_imports_finished_total{kind="profiles",status="done"}';
+      const before = [(await sample(processed)) ?? 0, (await sample(failed)) ?? 0, (await sample(done)) ?? 0];
+      const csv = "Identity,Score<number>\nmetrics-a,1\nmetrics-b,not a number\nmetrics-c,3\n";
+      expect(await runImport(s, "profiles", csv)).toMatchObject({ status: "done", processed: 2, failed: 1 });
+      const after = [(await sample(processed)) ?? 0, (await sample(failed)) ?? 0, (await sample(done)) ?? 0];
+      expect(after.map((n, i) => n - before[i]!)).toEqual([2, 1, 1]);
+      expect(await sample('portrait_imports{status="queued"}')).toBe(0);
+      expect(await sample('portrait_imports{status="running"}')).toBe(0);
+      expect(await sample("portrait_ingest_waiting_records")).toBe(0);
+      if (store === "postgres") {
+        const open = await sample('portrait_store_connections{state="open"}');
+        expect(open).toBeGreaterThan(0);
+        expect(await sample('portrait_store_connections{state="idle"}')).toBeLessThanOrEqual(open!);
+        expect(await sample('portrait_store_connections{state="max"}')).toBeGreaterThanOrEqual(open!);
+        // The runner polls the store every few seconds: a scrape may find its query waiting for a connection.
+        expect(Number.isInteger(await sample('portrait_store_connections{state="waiting"}'))).toBe(true);
+      } else {
+        expect(await sample('portrait_store_connections{state="open"}')).toBeNull();
+      }
     });
 
     it("answers unknown routes, missing and wrong keys with the error shape", async () => {

@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import type { Config } from "../config.js";
 import type { Portrait } from "../pipeline/portrait.js";
-import { ImportRunner } from "./runner.js";
+import { type ImportObserver, ImportRunner } from "./runner.js";
 import { ImportService } from "./service.js";
 import type { SftpDropPoint } from "./sftp/server.js";
 
@@ -25,6 +25,7 @@ export function createImports(
   portrait: Portrait,
   config: Pick<Config, "dataDir" | "importMaxBytes" | "importClaimTimeoutMs" | "sftpPort" | "host">,
   logger?: Logger,
+  observer?: ImportObserver,
 ): Imports {
   const store = portrait.store;
   const runner = new ImportRunner(portrait, {
@@ -34,6 +35,7 @@ export function createImports(
     // SQLite has one server process: what a previous process was running is resumed at once.
     reclaimOnStart: store.dialect === "sqlite",
     ...(logger && { logger }),
+    ...(observer && { observer }),
   });
   const service = new ImportService(store.imports, runner, {
     dataDir: config.dataDir,

@@ -47,6 +47,13 @@ export interface RunnerOptions {
   /** SQLite has one server process: claims left by the previous process are free at start, without waiting. */
   reclaimOnStart?: boolean;
   logger?: Logger;
+  /** Told of each step's rows and of each import's end (GET /metrics counts them). */
+  observer?: ImportObserver;
+}
+
+export interface ImportObserver {
+  rows(kind: ImportRow["kind"], processed: number, failed: number): void;
+  finished(kind: ImportRow["kind"], status: "done" | "failed"): void;
 }
 
 interface PendingRow {
@@ -171,6 +178,7 @@ export class ImportRunner {
     const worker = this.opts.workerId;
     const finish = async (status: "done" | "failed", error: string | null) => {
       await this.store.imports.finishImport(row.accountId, row.id, worker, { status, error }, Date.now());
+      this.opts.observer?.finished(row.kind, status);
       await this.writeResults(row.accountId, row.id);
       // The stored copy is only needed to resume; the report lives in the store (and a 10 GB file should not stay).
       await rm(this.filePath(row), { force: true });
@@ -247,6 +255,7 @@ export class ImportRunner {
         Date.now(),
       );
       if (!held) throw new Stopped();
+      this.opts.observer?.rows(row.kind, rows.length - failures.length, failures.length);
     };
 
     try {

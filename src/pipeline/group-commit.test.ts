@@ -44,6 +44,29 @@ describe("GroupCommit", () => {
     expect(runs).toEqual([[1], [2, 3, 4]]);
   });
 
+  it("counts the records waiting for a group, not those of the group running", async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const gc = new GroupCommit<number, number>(async (_a, jobs) => {
+      await gate;
+      return jobs;
+    });
+    expect(gc.waitingRecords()).toBe(0);
+    const first = gc.submit(account, 1, 500);
+    await new Promise((r) => setImmediate(r));
+    expect(gc.waitingRecords()).toBe(0);
+    const rest = [gc.submit(account, 2, 300), gc.submit({ id: "b" } as Account, 3, 7)];
+    expect(gc.waitingRecords()).toBe(307);
+    // Another account's group runs beside the first; this account's second waits for its first.
+    await new Promise((r) => setImmediate(r));
+    expect(gc.waitingRecords()).toBe(300);
+    release();
+    await Promise.all([first, ...rest]);
+    expect(gc.waitingRecords()).toBe(0);
+  });
+
   it("caps a group by records, and a failed run fails only the jobs it held", async () => {
     const runs: number[][] = [];
     let release!: () => void;

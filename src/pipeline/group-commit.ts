@@ -56,6 +56,13 @@ export class GroupCommit<Job, Outcome> {
     });
   }
 
+  /** Records submitted and not yet taken into a transaction, over every account (a metric: how far behind writes are). */
+  waitingRecords(): number {
+    let n = 0;
+    for (const queue of this.queues.values()) for (const w of queue.waiting) n += w.size;
+    return n;
+  }
+
   /** One runner: takes the next group while jobs wait, then leaves (the last one out forgets the account). */
   private async drain(account: Account, queue: AccountQueue<Job, Outcome>): Promise<void> {
     const { waiting } = queue;

@@ -109,6 +109,11 @@ export class Portrait {
     );
   }
 
+  /** Ingest records waiting for their group's transaction (GET /metrics). */
+  waitingRecords(): number {
+    return this.groupCommit.waitingRecords();
+  }
+
   /**
    * Runs a use case in one write transaction with a fresh working set, checked against the account's settings and
    * types as they are in the store now. `lockAccount`: every other write transaction of the account waits for this

@@ -348,6 +348,8 @@ export interface Store {
    * store there is nobody else to hear from. Resolves to a function that stops listening.
    */
   watchAccounts?(listener: (change: AccountChange) => void): Promise<() => Promise<void>>;
+  /** The connection pool now (GET /metrics): PostgreSQL only, SQLite has no pool. */
+  connections?(): { open: number; idle: number; waiting: number; max: number };
   insertDashboardUser(user: DashboardUserRow): Promise<void>;
   findDashboardUser(username: string): Promise<DashboardUserRow | null>;
   getMeta(key: string): Promise<string | null>;

@@ -2495,6 +2495,11 @@ export class PostgresStore implements Store {
     return new PostgresStore(pool, Math.max(1, Math.min(writers, Math.floor(max / 2))));
   }
 
+  connections(): { open: number; idle: number; waiting: number; max: number } {
+    const p = this.pool;
+    return { open: p.totalCount, idle: p.idleCount, waiting: p.waitingCount, max: p.options.max ?? 10 };
+  }
+
   async migrate(): Promise<void> {
     await migrate(this.pool);
     await this.segments.backfill();
