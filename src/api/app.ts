@@ -14,6 +14,7 @@ import { type Metrics, metricsPlugin } from "./metrics.js";
 import { documentRoute, swaggerOptions } from "./openapi/document.js";
 import { json } from "./openapi/responses.js";
 import { addSharedSchemas } from "./openapi/schemas.js";
+import { requestLog } from "./request-log.js";
 import { accountRoutes } from "./routes/account.js";
 import { documentRoutes } from "./routes/documents.js";
 import { healthRoutes } from "./routes/health.js";
@@ -68,6 +69,8 @@ export interface AppDeps {
   importMaxBytes?: number;
   /** How long a JSON body may take to arrive (slow-bodies.ts); default 60 s: 5 MB at about 100 KB/s. */
   jsonBodyTimeoutMs?: number;
+  /** Requests slower than this are logged at info (request-log.ts; default 1 s). */
+  slowRequestMs?: number;
   /** False while the server is still starting (the first run's account and keys not yet made); default: ready. */
   ready?: () => boolean;
 }
@@ -136,6 +139,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     assertStorableText(request.params);
   });
   await app.register(metricsPlugin(deps.metrics));
+  await app.register(requestLog(deps.slowRequestMs));
   await app.register(healthRoutes);
   await app.register(accountRoutes(deps));
   await app.register(keyRoutes(deps));
