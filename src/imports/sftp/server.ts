@@ -67,7 +67,17 @@ export interface SftpServerOptions {
   port: number;
   host: string;
   logger?: Logger;
+  /**
+   * How often a quiet connection is asked whether it is still there (SSH keepalive); after 3 unanswered asks it is
+   * dropped. Default 15 s. A client whose network went away mid-upload (a laptop closed, a VPN cut) sends no FIN:
+   * without this its open write handle would hold its account's manifest queue until the kernel gave up on the
+   * socket, hours later. Dropped, its upload is abandoned (INCOMPLETE_FILE) and the queue moves on.
+   */
+  keepaliveMs?: number;
 }
+
+/** SSH keepalives left unanswered before a connection is dropped. */
+const KEEPALIVE_COUNT_MAX = 3;
 
 export class SftpDropPoint {
   private server: ssh2.Server | null = null;
@@ -85,7 +95,14 @@ export class SftpDropPoint {
 
   async start(): Promise<number> {
     const key = await hostKey(this.opts.store);
-    const server = new ssh2.Server({ hostKeys: [key] }, (client) => this.onClient(client));
+    const server = new ssh2.Server(
+      {
+        hostKeys: [key],
+        keepaliveInterval: this.opts.keepaliveMs ?? 15_000,
+        keepaliveCountMax: KEEPALIVE_COUNT_MAX,
+      } as ssh2.ServerConfig,
+      (client) => this.onClient(client),
+    );
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -114,7 +131,11 @@ export class SftpDropPoint {
   private onClient(client: ssh2.Connection): void {
     this.clients.add(client);
     let accountId: string | null = null;
-    client.on("error", () => undefined);
+    client.on("error", (err: Error & { level?: string }) => {
+      // ssh2 answers unanswered keepalives with end(): a FIN to a peer that is gone, so the socket (and with it the
+      // connection's open write handles) would stay until the kernel gave up. Nobody is there to finish politely.
+      if (err.level === "client-timeout") (client as unknown as { _sock?: { destroy(): void } })._sock?.destroy();
+    });
     client.on("close", () => this.clients.delete(client));
     client.on("authentication", (ctx) => {
       if (ctx.method !== "publickey" || !ACCOUNT_ID.test(ctx.username)) {

@@ -5,13 +5,14 @@
  */
 import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { type AddressInfo, connect, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Accounts } from "../../pipeline/accounts.js";
 import { startTestServer, type TestServer } from "../../test-support/server.js";
-import { hostKey, longname } from "./server.js";
+import { hostKey, longname, SftpDropPoint } from "./server.js";
 
 const hasSftp = (() => {
   try {
@@ -42,7 +43,7 @@ interface SftpRun {
   stderr: string;
 }
 
-function sftpArgs(user: string, key: string, commands: string[], extra: string[]): string[] {
+function sftpArgs(user: string, key: string, commands: string[], extra: string[], to = port): string[] {
   const batch = path.join(work, `batch-${Math.random().toString(36).slice(2)}`);
   writeFileSync(batch, `${commands.join("\n")}\n`);
   return [
@@ -51,7 +52,7 @@ function sftpArgs(user: string, key: string, commands: string[], extra: string[]
     "-i",
     key,
     "-P",
-    String(port),
+    String(to),
     "-o",
     "StrictHostKeyChecking=no",
     "-o",
@@ -66,8 +67,8 @@ function sftpArgs(user: string, key: string, commands: string[], extra: string[]
 }
 
 /** Runs `sftp -b` with the given commands (a leading `-` lets a command fail without ending the batch). */
-async function sftp(user: string, key: string, commands: string[], extra: string[] = []): Promise<SftpRun> {
-  const args = sftpArgs(user, key, commands, extra);
+async function sftp(user: string, key: string, commands: string[], extra: string[] = [], to = port): Promise<SftpRun> {
+  const args = sftpArgs(user, key, commands, extra, to);
   try {
     const r = await promisify(execFile)("sftp", args, { encoding: "utf8", timeout: 30_000, cwd: work });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
@@ -78,14 +79,45 @@ async function sftp(user: string, key: string, commands: string[], extra: string
 }
 
 /** Starts `sftp -b` in the background (its own process group, so that it and its ssh can be killed together). */
-function sftpInBackground(user: string, key: string, commands: string[], extra: string[] = []) {
-  const child: ChildProcess = spawn("sftp", sftpArgs(user, key, commands, extra), {
+function sftpInBackground(user: string, key: string, commands: string[], extra: string[] = [], to = port) {
+  const child: ChildProcess = spawn("sftp", sftpArgs(user, key, commands, extra, to), {
     cwd: work,
     stdio: "ignore",
     detached: true,
   });
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
   return { exited, kill: () => process.kill(-(child.pid as number), "SIGKILL") };
+}
+
+/**
+ * A TCP relay to the drop point that can go silent: `freeze()` stops forwarding either way and keeps both sockets
+ * open, as a network does that vanishes under a connection (no FIN, no reset).
+ */
+async function freezingRelay(target: number) {
+  const sockets: Socket[] = [];
+  const relay = createServer((client) => {
+    const upstream = connect(target, "127.0.0.1");
+    for (const socket of [client, upstream]) {
+      socket.on("error", () => undefined);
+      sockets.push(socket);
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((resolve) => relay.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (relay.address() as AddressInfo).port,
+    freeze() {
+      for (const socket of sockets) {
+        socket.unpipe();
+        socket.pause();
+      }
+    },
+    close() {
+      for (const socket of sockets) socket.destroy();
+      relay.close();
+    },
+  };
 }
 
 /** Waits until a file exists and holds more than `bytes` bytes. */
@@ -359,6 +391,36 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
     const done = JSON.parse(await waitForFile(path.join(folder("default"), "cut.csv.result.json")));
     expect(done).toMatchObject({ status: "done", rows: 10_000, processed: 10_000 });
     expect(existsSync(path.join(folder("default"), "cut.csv.manifest.result.json"))).toBe(false);
+  });
+
+  it("drops a connection that went silent mid-upload, so its manifest is answered INCOMPLETE_FILE, not held", async () => {
+    // A drop point of its own on the same store, asking quiet connections every 200 ms instead of every 15 s.
+    const quick = new SftpDropPoint({
+      store: s.server.store,
+      imports: s.server.imports.service,
+      dataDir: s.dir,
+      port: 0,
+      host: "127.0.0.1",
+      keepaliveMs: 200,
+    });
+    const quickPort = await quick.start();
+    const relay = await freezingRelay(quickPort);
+    const rows = Array.from({ length: 10_000 }, (_, i) => `gone${i}@x.io,Gone ${i}\n`).join("");
+    writeFileSync(path.join(work, "gone.csv"), `Email,Name\n${rows}`);
+    writeFileSync(path.join(work, "gone.csv.manifest"), JSON.stringify({ fileName: "gone.csv", kind: "profiles" }));
+    const upload = sftpInBackground("default", key, ["put gone.csv"], ["-l", "800"], relay.port);
+    try {
+      await waitForSize(path.join(folder("default"), "gone.csv"), 20_000);
+      relay.freeze();
+      expect((await sftp("default", key, ["put gone.csv.manifest"], [], quickPort)).code).toBe(0);
+      const refused = JSON.parse(await waitForFile(path.join(folder("default"), "gone.csv.manifest.result.json")));
+      expect(refused).toMatchObject({ status: "failed", fileName: "gone.csv", error: { code: "INCOMPLETE_FILE" } });
+      expect((await s.api("GET", "/v1/profiles?email=gone0%40x.io")).body.profiles).toHaveLength(0);
+    } finally {
+      upload.kill();
+      relay.close();
+      await quick.stop();
+    }
   });
 
   it("serves <file>.failures.csv from the store, so deleting a person redacts it (SEMANTICS §10)", async () => {
