@@ -55,6 +55,31 @@ describe("server lifecycle", () => {
     await retried.close();
   });
 
+  it("refuses bootstrap keys it cannot use before making anything, so the start after the fix is a first start", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "portrait-life-"));
+    dirs.push(dir);
+    for (const [extra, message] of [
+      [
+        { PORTRAIT_BOOTSTRAP_SECRET_KEY: "sk_test_short" },
+        /PORTRAIT_BOOTSTRAP_SECRET_KEY: .*16-200 characters.*nothing/,
+      ],
+      [{ PORTRAIT_BOOTSTRAP_SECRET_KEY: "pk_looks_like_a_public_key" }, /SECRET_KEY: a secret key must start with sk_/],
+      [
+        { PORTRAIT_BOOTSTRAP_PUBLIC_KEY: "sk_secret_key_set_as_public" },
+        /PUBLIC_KEY: a public key must start with pk_/,
+      ],
+      [{ PORTRAIT_BOOTSTRAP_PUBLIC_KEY: "pk_with a space_inside" }, /printable ASCII without spaces/],
+    ] as const) {
+      await expect(startServer(config(dir, extra))).rejects.toThrow(message);
+    }
+    const secret = "sk_bootstrap_fixed_0123456789";
+    const fixed = await startServer(config(dir, { PORTRAIT_BOOTSTRAP_SECRET_KEY: secret }));
+    expect(fixed.firstRun).toMatchObject({ accountId: "default", secretKey: secret });
+    const res = await fetch(`${fixed.url}/v1/account`, { headers: { authorization: `Bearer ${secret}` } });
+    expect(res.status).toBe(200);
+    await fixed.close();
+  });
+
   it("finishes an in-flight batch before closing, and the batch is committed", async () => {
     const dir = mkdtempSync(path.join(tmpdir(), "portrait-life-"));
     dirs.push(dir);

@@ -9,7 +9,7 @@ import { createMetrics } from "./api/metrics.js";
 import type { Config } from "./config.js";
 import { createImports, type Imports } from "./imports/index.js";
 import { createLogger } from "./logger.js";
-import { Accounts } from "./pipeline/accounts.js";
+import { Accounts, checkGivenKey } from "./pipeline/accounts.js";
 import { Portrait } from "./pipeline/portrait.js";
 import { openStore, sharedDataWarning } from "./store/open.js";
 import type { Store } from "./store/store.js";
@@ -29,6 +29,17 @@ export async function bootstrap(
   config: Pick<Config, "bootstrapSecretKey" | "bootstrapPublicKey">,
 ): Promise<FirstRun | null> {
   if ((await store.listAccounts()).length > 0) return null;
+  for (const [variable, kind, key] of [
+    ["PORTRAIT_BOOTSTRAP_SECRET_KEY", "secret", config.bootstrapSecretKey],
+    ["PORTRAIT_BOOTSTRAP_PUBLIC_KEY", "public", config.bootstrapPublicKey],
+  ] as const) {
+    try {
+      if (key !== null) checkGivenKey(kind, key);
+    } catch (e) {
+      // Said before anything is made, so that the next start, with the variable fixed, is still a first start.
+      throw new Error(`${variable}: ${(e as Error).message}; nothing was created`);
+    }
+  }
   let created: Awaited<ReturnType<Accounts["create"]>>;
   try {
     created = await accounts.create(

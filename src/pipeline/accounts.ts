@@ -42,6 +42,25 @@ export interface AuthenticatedKey {
 
 const CACHE_TTL_MS = 30_000;
 
+/**
+ * A key chosen by the operator (PORTRAIT_BOOTSTRAP_*_KEY): long enough not to be guessed, sendable in a header and a
+ * URL as it is, and with the prefix of its kind, so that a secret key set as the public one is caught, not served.
+ */
+export function checkGivenKey(kind: KeyKind, key: string): void {
+  const prefix = kind === "secret" ? "sk_" : "pk_";
+  const problem =
+    typeof key !== "string"
+      ? "must be a string"
+      : !key.startsWith(prefix)
+        ? `must start with ${prefix}`
+        : key.length < 16 || key.length > 200
+          ? `must be 16-200 characters, got ${key.length}`
+          : !/^[\x21-\x7e]+$/.test(key)
+            ? "must be printable ASCII without spaces"
+            : null;
+  if (problem !== null) throw new PortraitError("INVALID_VALUE", `a ${kind} key ${problem}`, "key");
+}
+
 export class Accounts {
   private readonly cache = new Map<string, { at: number; auth: AuthenticatedKey }>();
 
@@ -54,6 +73,9 @@ export class Accounts {
     if (typeof name !== "string" || name.trim() === "" || name.length > 200) {
       throw new PortraitError("INVALID_VALUE", "an account name is 1-200 characters", "name");
     }
+    // Every given key is checked before anything is written: a refused key must not leave an account without keys.
+    if (keys.secretKey !== undefined) checkGivenKey("secret", keys.secretKey);
+    if (keys.publicKey !== undefined) checkGivenKey("public", keys.publicKey);
     const account: Account = {
       id: id ?? `acc_${randomIds.opaque()}`,
       name,
@@ -73,10 +95,8 @@ export class Accounts {
     if (typeof name !== "string" || name.length === 0 || name.length > 200) {
       throw new PortraitError("INVALID_VALUE", "name must be a string of 1-200 characters", "name");
     }
+    if (given !== undefined) checkGivenKey(kind, given);
     const key = given ?? generateKey(kind);
-    if (given !== undefined && given.length < 16) {
-      throw new PortraitError("INVALID_VALUE", "a bootstrap key must be at least 16 characters", "key");
-    }
     const row: ApiKeyRow = {
       id: `key_${randomIds.opaque()}`,
       accountId,
