@@ -72,7 +72,25 @@ export interface DocumentRecord extends RecordBase {
   body: { [key: string]: JsonValue };
   /** Where the client wrote `body`, for errors about it: the request body through the API; unset: an import line's `user_profile`. */
   bodyField?: string;
+  /**
+   * An import line's identifier (SEMANTICS §8), kept so that undoing a merge routes the record again by it (§7): the
+   * `handle` is only the profile it was resolved to. Unset for `PUT/DELETE /v1/profiles/{id}/documents/…`, whose
+   * handle is the path's id.
+   */
+  line?: DocumentLineHandle;
 }
+
+/**
+ * How a document import line named its person. A line named by email hash or user point keys its document by the
+ * person's profile id (docs/semantics.md "Imports"), so that id follows the person the line is routed to.
+ */
+export type DocumentLineHandle =
+  /** The record's own (compartmentId, userAccountId). */
+  | { kind: "userAccount" }
+  /** `email` is the Email of that hash the person held when the line was applied. */
+  | { kind: "emailHash"; hash: string; email: string }
+  /** The line's `user_point_id` as given: a tombstone's id names the former source again after an undo. */
+  | { kind: "userPoint"; profileId: string };
 
 export type IngestRecord = LoginRecord | ProfileRecord | EventRecord | TokenRecord;
 export type AnyRecord = IngestRecord | FlagsRecord | DocumentRecord;

@@ -341,6 +341,57 @@ describe.each(stores)("%s store", (store) => {
       expect(report).toMatch(/MULTIPLE_HANDLES/);
     });
 
+    // SEMANTICS §7: journalled with the identifier the line named, not the profile it was resolved to.
+    it("an undone merge routes lines applied after it by their identifier, and reports what it could not apply", async () => {
+      const login = async (deviceId: string, properties: Record<string, string>) =>
+        (await s.api("POST", "/v1/ingest", { records: [{ type: "login", deviceId, properties }] })).body.results[0]
+          .profileId as string;
+      const t = await login("undo-doc-t", { Identity: "undo-doc-t" });
+      const src = await login("undo-doc-s", { Email: "undo-doc-s@x.io" });
+      for (const ua of ["uaS", "uaS2"]) {
+        expect((await s.api("PUT", `/v1/profiles/${src}/documents/cu/${ua}`, { before: 1 })).status).toBe(200);
+      }
+      const merge = await s.api("POST", "/v1/profiles/merge", { targetId: t, sourceId: src });
+      expect(merge.status).toBe(200);
+      const hash = createHash("sha256").update("undo-doc-s@x.io").digest("hex");
+      const lines = await runImport(
+        s,
+        "documents",
+        ndjson(
+          { operation: "UPSERT", compartment_id: "cu", user_account_id: "uaS", user_profile: { viaImport: 1 } },
+          { operation: "UPSERT", compartment_id: "c_upid", user_point_id: src, user_profile: { viaSourceId: 1 } },
+          { operation: "UPSERT", compartment_id: "c_hash", email_hash: hash, user_profile: { viaEmailHash: 1 } },
+        ),
+        "application/x-ndjson",
+      );
+      expect(lines).toMatchObject({ processed: 3, failed: 0 });
+      // Through the target's id: routed to the target again, which cannot write the source's user account.
+      expect((await s.api("PUT", `/v1/profiles/${t}/documents/cu/uaS2`, { viaPutTarget: 1 })).status).toBe(200);
+
+      const undo = await s.api("POST", `/v1/merges/${merge.body.mergeId}/undo`);
+      expect(undo.status).toBe(200);
+      expect(undo.body.unapplied).toEqual([
+        {
+          profileId: t,
+          key: "document",
+          value: JSON.stringify(["cu", "uaS2"]),
+          code: "RECORD_NOT_REPLAYED",
+          reason: "IDENTITY_CONFLICT",
+        },
+      ]);
+      const docs = async (id: string) =>
+        (await s.api("GET", `/v1/profiles/${id}/documents`)).body.documents.map(
+          ({ $creation_ts: _c, $last_modified_ts: _m, ...d }: Record<string, unknown>) => d,
+        );
+      expect(await docs(t)).toEqual([]);
+      expect(await docs(src)).toEqual([
+        { $compartment_id: "c_hash", $user_account_id: src, viaEmailHash: 1 },
+        { $compartment_id: "c_upid", $user_account_id: src, viaSourceId: 1 },
+        { $compartment_id: "cu", $user_account_id: "uaS", before: 1, viaImport: 1 },
+        { $compartment_id: "cu", $user_account_id: "uaS2", before: 1 },
+      ]);
+    });
+
     it("takes NDJSON only", async () => {
       const r = await upload(s, "documents", "a,b\n1,2\n", "text/csv");
       expect(r).toMatchObject({ status: 415, body: { error: { code: "UNSUPPORTED_MEDIA_TYPE" } } });

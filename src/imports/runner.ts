@@ -347,7 +347,7 @@ export class ImportRunner {
             refused.set(i, "UNKNOWN_PROFILE (email_hash): no profile has an Email with this hash");
             continue;
           }
-          line = { ...line, identifier: { kind: "userPoint", profileId } };
+          line = { ...line, identifier: { ...line.identifier, profileId } };
         }
         lines.push({ index: i, line, id: rowRecordId(keyOf(row), r.source.row) });
       }

@@ -18,11 +18,10 @@ import type {
 } from "../engine/records.js";
 import type { IdentityKey, ProfileState } from "../engine/types.js";
 import { applyProperties } from "./apply-properties.js";
+import { CONTROL_GROUP_EXCLUSION_LIMIT } from "./control-group-exclusion.js";
 import { applyDocument } from "./documents.js";
 import type { RecordScope } from "./record-scope.js";
 import { countOnlyTarget, createProfile, resolveTarget } from "./resolve.js";
-
-export const CONTROL_GROUP_EXCLUSION_LIMIT = 20;
 
 export async function applyRecord(scope: RecordScope, record: AnyRecord): Promise<RecordResult> {
   const { uow } = scope;
@@ -248,7 +247,10 @@ async function applyToken(scope: RecordScope, record: TokenRecord): Promise<Reco
   return { profileId: state.id, outcome: created ? "created" : "updated" };
 }
 
-/** SEMANTICS §9: test profiles carry is_test_user = "Yes"; at most 20 control-group exclusions per account. */
+/**
+ * SEMANTICS §9: test profiles carry is_test_user = "Yes"; at most 20 control-group exclusions per account, counting
+ * live profiles that are no orphan (control-group-exclusion.ts).
+ */
 async function applyFlags(scope: RecordScope, record: FlagsRecord): Promise<RecordResult> {
   const { uow } = scope;
   const { state } = await resolveTarget(scope, record);

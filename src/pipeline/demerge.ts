@@ -10,17 +10,29 @@ import type { DeviceRow, IdentityKey } from "../engine/types.js";
 import type { MergeRow, ProfileSnapshot } from "../store/store.js";
 import { applyRecord } from "./apply-record.js";
 import type { IdSource } from "./clock.js";
+import { keepExclusionLimit } from "./control-group-exclusion.js";
+import { routeJournalledLine } from "./document-lines.js";
 import { RecordScope } from "./record-scope.js";
 import type { UnitOfWork } from "./unit-of-work.js";
 
-/** Part of a pre-merge snapshot the undo left where it is now, with another person (or released with one). */
+/**
+ * What the undo left out (docs/semantics.md "Merge and undo"): part of a pre-merge snapshot left where it is now,
+ * with another person (or released with one), an exclusion over the limit, or a journalled record the replay could
+ * not apply.
+ */
 export interface UndoUnapplied {
-  /** The restored profile the handle belonged to before the merge. */
+  /**
+   * The restored profile the handle belonged to before the merge; for a journalled record, the restored person its
+   * handle names after the undo, else the merge's target (the merged person's id).
+   */
   profileId: string;
-  /** An identity key, or `deviceId`. */
+  /** An identity key, `deviceId`, `controlGroupExcluded`, or a journalled record's type. */
   key: string;
+  /** The value; `"true"` for an exclusion; for a record, what it named (see recordName). */
   value: string;
-  code: "IDENTITY_CONFLICT" | "DEVICE_MOVED";
+  code: "IDENTITY_CONFLICT" | "DEVICE_MOVED" | "CONTROL_GROUP_EXCLUSION_LIMIT" | "RECORD_NOT_REPLAYED";
+  /** RECORD_NOT_REPLAYED only: the code the replayed record was refused with. */
+  reason?: string;
 }
 
 export interface DemergeResult {
@@ -75,6 +87,9 @@ export async function undoMerge(uow: UnitOfWork, ids: IdSource, now: number, mer
     ...(await restore(uow, merge.targetId, merge.target, away)),
     ...(await restore(uow, merge.targetId, merge.source, away)),
   ];
+  // SEMANTICS §9: both sides may have been excluded, and the merged person counted once; the target keeps its
+  // exclusion first. Done before the replay, so that journalled exclusions meet the limit as they did then.
+  unapplied.push(...(await keepExclusionLimit(uow, [merge.targetId, merge.sourceId])));
   await tx.moveEvents(accountId, merge.movedEventSeqs, merge.sourceId);
   if (merge.droppedEvents.length > 0) await tx.restoreEvents(accountId, merge.droppedEvents);
   await tx.markMergeUndone(accountId, mergeId, now);
@@ -93,20 +108,25 @@ export async function undoMerge(uow: UnitOfWork, ids: IdSource, now: number, mer
   }
 
   const skipped: DemergeResult["skipped"] = [];
+  const handedBack = new Set<string>();
   let replayed = 0;
   for (const [index, record] of journal.entries()) {
     // Routed by that handle, the merged person's record would reach the value's new holder.
-    if (record.handle.kind === "identity" && away.identities.has(identityName(record.handle))) {
+    const value = valueHandle(record);
+    if (value !== null && away.identities.has(identityName(value))) {
       skipped.push({ index, code: "IDENTITY_CONFLICT" });
+      unapplied.push(await notReplayed(uow, merge, record, "IDENTITY_CONFLICT"));
       continue;
     }
     // Outside the record's savepoint: a login that fails leaves the device with the one it was taken from.
     if (record.type === "login" && record.deviceFrom !== undefined && record.handle.kind === "device") {
       await handBack(uow, merge.targetId, record.handle.deviceId, record.deviceFrom, away);
+      handedBack.add(record.deviceFrom);
     }
     try {
       await uow.atomically(async () => {
-        const result = await applyRecord(new RecordScope(uow, ids, now, true), record as AnyRecord);
+        const routed = record.type === "document" ? await routeJournalledLine(uow, record) : record;
+        const result = await applyRecord(new RecordScope(uow, ids, now, true), routed);
         // The login reached the merged person then; switched now to a third, it reached them through a value they
         // hold now, and would move the device to them (or orphan a restored person who has no identity left).
         const two = result.profileId === merge.targetId || result.profileId === merge.sourceId;
@@ -118,8 +138,12 @@ export async function undoMerge(uow: UnitOfWork, ids: IdSource, now: number, mer
     } catch (e) {
       if (!(e instanceof PortraitError)) throw e;
       skipped.push({ index, code: e.code });
+      // A record acknowledged to its sender never vanishes silently (SEMANTICS §7, docs/semantics.md).
+      unapplied.push(await notReplayed(uow, merge, record, e.code));
     }
   }
+  // A visitor handed back for a login whose replay failed is no orphan any more, and counts again (SEMANTICS §9).
+  unapplied.push(...(await keepExclusionLimit(uow, [...handedBack])));
   // The replay routed the records of their time with the merged person as if they had never left (to the restored
   // person, the one they were taken from); now they end where they were, exactly as they were.
   for (const [deviceId, row] of away.devices) {
@@ -131,6 +155,52 @@ export async function undoMerge(uow: UnitOfWork, ids: IdSource, now: number, mer
 
 const identityName = (h: { key: IdentityKey; value: string }) => `${h.key}\u0000${h.value}`;
 
+/** The identity value a journalled record is routed by: its identity handle, or an email-hash line's Email. */
+function valueHandle(record: AnyRecord): { key: IdentityKey; value: string } | null {
+  if (record.handle.kind === "identity") return record.handle;
+  if (record.type === "document" && record.line?.kind === "emailHash")
+    return { key: "Email", value: record.line.email };
+  return null;
+}
+
+/** A journalled record the replay left out, named by what it wrote to, for the undo's answer. */
+async function notReplayed(
+  uow: UnitOfWork,
+  merge: MergeRow,
+  record: AnyRecord,
+  reason: string,
+): Promise<UndoUnapplied> {
+  const named = await namedAfterUndo(uow, record);
+  const profileId = named === merge.sourceId ? merge.sourceId : merge.targetId;
+  return { profileId, key: record.type, value: recordName(record), code: "RECORD_NOT_REPLAYED", reason };
+}
+
+/** The profile a journalled record's handle names after the undo, or null. */
+async function namedAfterUndo(uow: UnitOfWork, record: AnyRecord): Promise<string | null> {
+  const { tx, accountId } = uow;
+  const value = valueHandle(record);
+  if (value !== null) return tx.findProfileByIdentity(accountId, value.key, value.value);
+  if (record.type === "document" && record.line?.kind === "userAccount") {
+    return tx.findProfileByUserAccount(accountId, record);
+  }
+  const h = record.handle;
+  if (h.kind === "device") return (await tx.findDevice(accountId, h.deviceId))?.profileId ?? null;
+  if (h.kind !== "profile") return null;
+  const id = record.type === "document" && record.line?.kind === "userPoint" ? record.line.profileId : h.profileId;
+  return (await uow.loadLive(id))?.id ?? null;
+}
+
+/**
+ * What a left-out record wrote to: a document as the JSON `[compartmentId, userAccountId]` (ids may hold any
+ * character), an event by name, anything else by its handle's value.
+ */
+function recordName(record: AnyRecord): string {
+  if (record.type === "document") return JSON.stringify([record.compartmentId, record.userAccountId]);
+  if (record.type === "event") return record.name;
+  const h = record.handle;
+  return h.kind === "device" ? h.deviceId : h.kind === "identity" ? h.value : h.profileId;
+}
+
 async function awayFromMerged(uow: UnitOfWork, merge: MergeRow, journal: AnyRecord[]): Promise<Away> {
   const { tx, accountId } = uow;
   const held = new Map((await tx.listDevices(accountId, merge.targetId)).map((d) => [d.deviceId, d]));
@@ -138,7 +208,8 @@ async function awayFromMerged(uow: UnitOfWork, merge: MergeRow, journal: AnyReco
   const values = new Map<string, { key: IdentityKey; value: string }>();
   for (const record of journal) {
     if (record.handle.kind === "device") named.add(record.handle.deviceId);
-    if (record.handle.kind === "identity") values.set(identityName(record.handle), record.handle);
+    const value = valueHandle(record);
+    if (value !== null) values.set(identityName(value), value);
   }
   const devices = new Map<string, DeviceRow | null>();
   for (const deviceId of named) {

@@ -324,7 +324,11 @@ describe.each(stores)("%s store", (store) => {
       expect((await h.portrait.requireProfile(h.account, n)).properties.Plan).toBeUndefined();
       expect(undone.target.identities).toEqual({ Identity: "tgt-new" });
       expect(undone.source.identities).toEqual({ Identity: "src" });
-      expect(undone.unapplied).toEqual([{ profileId: t, key: "Identity", value: "tgt", code: "IDENTITY_CONFLICT" }]);
+      // The record is not lost silently: it reached the merged person, and its value's holder is someone else now.
+      expect(undone.unapplied).toEqual([
+        { profileId: t, key: "Identity", value: "tgt", code: "IDENTITY_CONFLICT" },
+        { profileId: t, key: "profile", value: "tgt", code: "RECORD_NOT_REPLAYED", reason: "IDENTITY_CONFLICT" },
+      ]);
     });
 
     it("undo does not replay a login that would now reach the person who took its value since", async () => {
@@ -466,6 +470,61 @@ describe.each(stores)("%s store", (store) => {
       expect(profile.identities.Email).toEqual(["b1@x.io", "a2@x.io"]);
       const [released] = await h.portrait.findProfiles(h.account, { kind: "identity", key: "Email", value: "a1@x.io" });
       expect(released).toBeUndefined();
+    });
+  });
+
+  // SEMANTICS §9: at most 20 excluded profiles, counting only those that can be placed in a control group.
+  describe("control-group exclusions", () => {
+    const exclude = (id: string) => h.portrait.setFlags(h.account, id, { controlGroupExcluded: true });
+    const excludedCount = () => h.store.reader.countControlGroupExcluded(h.account.id);
+
+    async function excludedPeople(n: number, prefix: string): Promise<string[]> {
+      const ids: string[] = [];
+      for (let i = 0; i < n; i++) ids.push(await person(`${prefix}${i}`, { Identity: `${prefix}-u${i}` }));
+      for (const id of ids) await exclude(id);
+      return ids;
+    }
+
+    it("an undo that would pass the limit leaves the source not excluded and says so", async () => {
+      const [t, s] = (await excludedPeople(20, "ex")) as [string, string];
+      const { mergeId } = await h.portrait.merge(h.account, t, s);
+      // The tombstone frees its slot, and someone takes it.
+      await exclude(await person("late", { Identity: "late" }));
+      expect(await excludedCount()).toBe(20);
+
+      const undone = await h.portrait.undoMerge(h.account, mergeId);
+      expect(undone.unapplied).toEqual([
+        { profileId: s, key: "controlGroupExcluded", value: "true", code: "CONTROL_GROUP_EXCLUSION_LIMIT" },
+      ]);
+      expect(undone.target.flags.controlGroupExcluded).toBe(true);
+      expect(undone.source.flags.controlGroupExcluded).toBe(false);
+      expect(await excludedCount()).toBe(20);
+    });
+
+    it("an orphan or a tombstone does not use a slot, and one that comes back by an undo takes it again", async () => {
+      await excludedPeople(18, "ex");
+      const k = await person("k", { Identity: "k" });
+      const visitor = (await h.ingest({ type: "event", deviceId: "v", name: "Browsed", ts: ts(2) })).results[0]!
+        .profileId as string;
+      await exclude(visitor);
+      const s = await person("s", { Identity: "s" });
+      await exclude(s);
+      expect(await excludedCount()).toBe(20);
+      // Login case 2: the excluded visitor becomes k's orphan, which is in no segment or audience (§5).
+      await h.ingest({ type: "login", deviceId: "v", ts: ts(3), properties: { Identity: "k" } });
+      expect((await h.portrait.requireProfile(h.account, visitor)).orphanOf).toBe(k);
+      expect(await excludedCount()).toBe(19);
+      await exclude(k);
+      const { mergeId } = await h.portrait.merge(h.account, k, s);
+      expect(await excludedCount()).toBe(19);
+      await exclude(await person("late", { Identity: "late" }));
+      expect(await excludedCount()).toBe(20);
+
+      const undone = await h.portrait.undoMerge(h.account, mergeId);
+      expect(undone.unapplied).toEqual([
+        { profileId: s, key: "controlGroupExcluded", value: "true", code: "CONTROL_GROUP_EXCLUSION_LIMIT" },
+      ]);
+      expect(await excludedCount()).toBe(20);
     });
   });
 

@@ -166,6 +166,7 @@ export interface StoreReader {
   getMerge(accountId: string, mergeId: string): Promise<MergeRow | null>;
   /** Merges whose source or target is this profile, newest first. */
   listMergesTouching(accountId: string, profileId: string): Promise<MergeRow[]>;
+  /** Excluded profiles that use one of the account's slots (SEMANTICS §9): live ones that are no orphan. */
   countControlGroupExcluded(accountId: string): Promise<number>;
   /** Live and orphan profile ids in id order after `afterId`: whole-account scans (settings changes, exports). */
   listProfileIds(accountId: string, afterId: string | null, limit: number): Promise<string[]>;

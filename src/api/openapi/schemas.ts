@@ -341,15 +341,35 @@ const SCHEMAS = {
       unapplied: {
         type: "array",
         description:
-          "Present when some of the pre-merge state stayed with another person: an identity value someone else holds " +
-          "now (IDENTITY_CONFLICT), or a device that left the merged person after the merge, for someone else or with " +
-          "a person since deleted (DEVICE_MOVED)",
-        items: closed({
-          profileId: profileIdString,
-          key: { type: "string", description: "An identity key, or deviceId" },
-          value: { type: "string" },
-          code: { type: "string", enum: ["IDENTITY_CONFLICT", "DEVICE_MOVED"] },
-        }),
+          "Present when the undo left something out: an identity value someone else holds now (IDENTITY_CONFLICT), " +
+          "a device that left the merged person after the merge, for someone else or with a person since deleted " +
+          "(DEVICE_MOVED), an exclusion from control groups that would pass the account's limit of 20 " +
+          "(CONTROL_GROUP_EXCLUSION_LIMIT: the profile is left not excluded), or a record applied to the merged " +
+          "person after the merge that its replay could not apply again (RECORD_NOT_REPLAYED, with the refusal's " +
+          "code in `reason`)",
+        items: closed(
+          {
+            profileId: profileIdString,
+            key: {
+              type: "string",
+              description:
+                "An identity key, deviceId, controlGroupExcluded, or the record's type (login, profile, event, token, " +
+                "flags, document)",
+            },
+            value: {
+              type: "string",
+              description:
+                'The value; "true" for controlGroupExcluded; for a record, a document as the JSON array ' +
+                "[compartmentId, userAccountId], an event by name, else its handle's value",
+            },
+            code: {
+              type: "string",
+              enum: ["IDENTITY_CONFLICT", "DEVICE_MOVED", "CONTROL_GROUP_EXCLUSION_LIMIT", "RECORD_NOT_REPLAYED"],
+            },
+            reason: { type: "string", description: "RECORD_NOT_REPLAYED only: the code the record was refused with" },
+          },
+          ["reason"],
+        ),
       },
     },
     ["unapplied"],

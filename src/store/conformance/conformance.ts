@@ -322,7 +322,7 @@ export function describeStoreConformance(
         expect(await store.reader.listProfileIds(accountId, expected[7]!, 100)).toEqual([]);
       });
 
-      it("counts control-group-excluded profiles of the account, leaving out merge tombstones", async () => {
+      it("counts control-group-excluded profiles of the account, leaving out merge tombstones and orphans", async () => {
         const accountId = await freshAccount();
         expect(await store.reader.countControlGroupExcluded(accountId)).toBe(0);
         const excluded = (p: ProfileState): ProfileState => ({
@@ -341,6 +341,13 @@ export function describeStoreConformance(
 
         await store.write(accountId, (tx) => tx.updateProfile(accountId, { ...p2, mergedInto: p3.id }));
         expect(await store.reader.countControlGroupExcluded(accountId)).toBe(1);
+
+        // SEMANTICS §5: an orphan is never placed in a control group, so it uses no slot (§9).
+        const orphan = { ...excluded(blankProfile()), orphanOf: p3.id };
+        await insertProfiles(accountId, orphan);
+        expect(await store.reader.countControlGroupExcluded(accountId)).toBe(1);
+        await store.write(accountId, (tx) => tx.updateProfile(accountId, { ...orphan, orphanOf: null }));
+        expect(await store.reader.countControlGroupExcluded(accountId)).toBe(2);
       });
     });
 

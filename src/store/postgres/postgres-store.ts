@@ -392,7 +392,7 @@ export const SQL = {
   listProfileIds: `SELECT id FROM profiles WHERE account_id = $1 AND id > $2 AND merged_into IS NULL
     ORDER BY id LIMIT $3`,
   countControlGroupExcluded: `SELECT count(*) AS n FROM profiles
-    WHERE account_id = $1 AND control_group_excluded AND merged_into IS NULL`,
+    WHERE account_id = $1 AND control_group_excluded AND merged_into IS NULL AND orphan_of IS NULL`,
 
   // Handles. Inside a transaction, a look-up that finds nothing holds the handle (an advisory lock on its name, until
   // COMMIT), and every insert of a handle takes that lock first, in the same statement. Each takes the account's

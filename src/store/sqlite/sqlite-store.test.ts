@@ -392,7 +392,9 @@ describe("SqliteStore internals", () => {
     expect(await store.reader.listOrphans(accountId, owner)).toEqual([p]);
     await store.write(accountId, async (tx) => {
       const state = (await tx.lockProfile(accountId, p))!;
-      await tx.updateProfile(accountId, { ...state, flags: { test: false, controlGroupExcluded: true } });
+      // An orphan uses no exclusion slot (docs/semantics.md "Control groups"): counted once it is one no more.
+      const excluded = { ...state, orphanOf: null, flags: { test: false, controlGroupExcluded: true } };
+      await tx.updateProfile(accountId, excluded);
       expect(await tx.countControlGroupExcluded(accountId)).toBe(1);
       await tx.updateProfile(accountId, state);
       expect(await tx.countControlGroupExcluded(accountId)).toBe(0);

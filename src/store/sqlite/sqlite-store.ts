@@ -269,7 +269,7 @@ function prepareStatements(db: Database.Database) {
     ),
     countControlGroupExcluded: value<[string], number>(
       `SELECT count(*) FROM profiles
-       WHERE account_id = ? AND control_group_excluded = 1 AND merged_into IS NULL`,
+       WHERE account_id = ? AND control_group_excluded = 1 AND merged_into IS NULL AND orphan_of IS NULL`,
     ),
 
     // Identities.
