@@ -443,6 +443,22 @@ describe.each(stores)("%s store", (store) => {
         status: 400,
         body: { error: { field: "cursor" } },
       });
+      // Cursors made up or altered: out of any stored range, a NUL, another id form. 400 on both stores, never 500.
+      await s.api("POST", "/v1/segments", { name: "cursor bait", where: { type: "customer" } });
+      const real = (await s.api("GET", "/v1/segments?limit=1")).body;
+      const crafted = (text: string) => Buffer.from(text).toString("base64url");
+      for (const [path, text] of [
+        [`/v1/profiles/${known}/events`, "99999999999999999999999:1"],
+        [`/v1/profiles/${known}/events`, "1732000000000:99999999999999999999"],
+        ["/v1/segments", "s:99999999999999999999:seg_000000000000000000000000"],
+        ["/v1/segments", `s:1732000000000:${real.segments[0].id}\u0000`],
+        ["/v1/segments", "s:1732000000000:seg_x"],
+      ] as const) {
+        expect(await s.api("GET", `${path}?limit=1&cursor=${crafted(text)}`), `${path} ${text}`).toMatchObject({
+          status: 400,
+          body: { error: { code: "INVALID_VALUE", field: "cursor" } },
+        });
+      }
       expect(await s.api("POST", "/v1/profiles/merge", { targetId: known, sourceId: "nope" })).toMatchObject({
         status: 404,
         body: { error: { code: "UNKNOWN_PROFILE", field: "sourceId" } },

@@ -575,6 +575,11 @@ export function encodeCursor(c: { ts: number; seq: number }): string {
 export function decodeCursor(cursor: string | null | undefined): { ts: number; seq: number } | null {
   if (!cursor) return null;
   const m = /^(-?\d+):(\d+)$/.exec(Buffer.from(cursor, "base64url").toString());
-  if (!m) throw new PortraitError("INVALID_VALUE", "cursor is not one this API returned", "cursor");
-  return { ts: Number(m[1]), seq: Number(m[2]) };
+  const ts = m ? Number(m[1]) : Number.NaN;
+  const seq = m ? Number(m[2]) : Number.NaN;
+  // Numbers no stored event has (beyond a safe integer) are no cursor this API returned; PostgreSQL would refuse them.
+  if (!Number.isSafeInteger(ts) || !Number.isSafeInteger(seq)) {
+    throw new PortraitError("INVALID_VALUE", "cursor is not one this API returned", "cursor");
+  }
+  return { ts, seq };
 }

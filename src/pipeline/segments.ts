@@ -71,8 +71,8 @@ function decodeCursor(raw: unknown, pattern: RegExp): RegExpExecArray | null {
 
 /** A member cursor: the last profile id of the previous page. */
 const MEMBER_CURSOR = /^m:([0-9a-f]{32})$/;
-/** A segment list cursor: the last segment's creation time and id. */
-const LIST_CURSOR = /^s:(-?\d+):(.+)$/s;
+/** A segment list cursor: the last segment's creation time (at most 15 digits: a safe integer) and id. */
+const LIST_CURSOR = /^s:(\d{1,15}):(seg_[0-9a-f]{24})$/;
 
 /** The `inSegment` ids of a condition with the JSON path of each (`where.all[2].inSegment`). */
 function inSegmentPaths(c: Condition, at: string): Array<{ id: string; field: string }> {
