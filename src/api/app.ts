@@ -137,6 +137,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // Path parameters are ids and names the stores keep or look up: PostgreSQL refuses NUL and broken UTF-16 in text.
   app.addHook("preValidation", async (request) => {
     assertStorableText(request.params);
+    // `/v1/profiles/` fits `/v1/profiles/:id` with an empty id: no resource is named, so no route is either.
+    const params = request.params as Record<string, string> | undefined;
+    if (params && Object.values(params).some((v) => v === "")) {
+      throw new PortraitError("NOT_FOUND", `no route ${request.method} ${request.url.split("?")[0]}`);
+    }
   });
   await app.register(metricsPlugin(deps.metrics));
   await app.register(requestLog(deps.slowRequestMs));

@@ -348,6 +348,78 @@ describe.each(stores)("%s store", (store) => {
       ]);
     });
 
+    it("answers searches with a missing partner, an unknown parameter or several handles naming the field", async () => {
+      const refused = async (query: string) => (await s.api("GET", `/v1/profiles?${query}`)).body.error;
+      expect(await refused("compartmentId=1606")).toMatchObject({
+        code: "INVALID_VALUE",
+        field: "userAccountId",
+        message: expect.stringMatching(/compartmentId goes with userAccountId/),
+      });
+      expect(await refused("userAccountId=crm-1")).toMatchObject({ code: "INVALID_VALUE", field: "compartmentId" });
+      expect(await refused("bogus=1")).toMatchObject({ code: "INVALID_VALUE", field: "bogus" });
+      expect(await refused("email=keep%40x.io&identity=nobody")).toMatchObject({
+        code: "MULTIPLE_HANDLES",
+        message: expect.stringMatching(/email, identity|identity, email/),
+      });
+      expect(await refused("email=keep%40x.io&compartmentId=1606&userAccountId=u")).toMatchObject({
+        code: "MULTIPLE_HANDLES",
+      });
+      expect(await refused("")).toMatchObject({ code: "MISSING_HANDLE" });
+    });
+
+    it("names the path's id when a write names nobody, as reads do, and an empty id is no route", async () => {
+      const nobody = "0".repeat(32);
+      for (const [method, path, body] of [
+        ["PATCH", `/v1/profiles/${nobody}`, { Name: "x" }],
+        ["PUT", `/v1/profiles/${nobody}/test`, { test: true }],
+        ["PUT", `/v1/profiles/${nobody}/control-group-exclusion`, { excluded: true }],
+        ["PUT", `/v1/profiles/${nobody}/documents/c/u`, { a: 1 }],
+        ["GET", `/v1/profiles/${nobody}`, undefined],
+      ] as const) {
+        expect(await s.api(method, path, body), `${method} ${path}`).toMatchObject({
+          status: 404,
+          body: { error: { code: "UNKNOWN_PROFILE", field: "id", message: `profile ${nobody} does not exist` } },
+        });
+      }
+      for (const path of ["/v1/profiles/", "/v1/segments/", "/v1/imports/", "/v1/merges//undo"]) {
+        const method = path.endsWith("undo") ? "POST" : "GET";
+        expect(await s.api(method, path), path).toMatchObject({ status: 404, body: { error: { code: "NOT_FOUND" } } });
+      }
+    });
+
+    it("reads a page size written in decimal digits only, and a number in a JSON body", async () => {
+      for (const limit of ["0x10", "1e2", "%202", "2.0", "+2"]) {
+        for (const path of [`/v1/profiles/${known}/events`, "/v1/segments", "/v1/imports", "/v1/keys"]) {
+          expect(await s.api("GET", `${path}?limit=${limit}`), `${path} ${limit}`).toMatchObject({
+            status: 400,
+            body: { error: { code: "INVALID_VALUE", field: "limit" } },
+          });
+        }
+      }
+      expect((await s.api("GET", `/v1/profiles/${known}/events?limit=2`)).status).toBe(200);
+      const query = await s.api("POST", "/v1/segments/query", { where: { type: "customer" }, limit: "2" });
+      expect(query).toMatchObject({ status: 400, body: { error: { field: "limit" } } });
+      expect((await s.api("POST", "/v1/segments/query", { where: { type: "customer" }, limit: 2 })).status).toBe(200);
+    });
+
+    it("says which entry of a setting list is wrong, and the limit a list went over", async () => {
+      const many = Array.from({ length: 1001 }, (_, i) => `k${i}`);
+      expect(await s.api("PATCH", "/v1/account/settings", { publicProperties: many })).toMatchObject({
+        status: 400,
+        body: {
+          error: {
+            code: "INVALID_SETTING",
+            field: "publicProperties",
+            message: expect.stringMatching(/at most 1000 entries, got 1001/),
+          },
+        },
+      });
+      expect(await s.api("PATCH", "/v1/account/settings", { publicProperties: ["ok", ""] })).toMatchObject({
+        status: 400,
+        body: { error: { code: "INVALID_SETTING", field: "publicProperties[1]" } },
+      });
+    });
+
     it("takes an empty body sent as JSON on DELETE and undo, but not where a body is due", async () => {
       const json = { "content-type": "application/json" };
       const victim = (await one({ type: "event", deviceId: "empty-body", name: "E" })).body.results[0].profileId;

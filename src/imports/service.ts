@@ -11,7 +11,7 @@ import { type Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { PortraitError, show } from "../engine/errors.js";
 import type { Account } from "../engine/types.js";
-import { pageLimit } from "../pipeline/segments.js";
+import { pageLimit } from "../pipeline/list-page.js";
 import {
   IMPORT_KINDS,
   type ImportFormat,

@@ -230,13 +230,13 @@ export function validateSettings(current: AccountSettings, patch: unknown): Acco
         break;
       case "allowedOrigins":
       case "publicProperties":
-        if (
-          !Array.isArray(value) ||
-          value.some((v) => typeof v !== "string" || v.length === 0 || v.length > 512) ||
-          value.length > 1000
-        ) {
-          bad(field, "must be an array of non-empty strings");
-        }
+        if (!Array.isArray(value)) bad(field, `must be an array of strings, got ${show(value)}`);
+        if ((value as unknown[]).length > 1000)
+          bad(field, `holds at most 1000 entries, got ${(value as unknown[]).length}`);
+        (value as unknown[]).forEach((v, i) => {
+          if (typeof v !== "string" || v.length === 0 || v.length > 512)
+            bad(`${field}[${i}]`, `must be a string of 1-512 characters, got ${show(v)}`);
+        });
         next[field] =
           field === "allowedOrigins"
             ? [...new Set((value as string[]).map((v, i) => normaliseAllowedOrigin(v, `${field}[${i}]`)))]

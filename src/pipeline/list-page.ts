@@ -1,10 +1,26 @@
 /**
- * Paging of the lists that are read whole (an account's API and SFTP keys, a person's documents), so that they
- * answer `nextCursor` like every list of API.md. The cursor names the last item given by its key, not by its place:
- * an item added or removed between two pages moves no other item into or out of the next page.
+ * Paging (API.md Conventions): the page size every list takes, and the paging of the lists that are read whole (an
+ * account's API and SFTP keys, a person's documents), so that they answer `nextCursor` like every list. The cursor
+ * names the last item given by its key, not by its place: an item added or removed between two pages moves no other
+ * item into or out of the next page.
  */
 import { PortraitError } from "../engine/errors.js";
-import { pageLimit } from "./segments.js";
+
+export const DEFAULT_PAGE = 50;
+export const MAX_PAGE = 1000;
+
+/**
+ * A page size: in a query string, decimal digits (not `0x10`, `1e2` or ` 2`, which Number() would read); in a JSON
+ * body, a number.
+ */
+export function pageLimit(raw: unknown, field = "limit", from: "query" | "body" = "query"): number {
+  if (raw === undefined || raw === null) return DEFAULT_PAGE;
+  const n = from === "query" && typeof raw === "string" && /^[0-9]{1,9}$/.test(raw) ? Number(raw) : raw;
+  if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > MAX_PAGE) {
+    throw new PortraitError("INVALID_VALUE", `${field} must be a whole number from 1 to ${MAX_PAGE}`, field);
+  }
+  return n;
+}
 
 export interface ListPage<T> {
   items: T[];

@@ -265,12 +265,28 @@ export class Portrait {
     );
   }
 
+  /**
+   * A record for the profile a route's path names (`/v1/profiles/{id}/…`): an id that names nobody is the path's
+   * fault, so its refusal names the field `id`, as GET and DELETE on the same path do, not the record's `profileId`.
+   */
+  async applyAtPath(account: Account, record: AnyRecord): Promise<RecordResult> {
+    try {
+      return await this.apply(account, record);
+    } catch (e) {
+      if (e instanceof PortraitError && e.code === "UNKNOWN_PROFILE" && e.field === "profileId") {
+        const id = record.handle.kind === "profile" ? record.handle.profileId : "";
+        throw new PortraitError("UNKNOWN_PROFILE", `profile ${id} does not exist`, "id");
+      }
+      throw e;
+    }
+  }
+
   async patchProfile(account: Account, profileId: string, body: unknown): Promise<ProfileView> {
     const now = this.clock.now();
     assertStorableText(body);
     const properties = parsePropertySet(body, { timezone: account.settings.timezone, now });
     try {
-      const result = await this.apply(account, {
+      const result = await this.applyAtPath(account, {
         type: "profile",
         ts: now,
         handle: { kind: "profile", profileId },
@@ -292,7 +308,7 @@ export class Portrait {
     flags: { test?: boolean; controlGroupExcluded?: boolean },
   ): Promise<ProfileView> {
     const now = this.clock.now();
-    const result = await this.apply(account, {
+    const result = await this.applyAtPath(account, {
       type: "flags",
       ts: now,
       handle: { kind: "profile", profileId },

@@ -8,6 +8,7 @@
  * path of the `inSegment` that leads there). Saved segments keep their `where` as sent and are parsed again on every
  * read, so they always see the current registry and timezone.
  */
+
 import { PortraitError } from "../engine/errors.js";
 import { isPlainObject } from "../engine/parse-record.js";
 import { ageFromDob, profileType } from "../engine/profile.js";
@@ -18,11 +19,10 @@ import { parseCondition } from "../engine/segment/parse.js";
 import { assertStorableText } from "../engine/text.js";
 import type { Account, JsonValue, ProfileState } from "../engine/types.js";
 import type { SavedSegment } from "../store/segment-store.js";
+import { pageLimit } from "./list-page.js";
 import type { Portrait } from "./portrait.js";
 import { type ProfileView, renderValue } from "./views.js";
 
-export const DEFAULT_PAGE = 50;
-export const MAX_PAGE = 1000;
 export const MAX_NAME_LENGTH = 200;
 /** Rows per batch of the CSV export (one database cursor; only the current batch is in memory). */
 const EXPORT_BATCH = 500;
@@ -49,14 +49,6 @@ function view(s: SavedSegment): SegmentView {
 }
 
 /** `limit` of a page: a whole number 1-1000, 50 when absent (strings from a query string are read as numbers). */
-export function pageLimit(raw: unknown, field = "limit"): number {
-  if (raw === undefined || raw === null) return DEFAULT_PAGE;
-  const n = typeof raw === "string" && raw.trim() !== "" ? Number(raw) : raw;
-  if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > MAX_PAGE) {
-    throw new PortraitError("INVALID_VALUE", `${field} must be a whole number from 1 to ${MAX_PAGE}`, field);
-  }
-  return n;
-}
 
 function encodeCursor(text: string): string {
   return Buffer.from(text).toString("base64url");
@@ -204,7 +196,7 @@ export class Segments {
         );
       }
     }
-    const limit = pageLimit(body.limit);
+    const limit = pageLimit(body.limit, "limit", "body");
     const p = await this.prepare(account, own(body, "where"));
     return this.members(account, p, body.cursor, limit);
   }

@@ -40,6 +40,7 @@ export function documentRoutes({ portrait }: AppDeps) {
             ...refusals({
               400: ["INVALID_DOCUMENT", "INVALID_VALUE", "INVALID_KEY", "NESTING_TOO_DEEP"],
               404: ["UNKNOWN_PROFILE"],
+              409: ["IDENTITY_CONFLICT"],
               413: ["DOCUMENT_TOO_LARGE", "PAYLOAD_TOO_LARGE"],
             }),
           },
@@ -52,7 +53,7 @@ export function documentRoutes({ portrait }: AppDeps) {
         assertStorableText(body);
         const id = profileId(request.params.id);
         const r = docRef(request.params);
-        await portrait.apply(request.account, {
+        await portrait.applyAtPath(request.account, {
           type: "document",
           ts: Date.now(),
           handle: { kind: "profile", profileId: id },
@@ -90,7 +91,7 @@ export function documentRoutes({ portrait }: AppDeps) {
         const id = profileId(request.params.id);
         const r = docRef(request.params);
         await portrait.getDocument(request.account, id, r);
-        await portrait.apply(request.account, {
+        await portrait.applyAtPath(request.account, {
           type: "document",
           ts: Date.now(),
           handle: { kind: "profile", profileId: id },

@@ -4,6 +4,7 @@ import { PortraitError } from "../../engine/errors.js";
 import { isPlainObject, parseDeviceId } from "../../engine/parse-record.js";
 import { normaliseIdentityValue } from "../../engine/properties/values.js";
 import type { IdentityKey } from "../../engine/types.js";
+import { pageLimit } from "../../pipeline/list-page.js";
 import type { FindQuery } from "../../pipeline/portrait.js";
 import type { AppDeps } from "../app.js";
 import { errorBody } from "../errors.js";
@@ -22,7 +23,7 @@ const INGEST_CODES = [
 const unknownProfile = refusals({ 404: ["UNKNOWN_PROFILE"] });
 const findQueryString = {
   type: "object",
-  description: "Exactly one handle (the first given in this order counts); compartmentId goes with userAccountId.",
+  description: "Exactly one handle (several: 400 MULTIPLE_HANDLES); compartmentId goes with userAccountId.",
   properties: {
     identity: { type: "string", description: "Identity value" },
     email: { type: "string" },
@@ -51,26 +52,56 @@ const FIND_PARAMS: Array<[string, IdentityKey]> = [
   ["gpid", "GPID"],
 ];
 
+/** The Find People parameters: one handle each, but a user account is the pair compartmentId + userAccountId. */
+const SEARCH_PARAMS = new Set([
+  ...FIND_PARAMS.map(([p]) => p),
+  "deviceId",
+  "profileId",
+  "compartmentId",
+  "userAccountId",
+]);
+
 function findQuery(query: Record<string, unknown>): FindQuery {
-  const given = Object.entries(query).filter(([, v]) => v !== undefined);
-  if (given.length === 0) {
+  const given = Object.keys(query).filter((k) => query[k] !== undefined);
+  for (const param of given) {
+    if (!SEARCH_PARAMS.has(param)) {
+      throw new PortraitError(
+        "INVALID_VALUE",
+        `unknown search parameter ${param.slice(0, 64)}: name one of identity, email, phone, fbid, gpid, deviceId, profileId, compartmentId+userAccountId`,
+        param.slice(0, 64),
+      );
+    }
+    if (typeof query[param] !== "string")
+      throw new PortraitError("INVALID_VALUE", `${param} must be given once`, param);
+  }
+  const pair = ["compartmentId", "userAccountId"].filter((p) => given.includes(p));
+  if (pair.length === 1) {
+    const missing = pair[0] === "compartmentId" ? "userAccountId" : "compartmentId";
     throw new PortraitError(
-      "MISSING_HANDLE",
-      "name one of identity, email, phone, fbid, gpid, deviceId, compartmentId+userAccountId",
+      "INVALID_VALUE",
+      `${pair[0]} goes with ${missing}: a user account is named by both`,
+      missing,
     );
   }
+  const handles = given.filter((p) => p !== "compartmentId" && p !== "userAccountId");
+  if (pair.length === 2) handles.push("compartmentId");
+  if (handles.length === 0) {
+    throw new PortraitError(
+      "MISSING_HANDLE",
+      "name one of identity, email, phone, fbid, gpid, deviceId, profileId, compartmentId+userAccountId",
+    );
+  }
+  if (handles.length > 1) {
+    const names = handles.map((h) => (h === "compartmentId" ? "compartmentId+userAccountId" : h));
+    throw new PortraitError("MULTIPLE_HANDLES", `name one handle only, got ${names.join(", ")}`, handles[1]);
+  }
+  const q = query as Record<string, string>;
   for (const [param, key] of FIND_PARAMS) {
-    const v = query[param];
-    if (v === undefined) continue;
-    if (typeof v !== "string") throw new PortraitError("INVALID_VALUE", `${param} must be given once`, param);
-    return { kind: "identity", key, value: normaliseIdentityValue(key, v, param) };
+    if (q[param] !== undefined) return { kind: "identity", key, value: normaliseIdentityValue(key, q[param], param) };
   }
-  if (query.deviceId !== undefined) return { kind: "device", deviceId: parseDeviceId(query.deviceId, "deviceId") };
-  if (query.profileId !== undefined) return { kind: "profile", profileId: profileId(String(query.profileId)) };
-  if (typeof query.compartmentId === "string" && typeof query.userAccountId === "string") {
-    return { kind: "userAccount", ref: { compartmentId: query.compartmentId, userAccountId: query.userAccountId } };
-  }
-  throw new PortraitError("INVALID_VALUE", `unknown search parameter ${given.map(([k]) => k).join(", ")}`);
+  if (q.deviceId !== undefined) return { kind: "device", deviceId: parseDeviceId(q.deviceId, "deviceId") };
+  if (q.profileId !== undefined) return { kind: "profile", profileId: profileId(q.profileId, "profileId") };
+  return { kind: "userAccount", ref: { compartmentId: q.compartmentId!, userAccountId: q.userAccountId! } };
 }
 
 function booleanField(body: unknown, field: string): boolean {
@@ -92,7 +123,7 @@ export function profileRoutes({ portrait }: AppDeps) {
           querystring: findQueryString,
           response: {
             200: json("The matching profiles (an empty list when none, or when the value is malformed)", "ProfileList"),
-            ...refusals({ 400: ["MISSING_HANDLE", "INVALID_VALUE", "INVALID_HANDLE"] }),
+            ...refusals({ 400: ["MISSING_HANDLE", "MULTIPLE_HANDLES", "INVALID_VALUE", "INVALID_HANDLE"] }),
           },
         },
       },
@@ -174,10 +205,7 @@ export function profileRoutes({ portrait }: AppDeps) {
         },
       },
       async (request, reply) => {
-        const limit = request.query.limit === undefined ? 50 : Number(request.query.limit);
-        if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
-          throw new PortraitError("INVALID_VALUE", "limit must be an integer from 1 to 1000", "limit");
-        }
+        const limit = pageLimit(request.query.limit);
         const page = await portrait.timelinePage(request.account, profileId(request.params.id), {
           cursor: request.query.cursor,
           limit,
