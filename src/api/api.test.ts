@@ -485,4 +485,37 @@ describe.each(stores)("%s store", (store) => {
       }
     });
   });
+
+  describe("export (SEMANTICS §10: every stored fact about the person)", () => {
+    const ingest = async (...records: unknown[]) => {
+      const r = await s.api("POST", "/v1/ingest", { records });
+      expect(r.status).toBe(200);
+      for (const result of r.body.results) expect(result.outcome).not.toBe("failed");
+      return r.body.results.map((x: { profileId: string }) => x.profileId);
+    };
+
+    it("includes the documents of the person's orphans, which the delete removes with them", async () => {
+      const [known] = await ingest({ type: "login", deviceId: "exp-k", properties: { Identity: "exp-known" } });
+      const [orphan] = await ingest({ type: "event", deviceId: "exp-o", name: "Viewed" });
+      await ingest({ type: "login", deviceId: "exp-o", properties: { Identity: "exp-known" } });
+      expect((await s.api("GET", `/v1/profiles/${orphan}`)).body.orphanOf).toBe(known);
+      const put = await s.api("PUT", `/v1/profiles/${orphan}/documents/corph/uorph`, { secret: "orphan-doc-value" });
+      expect(put.status).toBe(200);
+      const exported = (await s.api("GET", `/v1/profiles/${known}/export`)).body;
+      expect(exported.documents).toEqual([]);
+      expect(exported.orphans.map((o: { id: string }) => o.id)).toEqual([orphan]);
+      expect(exported.orphanDocuments).toEqual([
+        {
+          profileId: orphan,
+          documents: [
+            expect.objectContaining({
+              $compartment_id: "corph",
+              $user_account_id: "uorph",
+              secret: "orphan-doc-value",
+            }),
+          ],
+        },
+      ]);
+    });
+  });
 });

@@ -434,6 +434,11 @@ export class Portrait {
       const card = await r.getProfileCard(account.id, { profileId: id });
       if (card) orphanViews.push(profileView(account, card, this.clock.now()));
     }
+    // SEMANTICS §10: the orphans' documents go with the person on delete, so they are the person's data.
+    const orphanDocuments: Array<{ profileId: string; documents: Array<Record<string, JsonValue>> }> = [];
+    for (const id of orphans) {
+      orphanDocuments.push({ profileId: id, documents: (await r.listDocuments(account.id, id)).map(documentView) });
+    }
     const tombstones = members.filter((id) => id !== profile.id && !orphans.includes(id));
     // A tombstone's own merges are the person's history too (B into A, then A into C: C's export shows both).
     const merges = new Map<string, MergeRow>();
@@ -457,6 +462,7 @@ export class Portrait {
           createdAt: iso(m.createdAt),
           undoneAt: iso(m.undoneAt),
         })),
+      orphanDocuments,
     };
   }
 

@@ -309,6 +309,11 @@ const SCHEMAS = {
         undoneAt: nullableDateTime,
       }),
     },
+    orphanDocuments: {
+      type: "array",
+      description: "The compartment documents of each orphan (in `orphans` order); deleting the person deletes them",
+      items: closed({ profileId: profileIdString, documents: { type: "array", items: to("Document") } }),
+    },
   }),
   TestFlag: closed({ test: { type: "boolean" } }),
   ControlGroupExclusion: closed({ excluded: { type: "boolean" } }),
