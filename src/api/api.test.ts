@@ -485,4 +485,106 @@ describe.each(stores)("%s store", (store) => {
       }
     });
   });
+
+  describe("export (SEMANTICS §10: every stored fact about the person)", () => {
+    const ingest = async (...records: unknown[]) => {
+      const r = await s.api("POST", "/v1/ingest", { records });
+      expect(r.status).toBe(200);
+      for (const result of r.body.results) expect(result.outcome).not.toBe("failed");
+      return r.body.results.map((x: { profileId: string }) => x.profileId);
+    };
+
+    it("includes the documents of the person's orphans, which the delete removes with them", async () => {
+      const [known] = await ingest({ type: "login", deviceId: "exp-k", properties: { Identity: "exp-known" } });
+      const [orphan] = await ingest({ type: "event", deviceId: "exp-o", name: "Viewed" });
+      await ingest({ type: "login", deviceId: "exp-o", properties: { Identity: "exp-known" } });
+      expect((await s.api("GET", `/v1/profiles/${orphan}`)).body.orphanOf).toBe(known);
+      const put = await s.api("PUT", `/v1/profiles/${orphan}/documents/corph/uorph`, { secret: "orphan-doc-value" });
+      expect(put.status).toBe(200);
+      const exported = (await s.api("GET", `/v1/profiles/${known}/export`)).body;
+      expect(exported.documents).toEqual([]);
+      expect(exported.orphans.map((o: { id: string }) => o.id)).toEqual([orphan]);
+      expect(exported.orphanDocuments).toEqual([
+        {
+          profileId: orphan,
+          documents: [
+            expect.objectContaining({
+              $compartment_id: "corph",
+              $user_account_id: "uorph",
+              secret: "orphan-doc-value",
+            }),
+          ],
+        },
+      ]);
+    });
+
+    it("includes each property's ts and the tombstones of deleted keys, which decide later writes", async () => {
+      const [id] = await ingest({
+        type: "profile",
+        identity: { Email: "exp-ts@x.io" },
+        ts: 1732000000,
+        properties: { Name: "A", Gone: "x", Visits: { $incr: 2 } },
+      });
+      await ingest({ type: "profile", profileId: id, ts: 1732000500, properties: { Gone: { $delete: true } } });
+      // The stored ts and the tombstone win over older writes (SEMANTICS §4): the export must show why.
+      await ingest({ type: "profile", profileId: id, ts: 1731000000, properties: { Name: "B", Gone: "back" } });
+      const exported = (await s.api("GET", `/v1/profiles/${id}/export`)).body;
+      expect(exported.profile.properties).toMatchObject({ Name: "A", Visits: 2 });
+      expect(exported.profile.properties.Gone).toBeUndefined();
+      expect(exported.propertyStates).toMatchObject({
+        Name: { ts: "2024-11-19T07:06:40.000Z", deleted: false, counter: false },
+        Gone: { ts: "2024-11-19T07:15:00.000Z", deleted: true, counter: false },
+        Visits: { deleted: false, counter: true },
+        Email: { ts: "2024-11-19T07:06:40.000Z", deleted: false },
+      });
+      expect(exported.identityValues).toEqual({ Email: [{ value: "exp-ts@x.io", ts: "2024-11-19T07:06:40.000Z" }] });
+    });
+
+    it("includes what undoing a merge would restore, until it is undone", async () => {
+      const [target, source] = await ingest(
+        { type: "profile", identity: { Email: "exp-t@x.io" }, ts: 1732000000, properties: { Name: "Tname" } },
+        { type: "profile", identity: { Email: "exp-s@x.io" }, ts: 1732000500, properties: { Name: "Sname" } },
+      );
+      await s.api("PUT", `/v1/profiles/${source}/documents/cm/exp-s`, { before: 1 });
+      await s.api("PUT", `/v1/profiles/${source}/documents/cm/exp-s`, { before: 2 });
+      const merge = await s.api("POST", "/v1/profiles/merge", { targetId: target, sourceId: source });
+      expect(merge.status).toBe(200);
+      // Journalled: an undo replays it to the source, whose Email named it.
+      await ingest({ type: "profile", identity: { Email: "exp-s@x.io" }, properties: { Nick: "journalled" } });
+      const exported = (await s.api("GET", `/v1/profiles/${target}/export`)).body;
+      expect(exported.profile.properties.Name).toBe("Sname");
+      // The merge history the clients read stays as it was.
+      expect(exported.merges).toEqual([
+        expect.objectContaining({ id: merge.body.mergeId, targetId: target, sourceId: source, undoneAt: null }),
+      ]);
+      expect(Object.keys(exported.merges[0]).sort()).toEqual(["createdAt", "id", "sourceId", "targetId", "undoneAt"]);
+      expect(exported.mergeSnapshots).toHaveLength(1);
+      const snapshot = exported.mergeSnapshots[0];
+      expect(snapshot.mergeId).toBe(merge.body.mergeId);
+      expect(snapshot.target.profile).toMatchObject({ id: target, properties: { Name: "Tname" } });
+      expect(snapshot.target.propertyStates.Name).toEqual({
+        ts: "2024-11-19T07:06:40.000Z",
+        deleted: false,
+        counter: false,
+      });
+      expect(snapshot.source.profile).toMatchObject({ id: source, properties: { Name: "Sname" } });
+      expect(snapshot.source.identityValues.Email).toEqual([{ value: "exp-s@x.io", ts: "2024-11-19T07:15:00.000Z" }]);
+      expect(snapshot.source.documents).toEqual([expect.objectContaining({ before: 2 })]);
+      expect(snapshot.droppedEvents).toEqual([]);
+      expect(snapshot.journal).toEqual([
+        expect.objectContaining({
+          type: "profile",
+          handle: { kind: "identity", key: "Email", value: "exp-s@x.io" },
+          properties: [expect.objectContaining({ key: "Nick", value: "journalled" })],
+        }),
+      ]);
+
+      // The undo brings back exactly what the snapshot showed; afterwards there is nothing left to restore.
+      const undo = await s.api("POST", `/v1/merges/${merge.body.mergeId}/undo`);
+      expect(undo.status).toBe(200);
+      expect((await s.api("GET", `/v1/profiles/${target}`)).body.properties.Name).toBe("Tname");
+      expect((await s.api("GET", `/v1/profiles/${source}`)).body.properties.Nick).toBe("journalled");
+      expect((await s.api("GET", `/v1/profiles/${target}/export`)).body.mergeSnapshots).toEqual([]);
+    });
+  });
 });

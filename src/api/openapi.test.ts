@@ -288,6 +288,8 @@ describe("a tour of the API, each reply checked against the document", () => {
       body: { targetId: ana, sourceId: other.body.results[0].profileId },
     });
     expect(merge.status).toBe(200);
+    // The export of a merge that can be undone holds its snapshots (mergeSnapshots).
+    expect((await call("GET", `/v1/profiles/${ana}/export`)).body.mergeSnapshots).toHaveLength(1);
     expect((await call("POST", "/v1/profiles/merge", { body: { targetId: ana } })).status).toBe(400);
     expect(
       (await call("POST", "/v1/profiles/merge", { body: { targetId: ana, sourceId: "f".repeat(32) } })).status,

@@ -611,5 +611,101 @@ describe.each(stores)("%s store", (store) => {
       expect(docReport).not.toMatch(/Secret/);
       expect(docReport).toContain("Other");
     });
+
+    it("redacts rows that named the person by a value replaced later: CSV cells, ingest and document lines", async () => {
+      const ingest = await s.api("POST", "/v1/ingest", {
+        records: [{ type: "login", deviceId: "dev-replaced", properties: { Email: "old-r@x.io" } }],
+      });
+      expect(ingest.status).toBe(200);
+      const p = await profileBy("email=old-r@x.io");
+      const csv = await runImport(
+        s,
+        "profiles",
+        "Email,Name,Score<number>\nold-r@x.io,Secret1,abc\nOLD-R@X.IO ,Secret2,abc\n",
+      );
+      // Refused by the pipeline (a reserved name), so after its batch was applied.
+      const events = await runImport(
+        s,
+        "events",
+        ndjson({
+          type: "event",
+          identity: { Email: "old-r@x.io" },
+          name: "Profile Merged",
+          properties: { s: "Secret3" },
+        }),
+        "application/x-ndjson",
+      );
+      const hash = createHash("sha256").update("old-r@x.io").digest("hex");
+      const docs = await runImport(
+        s,
+        "documents",
+        ndjson(
+          {
+            operation: "UPSERT",
+            compartment_id: "c9",
+            email_hash: hash,
+            force_replace: "bad",
+            user_profile: { n: "Secret4" },
+          },
+          { operation: "DELETE", compartment_id: "c-none", email_hash: hash, note: "Secret5" },
+        ),
+        "application/x-ndjson",
+      );
+      expect([csv.failed, events.failed, docs.failed]).toEqual([2, 1, 2]);
+      // SEMANTICS §2: a new Email replaces the old one, which is released.
+      const push = await s.api("POST", "/v1/ingest", {
+        records: [{ type: "profile", profileId: p.id, properties: { Email: "new-r@x.io" } }],
+      });
+      expect(push.body.results[0].outcome).not.toBe("failed");
+      expect(await profileBy("email=old-r@x.io")).toBeNull();
+      expect((await s.api("DELETE", `/v1/profiles/${p.id}`)).status).toBe(200);
+      for (const id of [csv.id, events.id, docs.id]) {
+        const report = await failuresCsv(s, id);
+        expect(report).not.toMatch(/Secret|old-r/i);
+        expect(report).not.toContain(hash);
+      }
+    });
+
+    it("redacts rows that named either side of a merge by a value the merge released", async () => {
+      const ingest = await s.api("POST", "/v1/ingest", {
+        records: [
+          {
+            type: "profile",
+            identity: { Email: "mt-old@x.io" },
+            ts: 1732000000,
+            properties: { Phone: "+33611111111" },
+          },
+          { type: "profile", identity: { Email: "ms-new@x.io" }, ts: 1732000500, properties: {} },
+          {
+            type: "profile",
+            identity: { Email: "ms-new@x.io" },
+            ts: 1731000000,
+            properties: { Phone: "+33622222222" },
+          },
+        ],
+      });
+      expect(ingest.status).toBe(200);
+      const target = await profileBy("email=mt-old@x.io");
+      const source = await profileBy("email=ms-new@x.io");
+      const csv = [
+        "Email,Phone,Name,Score<number>",
+        "mt-old@x.io,,Secret1,abc",
+        ",+33622222222,Secret2,abc",
+        "other-m@x.io,,Kept,abc",
+      ].join("\n");
+      const r = await runImport(s, "profiles", `${csv}\n`);
+      expect(r.failed).toBe(3);
+      // The source's newer Email takes the single slot and the target's older Phone stays: the target's Email and
+      // the source's Phone are released.
+      const merged = await s.api("POST", "/v1/profiles/merge", { targetId: target.id, sourceId: source.id });
+      expect(merged.status).toBe(200);
+      expect(await profileBy("email=mt-old@x.io")).toBeNull();
+      expect(await profileBy("phone=%2B33622222222")).toBeNull();
+      expect((await s.api("DELETE", `/v1/profiles/${target.id}`)).status).toBe(200);
+      const report = await failuresCsv(s, r.id);
+      expect(report).not.toMatch(/Secret|mt-old|33622222222/);
+      expect(report).toContain("Kept");
+      expect(report.match(/redacted/g)).toHaveLength(2);
+    });
   });
 });

@@ -226,6 +226,12 @@ export class ImportRunner {
     let mapper: ProfileRowMapper | EventRowMapper | null = null;
     let batch: PendingRow[] = [];
     let emailHashesReady = false;
+    // Rebuilt once per run, when a line first needs it (docs/semantics.md Imports).
+    const ensureEmailHashes = async () => {
+      if (emailHashesReady) return;
+      await this.store.imports.refreshEmailHashes(account.id);
+      emailHashesReady = true;
+    };
 
     const flush = async () => {
       if (batch.length === 0) return;
@@ -236,10 +242,9 @@ export class ImportRunner {
       // requests waited seconds (p99 7.4 s at 100k rows; now about one batch's transaction).
       await nextTurn();
       if (this.stopped) throw new Stopped();
-      const failures = await this.applyBatch(account, row, rows, () => emailHashesReady);
+      const failures = await this.applyBatch(account, row, rows, ensureEmailHashes);
       // Rows read from here on take the timezone the account has now (its settings may change during an import).
       ctx.timezone = this.portrait.latest(account).settings.timezone;
-      if (row.kind === "documents") emailHashesReady = true;
       const last = rows[rows.length - 1] as PendingRow;
       progress.rows += rows.length;
       progress.failed += failures.length;
@@ -329,19 +334,21 @@ export class ImportRunner {
     account: Account,
     row: ImportRow,
     rows: PendingRow[],
-    emailHashesReady: () => boolean,
+    ensureEmailHashes: () => Promise<void>,
   ): Promise<ImportFailure[]> {
     const refused = new Map<number, string>();
     rows.forEach((r, i) => {
       if (r.refusal !== undefined) refused.set(i, r.refusal);
     });
+    // Rows refused while read are tied to their people now, before the batch moves any handle.
+    const owners = await this.ownersOf(account.id, [...refused.keys()], rows, ensureEmailHashes);
     if (row.kind === "documents") {
       const lines: Array<{ index: number; line: DocumentLine; id: string }> = [];
       for (const [i, r] of rows.entries()) {
         if (!r.document) continue;
         let line = r.document;
         if (line.identifier.kind === "emailHash") {
-          if (!emailHashesReady()) await this.store.imports.refreshEmailHashes(account.id);
+          await ensureEmailHashes();
           const profileId = await this.store.imports.findProfileByEmailHash(account.id, line.identifier.hash);
           if (profileId === null) {
             refused.set(i, "UNKNOWN_PROFILE (email_hash): no profile has an Email with this hash");
@@ -375,12 +382,57 @@ export class ImportRunner {
       }
       await Promise.all(chunks);
     }
+    // Rows the pipeline refused: tied to the people their handles lead to once the batch is applied.
+    const late = [...refused.keys()].filter((i) => !owners.has(i));
+    for (const [i, found] of await this.ownersOf(account.id, late, rows, ensureEmailHashes)) owners.set(i, found);
     return [...refused.entries()]
       .sort((a, b) => a[0] - b[0])
       .map(([i, description]) => {
         const r = rows[i] as PendingRow;
-        return { row: r.source.row, data: r.source.data, description, handles: r.handles };
+        return {
+          row: r.source.row,
+          data: r.source.data,
+          description,
+          handles: [...r.handles, ...(owners.get(i) ?? [])],
+        };
       });
+  }
+
+  /**
+   * SEMANTICS §10: a refused row stays tied to the people its handles lead to when it is refused, as `profileId`
+   * handles stored with it, so that deleting one of them redacts it even after the value changed hands (an Email
+   * replaced, released by a merge). One look-up for the rows given; `profileId` handles name their profile already.
+   */
+  private async ownersOf(
+    accountId: string,
+    indexes: number[],
+    rows: PendingRow[],
+    ensureEmailHashes: () => Promise<void>,
+  ): Promise<Map<number, ImportHandle[]>> {
+    const out = new Map<number, ImportHandle[]>();
+    const handles = indexes.flatMap((i) => (rows[i] as PendingRow).handles.filter((h) => h.kind !== "profileId"));
+    for (const i of indexes) out.set(i, []);
+    if (handles.length === 0) return out;
+    if (handles.some((h) => h.kind === "email_hash")) await ensureEmailHashes();
+    const ownerOf = new Map<string, string[]>();
+    for (const o of await this.store.imports.profilesNamedBy(accountId, handles)) {
+      const key = `${o.kind}\u0000${o.value}`;
+      ownerOf.set(key, [...(ownerOf.get(key) ?? []), o.profileId]);
+    }
+    for (const i of indexes) {
+      const r = rows[i] as PendingRow;
+      const named = new Set(r.handles.filter((h) => h.kind === "profileId").map((h) => h.value));
+      const found: ImportHandle[] = [];
+      for (const h of r.handles) {
+        for (const profileId of ownerOf.get(`${h.kind}\u0000${h.value}`) ?? []) {
+          if (named.has(profileId)) continue;
+          named.add(profileId);
+          found.push({ kind: "profileId", value: profileId });
+        }
+      }
+      out.set(i, found);
+    }
+    return out;
   }
 
   /**

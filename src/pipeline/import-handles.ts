@@ -1,6 +1,9 @@
 /**
  * SEMANTICS §10: deleting a person redacts their rows in stored import failure reports. A refused row is found by
- * the handles it named (import-store.ts ImportHandle); these are the ones that lead to this person.
+ * the handles it named (import-store.ts ImportHandle); these are the ones that lead to this person now. Values the
+ * person held earlier are covered by the profile id: the runner stores, with each refused row, the ids of the profiles
+ * its handles led to when it was refused (imports/runner.ts ownersOf), and deletion redacts by every id of the
+ * person's household (delete.ts), tombstones and orphans included.
  */
 import { createHash } from "node:crypto";
 import { IDENTITY_KEYS } from "../engine/types.js";

@@ -16,7 +16,7 @@ import type {
   StoredEvent,
   UserAccountRef,
 } from "../engine/types.js";
-import type { DeletedCounts, MergeRow, ProfileLookup, Store, TimelineEvent } from "../store/store.js";
+import type { DeletedCounts, MergeRow, ProfileLookup, ProfileSnapshot, Store, TimelineEvent } from "../store/store.js";
 import { type Accounts, validateSettings } from "./accounts.js";
 import { applyRecord } from "./apply-record.js";
 import { batchHandles } from "./batch-handles.js";
@@ -29,7 +29,7 @@ import { RecordScope } from "./record-scope.js";
 import { reindexIdentities } from "./settings.js";
 import { TypeCache } from "./type-cache.js";
 import { UnitOfWork } from "./unit-of-work.js";
-import { iso, type ProfileView, profileView } from "./views.js";
+import { identityValuesView, iso, type ProfileView, profileView, propertyStatesView } from "./views.js";
 
 export const MAX_BATCH = 1000;
 
@@ -450,12 +450,31 @@ export class Portrait {
       const card = await r.getProfileCard(account.id, { profileId: id });
       if (card) orphanViews.push(profileView(account, card, this.clock.now()));
     }
+    // SEMANTICS §10: the orphans' documents go with the person on delete, so they are the person's data.
+    const orphanDocuments: Array<{ profileId: string; documents: Array<Record<string, JsonValue>> }> = [];
+    for (const id of orphans) {
+      orphanDocuments.push({ profileId: id, documents: (await r.listDocuments(account.id, id)).map(documentView) });
+    }
     const tombstones = members.filter((id) => id !== profile.id && !orphans.includes(id));
     // A tombstone's own merges are the person's history too (B into A, then A into C: C's export shows both).
     const merges = new Map<string, MergeRow>();
     for (const id of [profile.id, ...tombstones]) {
       for (const m of await r.listMergesTouching(account.id, id)) merges.set(m.id, m);
     }
+    const history = [...merges.values()].sort(
+      (x, y) => x.createdAt - y.createdAt || x.eventSeqAtMerge - y.eventSeqAtMerge,
+    );
+    const state = await r.getProfile(account.id, profile.id);
+    if (!state) throw new PortraitError("UNKNOWN_PROFILE", `profile ${profileId} does not exist`, "id");
+    const undoable = history.filter((m) => m.undoneAt === null);
+    // The journals are read in a transaction: the Store reads them only there (the undo's own path).
+    const journals = new Map<string, AnyRecord[]>();
+    if (undoable.length > 0) {
+      await this.transact(account, async ({ tx }) => {
+        for (const m of undoable) journals.set(m.id, await tx.listJournal(account.id, m.id));
+      });
+    }
+    const now = this.clock.now();
     return {
       exportedAt: iso(this.clock.now()),
       profile,
@@ -464,15 +483,26 @@ export class Portrait {
       events: events.map((e) => eventView(e, e.profileId !== profile.id)),
       orphans: orphanViews,
       tombstones,
-      merges: [...merges.values()]
-        .sort((x, y) => x.createdAt - y.createdAt || x.eventSeqAtMerge - y.eventSeqAtMerge)
-        .map((m) => ({
-          id: m.id,
-          targetId: m.targetId,
-          sourceId: m.sourceId,
-          createdAt: iso(m.createdAt),
-          undoneAt: iso(m.undoneAt),
-        })),
+      merges: history.map((m) => ({
+        id: m.id,
+        targetId: m.targetId,
+        sourceId: m.sourceId,
+        createdAt: iso(m.createdAt),
+        undoneAt: iso(m.undoneAt),
+      })),
+      orphanDocuments,
+      // The stored facts that decide later writes (SEMANTICS §4, §7), beside the values above.
+      propertyStates: propertyStatesView(state),
+      identityValues: identityValuesView(state),
+      chargedIds: await r.listChargedIds(account.id, profile.id),
+      // What undoing each merge not undone yet would restore (SEMANTICS §7): both sides as they were before it.
+      mergeSnapshots: undoable.map((m) => ({
+        mergeId: m.id,
+        target: snapshotView(account, m.target, now),
+        source: snapshotView(account, m.source, now),
+        droppedEvents: m.droppedEvents.map((e) => eventView(e, false)),
+        journal: journals.get(m.id) ?? [],
+      })),
     };
   }
 
@@ -517,6 +547,26 @@ export type FindQuery =
 
 export function documentView(doc: ProfileDocument): Record<string, JsonValue> {
   return doc.body;
+}
+
+/** A merge's pre-merge snapshot of one side, as the export shows it: what an undo would restore. */
+function snapshotView(account: Account, snapshot: ProfileSnapshot, now: number) {
+  const { state } = snapshot;
+  const card = {
+    state,
+    deviceIds: snapshot.devices.map((d) => d.deviceId),
+    userAccounts: snapshot.userAccounts,
+    orphanCount: snapshot.orphans.length,
+  };
+  return {
+    profile: profileView(account, card, now),
+    propertyStates: propertyStatesView(state),
+    identityValues: identityValuesView(state),
+    devices: snapshot.devices,
+    documents: snapshot.documents.map(documentView),
+    chargedIds: snapshot.chargedIds,
+    orphans: snapshot.orphans,
+  };
 }
 
 function timelineEventView(e: TimelineEvent, anonymous: boolean): TimelineEventView {

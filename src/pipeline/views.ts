@@ -84,3 +84,31 @@ export function profileView(account: Account, card: ProfileCard, now: number): P
     mergedInto: state.mergedInto,
   };
 }
+
+/** What decides later writes of one key (SEMANTICS §4): the ts a set, `$set` or `$delete` must reach. */
+export interface PropertyStateView {
+  ts: string;
+  /** A tombstone left by `$delete`: the key has no value, and only a write at least this new sets it again. */
+  deleted: boolean;
+  /** Last changed by `$incr`/`$decr`: a merge sums the key when the other side's was too (SEMANTICS §7). */
+  counter: boolean;
+}
+
+/** Every stored key of a profile, tombstones included, with what decides its later writes (the export). */
+export function propertyStatesView(state: ProfileState): Record<string, PropertyStateView> {
+  const out: Record<string, PropertyStateView> = {};
+  for (const key of Object.keys(state.props).sort()) {
+    const entry = state.props[key] as PropertyEntry;
+    out[key] = { ts: toIsoUtc(entry.ts), deleted: entry.v === undefined, counter: entry.counter === true };
+  }
+  return out;
+}
+
+/** Each identity value with the ts that decides which values a key's limit keeps (SEMANTICS §2, §7). */
+export function identityValuesView(state: ProfileState): Record<string, Array<{ value: string; ts: string }>> {
+  const out: Record<string, Array<{ value: string; ts: string }>> = {};
+  for (const [key, values] of Object.entries(state.identities)) {
+    if (values && values.length > 0) out[key] = values.map((v) => ({ value: v.value, ts: toIsoUtc(v.ts) }));
+  }
+  return out;
+}

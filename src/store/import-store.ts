@@ -8,6 +8,8 @@
  * record id (SEMANTICS §11 Idempotency), so the two never need one transaction.
  */
 
+import { IDENTITY_KEYS } from "../engine/types.js";
+
 export type ImportKind = "profiles" | "events" | "documents";
 export type ImportFormat = "csv" | "ndjson";
 export type ImportStatus = "queued" | "running" | "done" | "failed";
@@ -77,10 +79,18 @@ export interface ImportFailure {
   handles: ImportHandle[];
 }
 
-/** A value that can lead to a person: `Email`/`Phone`/`Identity`/`FBID`/`GPID`, `profileId`, `deviceId`, … */
+/**
+ * A value that can lead to a person: `Email`/`Phone`/`Identity`/`FBID`/`GPID`, `profileId`, `deviceId`,
+ * `userAccount` (JSON `[compartmentId, userAccountId]`) or `email_hash` (hex SHA-256 of an Email).
+ */
 export interface ImportHandle {
   kind: string;
   value: string;
+}
+
+/** A handle and the profile it leads to (ImportStore.profilesNamedBy). */
+export interface ImportHandleOwner extends ImportHandle {
+  profileId: string;
 }
 
 export interface ImportProgress {
@@ -148,6 +158,13 @@ export interface ImportStore {
     outcome: { status: "done" | "failed"; error: string | null },
     now: number,
   ): Promise<void>;
+  /**
+   * The profiles these handles lead to now: identity values (by their key), device ids (the device's profile), user
+   * accounts and email hashes (the look-up `refreshEmailHashes` fills). Handles that lead nowhere, and other kinds
+   * (`profileId` names its profile already), are left out. SEMANTICS §10: the runner stores the owners of a refused
+   * row's handles with it, so deleting that person redacts the row after the values change hands.
+   */
+  profilesNamedBy(accountId: string, handles: readonly ImportHandle[]): Promise<ImportHandleOwner[]>;
   /** Failure rows in row order after `afterRow`. */
   listFailures(accountId: string, importId: string, afterRow: number, limit: number): Promise<ImportFailure[]>;
 
@@ -158,4 +175,42 @@ export interface ImportStore {
   /** Rebuilds the account's email-hash look-up from its current Email identities (document imports by email_hash). */
   refreshEmailHashes(accountId: string): Promise<void>;
   findProfileByEmailHash(accountId: string, hash: string): Promise<string | null>;
+}
+
+/** The handles of `profilesNamedBy` by the table that answers them, each once; kinds that lead nowhere are dropped. */
+export interface HandleLookups {
+  identities: ImportHandle[];
+  deviceIds: string[];
+  userAccounts: Array<{ value: string; compartmentId: string; userAccountId: string }>;
+  emailHashes: string[];
+}
+
+const IDENTITY_KINDS: ReadonlySet<string> = new Set(IDENTITY_KEYS);
+
+export function handleLookups(handles: readonly ImportHandle[]): HandleLookups {
+  const out: HandleLookups = { identities: [], deviceIds: [], userAccounts: [], emailHashes: [] };
+  const seen = new Set<string>();
+  for (const h of handles) {
+    const id = `${h.kind}\u0000${h.value}`;
+    if (seen.has(id)) continue;
+    seen.add(id);
+    if (IDENTITY_KINDS.has(h.kind)) out.identities.push({ kind: h.kind, value: h.value });
+    else if (h.kind === "deviceId") out.deviceIds.push(h.value);
+    else if (h.kind === "email_hash") out.emailHashes.push(h.value);
+    else if (h.kind === "userAccount") {
+      const ref = jsonOrNull(h.value);
+      if (Array.isArray(ref) && typeof ref[0] === "string" && typeof ref[1] === "string") {
+        out.userAccounts.push({ value: h.value, compartmentId: ref[0], userAccountId: ref[1] });
+      }
+    }
+  }
+  return out;
+}
+
+function jsonOrNull(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
 }

@@ -17,6 +17,11 @@ const nullableDateTime = { type: ["string", "null"], format: "date-time", descri
 const nullableString = { type: ["string", "null"] } as const;
 const count = { type: "integer", minimum: 0 } as const;
 const profileIdString = { type: "string", pattern: "^[0-9a-f]{32}$", description: "A profile id" } as const;
+const chargedIds = {
+  type: "array",
+  items: { type: "string" },
+  description: "Charged IDs already counted: a Charged event repeating one is stored once (SEMANTICS §3)",
+} as const;
 const cursor = {
   type: ["string", "null"],
   description: "Opaque; pass it back as `cursor` for the next page. Null at the end.",
@@ -309,6 +314,62 @@ const SCHEMAS = {
         undoneAt: nullableDateTime,
       }),
     },
+    orphanDocuments: {
+      type: "array",
+      description: "The compartment documents of each orphan (in `orphans` order); deleting the person deletes them",
+      items: closed({ profileId: profileIdString, documents: { type: "array", items: to("Document") } }),
+    },
+    propertyStates: to("PropertyStates"),
+    identityValues: to("IdentityValues"),
+    chargedIds: chargedIds,
+    mergeSnapshots: {
+      type: "array",
+      description:
+        "For each merge in `merges` not undone yet: both sides as they were before it, which an undo restores " +
+        "(then replays `journal`), and the source's events dropped as repeated Charged IDs",
+      items: closed({
+        mergeId: { type: "string" },
+        target: to("MergeSnapshot"),
+        source: to("MergeSnapshot"),
+        droppedEvents: { type: "array", items: to("Event") },
+        journal: {
+          type: "array",
+          description:
+            "The records applied to the merged person since the merge, oldest first, as stored (the engine's form: " +
+            "`ts` in epoch ms, `handle` the way the record came in, properties as operations); an undo replays " +
+            "them, each to the person its handle names then",
+          items: { type: "object", required: ["type", "ts", "handle"] },
+        },
+      }),
+    },
+  }),
+  PropertyStates: {
+    description:
+      "Every stored key, deleted ones (tombstones) included, with what decides its later writes (SEMANTICS §4): " +
+      "a set, `$set` or `$delete` applies only if its ts is at least `ts`",
+    type: "object",
+    additionalProperties: closed({
+      ts: { ...dateTime, description: "ts of the key's last set, `$set` or `$delete` (ISO-8601 UTC, ms)" },
+      deleted: { type: "boolean", description: "A tombstone left by `$delete`: no value, only its ts" },
+      counter: { type: "boolean", description: "Last changed by `$incr`/`$decr` (a merge sums such keys)" },
+    }),
+  },
+  IdentityValues: {
+    description: "Each identity value held, per key, with the ts that decides which ones a key's limit keeps",
+    type: "object",
+    additionalProperties: {
+      type: "array",
+      items: closed({ value: { type: "string" }, ts: dateTime }),
+    },
+  },
+  MergeSnapshot: closed({
+    profile: to("Profile"),
+    propertyStates: to("PropertyStates"),
+    identityValues: to("IdentityValues"),
+    devices: { type: "array", items: to("Device") },
+    documents: { type: "array", items: to("Document") },
+    chargedIds: chargedIds,
+    orphans: { type: "array", items: profileIdString, description: "Ids of its orphans" },
   }),
   TestFlag: closed({ test: { type: "boolean" } }),
   ControlGroupExclusion: closed({ excluded: { type: "boolean" } }),

@@ -6,6 +6,7 @@
  * exercises account isolation all the time. Lists whose order the Store interface does not promise are compared
  * sorted, so an adapter is free in those.
  */
+import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyActivityDelta, contextStatusOf } from "../../engine/activity.js";
 import type { AnyRecord } from "../../engine/records.js";
@@ -1250,6 +1251,51 @@ export function describeStoreConformance(
           expect(await tx.listJournal(accountId, m2.id)).toEqual([]);
           expect(await tx.listJournal(accountId, m3.id)).toEqual(records(m3));
         });
+      });
+    });
+
+    describe("import failure reports", () => {
+      it("finds the profiles refused rows' handles lead to, by key, device, user account and email hash", async () => {
+        const accountId = await freshAccount();
+        const other = await freshAccount();
+        const [p1, p2] = await insertProfiles(accountId, blankProfile(), blankProfile());
+        const [q] = await insertProfiles(other, blankProfile());
+        await store.write(accountId, async (tx) => {
+          await tx.claimIdentity(accountId, "Email", "ada@example.com", p1!);
+          await tx.claimIdentity(accountId, "Identity", "42", p2!);
+          await tx.upsertDevice(accountId, { deviceId: "dev-1", profileId: p2!, pushToken: null, platform: null });
+          await tx.claimUserAccount(accountId, { compartmentId: "c1", userAccountId: "u1" }, p1!);
+        });
+        await store.write(other, (tx) => tx.claimIdentity(other, "Email", "q@example.com", q!));
+        await store.imports.refreshEmailHashes(accountId);
+        const hash = createHash("sha256").update("ada@example.com").digest("hex");
+        const owners = await store.imports.profilesNamedBy(accountId, [
+          { kind: "Email", value: "ada@example.com" },
+          { kind: "Email", value: "ada@example.com" },
+          { kind: "Identity", value: "ada@example.com" },
+          { kind: "Identity", value: "42" },
+          { kind: "deviceId", value: "dev-1" },
+          { kind: "userAccount", value: JSON.stringify(["c1", "u1"]) },
+          { kind: "userAccount", value: JSON.stringify(["c1", "u2"]) },
+          { kind: "userAccount", value: "not json" },
+          { kind: "email_hash", value: hash },
+          { kind: "email_hash", value: "0".repeat(64) },
+          { kind: "profileId", value: p1! },
+          { kind: "Email", value: "q@example.com" },
+          { kind: "Email", value: "nul\u0000@example.com" },
+          { kind: "deviceId", value: "nul\u0000" },
+        ]);
+        const byKey = (o: { kind: string; value: string }) => `${o.kind} ${o.value}`;
+        expect([...owners].sort((a, b) => byKey(a).localeCompare(byKey(b)))).toEqual(
+          [
+            { kind: "Email", value: "ada@example.com", profileId: p1 },
+            { kind: "Identity", value: "42", profileId: p2 },
+            { kind: "deviceId", value: "dev-1", profileId: p2 },
+            { kind: "userAccount", value: JSON.stringify(["c1", "u1"]), profileId: p1 },
+            { kind: "email_hash", value: hash, profileId: p1 },
+          ].sort((a, b) => byKey(a).localeCompare(byKey(b))),
+        );
+        expect(await store.imports.profilesNamedBy(accountId, [])).toEqual([]);
       });
     });
 

@@ -6,13 +6,15 @@
  * second import of the same account waits while the first is held by a live worker.
  */
 import type pg from "pg";
-import type {
-  ImportFailure,
-  ImportHandle,
-  ImportProgress,
-  ImportRow,
-  ImportStore,
-  SftpKeyRow,
+import {
+  handleLookups,
+  type ImportFailure,
+  type ImportHandle,
+  type ImportHandleOwner,
+  type ImportProgress,
+  type ImportRow,
+  type ImportStore,
+  type SftpKeyRow,
 } from "../import-store.js";
 
 const IMPORT_COLUMNS = `account_id AS "accountId", id, kind, format, status, source, file_name AS "fileName",
@@ -78,6 +80,23 @@ const SQL = {
     SELECT account_id, encode(sha256(convert_to(value, 'UTF8')), 'hex'), profile_id FROM identities
     WHERE account_id = $1 AND key = 'Email'
     ON CONFLICT DO NOTHING`,
+  // profilesNamedBy: identity values by key, devices, user accounts (compartment, id) and email hashes at once.
+  handleOwners: `SELECT i.key AS kind, i.value AS a, NULL::text AS b, i.profile_id
+      FROM unnest($2::text[], $3::text[]) AS u(key, value)
+      JOIN identities i ON i.account_id = $1 AND i.key = u.key COLLATE "C" AND i.value = u.value COLLATE "C"
+    UNION ALL
+    SELECT 'deviceId', d.device_id, NULL, d.profile_id
+      FROM unnest($4::text[]) AS u(device_id)
+      JOIN devices d ON d.account_id = $1 AND d.device_id = u.device_id COLLATE "C"
+    UNION ALL
+    SELECT 'userAccount', ua.compartment_id, ua.user_account_id, ua.profile_id
+      FROM unnest($5::text[], $6::text[]) AS u(compartment_id, user_account_id)
+      JOIN user_accounts ua ON ua.account_id = $1 AND ua.compartment_id = u.compartment_id COLLATE "C"
+        AND ua.user_account_id = u.user_account_id COLLATE "C"
+    UNION ALL
+    SELECT 'email_hash', e.hash, NULL, e.profile_id
+      FROM unnest($7::text[]) AS u(hash)
+      JOIN email_hashes e ON e.account_id = $1 AND e.hash = u.hash COLLATE "C"`,
   findEmailHash: "SELECT profile_id FROM email_hashes WHERE account_id = $1 AND hash = $2",
   redactRows: `UPDATE import_failures f SET data = NULL, description = '${REDACTED}'
     FROM import_failure_handles h, unnest($2::text[], $3::text[]) AS u(kind, value)
@@ -297,6 +316,32 @@ export class PostgresImports implements ImportStore {
       await query(client, "clearEmailHashes", [accountId]);
       await query(client, "fillEmailHashes", [accountId]);
     });
+  }
+
+  async profilesNamedBy(accountId: string, handles: readonly ImportHandle[]): Promise<ImportHandleOwner[]> {
+    // A value holding U+0000 cannot be a PostgreSQL text, so it is no stored handle either: it leads nowhere.
+    const { identities, deviceIds, userAccounts, emailHashes } = handleLookups(
+      handles.filter((h) => !h.value.includes("\u0000")),
+    );
+    if (identities.length + deviceIds.length + userAccounts.length + emailHashes.length === 0) return [];
+    const result = await query<{ kind: string; a: string; b: string | null; profile_id: string }>(
+      this.pool,
+      "handleOwners",
+      [
+        accountId,
+        identities.map((h) => h.kind),
+        identities.map((h) => h.value),
+        deviceIds,
+        userAccounts.map((u) => u.compartmentId),
+        userAccounts.map((u) => u.userAccountId),
+        emailHashes,
+      ],
+    );
+    return result.rows.map((r) => ({
+      kind: r.kind,
+      value: r.kind === "userAccount" ? JSON.stringify([r.a, r.b]) : r.a,
+      profileId: r.profile_id,
+    }));
   }
 
   async findProfileByEmailHash(accountId: string, hash: string): Promise<string | null> {

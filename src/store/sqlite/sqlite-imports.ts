@@ -7,13 +7,15 @@
  */
 import { createHash } from "node:crypto";
 import type Database from "better-sqlite3";
-import type {
-  ImportFailure,
-  ImportHandle,
-  ImportProgress,
-  ImportRow,
-  ImportStore,
-  SftpKeyRow,
+import {
+  handleLookups,
+  type ImportFailure,
+  type ImportHandle,
+  type ImportHandleOwner,
+  type ImportProgress,
+  type ImportRow,
+  type ImportStore,
+  type SftpKeyRow,
 } from "../import-store.js";
 
 interface ImportTableRow {
@@ -138,6 +140,20 @@ function prepare(db: Database.Database) {
        SELECT account_id, portrait_sha256(value), profile_id FROM identities WHERE account_id = ? AND key = 'Email'
        ON CONFLICT DO NOTHING`,
     ),
+    // profilesNamedBy: each a primary-key look-up.
+    identityOwner: db
+      .prepare<[string, string, string], string>(
+        "SELECT profile_id FROM identities WHERE account_id = ? AND key = ? AND value = ?",
+      )
+      .pluck(),
+    deviceOwner: db
+      .prepare<[string, string], string>("SELECT profile_id FROM devices WHERE account_id = ? AND device_id = ?")
+      .pluck(),
+    userAccountOwner: db
+      .prepare<[string, string, string], string>(
+        "SELECT profile_id FROM user_accounts WHERE account_id = ? AND compartment_id = ? AND user_account_id = ?",
+      )
+      .pluck(),
     findEmailHash: db
       .prepare<[string, string], string>("SELECT profile_id FROM email_hashes WHERE account_id = ? AND hash = ?")
       .pluck(),
@@ -345,6 +361,22 @@ export class SqliteImports implements ImportStore {
       this.sql.clearEmailHashes.run(accountId);
       this.sql.fillEmailHashes.run(accountId);
     });
+  }
+
+  async profilesNamedBy(accountId: string, handles: readonly ImportHandle[]): Promise<ImportHandleOwner[]> {
+    const { identities, deviceIds, userAccounts, emailHashes } = handleLookups(handles);
+    const sql = this.readSql;
+    const out: ImportHandleOwner[] = [];
+    const add = (kind: string, value: string, profileId: string | undefined) => {
+      if (profileId !== undefined) out.push({ kind, value, profileId });
+    };
+    for (const h of identities) add(h.kind, h.value, sql.identityOwner.get(accountId, h.kind, h.value));
+    for (const d of deviceIds) add("deviceId", d, sql.deviceOwner.get(accountId, d));
+    for (const u of userAccounts) {
+      add("userAccount", u.value, sql.userAccountOwner.get(accountId, u.compartmentId, u.userAccountId));
+    }
+    for (const hash of emailHashes) add("email_hash", hash, sql.findEmailHash.get(accountId, hash));
+    return out;
   }
 
   async findProfileByEmailHash(accountId: string, hash: string): Promise<string | null> {
