@@ -418,6 +418,14 @@ describe.each(stores)("%s store", (store) => {
       expect((await s.api("GET", `/v1/profiles/${id}/documents`)).body.documents).toHaveLength(1);
       const big = await s.api("PUT", `/v1/profiles/${id}/documents/1606/crm-1`, { blob: "x".repeat(70_000) });
       expect(big).toMatchObject({ status: 413, body: { error: { code: "DOCUMENT_TOO_LARGE", field: "body" } } });
+      // 64 KB is the client's JSON, whatever the ids' length: Portrait's own $ fields are not counted.
+      const sized = (bytes: number) => ({ blob: "x".repeat(bytes - '{"blob":""}'.length) });
+      const longIds = `/v1/profiles/${id}/documents/${"c".repeat(200)}/${"u".repeat(200)}`;
+      expect((await s.api("PUT", longIds, sized(65_536))).status).toBe(200);
+      expect(await s.api("PUT", longIds, sized(65_537))).toMatchObject({
+        status: 413,
+        body: { error: { code: "DOCUMENT_TOO_LARGE", message: expect.stringMatching(/65536 bytes.*got 65537/) } },
+      });
       const nul = await s.api("PUT", `/v1/profiles/${id}/documents/1606/crm-1`, { note: "a\u0000b" });
       expect(nul).toMatchObject({ status: 400, body: { error: { code: "INVALID_VALUE", field: "note" } } });
       expect((await s.api("GET", `/v1/profiles/${id}/documents/1606/crm-1`)).body.newsletter_options).toEqual({

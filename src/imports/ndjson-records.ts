@@ -136,10 +136,11 @@ function documentLine(input: Record<string, unknown>, handles: ImportHandle[]): 
   if (operation === "UPSERT" && !isPlainObject(body)) {
     throw new PortraitError("INVALID_DOCUMENT", "user_profile must be a JSON object", "user_profile");
   }
-  if (Buffer.byteLength(JSON.stringify(body)) > MAX_DOCUMENT_BYTES) {
+  const size = Buffer.byteLength(JSON.stringify(body));
+  if (size > MAX_DOCUMENT_BYTES) {
     throw new PortraitError(
       "DOCUMENT_TOO_LARGE",
-      `a profile document is at most ${MAX_DOCUMENT_BYTES} bytes`,
+      `a profile document is at most ${MAX_DOCUMENT_BYTES} bytes of JSON (Portrait's own $ fields not counted), got ${size}`,
       "user_profile",
     );
   }

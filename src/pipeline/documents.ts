@@ -38,6 +38,18 @@ export async function applyDocument(
       : record.mode === "shallow"
         ? { ...withoutOwned(base), ...incoming }
         : deepMerge(withoutOwned(base), incoming);
+  // The client's document is what the limit measures: the ids and times Portrait adds would make the allowance move
+  // with the ids' length, and a body under 64 KB be refused as over it.
+  const size = Buffer.byteLength(JSON.stringify(merged));
+  if (size > MAX_DOCUMENT_BYTES) {
+    throw new PortraitError(
+      "DOCUMENT_TOO_LARGE",
+      `a profile document is at most ${MAX_DOCUMENT_BYTES} bytes of JSON (Portrait's own $ fields not counted)${
+        record.mode === "put" ? "" : " once merged with the stored one"
+      }, got ${size}`,
+      record.bodyField ?? "user_profile",
+    );
+  }
   const createdAt = existing?.createdAt ?? scope.now;
   const body: Doc = {
     $compartment_id: record.compartmentId,
@@ -46,13 +58,6 @@ export async function applyDocument(
     $creation_ts: createdAt,
     $last_modified_ts: scope.now,
   };
-  if (Buffer.byteLength(JSON.stringify(body)) > MAX_DOCUMENT_BYTES) {
-    throw new PortraitError(
-      "DOCUMENT_TOO_LARGE",
-      `a profile document is at most ${MAX_DOCUMENT_BYTES} bytes`,
-      record.bodyField ?? "user_profile",
-    );
-  }
   const doc: ProfileDocument = { ...ref, profileId: profile.id, body, createdAt, updatedAt: scope.now };
   await uow.tx.putDocument(uow.accountId, doc);
   return doc;
