@@ -502,9 +502,20 @@ describe.each(stores)("%s store", (store) => {
       return r.body.results.map((x: { profileId: string }) => x.profileId);
     };
 
-    it("includes the documents of the person's orphans, which the delete removes with them", async () => {
-      const [known] = await ingest({ type: "login", deviceId: "exp-k", properties: { Identity: "exp-known" } });
-      const [orphan] = await ingest({ type: "event", deviceId: "exp-o", name: "Viewed" });
+    it("includes the documents and property states of the person's orphans, and where they came from", async () => {
+      const [known] = await ingest({
+        type: "login",
+        deviceId: "exp-k",
+        ts: 1732000000,
+        properties: { Identity: "exp-known" },
+        context: { utm_source: "newsletter" },
+      });
+      const [orphan] = await ingest({
+        type: "profile",
+        deviceId: "exp-o",
+        ts: 1732000100,
+        properties: { Seen: "yes" },
+      });
       await ingest({ type: "login", deviceId: "exp-o", properties: { Identity: "exp-known" } });
       expect((await s.api("GET", `/v1/profiles/${orphan}`)).body.orphanOf).toBe(known);
       const put = await s.api("PUT", `/v1/profiles/${orphan}/documents/corph/uorph`, { secret: "orphan-doc-value" });
@@ -512,6 +523,13 @@ describe.each(stores)("%s store", (store) => {
       const exported = (await s.api("GET", `/v1/profiles/${known}/export`)).body;
       expect(exported.documents).toEqual([]);
       expect(exported.orphans.map((o: { id: string }) => o.id)).toEqual([orphan]);
+      expect(exported.orphanPropertyStates).toEqual([
+        {
+          profileId: orphan,
+          propertyStates: { Seen: { ts: "2024-11-19T07:08:20.000Z", deleted: false, counter: false } },
+        },
+      ]);
+      expect(exported.acquisition).toEqual({ from: "newsletter", kind: "utm", ts: "2024-11-19T07:06:40.000Z" });
       expect(exported.orphanDocuments).toEqual([
         {
           profileId: orphan,

@@ -452,8 +452,11 @@ export class Portrait {
     }
     // SEMANTICS §10: the orphans' documents go with the person on delete, so they are the person's data.
     const orphanDocuments: Array<{ profileId: string; documents: Array<Record<string, JsonValue>> }> = [];
+    const orphanStates: Array<{ profileId: string; propertyStates: ReturnType<typeof propertyStatesView> }> = [];
     for (const id of orphans) {
       orphanDocuments.push({ profileId: id, documents: (await r.listDocuments(account.id, id)).map(documentView) });
+      const orphan = await r.getProfile(account.id, id);
+      if (orphan) orphanStates.push({ profileId: id, propertyStates: propertyStatesView(orphan) });
     }
     const tombstones = members.filter((id) => id !== profile.id && !orphans.includes(id));
     // A tombstone's own merges are the person's history too (B into A, then A into C: C's export shows both).
@@ -493,6 +496,9 @@ export class Portrait {
       orphanDocuments,
       // The stored facts that decide later writes (SEMANTICS §4, §7), beside the values above.
       propertyStates: propertyStatesView(state),
+      orphanPropertyStates: orphanStates,
+      // Which source acquiredFrom came from and when: an earlier one seen later replaces it (SEMANTICS §11).
+      acquisition: { from: state.acquiredFrom, kind: state.acquiredKind, ts: iso(state.acquiredTs) },
       identityValues: identityValuesView(state),
       chargedIds: await r.listChargedIds(account.id, profile.id),
       // What undoing each merge not undone yet would restore (SEMANTICS §7): both sides as they were before it.

@@ -320,6 +320,16 @@ const SCHEMAS = {
       items: closed({ profileId: profileIdString, documents: { type: "array", items: to("Document") } }),
     },
     propertyStates: to("PropertyStates"),
+    orphanPropertyStates: {
+      type: "array",
+      description: "Each orphan's property states (in `orphans` order)",
+      items: closed({ profileId: profileIdString, propertyStates: to("PropertyStates") }),
+    },
+    acquisition: closed({
+      from: { type: ["string", "null"], description: "system.acquiredFrom" },
+      kind: { type: ["string", "null"], enum: ["utm", "referrer", null], description: "Where it was read from" },
+      ts: { ...nullableDateTime, description: "When that source was seen: an earlier one seen later replaces it" },
+    }),
     identityValues: to("IdentityValues"),
     chargedIds: chargedIds,
     mergeSnapshots: {
