@@ -393,6 +393,44 @@ describe.each(stores)("segments over HTTP on %s", (store) => {
     expect(wrong.body.error).toMatchObject({ code: "INVALID_SEGMENT", field: "where.value" });
   });
 
+  it("compares a $D_ date with dates stored as text (event properties, nested leaves) as instants", async () => {
+    const other = await accounts(s);
+    const auth = { authorization: `Bearer ${other.secretKey}` };
+    const when = { $date: "2020-05-05T10:00:00Z" };
+    const r = await s.api(
+      "POST",
+      "/v1/ingest",
+      {
+        records: [
+          { type: "event", deviceId: "dated", name: "Dated", ts: NOW_S - 3600, properties: { When: when } },
+          { type: "profile", deviceId: "dated", ts: NOW_S - 10, properties: { Nest: { since: when } } },
+          { type: "event", deviceId: "stale", name: "Dated", ts: NOW_S - 3600, properties: { When: "not a date" } },
+        ],
+      },
+      auth,
+    );
+    expect(r.body.status, JSON.stringify(r.body)).toBe("success");
+    const counted = async (where: unknown) => {
+      const q = await s.api("POST", "/v1/segments/query", { where }, auth);
+      expect(q.status, JSON.stringify(q.body)).toBe(200);
+      return q.body.count;
+    };
+    const later = "$D_1600000000"; // 2020-09-13, after 2020-05-05
+    const same = "$D_1588672800"; // 2020-05-05T10:00:00Z
+    const event = (op: string, value: unknown) => ({ did: "Dated", where: [{ property: "When", op, value }] });
+    const nested = (op: string, value: unknown) => ({ property: "Nest.since", op, value });
+    for (const of of [event, nested]) {
+      expect(await counted(of("lt", later))).toBe(1);
+      expect(await counted(of("gt", later))).toBe(0);
+      expect(await counted(of("eq", same))).toBe(1);
+      expect(await counted(of("between", ["$D_1500000000", later]))).toBe(1);
+      expect(await counted(of("before", later))).toBe(1);
+    }
+    // A rolling window of 0 days: from now on.
+    expect(await counted({ did: "Dated", withinLast: { days: 0 } })).toBe(0);
+    expect(await counted({ did: "Dated", withinLast: { days: 1 } })).toBe(2);
+  });
+
   it("validates saved segments like queries", async () => {
     const bad = await s.api("POST", "/v1/segments", { name: "x", where: { property: "City", op: "gt", value: true } });
     expect(bad.status).toBe(400);

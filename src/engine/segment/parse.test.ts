@@ -101,7 +101,7 @@ describe("parseCondition: refusals name the JSON path of the fault", () => {
       { any: [{ type: "customer" }, { not: { property: "Tags", op: "gt", value: 5 } }] },
       "where.any[1].not.value",
     ],
-    ["withinLast 0 days", { property: "Signup", op: "withinLast", value: { days: 0 } }, "where.value.days"],
+    ["withinLast -1 days", { property: "Signup", op: "withinLast", value: { days: -1 } }, "where.value.days"],
     ["withinLast 36501 days", { property: "Signup", op: "withinLast", value: { days: 36501 } }, "where.value.days"],
     [
       "withinLast with an extra key",

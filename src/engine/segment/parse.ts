@@ -187,15 +187,12 @@ function finiteNumber(v: unknown): v is number {
   return typeof v === "number" && Number.isFinite(v);
 }
 
-/** `{"days": n}`, n a positive number ≤ 36 500. */
+/** `{"days": n}`, 0 ≤ n ≤ 36 500 (0: from now on, which events up to a day ahead can be). */
 function parseDays(v: unknown, at: string): Days {
   const obj = objectWith(v, at, `withinLast`, ["days"]);
   const days = requireKey(obj, "days", at, `withinLast`);
-  if (!finiteNumber(days) || days <= 0 || days > MAX_DAYS) {
-    bad(
-      `withinLast days must be a number above 0 and at most ${MAX_DAYS}, got ${describeValue(days)}`,
-      child(at, "days"),
-    );
+  if (!finiteNumber(days) || days < 0 || days > MAX_DAYS) {
+    bad(`withinLast days must be a number from 0 to ${MAX_DAYS}, got ${describeValue(days)}`, child(at, "days"));
   }
   return { days };
 }
@@ -441,7 +438,7 @@ class ConditionParser {
         case "string":
         case "multi":
           // Text, even when it looks like a date: a string key orders by code point (SEMANTICS §11).
-          return typeof raw === "string" ? { kind: "string", value: raw } : wrong("a string");
+          return typeof raw === "string" ? this.text(raw, at) : wrong("a string");
         default: {
           // No registry to ask (an unregistered key, a document): a number, else a date, else text.
           if (finiteNumber(raw)) return { kind: "number", value: raw === 0 ? 0 : raw };
@@ -460,13 +457,23 @@ class ConditionParser {
         return typeof raw === "boolean" ? { kind: "boolean", value: raw } : wrong("true or false");
       case "string":
       case "multi":
-        return typeof raw === "string" ? { kind: "string", value: raw } : wrong("a string");
+        return typeof raw === "string" ? this.text(raw, at) : wrong("a string");
       default:
-        if (typeof raw === "string") return { kind: "string", value: raw };
+        if (typeof raw === "string") return this.text(raw, at);
         if (finiteNumber(raw)) return { kind: "number", value: raw === 0 ? 0 : raw };
         if (typeof raw === "boolean") return { kind: "boolean", value: raw };
         return wrong("a string, a number or true/false");
     }
+  }
+
+  /**
+   * A text value, but `$D_<epoch>` is a date whatever the key (SEMANTICS §4: that is how dates travel): an event
+   * property or nested leaf sent as a date is stored as ISO text, and is compared with it as an instant, as
+   * `before`/`after` do; text that is no date never passes. Compared as the text "$D_…", it sorted before every date.
+   * An ISO-8601 literal stays text here: a string key may hold ISO-looking text sent as text, to be matched as sent.
+   */
+  private text(raw: string, at: string): Literal {
+    return (raw.startsWith("$D_") ? this.date(raw, at) : null) ?? { kind: "string", value: raw };
   }
 
   /** A date text → its covered epoch-ms range, or null when it is not a date. */
