@@ -29,13 +29,32 @@ const HOST_KEY_META = "sftp.hostKey";
 const ACCOUNT_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** The host key, generated on first use and kept in the store (so clients see the same key after a restart). */
-export async function hostKey(store: Store): Promise<string> {
+export async function hostKey(store: Store, logger?: Logger): Promise<string> {
   const existing = await store.getMeta(HOST_KEY_META);
-  if (existing) return existing;
-  const pair = ssh2.utils.generateKeyPairSync("ed25519");
-  await store.setMeta(HOST_KEY_META, pair.private);
+  if (existing && readableKey(existing)) return existing;
+  if (existing) {
+    // Made by an earlier version, which stored what it generated unchecked: no start could ever read it again.
+    logger?.warn("SFTP: the stored host key cannot be read; a new one is made, so clients will see a changed host key");
+  }
+  await store.setMeta(HOST_KEY_META, newHostKey());
   // Two processes starting at once on PostgreSQL: both generate, the last write wins, and both use the stored one.
-  return (await store.getMeta(HOST_KEY_META)) ?? pair.private;
+  return (await store.getMeta(HOST_KEY_META)) as string;
+}
+
+/**
+ * An Ed25519 private key ssh2 can read back: about 1 in 400 of those ssh2 generates it cannot parse ("Malformed
+ * OpenSSH private key"), and a stored one would stop every start of the drop point. So each is read back first.
+ */
+export function newHostKey(generate = () => ssh2.utils.generateKeyPairSync("ed25519").private): string {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const key = generate();
+    if (readableKey(key)) return key;
+  }
+  throw new Error("SFTP: could not generate a host key that ssh2 can read");
+}
+
+function readableKey(key: string): boolean {
+  return !(ssh2.utils.parseKey(key) instanceof Error);
 }
 
 type Handle =
@@ -94,7 +113,7 @@ export class SftpDropPoint {
   }
 
   async start(): Promise<number> {
-    const key = await hostKey(this.opts.store);
+    const key = await hostKey(this.opts.store, this.opts.logger);
     const server = new ssh2.Server(
       {
         hostKeys: [key],
