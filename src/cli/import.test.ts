@@ -149,6 +149,19 @@ describe("portrait import: refusals before and after the upload", () => {
 });
 
 describe("portrait import: the server", () => {
+  it("without --url finds the server at $PORTRAIT_URL, else on this machine's $PORTRAIT_PORT, as serve was started", async () => {
+    const port = new URL(server.url).port;
+    const csv = (n: number) => file(`env-${n}.csv`, `Email\nenv${n}@x.io\n`);
+    const args = (at: string) => ["import", at, "--kind", "profiles", "--key", SECRET];
+    const byPort = await cli.run(args(csv(1)), { PORTRAIT_PORT: port });
+    expect(byPort.stderr).not.toMatch(/cannot reach/);
+    expect(byPort.code).toBe(0);
+    const byUrl = await cli.run(args(csv(2)), { PORTRAIT_URL: server.url, PORTRAIT_PORT: "1" });
+    expect(byUrl.code).toBe(0);
+    const found = await server.api("GET", "/v1/profiles?email=env2%40x.io");
+    expect(found.body.profiles).toHaveLength(1);
+  });
+
   it("--url must be an http(s) URL", async () => {
     for (const url of ["notaurl", "localhost:18472", "ftp://example.com"]) {
       const result = await cli.run([

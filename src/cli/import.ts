@@ -120,6 +120,15 @@ function formatFor(file: string, given: string | undefined): "csv" | "ndjson" {
   );
 }
 
+/**
+ * The server `portrait import` talks to without --url: $PORTRAIT_URL, else this machine on $PORTRAIT_PORT (the
+ * variable `serve` listens on), else 8080, so that a server started with another port is found as it was started.
+ */
+export function defaultServerUrl(env: NodeJS.ProcessEnv): string {
+  if (env.PORTRAIT_URL) return env.PORTRAIT_URL;
+  return `http://localhost:${env.PORTRAIT_PORT || "8080"}`;
+}
+
 /** --url as an http(s) URL without its trailing slashes; else a one-line error naming --url. */
 function serverUrl(raw: string): string {
   let url: URL | null = null;
@@ -458,11 +467,11 @@ export function addImportCommands(
     .command("import <file>")
     .description("import a CSV or NDJSON file through a running server (POST /v1/imports), with progress")
     .requiredOption("--kind <kind>", "profiles, events or documents")
-    .option("--url <url>", "the server", "http://localhost:8080")
+    .option("--url <url>", "the server (default: $PORTRAIT_URL, else http://localhost:$PORTRAIT_PORT, port 8080)")
     .option("--key <key>", "a secret key of the account (default: $PORTRAIT_KEY)")
     .option("--format <format>", "csv or ndjson (default: from the file name)")
-    .action(async (file: string, opts: { kind: string; url: string; key?: string; format?: string }) => {
-      process.exitCode = await runImportCommand(file, opts);
+    .action(async (file: string, opts: { kind: string; url?: string; key?: string; format?: string }) => {
+      process.exitCode = await runImportCommand(file, { ...opts, url: opts.url ?? defaultServerUrl(process.env) });
     });
 
   const storeOptions = (cmd: Command) =>

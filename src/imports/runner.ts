@@ -475,6 +475,10 @@ export function importView(row: ImportRow): Record<string, unknown> {
   return {
     id: row.id,
     kind: row.kind,
+    // How it came (api: POST /v1/imports and `portrait import`; sftp: a manifest) and the file's name when it had one.
+    source: row.source,
+    fileName: row.fileName,
+    createdAt: new Date(row.createdAt).toISOString(),
     status: row.status,
     rows: row.rows,
     processed: row.processed,

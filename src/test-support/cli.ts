@@ -47,6 +47,7 @@ export async function bundleCli(): Promise<Cli> {
     PORTRAIT_DATABASE_URL: "",
     PORTRAIT_KEY: "",
     PORTRAIT_PORT: "",
+    PORTRAIT_URL: "",
     ...env,
   });
   return {

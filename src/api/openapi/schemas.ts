@@ -524,6 +524,12 @@ const SCHEMAS = {
     {
       id: { type: "string" },
       kind: { type: "string", enum: ["profiles", "events", "documents"] },
+      source: { type: "string", enum: ["api", "sftp"], description: "api: POST /v1/imports, `portrait import`" },
+      fileName: {
+        type: ["string", "null"],
+        description: "The uploaded file's name (multipart, `portrait import`, SFTP path), else null",
+      },
+      createdAt: { ...dateTime, description: "When the file was taken" },
       status: { type: "string", enum: ["queued", "running", "done", "failed"] },
       rows: { ...count, description: "processed + failed (header excluded)" },
       processed: { ...count, description: "Rows applied" },
