@@ -46,6 +46,10 @@ export function createImports(
     service,
     sftp: null,
     async start() {
+      // SQLite has one server process: every upload left half-written is abandoned. PostgreSQL nodes may share the
+      // data directory, and one may be receiving an upload now: only those untouched for a day.
+      const removed = await service.removeAbandonedUploads(store.dialect === "sqlite" ? 0 : 24 * 3600_000);
+      if (removed > 0) logger?.info({ removed }, "imports: removed uploads cut off by an earlier process");
       runner.start();
       const port = config.sftpPort;
       if (port === null) return;

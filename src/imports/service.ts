@@ -5,7 +5,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import { mkdir, rename, rm } from "node:fs/promises";
+import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { type Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -82,6 +82,25 @@ export class ImportService {
     private readonly runner: ImportRunner | null,
     private readonly opts: { dataDir: string; maxBytes: number },
   ) {}
+
+  /**
+   * Removes the `.part` files of uploads cut off by a process that died (kill -9, a crash): up to 10 GB each, of
+   * people's data, which nothing else would ever remove. Only those untouched for `idleMs`: on PostgreSQL another
+   * node may be receiving one right now into a shared data directory. Returns how many went.
+   */
+  async removeAbandonedUploads(idleMs: number, now = Date.now()): Promise<number> {
+    const dir = path.join(this.opts.dataDir, "imports");
+    let removed = 0;
+    for (const name of await readdir(dir).catch(() => [] as string[])) {
+      if (!name.endsWith(".part")) continue;
+      const file = path.join(dir, name);
+      const info = await stat(file).catch(() => null);
+      if (info === null || now - info.mtimeMs < idleMs) continue;
+      await rm(file, { force: true });
+      removed++;
+    }
+    return removed;
+  }
 
   /** Streams `body` to disk, then records the import as queued and wakes the runner. */
   async create(account: Account, body: Readable, spec: NewImport, isTruncated?: () => boolean): Promise<ImportRow> {

@@ -21,6 +21,7 @@ import type { ImportService } from "../service.js";
 import { columnsMismatch } from "./header.js";
 import { isManifestName, type Manifest, type ManifestOutcome, readManifest } from "./manifest.js";
 import { resolveInside } from "./paths.js";
+import { type PendingManifest, PendingManifests } from "./pending-manifests.js";
 import { FailureReports, type FileInfo, isReportName } from "./reports.js";
 import { Uploads } from "./uploads.js";
 
@@ -104,11 +105,13 @@ export class SftpDropPoint {
   private readonly manifests = new Map<string, Promise<void>>();
   private readonly clients = new Set<ssh2.Connection>();
   private readonly uploads: Uploads;
+  private readonly pending: PendingManifests;
   private readonly reports: FailureReports;
   port = 0;
 
   constructor(private readonly opts: SftpServerOptions) {
     this.uploads = new Uploads(path.join(opts.dataDir, "sftp", ".uploads"));
+    this.pending = new PendingManifests(path.join(opts.dataDir, "sftp", ".manifests"));
     this.reports = new FailureReports(opts.store.imports, opts.store, path.join(opts.dataDir, "sftp", ".reports"));
   }
 
@@ -129,6 +132,8 @@ export class SftpDropPoint {
     });
     const address = server.address();
     this.port = typeof address === "object" && address ? address.port : this.opts.port;
+    // Manifests an earlier process received and never handled (it was killed): handled now, in their order.
+    for (const left of await this.pending.left()) this.enqueueManifest(left.accountId, left.virtual, left);
     void this.reports.removeStaticCopies(path.join(this.opts.dataDir, "sftp")).then(
       (removed) => removed > 0 && this.opts.logger?.info({ removed }, "SFTP: removed failure report copies"),
       (err) => this.opts.logger?.error({ err }, "SFTP: could not remove failure report copies"),
@@ -422,9 +427,15 @@ export class SftpDropPoint {
    * An account's manifests are handled strictly one after another, in the order they were closed; one waiting for
    * its data file's upload holds back the account's later manifests (upload order), not other accounts'.
    */
-  private enqueueManifest(accountId: string, virtual: string): void {
+  private enqueueManifest(accountId: string, virtual: string, left?: PendingManifest): void {
+    // Noted on disk first (in the queue's order), so that a process killed before it is handled handles it at start.
+    const noted = left ? Promise.resolve(left) : this.pending.add(accountId, virtual);
     const tail = (this.manifests.get(accountId) ?? Promise.resolve())
-      .then(() => this.handleManifest(accountId, virtual))
+      .then(async () => {
+        const pending = await noted;
+        await this.handleManifest(accountId, virtual);
+        await this.pending.done(pending);
+      })
       .catch((err) => this.opts.logger?.error({ err, accountId, manifest: virtual }, "SFTP manifest failed"));
     this.manifests.set(accountId, tail);
     void tail.then(() => {

@@ -12,6 +12,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Accounts } from "../../pipeline/accounts.js";
 import { startTestServer, type TestServer } from "../../test-support/server.js";
+import { PendingManifests } from "./pending-manifests.js";
 import { hostKey, longname, SftpDropPoint } from "./server.js";
 
 const hasSftp = (() => {
@@ -420,6 +421,38 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
       upload.kill();
       relay.close();
       await quick.stop();
+    }
+  });
+
+  it("handles at start the manifests a killed process received and never handled, in their order", async () => {
+    // As a process killed with two manifests queued leaves them: the data files whole, the manifests noted.
+    const root = folder("default");
+    writeFileSync(path.join(root, "left1.csv"), "Email,Name\nleft1@x.io,Left One\n");
+    writeFileSync(path.join(root, "left1.csv.manifest"), JSON.stringify({ fileName: "left1.csv", kind: "profiles" }));
+    writeFileSync(
+      path.join(root, "left2.manifest"),
+      JSON.stringify({ fileName: "nothing-here.csv", kind: "profiles" }),
+    );
+    const pending = new PendingManifests(path.join(s.dir, "sftp", ".manifests"));
+    await pending.add("default", "left1.csv.manifest");
+    await pending.add("default", "left2.manifest");
+    const next = new SftpDropPoint({
+      store: s.server.store,
+      imports: s.server.imports.service,
+      dataDir: s.dir,
+      port: 0,
+      host: "127.0.0.1",
+    });
+    await next.start();
+    try {
+      const done = JSON.parse(await waitForFile(path.join(root, "left1.csv.result.json")));
+      expect(done).toMatchObject({ status: "done", rows: 1, processed: 1 });
+      const refused = JSON.parse(await waitForFile(path.join(root, "left2.manifest.result.json")));
+      expect(refused).toMatchObject({ status: "failed", error: { code: "MISSING_FILE" } });
+      expect((await s.api("GET", "/v1/profiles?email=left1%40x.io")).body.profiles).toHaveLength(1);
+      expect(await pending.left()).toEqual([]);
+    } finally {
+      await next.stop();
     }
   });
 
