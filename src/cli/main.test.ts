@@ -3,7 +3,7 @@
  * where the point is PostgreSQL's): which store the flags and the environment choose, refusing a store that does not
  * exist (only `serve` creates one), one-line errors naming the flag or variable at fault, and the commands' output.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -322,6 +322,20 @@ describe("operator commands on a store", () => {
   }, 60_000);
 
   const inStore = (...args: string[]) => run(...args, "--data-dir", dir);
+
+  it("backup: a store that opens with everything in it, readable by its owner only; never over a file", async () => {
+    const copy = path.join(tempDir(), "backup.db");
+    const made = await inStore("backup", copy);
+    expect(made.stderr).toBe("");
+    expect(made.stdout).toMatch(/^backup written to .*backup\.db \(\d+ bytes\)\n$/);
+    expect(statSync(copy).mode & 0o777).toBe(0o600);
+    const restoredDir = tempDir();
+    renameSync(copy, path.join(restoredDir, "portrait.db"));
+    const found = await run("find", "--identity", "u-42", "--data-dir", restoredDir);
+    expect(JSON.parse(found.stdout).profiles[0]).toMatchObject({ id: profileId, properties: { Plan: "pro" } });
+    const again = await inStore("backup", path.join(restoredDir, "portrait.db"));
+    expectOneLineError(again, /INVALID_VALUE: .*exists already/);
+  });
 
   it("find: one handle, MULTIPLE_HANDLES for two, MISSING_HANDLE for none", async () => {
     const found = await inStore("find", "--identity", "u-42");

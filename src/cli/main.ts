@@ -5,7 +5,7 @@
  * would have prevented (an account existed, so no first run).
  */
 
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { setFlagsFromString } from "node:v8";
@@ -117,6 +117,21 @@ export function buildCli(): Command {
         print(list, opts.json, () => list.map((a) => `${a.id}\t${a.name}`).join("\n"));
       });
     });
+
+  withStoreOptions(
+    program
+      .command("backup <file>")
+      .description("copy the SQLite store to <file>, consistent even while the server writes (PostgreSQL: pg_dump)"),
+  ).action(async (file: string, opts: StoreOptions) => {
+    await withStore(opts, async (store) => {
+      if (!store.backupTo) {
+        throw new CliError("UNSUPPORTED", "the store is PostgreSQL: back it up with pg_dump (docs/scaling.md)");
+      }
+      if (existsSync(file)) throw new CliError("INVALID_VALUE", `${file} exists already: name a new file`);
+      await store.backupTo(file);
+      console.log(`backup written to ${file} (${statSync(file).size} bytes)`);
+    });
+  });
 
   const keys = program.command("keys").description("manage API keys");
   withStoreOptions(keys.command("create").description("create a key (shown once)"))

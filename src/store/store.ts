@@ -349,6 +349,8 @@ export interface Store {
    * store there is nobody else to hear from. Resolves to a function that stops listening.
    */
   watchAccounts?(listener: (change: AccountChange) => void): Promise<() => Promise<void>>;
+  /** A consistent copy of the whole store in a new file (`portrait backup`): SQLite only; PostgreSQL has pg_dump. */
+  backupTo?(file: string): Promise<void>;
   /** The connection pool now (GET /metrics): PostgreSQL only, SQLite has no pool. */
   connections?(): { open: number; idle: number; waiting: number; max: number };
   insertDashboardUser(user: DashboardUserRow): Promise<void>;

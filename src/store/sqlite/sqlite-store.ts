@@ -18,6 +18,7 @@
  *   committed rows said (CommittedLookups, exact: forgotten on every write of them and on another connection's
  *   commit), and its addition skips the status check for a profile the transaction saw live.
  */
+import { chmodSync, existsSync, renameSync, rmSync } from "node:fs";
 import Database from "better-sqlite3";
 import type { ContextStatus } from "../../engine/activity.js";
 import type { AnyRecord } from "../../engine/records.js";
@@ -1526,6 +1527,23 @@ export class SqliteStore implements Store {
     } catch (error) {
       db.close();
       throw error;
+    }
+  }
+
+  /**
+   * A consistent copy of the whole store in `file` (which must not exist), taken while the server may be writing:
+   * `VACUUM INTO` reads one snapshot (WAL: writers go on) and writes it compacted. A plain file copy of a live store
+   * misses what is still in the WAL. Written aside, then renamed, readable by its owner only (people's data).
+   */
+  async backupTo(file: string): Promise<void> {
+    if (existsSync(file)) throw new Error(`${file} exists already: a backup never overwrites a file`);
+    const partial = `${file}.part-${process.pid}`;
+    try {
+      (this.readDb ?? this.db).prepare("VACUUM INTO ?").run(partial);
+      chmodSync(partial, 0o600);
+      renameSync(partial, file);
+    } finally {
+      rmSync(partial, { force: true });
     }
   }
 
