@@ -32,6 +32,7 @@ describe("fastify's and node's errors as the contract's", () => {
       error("sorry, too many clients already", "53300"),
       error("the database system is starting up", "57P03"),
       error("terminating connection due to administrator command", "57P01"),
+      error('database "portrait" does not exist', "3D000"),
       error("connect ECONNREFUSED 127.0.0.1:5432", "ECONNREFUSED"),
       error("Connection terminated unexpectedly"),
       error("timeout exceeded when trying to connect"),

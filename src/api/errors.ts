@@ -39,6 +39,7 @@ const STORE_UNAVAILABLE_CODES = new Set([
   "57P01", // admin_shutdown
   "57P02", // crash_shutdown
   "57P03", // cannot_connect_now
+  "3D000", // invalid_catalog_name: the database is gone (being restored, renamed): out of reach, nothing applied
   "08000", // connection_exception
   "08001",
   "08003",

@@ -365,6 +365,10 @@ describe.each(stores)("%s store", (store) => {
         code: "MULTIPLE_HANDLES",
       });
       expect(await refused("")).toMatchObject({ code: "MISSING_HANDLE" });
+      // A malformed profile id finds nobody, as a malformed identity value does.
+      for (const id of ["abc", "..%2Fetc", "A".repeat(32), "0".repeat(32)]) {
+        expect(await s.api("GET", `/v1/profiles?profileId=${id}`)).toEqual({ status: 200, body: { profiles: [] } });
+      }
     });
 
     it("names the path's id when a write names nobody, as reads do, and an empty id is no route", async () => {

@@ -10,6 +10,7 @@ import { loggableUrl } from "./request-log.js";
 
 const SECRET = "sk_test_request_log_0123456789abcdef";
 const closing: Array<() => Promise<void>> = [];
+const rawLines: string[] = [];
 
 afterEach(async () => {
   for (const close of closing.splice(0)) await close();
@@ -20,6 +21,7 @@ async function appLogging(level: string, slowRequestMs?: number) {
   const lines: Array<Record<string, unknown>> = [];
   const sink = new Writable({
     write(chunk, _encoding, done) {
+      rawLines.push(String(chunk));
       lines.push(JSON.parse(String(chunk)));
       done();
     },
@@ -52,6 +54,10 @@ describe("request logs", () => {
     expect(lines[1]).toMatchObject({ url: "/v1/account?key=[redacted]&x=1", status: 401 });
     expect(typeof lines[0]!.ms).toBe("number");
     expect(JSON.stringify(lines)).not.toContain(SECRET);
+    // One reqId per line (pino's child logger has it already): a repeated key reads differently in each parser.
+    const requestLines = rawLines.filter((raw) => raw.includes('"msg":"request"'));
+    expect(requestLines).toHaveLength(2);
+    for (const raw of requestLines) expect(raw.match(/"reqId"/g)).toHaveLength(1);
   });
 
   it("at info, log only requests slower than the threshold", async () => {
@@ -67,6 +73,11 @@ describe("request logs", () => {
     expect(loggableUrl("/v1/sdk/batch?key=pk_a")).toBe("/v1/sdk/batch?key=[redacted]");
     expect(loggableUrl("/x?a=1&KEY=sk_b&b=2")).toBe("/x?a=1&KEY=[redacted]&b=2");
     expect(loggableUrl("/x?monkey=1")).toBe("/x?monkey=1");
+    // The query parser reads these as `key` too.
+    expect(loggableUrl("/v1/account?k%65y=sk_c&x=1")).toBe("/v1/account?k%65y=[redacted]&x=1");
+    expect(loggableUrl("/x?%4B%45%59=pk_d")).toBe("/x?%4B%45%59=[redacted]");
+    expect(loggableUrl("/x?key")).toBe("/x?key=[redacted]");
+    expect(loggableUrl("/x?%zz=1")).toBe("/x?%zz=1");
     expect(loggableUrl("/x")).toBe("/x");
   });
 });

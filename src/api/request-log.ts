@@ -10,11 +10,30 @@ import fp from "fastify-plugin";
 /** A request slower than this is logged at info whatever the level allows for the others. */
 export const SLOW_MS = 1000;
 
-/** The URL as it may be logged: `key=` values redacted, the rest as sent. */
+/**
+ * The URL as it may be logged: the value of every parameter the server reads as `key` redacted, whatever its case
+ * or %-escapes (`k%65y` is `key` to the query parser), the rest as sent.
+ */
 export function loggableUrl(url: string): string {
   const q = url.indexOf("?");
   if (q < 0) return url;
-  return url.slice(0, q) + url.slice(q).replace(/([?&]key=)[^&#]*/gi, "$1[redacted]");
+  const params = url
+    .slice(q + 1)
+    .split("&")
+    .map((param) => {
+      const eq = param.indexOf("=");
+      const name = eq < 0 ? param : param.slice(0, eq);
+      return decodedName(name).toLowerCase() === "key" ? `${name}=[redacted]` : param;
+    });
+  return `${url.slice(0, q)}?${params.join("&")}`;
+}
+
+function decodedName(name: string): string {
+  try {
+    return decodeURIComponent(name.replaceAll("+", " "));
+  } catch {
+    return name;
+  }
 }
 
 export function requestLog(slowMs = SLOW_MS) {
@@ -30,7 +49,6 @@ export function requestLog(slowMs = SLOW_MS) {
         status: reply.statusCode,
         ms: Math.round(ms * 10) / 10,
         account: request.account?.id ?? null,
-        reqId: request.id,
       };
       if (slow) request.log.info(line, "slow request");
       else request.log.debug(line, "request");

@@ -160,6 +160,11 @@ describe("portrait import: the server", () => {
     expect(byUrl.code).toBe(0);
     const found = await server.api("GET", "/v1/profiles?email=env2%40x.io");
     expect(found.body.profiles).toHaveLength(1);
+    // A bad variable is named, not a --url nobody gave.
+    const badUrl = await cli.run(args(csv(3)), { PORTRAIT_URL: "localhost:1" });
+    expect(badUrl.stderr).toMatch(/^portrait: INVALID_VALUE: PORTRAIT_URL must be an http/);
+    const badPort = await cli.run(args(csv(4)), { PORTRAIT_PORT: "abc" });
+    expect(badPort.stderr).toMatch(/^portrait: INVALID_VALUE: PORTRAIT_PORT must be a port number/);
   });
 
   it("--url must be an http(s) URL", async () => {

@@ -130,7 +130,7 @@ export function defaultServerUrl(env: NodeJS.ProcessEnv): string {
 }
 
 /** --url as an http(s) URL without its trailing slashes; else a one-line error naming --url. */
-function serverUrl(raw: string): string {
+function serverUrl(raw: string, from = "--url"): string {
   let url: URL | null = null;
   try {
     url = new URL(raw);
@@ -138,7 +138,8 @@ function serverUrl(raw: string): string {
     // reported below
   }
   if (url === null || (url.protocol !== "http:" && url.protocol !== "https:") || url.hostname === "") {
-    throw new PortraitError("INVALID_VALUE", `--url must be an http:// or https:// URL, got ${JSON.stringify(raw)}`);
+    const what = from === "PORTRAIT_PORT" ? "PORTRAIT_PORT must be a port number, making" : `${from} must be`;
+    throw new PortraitError("INVALID_VALUE", `${what} an http:// or https:// URL, got ${JSON.stringify(raw)}`);
   }
   return raw.replace(/\/+$/, "");
 }
@@ -290,7 +291,7 @@ function answerOf(request: http.ClientRequest): Promise<{ status: number; text: 
 
 export async function runImportCommand(
   file: string,
-  opts: { kind: string; url: string; key?: string; format?: string; interval?: string },
+  opts: { kind: string; url: string; urlFrom?: string; key?: string; format?: string; interval?: string },
 ): Promise<number> {
   const progress = new Progress();
   try {
@@ -298,7 +299,9 @@ export async function runImportCommand(
   } catch (error) {
     progress.done();
     if (isConnectionError(error)) {
-      throw new Error(`cannot reach the server at ${opts.url} (${reasonOf(error)}); is it running? (--url)`);
+      throw new Error(
+        `cannot reach the server at ${opts.url} (${reasonOf(error)}); is it running? (${opts.urlFrom ?? "--url"})`,
+      );
     }
     throw error;
   }
@@ -306,10 +309,10 @@ export async function runImportCommand(
 
 async function importWithProgress(
   file: string,
-  opts: { kind: string; url: string; key?: string; format?: string; interval?: string },
+  opts: { kind: string; url: string; urlFrom?: string; key?: string; format?: string; interval?: string },
   progress: Progress,
 ): Promise<number> {
-  const base = serverUrl(opts.url);
+  const base = serverUrl(opts.url, opts.urlFrom);
   if (!existsSync(file)) throw new PortraitError("INVALID_VALUE", `no file ${file}`);
   if (!statSync(file).isFile()) throw new PortraitError("INVALID_VALUE", `${file} is not a file`);
   const format = formatFor(file, opts.format);
@@ -471,7 +474,15 @@ export function addImportCommands(
     .option("--key <key>", "a secret key of the account (default: $PORTRAIT_KEY)")
     .option("--format <format>", "csv or ndjson (default: from the file name)")
     .action(async (file: string, opts: { kind: string; url?: string; key?: string; format?: string }) => {
-      process.exitCode = await runImportCommand(file, { ...opts, url: opts.url ?? defaultServerUrl(process.env) });
+      const env = process.env;
+      const urlFrom = opts.url
+        ? "--url"
+        : env.PORTRAIT_URL
+          ? "PORTRAIT_URL"
+          : env.PORTRAIT_PORT
+            ? "PORTRAIT_PORT"
+            : "--url";
+      process.exitCode = await runImportCommand(file, { ...opts, url: opts.url ?? defaultServerUrl(env), urlFrom });
     });
 
   const storeOptions = (cmd: Command) =>

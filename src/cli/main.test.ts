@@ -335,6 +335,11 @@ describe("operator commands on a store", () => {
     expect(JSON.parse(found.stdout).profiles[0]).toMatchObject({ id: profileId, properties: { Plan: "pro" } });
     const again = await inStore("backup", path.join(restoredDir, "portrait.db"));
     expectOneLineError(again, /INVALID_VALUE: .*exists already/);
+    expectOneLineError(
+      await inStore("backup", path.join(restoredDir, "no-such-folder", "b.db")),
+      /folder .* does not exist/,
+    );
+    expectOneLineError(await inStore("backup", ""), /INVALID_VALUE: name the backup file/);
   });
 
   it("find: one handle, MULTIPLE_HANDLES for two, MISSING_HANDLE for none", async () => {

@@ -127,8 +127,18 @@ export function buildCli(): Command {
       if (!store.backupTo) {
         throw new CliError("UNSUPPORTED", "the store is PostgreSQL: back it up with pg_dump (docs/scaling.md)");
       }
+      if (file.trim() === "") throw new CliError("INVALID_VALUE", "name the backup file");
       if (existsSync(file)) throw new CliError("INVALID_VALUE", `${file} exists already: name a new file`);
-      await store.backupTo(file);
+      const folder = path.dirname(path.resolve(file));
+      if (!existsSync(folder)) throw new CliError("INVALID_VALUE", `the folder ${folder} does not exist`);
+      try {
+        await store.backupTo(file);
+      } catch (e) {
+        throw new CliError(
+          "BACKUP_FAILED",
+          `could not write ${file}: ${(e as Error).message.replace(/\S*\.part-\d+/g, "it")}`,
+        );
+      }
       console.log(`backup written to ${file} (${statSync(file).size} bytes)`);
     });
   });

@@ -100,7 +100,11 @@ function findQuery(query: Record<string, unknown>): FindQuery {
     if (q[param] !== undefined) return { kind: "identity", key, value: normaliseIdentityValue(key, q[param], param) };
   }
   if (q.deviceId !== undefined) return { kind: "device", deviceId: parseDeviceId(q.deviceId, "deviceId") };
-  if (q.profileId !== undefined) return { kind: "profile", profileId: profileId(q.profileId, "profileId") };
+  if (q.profileId !== undefined) {
+    // A malformed id finds nobody, like a malformed identity value (the route answers an empty list).
+    if (!PROFILE_ID.test(q.profileId)) throw new PortraitError("INVALID_IDENTITY", "not a profile id", "profileId");
+    return { kind: "profile", profileId: q.profileId };
+  }
   return { kind: "userAccount", ref: { compartmentId: q.compartmentId!, userAccountId: q.userAccountId! } };
 }
 
