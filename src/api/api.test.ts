@@ -383,6 +383,18 @@ describe.each(stores)("%s store", (store) => {
       ]);
       expect((await s.api("GET", `/v1/profiles/${id}/documents`)).body.nextCursor).toBeNull();
 
+      // Another person's documents are another list: their cursor is refused here.
+      const other = (
+        await s.api("POST", "/v1/ingest", { records: [{ type: "event", deviceId: "paged-b", name: "X" }] })
+      ).body.results[0].profileId;
+      for (const u of ["1", "2", "3"]) await s.api("PUT", `/v1/profiles/${other}/documents/b/${u}`, { n: 1 });
+      const theirs = (await s.api("GET", `/v1/profiles/${other}/documents?limit=1`)).body.nextCursor;
+      expect(theirs).not.toBeNull();
+      expect(await s.api("GET", `/v1/profiles/${id}/documents?cursor=${theirs}`)).toMatchObject({
+        status: 400,
+        body: { error: { field: "cursor" } },
+      });
+
       // A cursor of another list, or made up, is refused naming the field.
       for (const cursor of [keys.cursors[0], "bm90LWEtY3Vyc29y", "%%%"]) {
         const refused = await s.api("GET", `/v1/profiles/${id}/documents?cursor=${cursor}`);

@@ -160,6 +160,9 @@ describe("portrait import: the server", () => {
     expect(byUrl.code).toBe(0);
     const found = await server.api("GET", "/v1/profiles?email=env2%40x.io");
     expect(found.body.profiles).toHaveLength(1);
+    // The list names the file it came from.
+    const listed = (await server.api("GET", "/v1/imports?limit=1")).body.imports[0];
+    expect(listed).toMatchObject({ source: "api", fileName: "env-2.csv" });
     // A bad variable is named, not a --url nobody gave.
     const badUrl = await cli.run(args(csv(3)), { PORTRAIT_URL: "localhost:1" });
     expect(badUrl.stderr).toMatch(/^portrait: INVALID_VALUE: PORTRAIT_URL must be an http/);

@@ -335,7 +335,7 @@ async function importWithProgress(
   // Upload, streamed: the file is never held in memory.
   const started = Date.now();
   const res = await postFile(
-    `${base}/v1/imports?kind=${encodeURIComponent(opts.kind)}`,
+    `${base}/v1/imports?kind=${encodeURIComponent(opts.kind)}&fileName=${encodeURIComponent(name)}`,
     {
       ...headers,
       "content-type": format === "csv" ? "text/csv" : "application/x-ndjson",

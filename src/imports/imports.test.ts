@@ -399,6 +399,25 @@ describe.each(stores)("%s store", (store) => {
   });
 
   describe("uploads", () => {
+    it("keeps a raw upload's ?fileName= for the list, and refuses one it cannot keep", async () => {
+      const url = (q: string) => `${s.url}/v1/imports?kind=profiles&${q}`;
+      const post = (q: string) =>
+        fetch(url(q), {
+          method: "POST",
+          headers: { authorization: `Bearer ${SECRET}`, "content-type": "text/csv" },
+          body: "Email\nnamed@x.io\n",
+        });
+      const named = await post("fileName=crm%20export.csv");
+      expect(named.status).toBe(202);
+      const id = ((await named.json()) as { id: string }).id;
+      expect((await s.api("GET", `/v1/imports/${id}`)).body).toMatchObject({ fileName: "crm export.csv" });
+      for (const bad of [`fileName=${"x".repeat(256)}`, "fileName=a%00b", "fileName=a&fileName=b"]) {
+        const refused = await post(bad);
+        expect(refused.status, bad).toBe(400);
+        expect(((await refused.json()) as { error: { field: string } }).error.field).toBe("fileName");
+      }
+    });
+
     it("accepts a multipart field named file", async () => {
       const form = new FormData();
       form.append("file", new Blob(["Email,Name\nmp@x.io,Multi\n"], { type: "text/csv" }), "people.csv");

@@ -62,10 +62,11 @@ describe("pageOfList", () => {
       { limit: 1 },
       "others",
     ).nextCursor;
-    for (const cursor of [other, "garbage", Buffer.from('["things", 3]').toString("base64url"), 42]) {
+    const madeUp = Buffer.from('["things","x","y","z"]').toString("base64url");
+    for (const cursor of [other, "garbage", Buffer.from('["things", 3]').toString("base64url"), 42, madeUp]) {
       let refused: unknown = null;
       try {
-        pageOfList([], keyOf, { cursor }, "things");
+        pageOfList([["a", "1"]], keyOf, { cursor }, "things");
       } catch (e) {
         refused = e;
       }

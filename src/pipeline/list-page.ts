@@ -39,6 +39,9 @@ export function pageOfList<T>(
 ): ListPage<T> {
   const limit = pageLimit(query.limit);
   const after = decodeListCursor(query.cursor, list);
+  // A key of another shape is no cursor this list gave (a made-up one would page from anywhere).
+  const sample = items[0];
+  if (after !== null && sample !== undefined && after.length !== keyOf(sample).length) throw notACursor();
   const keyed = items.map((item) => ({ item, key: keyOf(item) }));
   keyed.sort((a, b) => compareKeys(a.key, b.key));
   const start = after === null ? 0 : keyed.findIndex((k) => compareKeys(k.key, after) > 0);
@@ -80,9 +83,13 @@ function decodeListCursor(raw: unknown, list: string): string[] | null {
     parts[0] !== list ||
     !parts.every((p): p is string => typeof p === "string")
   ) {
-    throw new PortraitError("INVALID_VALUE", "cursor is not one this list returned", "cursor");
+    throw notACursor();
   }
   return parts.slice(1);
+}
+
+function notACursor(): PortraitError {
+  return new PortraitError("INVALID_VALUE", "cursor is not one this list returned", "cursor");
 }
 
 /** A creation time (epoch ms) as text that sorts in time order, for keys ordered oldest first. */

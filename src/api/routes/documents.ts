@@ -118,7 +118,9 @@ export function documentRoutes({ portrait }: AppDeps) {
       },
       async (request) => {
         const documents = await portrait.listDocuments(request.account, profileId(request.params.id));
-        const page = pageOfList(documents, (d) => [d.compartmentId, d.userAccountId], request.query, "documents");
+        // The list is the person's: a cursor of another person's documents is another list's.
+        const list = `documents:${documents[0]?.profileId ?? request.params.id}`;
+        const page = pageOfList(documents, (d) => [d.compartmentId, d.userAccountId], request.query, list);
         return { documents: page.items.map(documentView), nextCursor: page.nextCursor };
       },
     );

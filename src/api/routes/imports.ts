@@ -9,6 +9,7 @@ import type { Readable } from "node:stream";
 import multipart from "@fastify/multipart";
 import type { FastifyInstance } from "fastify";
 import { PortraitError } from "../../engine/errors.js";
+import { assertStorableText } from "../../engine/text.js";
 import { charsetOf, charsetParam } from "../../imports/charset.js";
 import { importView } from "../../imports/runner.js";
 import { formatFor, type ImportService, parseKind } from "../../imports/service.js";
@@ -39,7 +40,7 @@ export function importRoutes({ imports }: AppDeps & { imports: ImportService }, 
     // Any other type reaches the handler unread, which answers 415 naming what it takes.
     app.addContentTypeParser("*", passStream);
 
-    app.post<{ Querystring: { kind?: string; charset?: string } }>(
+    app.post<{ Querystring: { kind?: string; charset?: string; fileName?: string } }>(
       "/v1/imports",
       {
         config: { longBody: true },
@@ -56,6 +57,11 @@ export function importRoutes({ imports }: AppDeps & { imports: ImportService }, 
                 type: "string",
                 description:
                   "The file's charset when it is not UTF-8 (windows-1252, iso-8859-1, utf-16le…); a Content-Type charset parameter says the same",
+              },
+              fileName: {
+                type: "string",
+                maxLength: 255,
+                description: "The file's name, shown in GET /v1/imports (a multipart part's own name wins)",
               },
             },
           },
@@ -118,6 +124,7 @@ export function importRoutes({ imports }: AppDeps & { imports: ImportService }, 
         } else {
           body = request.body as Readable;
           contentType = request.headers["content-type"];
+          fileName = uploadName(request.query.fileName);
         }
         let row: Awaited<ReturnType<ImportService["create"]>>;
         try {
@@ -192,4 +199,14 @@ export function importRoutes({ imports }: AppDeps & { imports: ImportService }, 
       },
     );
   };
+}
+
+/** `?fileName=` of a raw upload: a name to show, 1-255 characters of storable text, else refused naming it. */
+function uploadName(raw: unknown): string | null {
+  if (raw === undefined || raw === "") return null;
+  if (typeof raw !== "string" || raw.length > 255) {
+    throw new PortraitError("INVALID_VALUE", "fileName must be given once, at most 255 characters", "fileName");
+  }
+  assertStorableText({ fileName: raw });
+  return raw;
 }
