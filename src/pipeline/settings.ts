@@ -1,4 +1,5 @@
 /** Identity index maintenance when identity settings change (SEMANTICS §11 Settings changes). */
+import { setImmediate as nextTurn } from "node:timers/promises";
 import { PortraitError } from "../engine/errors.js";
 import { limitFor, removeIdentityKey, trim } from "../engine/identity/identities.js";
 import type { AccountSettings, IdentityKey, ProfileState } from "../engine/types.js";
@@ -58,5 +59,9 @@ async function forEachProfile(uow: UnitOfWork, fn: (state: ProfileState) => Prom
     if (ids.length < PAGE) return;
     after = ids[ids.length - 1] as string;
     await uow.flush();
+    // A page at a time, let the server answer what arrived meanwhile: on SQLite every await above settles at once, so
+    // a change touching 300k profiles held the event loop for minutes, /healthz and reads included (writes still wait
+    // for this transaction, as they must).
+    await nextTurn();
   }
 }
