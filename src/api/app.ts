@@ -83,6 +83,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Request logs would cost more than the requests at ingest rates; metrics carry latency instead.
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
+    // Requests node's HTTP parser refuses (headers or URL over 16 KB, broken framing) answer in the contract's error
+    // shape too, not fastify's: a client reading `error.code` finds one.
+    clientErrorHandler: answerClientError,
     forceCloseConnections: "idle",
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     // A URL the router cannot read answers in the contract's error shape, not fastify's.
@@ -178,4 +181,26 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     async () => app.swagger(),
   );
   return app;
+}
+
+/** What node's HTTP parser refused, answered in the error shape (a raw response: there is no request to reply to). */
+function answerClientError(error: NodeJS.ErrnoException, socket: import("node:net").Socket): void {
+  if (!socket.writable) return;
+  const tooLarge = error.code === "HPE_HEADER_OVERFLOW";
+  const status = tooLarge ? 431 : 400;
+  const body = JSON.stringify(
+    errorBody(
+      new PortraitError(
+        tooLarge ? "HEADERS_TOO_LARGE" : "INVALID_REQUEST",
+        tooLarge
+          ? "the request's headers and URL are over 16 KB together: send long values (cursors, conditions) in a body"
+          : "the request could not be read as HTTP",
+      ),
+    ),
+  );
+  socket.end(
+    `HTTP/1.1 ${status} ${tooLarge ? "Request Header Fields Too Large" : "Bad Request"}\r\n` +
+      `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `Connection: close\r\n\r\n${body}`,
+  );
 }

@@ -391,6 +391,16 @@ describe.each(stores)("%s store", (store) => {
       }
     });
 
+    it("answers a request whose headers and URL are over 16 KB in the error shape", async () => {
+      const res = await fetch(`${s.url}/v1/keys?cursor=${"x".repeat(27_000)}`, {
+        headers: { authorization: `Bearer ${SECRET}` },
+      });
+      expect(res.status).toBe(431);
+      expect(await res.json()).toMatchObject({
+        error: { code: "HEADERS_TOO_LARGE", message: expect.stringMatching(/16 KB/) },
+      });
+    });
+
     it("reads a page size written in decimal digits only, and a number in a JSON body", async () => {
       for (const limit of ["0x10", "1e2", "%202", "2.0", "+2"]) {
         for (const path of [`/v1/profiles/${known}/events`, "/v1/segments", "/v1/imports", "/v1/keys"]) {
