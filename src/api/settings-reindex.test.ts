@@ -53,4 +53,39 @@ describe("a settings change over many profiles", () => {
     expect((await s.api("GET", "/v1/profiles?email=new%40x.io")).body.profiles).toHaveLength(1);
     expect((await s.api("GET", "/v1/profiles?email=old-0-0%40x.io")).body.profiles).toHaveLength(0);
   }, 60_000);
+
+  it("trims only what is over the new limit, and identity keys added or removed take effect", async () => {
+    const other = await s.api("POST", "/v1/ingest", {
+      records: [
+        { type: "profile", identity: { Identity: "keep-1" }, ts: 1732000000, properties: { Email: "k1@x.io" } },
+        { type: "profile", identity: { Identity: "trim-1" }, ts: 1732000000, properties: { Email: "t-old@x.io" } },
+        { type: "profile", identity: { Identity: "phone-1" }, ts: 1732000000, properties: { Phone: "+33612345678" } },
+      ],
+    });
+    expect(other.body.status).toBe("success");
+    expect((await s.api("PATCH", "/v1/account/settings", { identityLimits: { Email: 2 } })).status).toBe(200);
+    await s.api("POST", "/v1/ingest", {
+      records: [
+        { type: "profile", identity: { Identity: "trim-1" }, ts: 1732000100, properties: { Email: "t-new@x.io" } },
+      ],
+    });
+    const find = async (q: string) => (await s.api("GET", `/v1/profiles?${q}`)).body.profiles;
+    const kept = (await find("identity=keep-1"))[0];
+    expect((await find("email=t-old%40x.io")).length).toBe(1);
+    expect((await s.api("PATCH", "/v1/account/settings", { identityLimits: { Email: 1 } })).status).toBe(200);
+    expect(await find("email=t-old%40x.io")).toEqual([]);
+    expect((await find("email=t-new%40x.io"))[0].properties.Identity).toBe("trim-1");
+    // A profile under the limit is as it was.
+    expect((await find("identity=keep-1"))[0].system.updatedAt).toBe(kept.system.updatedAt);
+
+    const keys = (identityKeys: string[]) => s.api("PATCH", "/v1/account/settings", { identityKeys });
+    expect((await keys(["Identity", "Email", "Phone"])).status).toBe(200);
+    expect((await find("phone=%2B33612345678"))[0].properties.Identity).toBe("phone-1");
+    expect((await keys(["Identity", "Email"])).status).toBe(200);
+    expect((await s.api("GET", "/v1/profiles?identity=phone-1")).body.profiles[0].properties.Phone).toBe(
+      "+33612345678",
+    );
+    expect((await keys(["Identity", "Email", "Phone"])).status).toBe(200);
+    expect((await find("phone=%2B33612345678")).length).toBe(1);
+  }, 60_000);
 });

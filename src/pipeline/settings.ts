@@ -23,12 +23,18 @@ export async function reindexIdentities(
   for (const key of removed) await tx.releaseIdentityKey(accountId, key);
   const duplicates: string[] = [];
   await forEachProfile(uow, async (state) => {
+    // Only a profile whose identities change is written again: rewriting every row (and its segment index) of a
+    // 300k-profile account for a limit that only a few exceed took minutes.
     let next: ProfileState = state;
-    for (const key of removed) next = { ...next, identities: removeIdentityKey(next.identities, key).identities };
+    for (const key of removed) {
+      if (next.identities[key] !== undefined) {
+        next = { ...next, identities: removeIdentityKey(next.identities, key).identities };
+      }
+    }
     if (lowered.length > 0) {
       const change = trim(next.identities, next.identities, lowered, after.identityLimits);
       for (const { key, value } of change.released) await tx.releaseIdentity(accountId, key, value, state.id);
-      next = { ...next, identities: change.identities };
+      if (change.released.length > 0) next = { ...next, identities: change.identities };
     }
     for (const key of added) {
       const entry = next.props[key];
