@@ -92,7 +92,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const metrics = createMetrics({
     waitingRecords: () => portrait.waitingRecords(),
     unfinishedImports: () => store.imports.listUnfinished(),
-    ...(store.connections && { connections: () => store.connections!() }),
+    ...(store.connections && { connections: store.connections.bind(store) }),
   });
   const imports = createImports(portrait, config, logger, metrics.imports);
   let started = false;

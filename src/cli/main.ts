@@ -134,10 +134,7 @@ export function buildCli(): Command {
       try {
         await store.backupTo(file);
       } catch (e) {
-        throw new CliError(
-          "BACKUP_FAILED",
-          `could not write ${file}: ${(e as Error).message.replace(/\S*\.part-\d+/g, "it")}`,
-        );
+        throw new CliError("BACKUP_FAILED", (e as Error).message);
       }
       console.log(`backup written to ${file} (${statSync(file).size} bytes)`);
     });

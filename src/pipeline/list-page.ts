@@ -92,7 +92,12 @@ function notACursor(): PortraitError {
   return new PortraitError("INVALID_VALUE", "cursor is not one this list returned", "cursor");
 }
 
-/** A creation time (epoch ms) as text that sorts in time order, for keys ordered oldest first. */
-export function createdOrder(createdAt: number): string {
-  return String(createdAt).padStart(16, "0");
+/** Rows of a list kept oldest first (an account's keys): paged by creation time, then id. */
+export function pageByCreation<T extends { createdAt: number; id: string }>(
+  rows: readonly T[],
+  query: { cursor?: unknown; limit?: unknown },
+  list: string,
+): ListPage<T> {
+  // The time as text that sorts in time order.
+  return pageOfList(rows, (r) => [String(r.createdAt).padStart(16, "0"), r.id], query, list);
 }

@@ -445,18 +445,18 @@ export class Portrait {
     const members = await this.transactRead(account, profile.id);
     const orphans = await r.listOrphans(account.id, profile.id);
     const events = await this.allEvents(account, [profile.id, ...orphans]);
+    const now = this.clock.now();
     const orphanViews: ProfileView[] = [];
-    for (const id of orphans) {
-      const card = await r.getProfileCard(account.id, { profileId: id });
-      if (card) orphanViews.push(profileView(account, card, this.clock.now()));
-    }
     // SEMANTICS §10: the orphans' documents go with the person on delete, so they are the person's data.
     const orphanDocuments: Array<{ profileId: string; documents: Array<Record<string, JsonValue>> }> = [];
     const orphanStates: Array<{ profileId: string; propertyStates: ReturnType<typeof propertyStatesView> }> = [];
     for (const id of orphans) {
+      const card = await r.getProfileCard(account.id, { profileId: id });
+      if (card) {
+        orphanViews.push(profileView(account, card, now));
+        orphanStates.push({ profileId: id, propertyStates: propertyStatesView(card.state) });
+      }
       orphanDocuments.push({ profileId: id, documents: (await r.listDocuments(account.id, id)).map(documentView) });
-      const orphan = await r.getProfile(account.id, id);
-      if (orphan) orphanStates.push({ profileId: id, propertyStates: propertyStatesView(orphan) });
     }
     const tombstones = members.filter((id) => id !== profile.id && !orphans.includes(id));
     // A tombstone's own merges are the person's history too (B into A, then A into C: C's export shows both).
@@ -477,9 +477,8 @@ export class Portrait {
         for (const m of undoable) journals.set(m.id, await tx.listJournal(account.id, m.id));
       });
     }
-    const now = this.clock.now();
     return {
-      exportedAt: iso(this.clock.now()),
+      exportedAt: iso(now),
       profile,
       documents: (await r.listDocuments(account.id, profile.id)).map(documentView),
       devices: await r.listDevices(account.id, profile.id),

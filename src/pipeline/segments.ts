@@ -8,7 +8,6 @@
  * path of the `inSegment` that leads there). Saved segments keep their `where` as sent and are parsed again on every
  * read, so they always see the current registry and timezone.
  */
-
 import { PortraitError } from "../engine/errors.js";
 import { isPlainObject } from "../engine/parse-record.js";
 import { ageFromDob, profileType } from "../engine/profile.js";
@@ -47,8 +46,6 @@ function invalid(message: string, field: string): PortraitError {
 function view(s: SavedSegment): SegmentView {
   return { id: s.id, name: s.name, where: s.where, createdAt: new Date(s.createdAt).toISOString() };
 }
-
-/** `limit` of a page: a whole number 1-1000, 50 when absent (strings from a query string are read as numbers). */
 
 function encodeCursor(text: string): string {
   return Buffer.from(text).toString("base64url");

@@ -4,7 +4,7 @@ import { PortraitError } from "../../engine/errors.js";
 import { isPlainObject } from "../../engine/parse-record.js";
 import { assertStorableText } from "../../engine/text.js";
 import { apiKeyView } from "../../pipeline/accounts.js";
-import { createdOrder, pageOfList } from "../../pipeline/list-page.js";
+import { pageByCreation } from "../../pipeline/list-page.js";
 import type { AppDeps } from "../app.js";
 import { json, pageQuery, refusals } from "../openapi/responses.js";
 import { ref } from "../openapi/schemas.js";
@@ -27,7 +27,7 @@ export function keyRoutes({ accounts, portrait }: AppDeps) {
       },
       async (request) => {
         const keys = await portrait.store.listApiKeys(request.account.id);
-        const page = pageOfList(keys, (k) => [createdOrder(k.createdAt), k.id], request.query, "keys");
+        const page = pageByCreation(keys, request.query, "keys");
         return { keys: page.items.map(apiKeyView), nextCursor: page.nextCursor };
       },
     );

@@ -4,7 +4,7 @@ import { PortraitError } from "../../engine/errors.js";
 import { isPlainObject } from "../../engine/parse-record.js";
 import { assertStorableText } from "../../engine/text.js";
 import { addSftpKey, removeSftpKey, sftpKeyView } from "../../imports/sftp/keys.js";
-import { createdOrder, pageOfList } from "../../pipeline/list-page.js";
+import { pageByCreation } from "../../pipeline/list-page.js";
 import type { AppDeps } from "../app.js";
 import { json, pageQuery, refusals } from "../openapi/responses.js";
 import { ref } from "../openapi/schemas.js";
@@ -48,7 +48,7 @@ export function sftpKeyRoutes({ portrait }: AppDeps) {
       },
       async (request) => {
         const keys = await store.listSftpKeys(request.account.id);
-        const page = pageOfList(keys, (k) => [createdOrder(k.createdAt), k.id], request.query, "sftp-keys");
+        const page = pageByCreation(keys, request.query, "sftp-keys");
         return { keys: page.items.map(sftpKeyView), nextCursor: page.nextCursor };
       },
     );

@@ -1542,6 +1542,9 @@ export class SqliteStore implements Store {
       (this.readDb ?? this.db).prepare("VACUUM INTO ?").run(partial);
       chmodSync(partial, 0o600);
       renameSync(partial, file);
+    } catch (e) {
+      // The file written aside is ours, not the caller's: a failure names the file asked for.
+      throw new Error(`could not write ${file}: ${(e as Error).message.replaceAll(partial, file)}`);
     } finally {
       rmSync(partial, { force: true });
     }
