@@ -38,7 +38,9 @@ export async function applyProperties(
   const kept: PropertyOp[] = [];
 
   for (const op of ops) {
-    if (op.kind !== "set" || !isIdentityKey(op.key)) {
+    // A value older than the key's `$delete` is ignored like any older set (SEMANTICS §4): it claims nothing, merges
+    // nobody, and is not held as an identity.
+    if (op.kind !== "set" || !isIdentityKey(op.key) || deletedAfter(state, op.key, ts)) {
       kept.push(op);
       continue;
     }
@@ -86,7 +88,10 @@ export async function applyProperties(
   // Identity values follow their property: a value is held while it is among the newest `limit` by ts.
   let identities: IdentityChange = { identities: state.identities, released: [], added: [] };
   const additions = kept
-    .filter((op): op is Extract<PropertyOp, { kind: "set" }> => op.kind === "set" && isIdentityKey(op.key))
+    .filter(
+      (op): op is Extract<PropertyOp, { kind: "set" }> =>
+        op.kind === "set" && isIdentityKey(op.key) && !deletedAfter(state, op.key, ts),
+    )
     .map((op) => ({ key: op.key as IdentityKey, value: op.value as string, ts }));
   if (additions.length > 0) identities = addIdentityValues(state.identities, additions, identityLimits);
   for (const op of kept) {
@@ -123,4 +128,10 @@ export async function applyProperties(
     state: { ...state, props, identities: identities.identities, updatedAt: scope.now, timezoneFromContext },
     unapplied,
   };
+}
+
+/** Whether the key's newest write is a `$delete` newer than `ts`, whose tombstone an older set must not get past. */
+function deletedAfter(state: ProfileState, key: string, ts: number): boolean {
+  const entry = Object.hasOwn(state.props, key) ? state.props[key] : undefined;
+  return entry !== undefined && entry.v === undefined && entry.ts > ts;
 }

@@ -195,4 +195,41 @@ describe.each(stores)("%s store", (store) => {
       expect(p?.devices).toHaveLength(20);
     });
   });
+
+  describe("an identity key's $delete (SEMANTICS §4 ordering)", () => {
+    const push = (properties: Record<string, unknown>, at: number) => ({
+      type: "profile",
+      identity: { Identity: "del-1" },
+      ts: ts(at),
+      properties,
+    });
+    const byEmail = (value: string) => h.portrait.findProfiles(h.account, { kind: "identity", key: "Email", value });
+
+    it("keeps out an Email older than the delete, through a profile push or a login", async () => {
+      await h.ingest(push({ Email: "first@x.io" }, 10), login("dd-1", { Identity: "del-1" }, { ts: ts(11) }));
+      await h.ingest(push({ Email: { $delete: true } }, 30));
+      const late = await h.ingest(
+        push({ Email: "older@x.io" }, 20),
+        login("dd-1", { Identity: "del-1", Email: "older-login@x.io" }, { ts: ts(25) }),
+      );
+      expect(late.results.map((r) => r.outcome)).toEqual(["updated", "appended"]);
+      const [p] = await h.portrait.findProfiles(h.account, { kind: "identity", key: "Identity", value: "del-1" });
+      expect(p?.identities).toEqual({ Identity: "del-1" });
+      expect(p?.properties.Email).toBeUndefined();
+      expect(await byEmail("older@x.io")).toEqual([]);
+      expect(await byEmail("older-login@x.io")).toEqual([]);
+      // Another person may take the value the delete kept out.
+      const other = await h.ingest(login("dd-2", { Email: "older@x.io" }, { ts: ts(40) }));
+      expect(other.results[0]?.outcome).toBe("identified");
+      expect((await byEmail("older@x.io"))[0]?.id).toBe(other.results[0]?.profileId);
+    });
+
+    it("lets an Email newer than the delete in", async () => {
+      await h.ingest(push({ Email: "first@x.io" }, 10));
+      await h.ingest(push({ Email: { $delete: true } }, 30), push({ Email: "newer@x.io" }, 31));
+      const [p] = await byEmail("newer@x.io");
+      expect(p?.identities).toEqual({ Identity: "del-1", Email: "newer@x.io" });
+      expect(p?.properties.Email).toBe("newer@x.io");
+    });
+  });
 });
