@@ -191,9 +191,13 @@ describe("$setOnce", () => {
     expect(apply(props, [setOnce("First", "ios")], 1).props.First).toBe(props.First);
   });
 
-  it("applies to a tombstone, even an older record, and takes its ts", () => {
+  it("applies to a tombstone, even an older record, keeping the newer of the two ts", () => {
     const props: Props = { First: { ts: 300 } };
-    expect(apply(props, [setOnce("First", "ios")], 100).props.First).toEqual({ v: "ios", t: "string", ts: 100 });
+    const revived = apply(props, [setOnce("First", "ios")], 100).props;
+    expect(revived.First).toEqual({ v: "ios", t: "string", ts: 300 });
+    // A set older than the delete stays out, as it would have without the $setOnce.
+    expect(apply(revived, [set("First", "stale")], 200).props.First?.v).toBe("ios");
+    expect(apply(props, [setOnce("First", "ios")], 400).props.First).toEqual({ v: "ios", t: "string", ts: 400 });
   });
 
   it("clears the counter mark of a revived key", () => {

@@ -29,7 +29,7 @@ export interface AppliedOps {
  * Applies one record's operations (in order) at record time `ts` (epoch ms). SEMANTICS §4 "Ordering":
  * - set / `$set` / `$delete` apply iff `ts` ≥ the stored ts (a tie: this later arrival wins); `$delete` leaves a
  *   tombstone `{ts}`, also for a key that never existed, so an older set arriving later stays ignored;
- * - `$setOnce` applies iff the key has no value (absent or tombstone), and then takes `ts`;
+ * - `$setOnce` applies iff the key has no value (absent or tombstone), and then takes `ts` (a tombstone's ts when newer);
  * - `$incr`/`$decr`/`$add`/`$remove` always apply and keep the stored ts (a key they create gets `ts`, a key they
  *   revive from a tombstone keeps the tombstone's ts);
  * - every value is type-checked against the registered type (or the one an earlier op of this set registered),
@@ -59,7 +59,8 @@ function applyOne(out: Record<string, PropertyEntry>, op: PropertyOp, ts: number
       registry.check(key, op.type, op.value);
       if (op.type === "object") registry.checkLeaves(key, op.value as { [key: string]: JsonValue });
       const applies = op.kind === "set" ? cur === undefined || ts >= cur.ts : cur?.v === undefined;
-      if (applies) out[key] = valueEntry(op.value, op.type, ts);
+      // `$setOnce` on a tombstone keeps the delete's ts when that is newer: a set older than the delete must stay out.
+      if (applies) out[key] = valueEntry(op.value, op.type, op.kind === "setOnce" ? Math.max(ts, cur?.ts ?? ts) : ts);
       return;
     }
     case "setMulti":
