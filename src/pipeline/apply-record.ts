@@ -58,13 +58,7 @@ function dispatch(scope: RecordScope, record: AnyRecord): Promise<RecordResult> 
 /** System events are counted events of their profile; then every touched profile's open merge journals the record. */
 async function finishRecord(scope: RecordScope, record: AnyRecord): Promise<void> {
   const { uow } = scope;
-  if (scope.systemEvents.length > 0) {
-    await uow.tx.insertEvents(uow.accountId, scope.systemEvents);
-    for (const e of scope.systemEvents) {
-      const state = await uow.load(e.profileId);
-      if (state) uow.put(countEvent(state, e.name, 0));
-    }
-  }
+  await scope.writeSystemEvents();
   const journals = new Set<string>();
   for (const id of scope.touched) {
     const state = await uow.load(id);
@@ -117,7 +111,9 @@ async function applyProfile(scope: RecordScope, record: ProfileRecord): Promise<
   const mode = scope.uow.account.settings.mergePolicy === "merge" ? "merge" : "reject";
   const { state } = await underProperties(applyProperties(scope, target, record.properties, record.ts, mode));
   touch(scope, applyActivity(state, record.ts, record.context));
-  return { profileId: state.id, outcome: created ? "created" : "updated" };
+  // A profile created here and then merged into the owner of one of its values (mergePolicy merge) is no more: the
+  // record updated that owner.
+  return { profileId: state.id, outcome: created && state.id === target.id ? "created" : "updated" };
 }
 
 /** SEMANTICS §3 Login and §11 "Login, exactly". */

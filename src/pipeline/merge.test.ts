@@ -83,6 +83,37 @@ describe.each(stores)("%s store", (store) => {
       const timeline = await h.portrait.timeline(h.account, a, { limit: 50 });
       expect(timeline.events.map((e) => e.name)).toContain("Profile Merged");
     });
+
+    it("mergePolicy merge through an unknown identity handle: the new value's Identity Set moves with it, and undo brings both back", async () => {
+      await h.settings({ mergePolicy: "merge" });
+      const a = await person("a", { Email: "a@x.io" });
+      const r = await h.ingest({
+        type: "profile",
+        identity: { Identity: "u-new" },
+        properties: { Email: "a@x.io" },
+        ts: ts(3),
+      });
+      // The profile the handle created is merged away at once: the record updated the owner.
+      expect(r.results[0]).toMatchObject({ profileId: a, outcome: "updated" });
+      const merged = await h.portrait.requireProfile(h.account, a);
+      expect(merged.identities).toEqual({ Identity: "u-new", Email: "a@x.io" });
+      const setEvents = async (id: string) =>
+        (await h.portrait.timeline(h.account, id, { limit: 50 })).events
+          .filter((e) => e.name === "Identity Set")
+          .map((e) => e.properties.Value);
+      expect((await setEvents(a)).sort()).toEqual(["a@x.io", "u-new"]);
+      // Counted like every system event: the login's Identity Set, the handle's, Profile Merged.
+      expect(merged.stats.events).toBe(3);
+
+      const mergedEvent = (await h.portrait.timeline(h.account, a, { limit: 50 })).events.find(
+        (e) => e.name === "Profile Merged",
+      );
+      const undone = await h.portrait.undoMerge(h.account, mergedEvent?.properties["Merge ID"] as string);
+      const source = undone.source.id;
+      expect(await setEvents(a)).toEqual(["a@x.io"]);
+      expect(await setEvents(source)).toEqual(["u-new"]);
+      expect((await h.portrait.requireProfile(h.account, source)).identities).toEqual({ Identity: "u-new" });
+    });
   });
 
   describe("explicit merge and undo", () => {

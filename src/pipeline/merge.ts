@@ -28,6 +28,7 @@ export async function snapshotOf(uow: UnitOfWork, state: ProfileState): Promise<
 export async function mergeProfiles(scope: RecordScope, targetId: string, sourceId: string): Promise<MergeResult> {
   const { uow } = scope;
   const { tx, accountId } = uow;
+  await scope.writeSystemEvents();
   await uow.flush();
   const target = await uow.load(targetId);
   const source = await uow.load(sourceId);

@@ -332,10 +332,7 @@ export class Portrait {
       if (!target) throw new PortraitError("UNKNOWN_PROFILE", `targetId ${targetId} is not a profile`, "targetId");
       if (!source) throw new PortraitError("UNKNOWN_PROFILE", `sourceId ${sourceId} is not a profile`, "sourceId");
       const result = await mergeProfiles(scope, target.id, source.id);
-      await uow.tx.insertEvents(uow.accountId, scope.systemEvents);
-      const merged = await uow.load(target.id);
-      if (merged)
-        uow.put({ ...merged, stats: { ...merged.stats, events: merged.stats.events + scope.systemEvents.length } });
+      await scope.writeSystemEvents();
       return result.mergeId;
     });
     const merge = await this.store.reader.getMerge(account.id, mergeId);

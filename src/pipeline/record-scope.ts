@@ -2,6 +2,7 @@
  * What applying one record needs besides the record: the transaction's working set, time and ids, and the
  * bookkeeping that is written once the record succeeds (system events, journals).
  */
+import { countEvent } from "../engine/activity.js";
 import type { IdentityKey, NewEvent } from "../engine/types.js";
 import type { IdSource } from "./clock.js";
 import type { UnitOfWork } from "./unit-of-work.js";
@@ -53,6 +54,21 @@ export class RecordScope {
       deviceId: origin.deviceId,
       platform: origin.platform,
     });
+  }
+
+  /**
+   * Writes the system events noted so far, each counted on its profile: at the end of the record, and before a merge
+   * it causes, so that the source's events (its Identity Set, say) move to the target with the rest and an undo
+   * brings them back.
+   */
+  async writeSystemEvents(): Promise<void> {
+    if (this.systemEvents.length === 0) return;
+    const events = this.systemEvents.splice(0);
+    await this.uow.tx.insertEvents(this.uow.accountId, events);
+    for (const e of events) {
+      const state = await this.uow.load(e.profileId);
+      if (state) this.uow.put(countEvent(state, e.name, 0));
+    }
   }
 
   identitySet(profileId: string, key: IdentityKey, value: string, ts: number): void {
