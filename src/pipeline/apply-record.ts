@@ -140,7 +140,11 @@ async function applyLogin(scope: RecordScope, record: LoginRecord): Promise<Reco
 
   const device = await uow.tx.findDevice(uow.accountId, deviceId);
   const cur = device ? await uow.loadLive(device.profileId) : null;
-  const decision = decideLogin({ curId: cur?.id ?? null, curHasIdentity: cur ? hasIdentity(cur) : false, values });
+  // An undo's replay counts a person it restored as identified if they were before the merge, whatever they hold now
+  // (a value of theirs taken by someone since can leave them none): the login reached them as part of an identified
+  // person, so it may move the device away (case 4) but not make them an orphan (case 2) whose history counts nowhere.
+  const identified = cur !== null && (hasIdentity(cur) || scope.restored.has(cur.id));
+  const decision = decideLogin({ curId: cur?.id ?? null, curHasIdentity: identified, values });
 
   let target: ProfileState;
   let created = false;

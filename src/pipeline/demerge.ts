@@ -5,6 +5,7 @@
  */
 import { PortraitError } from "../engine/errors.js";
 import { withoutIdentityValue } from "../engine/merge.js";
+import { hasIdentity } from "../engine/profile.js";
 import type { AnyRecord } from "../engine/records.js";
 import type { DeviceRow, IdentityKey } from "../engine/types.js";
 import type { MergeRow, ProfileSnapshot } from "../store/store.js";
@@ -108,6 +109,8 @@ export async function undoMerge(uow: UnitOfWork, ids: IdSource, now: number, mer
   }
 
   const skipped: DemergeResult["skipped"] = [];
+  // Those of the two who were identified before the merge: a replayed login must not make them orphans (RecordScope).
+  const identifiedBefore = new Set([merge.target.state, merge.source.state].filter(hasIdentity).map((s) => s.id));
   const handedBack = new Set<string>();
   let replayed = 0;
   for (const [index, record] of journal.entries()) {
@@ -126,7 +129,7 @@ export async function undoMerge(uow: UnitOfWork, ids: IdSource, now: number, mer
     try {
       await uow.atomically(async () => {
         const routed = record.type === "document" ? await routeJournalledLine(uow, record) : record;
-        const result = await applyRecord(new RecordScope(uow, ids, now, true), routed);
+        const result = await applyRecord(new RecordScope(uow, ids, now, true, identifiedBefore), routed);
         // The login reached the merged person then; switched now to a third, it reached them through a value they
         // hold now, and would move the device to them (or orphan a restored person who has no identity left).
         const two = result.profileId === merge.targetId || result.profileId === merge.sourceId;

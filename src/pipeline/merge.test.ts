@@ -176,6 +176,29 @@ describe.each(stores)("%s store", (store) => {
       expect(await codeOf(h.portrait.undoMerge(h.account, mergeId))).toBe("ALREADY_UNDONE");
     });
 
+    it("undo never makes a person identified before the merge an orphan, though someone took their only value since", async () => {
+      const a = await person("dA", { Identity: "a" }, 1);
+      await h.ingest({ type: "event", deviceId: "dA", name: "A-own", ts: ts(2) });
+      const b = await person("dB", { Identity: "b" }, 3);
+      const { mergeId } = await h.portrait.merge(h.account, a, b);
+      // The merge keeps the newest Identity (b) and releases a, which a new person then takes; dA logs in as b on
+      // the merged person (case 3).
+      const c = await person("dC", { Identity: "a" }, 4);
+      const login = await h.ingest({ type: "login", deviceId: "dA", properties: { Identity: "b" }, ts: ts(5) });
+      expect(login.results[0]?.outcome).toBe("appended");
+
+      const undone = await h.portrait.undoMerge(h.account, mergeId);
+      expect(undone.unapplied).toContainEqual(expect.objectContaining({ key: "Identity", value: "a" }));
+      const pa = await h.portrait.requireProfile(h.account, a);
+      // A keeps its own history, counted: it is no orphan of B. Its device went to B, whom it logged in as.
+      expect(pa.orphanOf).toBeNull();
+      expect(pa.stats.events).toBeGreaterThanOrEqual(2);
+      expect((await h.portrait.requireProfile(h.account, b)).devices.sort()).toEqual(["dA", "dB"]);
+      expect((await h.portrait.requireProfile(h.account, c)).identities).toEqual({ Identity: "a" });
+      const timeline = await h.portrait.timeline(h.account, a, { limit: 50 });
+      expect(timeline.events.find((e) => e.name === "A-own")?.anonymous).toBe(false);
+    });
+
     it("undo replays records that arrived after the merge, routed by their handle", async () => {
       const a = await person("a", { Identity: "u-a" });
       const b = await person("b", { Identity: "u-b" });

@@ -36,6 +36,11 @@ export class RecordScope {
     readonly now: number,
     /** True while demerge replays a journal: the record was already checked for idempotency. */
     readonly replay = false,
+    /**
+     * While demerge replays: those of the two people it restored who were identified before the merge. A replayed
+     * login makes neither an orphan (it reached them as part of an identified person); see applyLogin.
+     */
+    readonly restored: ReadonlySet<string> = new Set(),
   ) {}
 
   systemEvent(
