@@ -196,6 +196,14 @@ describe.each(stores)("%s store", (store) => {
     });
   });
 
+  it("answers system.location in API.md's key order on every store", async () => {
+    const location = { lat: 48.85, lon: 2.35, city: "Paris", region: "IDF", country: "FR" };
+    await h.ingest(login("loc-1", { Identity: "loc-1" }, { ts: ts(1), context: { location } }));
+    const p = await profileOf("loc-1");
+    expect(Object.keys(p?.system.location ?? {})).toEqual(["city", "region", "country", "lat", "lon"]);
+    expect(p?.system.location).toEqual(location);
+  });
+
   describe("an identity key's $delete (SEMANTICS §4 ordering)", () => {
     const push = (properties: Record<string, unknown>, at: number) => ({
       type: "profile",

@@ -74,7 +74,14 @@ export function profileView(account: Account, card: ProfileCard, now: number): P
       firstSeen: iso(state.firstSeen),
       lastSeen: iso(state.lastSeen),
       acquiredFrom: state.acquiredFrom,
-      location: { ...state.location },
+      // In API.md's order on both stores (PostgreSQL's jsonb gives shorter keys first).
+      location: {
+        city: state.location.city,
+        region: state.location.region,
+        country: state.location.country,
+        lat: state.location.lat,
+        lon: state.location.lon,
+      },
       timezone: typeof tz === "string" ? tz : null,
       bucket: state.bucket,
     },
