@@ -122,8 +122,12 @@ export async function applyProperties(
     }
     scope.identitySet(state.id, key, value, ts);
   }
-  // A client's own Timezone write wins over context from then on (SEMANTICS §11).
-  const timezoneFromContext = kept.some((op) => op.key === "Timezone") ? false : state.timezoneFromContext;
+  // A client's own Timezone write wins over context from then on (SEMANTICS §11); one that lost on ts wrote nothing,
+  // so context keeps the key (the ops leave a key they did not change as it was).
+  const timezoneFromContext =
+    kept.some((op) => op.key === "Timezone") && props.Timezone !== state.props.Timezone
+      ? false
+      : state.timezoneFromContext;
   return {
     state: { ...state, props, identities: identities.identities, updatedAt: scope.now, timezoneFromContext },
     unapplied,

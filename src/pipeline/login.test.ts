@@ -204,6 +204,18 @@ describe.each(stores)("%s store", (store) => {
     expect(p?.system.location).toEqual(location);
   });
 
+  it("leaves Timezone to context after a client write that lost on ts, not after one that won (§11)", async () => {
+    const zone = async () => (await profileOf("tz-1"))?.system.timezone;
+    await h.ingest(event("tz-1", "Opened", { ts: ts(100), context: { timezone: "Europe/Paris" } }));
+    await h.ingest({ type: "profile", deviceId: "tz-1", ts: ts(10), properties: { Timezone: "Asia/Tokyo" } });
+    expect(await zone()).toBe("Europe/Paris");
+    await h.ingest(event("tz-1", "Opened", { ts: ts(200), context: { timezone: "Europe/Berlin" } }));
+    expect(await zone()).toBe("Europe/Berlin");
+    await h.ingest({ type: "profile", deviceId: "tz-1", ts: ts(300), properties: { Timezone: "Asia/Tokyo" } });
+    await h.ingest(event("tz-1", "Opened", { ts: ts(400), context: { timezone: "Europe/Oslo" } }));
+    expect(await zone()).toBe("Asia/Tokyo");
+  });
+
   describe("an identity key's $delete (SEMANTICS §4 ordering)", () => {
     const push = (properties: Record<string, unknown>, at: number) => ({
       type: "profile",
