@@ -260,6 +260,26 @@ export interface StoreTx extends StoreReader {
   /** Removes every identity row of one key (an identity key dropped from the settings). */
   releaseIdentityKey(accountId: string, key: IdentityKey): Promise<void>;
 
+  // The profiles an identity settings change may change (pipeline/settings.ts), found through indexes instead of a
+  // walk over every profile: up to `limit` profile ids after `afterId` (null: from the start), in id order, so that a
+  // caller pages with the last id it got.
+  /**
+   * Profiles named by more than `moreThan` identity rows of `key` (a lowered limit: more than the new limit; a
+   * removed key: 0, any row), from the identity index, whatever the profile is (orphan, tombstone).
+   */
+  listIdentityHolders(
+    accountId: string,
+    key: IdentityKey,
+    moreThan: number,
+    afterId: string | null,
+    limit: number,
+  ): Promise<string[]>;
+  /**
+   * Live profiles (neither orphans nor merge tombstones) whose top-level property `key` holds one string (an added
+   * identity key's back-fill), from the segment property index, which every profile write keeps exact.
+   */
+  listStringPropertyHolders(accountId: string, key: string, afterId: string | null, limit: number): Promise<string[]>;
+
   /** Inserts the device if it is unknown; returns its current profile (this one or the earlier claimant's). */
   claimDevice(accountId: string, device: DeviceRow): Promise<string>;
   /** Creates or repoints a device (a device has exactly one current profile). */
