@@ -64,7 +64,8 @@ async function forEachProfile(uow: UnitOfWork, fn: (state: ProfileState) => Prom
     }
     if (ids.length < PAGE) return;
     after = ids[ids.length - 1] as string;
-    await uow.flush();
+    // Written back and forgotten: `flush` keeps its marks, so each page rewrote every profile changed before it.
+    await uow.flushAndForget();
     // A page at a time, let the server answer what arrived meanwhile: on SQLite every await above settles at once, so
     // a change touching 300k profiles held the event loop for minutes, /healthz and reads included (writes still wait
     // for this transaction, as they must).
