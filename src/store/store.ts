@@ -168,7 +168,10 @@ export interface StoreReader {
   listMergesTouching(accountId: string, profileId: string): Promise<MergeRow[]>;
   /** Excluded profiles that use one of the account's slots (SEMANTICS §9): live ones that are no orphan. */
   countControlGroupExcluded(accountId: string): Promise<number>;
-  /** Live and orphan profile ids in id order after `afterId`: whole-account scans (settings changes, exports). */
+  /**
+   * Live and orphan profile ids in id order after `afterId`: a whole-account scan. Settings changes no longer walk
+   * every profile (StoreTx.listIdentityHolders, listStringPropertyHolders); nothing in the service calls it now.
+   */
   listProfileIds(accountId: string, afterId: string | null, limit: number): Promise<string[]>;
   /** Highest event seq in the account (0 when none). */
   maxEventSeq(accountId: string): Promise<number>;
