@@ -137,4 +137,23 @@ describe.each(stores)("%s store", (store) => {
       stats: { events: 2 },
     });
   });
+
+  it("flushAndForget writes what changed once, forgets every profile, and refuses inside a record", async () => {
+    const [p, q] = [await profile(), await profile()];
+    await inTransaction(async (uow) => {
+      const loaded = await uow.load(p.id);
+      await uow.load(q.id);
+      uow.put({ ...loaded!, bucket: 7 });
+      await uow.flushAndForget();
+      expect(uow.isLoaded(p.id)).toBe(false);
+      expect(uow.isLoaded(q.id)).toBe(false);
+      // Read again, the profile is what was written; a later flush writes nothing of it (its mark went with it).
+      expect((await uow.load(p.id))?.bucket).toBe(7);
+      await uow.atomically(async () => {
+        await expect(uow.flushAndForget()).rejects.toThrow(/not inside a record/);
+      });
+    });
+    expect((await h.store.reader.getProfile(h.account.id, p.id))?.bucket).toBe(7);
+    expect((await h.store.reader.getProfile(h.account.id, q.id))?.bucket).toBe(1);
+  });
 });

@@ -169,6 +169,19 @@ export class UnitOfWork {
     this.activity.clear();
   }
 
+  /**
+   * Between pages of a walk over many profiles, outside any record (settings.ts): writes every changed profile back,
+   * then forgets every profile loaded. `flush` keeps its marks for a record's rollback, so a walk that flushed after
+   * each page wrote every profile it had changed again at every later page (quadratic in the profiles it changes) and
+   * kept them all in memory. A profile forgotten stays locked until COMMIT; loading it again reads what was written.
+   */
+  async flushAndForget(): Promise<void> {
+    if (this.undo !== null) throw new Error("flushAndForget: not inside a record (its rollback needs the marks).");
+    await this.flush();
+    this.states.clear();
+    this.dirty.clear();
+  }
+
   /** After commit: registrations become visible to later transactions. */
   committed(): void {
     for (const [k, type] of this.pendingTypes) {

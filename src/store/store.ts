@@ -168,7 +168,10 @@ export interface StoreReader {
   listMergesTouching(accountId: string, profileId: string): Promise<MergeRow[]>;
   /** Excluded profiles that use one of the account's slots (SEMANTICS §9): live ones that are no orphan. */
   countControlGroupExcluded(accountId: string): Promise<number>;
-  /** Live and orphan profile ids in id order after `afterId`: whole-account scans (settings changes, exports). */
+  /**
+   * Live and orphan profile ids in id order after `afterId`: a whole-account scan. Settings changes no longer walk
+   * every profile (StoreTx.listIdentityHolders, listStringPropertyHolders); nothing in the service calls it now.
+   */
   listProfileIds(accountId: string, afterId: string | null, limit: number): Promise<string[]>;
   /** Highest event seq in the account (0 when none). */
   maxEventSeq(accountId: string): Promise<number>;
@@ -259,6 +262,26 @@ export interface StoreTx extends StoreReader {
   releaseIdentity(accountId: string, key: IdentityKey, value: string, profileId: string): Promise<void>;
   /** Removes every identity row of one key (an identity key dropped from the settings). */
   releaseIdentityKey(accountId: string, key: IdentityKey): Promise<void>;
+
+  // The profiles an identity settings change may change (pipeline/settings.ts), found through indexes instead of a
+  // walk over every profile: up to `limit` profile ids after `afterId` (null: from the start), in id order, so that a
+  // caller pages with the last id it got.
+  /**
+   * Profiles named by more than `moreThan` identity rows of `key` (a lowered limit: more than the new limit; a
+   * removed key: 0, any row), from the identity index, whatever the profile is (orphan, tombstone).
+   */
+  listIdentityHolders(
+    accountId: string,
+    key: IdentityKey,
+    moreThan: number,
+    afterId: string | null,
+    limit: number,
+  ): Promise<string[]>;
+  /**
+   * Live profiles (neither orphans nor merge tombstones) whose top-level property `key` holds one string (an added
+   * identity key's back-fill), from the segment property index, which every profile write keeps exact.
+   */
+  listStringPropertyHolders(accountId: string, key: string, afterId: string | null, limit: number): Promise<string[]>;
 
   /** Inserts the device if it is unknown; returns its current profile (this one or the earlier claimant's). */
   claimDevice(accountId: string, device: DeviceRow): Promise<string>;

@@ -14,6 +14,7 @@ import { parseCondition } from "../../engine/segment/parse.js";
 import type {
   AccountSettings,
   DeviceRow,
+  IdentityKey,
   NewEvent,
   ProfileDocument,
   ProfileState,
@@ -42,6 +43,12 @@ const T0 = 1_700_000_000_000;
 function sorted<T>(items: readonly T[], by: (item: T) => string = String): T[] {
   return [...items].sort((a, b) => (by(a) < by(b) ? -1 : by(a) > by(b) ? 1 : 0));
 }
+
+/** `n` fresh profile ids in ascending order. */
+function orderedIds(n: number): string[] {
+  return sorted(Array.from({ length: n }, () => newId()));
+}
+type Ids<N extends number, T extends string[] = []> = T["length"] extends N ? T : Ids<N, [...T, string]>;
 
 function event(profileId: string, ts: number, name = "Viewed", properties: NewEvent["properties"] = {}): NewEvent {
   return { profileId, id: newId(), name, ts, properties, deviceId: null, platform: null };
@@ -581,6 +588,143 @@ export function describeStoreConformance(
         expect(await store.reader.findProfileByIdentity(accountId, "Phone", "+33600000001")).toBeNull();
         expect(await store.reader.findProfileByIdentity(accountId, "Phone", "+33600000002")).toBeNull();
         expect(await store.reader.findProfileByIdentity(accountId, "Email", "p1@example.com")).toBe(p1);
+      });
+
+      /** Every page of a keyset listing: `list(afterId, limit)` until a page comes back short. */
+      async function allPages(
+        list: (afterId: string | null, limit: number) => Promise<string[]>,
+        limit: number,
+      ): Promise<string[][]> {
+        const pages: string[][] = [];
+        let afterId: string | null = null;
+        for (let guard = 0; guard < 100; guard++) {
+          const page = await list(afterId, limit);
+          pages.push(page);
+          if (page.length < limit) return pages;
+          afterId = page[page.length - 1]!;
+        }
+        throw new Error("the listing never ended");
+      }
+
+      it("lists the profiles named by more than n identity rows of a key, in id order, a page at a time", async () => {
+        const accountId = await freshAccount();
+        const [p1, p2, p3, p4, p5, p6, owner] = orderedIds(7) as Ids<7>;
+        // The rows name profiles whatever they are: p5 a merge tombstone, p6 an orphan (what the caller does with
+        // them is its business); p7 has no row of Email.
+        await insertProfiles(
+          accountId,
+          blankProfile(p1),
+          blankProfile(p2),
+          blankProfile(p3),
+          blankProfile(p4),
+          { ...blankProfile(p5), mergedInto: owner },
+          { ...blankProfile(p6), orphanOf: owner },
+          blankProfile(owner),
+        );
+        const rows: Array<[string, IdentityKey, number]> = [
+          [p1!, "Email", 3],
+          [p2!, "Email", 1],
+          [p3!, "Email", 2],
+          [p3!, "Phone", 3],
+          [p4!, "Phone", 1],
+          [p5!, "Email", 2],
+          [p6!, "Email", 4],
+          [owner, "Identity", 2],
+        ];
+        await store.write(accountId, async (tx) => {
+          for (const [id, key, n] of rows) {
+            for (let i = 0; i < n; i++) await tx.claimIdentity(accountId, key, `${key}-${i}-${id}`, id);
+          }
+        });
+        // Another account's rows never count, even for the same profile ids.
+        const other = await freshAccount();
+        await insertProfiles(other, blankProfile(p2), blankProfile(p4));
+        await store.write(other, async (tx) => {
+          for (let i = 0; i < 5; i++) await tx.claimIdentity(other, "Email", `other-${i}`, p2!);
+          await tx.claimIdentity(other, "Phone", "other-phone", p4!);
+        });
+
+        const holders = (key: "Email" | "Phone", moreThan: number, afterId: string | null = null, limit = 100) =>
+          store.write(accountId, (tx) => tx.listIdentityHolders(accountId, key, moreThan, afterId, limit));
+        expect(await holders("Email", 0)).toEqual([p1, p2, p3, p5, p6]);
+        expect(await holders("Email", 1)).toEqual([p1, p3, p5, p6]);
+        expect(await holders("Email", 2)).toEqual([p1, p6]);
+        expect(await holders("Email", 4)).toEqual([]);
+        expect(await holders("Phone", 0)).toEqual([p3, p4]);
+        expect(await holders("Phone", 2)).toEqual([p3]);
+        expect(await holders("Email", 0, p3)).toEqual([p5, p6]);
+        expect(await allPages((afterId, limit) => holders("Email", 0, afterId, limit), 2)).toEqual([
+          [p1, p2],
+          [p3, p5],
+          [p6],
+        ]);
+        expect(await allPages((afterId, limit) => holders("Email", 1, afterId, limit), 2)).toEqual([
+          [p1, p3],
+          [p5, p6],
+          [],
+        ]);
+        expect(await store.write(other, (tx) => tx.listIdentityHolders(other, "Email", 0, null, 100))).toEqual([p2]);
+
+        // Inside a transaction, its own claims and releases count.
+        const seen = await store.write(accountId, async (tx) => {
+          await tx.releaseIdentity(accountId, "Email", `Email-0-${p1}`, p1!);
+          await tx.claimIdentity(accountId, "Email", `Email-9-${p2}`, p2!);
+          await tx.claimIdentity(accountId, "Email", `Email-8-${p2}`, p2!);
+          return tx.listIdentityHolders(accountId, "Email", 2, null, 100);
+        });
+        expect(seen).toEqual([p2, p6]);
+      });
+
+      it("lists the live profiles whose property holds one string, in id order, a page at a time", async () => {
+        const accountId = await freshAccount();
+        const [a, b, c, d, e, f, g, h, i, j, k] = orderedIds(11) as Ids<11>;
+        const withProps = (id: string, props: ProfileState["props"], extra: Partial<ProfileState> = {}) => ({
+          ...blankProfile(id),
+          props,
+          ...extra,
+        });
+        const phone = (v: string) => ({ Phone: { v, t: "string" as const, ts: T0 } });
+        await insertProfiles(
+          accountId,
+          withProps(a, { ...phone("+33600000001"), Name: { v: "Ann", t: "string", ts: T0 } }),
+          // A multi-value, a number, a nested path that ends in Phone, a deleted key, a date kept as calendar text:
+          // none is one string at the top-level path.
+          withProps(b, { Phone: { v: ["+33600000002", "+33600000003"], t: "multi", ts: T0 } }),
+          withProps(c, { Phone: { v: 5, t: "number", ts: T0 } }),
+          withProps(d, { Address: { v: { Phone: "+33600000004" }, t: "object", ts: T0 } }),
+          withProps(e, { Phone: { ts: T0 } }),
+          // Orphans and merge tombstones are never back-filled.
+          withProps(f, phone("+33600000006"), { orphanOf: a }),
+          withProps(g, phone("+33600000007"), { mergedInto: a }),
+          withProps(h, phone("+33600000008")),
+          withProps(i, { Name: { v: "Ivy", t: "string", ts: T0 } }),
+          withProps(j, { Phone: { v: "1990-01-02", t: "date", ts: T0 } }),
+          withProps(k, phone("")),
+        );
+        const other = await freshAccount();
+        await insertProfiles(other, withProps(newId(), phone("+33600000099")), withProps(i, phone("+33600000098")));
+        // An id before every other (ids are hex; this one is all zeros but its last digit).
+        const first = `${"0".repeat(31)}1`;
+
+        const list = (key: string, afterId: string | null = null, limit = 100) =>
+          store.write(accountId, (tx) => tx.listStringPropertyHolders(accountId, key, afterId, limit));
+        expect(await list("Phone")).toEqual([a, h, k]);
+        expect(await list("Phone", a)).toEqual([h, k]);
+        expect(await allPages((afterId, limit) => list("Phone", afterId, limit), 1)).toEqual([[a], [h], [k], []]);
+        expect(await list("Name")).toEqual([a, i]);
+        expect(await list("Address")).toEqual([]);
+        expect(await list("FBID")).toEqual([]);
+
+        // Inside a transaction, its own profile writes count.
+        const seen = await store.write(accountId, async (tx) => {
+          await tx.updateProfile(accountId, withProps(h, {}));
+          await tx.updateProfile(accountId, withProps(i, phone("+33600000009")));
+          await tx.updateProfile(accountId, withProps(b, phone("+33600000002")));
+          await tx.updateProfile(accountId, withProps(a, phone("+33600000001"), { orphanOf: h }));
+          await tx.insertProfile(accountId, withProps(first, phone("+33600000010")));
+          return tx.listStringPropertyHolders(accountId, "Phone", null, 100);
+        });
+        expect(seen).toEqual([first, b, i, k]);
       });
 
       it("creates, repoints, updates and deletes devices", async () => {

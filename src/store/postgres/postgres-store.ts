@@ -445,6 +445,21 @@ export const SQL = {
     SELECT $1, h.key, h.value, h.profile_id FROM unnest($2::text[], $3::text[], $4::text[]) AS h(key, value, profile_id)`,
   releaseIdentity: "DELETE FROM identities WHERE account_id = $1 AND key = $2 AND value = $3 AND profile_id = $4",
   releaseIdentityKey: "DELETE FROM identities WHERE account_id = $1 AND key = $2",
+  // StoreTx.listIdentityHolders: the account's identity rows in profile order (identities_by_profile, the key read
+  // from the row), grouped as they come, up to the page's last holder: across pages each row is read once.
+  listIdentityHolders: `SELECT profile_id FROM identities
+    WHERE account_id = $1 AND profile_id > $2 AND key = $3
+    GROUP BY profile_id HAVING count(*) > $4 ORDER BY profile_id LIMIT $5`,
+  // StoreTx.listStringPropertyHolders: the account's live profiles in id order, matched in the property index
+  // (postgres-segments.ts) by its primary key (profile, path, ord 0) for one string ('s', not an element of a list).
+  // `v.profile_id > $2` again: the planner does not carry it over the join, and without it the index scan of every
+  // page (a merge join) started at the account's first profile.
+  listStringPropertyHolders: `SELECT p.id FROM profiles p
+    WHERE p.account_id = $1 AND p.id > $2 AND p.merged_into IS NULL AND p.orphan_of IS NULL
+      AND EXISTS (SELECT 1 FROM segment_values v
+        WHERE v.account_id = $1 AND v.profile_id = p.id AND v.profile_id > $2 AND v.path = $3 AND v.ord = 0
+          AND v.kind = 's' AND NOT v.many)
+    ORDER BY p.id LIMIT $4`,
 
   // Devices.
   findDevice: `SELECT device_id AS "deviceId", profile_id AS "profileId", push_token AS "pushToken", platform
@@ -1987,6 +2002,39 @@ class PostgresTx extends PostgresReader implements StoreTx {
     for (const k of [...this.known.identities.keys()]) {
       if (k.startsWith(identityKey(key, ""))) this.learn(this.known.identities, k, k, undefined);
     }
+  }
+
+  async listIdentityHolders(
+    accountId: string,
+    key: IdentityKey,
+    moreThan: number,
+    afterId: string | null,
+    limit: number,
+  ): Promise<string[]> {
+    // Every id sorts after "" (byte order, COLLATE "C"), so a null cursor starts at the first profile.
+    const found = await rows<{ profile_id: string }>(this.db(accountId), "listIdentityHolders", [
+      accountId,
+      afterId ?? "",
+      key,
+      moreThan,
+      limit,
+    ]);
+    return found.map((r) => r.profile_id);
+  }
+
+  async listStringPropertyHolders(
+    accountId: string,
+    key: string,
+    afterId: string | null,
+    limit: number,
+  ): Promise<string[]> {
+    const found = await rows<{ id: string }>(this.db(accountId), "listStringPropertyHolders", [
+      accountId,
+      afterId ?? "",
+      key,
+      limit,
+    ]);
+    return found.map((r) => r.id);
   }
 
   async claimDevice(accountId: string, device: DeviceRow): Promise<string> {

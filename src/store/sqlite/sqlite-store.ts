@@ -285,6 +285,26 @@ function prepareStatements(db: Database.Database) {
       "DELETE FROM identities WHERE account_id = ? AND key = ? AND value = ? AND profile_id = ?",
     ),
     releaseIdentityKey: run<[string, string]>("DELETE FROM identities WHERE account_id = ? AND key = ?"),
+    // StoreTx.listIdentityHolders: the account's identity rows in profile order from identities_by_profile, which holds
+    // the key too (the primary key's columns are in every index of a WITHOUT ROWID table), so the walk reads no table
+    // row and stops at the page's last holder; across pages it reads each of the account's rows once.
+    listIdentityHolders: value<[string, string, string, number, number], string>(
+      `SELECT profile_id FROM identities INDEXED BY identities_by_profile
+       WHERE account_id = ? AND profile_id > ? AND key = ?
+       GROUP BY profile_id HAVING count(*) > ? ORDER BY profile_id LIMIT ?`,
+    ),
+    // StoreTx.listStringPropertyHolders: the account's live profiles in id order from profiles_live (covering), each
+    // probed in the property index (sqlite-segments.ts) by primary key (profile, path, ord 0) for one string ('s',
+    // not an element of a list). Each page starts where the last one stopped, so across pages every live profile is
+    // probed once, from indexes only (starting from the path's values instead would sort them all for every page).
+    listStringPropertyHolders: value<[string, string, string, string, number], string>(
+      `SELECT p.id FROM profiles p INDEXED BY profiles_live
+       WHERE p.account_id = ? AND p.id > ? AND p.merged_into IS NULL AND p.orphan_of IS NULL
+         AND EXISTS (SELECT 1 FROM segment_values v
+           WHERE v.profile_pk = p.pk AND v.ord = 0 AND v.kind = 's' AND v.many = 0
+             AND v.path_id = (SELECT id FROM segment_paths WHERE account_id = ? AND path = ?))
+       ORDER BY p.id LIMIT ?`,
+    ),
 
     // Devices.
     // Raw (an array per row): cheaper than better-sqlite3's named rows on the hottest read of ingestion.
@@ -1170,6 +1190,27 @@ class SqliteTx extends SqliteReader implements StoreTx {
 
   async releaseIdentityKey(accountId: string, key: IdentityKey): Promise<void> {
     this.forWrite(accountId).releaseIdentityKey.run(accountId, key);
+  }
+
+  async listIdentityHolders(
+    accountId: string,
+    key: IdentityKey,
+    moreThan: number,
+    afterId: string | null,
+    limit: number,
+  ): Promise<string[]> {
+    // Every id sorts after "", so a null cursor starts at the first profile.
+    return this.use(accountId).listIdentityHolders.all(accountId, afterId ?? "", key, moreThan, limit);
+  }
+
+  async listStringPropertyHolders(
+    accountId: string,
+    key: string,
+    afterId: string | null,
+    limit: number,
+  ): Promise<string[]> {
+    const after = afterId ?? "";
+    return this.use(accountId).listStringPropertyHolders.all(accountId, after, accountId, key, limit);
   }
 
   async claimDevice(accountId: string, device: DeviceRow): Promise<string> {
