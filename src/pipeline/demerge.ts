@@ -4,10 +4,11 @@
  * after the merge for someone else stays with them (docs/semantics.md "Merge and undo").
  */
 import { PortraitError } from "../engine/errors.js";
+import { removeIdentityKey, trim } from "../engine/identity/identities.js";
 import { withoutIdentityValue } from "../engine/merge.js";
 import { hasIdentity } from "../engine/profile.js";
 import type { AnyRecord } from "../engine/records.js";
-import type { DeviceRow, IdentityKey } from "../engine/types.js";
+import type { AccountSettings, DeviceRow, IdentityKey, ProfileState } from "../engine/types.js";
 import type { MergeRow, ProfileSnapshot } from "../store/store.js";
 import { applyRecord } from "./apply-record.js";
 import type { IdSource } from "./clock.js";
@@ -301,8 +302,8 @@ async function restore(uow: UnitOfWork, mergedId: string, snap: ProfileSnapshot,
   const { tx, accountId } = uow;
   const id = snap.state.id;
   const unapplied: UndoUnapplied[] = [];
-  let state = snap.state;
-  for (const [key, values] of Object.entries(snap.state.identities) as Array<[IdentityKey, { value: string }[]]>) {
+  let state = underCurrentSettings(snap.state, uow.account.settings);
+  for (const [key, values] of Object.entries(state.identities) as Array<[IdentityKey, { value: string }[]]>) {
     for (const v of values) {
       // Released by the merge (a limit) or since, then given to someone: a value is never taken from a live person.
       if ((await tx.claimIdentity(accountId, key, v.value, id)) === id) continue;
@@ -327,4 +328,23 @@ async function restore(uow: UnitOfWork, mergedId: string, snap: ProfileSnapshot,
     if (orphan?.orphanOf === mergedId) uow.put({ ...orphan, orphanOf: id });
   }
   return unapplied;
+}
+
+/**
+ * A snapshot's identities as the settings are now: a key removed since the merge is no identity (its values stay as
+ * properties), and a limit lowered since keeps the newest values. Restored as they were, they claimed rows no state
+ * should hold, and a later re-add of the key refused the account with a spurious IDENTITY_KEY_CONFLICT.
+ */
+function underCurrentSettings(state: ProfileState, settings: AccountSettings): ProfileState {
+  let identities = state.identities;
+  for (const key of Object.keys(identities) as IdentityKey[]) {
+    if (!settings.identityKeys.includes(key)) identities = removeIdentityKey(identities, key).identities;
+  }
+  identities = trim(
+    identities,
+    identities,
+    Object.keys(identities) as IdentityKey[],
+    settings.identityLimits,
+  ).identities;
+  return identities === state.identities ? state : { ...state, identities };
 }

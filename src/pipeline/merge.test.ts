@@ -199,6 +199,32 @@ describe.each(stores)("%s store", (store) => {
       expect(timeline.events.find((e) => e.name === "A-own")?.anonymous).toBe(false);
     });
 
+    it("undo restores identities under the settings of now: a key removed since is a property, a lowered limit keeps the newest", async () => {
+      await h.settings({ identityKeys: ["Identity", "Email", "Phone"], identityLimits: { Email: 2 } });
+      const a = await person("a", { Identity: "u-a", Phone: "+33612345678" }, 1);
+      await h.ingest({ type: "profile", deviceId: "a", ts: ts(2), properties: { Email: "old@x.io" } });
+      await h.ingest({ type: "profile", deviceId: "a", ts: ts(3), properties: { Email: "new@x.io" } });
+      const b = await person("b", { Identity: "u-b" }, 4);
+      const { mergeId } = await h.portrait.merge(h.account, a, b);
+      await h.settings({ identityKeys: ["Identity", "Email"], identityLimits: { Email: 1 } });
+
+      await h.portrait.undoMerge(h.account, mergeId);
+      const pa = await h.portrait.requireProfile(h.account, a);
+      expect(pa.identities).toEqual({ Identity: "u-a", Email: "new@x.io" });
+      expect(pa.properties.Phone).toBe("+33612345678");
+      expect(await h.portrait.findProfiles(h.account, { kind: "identity", key: "Email", value: "old@x.io" })).toEqual(
+        [],
+      );
+      // No row of the removed key is left behind to refuse it when it comes back.
+      await h.settings({ identityKeys: ["Identity", "Email", "Phone"] });
+      const [byPhone] = await h.portrait.findProfiles(h.account, {
+        kind: "identity",
+        key: "Phone",
+        value: "+33612345678",
+      });
+      expect(byPhone?.id).toBe(a);
+    });
+
     it("undo replays records that arrived after the merge, routed by their handle", async () => {
       const a = await person("a", { Identity: "u-a" });
       const b = await person("b", { Identity: "u-b" });

@@ -6,9 +6,8 @@
  * for minutes to change a few. The identity index is enough because every write of identities keeps this invariant:
  * a value a profile's state holds has its row in the index, naming that profile. Each change of `state.identities`
  * goes with its release, or its claim, checked (apply-properties, resolve, undo, the back-fill here) or of values the
- * source just released (merge); a tombstone holds none. The index may hold rows no state holds (an undo restores a
- * snapshot's values of a key removed since; a later back-fill of that key keeps only the property's value): such a
- * profile is read for nothing, never missed. So a profile over a lowered limit has more rows than the limit, one that
+ * source just released (merge); a tombstone holds none; an undo restores identities under the settings of now
+ * (demerge.ts). A row no state held would make a profile read for nothing, never missed. So a profile over a lowered limit has more rows than the limit, one that
  * holds a removed key has rows of it, and the result is the one the walk over every profile gave (settings.test.ts
  * runs both and compares). docs/semantics.md "Settings changes".
  */
