@@ -301,6 +301,9 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
     writeFileSync(path.join(work, "bom.csv.manifest"), `\uFEFF${JSON.stringify(bom)}`);
     const typo = { fileName: "bom.csv", kind: "profiles", columns: { mial: "Email" } };
     writeFileSync(path.join(work, "typo.manifest"), JSON.stringify(typo));
+    writeFileSync(path.join(work, "pts.csv"), "Email,points\npts@x.io,12\n");
+    const colums = { fileName: "pts.csv", kind: "profiles", colums: { points: { name: "Points", type: "number" } } };
+    writeFileSync(path.join(work, "colums.manifest"), JSON.stringify(colums));
     writeFileSync(path.join(work, "abs.manifest"), JSON.stringify({ fileName: "/etc/passwd", kind: "profiles" }));
     writeFileSync(path.join(work, "dir.manifest"), JSON.stringify({ fileName: "box", kind: "profiles" }));
     writeFileSync(path.join(work, "d3.txt"), "Email\nd3@x.io\n");
@@ -309,6 +312,8 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
       "put bom.csv",
       "put bom.csv.manifest",
       "put typo.manifest",
+      "put pts.csv",
+      "put colums.manifest",
       "put abs.manifest",
       "mkdir box",
       "put dir.manifest",
@@ -321,6 +326,7 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
     expect((await s.api("GET", "/v1/profiles?email=bom%40x.io")).body.profiles[0].properties.Name).toBe("Bom");
     const refusals: Array<[string, RegExp]> = [
       ["typo.manifest", /columns\.mial: bom\.csv has no column "mial"/],
+      ["colums.manifest", /^unknown key "colums" \(fileName, kind, format, columns, mapping\)$/],
       ["abs.manifest", /without a path: got "\/etc\/passwd"/],
       ["dir.manifest", /^box is a folder, not a file$/],
       ["txt.manifest", /cannot tell the format of d3\.txt .*give "format"/],
@@ -331,6 +337,9 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
         error: { code: "INVALID_MANIFEST", message: expect.stringMatching(message) },
       });
     }
+    // Nothing of the file was imported: its `points` did not become a string key for good.
+    expect(existsSync(path.join(folder("default"), "pts.csv.result.json"))).toBe(false);
+    expect((await s.api("GET", "/v1/profiles?email=pts%40x.io")).body.profiles).toEqual([]);
     expect(existsSync(path.join(folder("default"), "passwd.result.json"))).toBe(false);
     expect(existsSync(path.join(folder("default"), "d3.txt.result.json"))).toBe(false);
   });
