@@ -582,6 +582,51 @@ describe.each(stores)("%s store", (store) => {
       const unknown = await upload(s, "profiles", "Email\n", "text/csv; charset=klingon");
       expect(unknown).toMatchObject({ status: 415, body: { error: { code: "UNSUPPORTED_MEDIA_TYPE" } } });
     });
+
+    it("lets a byte order mark decide the encoding over a declared charset, and removes it (CSV and NDJSON)", async () => {
+      const bom8 = Buffer.from([0xef, 0xbb, 0xbf]);
+      // Excel's "CSV UTF-8" sent by an integration that always declares windows-1252: the audit's reproduction.
+      const first = Buffer.concat([bom8, Buffer.from("Name,Email\nBom \u00e9,bom1@x.io\n")]);
+      expect(await runImport(s, "profiles", first, "text/csv; charset=windows-1252")).toMatchObject({
+        status: "done",
+        processed: 1,
+        failed: 0,
+      });
+      const props = (await profileBy("email=bom1@x.io")).properties;
+      expect(props.Name).toBe("Bom \u00e9");
+      expect(Object.keys(props).filter((k) => k.includes("\u00ef") || k.includes("\uFEFF"))).toEqual([]);
+      // The handle column first: it used to be "no handle column".
+      const handleFirst = Buffer.concat([bom8, Buffer.from("Email,Name\nbom2@x.io,Two\n")]);
+      expect(await runImport(s, "profiles", handleFirst, "text/csv; charset=iso-8859-1")).toMatchObject({
+        status: "done",
+        processed: 1,
+      });
+      const line = JSON.stringify({ identity: { Email: "bom3@x.io" }, properties: { N: "\u00e9t\u00e9" } });
+      const nd = Buffer.concat([bom8, Buffer.from(`${line}\n`)]);
+      expect(await runImport(s, "profiles", nd, "application/x-ndjson; charset=windows-1252")).toMatchObject({
+        processed: 1,
+        failed: 0,
+      });
+      expect((await profileBy("email=bom3@x.io")).properties.N).toBe("\u00e9t\u00e9");
+      // UTF-16 BOMs, big-endian and little-endian, with or without a charset.
+      const be = Buffer.concat([
+        Buffer.from([0xfe, 0xff]),
+        Buffer.from("Email,Name\nbom4@x.io,B\u00e9\n", "utf16le").swap16(),
+      ]);
+      expect(await runImport(s, "profiles", be, "text/csv; charset=windows-1252")).toMatchObject({ processed: 1 });
+      expect((await profileBy("email=bom4@x.io")).properties.Name).toBe("B\u00e9");
+      const le = Buffer.concat([
+        Buffer.from([0xff, 0xfe]),
+        Buffer.from(`${JSON.stringify({ identity: { Email: "bom5@x.io" }, properties: { N: "L\u00e9" } })}\n`, "utf16le"),
+      ]);
+      expect(await runImport(s, "profiles", le, "application/x-ndjson")).toMatchObject({ processed: 1, failed: 0 });
+      expect((await profileBy("email=bom5@x.io")).properties.N).toBe("L\u00e9");
+    });
+
+    it("refuses an unknown charset with 415", async () => {
+      const unknown = await upload(s, "profiles", "Email\n", "text/csv; charset=klingon");
+      expect(unknown).toMatchObject({ status: 415, body: { error: { code: "UNSUPPORTED_MEDIA_TYPE" } } });
+    });
   });
 
   describe("deletion", () => {

@@ -23,7 +23,7 @@ import type { Account } from "../engine/types.js";
 import { applyDocumentLines, type DocumentLine } from "../pipeline/document-lines.js";
 import { type BatchFailure, MAX_BATCH, type Portrait } from "../pipeline/portrait.js";
 import type { ImportFailure, ImportHandle, ImportRow } from "../store/import-store.js";
-import { utf8From } from "./charset.js";
+import { importText } from "./charset.js";
 import { HeaderError } from "./csv-columns.js";
 import { EventRowMapper, type MappingContext, ProfileRowMapper } from "./csv-records.js";
 import { mapDocumentLine, mapIngestLine } from "./ndjson-records.js";
@@ -86,13 +86,6 @@ function keyOf(row: ImportRow): string {
 }
 
 class Stopped extends Error {}
-
-/** `file` decoded from `charset`; a read error reaches the reader as it would without decoding. */
-function decoded(file: ReturnType<typeof createReadStream>, charset: string) {
-  const utf8 = utf8From(charset);
-  file.on("error", (e) => utf8.destroy(e));
-  return file.pipe(utf8);
-}
 
 export class ImportRunner {
   private readonly loops = new Map<string, Promise<void>>();
@@ -220,8 +213,8 @@ export class ImportRunner {
       typeOf: (scope, key) => this.portrait.types.get(account.id, scope, key),
     };
     const file = createReadStream(this.filePath(row), { highWaterMark: 1 << 20 });
-    // A declared charset is decoded to UTF-8 on the way; the readers then see UTF-8 like any other file.
-    const stream = row.options.charset ? decoded(file, row.options.charset) : file;
+    // A BOM, else a declared charset, is decoded to UTF-8 on the way; the readers then see UTF-8 like any other file.
+    const stream = importText(file, row.options.charset ?? null);
     const source = row.format === "csv" ? readCsv(stream) : readNdjson(stream);
     let mapper: ProfileRowMapper | EventRowMapper | null = null;
     let batch: PendingRow[] = [];

@@ -301,6 +301,15 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
     writeFileSync(path.join(work, "bom.csv.manifest"), `\uFEFF${JSON.stringify(bom)}`);
     const typo = { fileName: "bom.csv", kind: "profiles", columns: { mial: "Email" } };
     writeFileSync(path.join(work, "typo.manifest"), JSON.stringify(typo));
+    // Data files whose BOM tells their encoding: UTF-16BE with a mapping (its header is read to check the columns),
+    // and NDJSON with a UTF-8 BOM.
+    const be = Buffer.from("mail,name\nbe@x.io,B\u00e9\n", "utf16le").swap16();
+    writeFileSync(path.join(work, "be.csv"), Buffer.concat([Buffer.from([0xfe, 0xff]), be]));
+    const beManifest = { fileName: "be.csv", kind: "profiles", columns: { mail: "Email", name: "Name" } };
+    writeFileSync(path.join(work, "be.csv.manifest"), JSON.stringify(beManifest));
+    const ndLine = JSON.stringify({ identity: { Email: "bomnd@x.io" }, properties: { Name: "Nd" } });
+    writeFileSync(path.join(work, "bom.ndjson"), `\uFEFF${ndLine}\n`);
+    writeFileSync(path.join(work, "bom.ndjson.manifest"), JSON.stringify({ fileName: "bom.ndjson", kind: "profiles" }));
     writeFileSync(path.join(work, "pts.csv"), "Email,points\npts@x.io,12\n");
     const colums = { fileName: "pts.csv", kind: "profiles", colums: { points: { name: "Points", type: "number" } } };
     writeFileSync(path.join(work, "colums.manifest"), JSON.stringify(colums));
@@ -312,6 +321,10 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
       "put bom.csv",
       "put bom.csv.manifest",
       "put typo.manifest",
+      "put be.csv",
+      "put be.csv.manifest",
+      "put bom.ndjson",
+      "put bom.ndjson.manifest",
       "put pts.csv",
       "put colums.manifest",
       "put abs.manifest",
@@ -324,6 +337,9 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
     const result = async (name: string) => JSON.parse(await waitForFile(path.join(folder("default"), name)));
     expect(await result("bom.csv.result.json")).toMatchObject({ status: "done", processed: 1 });
     expect((await s.api("GET", "/v1/profiles?email=bom%40x.io")).body.profiles[0].properties.Name).toBe("Bom");
+    expect(await result("be.csv.result.json")).toMatchObject({ status: "done", processed: 1, failed: 0 });
+    expect((await s.api("GET", "/v1/profiles?email=be%40x.io")).body.profiles[0].properties.Name).toBe("B\u00e9");
+    expect(await result("bom.ndjson.result.json")).toMatchObject({ status: "done", processed: 1, failed: 0 });
     const refusals: Array<[string, RegExp]> = [
       ["typo.manifest", /columns\.mial: bom\.csv has no column "mial"/],
       ["colums.manifest", /^unknown key "colums" \(fileName, kind, format, columns, mapping\)$/],
