@@ -45,12 +45,29 @@ describe("profile rows", () => {
     const byId = m.map(["", "", "", "0123456789abcdef0123456789abcdef", "B"], ctx()).record;
     expect(byId).toMatchObject({ profileId: "0123456789abcdef0123456789abcdef", properties: { Name: "B" } });
     expect(() => m.map(["", "", "", "", "x"], ctx())).toThrow(/no handle/);
-    // White space in an identity cell is no value, as when the handle is chosen; in other cells it is text.
+    // White space in an identity cell is no value, as when the handle is chosen; in other cells too.
     expect(m.map([" ", "a@x.io", "  ", "", " "], ctx()).record).toEqual({
       type: "profile",
       identity: { Email: "a@x.io" },
-      properties: { Name: " " },
+      properties: {},
     });
+  });
+
+  it("reads a cell of only white space as empty (no change) in every column, typed or not", () => {
+    const m = new ProfileRowMapper(["Email", "Name", "N", "B", "Score<number>", "When<date>", "Tags", "Tags.operation"]);
+    const types = ctx({ N: "number", B: "boolean" });
+    expect(m.map(["ws@x.io", "   ", "  ", " ", "\t", " \u00a0 ", "  ", "$add"], types).record).toEqual({
+      type: "profile",
+      identity: { Email: "ws@x.io" },
+      properties: {},
+    });
+    // Padding around a value is still the value's (trimmed where the type reads numbers, kept in text).
+    expect(m.map(["ws@x.io", " Ana ", " 7 ", "", "", "", "", ""], types).record.properties).toEqual({
+      Name: " Ana ",
+      N: 7,
+    });
+    const e = new EventRowMapper(["Email", "evtName", "Price<number>", "Note", "Seen"]);
+    expect(e.map(["ws@x.io", "Viewed", "  ", " ", "\t"], types).record.properties).toEqual({});
   });
 
   it("leaves empty cells out, types untyped cells by the registry, and turns operation cells into operations", () => {

@@ -77,6 +77,11 @@ function setProperty(properties: Record<string, unknown>, key: string, value: un
   }
 }
 
+/** A cell as the mappers read it: one of only white space (or a missing one) is empty, "" (SEMANTICS §11 CSV cells). */
+function emptied(cell: string | undefined): string {
+  return cell === undefined || cell.trim() === "" ? "" : cell;
+}
+
 abstract class CsvRowMapper {
   protected readonly columns: Column[];
   protected readonly handles: Array<{ column: Column; kind: HandleColumn }>;
@@ -192,9 +197,9 @@ export class ProfileRowMapper extends CsvRowMapper {
       if (column.key === "profileId" || column.key === "deviceId") continue;
       const identity = identityKeyOf(column.key);
       const key = identity ?? column.key;
-      const written = fields[column.index] ?? "";
-      // An identity cell of white space is empty, as it is when the row's handle is chosen (no usable value).
-      const cell = identity !== null && written.trim() === "" ? "" : written;
+      // A cell of only white space is empty (no change), in every column: as when the row's handle is chosen, and
+      // as a number cell's padding is trimmed. Exports that pad cells must not blank a Name or refuse a typed row.
+      const cell = emptied(fields[column.index]);
       const opColumn = this.operations.get(column.key);
       const op = opColumn ? (fields[opColumn.index] ?? "") : "";
       const type = this.typeFor(column, "profile", ctx);
@@ -251,7 +256,7 @@ export class EventRowMapper extends CsvRowMapper {
     const scope: TypeScope = `event:${name}`;
     const properties: Record<string, unknown> = {};
     for (const column of this.propertyColumns) {
-      const cell = fields[column.index] ?? "";
+      const cell = emptied(fields[column.index]);
       if (cell === "") continue;
       setProperty(properties, column.key, cellValue(cell, this.typeFor(column, scope, ctx), column, ctx.timezone));
     }

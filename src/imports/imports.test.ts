@@ -77,6 +77,29 @@ describe.each(stores)("%s store", (store) => {
       expect(bob.properties.Score).toBeUndefined();
     });
 
+    it("reads cells of only white space as empty: nothing blanked, typed and untyped rows applied", async () => {
+      await s.api("POST", "/v1/ingest", {
+        records: [
+          {
+            type: "profile",
+            identity: { Email: "ws1@x.io" },
+            properties: { Name: "Ana", City: "Paris", WsN: 4, WsB: true, WsScore: 2 },
+          },
+        ],
+      });
+      const csv =
+        'Email,Name,City,WsN,WsB,WsScore<number>\nws1@x.io,   ,"  ",,,\nws1@x.io,,,"  ",, \nws1@x.io,,, ,\t,\n';
+      const r = await runImport(s, "profiles", csv);
+      expect(r).toMatchObject({ status: "done", processed: 3, failed: 0 });
+      expect((await profileBy("email=ws1@x.io")).properties).toMatchObject({
+        Name: "Ana",
+        City: "Paris",
+        WsN: 4,
+        WsB: true,
+        WsScore: 2,
+      });
+    });
+
     it("reads date cells in the timezone the account has when their rows are read, if it changes during the import", async () => {
       const portrait = s.server.portrait;
       const ingest = portrait.ingest;
