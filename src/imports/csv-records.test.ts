@@ -100,6 +100,26 @@ describe("profile rows", () => {
     expect(() => m.map(["a@x.io", "1"], ctx())).toThrow(/2 cells but the header has 7/);
   });
 
+  it("applies the handle column's operation as /v1/ingest would, and still finds the person by the handle cell", () => {
+    const m = new ProfileRowMapper(["Email", "Email.operation", "Name"]);
+    expect(m.map(["hd@x.io", "$delete", "Y"], ctx()).record).toEqual({
+      type: "profile",
+      identity: { Email: "hd@x.io" },
+      properties: { Email: { $delete: true }, Name: "Y" },
+    });
+    // Handed on as the operation /v1/ingest would be sent, for the engine to refuse with the API's code and field.
+    expect(m.map(["hd@x.io", "$incr", ""], ctx()).record.properties).toEqual({ Email: { $incr: "hd@x.io" } });
+    expect(m.map(["hd@x.io", " $bogus ", ""], ctx()).record.properties).toEqual({ Email: { $bogus: "hd@x.io" } });
+    expect(m.map(["hd@x.io", "", "Z"], ctx()).record.properties).toEqual({ Name: "Z" });
+    expect(() => m.map(["hd@x.io", "delete", ""], ctx())).toThrow(/must be one of \$add/);
+    const id = new ProfileRowMapper(["Identity", "Identity.operation", "Email"]);
+    expect(id.map(["u1", "$add", ""], ctx()).record).toEqual({
+      type: "profile",
+      identity: { Identity: "u1" },
+      properties: { Identity: { $add: "u1" } },
+    });
+  });
+
   it("reads <date> cells as ISO-8601, compact YYYYMMDD or epoch seconds of 9-12 digits, and refuses the rest", () => {
     const m = new ProfileRowMapper(["Email", "DD<date>"]);
     const read = (cell: string) => m.map(["a@x.io", cell], ctx()).record.properties;

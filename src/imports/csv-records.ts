@@ -192,7 +192,6 @@ export class ProfileRowMapper extends CsvRowMapper {
     const handle = this.handle(fields);
     const properties: Record<string, unknown> = {};
     for (const column of this.valueColumns) {
-      if (column === handle.column) continue;
       // Handle columns that are not identity keys (profileId, deviceId) are never properties.
       if (column.key === "profileId" || column.key === "deviceId") continue;
       const identity = identityKeyOf(column.key);
@@ -202,9 +201,15 @@ export class ProfileRowMapper extends CsvRowMapper {
       const cell = emptied(fields[column.index]);
       const opColumn = this.operations.get(column.key);
       const op = opColumn ? (fields[opColumn.index] ?? "") : "";
+      const operated = opColumn !== undefined && op.trim() !== "";
+      // The handle cell names the person; it is written again only through its operation column, which is applied
+      // as /v1/ingest applies `identity.Email` with `properties.Email: {"$delete": true}` (it used to be skipped).
+      if (column === handle.column && !operated) continue;
       const type = this.typeFor(column, "profile", ctx);
       let value: unknown;
-      if (opColumn && op.trim() !== "") {
+      if (operated && identity !== null) {
+        value = identityOperation(op, cell, column, opColumn, ctx.timezone);
+      } else if (operated) {
         value = operationValue(op, cell, type, column, opColumn, ctx.timezone);
       } else if (cell !== "") {
         value = cellValue(cell, type, column, ctx.timezone);
@@ -221,6 +226,18 @@ export class ProfileRowMapper extends CsvRowMapper {
     }
     return { type: "profile", ...handle.fields, properties };
   }
+}
+
+/**
+ * An identity column's operation, as /v1/ingest reads `{"Email": {"$op": …}}`: `$delete` removes the key; any other
+ * `$` operation is handed to the engine, which refuses it as the API does (INVALID_OPERATION on `properties.<key>`:
+ * an identity takes a plain value or `$delete`), whatever the cell holds. Text that is no `$` operation at all is
+ * refused as in any other operation column.
+ */
+function identityOperation(op: string, cell: string, column: Column, opColumn: Column, timezone: string): unknown {
+  const name = op.trim();
+  if (name.startsWith("$") && name !== "$delete") return { [name]: cell === "" ? true : cell };
+  return operationValue(op, cell, { kind: "string" }, column, opColumn, timezone);
 }
 
 /** Events CSV: the handle column, `evtName`, `ts`, and property columns; one `event` record per row. */

@@ -77,6 +77,44 @@ describe.each(stores)("%s store", (store) => {
       expect(bob.properties.Score).toBeUndefined();
     });
 
+    it("applies an operation column on the row's handle column as /v1/ingest applies it, and refuses what it refuses", async () => {
+      await s.api("POST", "/v1/ingest", {
+        records: [{ type: "profile", identity: { Email: "hd@x.io" }, properties: { Name: "x" } }],
+      });
+      const before = await profileBy("email=hd@x.io");
+      const csv = "Email,Email.operation,Name\nhd@x.io,$delete,Y\nhd2@x.io,$incr,Z\nhd3@x.io,$bogus,W\n";
+      const r = await runImport(s, "profiles", csv);
+      expect(r).toMatchObject({ status: "done", rows: 3, processed: 1, failed: 2 });
+      // The row found its person by the handle cell, deleted the Email (identity and property), and set the Name.
+      const after = (await s.api("GET", `/v1/profiles/${before.id}`)).body;
+      expect(after.identities.Email).toBeUndefined();
+      expect(after.properties.Email).toBeUndefined();
+      expect(after.properties.Name).toBe("Y");
+      expect(await profileBy("email=hd@x.io")).toBeNull();
+      expect(await profileBy("email=hd2@x.io")).toBeNull();
+      // The same records sent to /v1/ingest: the import's refusals have their codes and fields.
+      const live = await s.api("POST", "/v1/ingest", {
+        records: [
+          { type: "profile", identity: { Email: "hd2@x.io" }, properties: { Email: { $incr: "hd2@x.io" } } },
+          { type: "profile", identity: { Email: "hd3@x.io" }, properties: { Email: { $bogus: "hd3@x.io" } } },
+          { type: "profile", identity: { Identity: "hd-u1" }, properties: { Identity: { $add: "hd-u1" } } },
+        ],
+      });
+      const codes = live.body.unprocessed.map((u: { code: string; field: string }) => `${u.code} (${u.field})`);
+      expect(codes).toEqual([
+        "INVALID_OPERATION (properties.Email)",
+        "INVALID_OPERATION (properties.Email)",
+        "INVALID_OPERATION (properties.Identity)",
+      ]);
+      const report = (await failuresCsv(s, r.id)).trim().split("\r\n");
+      expect(report[1]).toMatch(/^hd2@x\.io,\$incr,Z,"?INVALID_OPERATION \(properties\.Email\): /);
+      expect(report[2]).toMatch(/^hd3@x\.io,\$bogus,W,"?INVALID_OPERATION \(properties\.Email\): /);
+      const id = await runImport(s, "profiles", "Identity,Identity.operation\nhd-u1,$add\n");
+      expect(id).toMatchObject({ processed: 0, failed: 1 });
+      expect(await failuresCsv(s, id.id)).toContain("INVALID_OPERATION (properties.Identity): ");
+      expect(await profileBy("identity=hd-u1")).toBeNull();
+    });
+
     it("reads cells of only white space as empty: nothing blanked, typed and untyped rows applied", async () => {
       await s.api("POST", "/v1/ingest", {
         records: [
