@@ -131,28 +131,32 @@ const DATE_FORMS = "a date: YYYY-MM-DD, YYYYMMDD, an ISO-8601 date-time or epoch
  * untyped cell read by the key's registered type is a value of another type, refused as /v1/ingest refuses one
  * (SEMANTICS §4: TYPE_MISMATCH naming the key, the expected and the given type).
  */
+/** A cell quoted in a refusal, cut after 60 characters. */
+function shown(cell: string): string {
+  return cell.length > 60 ? `${JSON.stringify(cell.slice(0, 60))}…` : JSON.stringify(cell);
+}
+
 function refuse(column: Column, expected: string, cell: string, registered: string): never {
-  const shown = cell.length > 60 ? `${JSON.stringify(cell.slice(0, 60))}…` : JSON.stringify(cell);
+  const quoted = shown(cell);
   if (column.type === null) {
     throw new PortraitError(
       "TYPE_MISMATCH",
-      `Property ${JSON.stringify(column.key)} is a ${registered}, got a string (${shown})`,
+      `Property ${JSON.stringify(column.key)} is a ${registered}, got a string (${quoted})`,
       column.key,
     );
   }
   throw new PortraitError(
     "INVALID_VALUE",
-    `column ${JSON.stringify(column.header)} must be ${expected}, got ${shown}`,
+    `column ${JSON.stringify(column.header)} must be ${expected}, got ${quoted}`,
     column.key,
   );
 }
 
 /** A date cell refused as /v1/ingest refuses a malformed date (INVALID_DATE), naming the column. */
 function refuseDate(column: Column, expected: string, cell: string): never {
-  const shown = cell.length > 60 ? `${JSON.stringify(cell.slice(0, 60))}…` : JSON.stringify(cell);
   throw new PortraitError(
     "INVALID_DATE",
-    `column ${JSON.stringify(column.header)} must be ${expected}, got ${shown}`,
+    `column ${JSON.stringify(column.header)} must be ${expected}, got ${shown(cell)}`,
     column.key,
   );
 }
@@ -195,7 +199,7 @@ export function cellValue(cell: string, type: CellType, column: Column, timezone
       return `$D_${Math.floor(ms / 1000)}`;
     }
     case "multi":
-      return listValue(cell);
+      return listValue(cell, column);
     case "json":
       try {
         return JSON.parse(cell);
@@ -205,19 +209,26 @@ export function cellValue(cell: string, type: CellType, column: Column, timezone
   }
 }
 
-/** `$add`/`$remove`/`$set` cells: a JSON array, or one value (SEMANTICS §11 CSV cells). */
-export function listValue(cell: string): unknown {
+/**
+ * `$add`/`$remove`/`$set` and `<multi>` cells: a JSON array, or one value (SEMANTICS §11 CSV cells). A cell that
+ * starts with `[` is an array or refused: one that does not parse is almost always a broken array, and stored as one
+ * literal element it was a value nobody meant. The elements keep their JSON types, so that the engine judges them as
+ * it judges `{"$add": [...]}` from /v1/ingest (a number in a string list: TYPE_MISMATCH), not turned into strings.
+ */
+export function listValue(cell: string, column: Column): unknown {
   const text = cell.trim();
-  if (text.startsWith("[")) {
-    try {
-      const parsed: unknown = JSON.parse(text);
-      if (Array.isArray(parsed))
-        return parsed.map((v) => (typeof v === "number" || typeof v === "boolean" ? String(v) : v));
-    } catch {
-      // Not JSON: the cell is one value that happens to start with "[".
-    }
+  if (!text.startsWith("[")) return [cell];
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (e) {
+    throw new PortraitError(
+      "INVALID_VALUE",
+      `column ${JSON.stringify(column.header)} starts with "[" but is not a JSON array (${(e as Error).message}), got ${shown(cell)}`,
+      column.key,
+    );
   }
-  return [cell];
+  return parsed;
 }
 
 const OPERATIONS = ["$add", "$remove", "$set", "$delete", "$incr", "$decr", "$setOnce"] as const;
@@ -252,7 +263,7 @@ export function operationValue(
     case "$add":
     case "$remove":
     case "$set":
-      return { [name]: listValue(cell) };
+      return { [name]: listValue(cell, column) };
     case "$incr":
     case "$decr": {
       // The number is what the operation needs, whatever the key holds (a multi-value key: the engine then says so).

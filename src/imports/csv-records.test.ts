@@ -120,6 +120,30 @@ describe("profile rows", () => {
     });
   });
 
+  it("reads a list cell that starts with [ as a JSON array, elements as typed, or refuses it naming the column", () => {
+    const m = new ProfileRowMapper(["Email", "Tags", "Tags.operation", "L<multi>"]);
+    expect(m.map(["m@x.io", '["a",1,true]', "$add", ""], ctx()).record.properties).toEqual({
+      Tags: { $add: ["a", 1, true] },
+    });
+    expect(m.map(["m@x.io", "solo [x]", "$remove", ' ["x", "y"] '], ctx()).record.properties).toEqual({
+      Tags: { $remove: ["solo [x]"] },
+      L: ["x", "y"],
+    });
+    for (const [row, header] of [
+      [["m@x.io", '["a"', "$add", ""], "Tags"],
+      [["m@x.io", "[a, b]", "$set", ""], "Tags"],
+      [["m@x.io", "", "", "[1,]"], "L<multi>"],
+    ] as const) {
+      try {
+        m.map([...row], ctx());
+        expect.unreachable(`${row} was read`);
+      } catch (e) {
+        expect((e as RowRefusal).refusal).toMatchObject({ code: "INVALID_VALUE" });
+        expect((e as RowRefusal).refusal.message.startsWith(`column "${header}" starts with "[" but is not a JSON array`)).toBe(true);
+      }
+    }
+  });
+
   it("reads <date> cells as ISO-8601, compact YYYYMMDD or epoch seconds of 9-12 digits, and refuses the rest", () => {
     const m = new ProfileRowMapper(["Email", "DD<date>"]);
     const read = (cell: string) => m.map(["a@x.io", cell], ctx()).record.properties;

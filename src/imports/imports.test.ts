@@ -115,6 +115,24 @@ describe.each(stores)("%s store", (store) => {
       expect(await profileBy("identity=hd-u1")).toBeNull();
     });
 
+    it("refuses a list cell that starts with [ but is no JSON array, and lets the engine judge its elements as ingest does", async () => {
+      const csv = 'Email,Tags,Tags.operation\nm1@x.io,"[""a""",$add\nm2@x.io,"[""a"",1]",$add\nm3@x.io,"[""a"",""b""]",$add\n';
+      const r = await runImport(s, "profiles", csv);
+      expect(r).toMatchObject({ status: "done", processed: 1, failed: 2 });
+      expect(await profileBy("email=m1@x.io")).toBeNull();
+      expect(await profileBy("email=m2@x.io")).toBeNull();
+      expect((await profileBy("email=m3@x.io")).properties.Tags).toEqual(["a", "b"]);
+      // The same element refused by /v1/ingest: the import's description has its code, field and sentence.
+      const live = await s.api("POST", "/v1/ingest", {
+        records: [{ type: "profile", identity: { Email: "m2@x.io" }, properties: { Tags: { $add: ["a", 1] } } }],
+      });
+      const u = live.body.unprocessed[0];
+      expect(u.code).toBe("TYPE_MISMATCH");
+      const report = (await failuresCsv(s, r.id)).trim().split("\r\n");
+      expect(report[1]).toMatch(/^m1@x\.io,.*INVALID_VALUE \(.*Tags\): column ""Tags"" starts with ""\["" but is not a JSON array/);
+      expect(report[2]).toContain(`${u.code} (${u.field}): ${u.error.replaceAll('"', '""')}`);
+    });
+
     it("reads cells of only white space as empty: nothing blanked, typed and untyped rows applied", async () => {
       await s.api("POST", "/v1/ingest", {
         records: [
