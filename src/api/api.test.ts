@@ -428,6 +428,17 @@ describe.each(stores)("%s store", (store) => {
         (await s.api("GET", `/v1/profiles?compartmentId=1606&userAccountId=crm-1`)).body.profiles[0].accounts,
       ).toEqual([{ compartmentId: "1606", userAccountId: "crm-1" }]);
       expect((await s.api("GET", `/v1/profiles/${id}/documents`)).body.documents).toHaveLength(1);
+      // A missing or null document is refused like any body that is not an object, and stores nothing.
+      for (const body of ["null", undefined, "[1,2]"]) {
+        const refused = await s.api("PUT", `/v1/profiles/${id}/documents/1606/none`, body, {
+          "content-type": "application/json",
+        });
+        expect(refused.status, String(body)).toBe(400);
+      }
+      expect(await s.api("PUT", `/v1/profiles/${id}/documents/1606/none`, "null")).toMatchObject({
+        body: { error: { code: "INVALID_DOCUMENT", field: "body" } },
+      });
+      expect((await s.api("GET", `/v1/profiles/${id}/documents/1606/none`)).status).toBe(404);
       const big = await s.api("PUT", `/v1/profiles/${id}/documents/1606/crm-1`, { blob: "x".repeat(70_000) });
       expect(big).toMatchObject({ status: 413, body: { error: { code: "DOCUMENT_TOO_LARGE", field: "body" } } });
       // 64 KB is the client's JSON, whatever the ids' length: Portrait's own $ fields are not counted.

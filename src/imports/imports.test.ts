@@ -391,6 +391,25 @@ describe.each(stores)("%s store", (store) => {
       expect((await s.api("GET", `/v1/profiles/${two.id}/documents`)).body.documents).toEqual([]);
     });
 
+    it("refuses an UPSERT whose user_profile is missing or null, as it refuses [1,2], and creates nobody", async () => {
+      const r = await runImport(
+        s,
+        "documents",
+        ndjson(
+          { operation: "UPSERT", compartment_id: "C9", user_account_id: "n14", user_profile: null },
+          { operation: "UPSERT", compartment_id: "C9", user_account_id: "n15" },
+          { operation: "UPSERT", compartment_id: "C9", user_account_id: "n16", user_profile: [1, 2] },
+          { operation: "UPSERT", compartment_id: "C9", user_account_id: "n17", user_profile: {} },
+          { operation: "DELETE", compartment_id: "C9", user_account_id: "n17" },
+        ),
+        "application/x-ndjson",
+      );
+      expect(r).toMatchObject({ status: "done", rows: 5, processed: 2, failed: 3 });
+      for (const ua of ["n14", "n15", "n16"]) expect(await profileBy(`compartmentId=C9&userAccountId=${ua}`)).toBeNull();
+      const report = (await failuresCsv(s, r.id)).trim().split("\r\n");
+      expect(report.slice(1).map((l) => /INVALID_DOCUMENT \(user_profile\): user_profile must be a JSON object, got ([^"]*)/.exec(l)?.[1])).toEqual(["null", "none", "[1,2]"]);
+    });
+
     it("finds people by email_hash and user_point_id; unknown ones are UNKNOWN_PROFILE", async () => {
       await s.api("POST", "/v1/ingest", {
         records: [{ type: "profile", identity: { Email: "hash@x.io" }, properties: {} }],
