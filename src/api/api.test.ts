@@ -428,6 +428,22 @@ describe.each(stores)("%s store", (store) => {
         (await s.api("GET", `/v1/profiles?compartmentId=1606&userAccountId=crm-1`)).body.profiles[0].accounts,
       ).toEqual([{ compartmentId: "1606", userAccountId: "crm-1" }]);
       expect((await s.api("GET", `/v1/profiles/${id}/documents`)).body.documents).toHaveLength(1);
+      // A PUT replaces the document and keeps the system fields: ids a client stored stay unless it gives them again.
+      const own = await s.api("PUT", `/v1/profiles/${id}/documents/1606/own`, { a: 1, $user_account_id: "theirs" });
+      expect(own.body).toMatchObject({ $compartment_id: "1606", $user_account_id: "theirs", a: 1 });
+      const replaced = await s.api("PUT", `/v1/profiles/${id}/documents/1606/own`, { b: 2 });
+      expect(replaced.body).toEqual({
+        $compartment_id: "1606",
+        $user_account_id: "theirs",
+        b: 2,
+        $creation_ts: own.body.$creation_ts,
+        $last_modified_ts: expect.any(Number),
+      });
+      expect((await s.api("PUT", `/v1/profiles/${id}/documents/1606/own`, { $compartment_id: "x" })).body).toMatchObject({
+        $compartment_id: "x",
+        $user_account_id: "theirs",
+      });
+      expect((await s.api("DELETE", `/v1/profiles/${id}/documents/1606/own`)).status).toBe(200);
       // A missing or null document is refused like any body that is not an object, and stores nothing.
       for (const body of ["null", undefined, "[1,2]"]) {
         const refused = await s.api("PUT", `/v1/profiles/${id}/documents/1606/none`, body, {

@@ -391,6 +391,51 @@ describe.each(stores)("%s store", (store) => {
       expect((await s.api("GET", `/v1/profiles/${two.id}/documents`)).body.documents).toEqual([]);
     });
 
+    it("force_replace keeps the stored system fields, a client's own ids included, unless the new document gives them", async () => {
+      const line = (extra: Record<string, unknown>) => ({
+        operation: "UPSERT",
+        compartment_id: "C8",
+        user_account_id: "u8",
+        ...extra,
+      });
+      const first = await runImport(
+        s,
+        "documents",
+        ndjson(line({ user_profile: { firstname: "David", $user_account_id: "other", $compartment_id: "zzz" } })),
+        "application/x-ndjson",
+      );
+      expect(first).toMatchObject({ processed: 1, failed: 0 });
+      const p = await profileBy("compartmentId=C8&userAccountId=u8");
+      const doc = async () => (await s.api("GET", `/v1/profiles/${p.id}/documents/C8/u8`)).body;
+      const stored = await doc();
+      expect(stored).toMatchObject({ $compartment_id: "zzz", $user_account_id: "other", firstname: "David" });
+      const replaced = await runImport(
+        s,
+        "documents",
+        ndjson(line({ force_replace: true, user_profile: { only: "this" } })),
+        "application/x-ndjson",
+      );
+      expect(replaced).toMatchObject({ processed: 1, failed: 0 });
+      const after = await doc();
+      expect(after).toEqual({
+        $compartment_id: "zzz",
+        $user_account_id: "other",
+        only: "this",
+        $creation_ts: stored.$creation_ts,
+        $last_modified_ts: expect.any(Number),
+      });
+      expect(after.$last_modified_ts).toBeGreaterThanOrEqual(stored.$last_modified_ts);
+      // The new document's own ids are stored as given; the one it leaves out stays as stored.
+      await runImport(
+        s,
+        "documents",
+        ndjson(line({ force_replace: true, user_profile: { $user_account_id: "mine", again: 1 } })),
+        "application/x-ndjson",
+      );
+      expect(await doc()).toMatchObject({ $compartment_id: "zzz", $user_account_id: "mine", again: 1 });
+      expect((await doc()).only).toBeUndefined();
+    });
+
     it("refuses an UPSERT whose user_profile is missing or null, as it refuses [1,2], and creates nobody", async () => {
       const r = await runImport(
         s,
