@@ -475,6 +475,46 @@ describe.each(stores)("%s store", (store) => {
     });
   });
 
+  describe("event names", () => {
+    it("are trimmed before reserved names and Charged are recognised, on /v1/ingest and /v1/sdk/batch", async () => {
+      const live = await s.api("POST", "/v1/ingest", {
+        records: [
+          { type: "event", identity: { Email: "trim@x.io" }, name: " Identity Set", ts: 1790000000 },
+          { type: "event", identity: { Email: "trim@x.io" }, name: "Profile Merged ", ts: 1790000000 },
+          { type: "event", identity: { Email: "trim@x.io" }, name: " \t ", ts: 1790000000 },
+          {
+            type: "event",
+            identity: { Email: "trim@x.io" },
+            name: " Charged ",
+            ts: 1790000000,
+            properties: { Amount: 10, "Charged ID": "o-1" },
+          },
+        ],
+      });
+      expect(live.body.unprocessed.map((u: { index: number; code: string }) => [u.index, u.code])).toEqual([
+        [0, "RESERVED_EVENT_NAME"],
+        [1, "RESERVED_EVENT_NAME"],
+        [2, "INVALID_EVENT_NAME"],
+      ]);
+      const id = live.body.results[0].profileId;
+      const person = (await s.api("GET", `/v1/profiles/${id}`)).body;
+      expect(person.type).toBe("customer");
+      expect(person.stats.revenue).toBe(10);
+      const sdk = await s.api("POST", `/v1/sdk/batch?key=${PUBLIC}`, {
+        records: [
+          { type: "event", deviceId: "trim-d", name: " Identity Error ", ts: 1790000000 },
+          { type: "event", deviceId: "trim-d", name: "  Seen ", ts: 1790000000 },
+        ],
+      });
+      expect(sdk.body.unprocessed.map((u: { code: string }) => u.code)).toEqual(["RESERVED_EVENT_NAME"]);
+      const seen = (await s.api("GET", `/v1/profiles/${sdk.body.results[0].profileId}/events`)).body.events;
+      expect(seen.map((e: { name: string }) => e.name)).toEqual(["Seen"]);
+      const names = (await s.api("GET", `/v1/profiles/${id}/events`)).body.events.map((e: { name: string }) => e.name);
+      expect(names).toContain("Charged");
+      expect(names).not.toContain(" Charged ");
+    });
+  });
+
   describe("context", () => {
     it("context timezone sets Timezone until the client writes Timezone itself; acquiredFrom keeps the earliest source", async () => {
       const ingest = (records: unknown[]) => s.api("POST", "/v1/ingest", { records });

@@ -268,7 +268,8 @@ export class EventRowMapper extends CsvRowMapper {
   private eventRecord(fields: string[], ctx: MappingContext): Record<string, unknown> {
     this.checkWidth(fields);
     const handle = this.handle(fields);
-    const name = fields[this.name.index] ?? "";
+    // Trimmed as the record parser trims it, so that " Charged " reads its Amount as Charged's number.
+    const name = (fields[this.name.index] ?? "").trim();
     const tsCell = this.ts ? (fields[this.ts.index] ?? "").trim() : "";
     const scope: TypeScope = `event:${name}`;
     const properties: Record<string, unknown> = {};

@@ -286,6 +286,30 @@ describe.each(stores)("%s store", (store) => {
       expect(await failuresCsv(s, r.id)).toMatch(/INVALID_EVENT_NAME/);
     });
 
+    it("trims event names, so a reserved name with a space is refused and \" Charged \" is a purchase", async () => {
+      const csv = 'Email,evtName,Amount\nre@x.io, Identity Set,\nre@x.io,Identity Set ,\nx1@x.io, Charged ,12.5\nx1@x.io," ",\n';
+      const r = await runImport(s, "events", csv);
+      expect(r).toMatchObject({ status: "done", rows: 4, processed: 1, failed: 3 });
+      const report = (await failuresCsv(s, r.id)).trim().split("\r\n");
+      expect(report.slice(1).map((l) => /(RESERVED_EVENT_NAME|INVALID_EVENT_NAME)/.exec(l)?.[1])).toEqual([
+        "RESERVED_EVENT_NAME",
+        "RESERVED_EVENT_NAME",
+        "INVALID_EVENT_NAME",
+      ]);
+      const p = await profileBy("email=x1@x.io");
+      expect(p).toMatchObject({ type: "customer", stats: { revenue: 12.5 } });
+      const events = (await s.api("GET", `/v1/profiles/${p.id}/events`)).body.events;
+      expect(events.find((e: { name: string }) => e.name === "Charged").properties).toEqual({ Amount: 12.5 });
+      const nd = await runImport(
+        s,
+        "events",
+        ndjson({ identity: { Email: "re@x.io" }, name: "Profile Demerged " }),
+        "application/x-ndjson",
+      );
+      expect(nd).toMatchObject({ processed: 0, failed: 1 });
+      expect(await failuresCsv(s, nd.id)).toContain("RESERVED_EVENT_NAME");
+    });
+
     it("imports NDJSON ingest records, and a second upload of the same file applies nothing twice", async () => {
       const file = ndjson(
         { identity: { Email: "nd@x.io" }, properties: { Points: { $incr: 10 } } },

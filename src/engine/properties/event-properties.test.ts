@@ -52,6 +52,16 @@ describe("validateEventName", () => {
     }
     expect(validateEventName("identity set")).toBe("identity set");
   });
+
+  it("trims white space at both ends before the reserved names are recognised, and returns the trimmed name", () => {
+    for (const name of [" Identity Set", "Identity Set ", "\tProfile Merged\u00a0"]) {
+      expect(errorOf(() => validateEventName(name)).code).toBe("RESERVED_EVENT_NAME");
+    }
+    expect(validateEventName(" Charged ")).toBe("Charged");
+    expect(validateEventName("  Product  Viewed ")).toBe("Product  Viewed");
+    expect(validateEventName(` ${"x".repeat(120)} `)).toBe("x".repeat(120));
+    expect(errorOf(() => validateEventName(" \t ")).code).toBe("INVALID_EVENT_NAME");
+  });
 });
 
 describe("parseTimestamp", () => {

@@ -28,19 +28,25 @@ export const CHARGED = "Charged";
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
-/** A client-sent event name: a string of 1-120 characters, not blank, not reserved. Errors carry no field. */
 /** The types SEMANTICS §3 fixes for Charged's own properties: an import reads an untyped cell of a fresh account by them. */
 export const CHARGED_PROPERTY_TYPES: Readonly<Record<string, ValueType>> = Object.freeze({ Amount: "number" });
 
-export function validateEventName(name: unknown): string {
-  if (typeof name !== "string") {
-    fail("INVALID_EVENT_NAME", `Event name must be a string, got ${describeValue(name)}`);
+/**
+ * A client-sent event name: a string of 1-120 characters once trimmed, not reserved. Errors carry no field.
+ * The name is trimmed of white space at both ends first, on every path (/v1/ingest, the SDK batch, imports), before
+ * the reserved names and Charged are recognised: " Identity Set" slipped past the reserved names, and " Charged "
+ * was another event that fed no revenue. Returns the trimmed name.
+ */
+export function validateEventName(raw: unknown): string {
+  if (typeof raw !== "string") {
+    fail("INVALID_EVENT_NAME", `Event name must be a string, got ${describeValue(raw)}`);
   }
+  const name = raw.trim();
   const n = name.length <= MAX_EVENT_NAME_LENGTH ? name.length : charLength(name);
-  if (n < 1 || n > MAX_EVENT_NAME_LENGTH || name.trim() === "") {
+  if (n < 1 || n > MAX_EVENT_NAME_LENGTH) {
     fail(
       "INVALID_EVENT_NAME",
-      `Event name must be 1-${MAX_EVENT_NAME_LENGTH} characters and not blank, got ${show(name)}`,
+      `Event name must be 1-${MAX_EVENT_NAME_LENGTH} characters and not blank, got ${show(raw)}`,
     );
   }
   if (CONTROL.test(name)) {
