@@ -5,7 +5,7 @@
  * engine validate it exactly as they validate the live API.
  */
 import { PortraitError } from "../engine/errors.js";
-import { parseIso8601 } from "../engine/properties/values.js";
+import { DATE_TEXT_FORMS, readDateText } from "../engine/properties/values.js";
 import type { ValueType } from "../engine/types.js";
 import { compileDatePattern, type DatePattern, PatternError, parseWithPattern } from "./ldml-date.js";
 
@@ -116,15 +116,7 @@ export function typeForRegistered(type: ValueType | undefined): CellType {
 const NUMBER = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
 const TRUE = new Set(["true", "yes", "y", "1"]);
 const FALSE = new Set(["false", "no", "n", "0"]);
-/**
- * Epoch seconds in a `<date>` cell: a whole number of 9 to 12 digits (1973-03-03 up to the year 9999). Shorter
- * numbers are refused, not read as 1970: `0` is an empty value written as a number, and an 8-digit one is far more
- * likely a compact date (read below as one) than a second of 1970-72. Signs and fractions are never a date.
- */
-const EPOCH_SECONDS = /^[1-9]\d{8,11}$/;
-/** ISO-8601's basic calendar date, `YYYYMMDD`, the usual compact date of exports. */
-const COMPACT_DATE = /^(\d{4})(\d{2})(\d{2})$/;
-const DATE_FORMS = "a date: YYYY-MM-DD, YYYYMMDD, an ISO-8601 date-time or epoch seconds (9 to 12 digits)";
+const DATE_FORMS = `a date: ${DATE_TEXT_FORMS}`;
 
 /**
  * A cell its type cannot read. Under a header that declares the type, the cell is malformed (INVALID_VALUE); an
@@ -167,12 +159,27 @@ function refuseDate(column: Column, expected: string, cell: string): never {
  * values whole days (and DOB a calendar date).
  */
 function dateCell(cell: string, column: Column, timezone: string): unknown {
-  const text = cell.trim();
-  if (EPOCH_SECONDS.test(text)) return `$D_${text}`;
-  const compact = COMPACT_DATE.exec(text);
-  const iso = compact ? `${compact[1]}-${compact[2]}-${compact[3]}` : text;
-  if (parseIso8601(iso, timezone) === null) return refuseDate(column, DATE_FORMS, cell);
-  return { $date: iso };
+  const read = readDateText(cell, timezone);
+  if (read === null) return refuseDate(column, DATE_FORMS, cell);
+  return read.kind === "epoch" ? `$D_${read.ms / 1000}` : { $date: read.iso };
+}
+
+/**
+ * An events CSV `ts` cell, read by the very rules of a `<date>` cell (SEMANTICS §3 "epoch seconds or ISO-8601":
+ * `20241120` is that day in the account timezone; it used to be read as seconds, 1970-08-23), and handed to the
+ * record as the engine reads a ts: epoch seconds as a number, other dates as their ISO text. What a `<date>` cell
+ * refuses is refused, with the API's code for a ts.
+ */
+export function tsValue(cell: string, column: Column, timezone: string): number | string {
+  const read = readDateText(cell, timezone);
+  if (read === null) {
+    throw new PortraitError(
+      "INVALID_TIMESTAMP",
+      `column ${JSON.stringify(column.header)} must be ${DATE_FORMS}, got ${shown(cell)}`,
+      "ts",
+    );
+  }
+  return read.kind === "epoch" ? read.ms / 1000 : read.iso;
 }
 
 /** A non-empty cell as the JSON value of a plain set. */

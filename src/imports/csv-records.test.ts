@@ -196,8 +196,29 @@ describe("event rows", () => {
       properties: { Price: 9.5, Promo: false },
     });
     expect(m.map(["d-1", "Viewed", "", "", ""], ctx()).record).not.toHaveProperty("ts");
-    // A negative number stays a number, so that its refusal says "after 1970", not "got a string".
-    expect(m.map(["d-1", "Viewed", "-5", "", ""], ctx()).record).toMatchObject({ ts: -5 });
+    expect(m.map(["d-1", "Viewed", "  ", "", ""], ctx()).record).not.toHaveProperty("ts");
+  });
+
+  it("reads ts by the rules of a <date> cell: 20241120 is that day in the account timezone, and the same refusals", () => {
+    const m = new EventRowMapper(["deviceId", "evtName", "ts"]);
+    const paris: MappingContext = { ...ctx(), timezone: "Europe/Paris" };
+    const ts = (cell: string) => m.map(["d-1", "Viewed", cell], paris).record.ts;
+    expect(ts("20241120")).toBe("2024-11-20");
+    expect(ts(" 1732000000 ")).toBe(1732000000);
+    expect(ts("2024-11-20T10:00:00Z")).toBe("2024-11-20T10:00:00Z");
+    expect(ts("2024-11-20 10:00")).toBe("2024-11-20 10:00");
+    // Every cell a <date> column refuses, refused here with the API's code for a ts, naming the column.
+    const dates = new ProfileRowMapper(["Email", "DD<date>"]);
+    for (const bad of ["0", "-5", "1.5", "12345", "20241320", "1732000000000", "1732000000.5", "2024-02-30", "soon"]) {
+      expect(() => dates.map(["a@x.io", bad], paris), bad).toThrow(RowRefusal);
+      try {
+        ts(bad);
+        expect.unreachable(bad);
+      } catch (e) {
+        expect((e as RowRefusal).refusal, bad).toMatchObject({ code: "INVALID_TIMESTAMP", field: "ts" });
+        expect((e as RowRefusal).refusal.message).toMatch(/^column "ts" must be a date: YYYY-MM-DD, YYYYMMDD/);
+      }
+    }
   });
 
   it("reads an untyped Charged Amount as the number §3 fixes it to be, in an account that never saw a Charged", () => {

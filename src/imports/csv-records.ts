@@ -17,6 +17,7 @@ import {
   HeaderError,
   operationValue,
   parseHeader,
+  tsValue,
   typeForRegistered,
 } from "./csv-columns.js";
 import { refusingWith } from "./row-refusal.js";
@@ -270,7 +271,7 @@ export class EventRowMapper extends CsvRowMapper {
     const handle = this.handle(fields);
     // Trimmed as the record parser trims it, so that " Charged " reads its Amount as Charged's number.
     const name = (fields[this.name.index] ?? "").trim();
-    const tsCell = this.ts ? (fields[this.ts.index] ?? "").trim() : "";
+    const tsCell = this.ts ? emptied(fields[this.ts.index]) : "";
     const scope: TypeScope = `event:${name}`;
     const properties: Record<string, unknown> = {};
     for (const column of this.propertyColumns) {
@@ -279,7 +280,7 @@ export class EventRowMapper extends CsvRowMapper {
       setProperty(properties, column.key, cellValue(cell, this.typeFor(column, scope, ctx), column, ctx.timezone));
     }
     const record: Record<string, unknown> = { type: "event", ...handle.fields, name, properties };
-    if (tsCell !== "") record.ts = /^-?\d+(?:\.\d+)?$/.test(tsCell) ? Number(tsCell) : tsCell;
+    if (tsCell !== "") record.ts = tsValue(tsCell, this.ts as Column, ctx.timezone);
     return record;
   }
 }

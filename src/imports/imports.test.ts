@@ -286,6 +286,37 @@ describe.each(stores)("%s store", (store) => {
       expect(await failuresCsv(s, r.id)).toMatch(/INVALID_EVENT_NAME/);
     });
 
+    it("reads an events CSV ts by the <date> rules (20241120 is that day in the account timezone), and NDJSON ts strings too", async () => {
+      const csv = "Email,evtName,ts\nts1@x.io,E,20241120\nts1@x.io,F,1732000000\nts1@x.io,G,0\nts1@x.io,H,2024-02-30\n";
+      const r = await runImport(s, "events", csv);
+      expect(r).toMatchObject({ status: "done", rows: 4, processed: 2, failed: 2 });
+      const p = await profileBy("email=ts1@x.io");
+      const events = (await s.api("GET", `/v1/profiles/${p.id}/events`)).body.events;
+      const at = (name: string) => events.find((e: { name: string }) => e.name === name)?.ts;
+      // Midnight in Paris; the Identity Set written for the new person has the row's ts too.
+      expect(at("E")).toBe("2024-11-19T23:00:00.000Z");
+      expect(at("F")).toBe("2024-11-19T07:06:40.000Z");
+      expect(at("Identity Set")).toBe("2024-11-19T23:00:00.000Z");
+      expect(p.system.firstSeen).toBe("2024-11-19T07:06:40.000Z");
+      const report = await failuresCsv(s, r.id);
+      expect(report).toContain('ts1@x.io,G,0,"INVALID_TIMESTAMP (ts): column ""ts"" must be a date: YYYY-MM-DD, YYYYMMDD');
+      expect(report).toContain('ts1@x.io,H,2024-02-30,"INVALID_TIMESTAMP (ts): column ""ts"" must be a date');
+      const nd = await runImport(
+        s,
+        "events",
+        ndjson(
+          { identity: { Email: "ts2@x.io" }, name: "E", ts: "20241120" },
+          { identity: { Email: "ts2@x.io" }, name: "F", ts: "12345" },
+        ),
+        "application/x-ndjson",
+      );
+      expect(nd).toMatchObject({ processed: 1, failed: 1 });
+      const q = await profileBy("email=ts2@x.io");
+      const e2 = (await s.api("GET", `/v1/profiles/${q.id}/events`)).body.events;
+      expect(e2.find((e: { name: string }) => e.name === "E").ts).toBe("2024-11-19T23:00:00.000Z");
+      expect(await failuresCsv(s, nd.id)).toContain("INVALID_TIMESTAMP (ts)");
+    });
+
     it("trims event names, so a reserved name with a space is refused and \" Charged \" is a purchase", async () => {
       const csv = 'Email,evtName,Amount\nre@x.io, Identity Set,\nre@x.io,Identity Set ,\nx1@x.io, Charged ,12.5\nx1@x.io," ",\n';
       const r = await runImport(s, "events", csv);

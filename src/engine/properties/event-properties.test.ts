@@ -76,6 +76,16 @@ describe("parseTimestamp", () => {
     expect(parseTimestamp("1732000000.5", NOW, "ts")).toBe(1_732_000_000_500);
   });
 
+  it("reads a ts string as every date text is read: YYYYMMDD is a day in the timezone, not seconds of 1970", () => {
+    expect(parseTimestamp("20241120", NOW, "ts", "Europe/Paris")).toBe(Date.parse("2024-11-19T23:00:00Z"));
+    expect(parseTimestamp(" 1732000000 ", NOW, "ts")).toBe(1_732_000_000_000);
+    for (const v of ["12345", "99999999", "01732000000", "-5", "1.5"]) {
+      expect(errorOf(() => parseTimestamp(v, NOW, "ts")).code, v).toBe("INVALID_TIMESTAMP");
+    }
+    // A number is epoch seconds, however small.
+    expect(parseTimestamp(12345, NOW, "ts")).toBe(12_345_000);
+  });
+
   it("reads ISO-8601, offset-less in the given timezone (UTC by default)", () => {
     expect(parseTimestamp("2024-11-20T10:00:00Z", NOW, "ts")).toBe(Date.parse("2024-11-20T10:00:00Z"));
     expect(parseTimestamp("2024-11-20T10:00:00.250+01:00", NOW, "ts")).toBe(Date.parse("2024-11-20T09:00:00.250Z"));

@@ -5,7 +5,14 @@
 import { fail, show } from "../errors.js";
 import type { EventPropertyValue, ValueType } from "../types.js";
 import { charLength, isPlainObject, validateKey } from "./keys.js";
-import { describeValue, MAX_STRING_LENGTH, parseDateInput, parseIso8601, toIsoUtc } from "./values.js";
+import {
+  DATE_TEXT_FORMS,
+  describeValue,
+  MAX_STRING_LENGTH,
+  parseDateInput,
+  readDateText,
+  toIsoUtc,
+} from "./values.js";
 
 export const MAX_EVENT_NAME_LENGTH = 120;
 export const MAX_EVENT_PROPERTIES = 256;
@@ -58,9 +65,13 @@ export function validateEventName(raw: unknown): string {
   return name;
 }
 
+/** Epoch seconds with a fraction, as text: the whole seconds as date text reads them, the fraction to the ms. */
+const EPOCH_FRACTION_TEXT = /^[1-9]\d{8,11}\.\d+$/;
+
 /**
- * A record's ts: epoch seconds (a number, fractions kept to the millisecond, or a string of digits) or ISO-8601
- * text (offset-less and date-only read in `timezone`). Absent → `now`. Must be > 0 and at most one day after `now`.
+ * A record's ts: epoch seconds as a number (fractions kept to the millisecond), or text read as every date text is
+ * (readDateText: ISO-8601, offset-less and date-only in `timezone`; the compact date `YYYYMMDD`; epoch seconds of 9
+ * to 12 digits, here with an optional fraction). Absent → `now`. Must be > 0 and at most one day after `now`.
  * Returns epoch ms.
  */
 export function parseTimestamp(v: unknown, now: number, field: string, timezone = "UTC"): number {
@@ -69,12 +80,13 @@ export function parseTimestamp(v: unknown, now: number, field: string, timezone 
   if (typeof v === "number" && Number.isFinite(v)) {
     ms = Math.round(v * 1000);
   } else if (typeof v === "string") {
-    ms = /^\d{1,12}(?:\.\d+)?$/.test(v) ? Math.round(Number(v) * 1000) : (parseIso8601(v, timezone)?.ms ?? null);
+    const text = v.trim();
+    ms = EPOCH_FRACTION_TEXT.test(text) ? Math.round(Number(text) * 1000) : (readDateText(text, timezone)?.ms ?? null);
   }
   if (ms === null) {
     fail(
       "INVALID_TIMESTAMP",
-      `${field} must be epoch seconds or an ISO-8601 date-time such as "2024-11-20T10:00:00Z", got ${describeValue(v)}`,
+      `${field} must be epoch seconds or an ISO-8601 date-time such as "2024-11-20T10:00:00Z" (as text: ${DATE_TEXT_FORMS}), got ${describeValue(v)}`,
       field,
     );
   }
