@@ -229,6 +229,30 @@ describe.each(stores)("%s store", (store) => {
       expect(report[5]).toMatch(/^short@x\.io,too,few,,,.*INVALID_RECORD.*3 cells/);
     });
 
+    it("keeps every description under Failure Description: short rows padded, long rows' extra cells quoted in it", async () => {
+      const csv = 'Email,Name,City\nc1@x.io,A\nc2@x.io,A,B,C\nc3@x.io,A,B,"x, ""y""",\nc4@x.io,A,B\n';
+      const r = await runImport(s, "profiles", csv);
+      expect(r).toMatchObject({ status: "done", rows: 4, processed: 1, failed: 3 });
+      const { parse } = await import("csv-parse/sync");
+      const report: string[][] = parse(await failuresCsv(s, r.id));
+      expect(report).toEqual([
+        ["Email", "Name", "City", "Failure Description"],
+        ["c1@x.io", "A", "", "INVALID_RECORD: the row has 2 cells but the header has 3 columns"],
+        [
+          "c2@x.io",
+          "A",
+          "B",
+          'INVALID_RECORD: the row has 4 cells but the header has 3 columns; the cells beyond the header: "C"',
+        ],
+        [
+          "c3@x.io",
+          "A",
+          "B",
+          'INVALID_RECORD: the row has 5 cells but the header has 3 columns; the cells beyond the header: "x, \\"y\\"", ""',
+        ],
+      ]);
+    });
+
     it("refuses <date> cells that are not a date (0, -5, 1.5) with INVALID_DATE, and reads YYYYMMDD as a day", async () => {
       const csv = "Email,DD<date>\ndd1@x.io,20241120\ndd2@x.io,0\ndd3@x.io,-5\ndd4@x.io,1.5\ndd5@x.io,1732000000\n";
       const r = await runImport(s, "profiles", csv);
