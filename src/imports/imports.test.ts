@@ -755,7 +755,14 @@ describe.each(stores)("%s store", (store) => {
         "application/x-ndjson",
       );
       expect(r).toMatchObject({ status: "done", rows: 2, processed: 1, failed: 1 });
-      expect(await failuresCsv(s, r.id)).toMatch(/longer than 1048576 bytes/);
+      // The report's Line cell is the line's first 200 bytes, and the description says so, with its length and number.
+      const { parse } = await import("csv-parse/sync");
+      const [header, row] = parse(await failuresCsv(s, r.id)) as string[][];
+      expect(header).toEqual(["Line", "Failure Description"]);
+      expect(row?.[0]).toBe(`${long.slice(0, 200)}…`);
+      expect(row?.[1]).toBe(
+        `INVALID_RECORD: line 1 is ${long.length} bytes, longer than 1048576 bytes, the limit of one NDJSON line: it is not read, and this report shows only its first 200 bytes followed by "…"`,
+      );
       const csv = `Email,Note\nsmall@x.io,ok\nbig@x.io,${"y".repeat(1_100_000)}\nafter@x.io,z\n`;
       const big = await runImport(s, "profiles", csv);
       expect(big).toMatchObject({ status: "failed", rows: 2, processed: 1, failed: 1 });
