@@ -20,8 +20,13 @@ export type CellType =
 
 export interface Column {
   index: number;
-  /** The header as written. */
+  /** The header as read (after an SFTP manifest's `columns` mapping: `Points<number>`). */
   header: string;
+  /**
+   * The column as the file's header names it, for messages (over SFTP with a mapping, the source column: `points`).
+   * Refusals quote the column the user sees in the file and in the failure report's header.
+   */
+  shown: string;
   /** The property key (or the handle / event field) the column feeds. */
   key: string;
   /** The type the header declares, or null: the key's registered type, else string. */
@@ -53,17 +58,32 @@ const TYPE_NAMES: Record<string, CellType> = {
 
 const TYPED = /^(.*?)\s*<([^<>]+)>$/;
 
-export function parseHeader(header: string[]): Column[] {
-  const seen = new Set<string>();
+/** Header text as read: trimmed, the first column without a BOM. */
+const headerText = (raw: string, index: number) => (index === 0 ? raw.replace(/^\uFEFF/, "").trim() : raw.trim());
+
+/**
+ * The columns of a header row. `source` is the header as the file has it when `header` is the result of an SFTP
+ * manifest's mapping (same length); messages name the source column.
+ */
+export function parseHeader(header: string[], source: string[] = header): Column[] {
+  const seen = new Map<string, string>();
   return header.map((raw, index) => {
-    const text = index === 0 ? raw.replace(/^\uFEFF/, "").trim() : raw.trim();
+    const text = headerText(raw, index);
+    const shown = headerText(source[index] ?? raw, index);
     if (text === "") throw new HeaderError(`column ${index + 1} has an empty header`);
-    if (seen.has(text)) throw new HeaderError(`column ${index + 1}: the header ${JSON.stringify(text)} appears twice`);
-    seen.add(text);
+    const twice = seen.get(text);
+    if (twice !== undefined) {
+      throw new HeaderError(
+        twice === shown
+          ? `column ${index + 1}: the header ${JSON.stringify(text)} appears twice`
+          : `column ${index + 1}: ${JSON.stringify(shown)} and ${JSON.stringify(twice)} are both read as ${JSON.stringify(text)}`,
+      );
+    }
+    seen.set(text, shown);
     if (text.endsWith(".operation")) {
       const key = text.slice(0, -".operation".length);
       if (key === "") throw new HeaderError(`column ${index + 1}: ".operation" needs a key before it`);
-      return { index, header: text, key: text, type: null, operationOf: key };
+      return { index, header: text, shown, key: text, type: null, operationOf: key };
     }
     const m = TYPED.exec(text);
     if (!m) {
@@ -71,12 +91,12 @@ export function parseHeader(header: string[]): Column[] {
       if (text.includes("<") || text.endsWith(">")) {
         throw new HeaderError(`column ${index + 1}: ${JSON.stringify(text)} is not Key<type> nor a plain key`);
       }
-      return { index, header: text, key: text, type: null };
+      return { index, header: text, shown, key: text, type: null };
     }
     const key = (m[1] as string).trim();
     const spec = (m[2] as string).trim();
     if (key === "") throw new HeaderError(`column ${index + 1}: ${JSON.stringify(text)} has a type but no key`);
-    return { index, header: text, key, type: cellType(spec, index) };
+    return { index, header: text, shown, key, type: cellType(spec, index) };
   });
 }
 
@@ -123,6 +143,14 @@ const DATE_FORMS = `a date: ${DATE_TEXT_FORMS}`;
  * untyped cell read by the key's registered type is a value of another type, refused as /v1/ingest refuses one
  * (SEMANTICS §4: TYPE_MISMATCH naming the key, the expected and the given type).
  */
+/**
+ * The field a refusal of a property column names: the record's JSON path, as /v1/ingest names it
+ * (`properties.Price`); the `identity` column writes the Identity key.
+ */
+export function propertyField(key: string): string {
+  return `properties.${key === "identity" ? "Identity" : key}`;
+}
+
 /** A cell quoted in a refusal, cut after 60 characters. */
 function shown(cell: string): string {
   return cell.length > 60 ? `${JSON.stringify(cell.slice(0, 60))}…` : JSON.stringify(cell);
@@ -134,13 +162,13 @@ function refuse(column: Column, expected: string, cell: string, registered: stri
     throw new PortraitError(
       "TYPE_MISMATCH",
       `Property ${JSON.stringify(column.key)} is a ${registered}, got a string (${quoted})`,
-      column.key,
+      propertyField(column.key),
     );
   }
   throw new PortraitError(
     "INVALID_VALUE",
-    `column ${JSON.stringify(column.header)} must be ${expected}, got ${quoted}`,
-    column.key,
+    `column ${JSON.stringify(column.shown)} must be ${expected}, got ${quoted}`,
+    propertyField(column.key),
   );
 }
 
@@ -148,8 +176,8 @@ function refuse(column: Column, expected: string, cell: string, registered: stri
 function refuseDate(column: Column, expected: string, cell: string): never {
   throw new PortraitError(
     "INVALID_DATE",
-    `column ${JSON.stringify(column.header)} must be ${expected}, got ${shown(cell)}`,
-    column.key,
+    `column ${JSON.stringify(column.shown)} must be ${expected}, got ${shown(cell)}`,
+    propertyField(column.key),
   );
 }
 
@@ -175,7 +203,7 @@ export function tsValue(cell: string, column: Column, timezone: string): number 
   if (read === null) {
     throw new PortraitError(
       "INVALID_TIMESTAMP",
-      `column ${JSON.stringify(column.header)} must be ${DATE_FORMS}, got ${shown(cell)}`,
+      `column ${JSON.stringify(column.shown)} must be ${DATE_FORMS}, got ${shown(cell)}`,
       "ts",
     );
   }
@@ -231,8 +259,8 @@ export function listValue(cell: string, column: Column): unknown {
   } catch (e) {
     throw new PortraitError(
       "INVALID_VALUE",
-      `column ${JSON.stringify(column.header)} starts with "[" but is not a JSON array (${(e as Error).message}), got ${shown(cell)}`,
-      column.key,
+      `column ${JSON.stringify(column.shown)} starts with "[" but is not a JSON array (${(e as Error).message}), got ${shown(cell)}`,
+      propertyField(column.key),
     );
   }
   return parsed;
@@ -253,8 +281,8 @@ export function operationValue(
   if (!(OPERATIONS as readonly string[]).includes(name)) {
     throw new PortraitError(
       "INVALID_OPERATION",
-      `column ${JSON.stringify(opColumn.header)} must be one of ${OPERATIONS.join(", ")} or empty, got ${JSON.stringify(op)}`,
-      opColumn.operationOf,
+      `column ${JSON.stringify(opColumn.shown)} must be one of ${OPERATIONS.join(", ")} or empty, got ${JSON.stringify(op)}`,
+      propertyField(opColumn.operationOf as string),
     );
   }
   if (name === "$delete") return { $delete: true };
@@ -262,8 +290,8 @@ export function operationValue(
   if (column === undefined) {
     throw new PortraitError(
       "INVALID_OPERATION",
-      `column ${JSON.stringify(opColumn.header)} says ${name} but there is no column ${JSON.stringify(opColumn.operationOf)}`,
-      opColumn.operationOf,
+      `column ${JSON.stringify(opColumn.shown)} says ${name} but there is no column ${JSON.stringify(opColumn.operationOf)}`,
+      propertyField(opColumn.operationOf as string),
     );
   }
   switch (name) {
@@ -278,8 +306,8 @@ export function operationValue(
       if (cell.trim() === "" || !NUMBER.test(cell.trim()) || !Number.isFinite(amount)) {
         throw new PortraitError(
           "INVALID_OPERATION",
-          `column ${JSON.stringify(column.header)}: ${name} needs a number, got ${JSON.stringify(cell.slice(0, 60))}`,
-          column.key,
+          `column ${JSON.stringify(column.shown)}: ${name} needs a number, got ${JSON.stringify(cell.slice(0, 60))}`,
+          propertyField(column.key),
         );
       }
       return { [name]: amount };

@@ -54,7 +54,16 @@ describe("profile rows", () => {
   });
 
   it("reads a cell of only white space as empty (no change) in every column, typed or not", () => {
-    const m = new ProfileRowMapper(["Email", "Name", "N", "B", "Score<number>", "When<date>", "Tags", "Tags.operation"]);
+    const m = new ProfileRowMapper([
+      "Email",
+      "Name",
+      "N",
+      "B",
+      "Score<number>",
+      "When<date>",
+      "Tags",
+      "Tags.operation",
+    ]);
     const types = ctx({ N: "number", B: "boolean" });
     expect(m.map(["ws@x.io", "   ", "  ", " ", "\t", " \u00a0 ", "  ", "$add"], types).record).toEqual({
       type: "profile",
@@ -139,7 +148,9 @@ describe("profile rows", () => {
         expect.unreachable(`${row} was read`);
       } catch (e) {
         expect((e as RowRefusal).refusal).toMatchObject({ code: "INVALID_VALUE" });
-        expect((e as RowRefusal).refusal.message.startsWith(`column "${header}" starts with "[" but is not a JSON array`)).toBe(true);
+        expect(
+          (e as RowRefusal).refusal.message.startsWith(`column "${header}" starts with "[" but is not a JSON array`),
+        ).toBe(true);
       }
     }
   });
@@ -156,11 +167,61 @@ describe("profile rows", () => {
       try {
         read(bad);
       } catch (e) {
-        expect((e as RowRefusal).refusal).toMatchObject({ code: "INVALID_DATE", field: "DD" });
+        expect((e as RowRefusal).refusal).toMatchObject({ code: "INVALID_DATE", field: "properties.DD" });
       }
     }
     const pattern = new ProfileRowMapper(["Email", "Born<dd/MM/yyyy>"]);
     expect(() => pattern.map(["a@x.io", "2024-11-20"], ctx())).toThrow(RowRefusal);
+  });
+
+  it("names fields by the record's JSON path and columns as the file's header has them (the source of a mapping)", () => {
+    // As the runner builds it for an SFTP manifest mapping mail → Email, points → Points<number>.
+    const m = new ProfileRowMapper(
+      ["Email", "Points<number>", "Tags", "Tags.operation"],
+      ["mail", "points", "Tags", "Tags.operation"],
+    );
+    const refusal = (fields: string[]) => {
+      try {
+        m.map(fields, ctx());
+      } catch (e) {
+        return (e as RowRefusal).refusal;
+      }
+      throw new Error(`${fields} was read`);
+    };
+    expect(refusal(["a@x.io", "many", "", ""])).toMatchObject({
+      code: "INVALID_VALUE",
+      field: "properties.Points",
+      message: 'column "points" must be a number, got "many"',
+    });
+    expect(refusal(["a@x.io", "", "x", "$frob"])).toMatchObject({
+      code: "INVALID_OPERATION",
+      field: "properties.Tags",
+      message: expect.stringMatching(/^column "Tags\.operation" must be one of/),
+    });
+    expect(refusal(["", "", "", ""]).message).toBe("the row has no handle: mail is empty");
+    expect(() => new ProfileRowMapper(["Email", "Email"], ["mail", "Email"])).toThrow(
+      'column 2: "Email" and "mail" are both read as "Email"',
+    );
+    // The field a column feeds in a row, for refusals made while reading it (bytes that are not UTF-8).
+    expect([0, 1, 2, 3].map((i) => m.fieldOf(i, ["a@x.io", "", "", ""]))).toEqual([
+      "identity.Email",
+      "properties.Points",
+      "properties.Tags",
+      "properties.Tags",
+    ]);
+    const p = new ProfileRowMapper(["Identity", "Email", "profileId"]);
+    expect([0, 1, 2].map((i) => p.fieldOf(i, ["u-1", "a@x.io", ""]))).toEqual([
+      "identity.Identity",
+      "properties.Email",
+      "profileId",
+    ]);
+    const e = new EventRowMapper(["Email", "evtName", "ts", "Price<number>"]);
+    expect([0, 1, 2, 3].map((i) => e.fieldOf(i, ["a@x.io", "E", "", ""]))).toEqual([
+      "identity.Email",
+      "name",
+      "ts",
+      "properties.Price",
+    ]);
   });
 
   it("ignores the Failure Description column of a corrected failure report uploaded again", () => {

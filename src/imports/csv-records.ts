@@ -17,6 +17,7 @@ import {
   HeaderError,
   operationValue,
   parseHeader,
+  propertyField,
   tsValue,
   typeForRegistered,
 } from "./csv-columns.js";
@@ -87,8 +88,9 @@ abstract class CsvRowMapper {
   protected readonly columns: Column[];
   protected readonly handles: Array<{ column: Column; kind: HandleColumn }>;
 
-  constructor(header: string[]) {
-    this.columns = parseHeader(header);
+  /** `source`: the header as the file has it, when `header` is an SFTP manifest's mapping of it (for messages). */
+  constructor(header: string[], source?: string[]) {
+    this.columns = parseHeader(header, source);
     this.handles = [];
     for (const kind of HANDLE_COLUMNS) {
       const column = this.columns.find((c) => c.key === kind && c.operationOf === undefined);
@@ -110,13 +112,30 @@ abstract class CsvRowMapper {
     }
     throw new PortraitError(
       "MISSING_HANDLE",
-      `the row has no handle: ${this.handles.map((h) => h.column.header).join(", ")} ${this.handles.length > 1 ? "are all" : "is"} empty`,
+      `the row has no handle: ${this.handles.map((h) => h.column.shown).join(", ")} ${this.handles.length > 1 ? "are all" : "is"} empty`,
     );
   }
 
-  /** The key the column at `index` feeds, to name it in a refusal. */
-  keyOf(index: number): string | undefined {
-    return this.columns[index]?.key;
+  /**
+   * The record field the column at `index` feeds in this row, as /v1/ingest names it (`properties.Price`,
+   * `identity.Email` for the row's handle, `ts`), to name it in a refusal.
+   */
+  fieldOf(index: number, fields: string[]): string | undefined {
+    const column = this.columns[index];
+    if (column === undefined) return undefined;
+    if (column.operationOf !== undefined) return propertyField(column.operationOf);
+    const handle = this.handles.find((h) => (fields[h.column.index] ?? "").trim() !== "");
+    if (handle?.column === column) {
+      const key = identityKeyOf(handle.kind);
+      return key === null ? handle.kind : `identity.${key}`;
+    }
+    if (column.key === "profileId" || column.key === "deviceId") return column.key;
+    return this.ownField(column) ?? propertyField(column.key);
+  }
+
+  /** A field of the record other than a property or a handle (an event's `name` and `ts`). */
+  protected ownField(_column: Column): string | undefined {
+    return undefined;
   }
 
   /** The handles a row names, also for a row refused before it is mapped (SEMANTICS §10 redaction). */
@@ -165,8 +184,8 @@ export class ProfileRowMapper extends CsvRowMapper {
   private readonly operations = new Map<string, Column>();
   private readonly valueColumns: Column[];
 
-  constructor(header: string[]) {
-    super(header);
+  constructor(header: string[], source?: string[]) {
+    super(header, source);
     for (const c of this.columns) if (c.operationOf !== undefined) this.operations.set(c.operationOf, c);
     this.valueColumns = this.columns.filter((c) => c.operationOf === undefined && c.header !== REPORT_COLUMN);
     // Two columns of one key (`identity` and `Identity`, `Score` and `Score<number>`): one would silently win.
@@ -176,7 +195,7 @@ export class ProfileRowMapper extends CsvRowMapper {
       const first = keys.get(key);
       if (first) {
         throw new HeaderError(
-          `columns ${JSON.stringify(first.header)} and ${JSON.stringify(c.header)} both write ${key}`,
+          `columns ${JSON.stringify(first.shown)} and ${JSON.stringify(c.shown)} both write ${key}`,
         );
       }
       keys.set(key, c);
@@ -247,14 +266,14 @@ export class EventRowMapper extends CsvRowMapper {
   private readonly ts: Column | undefined;
   private readonly propertyColumns: Column[];
 
-  constructor(header: string[]) {
-    super(header);
+  constructor(header: string[], source?: string[]) {
+    super(header, source);
     const name = this.columns.find((c) => c.key === "evtName");
     if (!name) throw new HeaderError("an events CSV needs an evtName column");
     this.name = name;
     this.ts = this.columns.find((c) => c.key === "ts");
     const op = this.columns.find((c) => c.operationOf !== undefined);
-    if (op) throw new HeaderError(`column ${JSON.stringify(op.header)}: operations apply to profile properties only`);
+    if (op) throw new HeaderError(`column ${JSON.stringify(op.shown)}: operations apply to profile properties only`);
     const handleColumns = new Set(this.handles.map((h) => h.column));
     this.propertyColumns = this.columns.filter(
       (c) => c !== name && c !== this.ts && !handleColumns.has(c) && c.header !== REPORT_COLUMN,
@@ -264,6 +283,10 @@ export class EventRowMapper extends CsvRowMapper {
   map(fields: string[], ctx: MappingContext): MappedRow {
     const handles = this.rowHandles(fields);
     return refusingWith(handles, () => ({ record: this.eventRecord(fields, ctx), handles }));
+  }
+
+  protected override ownField(column: Column): string | undefined {
+    return column === this.name ? "name" : column === this.ts ? "ts" : undefined;
   }
 
   private eventRecord(fields: string[], ctx: MappingContext): Record<string, unknown> {

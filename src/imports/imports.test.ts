@@ -116,7 +116,8 @@ describe.each(stores)("%s store", (store) => {
     });
 
     it("refuses a list cell that starts with [ but is no JSON array, and lets the engine judge its elements as ingest does", async () => {
-      const csv = 'Email,Tags,Tags.operation\nm1@x.io,"[""a""",$add\nm2@x.io,"[""a"",1]",$add\nm3@x.io,"[""a"",""b""]",$add\n';
+      const csv =
+        'Email,Tags,Tags.operation\nm1@x.io,"[""a""",$add\nm2@x.io,"[""a"",1]",$add\nm3@x.io,"[""a"",""b""]",$add\n';
       const r = await runImport(s, "profiles", csv);
       expect(r).toMatchObject({ status: "done", processed: 1, failed: 2 });
       expect(await profileBy("email=m1@x.io")).toBeNull();
@@ -129,7 +130,9 @@ describe.each(stores)("%s store", (store) => {
       const u = live.body.unprocessed[0];
       expect(u.code).toBe("TYPE_MISMATCH");
       const report = (await failuresCsv(s, r.id)).trim().split("\r\n");
-      expect(report[1]).toMatch(/^m1@x\.io,.*INVALID_VALUE \(.*Tags\): column ""Tags"" starts with ""\["" but is not a JSON array/);
+      expect(report[1]).toMatch(
+        /^m1@x\.io,.*INVALID_VALUE \(.*Tags\): column ""Tags"" starts with ""\["" but is not a JSON array/,
+      );
       expect(report[2]).toContain(`${u.code} (${u.field}): ${u.error.replaceAll('"', '""')}`);
     });
 
@@ -199,11 +202,11 @@ describe.each(stores)("%s store", (store) => {
       expect((await profileBy("email=reg@x.io")).properties).toMatchObject({ Visits: 42, Vip: false });
       // As /v1/ingest refuses a string for a number key: TYPE_MISMATCH, the key, the expected and the given type.
       expect(await failuresCsv(s, r.id)).toContain(
-        'TYPE_MISMATCH (Visits): Property ""Visits"" is a number, got a string (""many"")',
+        'TYPE_MISMATCH (properties.Visits): Property ""Visits"" is a number, got a string (""many"")',
       );
       const typed = await runImport(s, "profiles", "Email,Visits<number>\nreg3@x.io,lots\n");
       expect(await failuresCsv(s, typed.id)).toContain(
-        'INVALID_VALUE (Visits): column ""Visits<number>"" must be a number',
+        'INVALID_VALUE (properties.Visits): column ""Visits<number>"" must be a number',
       );
     });
 
@@ -253,6 +256,44 @@ describe.each(stores)("%s store", (store) => {
       ]);
     });
 
+    it("names every field in the report one way, the record's JSON path as /v1/ingest names it", async () => {
+      await s.api("POST", "/v1/ingest", {
+        records: [{ type: "profile", identity: { Email: "f12@x.io" }, properties: { F12Price: 3 } }],
+      });
+      const csv = [
+        "Email,F12Price,F12Amount<number>,F12Tags,F12Tags.operation,Gender,F12When<date>",
+        "f12@x.io,cheap,,,,,",
+        "f12@x.io,,lots,,,,",
+        "f12@x.io,,,x,$frob,,",
+        "f12@x.io,,,[x,$add,,",
+        "f12@x.io,,,,,robot,",
+        "f12@x.io,,,,,,soon",
+        "not-an-email,,,,,,",
+      ].join("\n");
+      const r = await runImport(s, "profiles", `${csv}\n`);
+      expect(r).toMatchObject({ processed: 0, failed: 7 });
+      const { parse } = await import("csv-parse/sync");
+      const rows: string[][] = parse(await failuresCsv(s, r.id));
+      const fields = rows.slice(1).map((row) => /^[A-Z_]+ \(([^)]*)\)/.exec(row.at(-1) as string)?.[1]);
+      expect(fields).toEqual([
+        "properties.F12Price",
+        "properties.F12Amount",
+        "properties.F12Tags",
+        "properties.F12Tags",
+        "properties.Gender",
+        "properties.F12When",
+        "identity.Email",
+      ]);
+      // Column-level messages quote the column as the header has it.
+      expect(rows[2]?.at(-1)).toContain('column "F12Amount<number>" must be a number');
+      expect(rows[3]?.at(-1)).toContain('column "F12Tags.operation" must be one of');
+      // The same refusal from /v1/ingest names the same field.
+      const live = await s.api("POST", "/v1/ingest", {
+        records: [{ type: "profile", identity: { Email: "f12@x.io" }, properties: { Gender: "robot" } }],
+      });
+      expect(live.body.unprocessed[0].field).toBe("properties.Gender");
+    });
+
     it("refuses <date> cells that are not a date (0, -5, 1.5) with INVALID_DATE, and reads YYYYMMDD as a day", async () => {
       const csv = "Email,DD<date>\ndd1@x.io,20241120\ndd2@x.io,0\ndd3@x.io,-5\ndd4@x.io,1.5\ndd5@x.io,1732000000\n";
       const r = await runImport(s, "profiles", csv);
@@ -261,7 +302,9 @@ describe.each(stores)("%s store", (store) => {
       expect((await profileBy("email=dd5@x.io")).properties.DD).toBe("2024-11-19T07:06:40.000Z");
       expect(await profileBy("email=dd2@x.io")).toBeNull();
       const report = await failuresCsv(s, r.id);
-      expect(report).toContain('dd2@x.io,0,"INVALID_DATE (DD): column ""DD<date>"" must be a date: YYYY-MM-DD');
+      expect(report).toContain(
+        'dd2@x.io,0,"INVALID_DATE (properties.DD): column ""DD<date>"" must be a date: YYYY-MM-DD',
+      );
     });
 
     it("refuses a __proto__ column's cells with the live API's INVALID_KEY instead of dropping them", async () => {
@@ -323,7 +366,9 @@ describe.each(stores)("%s store", (store) => {
       expect(at("Identity Set")).toBe("2024-11-19T23:00:00.000Z");
       expect(p.system.firstSeen).toBe("2024-11-19T07:06:40.000Z");
       const report = await failuresCsv(s, r.id);
-      expect(report).toContain('ts1@x.io,G,0,"INVALID_TIMESTAMP (ts): column ""ts"" must be a date: YYYY-MM-DD, YYYYMMDD');
+      expect(report).toContain(
+        'ts1@x.io,G,0,"INVALID_TIMESTAMP (ts): column ""ts"" must be a date: YYYY-MM-DD, YYYYMMDD',
+      );
       expect(report).toContain('ts1@x.io,H,2024-02-30,"INVALID_TIMESTAMP (ts): column ""ts"" must be a date');
       const nd = await runImport(
         s,
@@ -341,8 +386,9 @@ describe.each(stores)("%s store", (store) => {
       expect(await failuresCsv(s, nd.id)).toContain("INVALID_TIMESTAMP (ts)");
     });
 
-    it("trims event names, so a reserved name with a space is refused and \" Charged \" is a purchase", async () => {
-      const csv = 'Email,evtName,Amount\nre@x.io, Identity Set,\nre@x.io,Identity Set ,\nx1@x.io, Charged ,12.5\nx1@x.io," ",\n';
+    it('trims event names, so a reserved name with a space is refused and " Charged " is a purchase', async () => {
+      const csv =
+        'Email,evtName,Amount\nre@x.io, Identity Set,\nre@x.io,Identity Set ,\nx1@x.io, Charged ,12.5\nx1@x.io," ",\n';
       const r = await runImport(s, "events", csv);
       expect(r).toMatchObject({ status: "done", rows: 4, processed: 1, failed: 3 });
       const report = (await failuresCsv(s, r.id)).trim().split("\r\n");
@@ -529,9 +575,16 @@ describe.each(stores)("%s store", (store) => {
         "application/x-ndjson",
       );
       expect(r).toMatchObject({ status: "done", rows: 5, processed: 2, failed: 3 });
-      for (const ua of ["n14", "n15", "n16"]) expect(await profileBy(`compartmentId=C9&userAccountId=${ua}`)).toBeNull();
+      for (const ua of ["n14", "n15", "n16"])
+        expect(await profileBy(`compartmentId=C9&userAccountId=${ua}`)).toBeNull();
       const report = (await failuresCsv(s, r.id)).trim().split("\r\n");
-      expect(report.slice(1).map((l) => /INVALID_DOCUMENT \(user_profile\): user_profile must be a JSON object, got ([^"]*)/.exec(l)?.[1])).toEqual(["null", "none", "[1,2]"]);
+      expect(
+        report
+          .slice(1)
+          .map(
+            (l) => /INVALID_DOCUMENT \(user_profile\): user_profile must be a JSON object, got ([^"]*)/.exec(l)?.[1],
+          ),
+      ).toEqual(["null", "none", "[1,2]"]);
     });
 
     it("finds people by email_hash and user_point_id; unknown ones are UNKNOWN_PROFILE", async () => {
@@ -780,7 +833,7 @@ describe.each(stores)("%s store", (store) => {
       expect(r).toMatchObject({ status: "done", rows: 3, processed: 1, failed: 2 });
       expect((await profileBy("email=fine@x.io")).properties.Name).toBe("Fine");
       expect(await profileBy("email=latin@x.io")).toBeNull();
-      expect(await failuresCsv(s, r.id)).toContain("INVALID_RECORD (Name): the row is not valid UTF-8");
+      expect(await failuresCsv(s, r.id)).toContain("INVALID_RECORD (properties.Name): the row is not valid UTF-8");
     });
 
     it("decodes the charset the upload declares, by Content-Type or ?charset= (multipart)", async () => {
@@ -846,7 +899,10 @@ describe.each(stores)("%s store", (store) => {
       expect((await profileBy("email=bom4@x.io")).properties.Name).toBe("B\u00e9");
       const le = Buffer.concat([
         Buffer.from([0xff, 0xfe]),
-        Buffer.from(`${JSON.stringify({ identity: { Email: "bom5@x.io" }, properties: { N: "L\u00e9" } })}\n`, "utf16le"),
+        Buffer.from(
+          `${JSON.stringify({ identity: { Email: "bom5@x.io" }, properties: { N: "L\u00e9" } })}\n`,
+          "utf16le",
+        ),
       ]);
       expect(await runImport(s, "profiles", le, "application/x-ndjson")).toMatchObject({ processed: 1, failed: 0 });
       expect((await profileBy("email=bom5@x.io")).properties.N).toBe("L\u00e9");

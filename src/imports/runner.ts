@@ -260,9 +260,11 @@ export class ImportRunner {
       for await (const src of source) {
         if (row.format === "csv" && src.row === 0) {
           if (src.problem) throw new HeaderError(src.problem);
-          const header = (src.data as string[]).map((h) => row.options.mapping?.[h.trim()] ?? h);
-          if (row.header === null) await this.store.imports.setHeader(account.id, row.id, src.data as string[]);
-          mapper = row.kind === "events" ? new EventRowMapper(header) : new ProfileRowMapper(header);
+          const source = src.data as string[];
+          const header = source.map((h) => row.options.mapping?.[h.trim()] ?? h);
+          if (row.header === null) await this.store.imports.setHeader(account.id, row.id, source);
+          // Messages name the columns as the file (and the failure report's header) has them.
+          mapper = row.kind === "events" ? new EventRowMapper(header, source) : new ProfileRowMapper(header, source);
           continue;
         }
         if (src.row <= progress.lastRow) continue;
@@ -295,7 +297,8 @@ export class ImportRunner {
       // A CSV row the reader refused still names its person through its handle cells (SEMANTICS §10).
       const cells = Array.isArray(src.data) ? src.data : null;
       const handles = cells && mapper ? mapper.handlesOf(cells) : [];
-      const column = cells && mapper && src.problemCell !== undefined ? mapper.keyOf(src.problemCell) : undefined;
+      const column =
+        cells && mapper && src.problemCell !== undefined ? mapper.fieldOf(src.problemCell, cells) : undefined;
       return {
         source: src,
         handles,

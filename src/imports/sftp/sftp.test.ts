@@ -11,7 +11,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Accounts } from "../../pipeline/accounts.js";
-import { startTestServer, type TestServer } from "../../test-support/server.js";
+import { SECRET, startTestServer, type TestServer } from "../../test-support/server.js";
 import { PendingManifests } from "./pending-manifests.js";
 import { hostKey, longname, SftpDropPoint } from "./server.js";
 
@@ -310,6 +310,14 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
     const ndLine = JSON.stringify({ identity: { Email: "bomnd@x.io" }, properties: { Name: "Nd" } });
     writeFileSync(path.join(work, "bom.ndjson"), `\uFEFF${ndLine}\n`);
     writeFileSync(path.join(work, "bom.ndjson.manifest"), JSON.stringify({ fileName: "bom.ndjson", kind: "profiles" }));
+    // A refusal in a mapped column names the column as the file has it (the report's header), not the mapping's name.
+    writeFileSync(path.join(work, "named.csv"), "mail,points\nnamed@x.io,many\n");
+    const named = {
+      fileName: "named.csv",
+      kind: "profiles",
+      columns: { mail: "Email", points: { name: "Pts", type: "number" } },
+    };
+    writeFileSync(path.join(work, "named.csv.manifest"), JSON.stringify(named));
     writeFileSync(path.join(work, "pts.csv"), "Email,points\npts@x.io,12\n");
     const colums = { fileName: "pts.csv", kind: "profiles", colums: { points: { name: "Points", type: "number" } } };
     writeFileSync(path.join(work, "colums.manifest"), JSON.stringify(colums));
@@ -325,6 +333,8 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
       "put be.csv.manifest",
       "put bom.ndjson",
       "put bom.ndjson.manifest",
+      "put named.csv",
+      "put named.csv.manifest",
       "put pts.csv",
       "put colums.manifest",
       "put abs.manifest",
@@ -340,6 +350,14 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
     expect(await result("be.csv.result.json")).toMatchObject({ status: "done", processed: 1, failed: 0 });
     expect((await s.api("GET", "/v1/profiles?email=be%40x.io")).body.profiles[0].properties.Name).toBe("B\u00e9");
     expect(await result("bom.ndjson.result.json")).toMatchObject({ status: "done", processed: 1, failed: 0 });
+    const namedResult = await result("named.csv.result.json");
+    expect(namedResult).toMatchObject({ status: "done", processed: 0, failed: 1 });
+    const report = await fetch(`${s.url}/v1/imports/${namedResult.id}/failures.csv`, {
+      headers: { authorization: `Bearer ${SECRET}` },
+    });
+    expect(await report.text()).toBe(
+      'mail,points,Failure Description\r\nnamed@x.io,many,"INVALID_VALUE (properties.Pts): column ""points"" must be a number, got ""many"""\r\n',
+    );
     const refusals: Array<[string, RegExp]> = [
       ["typo.manifest", /columns\.mial: bom\.csv has no column "mial"/],
       ["colums.manifest", /^unknown key "colums" \(fileName, kind, format, columns, mapping\)$/],
