@@ -439,7 +439,9 @@ describe.each(stores)("%s store", (store) => {
         $creation_ts: own.body.$creation_ts,
         $last_modified_ts: expect.any(Number),
       });
-      expect((await s.api("PUT", `/v1/profiles/${id}/documents/1606/own`, { $compartment_id: "x" })).body).toMatchObject({
+      expect(
+        (await s.api("PUT", `/v1/profiles/${id}/documents/1606/own`, { $compartment_id: "x" })).body,
+      ).toMatchObject({
         $compartment_id: "x",
         $user_account_id: "theirs",
       });

@@ -124,7 +124,10 @@ describe("NDJSON reader", () => {
     const text = `{"ok":1}\n\n${long}\r\n{"ok":2}\n${"z".repeat(400)}`;
     for (const size of [1, 7, 64, 10_000]) {
       const rows = await all(readNdjson(chunked(text, size), 300));
-      expect(rows.map((r) => [r.row, r.problem]), `chunks of ${size}`).toEqual([
+      expect(
+        rows.map((r) => [r.row, r.problem]),
+        `chunks of ${size}`,
+      ).toEqual([
         [1, undefined],
         [
           3,

@@ -5,14 +5,7 @@
 import { fail, show } from "../errors.js";
 import type { EventPropertyValue, ValueType } from "../types.js";
 import { charLength, isPlainObject, validateKey } from "./keys.js";
-import {
-  DATE_TEXT_FORMS,
-  describeValue,
-  MAX_STRING_LENGTH,
-  parseDateInput,
-  readDateText,
-  toIsoUtc,
-} from "./values.js";
+import { DATE_TEXT_FORMS, describeValue, MAX_STRING_LENGTH, parseDateInput, readDateText, toIsoUtc } from "./values.js";
 
 export const MAX_EVENT_NAME_LENGTH = 120;
 export const MAX_EVENT_PROPERTIES = 256;
