@@ -428,6 +428,35 @@ describe.each(stores)("%s store", (store) => {
         (await s.api("GET", `/v1/profiles?compartmentId=1606&userAccountId=crm-1`)).body.profiles[0].accounts,
       ).toEqual([{ compartmentId: "1606", userAccountId: "crm-1" }]);
       expect((await s.api("GET", `/v1/profiles/${id}/documents`)).body.documents).toHaveLength(1);
+      // A PUT replaces the document and keeps the system fields: ids a client stored stay unless it gives them again.
+      const own = await s.api("PUT", `/v1/profiles/${id}/documents/1606/own`, { a: 1, $user_account_id: "theirs" });
+      expect(own.body).toMatchObject({ $compartment_id: "1606", $user_account_id: "theirs", a: 1 });
+      const replaced = await s.api("PUT", `/v1/profiles/${id}/documents/1606/own`, { b: 2 });
+      expect(replaced.body).toEqual({
+        $compartment_id: "1606",
+        $user_account_id: "theirs",
+        b: 2,
+        $creation_ts: own.body.$creation_ts,
+        $last_modified_ts: expect.any(Number),
+      });
+      expect(
+        (await s.api("PUT", `/v1/profiles/${id}/documents/1606/own`, { $compartment_id: "x" })).body,
+      ).toMatchObject({
+        $compartment_id: "x",
+        $user_account_id: "theirs",
+      });
+      expect((await s.api("DELETE", `/v1/profiles/${id}/documents/1606/own`)).status).toBe(200);
+      // A missing or null document is refused like any body that is not an object, and stores nothing.
+      for (const body of ["null", undefined, "[1,2]"]) {
+        const refused = await s.api("PUT", `/v1/profiles/${id}/documents/1606/none`, body, {
+          "content-type": "application/json",
+        });
+        expect(refused.status, String(body)).toBe(400);
+      }
+      expect(await s.api("PUT", `/v1/profiles/${id}/documents/1606/none`, "null")).toMatchObject({
+        body: { error: { code: "INVALID_DOCUMENT", field: "body" } },
+      });
+      expect((await s.api("GET", `/v1/profiles/${id}/documents/1606/none`)).status).toBe(404);
       const big = await s.api("PUT", `/v1/profiles/${id}/documents/1606/crm-1`, { blob: "x".repeat(70_000) });
       expect(big).toMatchObject({ status: 413, body: { error: { code: "DOCUMENT_TOO_LARGE", field: "body" } } });
       // 64 KB is the client's JSON, whatever the ids' length: Portrait's own $ fields are not counted.
@@ -445,6 +474,46 @@ describe.each(stores)("%s store", (store) => {
       });
       expect((await s.api("DELETE", `/v1/profiles/${id}/documents/1606/crm-1`)).status).toBe(200);
       expect((await s.api("GET", `/v1/profiles/${id}/documents/1606/crm-1`)).status).toBe(404);
+    });
+  });
+
+  describe("event names", () => {
+    it("are trimmed before reserved names and Charged are recognised, on /v1/ingest and /v1/sdk/batch", async () => {
+      const live = await s.api("POST", "/v1/ingest", {
+        records: [
+          { type: "event", identity: { Email: "trim@x.io" }, name: " Identity Set", ts: 1790000000 },
+          { type: "event", identity: { Email: "trim@x.io" }, name: "Profile Merged ", ts: 1790000000 },
+          { type: "event", identity: { Email: "trim@x.io" }, name: " \t ", ts: 1790000000 },
+          {
+            type: "event",
+            identity: { Email: "trim@x.io" },
+            name: " Charged ",
+            ts: 1790000000,
+            properties: { Amount: 10, "Charged ID": "o-1" },
+          },
+        ],
+      });
+      expect(live.body.unprocessed.map((u: { index: number; code: string }) => [u.index, u.code])).toEqual([
+        [0, "RESERVED_EVENT_NAME"],
+        [1, "RESERVED_EVENT_NAME"],
+        [2, "INVALID_EVENT_NAME"],
+      ]);
+      const id = live.body.results[0].profileId;
+      const person = (await s.api("GET", `/v1/profiles/${id}`)).body;
+      expect(person.type).toBe("customer");
+      expect(person.stats.revenue).toBe(10);
+      const sdk = await s.api("POST", `/v1/sdk/batch?key=${PUBLIC}`, {
+        records: [
+          { type: "event", deviceId: "trim-d", name: " Identity Error ", ts: 1790000000 },
+          { type: "event", deviceId: "trim-d", name: "  Seen ", ts: 1790000000 },
+        ],
+      });
+      expect(sdk.body.unprocessed.map((u: { code: string }) => u.code)).toEqual(["RESERVED_EVENT_NAME"]);
+      const seen = (await s.api("GET", `/v1/profiles/${sdk.body.results[0].profileId}/events`)).body.events;
+      expect(seen.map((e: { name: string }) => e.name)).toEqual(["Seen"]);
+      const names = (await s.api("GET", `/v1/profiles/${id}/events`)).body.events.map((e: { name: string }) => e.name);
+      expect(names).toContain("Charged");
+      expect(names).not.toContain(" Charged ");
     });
   });
 

@@ -5,7 +5,7 @@
  * engine validate it exactly as they validate the live API.
  */
 import { PortraitError } from "../engine/errors.js";
-import { parseIso8601 } from "../engine/properties/values.js";
+import { DATE_TEXT_FORMS, readDateText } from "../engine/properties/values.js";
 import type { ValueType } from "../engine/types.js";
 import { compileDatePattern, type DatePattern, PatternError, parseWithPattern } from "./ldml-date.js";
 
@@ -20,8 +20,13 @@ export type CellType =
 
 export interface Column {
   index: number;
-  /** The header as written. */
+  /** The header as read (after an SFTP manifest's `columns` mapping: `Points<number>`). */
   header: string;
+  /**
+   * The column as the file's header names it, for messages (over SFTP with a mapping, the source column: `points`).
+   * Refusals quote the column the user sees in the file and in the failure report's header.
+   */
+  shown: string;
   /** The property key (or the handle / event field) the column feeds. */
   key: string;
   /** The type the header declares, or null: the key's registered type, else string. */
@@ -53,17 +58,32 @@ const TYPE_NAMES: Record<string, CellType> = {
 
 const TYPED = /^(.*?)\s*<([^<>]+)>$/;
 
-export function parseHeader(header: string[]): Column[] {
-  const seen = new Set<string>();
+/** Header text as read: trimmed, the first column without a BOM. */
+const headerText = (raw: string, index: number) => (index === 0 ? raw.replace(/^\uFEFF/, "").trim() : raw.trim());
+
+/**
+ * The columns of a header row. `source` is the header as the file has it when `header` is the result of an SFTP
+ * manifest's mapping (same length); messages name the source column.
+ */
+export function parseHeader(header: string[], source: string[] = header): Column[] {
+  const seen = new Map<string, string>();
   return header.map((raw, index) => {
-    const text = index === 0 ? raw.replace(/^\uFEFF/, "").trim() : raw.trim();
+    const text = headerText(raw, index);
+    const shown = headerText(source[index] ?? raw, index);
     if (text === "") throw new HeaderError(`column ${index + 1} has an empty header`);
-    if (seen.has(text)) throw new HeaderError(`column ${index + 1}: the header ${JSON.stringify(text)} appears twice`);
-    seen.add(text);
+    const twice = seen.get(text);
+    if (twice !== undefined) {
+      throw new HeaderError(
+        twice === shown
+          ? `column ${index + 1}: the header ${JSON.stringify(text)} appears twice`
+          : `column ${index + 1}: ${JSON.stringify(shown)} and ${JSON.stringify(twice)} are both read as ${JSON.stringify(text)}`,
+      );
+    }
+    seen.set(text, shown);
     if (text.endsWith(".operation")) {
       const key = text.slice(0, -".operation".length);
       if (key === "") throw new HeaderError(`column ${index + 1}: ".operation" needs a key before it`);
-      return { index, header: text, key: text, type: null, operationOf: key };
+      return { index, header: text, shown, key: text, type: null, operationOf: key };
     }
     const m = TYPED.exec(text);
     if (!m) {
@@ -71,12 +91,12 @@ export function parseHeader(header: string[]): Column[] {
       if (text.includes("<") || text.endsWith(">")) {
         throw new HeaderError(`column ${index + 1}: ${JSON.stringify(text)} is not Key<type> nor a plain key`);
       }
-      return { index, header: text, key: text, type: null };
+      return { index, header: text, shown, key: text, type: null };
     }
     const key = (m[1] as string).trim();
     const spec = (m[2] as string).trim();
     if (key === "") throw new HeaderError(`column ${index + 1}: ${JSON.stringify(text)} has a type but no key`);
-    return { index, header: text, key, type: cellType(spec, index) };
+    return { index, header: text, shown, key, type: cellType(spec, index) };
   });
 }
 
@@ -116,44 +136,48 @@ export function typeForRegistered(type: ValueType | undefined): CellType {
 const NUMBER = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
 const TRUE = new Set(["true", "yes", "y", "1"]);
 const FALSE = new Set(["false", "no", "n", "0"]);
-/**
- * Epoch seconds in a `<date>` cell: a whole number of 9 to 12 digits (1973-03-03 up to the year 9999). Shorter
- * numbers are refused, not read as 1970: `0` is an empty value written as a number, and an 8-digit one is far more
- * likely a compact date (read below as one) than a second of 1970-72. Signs and fractions are never a date.
- */
-const EPOCH_SECONDS = /^[1-9]\d{8,11}$/;
-/** ISO-8601's basic calendar date, `YYYYMMDD`, the usual compact date of exports. */
-const COMPACT_DATE = /^(\d{4})(\d{2})(\d{2})$/;
-const DATE_FORMS = "a date: YYYY-MM-DD, YYYYMMDD, an ISO-8601 date-time or epoch seconds (9 to 12 digits)";
+const DATE_FORMS = `a date: ${DATE_TEXT_FORMS}`;
 
 /**
  * A cell its type cannot read. Under a header that declares the type, the cell is malformed (INVALID_VALUE); an
  * untyped cell read by the key's registered type is a value of another type, refused as /v1/ingest refuses one
  * (SEMANTICS §4: TYPE_MISMATCH naming the key, the expected and the given type).
  */
+/**
+ * The field a refusal of a property column names: the record's JSON path, as /v1/ingest names it
+ * (`properties.Price`); the `identity` column writes the Identity key.
+ */
+export function propertyField(key: string): string {
+  return `properties.${key === "identity" ? "Identity" : key}`;
+}
+
+/** A cell quoted in a refusal, cut after 60 characters. */
+function shown(cell: string): string {
+  return cell.length > 60 ? `${JSON.stringify(cell.slice(0, 60))}…` : JSON.stringify(cell);
+}
+
 function refuse(column: Column, expected: string, cell: string, registered: string): never {
-  const shown = cell.length > 60 ? `${JSON.stringify(cell.slice(0, 60))}…` : JSON.stringify(cell);
+  const quoted = shown(cell);
   if (column.type === null) {
     throw new PortraitError(
       "TYPE_MISMATCH",
-      `Property ${JSON.stringify(column.key)} is a ${registered}, got a string (${shown})`,
-      column.key,
+      `Property ${JSON.stringify(column.key)} is a ${registered}, got a string (${quoted})`,
+      propertyField(column.key),
     );
   }
   throw new PortraitError(
     "INVALID_VALUE",
-    `column ${JSON.stringify(column.header)} must be ${expected}, got ${shown}`,
-    column.key,
+    `column ${JSON.stringify(column.shown)} must be ${expected}, got ${quoted}`,
+    propertyField(column.key),
   );
 }
 
 /** A date cell refused as /v1/ingest refuses a malformed date (INVALID_DATE), naming the column. */
 function refuseDate(column: Column, expected: string, cell: string): never {
-  const shown = cell.length > 60 ? `${JSON.stringify(cell.slice(0, 60))}…` : JSON.stringify(cell);
   throw new PortraitError(
     "INVALID_DATE",
-    `column ${JSON.stringify(column.header)} must be ${expected}, got ${shown}`,
-    column.key,
+    `column ${JSON.stringify(column.shown)} must be ${expected}, got ${shown(cell)}`,
+    propertyField(column.key),
   );
 }
 
@@ -163,12 +187,27 @@ function refuseDate(column: Column, expected: string, cell: string): never {
  * values whole days (and DOB a calendar date).
  */
 function dateCell(cell: string, column: Column, timezone: string): unknown {
-  const text = cell.trim();
-  if (EPOCH_SECONDS.test(text)) return `$D_${text}`;
-  const compact = COMPACT_DATE.exec(text);
-  const iso = compact ? `${compact[1]}-${compact[2]}-${compact[3]}` : text;
-  if (parseIso8601(iso, timezone) === null) return refuseDate(column, DATE_FORMS, cell);
-  return { $date: iso };
+  const read = readDateText(cell, timezone);
+  if (read === null) return refuseDate(column, DATE_FORMS, cell);
+  return read.kind === "epoch" ? `$D_${read.ms / 1000}` : { $date: read.iso };
+}
+
+/**
+ * An events CSV `ts` cell, read by the very rules of a `<date>` cell (SEMANTICS §3 "epoch seconds or ISO-8601":
+ * `20241120` is that day in the account timezone; it used to be read as seconds, 1970-08-23), and handed to the
+ * record as the engine reads a ts: epoch seconds as a number, other dates as their ISO text. What a `<date>` cell
+ * refuses is refused, with the API's code for a ts.
+ */
+export function tsValue(cell: string, column: Column, timezone: string): number | string {
+  const read = readDateText(cell, timezone);
+  if (read === null) {
+    throw new PortraitError(
+      "INVALID_TIMESTAMP",
+      `column ${JSON.stringify(column.shown)} must be ${DATE_FORMS}, got ${shown(cell)}`,
+      "ts",
+    );
+  }
+  return read.kind === "epoch" ? read.ms / 1000 : read.iso;
 }
 
 /** A non-empty cell as the JSON value of a plain set. */
@@ -195,7 +234,7 @@ export function cellValue(cell: string, type: CellType, column: Column, timezone
       return `$D_${Math.floor(ms / 1000)}`;
     }
     case "multi":
-      return listValue(cell);
+      return listValue(cell, column);
     case "json":
       try {
         return JSON.parse(cell);
@@ -205,19 +244,26 @@ export function cellValue(cell: string, type: CellType, column: Column, timezone
   }
 }
 
-/** `$add`/`$remove`/`$set` cells: a JSON array, or one value (SEMANTICS §11 CSV cells). */
-export function listValue(cell: string): unknown {
+/**
+ * `$add`/`$remove`/`$set` and `<multi>` cells: a JSON array, or one value (SEMANTICS §11 CSV cells). A cell that
+ * starts with `[` is an array or refused: one that does not parse is almost always a broken array, and stored as one
+ * literal element it was a value nobody meant. The elements keep their JSON types, so that the engine judges them as
+ * it judges `{"$add": [...]}` from /v1/ingest (a number in a string list: TYPE_MISMATCH), not turned into strings.
+ */
+export function listValue(cell: string, column: Column): unknown {
   const text = cell.trim();
-  if (text.startsWith("[")) {
-    try {
-      const parsed: unknown = JSON.parse(text);
-      if (Array.isArray(parsed))
-        return parsed.map((v) => (typeof v === "number" || typeof v === "boolean" ? String(v) : v));
-    } catch {
-      // Not JSON: the cell is one value that happens to start with "[".
-    }
+  if (!text.startsWith("[")) return [cell];
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (e) {
+    throw new PortraitError(
+      "INVALID_VALUE",
+      `column ${JSON.stringify(column.shown)} starts with "[" but is not a JSON array (${(e as Error).message}), got ${shown(cell)}`,
+      propertyField(column.key),
+    );
   }
-  return [cell];
+  return parsed;
 }
 
 const OPERATIONS = ["$add", "$remove", "$set", "$delete", "$incr", "$decr", "$setOnce"] as const;
@@ -235,8 +281,8 @@ export function operationValue(
   if (!(OPERATIONS as readonly string[]).includes(name)) {
     throw new PortraitError(
       "INVALID_OPERATION",
-      `column ${JSON.stringify(opColumn.header)} must be one of ${OPERATIONS.join(", ")} or empty, got ${JSON.stringify(op)}`,
-      opColumn.operationOf,
+      `column ${JSON.stringify(opColumn.shown)} must be one of ${OPERATIONS.join(", ")} or empty, got ${JSON.stringify(op)}`,
+      propertyField(opColumn.operationOf as string),
     );
   }
   if (name === "$delete") return { $delete: true };
@@ -244,15 +290,15 @@ export function operationValue(
   if (column === undefined) {
     throw new PortraitError(
       "INVALID_OPERATION",
-      `column ${JSON.stringify(opColumn.header)} says ${name} but there is no column ${JSON.stringify(opColumn.operationOf)}`,
-      opColumn.operationOf,
+      `column ${JSON.stringify(opColumn.shown)} says ${name} but there is no column ${JSON.stringify(opColumn.operationOf)}`,
+      propertyField(opColumn.operationOf as string),
     );
   }
   switch (name) {
     case "$add":
     case "$remove":
     case "$set":
-      return { [name]: listValue(cell) };
+      return { [name]: listValue(cell, column) };
     case "$incr":
     case "$decr": {
       // The number is what the operation needs, whatever the key holds (a multi-value key: the engine then says so).
@@ -260,8 +306,8 @@ export function operationValue(
       if (cell.trim() === "" || !NUMBER.test(cell.trim()) || !Number.isFinite(amount)) {
         throw new PortraitError(
           "INVALID_OPERATION",
-          `column ${JSON.stringify(column.header)}: ${name} needs a number, got ${JSON.stringify(cell.slice(0, 60))}`,
-          column.key,
+          `column ${JSON.stringify(column.shown)}: ${name} needs a number, got ${JSON.stringify(cell.slice(0, 60))}`,
+          propertyField(column.key),
         );
       }
       return { [name]: amount };

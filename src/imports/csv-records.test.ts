@@ -45,12 +45,38 @@ describe("profile rows", () => {
     const byId = m.map(["", "", "", "0123456789abcdef0123456789abcdef", "B"], ctx()).record;
     expect(byId).toMatchObject({ profileId: "0123456789abcdef0123456789abcdef", properties: { Name: "B" } });
     expect(() => m.map(["", "", "", "", "x"], ctx())).toThrow(/no handle/);
-    // White space in an identity cell is no value, as when the handle is chosen; in other cells it is text.
+    // White space in an identity cell is no value, as when the handle is chosen; in other cells too.
     expect(m.map([" ", "a@x.io", "  ", "", " "], ctx()).record).toEqual({
       type: "profile",
       identity: { Email: "a@x.io" },
-      properties: { Name: " " },
+      properties: {},
     });
+  });
+
+  it("reads a cell of only white space as empty (no change) in every column, typed or not", () => {
+    const m = new ProfileRowMapper([
+      "Email",
+      "Name",
+      "N",
+      "B",
+      "Score<number>",
+      "When<date>",
+      "Tags",
+      "Tags.operation",
+    ]);
+    const types = ctx({ N: "number", B: "boolean" });
+    expect(m.map(["ws@x.io", "   ", "  ", " ", "\t", " \u00a0 ", "  ", "$add"], types).record).toEqual({
+      type: "profile",
+      identity: { Email: "ws@x.io" },
+      properties: {},
+    });
+    // Padding around a value is still the value's (trimmed where the type reads numbers, kept in text).
+    expect(m.map(["ws@x.io", " Ana ", " 7 ", "", "", "", "", ""], types).record.properties).toEqual({
+      Name: " Ana ",
+      N: 7,
+    });
+    const e = new EventRowMapper(["Email", "evtName", "Price<number>", "Note", "Seen"]);
+    expect(e.map(["ws@x.io", "Viewed", "  ", " ", "\t"], types).record.properties).toEqual({});
   });
 
   it("leaves empty cells out, types untyped cells by the registry, and turns operation cells into operations", () => {
@@ -83,6 +109,52 @@ describe("profile rows", () => {
     expect(() => m.map(["a@x.io", "1"], ctx())).toThrow(/2 cells but the header has 7/);
   });
 
+  it("applies the handle column's operation as /v1/ingest would, and still finds the person by the handle cell", () => {
+    const m = new ProfileRowMapper(["Email", "Email.operation", "Name"]);
+    expect(m.map(["hd@x.io", "$delete", "Y"], ctx()).record).toEqual({
+      type: "profile",
+      identity: { Email: "hd@x.io" },
+      properties: { Email: { $delete: true }, Name: "Y" },
+    });
+    // Handed on as the operation /v1/ingest would be sent, for the engine to refuse with the API's code and field.
+    expect(m.map(["hd@x.io", "$incr", ""], ctx()).record.properties).toEqual({ Email: { $incr: "hd@x.io" } });
+    expect(m.map(["hd@x.io", " $bogus ", ""], ctx()).record.properties).toEqual({ Email: { $bogus: "hd@x.io" } });
+    expect(m.map(["hd@x.io", "", "Z"], ctx()).record.properties).toEqual({ Name: "Z" });
+    expect(() => m.map(["hd@x.io", "delete", ""], ctx())).toThrow(/must be one of \$add/);
+    const id = new ProfileRowMapper(["Identity", "Identity.operation", "Email"]);
+    expect(id.map(["u1", "$add", ""], ctx()).record).toEqual({
+      type: "profile",
+      identity: { Identity: "u1" },
+      properties: { Identity: { $add: "u1" } },
+    });
+  });
+
+  it("reads a list cell that starts with [ as a JSON array, elements as typed, or refuses it naming the column", () => {
+    const m = new ProfileRowMapper(["Email", "Tags", "Tags.operation", "L<multi>"]);
+    expect(m.map(["m@x.io", '["a",1,true]', "$add", ""], ctx()).record.properties).toEqual({
+      Tags: { $add: ["a", 1, true] },
+    });
+    expect(m.map(["m@x.io", "solo [x]", "$remove", ' ["x", "y"] '], ctx()).record.properties).toEqual({
+      Tags: { $remove: ["solo [x]"] },
+      L: ["x", "y"],
+    });
+    for (const [row, header] of [
+      [["m@x.io", '["a"', "$add", ""], "Tags"],
+      [["m@x.io", "[a, b]", "$set", ""], "Tags"],
+      [["m@x.io", "", "", "[1,]"], "L<multi>"],
+    ] as const) {
+      try {
+        m.map([...row], ctx());
+        expect.unreachable(`${row} was read`);
+      } catch (e) {
+        expect((e as RowRefusal).refusal).toMatchObject({ code: "INVALID_VALUE" });
+        expect(
+          (e as RowRefusal).refusal.message.startsWith(`column "${header}" starts with "[" but is not a JSON array`),
+        ).toBe(true);
+      }
+    }
+  });
+
   it("reads <date> cells as ISO-8601, compact YYYYMMDD or epoch seconds of 9-12 digits, and refuses the rest", () => {
     const m = new ProfileRowMapper(["Email", "DD<date>"]);
     const read = (cell: string) => m.map(["a@x.io", cell], ctx()).record.properties;
@@ -95,11 +167,61 @@ describe("profile rows", () => {
       try {
         read(bad);
       } catch (e) {
-        expect((e as RowRefusal).refusal).toMatchObject({ code: "INVALID_DATE", field: "DD" });
+        expect((e as RowRefusal).refusal).toMatchObject({ code: "INVALID_DATE", field: "properties.DD" });
       }
     }
     const pattern = new ProfileRowMapper(["Email", "Born<dd/MM/yyyy>"]);
     expect(() => pattern.map(["a@x.io", "2024-11-20"], ctx())).toThrow(RowRefusal);
+  });
+
+  it("names fields by the record's JSON path and columns as the file's header has them (the source of a mapping)", () => {
+    // As the runner builds it for an SFTP manifest mapping mail → Email, points → Points<number>.
+    const m = new ProfileRowMapper(
+      ["Email", "Points<number>", "Tags", "Tags.operation"],
+      ["mail", "points", "Tags", "Tags.operation"],
+    );
+    const refusal = (fields: string[]) => {
+      try {
+        m.map(fields, ctx());
+      } catch (e) {
+        return (e as RowRefusal).refusal;
+      }
+      throw new Error(`${fields} was read`);
+    };
+    expect(refusal(["a@x.io", "many", "", ""])).toMatchObject({
+      code: "INVALID_VALUE",
+      field: "properties.Points",
+      message: 'column "points" must be a number, got "many"',
+    });
+    expect(refusal(["a@x.io", "", "x", "$frob"])).toMatchObject({
+      code: "INVALID_OPERATION",
+      field: "properties.Tags",
+      message: expect.stringMatching(/^column "Tags\.operation" must be one of/),
+    });
+    expect(refusal(["", "", "", ""]).message).toBe("the row has no handle: mail is empty");
+    expect(() => new ProfileRowMapper(["Email", "Email"], ["mail", "Email"])).toThrow(
+      'column 2: "Email" and "mail" are both read as "Email"',
+    );
+    // The field a column feeds in a row, for refusals made while reading it (bytes that are not UTF-8).
+    expect([0, 1, 2, 3].map((i) => m.fieldOf(i, ["a@x.io", "", "", ""]))).toEqual([
+      "identity.Email",
+      "properties.Points",
+      "properties.Tags",
+      "properties.Tags",
+    ]);
+    const p = new ProfileRowMapper(["Identity", "Email", "profileId"]);
+    expect([0, 1, 2].map((i) => p.fieldOf(i, ["u-1", "a@x.io", ""]))).toEqual([
+      "identity.Identity",
+      "properties.Email",
+      "profileId",
+    ]);
+    const e = new EventRowMapper(["Email", "evtName", "ts", "Price<number>"]);
+    expect([0, 1, 2, 3].map((i) => e.fieldOf(i, ["a@x.io", "E", "", ""]))).toEqual([
+      "identity.Email",
+      "name",
+      "ts",
+      "properties.Price",
+    ]);
   });
 
   it("ignores the Failure Description column of a corrected failure report uploaded again", () => {
@@ -135,8 +257,29 @@ describe("event rows", () => {
       properties: { Price: 9.5, Promo: false },
     });
     expect(m.map(["d-1", "Viewed", "", "", ""], ctx()).record).not.toHaveProperty("ts");
-    // A negative number stays a number, so that its refusal says "after 1970", not "got a string".
-    expect(m.map(["d-1", "Viewed", "-5", "", ""], ctx()).record).toMatchObject({ ts: -5 });
+    expect(m.map(["d-1", "Viewed", "  ", "", ""], ctx()).record).not.toHaveProperty("ts");
+  });
+
+  it("reads ts by the rules of a <date> cell: 20241120 is that day in the account timezone, and the same refusals", () => {
+    const m = new EventRowMapper(["deviceId", "evtName", "ts"]);
+    const paris: MappingContext = { ...ctx(), timezone: "Europe/Paris" };
+    const ts = (cell: string) => m.map(["d-1", "Viewed", cell], paris).record.ts;
+    expect(ts("20241120")).toBe("2024-11-20");
+    expect(ts(" 1732000000 ")).toBe(1732000000);
+    expect(ts("2024-11-20T10:00:00Z")).toBe("2024-11-20T10:00:00Z");
+    expect(ts("2024-11-20 10:00")).toBe("2024-11-20 10:00");
+    // Every cell a <date> column refuses, refused here with the API's code for a ts, naming the column.
+    const dates = new ProfileRowMapper(["Email", "DD<date>"]);
+    for (const bad of ["0", "-5", "1.5", "12345", "20241320", "1732000000000", "1732000000.5", "2024-02-30", "soon"]) {
+      expect(() => dates.map(["a@x.io", bad], paris), bad).toThrow(RowRefusal);
+      try {
+        ts(bad);
+        expect.unreachable(bad);
+      } catch (e) {
+        expect((e as RowRefusal).refusal, bad).toMatchObject({ code: "INVALID_TIMESTAMP", field: "ts" });
+        expect((e as RowRefusal).refusal.message).toMatch(/^column "ts" must be a date: YYYY-MM-DD, YYYYMMDD/);
+      }
+    }
   });
 
   it("reads an untyped Charged Amount as the number §3 fixes it to be, in an account that never saw a Charged", () => {

@@ -17,6 +17,8 @@ import {
   HeaderError,
   operationValue,
   parseHeader,
+  propertyField,
+  tsValue,
   typeForRegistered,
 } from "./csv-columns.js";
 import { refusingWith } from "./row-refusal.js";
@@ -77,12 +79,18 @@ function setProperty(properties: Record<string, unknown>, key: string, value: un
   }
 }
 
+/** A cell as the mappers read it: one of only white space (or a missing one) is empty, "" (SEMANTICS §11 CSV cells). */
+function emptied(cell: string | undefined): string {
+  return cell === undefined || cell.trim() === "" ? "" : cell;
+}
+
 abstract class CsvRowMapper {
   protected readonly columns: Column[];
   protected readonly handles: Array<{ column: Column; kind: HandleColumn }>;
 
-  constructor(header: string[]) {
-    this.columns = parseHeader(header);
+  /** `source`: the header as the file has it, when `header` is an SFTP manifest's mapping of it (for messages). */
+  constructor(header: string[], source?: string[]) {
+    this.columns = parseHeader(header, source);
     this.handles = [];
     for (const kind of HANDLE_COLUMNS) {
       const column = this.columns.find((c) => c.key === kind && c.operationOf === undefined);
@@ -104,13 +112,30 @@ abstract class CsvRowMapper {
     }
     throw new PortraitError(
       "MISSING_HANDLE",
-      `the row has no handle: ${this.handles.map((h) => h.column.header).join(", ")} ${this.handles.length > 1 ? "are all" : "is"} empty`,
+      `the row has no handle: ${this.handles.map((h) => h.column.shown).join(", ")} ${this.handles.length > 1 ? "are all" : "is"} empty`,
     );
   }
 
-  /** The key the column at `index` feeds, to name it in a refusal. */
-  keyOf(index: number): string | undefined {
-    return this.columns[index]?.key;
+  /**
+   * The record field the column at `index` feeds in this row, as /v1/ingest names it (`properties.Price`,
+   * `identity.Email` for the row's handle, `ts`), to name it in a refusal.
+   */
+  fieldOf(index: number, fields: string[]): string | undefined {
+    const column = this.columns[index];
+    if (column === undefined) return undefined;
+    if (column.operationOf !== undefined) return propertyField(column.operationOf);
+    const handle = this.handles.find((h) => (fields[h.column.index] ?? "").trim() !== "");
+    if (handle?.column === column) {
+      const key = identityKeyOf(handle.kind);
+      return key === null ? handle.kind : `identity.${key}`;
+    }
+    if (column.key === "profileId" || column.key === "deviceId") return column.key;
+    return this.ownField(column) ?? propertyField(column.key);
+  }
+
+  /** A field of the record other than a property or a handle (an event's `name` and `ts`). */
+  protected ownField(_column: Column): string | undefined {
+    return undefined;
   }
 
   /** The handles a row names, also for a row refused before it is mapped (SEMANTICS §10 redaction). */
@@ -159,8 +184,8 @@ export class ProfileRowMapper extends CsvRowMapper {
   private readonly operations = new Map<string, Column>();
   private readonly valueColumns: Column[];
 
-  constructor(header: string[]) {
-    super(header);
+  constructor(header: string[], source?: string[]) {
+    super(header, source);
     for (const c of this.columns) if (c.operationOf !== undefined) this.operations.set(c.operationOf, c);
     this.valueColumns = this.columns.filter((c) => c.operationOf === undefined && c.header !== REPORT_COLUMN);
     // Two columns of one key (`identity` and `Identity`, `Score` and `Score<number>`): one would silently win.
@@ -170,7 +195,7 @@ export class ProfileRowMapper extends CsvRowMapper {
       const first = keys.get(key);
       if (first) {
         throw new HeaderError(
-          `columns ${JSON.stringify(first.header)} and ${JSON.stringify(c.header)} both write ${key}`,
+          `columns ${JSON.stringify(first.shown)} and ${JSON.stringify(c.shown)} both write ${key}`,
         );
       }
       keys.set(key, c);
@@ -187,19 +212,24 @@ export class ProfileRowMapper extends CsvRowMapper {
     const handle = this.handle(fields);
     const properties: Record<string, unknown> = {};
     for (const column of this.valueColumns) {
-      if (column === handle.column) continue;
       // Handle columns that are not identity keys (profileId, deviceId) are never properties.
       if (column.key === "profileId" || column.key === "deviceId") continue;
       const identity = identityKeyOf(column.key);
       const key = identity ?? column.key;
-      const written = fields[column.index] ?? "";
-      // An identity cell of white space is empty, as it is when the row's handle is chosen (no usable value).
-      const cell = identity !== null && written.trim() === "" ? "" : written;
+      // A cell of only white space is empty (no change), in every column: as when the row's handle is chosen, and
+      // as a number cell's padding is trimmed. Exports that pad cells must not blank a Name or refuse a typed row.
+      const cell = emptied(fields[column.index]);
       const opColumn = this.operations.get(column.key);
       const op = opColumn ? (fields[opColumn.index] ?? "") : "";
+      const operated = opColumn !== undefined && op.trim() !== "";
+      // The handle cell names the person; it is written again only through its operation column, which is applied
+      // as /v1/ingest applies `identity.Email` with `properties.Email: {"$delete": true}` (it used to be skipped).
+      if (column === handle.column && !operated) continue;
       const type = this.typeFor(column, "profile", ctx);
       let value: unknown;
-      if (opColumn && op.trim() !== "") {
+      if (operated && identity !== null) {
+        value = identityOperation(op, cell, column, opColumn, ctx.timezone);
+      } else if (operated) {
         value = operationValue(op, cell, type, column, opColumn, ctx.timezone);
       } else if (cell !== "") {
         value = cellValue(cell, type, column, ctx.timezone);
@@ -218,20 +248,32 @@ export class ProfileRowMapper extends CsvRowMapper {
   }
 }
 
+/**
+ * An identity column's operation, as /v1/ingest reads `{"Email": {"$op": …}}`: `$delete` removes the key; any other
+ * `$` operation is handed to the engine, which refuses it as the API does (INVALID_OPERATION on `properties.<key>`:
+ * an identity takes a plain value or `$delete`), whatever the cell holds. Text that is no `$` operation at all is
+ * refused as in any other operation column.
+ */
+function identityOperation(op: string, cell: string, column: Column, opColumn: Column, timezone: string): unknown {
+  const name = op.trim();
+  if (name.startsWith("$") && name !== "$delete") return { [name]: cell === "" ? true : cell };
+  return operationValue(op, cell, { kind: "string" }, column, opColumn, timezone);
+}
+
 /** Events CSV: the handle column, `evtName`, `ts`, and property columns; one `event` record per row. */
 export class EventRowMapper extends CsvRowMapper {
   private readonly name: Column;
   private readonly ts: Column | undefined;
   private readonly propertyColumns: Column[];
 
-  constructor(header: string[]) {
-    super(header);
+  constructor(header: string[], source?: string[]) {
+    super(header, source);
     const name = this.columns.find((c) => c.key === "evtName");
     if (!name) throw new HeaderError("an events CSV needs an evtName column");
     this.name = name;
     this.ts = this.columns.find((c) => c.key === "ts");
     const op = this.columns.find((c) => c.operationOf !== undefined);
-    if (op) throw new HeaderError(`column ${JSON.stringify(op.header)}: operations apply to profile properties only`);
+    if (op) throw new HeaderError(`column ${JSON.stringify(op.shown)}: operations apply to profile properties only`);
     const handleColumns = new Set(this.handles.map((h) => h.column));
     this.propertyColumns = this.columns.filter(
       (c) => c !== name && c !== this.ts && !handleColumns.has(c) && c.header !== REPORT_COLUMN,
@@ -243,20 +285,25 @@ export class EventRowMapper extends CsvRowMapper {
     return refusingWith(handles, () => ({ record: this.eventRecord(fields, ctx), handles }));
   }
 
+  protected override ownField(column: Column): string | undefined {
+    return column === this.name ? "name" : column === this.ts ? "ts" : undefined;
+  }
+
   private eventRecord(fields: string[], ctx: MappingContext): Record<string, unknown> {
     this.checkWidth(fields);
     const handle = this.handle(fields);
-    const name = fields[this.name.index] ?? "";
-    const tsCell = this.ts ? (fields[this.ts.index] ?? "").trim() : "";
+    // Trimmed as the record parser trims it, so that " Charged " reads its Amount as Charged's number.
+    const name = (fields[this.name.index] ?? "").trim();
+    const tsCell = this.ts ? emptied(fields[this.ts.index]) : "";
     const scope: TypeScope = `event:${name}`;
     const properties: Record<string, unknown> = {};
     for (const column of this.propertyColumns) {
-      const cell = fields[column.index] ?? "";
+      const cell = emptied(fields[column.index]);
       if (cell === "") continue;
       setProperty(properties, column.key, cellValue(cell, this.typeFor(column, scope, ctx), column, ctx.timezone));
     }
     const record: Record<string, unknown> = { type: "event", ...handle.fields, name, properties };
-    if (tsCell !== "") record.ts = /^-?\d+(?:\.\d+)?$/.test(tsCell) ? Number(tsCell) : tsCell;
+    if (tsCell !== "") record.ts = tsValue(tsCell, this.ts as Column, ctx.timezone);
     return record;
   }
 }

@@ -1,7 +1,9 @@
 /**
  * The failure report (API.md `GET /v1/imports/{id}/failures.csv`): the refused rows as they were read, plus a last
  * column `Failure Description`. CSV imports repeat their header; NDJSON imports have one column `Line` holding the
- * original line. Rows redacted after their person was deleted keep their place with empty cells.
+ * original line (an over-long one cut: readers.ts). Rows redacted after their person was deleted keep their place
+ * with empty cells. A CSV row with fewer cells than the header is padded with empty cells; one with more shows the
+ * header's columns, and its description quotes the cells beyond them.
  *
  * Cells are written back exactly as they were read (quoted where CSV needs it): the report is the user's own data,
  * and "fixing" a cell that looks like a spreadsheet formula would make the corrected file differ from the original.
@@ -31,9 +33,17 @@ export function failureReport(store: ImportStore, row: ImportRow): Readable {
       let text = "";
       for (const f of page) {
         const cells = f.data === null ? [] : typeof f.data === "string" ? [f.data] : [...f.data];
-        // Rows with too few or too many cells are reported as read, padded so the description stays the last column.
+        let description = f.description;
+        // Every description stays under `Failure Description`: a short row is padded with empty cells, and a long
+        // row shows the header's columns while its description quotes the cells beyond them, so nothing read is lost
+        // (the extra cells used to sit under `Failure Description`, pushing the description into a column with no
+        // header).
+        if (width > 0 && cells.length > width) {
+          const beyond = cells.splice(width);
+          description += `; the cells beyond the header: ${beyond.map((c) => JSON.stringify(c)).join(", ")}`;
+        }
         while (cells.length < width) cells.push("");
-        text += csvLine([...cells, f.description]);
+        text += csvLine([...cells, description]);
         after = f.row;
       }
       if (text) yield text;

@@ -77,6 +77,88 @@ describe.each(stores)("%s store", (store) => {
       expect(bob.properties.Score).toBeUndefined();
     });
 
+    it("applies an operation column on the row's handle column as /v1/ingest applies it, and refuses what it refuses", async () => {
+      await s.api("POST", "/v1/ingest", {
+        records: [{ type: "profile", identity: { Email: "hd@x.io" }, properties: { Name: "x" } }],
+      });
+      const before = await profileBy("email=hd@x.io");
+      const csv = "Email,Email.operation,Name\nhd@x.io,$delete,Y\nhd2@x.io,$incr,Z\nhd3@x.io,$bogus,W\n";
+      const r = await runImport(s, "profiles", csv);
+      expect(r).toMatchObject({ status: "done", rows: 3, processed: 1, failed: 2 });
+      // The row found its person by the handle cell, deleted the Email (identity and property), and set the Name.
+      const after = (await s.api("GET", `/v1/profiles/${before.id}`)).body;
+      expect(after.identities.Email).toBeUndefined();
+      expect(after.properties.Email).toBeUndefined();
+      expect(after.properties.Name).toBe("Y");
+      expect(await profileBy("email=hd@x.io")).toBeNull();
+      expect(await profileBy("email=hd2@x.io")).toBeNull();
+      // The same records sent to /v1/ingest: the import's refusals have their codes and fields.
+      const live = await s.api("POST", "/v1/ingest", {
+        records: [
+          { type: "profile", identity: { Email: "hd2@x.io" }, properties: { Email: { $incr: "hd2@x.io" } } },
+          { type: "profile", identity: { Email: "hd3@x.io" }, properties: { Email: { $bogus: "hd3@x.io" } } },
+          { type: "profile", identity: { Identity: "hd-u1" }, properties: { Identity: { $add: "hd-u1" } } },
+        ],
+      });
+      const codes = live.body.unprocessed.map((u: { code: string; field: string }) => `${u.code} (${u.field})`);
+      expect(codes).toEqual([
+        "INVALID_OPERATION (properties.Email)",
+        "INVALID_OPERATION (properties.Email)",
+        "INVALID_OPERATION (properties.Identity)",
+      ]);
+      const report = (await failuresCsv(s, r.id)).trim().split("\r\n");
+      expect(report[1]).toMatch(/^hd2@x\.io,\$incr,Z,"?INVALID_OPERATION \(properties\.Email\): /);
+      expect(report[2]).toMatch(/^hd3@x\.io,\$bogus,W,"?INVALID_OPERATION \(properties\.Email\): /);
+      const id = await runImport(s, "profiles", "Identity,Identity.operation\nhd-u1,$add\n");
+      expect(id).toMatchObject({ processed: 0, failed: 1 });
+      expect(await failuresCsv(s, id.id)).toContain("INVALID_OPERATION (properties.Identity): ");
+      expect(await profileBy("identity=hd-u1")).toBeNull();
+    });
+
+    it("refuses a list cell that starts with [ but is no JSON array, and lets the engine judge its elements as ingest does", async () => {
+      const csv =
+        'Email,Tags,Tags.operation\nm1@x.io,"[""a""",$add\nm2@x.io,"[""a"",1]",$add\nm3@x.io,"[""a"",""b""]",$add\n';
+      const r = await runImport(s, "profiles", csv);
+      expect(r).toMatchObject({ status: "done", processed: 1, failed: 2 });
+      expect(await profileBy("email=m1@x.io")).toBeNull();
+      expect(await profileBy("email=m2@x.io")).toBeNull();
+      expect((await profileBy("email=m3@x.io")).properties.Tags).toEqual(["a", "b"]);
+      // The same element refused by /v1/ingest: the import's description has its code, field and sentence.
+      const live = await s.api("POST", "/v1/ingest", {
+        records: [{ type: "profile", identity: { Email: "m2@x.io" }, properties: { Tags: { $add: ["a", 1] } } }],
+      });
+      const u = live.body.unprocessed[0];
+      expect(u.code).toBe("TYPE_MISMATCH");
+      const report = (await failuresCsv(s, r.id)).trim().split("\r\n");
+      expect(report[1]).toMatch(
+        /^m1@x\.io,.*INVALID_VALUE \(.*Tags\): column ""Tags"" starts with ""\["" but is not a JSON array/,
+      );
+      expect(report[2]).toContain(`${u.code} (${u.field}): ${u.error.replaceAll('"', '""')}`);
+    });
+
+    it("reads cells of only white space as empty: nothing blanked, typed and untyped rows applied", async () => {
+      await s.api("POST", "/v1/ingest", {
+        records: [
+          {
+            type: "profile",
+            identity: { Email: "ws1@x.io" },
+            properties: { Name: "Ana", City: "Paris", WsN: 4, WsB: true, WsScore: 2 },
+          },
+        ],
+      });
+      const csv =
+        'Email,Name,City,WsN,WsB,WsScore<number>\nws1@x.io,   ,"  ",,,\nws1@x.io,,,"  ",, \nws1@x.io,,, ,\t,\n';
+      const r = await runImport(s, "profiles", csv);
+      expect(r).toMatchObject({ status: "done", processed: 3, failed: 0 });
+      expect((await profileBy("email=ws1@x.io")).properties).toMatchObject({
+        Name: "Ana",
+        City: "Paris",
+        WsN: 4,
+        WsB: true,
+        WsScore: 2,
+      });
+    });
+
     it("reads date cells in the timezone the account has when their rows are read, if it changes during the import", async () => {
       const portrait = s.server.portrait;
       const ingest = portrait.ingest;
@@ -120,11 +202,11 @@ describe.each(stores)("%s store", (store) => {
       expect((await profileBy("email=reg@x.io")).properties).toMatchObject({ Visits: 42, Vip: false });
       // As /v1/ingest refuses a string for a number key: TYPE_MISMATCH, the key, the expected and the given type.
       expect(await failuresCsv(s, r.id)).toContain(
-        'TYPE_MISMATCH (Visits): Property ""Visits"" is a number, got a string (""many"")',
+        'TYPE_MISMATCH (properties.Visits): Property ""Visits"" is a number, got a string (""many"")',
       );
       const typed = await runImport(s, "profiles", "Email,Visits<number>\nreg3@x.io,lots\n");
       expect(await failuresCsv(s, typed.id)).toContain(
-        'INVALID_VALUE (Visits): column ""Visits<number>"" must be a number',
+        'INVALID_VALUE (properties.Visits): column ""Visits<number>"" must be a number',
       );
     });
 
@@ -150,6 +232,68 @@ describe.each(stores)("%s store", (store) => {
       expect(report[5]).toMatch(/^short@x\.io,too,few,,,.*INVALID_RECORD.*3 cells/);
     });
 
+    it("keeps every description under Failure Description: short rows padded, long rows' extra cells quoted in it", async () => {
+      const csv = 'Email,Name,City\nc1@x.io,A\nc2@x.io,A,B,C\nc3@x.io,A,B,"x, ""y""",\nc4@x.io,A,B\n';
+      const r = await runImport(s, "profiles", csv);
+      expect(r).toMatchObject({ status: "done", rows: 4, processed: 1, failed: 3 });
+      const { parse } = await import("csv-parse/sync");
+      const report: string[][] = parse(await failuresCsv(s, r.id));
+      expect(report).toEqual([
+        ["Email", "Name", "City", "Failure Description"],
+        ["c1@x.io", "A", "", "INVALID_RECORD: the row has 2 cells but the header has 3 columns"],
+        [
+          "c2@x.io",
+          "A",
+          "B",
+          'INVALID_RECORD: the row has 4 cells but the header has 3 columns; the cells beyond the header: "C"',
+        ],
+        [
+          "c3@x.io",
+          "A",
+          "B",
+          'INVALID_RECORD: the row has 5 cells but the header has 3 columns; the cells beyond the header: "x, \\"y\\"", ""',
+        ],
+      ]);
+    });
+
+    it("names every field in the report one way, the record's JSON path as /v1/ingest names it", async () => {
+      await s.api("POST", "/v1/ingest", {
+        records: [{ type: "profile", identity: { Email: "f12@x.io" }, properties: { F12Price: 3 } }],
+      });
+      const csv = [
+        "Email,F12Price,F12Amount<number>,F12Tags,F12Tags.operation,Gender,F12When<date>",
+        "f12@x.io,cheap,,,,,",
+        "f12@x.io,,lots,,,,",
+        "f12@x.io,,,x,$frob,,",
+        "f12@x.io,,,[x,$add,,",
+        "f12@x.io,,,,,robot,",
+        "f12@x.io,,,,,,soon",
+        "not-an-email,,,,,,",
+      ].join("\n");
+      const r = await runImport(s, "profiles", `${csv}\n`);
+      expect(r).toMatchObject({ processed: 0, failed: 7 });
+      const { parse } = await import("csv-parse/sync");
+      const rows: string[][] = parse(await failuresCsv(s, r.id));
+      const fields = rows.slice(1).map((row) => /^[A-Z_]+ \(([^)]*)\)/.exec(row.at(-1) as string)?.[1]);
+      expect(fields).toEqual([
+        "properties.F12Price",
+        "properties.F12Amount",
+        "properties.F12Tags",
+        "properties.F12Tags",
+        "properties.Gender",
+        "properties.F12When",
+        "identity.Email",
+      ]);
+      // Column-level messages quote the column as the header has it.
+      expect(rows[2]?.at(-1)).toContain('column "F12Amount<number>" must be a number');
+      expect(rows[3]?.at(-1)).toContain('column "F12Tags.operation" must be one of');
+      // The same refusal from /v1/ingest names the same field.
+      const live = await s.api("POST", "/v1/ingest", {
+        records: [{ type: "profile", identity: { Email: "f12@x.io" }, properties: { Gender: "robot" } }],
+      });
+      expect(live.body.unprocessed[0].field).toBe("properties.Gender");
+    });
+
     it("refuses <date> cells that are not a date (0, -5, 1.5) with INVALID_DATE, and reads YYYYMMDD as a day", async () => {
       const csv = "Email,DD<date>\ndd1@x.io,20241120\ndd2@x.io,0\ndd3@x.io,-5\ndd4@x.io,1.5\ndd5@x.io,1732000000\n";
       const r = await runImport(s, "profiles", csv);
@@ -158,7 +302,9 @@ describe.each(stores)("%s store", (store) => {
       expect((await profileBy("email=dd5@x.io")).properties.DD).toBe("2024-11-19T07:06:40.000Z");
       expect(await profileBy("email=dd2@x.io")).toBeNull();
       const report = await failuresCsv(s, r.id);
-      expect(report).toContain('dd2@x.io,0,"INVALID_DATE (DD): column ""DD<date>"" must be a date: YYYY-MM-DD');
+      expect(report).toContain(
+        'dd2@x.io,0,"INVALID_DATE (properties.DD): column ""DD<date>"" must be a date: YYYY-MM-DD',
+      );
     });
 
     it("refuses a __proto__ column's cells with the live API's INVALID_KEY instead of dropping them", async () => {
@@ -205,6 +351,64 @@ describe.each(stores)("%s store", (store) => {
       });
       expect(p.type).toBe("customer");
       expect(await failuresCsv(s, r.id)).toMatch(/INVALID_EVENT_NAME/);
+    });
+
+    it("reads an events CSV ts by the <date> rules (20241120 is that day in the account timezone), and NDJSON ts strings too", async () => {
+      const csv = "Email,evtName,ts\nts1@x.io,E,20241120\nts1@x.io,F,1732000000\nts1@x.io,G,0\nts1@x.io,H,2024-02-30\n";
+      const r = await runImport(s, "events", csv);
+      expect(r).toMatchObject({ status: "done", rows: 4, processed: 2, failed: 2 });
+      const p = await profileBy("email=ts1@x.io");
+      const events = (await s.api("GET", `/v1/profiles/${p.id}/events`)).body.events;
+      const at = (name: string) => events.find((e: { name: string }) => e.name === name)?.ts;
+      // Midnight in Paris; the Identity Set written for the new person has the row's ts too.
+      expect(at("E")).toBe("2024-11-19T23:00:00.000Z");
+      expect(at("F")).toBe("2024-11-19T07:06:40.000Z");
+      expect(at("Identity Set")).toBe("2024-11-19T23:00:00.000Z");
+      expect(p.system.firstSeen).toBe("2024-11-19T07:06:40.000Z");
+      const report = await failuresCsv(s, r.id);
+      expect(report).toContain(
+        'ts1@x.io,G,0,"INVALID_TIMESTAMP (ts): column ""ts"" must be a date: YYYY-MM-DD, YYYYMMDD',
+      );
+      expect(report).toContain('ts1@x.io,H,2024-02-30,"INVALID_TIMESTAMP (ts): column ""ts"" must be a date');
+      const nd = await runImport(
+        s,
+        "events",
+        ndjson(
+          { identity: { Email: "ts2@x.io" }, name: "E", ts: "20241120" },
+          { identity: { Email: "ts2@x.io" }, name: "F", ts: "12345" },
+        ),
+        "application/x-ndjson",
+      );
+      expect(nd).toMatchObject({ processed: 1, failed: 1 });
+      const q = await profileBy("email=ts2@x.io");
+      const e2 = (await s.api("GET", `/v1/profiles/${q.id}/events`)).body.events;
+      expect(e2.find((e: { name: string }) => e.name === "E").ts).toBe("2024-11-19T23:00:00.000Z");
+      expect(await failuresCsv(s, nd.id)).toContain("INVALID_TIMESTAMP (ts)");
+    });
+
+    it('trims event names, so a reserved name with a space is refused and " Charged " is a purchase', async () => {
+      const csv =
+        'Email,evtName,Amount\nre@x.io, Identity Set,\nre@x.io,Identity Set ,\nx1@x.io, Charged ,12.5\nx1@x.io," ",\n';
+      const r = await runImport(s, "events", csv);
+      expect(r).toMatchObject({ status: "done", rows: 4, processed: 1, failed: 3 });
+      const report = (await failuresCsv(s, r.id)).trim().split("\r\n");
+      expect(report.slice(1).map((l) => /(RESERVED_EVENT_NAME|INVALID_EVENT_NAME)/.exec(l)?.[1])).toEqual([
+        "RESERVED_EVENT_NAME",
+        "RESERVED_EVENT_NAME",
+        "INVALID_EVENT_NAME",
+      ]);
+      const p = await profileBy("email=x1@x.io");
+      expect(p).toMatchObject({ type: "customer", stats: { revenue: 12.5 } });
+      const events = (await s.api("GET", `/v1/profiles/${p.id}/events`)).body.events;
+      expect(events.find((e: { name: string }) => e.name === "Charged").properties).toEqual({ Amount: 12.5 });
+      const nd = await runImport(
+        s,
+        "events",
+        ndjson({ identity: { Email: "re@x.io" }, name: "Profile Demerged " }),
+        "application/x-ndjson",
+      );
+      expect(nd).toMatchObject({ processed: 0, failed: 1 });
+      expect(await failuresCsv(s, nd.id)).toContain("RESERVED_EVENT_NAME");
     });
 
     it("imports NDJSON ingest records, and a second upload of the same file applies nothing twice", async () => {
@@ -310,6 +514,77 @@ describe.each(stores)("%s store", (store) => {
       expect(typeof doc.$creation_ts).toBe("number");
       const two = await profileBy("compartmentId=1606&userAccountId=crm-2");
       expect((await s.api("GET", `/v1/profiles/${two.id}/documents`)).body.documents).toEqual([]);
+    });
+
+    it("force_replace keeps the stored system fields, a client's own ids included, unless the new document gives them", async () => {
+      const line = (extra: Record<string, unknown>) => ({
+        operation: "UPSERT",
+        compartment_id: "C8",
+        user_account_id: "u8",
+        ...extra,
+      });
+      const first = await runImport(
+        s,
+        "documents",
+        ndjson(line({ user_profile: { firstname: "David", $user_account_id: "other", $compartment_id: "zzz" } })),
+        "application/x-ndjson",
+      );
+      expect(first).toMatchObject({ processed: 1, failed: 0 });
+      const p = await profileBy("compartmentId=C8&userAccountId=u8");
+      const doc = async () => (await s.api("GET", `/v1/profiles/${p.id}/documents/C8/u8`)).body;
+      const stored = await doc();
+      expect(stored).toMatchObject({ $compartment_id: "zzz", $user_account_id: "other", firstname: "David" });
+      const replaced = await runImport(
+        s,
+        "documents",
+        ndjson(line({ force_replace: true, user_profile: { only: "this" } })),
+        "application/x-ndjson",
+      );
+      expect(replaced).toMatchObject({ processed: 1, failed: 0 });
+      const after = await doc();
+      expect(after).toEqual({
+        $compartment_id: "zzz",
+        $user_account_id: "other",
+        only: "this",
+        $creation_ts: stored.$creation_ts,
+        $last_modified_ts: expect.any(Number),
+      });
+      expect(after.$last_modified_ts).toBeGreaterThanOrEqual(stored.$last_modified_ts);
+      // The new document's own ids are stored as given; the one it leaves out stays as stored.
+      await runImport(
+        s,
+        "documents",
+        ndjson(line({ force_replace: true, user_profile: { $user_account_id: "mine", again: 1 } })),
+        "application/x-ndjson",
+      );
+      expect(await doc()).toMatchObject({ $compartment_id: "zzz", $user_account_id: "mine", again: 1 });
+      expect((await doc()).only).toBeUndefined();
+    });
+
+    it("refuses an UPSERT whose user_profile is missing or null, as it refuses [1,2], and creates nobody", async () => {
+      const r = await runImport(
+        s,
+        "documents",
+        ndjson(
+          { operation: "UPSERT", compartment_id: "C9", user_account_id: "n14", user_profile: null },
+          { operation: "UPSERT", compartment_id: "C9", user_account_id: "n15" },
+          { operation: "UPSERT", compartment_id: "C9", user_account_id: "n16", user_profile: [1, 2] },
+          { operation: "UPSERT", compartment_id: "C9", user_account_id: "n17", user_profile: {} },
+          { operation: "DELETE", compartment_id: "C9", user_account_id: "n17" },
+        ),
+        "application/x-ndjson",
+      );
+      expect(r).toMatchObject({ status: "done", rows: 5, processed: 2, failed: 3 });
+      for (const ua of ["n14", "n15", "n16"])
+        expect(await profileBy(`compartmentId=C9&userAccountId=${ua}`)).toBeNull();
+      const report = (await failuresCsv(s, r.id)).trim().split("\r\n");
+      expect(
+        report
+          .slice(1)
+          .map(
+            (l) => /INVALID_DOCUMENT \(user_profile\): user_profile must be a JSON object, got ([^"]*)/.exec(l)?.[1],
+          ),
+      ).toEqual(["null", "none", "[1,2]"]);
     });
 
     it("finds people by email_hash and user_point_id; unknown ones are UNKNOWN_PROFILE", async () => {
@@ -533,7 +808,14 @@ describe.each(stores)("%s store", (store) => {
         "application/x-ndjson",
       );
       expect(r).toMatchObject({ status: "done", rows: 2, processed: 1, failed: 1 });
-      expect(await failuresCsv(s, r.id)).toMatch(/longer than 1048576 bytes/);
+      // The report's Line cell is the line's first 200 bytes, and the description says so, with its length and number.
+      const { parse } = await import("csv-parse/sync");
+      const [header, row] = parse(await failuresCsv(s, r.id)) as string[][];
+      expect(header).toEqual(["Line", "Failure Description"]);
+      expect(row?.[0]).toBe(`${long.slice(0, 200)}…`);
+      expect(row?.[1]).toBe(
+        `INVALID_RECORD: line 1 is ${long.length} bytes, longer than 1048576 bytes, the limit of one NDJSON line: it is not read, and this report shows only its first 200 bytes followed by "…"`,
+      );
       const csv = `Email,Note\nsmall@x.io,ok\nbig@x.io,${"y".repeat(1_100_000)}\nafter@x.io,z\n`;
       const big = await runImport(s, "profiles", csv);
       expect(big).toMatchObject({ status: "failed", rows: 2, processed: 1, failed: 1 });
@@ -551,7 +833,7 @@ describe.each(stores)("%s store", (store) => {
       expect(r).toMatchObject({ status: "done", rows: 3, processed: 1, failed: 2 });
       expect((await profileBy("email=fine@x.io")).properties.Name).toBe("Fine");
       expect(await profileBy("email=latin@x.io")).toBeNull();
-      expect(await failuresCsv(s, r.id)).toContain("INVALID_RECORD (Name): the row is not valid UTF-8");
+      expect(await failuresCsv(s, r.id)).toContain("INVALID_RECORD (properties.Name): the row is not valid UTF-8");
     });
 
     it("decodes the charset the upload declares, by Content-Type or ?charset= (multipart)", async () => {
@@ -579,6 +861,54 @@ describe.each(stores)("%s store", (store) => {
       expect(res.status).toBe(202);
       await waitForImport(s, ((await res.json()) as { id: string }).id);
       expect((await profileBy("email=cs3@x.io")).properties.Name).toBe("Ren\u00e9e");
+      const unknown = await upload(s, "profiles", "Email\n", "text/csv; charset=klingon");
+      expect(unknown).toMatchObject({ status: 415, body: { error: { code: "UNSUPPORTED_MEDIA_TYPE" } } });
+    });
+
+    it("lets a byte order mark decide the encoding over a declared charset, and removes it (CSV and NDJSON)", async () => {
+      const bom8 = Buffer.from([0xef, 0xbb, 0xbf]);
+      // Excel's "CSV UTF-8" sent by an integration that always declares windows-1252: the audit's reproduction.
+      const first = Buffer.concat([bom8, Buffer.from("Name,Email\nBom \u00e9,bom1@x.io\n")]);
+      expect(await runImport(s, "profiles", first, "text/csv; charset=windows-1252")).toMatchObject({
+        status: "done",
+        processed: 1,
+        failed: 0,
+      });
+      const props = (await profileBy("email=bom1@x.io")).properties;
+      expect(props.Name).toBe("Bom \u00e9");
+      expect(Object.keys(props).filter((k) => k.includes("\u00ef") || k.includes("\uFEFF"))).toEqual([]);
+      // The handle column first: it used to be "no handle column".
+      const handleFirst = Buffer.concat([bom8, Buffer.from("Email,Name\nbom2@x.io,Two\n")]);
+      expect(await runImport(s, "profiles", handleFirst, "text/csv; charset=iso-8859-1")).toMatchObject({
+        status: "done",
+        processed: 1,
+      });
+      const line = JSON.stringify({ identity: { Email: "bom3@x.io" }, properties: { N: "\u00e9t\u00e9" } });
+      const nd = Buffer.concat([bom8, Buffer.from(`${line}\n`)]);
+      expect(await runImport(s, "profiles", nd, "application/x-ndjson; charset=windows-1252")).toMatchObject({
+        processed: 1,
+        failed: 0,
+      });
+      expect((await profileBy("email=bom3@x.io")).properties.N).toBe("\u00e9t\u00e9");
+      // UTF-16 BOMs, big-endian and little-endian, with or without a charset.
+      const be = Buffer.concat([
+        Buffer.from([0xfe, 0xff]),
+        Buffer.from("Email,Name\nbom4@x.io,B\u00e9\n", "utf16le").swap16(),
+      ]);
+      expect(await runImport(s, "profiles", be, "text/csv; charset=windows-1252")).toMatchObject({ processed: 1 });
+      expect((await profileBy("email=bom4@x.io")).properties.Name).toBe("B\u00e9");
+      const le = Buffer.concat([
+        Buffer.from([0xff, 0xfe]),
+        Buffer.from(
+          `${JSON.stringify({ identity: { Email: "bom5@x.io" }, properties: { N: "L\u00e9" } })}\n`,
+          "utf16le",
+        ),
+      ]);
+      expect(await runImport(s, "profiles", le, "application/x-ndjson")).toMatchObject({ processed: 1, failed: 0 });
+      expect((await profileBy("email=bom5@x.io")).properties.N).toBe("L\u00e9");
+    });
+
+    it("refuses an unknown charset with 415", async () => {
       const unknown = await upload(s, "profiles", "Email\n", "text/csv; charset=klingon");
       expect(unknown).toMatchObject({ status: 415, body: { error: { code: "UNSUPPORTED_MEDIA_TYPE" } } });
     });

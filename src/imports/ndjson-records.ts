@@ -132,9 +132,15 @@ function documentLine(input: Record<string, unknown>, handles: ImportHandle[]): 
       throw new PortraitError("INVALID_VALUE", `${flag} must be true or false, got ${show(input[flag])}`, flag);
     }
   }
-  const body = input.user_profile ?? {};
-  if (operation === "UPSERT" && !isPlainObject(body)) {
-    throw new PortraitError("INVALID_DOCUMENT", "user_profile must be a JSON object", "user_profile");
+  // An UPSERT carries its document: a missing or null one is an export's bug, refused like `[1,2]` rather than
+  // creating a person with an empty document. A DELETE needs none.
+  const body = operation === "UPSERT" ? input.user_profile : {};
+  if (!isPlainObject(body)) {
+    throw new PortraitError(
+      "INVALID_DOCUMENT",
+      `user_profile must be a JSON object, got ${body === undefined ? "none" : show(body)}`,
+      "user_profile",
+    );
   }
   const size = Buffer.byteLength(JSON.stringify(body));
   if (size > MAX_DOCUMENT_BYTES) {
@@ -152,5 +158,5 @@ function documentLine(input: Record<string, unknown>, handles: ImportHandle[]): 
         : input.merge_objects === true
           ? "deep"
           : "shallow";
-  return { compartmentId, identifier, mode, body: (isPlainObject(body) ? body : {}) as { [key: string]: JsonValue } };
+  return { compartmentId, identifier, mode, body: body as { [key: string]: JsonValue } };
 }

@@ -117,4 +117,31 @@ describe("NDJSON reader", () => {
     expect(String(rows[0]?.data).startsWith("yyyy")).toBe(true);
     expect(rows[1]).toMatchObject({ row: 2, data: '{"ok":true}' });
   });
+
+  it("says an over-long line was truncated, with its length in bytes and its line number, cut at a character", async () => {
+    // 2-byte characters put the 200-byte mark of the kept head inside one at an odd offset.
+    const long = `{"nn":"${"\u00e9".repeat(400)}"}`;
+    const text = `{"ok":1}\n\n${long}\r\n{"ok":2}\n${"z".repeat(400)}`;
+    for (const size of [1, 7, 64, 10_000]) {
+      const rows = await all(readNdjson(chunked(text, size), 300));
+      expect(
+        rows.map((r) => [r.row, r.problem]),
+        `chunks of ${size}`,
+      ).toEqual([
+        [1, undefined],
+        [
+          3,
+          `line 3 is ${Buffer.byteLength(long)} bytes, longer than 300 bytes, the limit of one NDJSON line: it is not read, and this report shows only its first 200 bytes followed by "…"`,
+        ],
+        [4, undefined],
+        [5, expect.stringMatching(/^line 5 is 400 bytes, longer than 300 bytes/)],
+      ]);
+      const head = String(rows[1]?.data);
+      expect(head.endsWith("…")).toBe(true);
+      expect(head).not.toContain("\ufffd");
+      expect(long.startsWith(head.slice(0, -1))).toBe(true);
+      expect(Buffer.byteLength(head.slice(0, -1))).toBe(199);
+      expect(rows[3]?.data).toBe(`${"z".repeat(200)}…`);
+    }
+  });
 });

@@ -142,21 +142,42 @@ const NEWLINE = 0x0a;
 const NOT_UTF8_LINE =
   "the line is not valid UTF-8: declare the file's charset (Content-Type: application/x-ndjson; charset=windows-1252, or ?charset=)";
 
-/** NDJSON: one row per non-blank line; a line over the limit is skipped to its end and reported as a problem. */
+/** How much of an over-long NDJSON line the failure report keeps. */
+export const LONG_LINE_HEAD_BYTES = 200;
+
+/**
+ * NDJSON: one row per non-blank line; a line over the limit is skipped to its end and reported as a problem. Its row
+ * keeps only the line's first 200 bytes (cut at a character) and `…`: the line cannot be uploaded again as it is
+ * anyway (it is over the limit), and a report holding megabytes per row would be the larger harm. The problem says
+ * so, with the line's length and number, so the line can be found in the original file.
+ */
 export async function* readNdjson(stream: Readable, maxRowBytes = MAX_ROW_BYTES): AsyncGenerator<SourceRow> {
   let pending: Buffer[] = [];
   let pendingBytes = 0;
   let tooLong = false;
+  /** Bytes of the current line, counted on past the limit (the part kept is `pending`), and its last byte. */
+  let lineBytes = 0;
+  let lastByte = -1;
   let line = 0;
   let consumed = 0;
   const finish = (bytesRead: number): SourceRow | null => {
     line++;
+    // Without the CR of a CRLF line end, as the line is read.
+    const length = lineBytes - (lastByte === 0x0d ? 1 : 0);
+    lineBytes = 0;
+    lastByte = -1;
     if (tooLong) {
-      const head = Buffer.concat(pending).subarray(0, 200).toString("utf8");
+      // A character cut by the 200-byte mark is left out rather than shown as U+FFFD.
+      const head = new TextDecoder().decode(Buffer.concat(pending), { stream: true });
       pending = [];
       pendingBytes = 0;
       tooLong = false;
-      return { row: line, data: `${head}…`, bytesRead, problem: `the line is longer than ${maxRowBytes} bytes` };
+      return {
+        row: line,
+        data: `${head}…`,
+        bytesRead,
+        problem: `line ${line} is ${length} bytes, longer than ${maxRowBytes} bytes, the limit of one NDJSON line: it is not read, and this report shows only its first ${LONG_LINE_HEAD_BYTES} bytes followed by "…"`,
+      };
     }
     const bytes = Buffer.concat(pending, pendingBytes);
     let text = bytes.toString("utf8");
@@ -169,12 +190,14 @@ export async function* readNdjson(stream: Readable, maxRowBytes = MAX_ROW_BYTES)
     return { row: line, data: text, bytesRead };
   };
   const keep = (part: Buffer) => {
+    lineBytes += part.length;
+    if (part.length > 0) lastByte = part[part.length - 1] as number;
     if (tooLong) return;
     if (pendingBytes + part.length > maxRowBytes) {
-      // Keep only the start of an over-long line, for the failure report.
-      const room = Math.max(0, 200 - pendingBytes);
-      if (room > 0) pending.push(part.subarray(0, room));
-      pendingBytes += Math.min(room, part.length);
+      // Keep only the start of an over-long line, for the failure report (a copy: the rest can go now).
+      const head = Buffer.concat([...pending, part.subarray(0, LONG_LINE_HEAD_BYTES)]);
+      pending = [Buffer.from(head.subarray(0, LONG_LINE_HEAD_BYTES))];
+      pendingBytes = (pending[0] as Buffer).length;
       tooLong = true;
       return;
     }

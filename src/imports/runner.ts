@@ -23,7 +23,7 @@ import type { Account } from "../engine/types.js";
 import { applyDocumentLines, type DocumentLine } from "../pipeline/document-lines.js";
 import { type BatchFailure, MAX_BATCH, type Portrait } from "../pipeline/portrait.js";
 import type { ImportFailure, ImportHandle, ImportRow } from "../store/import-store.js";
-import { utf8From } from "./charset.js";
+import { importText } from "./charset.js";
 import { HeaderError } from "./csv-columns.js";
 import { EventRowMapper, type MappingContext, ProfileRowMapper } from "./csv-records.js";
 import { mapDocumentLine, mapIngestLine } from "./ndjson-records.js";
@@ -86,13 +86,6 @@ function keyOf(row: ImportRow): string {
 }
 
 class Stopped extends Error {}
-
-/** `file` decoded from `charset`; a read error reaches the reader as it would without decoding. */
-function decoded(file: ReturnType<typeof createReadStream>, charset: string) {
-  const utf8 = utf8From(charset);
-  file.on("error", (e) => utf8.destroy(e));
-  return file.pipe(utf8);
-}
 
 export class ImportRunner {
   private readonly loops = new Map<string, Promise<void>>();
@@ -220,8 +213,8 @@ export class ImportRunner {
       typeOf: (scope, key) => this.portrait.types.get(account.id, scope, key),
     };
     const file = createReadStream(this.filePath(row), { highWaterMark: 1 << 20 });
-    // A declared charset is decoded to UTF-8 on the way; the readers then see UTF-8 like any other file.
-    const stream = row.options.charset ? decoded(file, row.options.charset) : file;
+    // A BOM, else a declared charset, is decoded to UTF-8 on the way; the readers then see UTF-8 like any other file.
+    const stream = importText(file, row.options.charset ?? null);
     const source = row.format === "csv" ? readCsv(stream) : readNdjson(stream);
     let mapper: ProfileRowMapper | EventRowMapper | null = null;
     let batch: PendingRow[] = [];
@@ -267,9 +260,11 @@ export class ImportRunner {
       for await (const src of source) {
         if (row.format === "csv" && src.row === 0) {
           if (src.problem) throw new HeaderError(src.problem);
-          const header = (src.data as string[]).map((h) => row.options.mapping?.[h.trim()] ?? h);
-          if (row.header === null) await this.store.imports.setHeader(account.id, row.id, src.data as string[]);
-          mapper = row.kind === "events" ? new EventRowMapper(header) : new ProfileRowMapper(header);
+          const source = src.data as string[];
+          const header = source.map((h) => row.options.mapping?.[h.trim()] ?? h);
+          if (row.header === null) await this.store.imports.setHeader(account.id, row.id, source);
+          // Messages name the columns as the file (and the failure report's header) has them.
+          mapper = row.kind === "events" ? new EventRowMapper(header, source) : new ProfileRowMapper(header, source);
           continue;
         }
         if (src.row <= progress.lastRow) continue;
@@ -302,7 +297,8 @@ export class ImportRunner {
       // A CSV row the reader refused still names its person through its handle cells (SEMANTICS §10).
       const cells = Array.isArray(src.data) ? src.data : null;
       const handles = cells && mapper ? mapper.handlesOf(cells) : [];
-      const column = cells && mapper && src.problemCell !== undefined ? mapper.keyOf(src.problemCell) : undefined;
+      const column =
+        cells && mapper && src.problemCell !== undefined ? mapper.fieldOf(src.problemCell, cells) : undefined;
       return {
         source: src,
         handles,

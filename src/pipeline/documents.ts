@@ -9,6 +9,8 @@ type Doc = { [key: string]: JsonValue };
 
 /** Portrait owns the timestamps; the ids are the client's to store as given, else the document's key. */
 const OWNED = ["$creation_ts", "$last_modified_ts"];
+/** The system fields a client may give (SEMANTICS §8: stored as given, independent of the line's identifier). */
+const IDS = ["$compartment_id", "$user_account_id"];
 
 export async function applyDocument(
   scope: RecordScope,
@@ -51,9 +53,20 @@ export async function applyDocument(
     );
   }
   const createdAt = existing?.createdAt ?? scope.now;
+  // §8: a replace (force_replace, PUT) keeps the system fields. The ids stay as stored, a client's own values
+  // included, unless the new document gives them itself (stored as given); they used to be re-derived from the
+  // line, losing what an earlier write had stored. (The merges keep them with the rest of the stored document.)
+  const kept: Doc = {};
+  if (record.mode === "put" && existing) {
+    for (const id of IDS) {
+      const stored = existing.body[id];
+      if (stored !== undefined && !Object.hasOwn(incoming, id)) kept[id] = stored;
+    }
+  }
   const body: Doc = {
     $compartment_id: record.compartmentId,
     $user_account_id: record.userAccountId,
+    ...kept,
     ...merged,
     $creation_ts: createdAt,
     $last_modified_ts: scope.now,

@@ -133,6 +133,9 @@ describe("values", () => {
     expect(sdk.cleanEventName(42)).toBeNull();
     expect(sdk.cleanEventName("Product Viewed")).toBe("Product Viewed");
     expect(sdk.cleanEventName("Viewed \ud800")).toBe("Viewed \ufffd");
+    // Trimmed as the server trims it.
+    expect(sdk.cleanEventName(" Identity Set ")).toBeNull();
+    expect(sdk.cleanEventName(" Charged ")).toBe("Charged");
   });
 });
 

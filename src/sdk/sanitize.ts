@@ -295,7 +295,8 @@ export function cleanProfileProperties(input: unknown, where: string, now: Date)
 
 /** An event name, or null (with a warning) when the server would refuse it. */
 export function cleanEventName(raw: unknown): string | null {
-  const name = typeof raw === "string" ? storableText(raw) : raw;
+  // Trimmed, as the server trims it before it recognises reserved names and Charged.
+  const name = typeof raw === "string" ? storableText(raw).trim() : raw;
   if (typeof name !== "string" || name.trim() === "" || CONTROL.test(name)) {
     log.warn("event: the name must be a non-blank string without control characters; event dropped");
     return null;

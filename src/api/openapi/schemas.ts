@@ -159,7 +159,11 @@ const SCHEMAS = {
         additionalProperties: { type: "string" },
       },
       profileId: profileIdString,
-      ts: { type: ["integer", "string"], description: "Epoch seconds, or ISO-8601" },
+      ts: {
+        type: ["integer", "string"],
+        description:
+          "Epoch seconds as a number, or text: ISO-8601, a compact date YYYYMMDD or epoch seconds of 9-12 digits (date-only and offset-less in the account timezone)",
+      },
       properties: to("PropertySet"),
       name: { type: "string", description: "Event name (event records)" },
       id: { type: "string", description: "Event id: a repeated id is a `duplicate`" },

@@ -52,6 +52,16 @@ describe("validateEventName", () => {
     }
     expect(validateEventName("identity set")).toBe("identity set");
   });
+
+  it("trims white space at both ends before the reserved names are recognised, and returns the trimmed name", () => {
+    for (const name of [" Identity Set", "Identity Set ", "\tProfile Merged\u00a0"]) {
+      expect(errorOf(() => validateEventName(name)).code).toBe("RESERVED_EVENT_NAME");
+    }
+    expect(validateEventName(" Charged ")).toBe("Charged");
+    expect(validateEventName("  Product  Viewed ")).toBe("Product  Viewed");
+    expect(validateEventName(` ${"x".repeat(120)} `)).toBe("x".repeat(120));
+    expect(errorOf(() => validateEventName(" \t ")).code).toBe("INVALID_EVENT_NAME");
+  });
 });
 
 describe("parseTimestamp", () => {
@@ -64,6 +74,16 @@ describe("parseTimestamp", () => {
     expect(parseTimestamp(1732000000.123, NOW, "ts")).toBe(1_732_000_000_123);
     expect(parseTimestamp("1732000000", NOW, "ts")).toBe(1_732_000_000_000);
     expect(parseTimestamp("1732000000.5", NOW, "ts")).toBe(1_732_000_000_500);
+  });
+
+  it("reads a ts string as every date text is read: YYYYMMDD is a day in the timezone, not seconds of 1970", () => {
+    expect(parseTimestamp("20241120", NOW, "ts", "Europe/Paris")).toBe(Date.parse("2024-11-19T23:00:00Z"));
+    expect(parseTimestamp(" 1732000000 ", NOW, "ts")).toBe(1_732_000_000_000);
+    for (const v of ["12345", "99999999", "01732000000", "-5", "1.5"]) {
+      expect(errorOf(() => parseTimestamp(v, NOW, "ts")).code, v).toBe("INVALID_TIMESTAMP");
+    }
+    // A number is epoch seconds, however small.
+    expect(parseTimestamp(12345, NOW, "ts")).toBe(12_345_000);
   });
 
   it("reads ISO-8601, offset-less in the given timezone (UTC by default)", () => {

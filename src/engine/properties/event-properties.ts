@@ -5,7 +5,7 @@
 import { fail, show } from "../errors.js";
 import type { EventPropertyValue, ValueType } from "../types.js";
 import { charLength, isPlainObject, validateKey } from "./keys.js";
-import { describeValue, MAX_STRING_LENGTH, parseDateInput, parseIso8601, toIsoUtc } from "./values.js";
+import { DATE_TEXT_FORMS, describeValue, MAX_STRING_LENGTH, parseDateInput, readDateText, toIsoUtc } from "./values.js";
 
 export const MAX_EVENT_NAME_LENGTH = 120;
 export const MAX_EVENT_PROPERTIES = 256;
@@ -28,19 +28,25 @@ export const CHARGED = "Charged";
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
-/** A client-sent event name: a string of 1-120 characters, not blank, not reserved. Errors carry no field. */
 /** The types SEMANTICS §3 fixes for Charged's own properties: an import reads an untyped cell of a fresh account by them. */
 export const CHARGED_PROPERTY_TYPES: Readonly<Record<string, ValueType>> = Object.freeze({ Amount: "number" });
 
-export function validateEventName(name: unknown): string {
-  if (typeof name !== "string") {
-    fail("INVALID_EVENT_NAME", `Event name must be a string, got ${describeValue(name)}`);
+/**
+ * A client-sent event name: a string of 1-120 characters once trimmed, not reserved. Errors carry no field.
+ * The name is trimmed of white space at both ends first, on every path (/v1/ingest, the SDK batch, imports), before
+ * the reserved names and Charged are recognised: " Identity Set" slipped past the reserved names, and " Charged "
+ * was another event that fed no revenue. Returns the trimmed name.
+ */
+export function validateEventName(raw: unknown): string {
+  if (typeof raw !== "string") {
+    fail("INVALID_EVENT_NAME", `Event name must be a string, got ${describeValue(raw)}`);
   }
+  const name = raw.trim();
   const n = name.length <= MAX_EVENT_NAME_LENGTH ? name.length : charLength(name);
-  if (n < 1 || n > MAX_EVENT_NAME_LENGTH || name.trim() === "") {
+  if (n < 1 || n > MAX_EVENT_NAME_LENGTH) {
     fail(
       "INVALID_EVENT_NAME",
-      `Event name must be 1-${MAX_EVENT_NAME_LENGTH} characters and not blank, got ${show(name)}`,
+      `Event name must be 1-${MAX_EVENT_NAME_LENGTH} characters and not blank, got ${show(raw)}`,
     );
   }
   if (CONTROL.test(name)) {
@@ -52,9 +58,13 @@ export function validateEventName(name: unknown): string {
   return name;
 }
 
+/** Epoch seconds with a fraction, as text: the whole seconds as date text reads them, the fraction to the ms. */
+const EPOCH_FRACTION_TEXT = /^[1-9]\d{8,11}\.\d+$/;
+
 /**
- * A record's ts: epoch seconds (a number, fractions kept to the millisecond, or a string of digits) or ISO-8601
- * text (offset-less and date-only read in `timezone`). Absent → `now`. Must be > 0 and at most one day after `now`.
+ * A record's ts: epoch seconds as a number (fractions kept to the millisecond), or text read as every date text is
+ * (readDateText: ISO-8601, offset-less and date-only in `timezone`; the compact date `YYYYMMDD`; epoch seconds of 9
+ * to 12 digits, here with an optional fraction). Absent → `now`. Must be > 0 and at most one day after `now`.
  * Returns epoch ms.
  */
 export function parseTimestamp(v: unknown, now: number, field: string, timezone = "UTC"): number {
@@ -63,12 +73,13 @@ export function parseTimestamp(v: unknown, now: number, field: string, timezone 
   if (typeof v === "number" && Number.isFinite(v)) {
     ms = Math.round(v * 1000);
   } else if (typeof v === "string") {
-    ms = /^\d{1,12}(?:\.\d+)?$/.test(v) ? Math.round(Number(v) * 1000) : (parseIso8601(v, timezone)?.ms ?? null);
+    const text = v.trim();
+    ms = EPOCH_FRACTION_TEXT.test(text) ? Math.round(Number(text) * 1000) : (readDateText(text, timezone)?.ms ?? null);
   }
   if (ms === null) {
     fail(
       "INVALID_TIMESTAMP",
-      `${field} must be epoch seconds or an ISO-8601 date-time such as "2024-11-20T10:00:00Z", got ${describeValue(v)}`,
+      `${field} must be epoch seconds or an ISO-8601 date-time such as "2024-11-20T10:00:00Z" (as text: ${DATE_TEXT_FORMS}), got ${describeValue(v)}`,
       field,
     );
   }

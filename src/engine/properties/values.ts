@@ -225,6 +225,38 @@ export function parseIso8601(text: string, timezone: string): ParsedIso | null {
   return { ms: ms + millis, dateOnly };
 }
 
+/**
+ * Epoch seconds written as text: a whole number of 9 to 12 digits (1973-03-03 on; beyond the year 9999 the date
+ * range refuses it). Shorter numbers, signs and fractions are no date: `0` is an empty value written as a number,
+ * and an 8-digit number is far more likely a compact date than a second of 1970-72.
+ */
+const EPOCH_SECONDS_TEXT = /^[1-9]\d{8,11}$/;
+/** ISO-8601's basic calendar date, `YYYYMMDD`, the usual compact date of exports. */
+const COMPACT_DATE = /^(\d{4})(\d{2})(\d{2})$/;
+
+/** The forms readDateText reads, for refusals. */
+export const DATE_TEXT_FORMS = "YYYY-MM-DD, YYYYMMDD, an ISO-8601 date-time or epoch seconds (9 to 12 digits)";
+
+export type DateText =
+  | { kind: "epoch"; ms: number }
+  /** `iso` is the text in ISO-8601's extended form (a compact date written `YYYY-MM-DD`). */
+  | { kind: "iso"; iso: string; ms: number; dateOnly: boolean };
+
+/**
+ * Date text, read one way wherever text names an instant: an import's `<date>` cell, an events CSV's `ts` and a
+ * record's `ts` string. ISO-8601 (offset-less and date-only in `timezone`), the compact date `YYYYMMDD` (a day in
+ * `timezone`), or epoch seconds of 9 to 12 digits; null for anything else. `20241120` is 2024-11-20, never the
+ * 1970-08-23 that reading it as seconds gave.
+ */
+export function readDateText(raw: string, timezone: string): DateText | null {
+  const text = raw.trim();
+  if (EPOCH_SECONDS_TEXT.test(text)) return { kind: "epoch", ms: Number(text) * 1000 };
+  const compact = COMPACT_DATE.exec(text);
+  const iso = compact ? `${compact[1]}-${compact[2]}-${compact[3]}` : text;
+  const parsed = parseIso8601(iso, timezone);
+  return parsed === null ? null : { kind: "iso", iso, ...parsed };
+}
+
 const DOLLAR_D = /^-?\d{1,15}(?:\.\d+)?$/;
 
 /**

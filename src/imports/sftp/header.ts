@@ -3,6 +3,7 @@
  * rename nothing, and the column it meant would be imported under its own name (or refused) without a word.
  */
 import { createReadStream } from "node:fs";
+import { importText } from "../charset.js";
 import { readCsv } from "../readers.js";
 import type { Manifest } from "./manifest.js";
 
@@ -15,7 +16,8 @@ export async function columnsMismatch(m: Manifest): Promise<string | null> {
   const stream = createReadStream(m.dataPath);
   let header: string[] | null = null;
   try {
-    for await (const first of readCsv(stream)) {
+    // Read as the import reads it: a UTF-16 file's BOM decides its encoding.
+    for await (const first of readCsv(importText(stream, null))) {
       header = (first.data as string[]).map((h) => h.trim());
       break;
     }

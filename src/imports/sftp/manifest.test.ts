@@ -87,6 +87,28 @@ describe("readManifest", () => {
     expect(message).toBe('columns.points: unknown key "typ" (name, type)');
   });
 
+  it("refuses an unknown top-level key, naming it and listing the allowed ones, instead of ignoring it", async () => {
+    const colums = await outcomeOf({
+      fileName: "crm.csv",
+      kind: "profiles",
+      colums: { points: { name: "Points", type: "number" } },
+    });
+    expect(colums).toEqual({
+      ok: false,
+      code: "INVALID_MANIFEST",
+      message: 'unknown key "colums" (fileName, kind, format, columns, mapping)',
+      fileName: "crm.csv",
+    });
+    expect(await refusalOf({ fileName: "crm.csv", kind: "profiles", extra: 1 })).toMatch(/^unknown key "extra"/);
+    expect(await refusalOf({ fileName: "crm.csv", kinds: "profiles" })).toMatch(/^unknown key "kinds"/);
+    expect(await refusalOf({ fileName: "crm.csv", kind: "profiles", columns: {}, mapping: {} })).toMatch(/not both/);
+    // `mapping`, the older name of `columns`, still reads.
+    expect(await outcomeOf({ fileName: "crm.csv", kind: "profiles", mapping: { mail: "Email" } })).toMatchObject({
+      ok: true,
+      manifest: { mapping: { mail: "Email" } },
+    });
+  });
+
   it("refuses a source column the file's header does not have, naming it (once the file is whole)", async () => {
     const outcome = await outcomeOf({
       fileName: "crm.csv",

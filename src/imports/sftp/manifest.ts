@@ -20,6 +20,9 @@ import { resolveInside } from "./paths.js";
 
 const MAX_MANIFEST_BYTES = 64 * 1024;
 
+/** The keys a manifest may have; `mapping` is the older name of `columns`. */
+const MANIFEST_KEYS = ["fileName", "kind", "format", "columns", "mapping"] as const;
+
 export function isManifestName(name: string): boolean {
   return /\.manifest(\.json)?$/i.test(name) && !/^\.|\.part$/.test(name);
 }
@@ -108,6 +111,16 @@ export async function readManifest(manifestPath: string, virtualDir: string, roo
     return invalid(`the manifest is not valid JSON: ${(e as Error).message}`);
   }
   if (!isPlainObject(body)) return invalid('the manifest must be a JSON object {"fileName", "kind", …}');
+  // A misspelt key (`colums`) would otherwise turn its setting off without a word: the import ran without the
+  // mapping and fixed the source columns' types for good (SEMANTICS §4). Refused, as unknown keys in `columns` are.
+  const unknownKey = Object.keys(body).find((k) => !(MANIFEST_KEYS as readonly string[]).includes(k));
+  if (unknownKey !== undefined) {
+    const named = typeof body.fileName === "string" ? body.fileName : null;
+    return invalid(`unknown key ${JSON.stringify(unknownKey)} (${MANIFEST_KEYS.join(", ")})`, named);
+  }
+  if (body.columns !== undefined && body.mapping !== undefined) {
+    return invalid('give "columns" or "mapping" (its older name), not both');
+  }
   const fileName = body.fileName;
   if (typeof fileName !== "string" || fileName.trim() === "") return invalid("fileName must name the data file");
   // Joined by hand: path.posix.join would cancel the ".." segments that must be refused.

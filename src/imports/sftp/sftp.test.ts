@@ -11,7 +11,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Accounts } from "../../pipeline/accounts.js";
-import { startTestServer, type TestServer } from "../../test-support/server.js";
+import { SECRET, startTestServer, type TestServer } from "../../test-support/server.js";
 import { PendingManifests } from "./pending-manifests.js";
 import { hostKey, longname, SftpDropPoint } from "./server.js";
 
@@ -301,6 +301,26 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
     writeFileSync(path.join(work, "bom.csv.manifest"), `\uFEFF${JSON.stringify(bom)}`);
     const typo = { fileName: "bom.csv", kind: "profiles", columns: { mial: "Email" } };
     writeFileSync(path.join(work, "typo.manifest"), JSON.stringify(typo));
+    // Data files whose BOM tells their encoding: UTF-16BE with a mapping (its header is read to check the columns),
+    // and NDJSON with a UTF-8 BOM.
+    const be = Buffer.from("mail,name\nbe@x.io,B\u00e9\n", "utf16le").swap16();
+    writeFileSync(path.join(work, "be.csv"), Buffer.concat([Buffer.from([0xfe, 0xff]), be]));
+    const beManifest = { fileName: "be.csv", kind: "profiles", columns: { mail: "Email", name: "Name" } };
+    writeFileSync(path.join(work, "be.csv.manifest"), JSON.stringify(beManifest));
+    const ndLine = JSON.stringify({ identity: { Email: "bomnd@x.io" }, properties: { Name: "Nd" } });
+    writeFileSync(path.join(work, "bom.ndjson"), `\uFEFF${ndLine}\n`);
+    writeFileSync(path.join(work, "bom.ndjson.manifest"), JSON.stringify({ fileName: "bom.ndjson", kind: "profiles" }));
+    // A refusal in a mapped column names the column as the file has it (the report's header), not the mapping's name.
+    writeFileSync(path.join(work, "named.csv"), "mail,points\nnamed@x.io,many\n");
+    const named = {
+      fileName: "named.csv",
+      kind: "profiles",
+      columns: { mail: "Email", points: { name: "Pts", type: "number" } },
+    };
+    writeFileSync(path.join(work, "named.csv.manifest"), JSON.stringify(named));
+    writeFileSync(path.join(work, "pts.csv"), "Email,points\npts@x.io,12\n");
+    const colums = { fileName: "pts.csv", kind: "profiles", colums: { points: { name: "Points", type: "number" } } };
+    writeFileSync(path.join(work, "colums.manifest"), JSON.stringify(colums));
     writeFileSync(path.join(work, "abs.manifest"), JSON.stringify({ fileName: "/etc/passwd", kind: "profiles" }));
     writeFileSync(path.join(work, "dir.manifest"), JSON.stringify({ fileName: "box", kind: "profiles" }));
     writeFileSync(path.join(work, "d3.txt"), "Email\nd3@x.io\n");
@@ -309,6 +329,14 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
       "put bom.csv",
       "put bom.csv.manifest",
       "put typo.manifest",
+      "put be.csv",
+      "put be.csv.manifest",
+      "put bom.ndjson",
+      "put bom.ndjson.manifest",
+      "put named.csv",
+      "put named.csv.manifest",
+      "put pts.csv",
+      "put colums.manifest",
       "put abs.manifest",
       "mkdir box",
       "put dir.manifest",
@@ -319,8 +347,20 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
     const result = async (name: string) => JSON.parse(await waitForFile(path.join(folder("default"), name)));
     expect(await result("bom.csv.result.json")).toMatchObject({ status: "done", processed: 1 });
     expect((await s.api("GET", "/v1/profiles?email=bom%40x.io")).body.profiles[0].properties.Name).toBe("Bom");
+    expect(await result("be.csv.result.json")).toMatchObject({ status: "done", processed: 1, failed: 0 });
+    expect((await s.api("GET", "/v1/profiles?email=be%40x.io")).body.profiles[0].properties.Name).toBe("B\u00e9");
+    expect(await result("bom.ndjson.result.json")).toMatchObject({ status: "done", processed: 1, failed: 0 });
+    const namedResult = await result("named.csv.result.json");
+    expect(namedResult).toMatchObject({ status: "done", processed: 0, failed: 1 });
+    const report = await fetch(`${s.url}/v1/imports/${namedResult.id}/failures.csv`, {
+      headers: { authorization: `Bearer ${SECRET}` },
+    });
+    expect(await report.text()).toBe(
+      'mail,points,Failure Description\r\nnamed@x.io,many,"INVALID_VALUE (properties.Pts): column ""points"" must be a number, got ""many"""\r\n',
+    );
     const refusals: Array<[string, RegExp]> = [
       ["typo.manifest", /columns\.mial: bom\.csv has no column "mial"/],
+      ["colums.manifest", /^unknown key "colums" \(fileName, kind, format, columns, mapping\)$/],
       ["abs.manifest", /without a path: got "\/etc\/passwd"/],
       ["dir.manifest", /^box is a folder, not a file$/],
       ["txt.manifest", /cannot tell the format of d3\.txt .*give "format"/],
@@ -331,6 +371,9 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
         error: { code: "INVALID_MANIFEST", message: expect.stringMatching(message) },
       });
     }
+    // Nothing of the file was imported: its `points` did not become a string key for good.
+    expect(existsSync(path.join(folder("default"), "pts.csv.result.json"))).toBe(false);
+    expect((await s.api("GET", "/v1/profiles?email=pts%40x.io")).body.profiles).toEqual([]);
     expect(existsSync(path.join(folder("default"), "passwd.result.json"))).toBe(false);
     expect(existsSync(path.join(folder("default"), "d3.txt.result.json"))).toBe(false);
   });
