@@ -18,7 +18,10 @@ const MAX_DEVICE_ID_LENGTH = 256;
 export interface ParseOptions {
   settings: AccountSettings;
   now: number;
-  /** The SDK endpoint accepts device handles only. */
+  /**
+   * The SDK endpoint, called with a public key: device handles only, and its records are marked `viaPublicKey`
+   * (records.ts).
+   */
   deviceHandlesOnly?: boolean;
 }
 
@@ -85,14 +88,14 @@ export function parseRecord(input: unknown, opts: ParseOptions): IngestRecord {
           throw type === "login" ? asMissingIdentity(e, raw, opts.settings.identityKeys) : e;
         }
       });
-      return withBase({ type, handle, ts, properties } as LoginRecord | ProfileRecord, id, context);
+      return withBase({ type, handle, ts, properties } as LoginRecord | ProfileRecord, id, context, opts);
     }
     case "event": {
       const name = withField("name", () => validateEventName(input.name));
       const properties = withField("properties", () =>
         parseEventProperties(name, input.properties ?? {}, { timezone: tz }),
       );
-      return withBase<EventRecord>({ type: "event", handle, ts, name, properties }, id, context);
+      return withBase<EventRecord>({ type: "event", handle, ts, name, properties }, id, context, opts);
     }
     default: {
       if (handle.kind !== "device") {
@@ -105,7 +108,7 @@ export function parseRecord(input: unknown, opts: ParseOptions): IngestRecord {
       if (token !== null && (typeof token !== "string" || token.length === 0 || token.length > 4096)) {
         throw new PortraitError("INVALID_VALUE", "token must be a non-empty string (≤ 4096 chars) or null", "token");
       }
-      return withBase<TokenRecord>({ type: "token", handle, ts, channel: "push", token }, id, context);
+      return withBase<TokenRecord>({ type: "token", handle, ts, channel: "push", token }, id, context, opts);
     }
   }
 }
@@ -114,9 +117,15 @@ export function parseRecord(input: unknown, opts: ParseOptions): IngestRecord {
  * A record with its optional id and context, added field by field in one order: spreading them in made records of
  * several shapes that V8 kept migrating (≈ 13% of an ingested event's instructions, callgrind).
  */
-function withBase<R extends IngestRecord>(record: R, id: string | undefined, context: RecordContext | undefined): R {
+function withBase<R extends IngestRecord>(
+  record: R,
+  id: string | undefined,
+  context: RecordContext | undefined,
+  opts: ParseOptions,
+): R {
   if (id !== undefined) record.id = id;
   if (context !== undefined) record.context = context;
+  if (opts.deviceHandlesOnly) record.viaPublicKey = true;
   return record;
 }
 

@@ -26,6 +26,21 @@ interface RecordBase {
   ts: number;
   handle: Handle;
   context?: RecordContext;
+  /**
+   * Sent with a public key (`/v1/sdk/batch`), which any web page may hold. Such a record never merges two people (an
+   * identity conflict is refused as under `mergePolicy: reject`), and its `id` is remembered apart from the ids of
+   * secret-key records, so that a page cannot claim a backend's ids in advance (docs/sdk.md).
+   */
+  viaPublicKey?: true;
+}
+
+/**
+ * The key under which a record's id is remembered for idempotency: public-key ids apart (RecordBase.viaPublicKey),
+ * behind a prefix of control characters no real client id starts with.
+ */
+export function recordIdKey(record: { id?: string; viaPublicKey?: true }): string | undefined {
+  if (record.id === undefined) return undefined;
+  return record.viaPublicKey ? `\u0001pk\u0001${record.id}` : record.id;
 }
 
 export interface LoginRecord extends RecordBase {

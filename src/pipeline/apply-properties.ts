@@ -15,8 +15,11 @@ import type { IdentityKey, ProfileState } from "../engine/types.js";
 import { mergeProfiles } from "./merge.js";
 import type { RecordScope } from "./record-scope.js";
 
-/** What to do with an identity value another profile owns. */
-export type ConflictMode = "reject" | "merge" | "skip";
+/**
+ * What to do with an identity value another profile owns. `public`: refused as under `reject`, for a record sent with a
+ * public key, which never merges people (records.ts viaPublicKey).
+ */
+export type ConflictMode = "reject" | "public" | "merge" | "skip";
 
 export interface AppliedProperties {
   state: ProfileState;
@@ -55,10 +58,14 @@ export async function applyProperties(
       scope.identityError(state.id, op.key, "IDENTITY_CONFLICT", ts);
       continue;
     }
-    if (mode === "reject") {
+    if (mode === "reject" || mode === "public") {
+      const why =
+        mode === "reject"
+          ? "the account's mergePolicy is reject"
+          : "a record sent with a public key never merges people (use a secret key)";
       throw new PortraitError(
         "IDENTITY_CONFLICT",
-        `${op.key} ${show(value)} belongs to another profile (${owner}); the account's mergePolicy is reject`,
+        `${op.key} ${show(value)} belongs to another profile (${owner}); ${why}`,
         op.key,
       );
     }

@@ -6,15 +6,16 @@ import { applyActivity, countEvent, isCountOnlyEvent } from "../engine/activity.
 import { PortraitError } from "../engine/errors.js";
 import { decideLogin, type LoginValue } from "../engine/identity/login.js";
 import { hasIdentity } from "../engine/profile.js";
-import type {
-  AnyRecord,
-  DocumentRecord,
-  EventRecord,
-  FlagsRecord,
-  LoginRecord,
-  ProfileRecord,
-  RecordResult,
-  TokenRecord,
+import {
+  type AnyRecord,
+  type DocumentRecord,
+  type EventRecord,
+  type FlagsRecord,
+  type LoginRecord,
+  type ProfileRecord,
+  type RecordResult,
+  recordIdKey,
+  type TokenRecord,
 } from "../engine/records.js";
 import type { IdentityKey, ProfileState } from "../engine/types.js";
 import { applyProperties } from "./apply-properties.js";
@@ -25,8 +26,9 @@ import { countOnlyTarget, createProfile, resolveTarget } from "./resolve.js";
 
 export async function applyRecord(scope: RecordScope, record: AnyRecord): Promise<RecordResult> {
   const { uow } = scope;
-  if (record.id !== undefined && !scope.replay) {
-    const first = await uow.tx.claimRecordId(uow.accountId, record.id, scope.now);
+  const idKey = recordIdKey(record);
+  if (idKey !== undefined && !scope.replay) {
+    const first = await uow.tx.claimRecordId(uow.accountId, idKey, scope.now);
     if (!first) return { profileId: await peekProfileId(scope, record), outcome: "duplicate" };
   }
   scope.origin = {
@@ -108,7 +110,9 @@ function touch(scope: RecordScope, state: ProfileState): void {
 
 async function applyProfile(scope: RecordScope, record: ProfileRecord): Promise<RecordResult> {
   const { state: target, created } = await resolveTarget(scope, record);
-  const mode = scope.uow.account.settings.mergePolicy === "merge" ? "merge" : "reject";
+  // A public key is any web page's: its records never merge two people (RecordBase.viaPublicKey).
+  const merges = scope.uow.account.settings.mergePolicy === "merge";
+  const mode = !merges ? "reject" : record.viaPublicKey ? "public" : "merge";
   const { state } = await underProperties(applyProperties(scope, target, record.properties, record.ts, mode));
   touch(scope, applyActivity(state, record.ts, record.context));
   // A profile created here and then merged into the owner of one of its values (mergePolicy merge) is no more: the

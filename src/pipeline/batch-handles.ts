@@ -3,7 +3,7 @@
  * few round trips instead of one per record (StoreTx.prefetch). Only a hint: a handle missed here is looked up as usual.
  */
 import { isCountOnlyEvent, needsContextStatus } from "../engine/activity.js";
-import type { IngestRecord } from "../engine/records.js";
+import { type IngestRecord, recordIdKey } from "../engine/records.js";
 import type { Account, IdentityKey } from "../engine/types.js";
 import type { BatchHandles } from "../store/store.js";
 
@@ -19,7 +19,8 @@ export function batchHandles(account: Account, records: Iterable<IngestRecord>):
   };
   const full = new Set<string>();
   for (const record of records) {
-    if (record.id !== undefined) handles.recordIds?.push(record.id);
+    const idKey = recordIdKey(record);
+    if (idKey !== undefined) handles.recordIds?.push(idKey);
     const handle = record.handle;
     const name =
       handle.kind === "device"
