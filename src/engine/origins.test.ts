@@ -31,6 +31,12 @@ describe("allowedOrigins entries", () => {
 
   it.each([
     ["shop.example", /with its scheme, such as https:\/\/shop\.example/],
+    ["shop.example.com", /has no scheme: .*such as https:\/\/shop\.example\.com,/],
+    ["localhost:9261", /has no scheme: .*such as https:\/\/localhost:9261,/],
+    ["shop.example:8443", /has no scheme: .*such as https:\/\/shop\.example:8443,/],
+    ["*.shop.example", /has no scheme: .*such as https:\/\/\*\.shop\.example,/],
+    ["[::1]:8443", /has no scheme: .*such as https:\/\/\[::1\]:8443,/],
+    ["capacitor:localhost", /must be an origin such as https:\/\/shop\.example/],
     ["https://shop.example/checkout", /no path: https:\/\/shop\.example/],
     ["https://shop.example?x=1", /no credentials, query or fragment/],
     ["https://shop.example#", /no credentials, query or fragment/],

@@ -10,6 +10,8 @@ import { PortraitError } from "./errors.js";
 const WILDCARD = "*.";
 // What lies between a wildcard entry's scheme and its suffix: one or more DNS labels.
 const SUBDOMAIN = /^[a-z0-9-]+(\.[a-z0-9-]+)*$/;
+// An entry that is a host name, a wildcard host or an IP, with an optional port, but no scheme.
+const HOST_ONLY = /^(\*\.)?([\w.-]+|\[[\da-f:.]+\])(:\d+)?$/i;
 
 /** The entry as browsers would spell the origin, or INVALID_SETTING naming `field`. */
 export function normaliseAllowedOrigin(value: string, field: string): string {
@@ -20,16 +22,23 @@ export function normaliseAllowedOrigin(value: string, field: string): string {
   if (value === "null" || value.startsWith("file:")) {
     bad("cannot allow the origin null (file pages, sandboxed frames): any page can claim it");
   }
+  // A host (and port) without its scheme: `shop.example` is no URL, and `localhost:9261` reads as the scheme
+  // `localhost:` with the path `9261`, which the path check below would report as "localhost://".
+  const noScheme = (): never =>
+    bad(
+      HOST_ONLY.test(value)
+        ? `has no scheme: it must be an origin with its scheme, such as https://${value}`
+        : "must be an origin such as https://shop.example",
+    );
   let url: URL;
   try {
     url = new URL(value);
   } catch {
-    return bad(
-      /^[\w.-]+(:\d+)?$/.test(value)
-        ? `must be an origin with its scheme, such as https://${value}`
-        : "must be an origin such as https://shop.example",
-    );
+    return noScheme();
   }
+  const special = url.protocol === "http:" || url.protocol === "https:";
+  // Every origin a browser sends is scheme://host; for http(s) the parser adds the slashes itself.
+  if (!special && !value.slice(url.protocol.length).startsWith("//")) noScheme();
   if (url.username !== "" || url.password !== "" || /[?#]/.test(value)) {
     bad("must be an origin only (scheme, host and port), with no credentials, query or fragment");
   }
@@ -41,7 +50,6 @@ export function normaliseAllowedOrigin(value: string, field: string): string {
   if (host.includes("*")) bad("may use * only as a whole first label, as in https://*.shop.example");
   // http(s) origins are spelled by the URL parser itself; other schemes (capacitor://localhost) have an opaque
   // origin there, and browsers send them as scheme://host.
-  const special = url.protocol === "http:" || url.protocol === "https:";
   return special ? url.origin : `${url.protocol}//${url.host}`;
 }
 

@@ -98,7 +98,7 @@ export function sdkRoutes({ portrait, metrics }: AppDeps) {
         return result;
       },
     );
-    app.get<{ Querystring: { deviceId?: string } }>(
+    app.get<{ Querystring: { deviceId?: string | string[] } }>(
       "/v1/sdk/profile",
       {
         config: { access: "public" },
@@ -113,12 +113,20 @@ export function sdkRoutes({ portrait, metrics }: AppDeps) {
           },
           response: {
             200: json("The public properties the profile has (none when the device is unknown)", "SdkProfile"),
-            ...refusals({ 400: ["MISSING_HANDLE"] }),
+            ...refusals({ 400: ["MISSING_HANDLE", "MULTIPLE_HANDLES"] }),
           },
         },
       },
       async (request) => {
         const deviceId = request.query.deviceId;
+        if (Array.isArray(deviceId)) {
+          // Two handles in one request, as two in one record (SEMANTICS §11 Handles).
+          throw new PortraitError(
+            "MULTIPLE_HANDLES",
+            `deviceId was given ${deviceId.length} times; name one device`,
+            "deviceId",
+          );
+        }
         if (typeof deviceId !== "string" || deviceId.length === 0) {
           throw new PortraitError("MISSING_HANDLE", "deviceId is required", "deviceId");
         }
