@@ -80,4 +80,24 @@ describe("SDK route refusals", () => {
     }
     expect((await s.api("GET", "/v1/account")).body.settings.allowedOrigins).toEqual(["*"]);
   });
+
+  it("refuses a publicProperties entry that can never be a property key, naming it, and keeps the list", async () => {
+    expect((await s.api("PATCH", "/v1/account/settings", { publicProperties: ["Name"] })).status).toBe(200);
+    for (const [entries, field, message] of [
+      [["Plan", "Address.city"], "publicProperties[1]", "nested paths are not supported"],
+      [["Plan", "Name", "*"], "publicProperties[2]", "does not mean all properties"],
+      [["Plan", "Plan"], "publicProperties[1]", 'repeats "Plan"'],
+      [["x".repeat(121)], "publicProperties[0]", "1-120 characters"],
+    ] as const) {
+      const r = await s.api("PATCH", "/v1/account/settings", { publicProperties: entries });
+      expect(r).toMatchObject({ status: 400, body: { error: { code: "INVALID_SETTING", field } } });
+      expect(r.body.error.message).toContain(message);
+    }
+    expect((await s.api("GET", "/v1/account")).body.settings.publicProperties).toEqual(["Name"]);
+    await s.api("POST", "/v1/ingest", {
+      records: [{ type: "profile", deviceId: "pub-1", properties: { Name: "Ana", Address: { city: "Paris" } } }],
+    });
+    const read = await s.api("GET", `/v1/sdk/profile?key=${PUBLIC}&deviceId=pub-1`, undefined, { authorization: "" });
+    expect(read.body).toEqual({ properties: { Name: "Ana" } });
+  });
 });
