@@ -3,7 +3,8 @@
  * page's origin exactly as `new URL(page).origin` spells it (lower case, punycode, no default port), so an entry is
  * kept in that spelling: `https://Shop.Example:443/` and `https://shop.example` are one origin, and an entry that
  * could never equal an Origin header (a path, a query, no scheme) is refused rather than stored to silently match
- * nothing. `https://*.shop.example` allows every subdomain of shop.example (not shop.example itself).
+ * nothing. `https://*.shop.example` allows every subdomain of shop.example (not shop.example itself); a wildcard needs
+ * at least two labels after it (`https://*.com` is refused).
  */
 import { PortraitError } from "./errors.js";
 
@@ -48,6 +49,15 @@ export function normaliseAllowedOrigin(value: string, field: string): string {
   if (url.host === "") bad("must name a host");
   const host = url.host.startsWith(WILDCARD) ? url.host.slice(WILDCARD.length) : url.host;
   if (host.includes("*")) bad("may use * only as a whole first label, as in https://*.shop.example");
+  // `https://*.com` allows every .com site: nearly `*`, while looking like a restriction. Two labels after `*.` keep
+  // a wildcard off a top-level domain; that is not a public-suffix list, so `*.co.uk` passes (docs/sdk.md).
+  const under = url.hostname.startsWith(WILDCARD) ? url.hostname.slice(WILDCARD.length) : null;
+  if (under !== null && under.split(".").filter((label) => label !== "").length < 2) {
+    bad(
+      `must name at least two labels after "*." (https://*.shop.example): a wildcard over a top-level domain allows ` +
+        "every site under it",
+    );
+  }
   // http(s) origins are spelled by the URL parser itself; other schemes (capacitor://localhost) have an opaque
   // origin there, and browsers send them as scheme://host.
   return special ? url.origin : `${url.protocol}//${url.host}`;
