@@ -64,6 +64,9 @@ export function storeUnavailable(err: unknown): boolean {
 
 const RETRY_AFTER_SECONDS = "1";
 
+/** On every answer, raw ones included (expect-continue.ts, app.ts answerClientError): no content sniffing. */
+export const NOSNIFF = ["x-content-type-options", "nosniff"] as const;
+
 export function statusOf(code: ErrorCode): number {
   return STATUS[code] ?? 400;
 }
