@@ -68,7 +68,11 @@ describe("X-Content-Type-Options: nosniff", () => {
     await get("403", `/v1/account?key=${PUBLIC}`);
     await get("404 route", "/nothing/here");
     await get("404 profile", `/v1/profiles/${"0".repeat(32)}`, { headers: auth });
-    await get("400", "/v1/ingest", { method: "POST", headers: { ...auth, "content-type": "application/json" }, body: "{" });
+    await get("400", "/v1/ingest", {
+      method: "POST",
+      headers: { ...auth, "content-type": "application/json" },
+      body: "{",
+    });
     await get("415", `/v1/sdk/batch?key=${PUBLIC}`, { method: "POST", body: new Uint8Array([123, 125]) });
     await get("413", "/v1/ingest", {
       method: "POST",
@@ -81,9 +85,7 @@ describe("X-Content-Type-Options: nosniff", () => {
       expect(res.headers.get("x-content-type-options"), `${what} (${res.status})`).toBe("nosniff");
       await res.arrayBuffer();
     }
-    expect(seen.map(([, res]) => res.status)).toEqual(
-      expect.arrayContaining([200, 204, 400, 401, 403, 404, 413, 415]),
-    );
+    expect(seen.map(([, res]) => res.status)).toEqual(expect.arrayContaining([200, 204, 400, 401, 403, 404, 413, 415]));
   });
 
   it("is on answers written before routing: a broken URL, an over-long header, a refused Expect: 100-continue", async () => {

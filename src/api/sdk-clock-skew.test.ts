@@ -88,7 +88,9 @@ describe("POST /v1/sdk/batch with sentAt", () => {
         index: 0,
         code: "INVALID_TIMESTAMP",
         field: "ts",
-        error: expect.stringMatching(/at most one day after the batch's sentAt \(1000000000.*ts and sentAt must come from one clock/),
+        error: expect.stringMatching(
+          /at most one day after the batch's sentAt \(1000000000.*ts and sentAt must come from one clock/,
+        ),
       },
     ]);
     const [event] = await eventsOf("skew-pair");

@@ -26,7 +26,12 @@ const post = (path: string, body: string, contentType?: string) =>
 describe("SDK route refusals", () => {
   it("answers a batch of another body type with 415 naming both types it takes", async () => {
     const body = JSON.stringify({ records: [] });
-    for (const type of ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "text/html", undefined]) {
+    for (const type of [
+      "application/x-www-form-urlencoded",
+      "multipart/form-data; boundary=x",
+      "text/html",
+      undefined,
+    ]) {
       const res = await post(`/v1/sdk/batch?key=${PUBLIC}`, body, type);
       expect(res.status, String(type)).toBe(415);
       expect((await res.json()).error).toEqual({
@@ -51,9 +56,9 @@ describe("SDK route refusals", () => {
       expect(r.body.error.message).toContain("more than once");
     }
     // One key is still read, and none is still "required".
-    expect((await s.api("GET", `/v1/sdk/profile?deviceId=d&key=${PUBLIC}`, undefined, { authorization: "" })).status).toBe(
-      200,
-    );
+    expect(
+      (await s.api("GET", `/v1/sdk/profile?deviceId=d&key=${PUBLIC}`, undefined, { authorization: "" })).status,
+    ).toBe(200);
     const none = await s.api("GET", "/v1/sdk/profile?deviceId=d", undefined, { authorization: "" });
     expect(none).toMatchObject({ status: 401, body: { error: { message: expect.stringContaining("is required") } } });
   });
@@ -74,7 +79,10 @@ describe("SDK route refusals", () => {
       ["shop.example.com", "https://shop.example.com"],
     ]) {
       const r = await s.api("PATCH", "/v1/account/settings", { allowedOrigins: ["https://ok.example", entry] });
-      expect(r).toMatchObject({ status: 400, body: { error: { code: "INVALID_SETTING", field: "allowedOrigins[1]" } } });
+      expect(r).toMatchObject({
+        status: 400,
+        body: { error: { code: "INVALID_SETTING", field: "allowedOrigins[1]" } },
+      });
       expect(r.body.error.message).toContain(`has no scheme: it must be an origin with its scheme, such as ${hint}`);
       expect(r.body.error.message).not.toContain("://,");
     }

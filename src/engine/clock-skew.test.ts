@@ -100,7 +100,9 @@ describe("clockSkewOf and parseTimestamp with it", () => {
     const sentAt = now / 1000 + 3 * day;
     const e = errorOf(() => tsWith(sentAt, 5));
     expect(e).toMatchObject({ code: "INVALID_TIMESTAMP", field: "ts" });
-    expect(e.message).toMatch(/^ts is \d+ s before the batch's sentAt .*before 1970-01-01T00:00:00Z on the server's clock/);
+    expect(e.message).toMatch(
+      /^ts is \d+ s before the batch's sentAt .*before 1970-01-01T00:00:00Z on the server's clock/,
+    );
   });
 
   it("never refuses a ts of a valid sentAt's clock made up to 10 years before the send (property)", () => {

@@ -35,7 +35,8 @@ export function readSentAt(value: unknown): number | undefined {
   }
   const ms = Math.round(value * 1000);
   if (ms <= 0) return bad("epoch seconds after 1970-01-01T00:00:00Z");
-  if (ms > MAX_DATE_MS) return bad("epoch seconds (not milliseconds) no later than 9999-12-31T23:59:59Z (253402300799)");
+  if (ms > MAX_DATE_MS)
+    return bad("epoch seconds (not milliseconds) no later than 9999-12-31T23:59:59Z (253402300799)");
   return value;
 }
 

@@ -2,9 +2,10 @@
  * The application service the transports call: each method is one use case in one transaction.
  * HTTP, CLI and imports stay thin by calling only this.
  */
+
+import { type ClockSkew, clockSkewOf, readSentAt } from "../engine/clock-skew.js";
 import { PortraitError } from "../engine/errors.js";
 import { toIsoUtc } from "../engine/iso-utc.js";
-import { type ClockSkew, clockSkewOf, readSentAt } from "../engine/clock-skew.js";
 import { isPlainObject, parseRecord } from "../engine/parse-record.js";
 import { parsePropertySet } from "../engine/properties/parse.js";
 import type { AnyRecord, IngestRecord, RecordResult } from "../engine/records.js";

@@ -93,7 +93,10 @@ export function sdkRoutes({ portrait, metrics }: AppDeps) {
         },
       },
       async (request) => {
-        const result = await portrait.ingest(request.account, request.body, { deviceHandlesOnly: true, readsSentAt: true });
+        const result = await portrait.ingest(request.account, request.body, {
+          deviceHandlesOnly: true,
+          readsSentAt: true,
+        });
         countOutcomes(metrics, result);
         return result;
       },
