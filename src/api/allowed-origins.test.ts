@@ -32,6 +32,16 @@ describe.each(stores)("%s store", (store) => {
     expect((await s.api("GET", "/v1/account")).body.settings.allowedOrigins).toEqual(["*"]);
   });
 
+  it("refuses a wildcard over a top-level domain, which would allow nearly every site", async () => {
+    const r = await s.api("PATCH", "/v1/account/settings", {
+      allowedOrigins: ["https://shop.example", "https://*.com"],
+    });
+    expect(r).toMatchObject({ status: 400, body: { error: { code: "INVALID_SETTING", field: "allowedOrigins[1]" } } });
+    expect(r.body.error.message).toContain('at least two labels after "*."');
+    expect((await s.api("GET", "/v1/account")).body.settings.allowedOrigins).toEqual(["*"]);
+    expect(await fromPage("https://evil.com", "origin-tld")).toMatchObject({ status: 200 }); // still "*"
+  });
+
   it("keeps entries as browsers spell origins and answers only listed sites' pages", async () => {
     const r = await s.api("PATCH", "/v1/account/settings", {
       allowedOrigins: ["https://*.Shop.Example", "https://partner.example:443/", "https://partner.example"],

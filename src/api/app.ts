@@ -8,7 +8,7 @@ import { type ImportService, tooLargeImport } from "../imports/service.js";
 import type { Accounts } from "../pipeline/accounts.js";
 import type { Portrait } from "../pipeline/portrait.js";
 import { authHook } from "./auth.js";
-import { errorBody, errorHandler, statusOf, tooLongIdError } from "./errors.js";
+import { errorBody, errorHandler, NOSNIFF, statusOf, tooLongIdError } from "./errors.js";
 import { answerExpectContinue } from "./expect-continue.js";
 import { type Metrics, metricsPlugin } from "./metrics.js";
 import { documentRoute, swaggerOptions } from "./openapi/document.js";
@@ -95,11 +95,20 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         error.code === "FST_ERR_MAX_PARAM_LENGTH"
           ? tooLongIdError(request.url, MAX_PARAM_LENGTH)
           : new PortraitError("INVALID_VALUE", "the path is not a valid URL (a broken %-escape?)");
+      // Answered before any hook runs.
+      reply.header(NOSNIFF[0], NOSNIFF[1]);
       reply.status(statusOf(e.code)).send(errorBody(e));
     },
   } as never) as unknown as FastifyInstance;
 
   schemasAsDocumentation(app);
+  // Every answer says its Content-Type is meant (SDK audit F8): JSON that echoes what clients stored, CSV exports and
+  // the SDK bundle are never to be sniffed into HTML or script. The first hook, so that refusals and 404s have it too;
+  // callback style, so that it costs no promise per request.
+  app.addHook("onRequest", (_request, reply, done) => {
+    reply.header(NOSNIFF[0], NOSNIFF[1]);
+    done();
+  });
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request, reply) => {
     reply
@@ -201,6 +210,7 @@ function answerClientError(error: NodeJS.ErrnoException, socket: import("node:ne
   socket.end(
     `HTTP/1.1 ${status} ${tooLarge ? "Request Header Fields Too Large" : "Bad Request"}\r\n` +
       `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `${NOSNIFF[0]}: ${NOSNIFF[1]}\r\n` +
       `Connection: close\r\n\r\n${body}`,
   );
 }

@@ -30,8 +30,16 @@ function presentedKey(request: FastifyRequest): { key: string; inUrl: boolean } 
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
     if (m) return { key: m[1] as string, inUrl: false };
   }
-  const query = request.query as Record<string, unknown> | undefined;
-  return typeof query?.key === "string" ? { key: query.key, inUrl: true } : null;
+  const key = (request.query as Record<string, unknown> | undefined)?.key;
+  // `?key=a&key=b` reads as a list: a key was sent, but which one is meant is not for the server to guess.
+  if (Array.isArray(key)) {
+    throw new PortraitError(
+      "UNAUTHORIZED",
+      `the key was given more than once (?key= appears ${key.length} times): send one public key`,
+      "key",
+    );
+  }
+  return typeof key === "string" ? { key, inUrl: true } : null;
 }
 
 export function authHook(accounts: Accounts) {

@@ -64,6 +64,9 @@ export function storeUnavailable(err: unknown): boolean {
 
 const RETRY_AFTER_SECONDS = "1";
 
+/** On every answer, raw ones included (expect-continue.ts, app.ts answerClientError): no content sniffing. */
+export const NOSNIFF = ["x-content-type-options", "nosniff"] as const;
+
 export function statusOf(code: ErrorCode): number {
   return STATUS[code] ?? 400;
 }
@@ -77,14 +80,20 @@ export const emptyJsonBody = () => new PortraitError("INVALID_JSON", "the body i
 export const invalidJsonBody = (reason: string) =>
   new PortraitError("INVALID_JSON", `the body is not valid JSON: ${reason}`);
 
-/** Fastify's own errors (body parsing, limits) mapped to the fixed codes; anything unexpected is a bare 500. */
-export function toPortraitError(err: FastifyError): PortraitError | null {
+/**
+ * Fastify's own errors (body parsing, limits) mapped to the fixed codes; anything unexpected is a bare 500. `accepts`
+ * are the body types of the route (its schema's `consumes`; JSON when it says none), for the 415's message.
+ */
+export function toPortraitError(err: FastifyError, accepts?: readonly string[]): PortraitError | null {
   if (err instanceof PortraitError) return err;
   switch (err.code) {
     case "FST_ERR_CTP_BODY_TOO_LARGE":
       return new PortraitError("PAYLOAD_TOO_LARGE", "the request body is larger than this endpoint accepts");
     case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
-      return new PortraitError("UNSUPPORTED_MEDIA_TYPE", "this endpoint takes application/json");
+      return new PortraitError(
+        "UNSUPPORTED_MEDIA_TYPE",
+        `this endpoint takes ${(accepts?.length ? accepts : ["application/json"]).join(" or ")}`,
+      );
     case "FST_ERR_CTP_EMPTY_JSON_BODY":
       return emptyJsonBody();
     case "FST_ERR_CTP_INVALID_CONTENT_LENGTH":
@@ -108,7 +117,7 @@ export function toPortraitError(err: FastifyError): PortraitError | null {
 }
 
 export function errorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
-  const mapped = toPortraitError(err);
+  const mapped = toPortraitError(err, (request.routeOptions.schema as { consumes?: string[] } | undefined)?.consumes);
   if (mapped) {
     if (mapped.code === "UNAVAILABLE") {
       request.log.warn({ err }, "the store could not take the request");

@@ -8,7 +8,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { FastifyInstance } from "fastify";
 import type { PortraitError } from "../engine/errors.js";
-import { errorBody, statusOf } from "./errors.js";
+import { errorBody, NOSNIFF, statusOf } from "./errors.js";
 
 export function answerExpectContinue(
   app: FastifyInstance,
@@ -23,6 +23,7 @@ export function answerExpectContinue(
     }
     response.writeHead(statusOf(refusal.code), {
       "content-type": "application/json; charset=utf-8",
+      [NOSNIFF[0]]: NOSNIFF[1],
       connection: "close",
     });
     response.end(JSON.stringify(errorBody(refusal)));

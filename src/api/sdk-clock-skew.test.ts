@@ -1,37 +1,9 @@
-/** SDK batches carry `sentAt`, the browser's clock at send time: records' ts are corrected for that clock's skew. */
+/**
+ * SDK batches carry `sentAt`, the browser's clock at send time: records' ts are corrected for that clock's skew
+ * (the rule itself: engine/clock-skew.ts and its tests). A sentAt that is no such time refuses the batch.
+ */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PUBLIC, startTestServer, type TestServer } from "../test-support/server.js";
-import { CLOCK_SKEW_TOLERANCE_MS, correctClockSkew } from "./routes/sdk.js";
-
-describe("correctClockSkew", () => {
-  const now = Date.UTC(2025, 0, 10);
-  const day = 86_400;
-
-  it("shifts every numeric ts by the sender's skew, keeping the records' spacing", () => {
-    const sentAt = now / 1000 + 3 * day; // a clock 3 days fast
-    const body = { sentAt, records: [{ ts: sentAt - 60.5 }, { ts: sentAt }, { type: "event" }] };
-    expect(correctClockSkew(body, now)).toEqual({
-      sentAt,
-      records: [{ ts: now / 1000 - 60.5 }, { ts: now / 1000 }, { type: "event" }],
-    });
-    expect(body.records[0]?.ts).toBe(sentAt - 60.5); // the parsed body is not changed in place
-  });
-
-  it("leaves the batch alone within the tolerance, without sentAt, and with a sentAt that is no time", () => {
-    const near = { sentAt: (now + CLOCK_SKEW_TOLERANCE_MS - 1) / 1000, records: [{ ts: 1 }] };
-    expect(correctClockSkew(near, now)).toBe(near);
-    for (const sentAt of [undefined, "1736467200", -5, 0, Number.NaN, null]) {
-      const body = { sentAt, records: [{ ts: 1 }] };
-      expect(correctClockSkew(body, now)).toBe(body);
-    }
-    expect(correctClockSkew(null, now)).toBeNull();
-  });
-
-  it("leaves ISO-8601 and junk ts to the parser, which judges them as before", () => {
-    const body = { sentAt: now / 1000 - 365 * day, records: [{ ts: "2024-01-01T00:00:00Z" }, { ts: true }, 7, null] };
-    expect(correctClockSkew(body, now)).toEqual({ ...body, records: body.records });
-  });
-});
 
 describe("POST /v1/sdk/batch with sentAt", () => {
   let s: TestServer;
@@ -68,5 +40,60 @@ describe("POST /v1/sdk/batch with sentAt", () => {
       const [event] = await eventsOf(deviceId);
       expect(Math.abs(Date.parse(event?.ts ?? "") - (Date.now() - 30_000))).toBeLessThan(5_000);
     }
+  });
+
+  it("refuses the whole batch for a sentAt that is not epoch seconds, naming sentAt and what it got", async () => {
+    const now = Date.now() / 1000;
+    const records = [{ type: "event", deviceId: "skew-bad", name: "S", ts: now - 60 }];
+    for (const [sentAt, got] of [
+      ["abc", 'string "abc"'],
+      [-1, "number -1"],
+      [0, "number 0"],
+      [true, "boolean true"],
+      [[], "array []"],
+      [null, "null"],
+      ["2025-01-10T00:00:00Z", 'string "2025-01-10T00:00:00Z"'],
+      [String(Math.round(now)), `string "${Math.round(now)}"`],
+      [1e300, "number 1e+300"],
+      [now * 1000, `number ${now * 1000}`],
+    ] as const) {
+      const res = await send({ sentAt, records });
+      expect(res.status, String(sentAt)).toBe(400);
+      const { error } = await res.json();
+      expect(error).toMatchObject({ code: "INVALID_VALUE", field: "sentAt" });
+      expect(error.message).toMatch(/^sentAt must be /);
+      expect(error.message).toContain(`got ${got}`);
+    }
+    // Nothing of those batches was applied.
+    const found = await s.api("GET", "/v1/profiles?deviceId=skew-bad");
+    expect(found.body.profiles).toEqual([]);
+    // Without sentAt the same records are taken as they are.
+    const plain = await send({ records });
+    expect((await plain.json()).unprocessed).toEqual([]);
+  });
+
+  it("blames the pair, not ts alone, when a valid sentAt and a record's ts disagree by more than a day", async () => {
+    const now = Date.now() / 1000;
+    const res = await send({
+      sentAt: 1_000_000_000,
+      records: [
+        { type: "event", deviceId: "skew-pair", name: "Late", ts: now - 60 },
+        { type: "event", deviceId: "skew-pair", name: "Ok", ts: 1_000_000_000 - 60 },
+      ],
+    });
+    expect(res.status).toBe(200);
+    const body = await res.json();
+    expect(body.unprocessed).toEqual([
+      {
+        index: 0,
+        code: "INVALID_TIMESTAMP",
+        field: "ts",
+        error: expect.stringMatching(
+          /at most one day after the batch's sentAt \(1000000000.*ts and sentAt must come from one clock/,
+        ),
+      },
+    ]);
+    const [event] = await eventsOf("skew-pair");
+    expect(Math.abs(Date.parse(event?.ts ?? "") - (Date.now() - 60_000))).toBeLessThan(5_000);
   });
 });

@@ -23,6 +23,8 @@ describe("allowedOrigins entries", () => {
     ["HTTP://LOCALHOST:3000", "http://localhost:3000"],
     ["https://bücher.example", "https://xn--bcher-kva.example"],
     ["https://*.Shop.Example", "https://*.shop.example"],
+    ["https://*.shop.example:8443", "https://*.shop.example:8443"],
+    ["https://*.co.uk", "https://*.co.uk"], // two labels: a public suffix, which the rule does not know (docs/sdk.md)
     ["capacitor://localhost", "capacitor://localhost"],
     ["https://[::1]:8443", "https://[::1]:8443"],
   ])("keeps %s as browsers spell it: %s", (value, kept) => {
@@ -31,6 +33,12 @@ describe("allowedOrigins entries", () => {
 
   it.each([
     ["shop.example", /with its scheme, such as https:\/\/shop\.example/],
+    ["shop.example.com", /has no scheme: .*such as https:\/\/shop\.example\.com,/],
+    ["localhost:9261", /has no scheme: .*such as https:\/\/localhost:9261,/],
+    ["shop.example:8443", /has no scheme: .*such as https:\/\/shop\.example:8443,/],
+    ["*.shop.example", /has no scheme: .*such as https:\/\/\*\.shop\.example,/],
+    ["[::1]:8443", /has no scheme: .*such as https:\/\/\[::1\]:8443,/],
+    ["capacitor:localhost", /must be an origin such as https:\/\/shop\.example/],
     ["https://shop.example/checkout", /no path: https:\/\/shop\.example/],
     ["https://shop.example?x=1", /no credentials, query or fragment/],
     ["https://shop.example#", /no credentials, query or fragment/],
@@ -40,6 +48,11 @@ describe("allowedOrigins entries", () => {
     ["https://shop.*.example", /\* only as a whole first label/],
     ["https://*", /\* only as a whole first label|must be an origin/],
     ["not an origin at all", /must be an origin such as/],
+    ["https://*.com", /at least two labels after "\*\."/],
+    ["https://*.COM:8443", /at least two labels after "\*\."/],
+    ["https://*.com.", /at least two labels after "\*\."/],
+    ["http://*.localhost", /at least two labels after "\*\."/],
+    ["capacitor://*.app", /at least two labels after "\*\."/],
   ])("refuses %s, naming the entry", (value, message) => {
     expect(refusal(value)).toMatch(message);
   });

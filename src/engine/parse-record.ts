@@ -2,6 +2,7 @@
  * Untrusted ingest JSON → typed records (API.md Ingest). Every refusal names the field relative to the record;
  * the batch runner prefixes `records[i]`.
  */
+import type { ClockSkew } from "./clock-skew.js";
 import { PortraitError, show } from "./errors.js";
 import { parseEventProperties, parseTimestamp, validateEventName } from "./properties/event-properties.js";
 import { isPlainObject } from "./properties/keys.js";
@@ -23,6 +24,8 @@ export interface ParseOptions {
    * (records.ts).
    */
   deviceHandlesOnly?: boolean;
+  /** An SDK batch's clock skew (its sentAt): numeric ts are moved to the server's clock (clock-skew.ts). */
+  clockSkew?: ClockSkew;
 }
 
 export { isPlainObject };
@@ -70,7 +73,7 @@ export function parseRecord(input: unknown, opts: ParseOptions): IngestRecord {
   }
   const tz = opts.settings.timezone;
   // §11 Dates: an offset-less date-time is wall-clock time in the account timezone, for a record ts too.
-  const ts = parseTimestamp(input.ts, opts.now, "ts", tz);
+  const ts = parseTimestamp(input.ts, opts.now, "ts", tz, opts.clockSkew);
   const id = parseRecordId(input.id);
   const context = parseContext(input.context);
 

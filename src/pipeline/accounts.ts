@@ -6,6 +6,7 @@ import { createHash, randomBytes, scryptSync, timingSafeEqual } from "node:crypt
 import { PortraitError, show } from "../engine/errors.js";
 import { normaliseAllowedOrigin } from "../engine/origins.js";
 import { isPlainObject, isTimeZone } from "../engine/parse-record.js";
+import { validateKey } from "../engine/properties/keys.js";
 import {
   type Account,
   type AccountSettings,
@@ -240,7 +241,7 @@ export function validateSettings(current: AccountSettings, patch: unknown): Acco
         next[field] =
           field === "allowedOrigins"
             ? [...new Set((value as string[]).map((v, i) => normaliseAllowedOrigin(v, `${field}[${i}]`)))]
-            : (value as string[]);
+            : publicPropertyKeys(value as string[], bad);
         break;
       default:
         bad(
@@ -250,6 +251,32 @@ export function validateSettings(current: AccountSettings, patch: unknown): Acco
     }
   }
   return next;
+}
+
+/**
+ * `publicProperties`: the keys `GET /v1/sdk/profile` shows, matched against a profile's top-level property keys. An
+ * entry that can never be one (a nested path, a key over 120 characters, `__proto__`), a repeat, or `*` (which does
+ * not mean "all") is refused, naming the entry: until 2026-11-24 each was stored, and answered nothing (SDK audit F6).
+ */
+function publicPropertyKeys(keys: string[], bad: (field: string, message: string) => never): string[] {
+  const first = new Map<string, number>();
+  keys.forEach((key, i) => {
+    const field = `publicProperties[${i}]`;
+    if (key === "*") {
+      bad(field, 'is "*", which does not mean all properties: list each property key to show');
+    }
+    try {
+      validateKey(key, field);
+    } catch (e) {
+      if (!(e instanceof PortraitError)) throw e;
+      const nested = key.includes(".") ? " (nested paths are not supported: list the top-level key)" : "";
+      bad(field, `must be a top-level property key${nested}: ${e.message}`);
+    }
+    const before = first.get(key);
+    if (before !== undefined) bad(field, `repeats ${show(key)}, already publicProperties[${before}]`);
+    first.set(key, i);
+  });
+  return keys;
 }
 
 /** An API key as GET/POST /v1/keys and `portrait keys --json` show it: never its hash. */

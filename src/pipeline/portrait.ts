@@ -2,6 +2,8 @@
  * The application service the transports call: each method is one use case in one transaction.
  * HTTP, CLI and imports stay thin by calling only this.
  */
+
+import { type ClockSkew, clockSkewOf, readSentAt } from "../engine/clock-skew.js";
 import { PortraitError } from "../engine/errors.js";
 import { toIsoUtc } from "../engine/iso-utc.js";
 import { isPlainObject, parseRecord } from "../engine/parse-record.js";
@@ -78,7 +80,14 @@ interface IngestJob {
   now: number;
 }
 
-type ParseOptions = { deviceHandlesOnly?: boolean };
+type ParseOptions = { deviceHandlesOnly?: boolean; clockSkew?: ClockSkew };
+
+export interface IngestOptions {
+  /** The SDK endpoint: device handles only, records marked as sent with a public key (parse-record.ts). */
+  deviceHandlesOnly?: boolean;
+  /** The SDK endpoint: the envelope may carry `sentAt`, the sender's clock, and numeric ts are moved by its skew. */
+  readsSentAt?: boolean;
+}
 
 interface JobOutcome {
   ok: BatchResult["results"];
@@ -186,7 +195,7 @@ export class Portrait {
   }
 
   /** POST /v1/ingest and /v1/sdk/batch: records applied in order, each atomic; 400 only for a malformed batch. */
-  async ingest(account: Account, body: unknown, opts: { deviceHandlesOnly?: boolean } = {}): Promise<BatchResult> {
+  async ingest(account: Account, body: unknown, options: IngestOptions = {}): Promise<BatchResult> {
     if (!isPlainObject(body) || !Array.isArray(body.records)) {
       throw new PortraitError("INVALID_BATCH", 'the body must be {"records": [...]}', "records");
     }
@@ -198,7 +207,13 @@ export class Portrait {
         "records",
       );
     }
+    // A bad sentAt refuses the batch before anything is read (clock-skew.ts); /v1/ingest takes none.
+    const sentAt = options.readsSentAt ? readSentAt(body.sentAt) : undefined;
     const now = this.clock.now();
+    const clockSkew = clockSkewOf(sentAt, now);
+    const opts: ParseOptions = clockSkew
+      ? { deviceHandlesOnly: options.deviceHandlesOnly, clockSkew }
+      : { deviceHandlesOnly: options.deviceHandlesOnly };
     let parsedWith = this.latest(account);
     let { parsed, refused } = parseBatch(raw, parsedWith, now, opts);
     if (parsed.length === 0 && raw.length > 0) {

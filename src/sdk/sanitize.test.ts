@@ -80,6 +80,12 @@ describe("values", () => {
     expect(out).toEqual({ Long: "x".repeat(512), Ok: 1 });
   });
 
+  it("drops is_test_user, which the server refuses (Portrait's mirror of the test flag), whatever the operation", () => {
+    for (const value of ["No", { $delete: true }]) {
+      expect(sdk.cleanProfileProperties({ is_test_user: value, Ok: 1 }, "t", new Date(NOW))).toEqual({ Ok: 1 });
+    }
+  });
+
   it("turns operations into the server's forms and refuses bad operands", () => {
     const out = sdk.cleanProfileProperties(
       {

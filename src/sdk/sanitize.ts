@@ -266,8 +266,8 @@ function cleanOperation(op: string, operand: unknown, where: string, now: Date, 
 }
 
 /**
- * A property set for a login or profile push: keys cleaned, values cleaned, `Age` refused (derived from DOB),
- * at most 256 custom keys. Null (with warnings) when the input is not an object.
+ * A property set for a login or profile push: keys cleaned, values cleaned, `Age` refused (derived from DOB) and
+ * `is_test_user` too (Portrait's mirror of the test flag), at most 256 custom keys. Null (with warnings) when the input is not an object.
  */
 export function cleanProfileProperties(input: unknown, where: string, now: Date): JsonObject | null {
   if (!isPlainObject(input)) {
@@ -281,6 +281,11 @@ export function cleanProfileProperties(input: unknown, where: string, now: Date)
     if (key === null) continue;
     if (key === "Age") {
       log.warn(`${where}: Age is derived from DOB and cannot be set; dropped`);
+      continue;
+    }
+    if (key === "is_test_user") {
+      // The server refuses the whole record for it (docs/semantics.md, Property values 20): it mirrors the test flag.
+      log.warn(`${where}: is_test_user is set by Portrait for test profiles (PUT /v1/profiles/{id}/test); dropped`);
       continue;
     }
     if (!SYSTEM_PROPERTIES.includes(key) && ++custom > MAX_CUSTOM_KEYS) {

@@ -73,7 +73,8 @@ export function documentRoute(route: RouteOptions): void {
     if (own) own.description = `${own.description}, INVALID_JSON`;
     add(400, refusal(400, ["INVALID_JSON"], "The body is not valid JSON"));
     add(413, refusal(413, ["PAYLOAD_TOO_LARGE"], "The body is over 5 MB"));
-    add(415, refusal(415, ["UNSUPPORTED_MEDIA_TYPE"], "The body is not application/json"));
+    const consumes = (schema as { consumes?: string[] }).consumes ?? ["application/json"];
+    add(415, refusal(415, ["UNSUPPORTED_MEDIA_TYPE"], `The body is not ${consumes.join(" or ")}`));
   }
   if (route.url.includes(":") || route.url.includes("*")) {
     add(400, refusal(400, ["INVALID_VALUE"], "A path parameter no store can hold (NUL, broken UTF-16)"));

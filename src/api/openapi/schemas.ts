@@ -186,7 +186,9 @@ const SCHEMAS = {
         type: "number",
         description:
           "The sender's clock when it sent the batch, in epoch seconds. When it differs from the server's by more " +
-          "than 10 s, every record's numeric ts is shifted by the difference (a browser's clock may be days off).",
+          "than 10 s, every record's numeric ts is shifted by the difference (a browser's clock may be days off). " +
+          "Any other value than such a number (after 1970, up to 9999-12-31T23:59:59Z) refuses the batch with " +
+          "INVALID_VALUE, field sentAt.",
       },
     },
   },

@@ -13,31 +13,6 @@ import type { Metrics } from "../metrics.js";
 import { json, refusals } from "../openapi/responses.js";
 import { ref } from "../openapi/schemas.js";
 
-/** Closer than this, the sender's clock is taken as right: network time, not skew (and no shift for nothing). */
-export const CLOCK_SKEW_TOLERANCE_MS = 10_000;
-
-/**
- * A browser's clock can be days off, and its records' ts with it: a fast clock had every record refused (ts more than
- * a day ahead), a slow one lost every last-writer-wins comparison. The SDK sends `sentAt`, its clock when it sent the
- * batch; the difference from the server's clock is the skew, and every numeric ts is shifted by it (as Segment does
- * with sentAt), so that a record keeps its age as the browser measured it. ISO-8601 ts are left alone: the SDK never
- * sends them, and one without an offset is read in the record's time zone, known only to the parser.
- */
-export function correctClockSkew(body: unknown, now: number): unknown {
-  if (typeof body !== "object" || body === null || Array.isArray(body)) return body;
-  const { sentAt, records } = body as { sentAt?: unknown; records?: unknown };
-  if (typeof sentAt !== "number" || !Number.isFinite(sentAt) || sentAt <= 0 || !Array.isArray(records)) return body;
-  const skewMs = now - sentAt * 1000;
-  if (Math.abs(skewMs) <= CLOCK_SKEW_TOLERANCE_MS) return body;
-  const shifted = records.map((r: unknown) => {
-    if (typeof r !== "object" || r === null || Array.isArray(r)) return r;
-    const ts = (r as { ts?: unknown }).ts;
-    if (typeof ts !== "number" || !Number.isFinite(ts)) return r;
-    return { ...r, ts: (Math.round(ts * 1000) + Math.round(skewMs)) / 1000 };
-  });
-  return { ...body, records: shifted };
-}
-
 /** One increment per outcome, not per record: labelled increments hash their labels, and a batch has 1,000 records. */
 export function countOutcomes(metrics: Metrics, result: BatchResult): void {
   const tally = new Map<string, number>();
@@ -106,24 +81,27 @@ export function sdkRoutes({ portrait, metrics }: AppDeps) {
           description:
             "The records of POST /v1/ingest with `deviceId` handles only (others fail alone, HANDLE_NOT_ALLOWED). " +
             "The JSON may also be sent as text/plain, so that sendBeacon and simple CORS requests work. With " +
-            "`sentAt`, records' numeric ts are corrected for the sender's clock skew.",
+            "`sentAt`, records' numeric ts are corrected for the sender's clock skew; a `sentAt` that is not epoch " +
+            "seconds (a finite number, after 1970, up to year 9999) refuses the batch (INVALID_VALUE).",
           querystring: { type: "object", properties: { key: { type: "string" } } },
           body: ref("SdkBatch"),
           consumes: ["application/json", "text/plain"],
           response: {
             200: json("Applied, even when some records failed (each in unprocessed, with its code)", "BatchResult"),
-            ...refusals({ 400: ["INVALID_BATCH", "BATCH_TOO_LARGE"] }),
+            ...refusals({ 400: ["INVALID_BATCH", "BATCH_TOO_LARGE", "INVALID_VALUE"] }),
           },
         },
       },
       async (request) => {
-        const body = correctClockSkew(request.body, portrait.clock.now());
-        const result = await portrait.ingest(request.account, body, { deviceHandlesOnly: true });
+        const result = await portrait.ingest(request.account, request.body, {
+          deviceHandlesOnly: true,
+          readsSentAt: true,
+        });
         countOutcomes(metrics, result);
         return result;
       },
     );
-    app.get<{ Querystring: { deviceId?: string } }>(
+    app.get<{ Querystring: { deviceId?: string | string[] } }>(
       "/v1/sdk/profile",
       {
         config: { access: "public" },
@@ -138,12 +116,20 @@ export function sdkRoutes({ portrait, metrics }: AppDeps) {
           },
           response: {
             200: json("The public properties the profile has (none when the device is unknown)", "SdkProfile"),
-            ...refusals({ 400: ["MISSING_HANDLE"] }),
+            ...refusals({ 400: ["MISSING_HANDLE", "MULTIPLE_HANDLES"] }),
           },
         },
       },
       async (request) => {
         const deviceId = request.query.deviceId;
+        if (Array.isArray(deviceId)) {
+          // Two handles in one request, as two in one record (SEMANTICS §11 Handles).
+          throw new PortraitError(
+            "MULTIPLE_HANDLES",
+            `deviceId was given ${deviceId.length} times; name one device`,
+            "deviceId",
+          );
+        }
         if (typeof deviceId !== "string" || deviceId.length === 0) {
           throw new PortraitError("MISSING_HANDLE", "deviceId is required", "deviceId");
         }

@@ -2,6 +2,7 @@
  * Events (SEMANTICS §3 "Event"): the name, the record timestamp and the event properties, which are scalars only
  * except `Charged.Items`. Error fields are relative to the properties object (`Amount`, `Items[2].Price`).
  */
+import type { ClockSkew } from "../clock-skew.js";
 import { fail, show } from "../errors.js";
 import type { EventPropertyValue, ValueType } from "../types.js";
 import { charLength, isPlainObject, validateKey } from "./keys.js";
@@ -65,13 +66,18 @@ const EPOCH_FRACTION_TEXT = /^[1-9]\d{8,11}\.\d+$/;
  * A record's ts: epoch seconds as a number (fractions kept to the millisecond), or text read as every date text is
  * (readDateText: ISO-8601, offset-less and date-only in `timezone`; the compact date `YYYYMMDD`; epoch seconds of 9
  * to 12 digits, here with an optional fraction). Absent → `now`. Must be > 0 and at most one day after `now`.
- * Returns epoch ms.
+ * With `skew` (an SDK batch's sentAt, clock-skew.ts), a number is first moved to the server's clock; one that lands
+ * out of range then is out of range relative to sentAt, and the refusal says so, naming both. Returns epoch ms.
  */
-export function parseTimestamp(v: unknown, now: number, field: string, timezone = "UTC"): number {
+export function parseTimestamp(v: unknown, now: number, field: string, timezone = "UTC", skew?: ClockSkew): number {
   if (v === undefined) return now;
   let ms: number | null = null;
   if (typeof v === "number" && Number.isFinite(v)) {
     ms = Math.round(v * 1000);
+    if (skew !== undefined) {
+      ms += skew.ms;
+      checkAgainstSentAt(v, ms, now, field, skew);
+    }
   } else if (typeof v === "string") {
     const text = v.trim();
     ms = EPOCH_FRACTION_TEXT.test(text) ? Math.round(Number(text) * 1000) : (readDateText(text, timezone)?.ms ?? null);
@@ -94,6 +100,26 @@ export function parseTimestamp(v: unknown, now: number, field: string, timezone 
     );
   }
   return ms;
+}
+
+/**
+ * A numeric ts moved by its batch's skew lands where the other range checks would refuse it only when it is far from
+ * sentAt: more than a day after it (a record made after its batch was sent), or so long before it that the server's
+ * clock puts it before 1970. That is the pair's fault, not the ts's alone: say so, naming both.
+ */
+function checkAgainstSentAt(v: number, ms: number, now: number, field: string, skew: ClockSkew): void {
+  if (ms > 0 && ms <= now + MAX_FUTURE_MS) return;
+  const apart = (Math.round(v * 1000) - Math.round(skew.sentAt * 1000)) / 1000;
+  const sentAt = `the batch's sentAt (${show(skew.sentAt)}, the sender's clock when it sent the batch)`;
+  fail(
+    "INVALID_TIMESTAMP",
+    ms > 0
+      ? `${field} must be at most one day after ${sentAt}, got ${show(v)}, ${apart} s after it: a record's ts and ` +
+          "sentAt must come from one clock"
+      : `${field} is ${-apart} s before ${sentAt}, which puts it before 1970-01-01T00:00:00Z on the server's clock, ` +
+          `got ${show(v)}: a record's ts and sentAt must come from one clock`,
+    field,
+  );
 }
 
 type Scalar = string | number | boolean;

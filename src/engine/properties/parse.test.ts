@@ -65,6 +65,14 @@ describe("the property set itself", () => {
     refuse({ Age: { $incr: 1 } }, "AGE_IS_DERIVED", "Age");
   });
 
+  it("refuses every client write of is_test_user, the mirror of the test flag (SEMANTICS §9)", () => {
+    for (const value of ["Yes", "No", { $delete: true }, { $setOnce: "Yes" }, { $add: ["Yes"] }, { $incr: 1 }, 1]) {
+      refuse({ Name: "T", is_test_user: value }, "INVALID_KEY", "is_test_user", "PUT /v1/profiles/{id}/test");
+    }
+    // Only the top-level key is Portrait's: a nested key or a look-alike is a client's own.
+    expect(parse({ Info: { is_test_user: "No" }, Is_Test_User: "No" })).toHaveLength(2);
+  });
+
   it("allows 256 custom keys plus system properties, refuses 257 custom keys", () => {
     const set: Record<string, unknown> = { Name: "Ana", Email: "a@x.io", "MSG-email": true };
     for (let i = 0; i < 256; i++) set[`k${i}`] = i;

@@ -38,6 +38,12 @@ export const SYSTEM_PROPERTY_TYPES: Readonly<Record<string, ValueType>> = Object
   "MSG-dndPhone": "boolean",
 });
 
+/**
+ * SEMANTICS §9: marking a profile as a test profile sets this to "Yes", unmarking removes it. Only Portrait writes it
+ * (PUT /v1/profiles/{id}/test, and merges of a test profile); every client path refuses it (parseEntry).
+ */
+export const TEST_USER_KEY = "is_test_user";
+
 export function isSystemProperty(key: string): boolean {
   return Object.hasOwn(SYSTEM_PROPERTY_TYPES, key);
 }
@@ -92,6 +98,16 @@ function parseEntry(key: string, raw: unknown, ctx: Ctx): PropertyOp {
   validateKey(key, key);
   if (key === "Age") {
     fail("AGE_IS_DERIVED", `Property "Age" is derived from DOB and cannot be written; set DOB instead`, key);
+  }
+  if (key === TEST_USER_KEY) {
+    // SEMANTICS §9: Portrait's mirror of the test flag. A client's write (a set, $delete, any operation) would make it
+    // disagree with the flag, which segments and exports read as two different facts.
+    fail(
+      "INVALID_KEY",
+      `Property "${TEST_USER_KEY}" is written by Portrait from the profile's test flag and cannot be written by a ` +
+        "client; mark or unmark a test profile with PUT /v1/profiles/{id}/test",
+      key,
+    );
   }
   const op = operationOf(raw, key);
   if (op === null) {
