@@ -125,7 +125,10 @@ export function buildCli(): Command {
   ).action(async (file: string, opts: StoreOptions) => {
     await withStore(opts, async (store) => {
       if (!store.backupTo) {
-        throw new CliError("UNSUPPORTED", "the store is PostgreSQL: back it up with pg_dump (docs/scaling.md)");
+        throw new CliError(
+          "UNSUPPORTED",
+          "the store is PostgreSQL: back it up with pg_dump (docs/scaling.md, Backups)",
+        );
       }
       if (file.trim() === "") throw new CliError("INVALID_VALUE", "name the backup file");
       if (existsSync(file)) throw new CliError("INVALID_VALUE", `${file} exists already: name a new file`);

@@ -40,6 +40,16 @@ async function openSqlite(opts: OpenStoreOptions, from: string): Promise<Store> 
       `no Portrait store at ${file} (${named}start \`portrait serve\` once to create it, or pass --data-dir)`,
     );
   }
+  // A `-wal` without its database: a restore half done (the old store removed, the copy not yet in place). Opening
+  // would create an empty portrait.db and replay the old store's WAL into it, and a first start on that would make a
+  // new account `default` beside what the WAL held. Exact: SQLite never leaves a WAL without its database file.
+  const wal = `${file}-wal`;
+  if (!existsSync(file) && existsSync(wal)) {
+    throw new Error(
+      `${file} is missing but ${wal} is there (a restore half done?): to restore a backup, delete ${wal} and ` +
+        `${file}-shm, then copy the backup in as ${file}; to start a new store, delete both files (${from})`,
+    );
+  }
   try {
     makeDirectory(dir);
   } catch (error) {
