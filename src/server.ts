@@ -77,8 +77,17 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** How long a shutdown waits for requests in flight before it cuts their connections. */
+/** How long a shutdown waits for requests in flight before it cuts their connections (README: Configuration). */
 const SHUTDOWN_GRACE_MS = 10_000;
+
+/** One turn of the event loop through its poll phase (timers, then poll, where sockets are accepted and read). */
+async function turn(): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  await new Promise((resolve) => setImmediate(resolve));
+}
+
+/** How long a shutdown keeps taking connections already waiting to be accepted, at most (see `close`). */
+const BACKLOG_DRAIN_MS = 2_000;
 
 export async function startServer(config: Config): Promise<RunningServer> {
   const logger = createLogger(config.logLevel);
@@ -105,13 +114,20 @@ export async function startServer(config: Config): Promise<RunningServer> {
     importMaxBytes: config.importMaxBytes,
     jsonBodyTimeoutMs: config.jsonBodyTimeoutMs,
     ready: () => started,
+    stopping: () => refusing,
   });
   // Responses sent once closing began end their connection: a keep-alive connection whose request was in flight
   // when close() was called would otherwise hold the close open until the client's idle timeout.
   let closingDown = false;
+  // Set once the connections waiting at the signal are taken in (below): requests after that answer 503.
+  let refusing = false;
   app.addHook("onSend", async (_request, reply, payload) => {
     if (closingDown) reply.header("connection", "close");
     return payload;
+  });
+  let accepted = 0;
+  app.server.on("connection", () => {
+    accepted++;
   });
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
@@ -122,6 +138,20 @@ export async function startServer(config: Config): Promise<RunningServer> {
       const cut = setTimeout(() => app.server.closeAllConnections(), SHUTDOWN_GRACE_MS);
       cut.unref();
       await imports.stop();
+      // fastify's close stops listening and closes the connections with no request in progress, at once. While the
+      // event loop is busy (a SQLite writer's transactions run on it), node accepts about one connection per turn,
+      // and clients' connections wait in the listening socket's queue with their request sent whole: closing the
+      // listening socket reset them, and so did closing a connection accepted but not yet read (idle to node), so a
+      // batch the client had sent got no answer. First the loop turns until a turn accepts nothing more (at most
+      // BACKLOG_DRAIN_MS), each accepted connection read in the turn after, so that what was sent is in progress and
+      // answered (with `connection: close`); connections that come after are refused, or answered 503.
+      const until = Date.now() + BACKLOG_DRAIN_MS;
+      for (let seen = -1; seen !== accepted && Date.now() < until; ) {
+        seen = accepted;
+        await turn();
+        await turn();
+      }
+      refusing = true;
       await app.close();
       clearTimeout(cut);
       await stopWatching();
