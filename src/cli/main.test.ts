@@ -289,6 +289,13 @@ describe("unusable data directories and ports", () => {
       /PORTRAIT_PORT must be a port number, got 18490abc/,
     );
   });
+
+  it("serve refuses a timeout longer than a timer holds, before it listens", async () => {
+    expectOneLineError(
+      await cli.run(["serve"], { PORTRAIT_DATA_DIR: tempDir(), PORTRAIT_JSON_BODY_TIMEOUT_MS: "2147483648" }),
+      /^portrait: PORTRAIT_JSON_BODY_TIMEOUT_MS must be at most 2147483647 \(milliseconds, about 24\.8 days\), got 2147483648\n/,
+    );
+  });
 });
 
 describe("operator commands on a store", () => {
