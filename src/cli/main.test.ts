@@ -1,3 +1,4 @@
+import { once } from "node:events";
 /**
  * The operator commands as an operator runs them (a child process on a real SQLite data directory, and on PostgreSQL
  * where the point is PostgreSQL's): which store the flags and the environment choose, refusing a store that does not
@@ -327,6 +328,25 @@ describe("operator commands on a store", () => {
       await store.close();
     }
   }, 60_000);
+
+  it("a reader that stops early (| head) ends the command quietly: exit 0, no stack trace", async () => {
+    for (const args of [
+      ["export", "--segment", segmentId],
+      ["export", "--profile", profileId],
+      ["accounts", "list"],
+    ]) {
+      const child = cli.spawn([...args, "--data-dir", dir]);
+      // The pipe is closed before the command writes: its first write fails with EPIPE.
+      child.stdout?.destroy();
+      let stderr = "";
+      child.stderr?.on("data", (c: Buffer) => {
+        stderr += c.toString();
+      });
+      const [code] = await once(child, "exit");
+      expect(stderr, args.join(" ")).toBe("");
+      expect(code, args.join(" ")).toBe(0);
+    }
+  });
 
   const inStore = (...args: string[]) => run(...args, "--data-dir", dir);
 

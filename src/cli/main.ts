@@ -221,9 +221,20 @@ export function buildCli(): Command {
   return program;
 }
 
+/** The reader of stdout went away (`portrait export … | head`): what it wanted, it has; stop quietly, as `cat` does. */
+const isClosedPipe = (err: unknown) => (err as NodeJS.ErrnoException | null)?.code === "EPIPE";
+// Without a listener, a write to a closed pipe is an unhandled 'error' event: a stack trace instead of an exit.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (err) => {
+    if (isClosedPipe(err)) process.exit(0);
+    throw err;
+  });
+}
+
 buildCli()
   .parseAsync(process.argv)
   .catch((err: unknown) => {
+    if (isClosedPipe(err)) process.exit(0);
     const message =
       err instanceof PortraitError || err instanceof CliError
         ? `${err.code}: ${err.message}`
