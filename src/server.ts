@@ -161,8 +161,19 @@ export async function startServer(config: Config): Promise<RunningServer> {
   };
   let address: string;
   try {
-    address = await app.listen({ port: config.port, host: config.host });
-    await imports.start();
+    try {
+      address = await app.listen({ port: config.port, host: config.host });
+    } catch (error) {
+      throw listenError(error, "PORTRAIT_PORT", config.port, config.host);
+    }
+    try {
+      await imports.start();
+    } catch (error) {
+      if (config.sftpPort === null) throw error;
+      throw listenError(error, "PORTRAIT_SFTP_PORT", config.sftpPort, config.host);
+    }
+    if (imports.sftp)
+      logger.info({ port: imports.sftp.port }, `SFTP drop point listening on port ${imports.sftp.port}`);
   } catch (error) {
     // The start's own error is the one to report, not one from closing what half started.
     await close().catch(() => undefined);
@@ -181,6 +192,32 @@ export async function startServer(config: Config): Promise<RunningServer> {
     imports,
     close,
   };
+}
+
+/** Errors of a listen that name the address rather than the port: the host cannot be resolved or is not this machine's. */
+const HOST_ERRORS = new Set(["ENOTFOUND", "EAI_AGAIN", "EAI_NONAME", "EAI_FAIL", "EADDRNOTAVAIL", "EINVAL"]);
+
+/**
+ * A failed listen as one line naming the variable to change: PORTRAIT_HOST for an address this machine cannot listen
+ * on (a name that does not resolve, an address not its own), else the port's variable (`portVariable`; `--port` sets
+ * PORTRAIT_PORT's value too). Other errors are returned as they are.
+ */
+export function listenError(error: unknown, portVariable: string, port: number, host: string): unknown {
+  const { code, syscall } = (error ?? {}) as NodeJS.ErrnoException;
+  if (typeof code !== "string" || (syscall !== "listen" && syscall !== "getaddrinfo")) return error;
+  if (HOST_ERRORS.has(code)) {
+    return new Error(
+      `PORTRAIT_HOST: cannot listen on ${JSON.stringify(host)} (${code}): give an IP address of this machine, ` +
+        "a name that resolves to one, or 0.0.0.0 for every interface",
+    );
+  }
+  const why =
+    code === "EADDRINUSE"
+      ? "another process listens there"
+      : code === "EACCES"
+        ? "this user may not listen on it (ports below 1024 need privileges)"
+        : (error as Error).message;
+  return new Error(`${portVariable}: cannot listen on port ${port} of ${host} (${code}: ${why})`);
 }
 
 export function printFirstRun(first: FirstRun, url: string): void {

@@ -5,7 +5,7 @@ import { once } from "node:events";
  * exist (only `serve` creates one), one-line errors naming the flag or variable at fault, and the commands' output.
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
-import net from "node:net";
+import net, { type AddressInfo, connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import pg from "pg";
@@ -290,6 +290,60 @@ describe("unusable data directories and ports", () => {
       /PORTRAIT_PORT must be a port number, got 18490abc/,
     );
   });
+
+  it("serve names PORTRAIT_HOST for an address it cannot listen on, and the port's variable for a port in use", async () => {
+    for (const host of ["not a host", "999.1.1.1"]) {
+      expectOneLineError(
+        await cli.run(["serve"], { PORTRAIT_DATA_DIR: tempDir(), PORTRAIT_PORT: "0", PORTRAIT_HOST: host }),
+        new RegExp(
+          `^portrait: PORTRAIT_HOST: cannot listen on "${host.replace(".", "\\.")}" \\(ENOTFOUND\\): give an IP address`,
+        ),
+      );
+    }
+    const taken = createServer().listen(0, "127.0.0.1");
+    await once(taken, "listening");
+    const port = String((taken.address() as AddressInfo).port);
+    try {
+      const base = { PORTRAIT_DATA_DIR: tempDir(), PORTRAIT_HOST: "127.0.0.1", PORTRAIT_LOG_LEVEL: "warn" };
+      expectOneLineError(
+        await cli.run(["serve"], { ...base, PORTRAIT_PORT: port }),
+        new RegExp(
+          `^portrait: PORTRAIT_PORT: cannot listen on port ${port} of 127\\.0\\.0\\.1 \\(EADDRINUSE: another process listens there\\)`,
+        ),
+      );
+      expectOneLineError(
+        await cli.run(["serve"], { ...base, PORTRAIT_PORT: "0", PORTRAIT_SFTP_PORT: port }),
+        new RegExp(
+          `^portrait: PORTRAIT_SFTP_PORT: cannot listen on port ${port} of 127\\.0\\.0\\.1 \\(EADDRINUSE: another process listens there\\)`,
+        ),
+      );
+    } finally {
+      taken.close();
+    }
+  });
+
+  it("serve logs the SFTP drop point's port once it listens, the chosen one for PORTRAIT_SFTP_PORT=0", async () => {
+    const child = cli.spawn(["serve"], {
+      PORTRAIT_DATA_DIR: tempDir(),
+      PORTRAIT_PORT: "0",
+      PORTRAIT_HOST: "127.0.0.1",
+      PORTRAIT_SFTP_PORT: "0",
+    });
+    let out = "";
+    child.stdout?.on("data", (c: Buffer) => {
+      out += c.toString();
+    });
+    try {
+      await expect.poll(() => out, { timeout: 30_000 }).toMatch(/SFTP drop point listening on port [1-9]\d*"/);
+      const port = Number(/SFTP drop point listening on port (\d+)/.exec(out)?.[1]);
+      const probe = connect(port, "127.0.0.1");
+      await once(probe, "connect");
+      probe.destroy();
+    } finally {
+      child.kill("SIGTERM");
+      await once(child, "exit");
+    }
+  }, 60_000);
 
   it("serve refuses a timeout longer than a timer holds, before it listens", async () => {
     expectOneLineError(
