@@ -5,7 +5,7 @@
  * one that goes away.
  */
 import { once } from "node:events";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -187,6 +187,64 @@ describe("portrait import: the server", () => {
         `portrait: INVALID_VALUE: --url must be an http:// or https:// URL, got ${JSON.stringify(url)}\n`,
       );
     }
+  });
+
+  it("https:// at a plain-HTTP server, and a key that cannot be a key, are named in one line with a code", async () => {
+    const tls = await cli.run([
+      "import",
+      file("t.csv", "Email\na@x.io\n"),
+      "--kind",
+      "profiles",
+      "--key",
+      SECRET,
+      "--url",
+      server.url.replace("http://", "https://"),
+    ]);
+    expect(tls.code).toBe(1);
+    expect(tls.stderr).toMatch(
+      /^portrait: TLS_FAILED: no TLS conversation with https:\/\/[^ ]+: a plain-HTTP server \(use http:\/\/\), or not the server meant \(--url\)\n$/,
+    );
+    for (const [bad, env] of [
+      [`${SECRET}\nx`, {}],
+      ["sk_bad key", {}],
+    ] as const) {
+      const result = await cli.run(
+        ["import", file("k.csv", "Email\na@x.io\n"), "--kind", "profiles", "--key", bad, "--url", server.url],
+        env,
+      );
+      expect(result.code).toBe(1);
+      expect(result.stderr).toBe(
+        "portrait: INVALID_VALUE: --key holds a character a key never has (a space, a control character such as a newline, or non-ASCII)\n",
+      );
+    }
+    const fromEnv = await cli.run(
+      ["import", file("k.csv", "Email\na@x.io\n"), "--kind", "profiles", "--url", server.url],
+      {
+        PORTRAIT_KEY: "sk_tab\there",
+      },
+    );
+    expect(fromEnv.stderr).toMatch(/^portrait: INVALID_VALUE: PORTRAIT_KEY holds a character/);
+  });
+
+  it.runIf(process.getuid?.() === 0)("a file the user may not read is named, with a code (run as nobody)", async () => {
+    const secret = file("secret.csv", "Email\na@x.io\n");
+    chmodSync(path.dirname(secret), 0o755); // nobody may enter the folder, not read the file
+    chmodSync(secret, 0o600);
+    const child = cli.spawn(
+      ["import", secret, "--kind", "profiles", "--key", SECRET, "--url", server.url],
+      {},
+      {
+        uid: 65534,
+        gid: 65534,
+      },
+    );
+    let stderr = "";
+    child.stderr?.on("data", (c: Buffer) => {
+      stderr += c.toString();
+    });
+    const [code] = await once(child, "exit");
+    expect(code).toBe(1);
+    expect(stderr).toBe(`portrait: INVALID_VALUE: cannot read ${secret} (EACCES): check its permissions\n`);
   });
 
   it("a server that does not answer as Portrait is named in one line, its page not shown", async () => {

@@ -7,7 +7,7 @@
  *
  * `portrait sftp-keys add|list|remove` manage the SFTP drop point's keys in the store, like `portrait keys`.
  */
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { accessSync, constants, existsSync, readFileSync, statSync } from "node:fs";
 import { open } from "node:fs/promises";
 import http from "node:http";
 import https from "node:https";
@@ -303,6 +303,15 @@ export async function runImportCommand(
         `cannot reach the server at ${opts.url} (${reasonOf(error)}); is it running? (${opts.urlFrom ?? "--url"})`,
       );
     }
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "EPROTO" || (typeof code === "string" && code.startsWith("ERR_SSL"))) {
+      // OpenSSL's own text (`…:ssl3_get_record:wrong version number:../deps/openssl/…`) says nothing to an operator.
+      throw new CliError(
+        "TLS_FAILED",
+        `no TLS conversation with ${opts.url}: a plain-HTTP server (use http://), or not the server meant ` +
+          `(${opts.urlFrom ?? "--url"})`,
+      );
+    }
     throw error;
   }
 }
@@ -328,6 +337,22 @@ async function importWithProgress(
   }
   const key = opts.key ?? process.env.PORTRAIT_KEY;
   if (!key) throw new PortraitError("UNAUTHORIZED", "give the secret key with --key sk_… (or $PORTRAIT_KEY)");
+  // A key is printable ASCII: anything else (a newline pasted with it) cannot travel in a header.
+  if (!/^[\x21-\x7e]+$/.test(key)) {
+    const from = opts.key !== undefined ? "--key" : "PORTRAIT_KEY";
+    throw new PortraitError(
+      "INVALID_VALUE",
+      `${from} holds a character a key never has (a space, a control character such as a newline, or non-ASCII)`,
+    );
+  }
+  try {
+    accessSync(file, constants.R_OK);
+  } catch (e) {
+    throw new PortraitError(
+      "INVALID_VALUE",
+      `cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? reasonOf(e)}): check its permissions`,
+    );
+  }
   const size = statSync(file).size;
   const headers = { authorization: `Bearer ${key}` };
   const name = path.basename(file);

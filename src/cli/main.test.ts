@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, s
 import net, { type AddressInfo, connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import Database from "better-sqlite3";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Accounts } from "../pipeline/accounts.js";
@@ -382,6 +383,20 @@ describe("operator commands on a store", () => {
       await store.close();
     }
   }, 60_000);
+
+  it("a store another process holds locked is said to be busy, to retry, not that the flag is wrong", async () => {
+    const db = new Database(path.join(dir, "portrait.db"));
+    try {
+      db.exec("BEGIN EXCLUSIVE");
+      expectOneLineError(
+        await run("accounts", "create", "busy", "--data-dir", dir),
+        /^portrait: the SQLite store .*portrait\.db is busy: another process has held its write lock for 5 s .*run the command again once it lets go \(SQLITE_BUSY; --data-dir\)\n$/,
+      );
+    } finally {
+      db.exec("ROLLBACK");
+      db.close();
+    }
+  }, 30_000);
 
   it("a reader that stops early (| head) ends the command quietly: exit 0, no stack trace", async () => {
     for (const args of [

@@ -59,9 +59,16 @@ async function openSqlite(opts: OpenStoreOptions, from: string): Promise<Store> 
   try {
     store = SqliteStore.open(file, { cacheMb: opts.sqliteCacheMb });
   } catch (error) {
-    throw new Error(`cannot open the SQLite store ${file} (${reasonOf(error)}; ${from})`);
+    throw (
+      busyError(error, file, from) ?? new Error(`cannot open the SQLite store ${file} (${reasonOf(error)}; ${from})`)
+    );
   }
-  await store.migrate();
+  try {
+    await store.migrate();
+  } catch (error) {
+    await store.close().catch(() => undefined);
+    throw busyError(error, file, from) ?? error;
+  }
   return store;
 }
 
@@ -190,6 +197,19 @@ function serverOf(url: string): string {
 }
 
 /** An error's message on one line, or its code when the message is empty (an AggregateError of refused addresses). */
+/**
+ * SQLITE_BUSY past the busy timeout: another process holds the store's write lock. Said as such (the store is fine,
+ * and so is the flag that named it: retry), or null for another error.
+ */
+function busyError(error: unknown, file: string, from: string): Error | null {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code !== "SQLITE_BUSY" && code !== "SQLITE_LOCKED") return null;
+  return new Error(
+    `the SQLite store ${file} is busy: another process has held its write lock for 5 s (an sqlite3 shell with an ` +
+      `open transaction, a backup tool that locks); nothing was done, run the command again once it lets go (${code}; ${from})`,
+  );
+}
+
 function reasonOf(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
   const code = (error as { code?: string }).code;
