@@ -313,6 +313,57 @@ describe("portrait import: the server", () => {
     }
   }, 30_000);
 
+  it("SIGTERM while watching says the same as Ctrl-C, exit 143; a signal during the upload says nothing was imported", async () => {
+    const fake = await fakeServer(neverEnding);
+    // A server that takes the upload's first bytes and then stops reading: the upload never ends.
+    const stalled = await fakeServer((req) => {
+      req.once("data", () => req.pause());
+    });
+    const big = file("big.csv", `Email\n${"x".repeat(1000)}\n`.repeat(20_000));
+    try {
+      for (const [signal, expected] of [
+        ["SIGTERM", 143],
+        ["SIGINT", 130],
+      ] as const) {
+        const child = cli.spawn(["import", big, "--kind", "profiles", "--key", SECRET, "--url", stalled.url]);
+        let stderr = "";
+        child.stderr?.on("data", (chunk: Buffer) => {
+          stderr += chunk.toString();
+        });
+        await expect.poll(() => stderr, { timeout: 20_000 }).toMatch(/uploading big\.csv/);
+        child.kill(signal);
+        const [code] = (await once(child, "exit")) as [number | null];
+        expect(code).toBe(expected);
+        expect(stderr).toMatch(
+          new RegExp(`portrait: upload of big\\.csv abandoned \\(${signal}\\); nothing was imported\\n$`),
+        );
+      }
+      const child = cli.spawn([
+        "import",
+        file("t.csv", "Email\nt@x.io\n"),
+        "--kind",
+        "profiles",
+        "--key",
+        SECRET,
+        "--url",
+        fake.url,
+      ]);
+      let stderr = "";
+      child.stderr?.on("data", (chunk: Buffer) => {
+        stderr += chunk.toString();
+      });
+      await expect.poll(() => stderr, { timeout: 20_000 }).toMatch(/import imp_fake queued\n/);
+      child.kill("SIGTERM");
+      const [code] = (await once(child, "exit")) as [number | null];
+      expect(code).toBe(143);
+      expect(stderr).toMatch(/portrait: stopped watching; import imp_fake continues on the server \(GET .*\)\n$/);
+    } finally {
+      fake.server.close();
+      stalled.server.closeAllConnections();
+      stalled.server.close();
+    }
+  }, 60_000);
+
   it("when the server goes away after the upload, says the import continues or resumes, exit 1", async () => {
     const fake = await fakeServer((req, res) => {
       neverEnding(req, res);

@@ -357,7 +357,17 @@ async function importWithProgress(
   const headers = { authorization: `Bearer ${key}` };
   const name = path.basename(file);
 
-  // Upload, streamed: the file is never held in memory.
+  // Upload, streamed: the file is never held in memory. Stopped before the server has it whole, nothing is imported
+  // (the server removes the part it received).
+  const abandoned = (signal: NodeJS.Signals) => () => {
+    progress.done();
+    process.stderr.write(`portrait: upload of ${name} abandoned (${signal}); nothing was imported\n`);
+    process.exit(signal === "SIGINT" ? 130 : 143);
+  };
+  const abandonedByInt = abandoned("SIGINT");
+  const abandonedByTerm = abandoned("SIGTERM");
+  process.once("SIGINT", abandonedByInt);
+  process.once("SIGTERM", abandonedByTerm);
   const started = Date.now();
   const res = await postFile(
     `${base}/v1/imports?kind=${encodeURIComponent(opts.kind)}&fileName=${encodeURIComponent(name)}`,
@@ -377,6 +387,8 @@ async function importWithProgress(
       );
     },
   );
+  process.removeListener("SIGINT", abandonedByInt);
+  process.removeListener("SIGTERM", abandonedByTerm);
   progress.done();
   if (res.status !== 202) throw apiError(res, base);
   const { id } = jsonOf<{ id: string }>(res, base);
@@ -385,12 +397,15 @@ async function importWithProgress(
 
   // From here on the import is the server's: stopping the CLI, or losing the server, stops only the watching.
   const follow = `GET ${base}/v1/imports/${id}`;
-  const interrupted = () => {
+  const stopWatching = (code: number) => () => {
     progress.done();
     process.stderr.write(`portrait: stopped watching; import ${id} continues on the server (${follow})\n`);
-    process.exit(130);
+    process.exit(code);
   };
+  const interrupted = stopWatching(130);
+  const terminated = stopWatching(143);
   process.once("SIGINT", interrupted);
+  process.once("SIGTERM", terminated);
   try {
     return await watchImport(base, id, name, headers, Number(opts.interval ?? 500), progress);
   } catch (error) {
@@ -402,6 +417,7 @@ async function importWithProgress(
     );
   } finally {
     process.removeListener("SIGINT", interrupted);
+    process.removeListener("SIGTERM", terminated);
   }
 }
 
