@@ -9,7 +9,7 @@ import { createMetrics } from "./api/metrics.js";
 import type { Config } from "./config.js";
 import { createImports, type Imports } from "./imports/index.js";
 import { createLogger } from "./logger.js";
-import { Accounts, checkGivenKey } from "./pipeline/accounts.js";
+import { Accounts, checkGivenKey, hashKey } from "./pipeline/accounts.js";
 import { Portrait } from "./pipeline/portrait.js";
 import { openStore, sharedDataWarning } from "./store/open.js";
 import type { Store } from "./store/store.js";
@@ -64,6 +64,32 @@ export async function bootstrap(
     dashboardUser: "admin",
     dashboardPassword,
   };
+}
+
+/**
+ * A PORTRAIT_BOOTSTRAP_* key set on a start that is not the first: it is used on the first start only. When it is not
+ * a live key of this store (a script pointed at an existing store, expecting its key to work), a warning says so,
+ * once per start; a key the store has (the same environment as the first start) is not worth a word.
+ */
+export async function unusedBootstrapKeys(
+  store: Store,
+  config: Pick<Config, "bootstrapSecretKey" | "bootstrapPublicKey">,
+): Promise<string[]> {
+  const warnings: string[] = [];
+  for (const [variable, key] of [
+    ["PORTRAIT_BOOTSTRAP_SECRET_KEY", config.bootstrapSecretKey],
+    ["PORTRAIT_BOOTSTRAP_PUBLIC_KEY", config.bootstrapPublicKey],
+  ] as const) {
+    if (key === null) continue;
+    const found = await store.findApiKeyByHash(hashKey(key));
+    if (found && found.revokedAt === null) continue;
+    warnings.push(
+      `${variable} is set, but this store has its accounts already and that key is not one of its keys ` +
+        `(${found ? "it was revoked" : "unknown here"}): the variable is read on the first start only; make a key ` +
+        "with `portrait keys create`",
+    );
+  }
+  return warnings;
 }
 
 export interface RunningServer {
@@ -181,6 +207,9 @@ export async function startServer(config: Config): Promise<RunningServer> {
   }
   // Only once the ports are ours: a first start that failed (a port in use) must not create keys nobody was shown.
   const firstRun = await bootstrap(store, accounts, config);
+  if (firstRun === null) {
+    for (const warning of await unusedBootstrapKeys(store, config)) logger.warn(warning);
+  }
   started = true;
   const url = address.replace("0.0.0.0", "localhost").replace("[::]", "localhost");
   return {

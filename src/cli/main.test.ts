@@ -184,6 +184,9 @@ describe("operator commands refuse a store that does not exist", () => {
       await run("accounts", "create", "acme", "--data-dir", dir),
       /NO_ACCOUNT_YET: this store has no account yet: start `portrait serve` once/,
     );
+    // Listing it prints no line at all (it printed one empty line), and `--json` an empty list.
+    expect(await run("accounts", "list", "--data-dir", dir)).toEqual({ code: 0, stdout: "", stderr: "" });
+    expect(JSON.parse((await run("accounts", "list", "--data-dir", dir, "--json")).stdout)).toEqual([]);
   });
 });
 
@@ -397,6 +400,19 @@ describe("operator commands on a store", () => {
       db.close();
     }
   }, 30_000);
+
+  it("refuses account and key names with control characters (they split the tab-separated listings)", async () => {
+    expectOneLineError(
+      await run("accounts", "create", "bad\nname", "--data-dir", dir),
+      /^portrait: INVALID_VALUE: an account name must not hold control characters \(tab, newline…\): U\+000A at position 4\n$/,
+    );
+    expectOneLineError(
+      await run("keys", "create", "--name", "tab\there", "--data-dir", dir),
+      /^portrait: INVALID_VALUE: a key name must not hold control characters \(tab, newline…\): U\+0009 at position 4\n$/,
+    );
+    const listed = await run("keys", "list", "--data-dir", dir);
+    expect(listed.stdout).not.toMatch(/tab/);
+  });
 
   it("a reader that stops early (| head) ends the command quietly: exit 0, no stack trace", async () => {
     for (const args of [

@@ -22,7 +22,13 @@ import { addSegmentCommands } from "./segment.js";
 import { accountOf, type StoreOptions, withStore, withStoreOptions } from "./store-access.js";
 
 function print(value: unknown, json: boolean | undefined, text: () => string): void {
-  process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${text()}\n`);
+  if (json) {
+    process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+    return;
+  }
+  // An empty list is no lines, not one empty line.
+  const lines = text();
+  if (lines !== "") process.stdout.write(`${lines}\n`);
 }
 
 /** package.json's version, found by walking up from this module (src/cli, dist/src/cli, or a test bundle). */
