@@ -81,7 +81,6 @@ describe.each(stores)("SIGTERM under load (%s)", (kind) => {
     const served = serve(env);
     const url = new URL(await served.url);
     let signalledAt = Number.POSITIVE_INFINITY;
-    let signalled = false;
     const outcomes: Outcome[] = [];
     let answered = 0;
 
@@ -153,7 +152,6 @@ describe.each(stores)("SIGTERM under load (%s)", (kind) => {
     const clients = Array.from({ length: 16 }, (_, c) => client(c));
     await expect.poll(() => answered, { timeout: 60_000, interval: 20 }).toBeGreaterThanOrEqual(48);
     signalledAt = performance.now();
-    signalled = true;
     served.child.kill("SIGTERM");
     await Promise.all(clients);
     expect(await served.exited).toBe(0);
