@@ -13,6 +13,19 @@ describe("configuration from the environment", () => {
     }
   });
 
+  it("refuses a timeout no timer can hold (over 2^31 - 1 ms, which node would run after 1 ms), naming the variable", () => {
+    for (const name of ["PORTRAIT_JSON_BODY_TIMEOUT_MS", "PORTRAIT_IMPORT_CLAIM_TIMEOUT_MS"]) {
+      const key = name === "PORTRAIT_JSON_BODY_TIMEOUT_MS" ? "jsonBodyTimeoutMs" : "importClaimTimeoutMs";
+      expect(configFromEnv({ [name]: "2147483647" })[key]).toBe(2147483647);
+      for (const bad of ["2147483648", "99999999999999"]) {
+        expect(() => configFromEnv({ [name]: bad })).toThrow(
+          `${name} must be at most 2147483647 (milliseconds, about 24.8 days), got ${bad}`,
+        );
+      }
+      expect(() => configFromEnv({ [name]: "0" })).toThrow(`${name} must be a positive whole number, got 0`);
+    }
+  });
+
   it("takes pino's log levels only, naming the variable otherwise", () => {
     expect(configFromEnv({}).logLevel).toBe("info");
     expect(configFromEnv({ PORTRAIT_LOG_LEVEL: "debug" }).logLevel).toBe("debug");

@@ -97,8 +97,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: logLevel(env.PORTRAIT_LOG_LEVEL),
     importMaxBytes: positive(env, "PORTRAIT_IMPORT_MAX_BYTES", 10 * 1000 ** 3),
     sftpPort: env.PORTRAIT_SFTP_PORT ? portNumber(env.PORTRAIT_SFTP_PORT, "PORTRAIT_SFTP_PORT") : null,
-    importClaimTimeoutMs: positive(env, "PORTRAIT_IMPORT_CLAIM_TIMEOUT_MS", 15_000),
-    jsonBodyTimeoutMs: positive(env, "PORTRAIT_JSON_BODY_TIMEOUT_MS", 60_000),
+    importClaimTimeoutMs: milliseconds(env, "PORTRAIT_IMPORT_CLAIM_TIMEOUT_MS", 15_000),
+    jsonBodyTimeoutMs: milliseconds(env, "PORTRAIT_JSON_BODY_TIMEOUT_MS", 60_000),
     sqliteCacheMb: env.PORTRAIT_SQLITE_CACHE_MB ? positive(env, "PORTRAIT_SQLITE_CACHE_MB", 0) : undefined,
   };
 }
@@ -108,6 +108,18 @@ function positive(env: NodeJS.ProcessEnv, name: string, fallback: number): numbe
   if (raw === undefined || raw === "") return fallback;
   const n = Number(raw);
   if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`${name} must be a positive whole number, got ${raw}`);
+  return n;
+}
+
+/** The longest delay a Node timer holds (2^31 − 1 ms, about 24.8 days); a longer one fires after 1 ms instead. */
+export const MAX_TIMER_MS = 2_147_483_647;
+
+/** A duration in milliseconds that timers are set with: a positive whole number up to MAX_TIMER_MS. */
+function milliseconds(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const n = positive(env, name, fallback);
+  if (n > MAX_TIMER_MS) {
+    throw new Error(`${name} must be at most ${MAX_TIMER_MS} (milliseconds, about 24.8 days), got ${env[name]}`);
+  }
   return n;
 }
 

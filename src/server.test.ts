@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { configFromEnv } from "./config.js";
-import { startServer } from "./server.js";
+import { startServer, unusedBootstrapKeys } from "./server.js";
 import { SqliteStore } from "./store/sqlite/sqlite-store.js";
 
 const dirs: string[] = [];
@@ -37,6 +37,26 @@ describe("server lifecycle", () => {
     const res = await fetch(`${second.url}/v1/account`, { headers: { authorization: `Bearer ${secret}` } });
     expect(res.status).toBe(200);
     await second.close();
+  });
+
+  it("on a later start, names a bootstrap key that is not one of the store's keys, once, and not one that is", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "portrait-life-"));
+    dirs.push(dir);
+    const secret = "sk_bootstrap_0123456789abcdef";
+    const first = await startServer(config(dir, { PORTRAIT_BOOTSTRAP_SECRET_KEY: secret }));
+    expect(await unusedBootstrapKeys(first.store, { bootstrapSecretKey: secret, bootstrapPublicKey: null })).toEqual(
+      [],
+    );
+    const later = await unusedBootstrapKeys(first.store, {
+      bootstrapSecretKey: "sk_later_0123456789abc",
+      bootstrapPublicKey: "pk_later_0123456789abc",
+    });
+    expect(later).toHaveLength(2);
+    expect(later[0]).toMatch(
+      /^PORTRAIT_BOOTSTRAP_SECRET_KEY is set, but this store has its accounts already and that key is not one of its keys \(unknown here\): the variable is read on the first start only/,
+    );
+    expect(later[1]).toMatch(/^PORTRAIT_BOOTSTRAP_PUBLIC_KEY is set/);
+    await first.close();
   });
 
   it("a first start that cannot listen creates nothing, so the next start still shows the first keys", async () => {

@@ -73,6 +73,11 @@ export interface AppDeps {
   slowRequestMs?: number;
   /** False while the server is still starting (the first run's account and keys not yet made); default: ready. */
   ready?: () => boolean;
+  /**
+   * True once a shutdown refuses new requests: they answer 503 UNAVAILABLE in the error shape, with Retry-After
+   * (fastify's own 503 while closing has another body, so it is off). Default: never.
+   */
+  stopping?: () => boolean;
 }
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -82,7 +87,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     bodyLimit: JSON_BODY_LIMIT,
     // Request logs would cost more than the requests at ingest rates; metrics carry latency instead.
     logController: new LogController({ disableRequestLogging: true }),
-    return503OnClosing: true,
+    // Requests that come while closing answer 503 through `stopping` below, in the contract's error shape.
+    return503OnClosing: false,
     // Requests node's HTTP parser refuses (headers or URL over 16 KB, broken framing) answer in the contract's error
     // shape too, not fastify's: a client reading `error.code` finds one.
     clientErrorHandler: answerClientError,
@@ -139,9 +145,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // saw). Until they do, every request, /healthz included, is "not yet": a client that waits for /healthz and then
   // uses PORTRAIT_BOOTSTRAP_SECRET_KEY got 401 for a key about to exist.
   const ready = deps.ready;
-  if (ready) {
+  const stopping = deps.stopping;
+  if (ready || stopping) {
     app.addHook("onRequest", async () => {
-      if (!ready()) throw new PortraitError("UNAVAILABLE", "the server is starting; retry shortly");
+      if (stopping?.()) {
+        throw new PortraitError("UNAVAILABLE", "the server is shutting down; nothing was applied: retry shortly");
+      }
+      if (ready && !ready()) throw new PortraitError("UNAVAILABLE", "the server is starting; retry shortly");
     });
   }
   limitBodyTime(app, deps.jsonBodyTimeoutMs ?? 60_000);

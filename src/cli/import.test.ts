@@ -5,7 +5,7 @@
  * one that goes away.
  */
 import { once } from "node:events";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -189,6 +189,64 @@ describe("portrait import: the server", () => {
     }
   });
 
+  it("https:// at a plain-HTTP server, and a key that cannot be a key, are named in one line with a code", async () => {
+    const tls = await cli.run([
+      "import",
+      file("t.csv", "Email\na@x.io\n"),
+      "--kind",
+      "profiles",
+      "--key",
+      SECRET,
+      "--url",
+      server.url.replace("http://", "https://"),
+    ]);
+    expect(tls.code).toBe(1);
+    expect(tls.stderr).toMatch(
+      /^portrait: TLS_FAILED: no TLS conversation with https:\/\/[^ ]+: a plain-HTTP server \(use http:\/\/\), or not the server meant \(--url\)\n$/,
+    );
+    for (const [bad, env] of [
+      [`${SECRET}\nx`, {}],
+      ["sk_bad key", {}],
+    ] as const) {
+      const result = await cli.run(
+        ["import", file("k.csv", "Email\na@x.io\n"), "--kind", "profiles", "--key", bad, "--url", server.url],
+        env,
+      );
+      expect(result.code).toBe(1);
+      expect(result.stderr).toBe(
+        "portrait: INVALID_VALUE: --key holds a character a key never has (a space, a control character such as a newline, or non-ASCII)\n",
+      );
+    }
+    const fromEnv = await cli.run(
+      ["import", file("k.csv", "Email\na@x.io\n"), "--kind", "profiles", "--url", server.url],
+      {
+        PORTRAIT_KEY: "sk_tab\there",
+      },
+    );
+    expect(fromEnv.stderr).toMatch(/^portrait: INVALID_VALUE: PORTRAIT_KEY holds a character/);
+  });
+
+  it.runIf(process.getuid?.() === 0)("a file the user may not read is named, with a code (run as nobody)", async () => {
+    const secret = file("secret.csv", "Email\na@x.io\n");
+    chmodSync(path.dirname(secret), 0o755); // nobody may enter the folder, not read the file
+    chmodSync(secret, 0o600);
+    const child = cli.spawn(
+      ["import", secret, "--kind", "profiles", "--key", SECRET, "--url", server.url],
+      {},
+      {
+        uid: 65534,
+        gid: 65534,
+      },
+    );
+    let stderr = "";
+    child.stderr?.on("data", (c: Buffer) => {
+      stderr += c.toString();
+    });
+    const [code] = await once(child, "exit");
+    expect(code).toBe(1);
+    expect(stderr).toBe(`portrait: INVALID_VALUE: cannot read ${secret} (EACCES): check its permissions\n`);
+  });
+
   it("a server that does not answer as Portrait is named in one line, its page not shown", async () => {
     const page = `<!DOCTYPE html><html><body>${"<p>Not Implemented</p>\n".repeat(200)}</body></html>`;
     const fake = await fakeServer((req, res) => {
@@ -254,6 +312,57 @@ describe("portrait import: the server", () => {
       fake.server.close();
     }
   }, 30_000);
+
+  it("SIGTERM while watching says the same as Ctrl-C, exit 143; a signal during the upload says nothing was imported", async () => {
+    const fake = await fakeServer(neverEnding);
+    // A server that takes the upload's first bytes and then stops reading: the upload never ends.
+    const stalled = await fakeServer((req) => {
+      req.once("data", () => req.pause());
+    });
+    const big = file("big.csv", `Email\n${"x".repeat(1000)}\n`.repeat(20_000));
+    try {
+      for (const [signal, expected] of [
+        ["SIGTERM", 143],
+        ["SIGINT", 130],
+      ] as const) {
+        const child = cli.spawn(["import", big, "--kind", "profiles", "--key", SECRET, "--url", stalled.url]);
+        let stderr = "";
+        child.stderr?.on("data", (chunk: Buffer) => {
+          stderr += chunk.toString();
+        });
+        await expect.poll(() => stderr, { timeout: 20_000 }).toMatch(/uploading big\.csv/);
+        child.kill(signal);
+        const [code] = (await once(child, "exit")) as [number | null];
+        expect(code).toBe(expected);
+        expect(stderr).toMatch(
+          new RegExp(`portrait: upload of big\\.csv abandoned \\(${signal}\\); nothing was imported\\n$`),
+        );
+      }
+      const child = cli.spawn([
+        "import",
+        file("t.csv", "Email\nt@x.io\n"),
+        "--kind",
+        "profiles",
+        "--key",
+        SECRET,
+        "--url",
+        fake.url,
+      ]);
+      let stderr = "";
+      child.stderr?.on("data", (chunk: Buffer) => {
+        stderr += chunk.toString();
+      });
+      await expect.poll(() => stderr, { timeout: 20_000 }).toMatch(/import imp_fake queued\n/);
+      child.kill("SIGTERM");
+      const [code] = (await once(child, "exit")) as [number | null];
+      expect(code).toBe(143);
+      expect(stderr).toMatch(/portrait: stopped watching; import imp_fake continues on the server \(GET .*\)\n$/);
+    } finally {
+      fake.server.close();
+      stalled.server.closeAllConnections();
+      stalled.server.close();
+    }
+  }, 60_000);
 
   it("when the server goes away after the upload, says the import continues or resumes, exit 1", async () => {
     const fake = await fakeServer((req, res) => {

@@ -7,7 +7,7 @@
  *
  * `portrait sftp-keys add|list|remove` manage the SFTP drop point's keys in the store, like `portrait keys`.
  */
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { accessSync, constants, existsSync, readFileSync, statSync } from "node:fs";
 import { open } from "node:fs/promises";
 import http from "node:http";
 import https from "node:https";
@@ -303,6 +303,15 @@ export async function runImportCommand(
         `cannot reach the server at ${opts.url} (${reasonOf(error)}); is it running? (${opts.urlFrom ?? "--url"})`,
       );
     }
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "EPROTO" || (typeof code === "string" && code.startsWith("ERR_SSL"))) {
+      // OpenSSL's own text (`…:ssl3_get_record:wrong version number:../deps/openssl/…`) says nothing to an operator.
+      throw new CliError(
+        "TLS_FAILED",
+        `no TLS conversation with ${opts.url}: a plain-HTTP server (use http://), or not the server meant ` +
+          `(${opts.urlFrom ?? "--url"})`,
+      );
+    }
     throw error;
   }
 }
@@ -328,11 +337,37 @@ async function importWithProgress(
   }
   const key = opts.key ?? process.env.PORTRAIT_KEY;
   if (!key) throw new PortraitError("UNAUTHORIZED", "give the secret key with --key sk_… (or $PORTRAIT_KEY)");
+  // A key is printable ASCII: anything else (a newline pasted with it) cannot travel in a header.
+  if (!/^[\x21-\x7e]+$/.test(key)) {
+    const from = opts.key !== undefined ? "--key" : "PORTRAIT_KEY";
+    throw new PortraitError(
+      "INVALID_VALUE",
+      `${from} holds a character a key never has (a space, a control character such as a newline, or non-ASCII)`,
+    );
+  }
+  try {
+    accessSync(file, constants.R_OK);
+  } catch (e) {
+    throw new PortraitError(
+      "INVALID_VALUE",
+      `cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? reasonOf(e)}): check its permissions`,
+    );
+  }
   const size = statSync(file).size;
   const headers = { authorization: `Bearer ${key}` };
   const name = path.basename(file);
 
-  // Upload, streamed: the file is never held in memory.
+  // Upload, streamed: the file is never held in memory. Stopped before the server has it whole, nothing is imported
+  // (the server removes the part it received).
+  const abandoned = (signal: NodeJS.Signals) => () => {
+    progress.done();
+    process.stderr.write(`portrait: upload of ${name} abandoned (${signal}); nothing was imported\n`);
+    process.exit(signal === "SIGINT" ? 130 : 143);
+  };
+  const abandonedByInt = abandoned("SIGINT");
+  const abandonedByTerm = abandoned("SIGTERM");
+  process.once("SIGINT", abandonedByInt);
+  process.once("SIGTERM", abandonedByTerm);
   const started = Date.now();
   const res = await postFile(
     `${base}/v1/imports?kind=${encodeURIComponent(opts.kind)}&fileName=${encodeURIComponent(name)}`,
@@ -352,6 +387,8 @@ async function importWithProgress(
       );
     },
   );
+  process.removeListener("SIGINT", abandonedByInt);
+  process.removeListener("SIGTERM", abandonedByTerm);
   progress.done();
   if (res.status !== 202) throw apiError(res, base);
   const { id } = jsonOf<{ id: string }>(res, base);
@@ -360,12 +397,15 @@ async function importWithProgress(
 
   // From here on the import is the server's: stopping the CLI, or losing the server, stops only the watching.
   const follow = `GET ${base}/v1/imports/${id}`;
-  const interrupted = () => {
+  const stopWatching = (code: number) => () => {
     progress.done();
     process.stderr.write(`portrait: stopped watching; import ${id} continues on the server (${follow})\n`);
-    process.exit(130);
+    process.exit(code);
   };
+  const interrupted = stopWatching(130);
+  const terminated = stopWatching(143);
   process.once("SIGINT", interrupted);
+  process.once("SIGTERM", terminated);
   try {
     return await watchImport(base, id, name, headers, Number(opts.interval ?? 500), progress);
   } catch (error) {
@@ -377,6 +417,7 @@ async function importWithProgress(
     );
   } finally {
     process.removeListener("SIGINT", interrupted);
+    process.removeListener("SIGTERM", terminated);
   }
 }
 

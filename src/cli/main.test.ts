@@ -1,12 +1,14 @@
+import { once } from "node:events";
 /**
  * The operator commands as an operator runs them (a child process on a real SQLite data directory, and on PostgreSQL
  * where the point is PostgreSQL's): which store the flags and the environment choose, refusing a store that does not
  * exist (only `serve` creates one), one-line errors naming the flag or variable at fault, and the commands' output.
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
-import net from "node:net";
+import net, { type AddressInfo, connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import Database from "better-sqlite3";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Accounts } from "../pipeline/accounts.js";
@@ -182,6 +184,9 @@ describe("operator commands refuse a store that does not exist", () => {
       await run("accounts", "create", "acme", "--data-dir", dir),
       /NO_ACCOUNT_YET: this store has no account yet: start `portrait serve` once/,
     );
+    // Listing it prints no line at all (it printed one empty line), and `--json` an empty list.
+    expect(await run("accounts", "list", "--data-dir", dir)).toEqual({ code: 0, stdout: "", stderr: "" });
+    expect(JSON.parse((await run("accounts", "list", "--data-dir", dir, "--json")).stdout)).toEqual([]);
   });
 });
 
@@ -289,6 +294,67 @@ describe("unusable data directories and ports", () => {
       /PORTRAIT_PORT must be a port number, got 18490abc/,
     );
   });
+
+  it("serve names PORTRAIT_HOST for an address it cannot listen on, and the port's variable for a port in use", async () => {
+    for (const host of ["not a host", "999.1.1.1"]) {
+      expectOneLineError(
+        await cli.run(["serve"], { PORTRAIT_DATA_DIR: tempDir(), PORTRAIT_PORT: "0", PORTRAIT_HOST: host }),
+        new RegExp(
+          `^portrait: PORTRAIT_HOST: cannot listen on "${host.replace(".", "\\.")}" \\(ENOTFOUND\\): give an IP address`,
+        ),
+      );
+    }
+    const taken = createServer().listen(0, "127.0.0.1");
+    await once(taken, "listening");
+    const port = String((taken.address() as AddressInfo).port);
+    try {
+      const base = { PORTRAIT_DATA_DIR: tempDir(), PORTRAIT_HOST: "127.0.0.1", PORTRAIT_LOG_LEVEL: "warn" };
+      expectOneLineError(
+        await cli.run(["serve"], { ...base, PORTRAIT_PORT: port }),
+        new RegExp(
+          `^portrait: PORTRAIT_PORT: cannot listen on port ${port} of 127\\.0\\.0\\.1 \\(EADDRINUSE: another process listens there\\)`,
+        ),
+      );
+      expectOneLineError(
+        await cli.run(["serve"], { ...base, PORTRAIT_PORT: "0", PORTRAIT_SFTP_PORT: port }),
+        new RegExp(
+          `^portrait: PORTRAIT_SFTP_PORT: cannot listen on port ${port} of 127\\.0\\.0\\.1 \\(EADDRINUSE: another process listens there\\)`,
+        ),
+      );
+    } finally {
+      taken.close();
+    }
+  });
+
+  it("serve logs the SFTP drop point's port once it listens, the chosen one for PORTRAIT_SFTP_PORT=0", async () => {
+    const child = cli.spawn(["serve"], {
+      PORTRAIT_DATA_DIR: tempDir(),
+      PORTRAIT_PORT: "0",
+      PORTRAIT_HOST: "127.0.0.1",
+      PORTRAIT_SFTP_PORT: "0",
+    });
+    let out = "";
+    child.stdout?.on("data", (c: Buffer) => {
+      out += c.toString();
+    });
+    try {
+      await expect.poll(() => out, { timeout: 30_000 }).toMatch(/SFTP drop point listening on port [1-9]\d*"/);
+      const port = Number(/SFTP drop point listening on port (\d+)/.exec(out)?.[1]);
+      const probe = connect(port, "127.0.0.1");
+      await once(probe, "connect");
+      probe.destroy();
+    } finally {
+      child.kill("SIGTERM");
+      await once(child, "exit");
+    }
+  }, 60_000);
+
+  it("serve refuses a timeout longer than a timer holds, before it listens", async () => {
+    expectOneLineError(
+      await cli.run(["serve"], { PORTRAIT_DATA_DIR: tempDir(), PORTRAIT_JSON_BODY_TIMEOUT_MS: "2147483648" }),
+      /^portrait: PORTRAIT_JSON_BODY_TIMEOUT_MS must be at most 2147483647 \(milliseconds, about 24\.8 days\), got 2147483648\n/,
+    );
+  });
 });
 
 describe("operator commands on a store", () => {
@@ -320,6 +386,52 @@ describe("operator commands on a store", () => {
       await store.close();
     }
   }, 60_000);
+
+  it("a store another process holds locked is said to be busy, to retry, not that the flag is wrong", async () => {
+    const db = new Database(path.join(dir, "portrait.db"));
+    try {
+      db.exec("BEGIN EXCLUSIVE");
+      expectOneLineError(
+        await run("accounts", "create", "busy", "--data-dir", dir),
+        /^portrait: the SQLite store .*portrait\.db is busy: another process has held its write lock for 5 s .*run the command again once it lets go \(SQLITE_BUSY; --data-dir\)\n$/,
+      );
+    } finally {
+      db.exec("ROLLBACK");
+      db.close();
+    }
+  }, 30_000);
+
+  it("refuses account and key names with control characters (they split the tab-separated listings)", async () => {
+    expectOneLineError(
+      await run("accounts", "create", "bad\nname", "--data-dir", dir),
+      /^portrait: INVALID_VALUE: an account name must not hold control characters \(tab, newline…\): U\+000A at position 4\n$/,
+    );
+    expectOneLineError(
+      await run("keys", "create", "--name", "tab\there", "--data-dir", dir),
+      /^portrait: INVALID_VALUE: a key name must not hold control characters \(tab, newline…\): U\+0009 at position 4\n$/,
+    );
+    const listed = await run("keys", "list", "--data-dir", dir);
+    expect(listed.stdout).not.toMatch(/tab/);
+  });
+
+  it("a reader that stops early (| head) ends the command quietly: exit 0, no stack trace", async () => {
+    for (const args of [
+      ["export", "--segment", segmentId],
+      ["export", "--profile", profileId],
+      ["accounts", "list"],
+    ]) {
+      const child = cli.spawn([...args, "--data-dir", dir]);
+      // The pipe is closed before the command writes: its first write fails with EPIPE.
+      child.stdout?.destroy();
+      let stderr = "";
+      child.stderr?.on("data", (c: Buffer) => {
+        stderr += c.toString();
+      });
+      const [code] = await once(child, "exit");
+      expect(stderr, args.join(" ")).toBe("");
+      expect(code, args.join(" ")).toBe(0);
+    }
+  });
 
   const inStore = (...args: string[]) => run(...args, "--data-dir", dir);
 

@@ -22,7 +22,13 @@ import { addSegmentCommands } from "./segment.js";
 import { accountOf, type StoreOptions, withStore, withStoreOptions } from "./store-access.js";
 
 function print(value: unknown, json: boolean | undefined, text: () => string): void {
-  process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${text()}\n`);
+  if (json) {
+    process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+    return;
+  }
+  // An empty list is no lines, not one empty line.
+  const lines = text();
+  if (lines !== "") process.stdout.write(`${lines}\n`);
 }
 
 /** package.json's version, found by walking up from this module (src/cli, dist/src/cli, or a test bundle). */
@@ -125,7 +131,10 @@ export function buildCli(): Command {
   ).action(async (file: string, opts: StoreOptions) => {
     await withStore(opts, async (store) => {
       if (!store.backupTo) {
-        throw new CliError("UNSUPPORTED", "the store is PostgreSQL: back it up with pg_dump (docs/scaling.md)");
+        throw new CliError(
+          "UNSUPPORTED",
+          "the store is PostgreSQL: back it up with pg_dump (docs/scaling.md, Backups)",
+        );
       }
       if (file.trim() === "") throw new CliError("INVALID_VALUE", "name the backup file");
       if (existsSync(file)) throw new CliError("INVALID_VALUE", `${file} exists already: name a new file`);
@@ -218,9 +227,20 @@ export function buildCli(): Command {
   return program;
 }
 
+/** The reader of stdout went away (`portrait export … | head`): what it wanted, it has; stop quietly, as `cat` does. */
+const isClosedPipe = (err: unknown) => (err as NodeJS.ErrnoException | null)?.code === "EPIPE";
+// Without a listener, a write to a closed pipe is an unhandled 'error' event: a stack trace instead of an exit.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (err) => {
+    if (isClosedPipe(err)) process.exit(0);
+    throw err;
+  });
+}
+
 buildCli()
   .parseAsync(process.argv)
   .catch((err: unknown) => {
+    if (isClosedPipe(err)) process.exit(0);
     const message =
       err instanceof PortraitError || err instanceof CliError
         ? `${err.code}: ${err.message}`

@@ -3,8 +3,9 @@
  * read is named in a warning, and a store it may not write stops it at start instead of failing every write later.
  */
 import type { ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
 import { once } from "node:events";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -34,8 +35,13 @@ interface Served {
   code: Promise<number | null>;
 }
 
-function serve(dataDir: string, as?: { uid: number; gid: number }, args: string[] = []): Served {
-  const env = { PORTRAIT_DATA_DIR: dataDir, PORTRAIT_PORT: "0", PORTRAIT_HOST: "127.0.0.1" };
+function serve(
+  dataDir: string,
+  as?: { uid: number; gid: number },
+  args: string[] = [],
+  more: Record<string, string> = {},
+): Served {
+  const env = { PORTRAIT_DATA_DIR: dataDir, PORTRAIT_PORT: "0", PORTRAIT_HOST: "127.0.0.1", ...more };
   const child = cli.spawn(["serve", ...args], env, as);
   let out = "";
   child.stdout?.on("data", (chunk: Buffer) => {
@@ -155,4 +161,69 @@ describe("portrait serve and its SQLite files", () => {
       await stop(served);
     }
   }, 60_000);
+});
+
+describe("restoring a backup after a crash, as the README says", () => {
+  const KEY = "sk_restore_test_0123456789";
+  const urlOf = (served: Served) => /API:\s+(http:\/\/\S+)\/v1/.exec(served.output())?.[1] ?? null;
+  const sha = (file: string) => createHash("sha256").update(readFileSync(file)).digest("hex");
+  const headers = { authorization: `Bearer ${KEY}`, "content-type": "application/json" };
+
+  async function ingest(url: string, device: string, n: number): Promise<void> {
+    const records = Array.from({ length: n }, (_, i) => ({ type: "event", deviceId: device, name: `E${i % 7}` }));
+    const res = await fetch(`${url}/v1/ingest`, { method: "POST", headers, body: JSON.stringify({ records }) });
+    expect(res.status).toBe(200);
+  }
+  async function profilesOf(url: string, device: string): Promise<number> {
+    const res = await fetch(`${url}/v1/profiles?deviceId=${device}`, { headers });
+    expect(res.status).toBe(200);
+    return ((await res.json()) as { profiles: unknown[] }).profiles.length;
+  }
+
+  it("stop, delete -wal and -shm, copy the backup in: the copy opens with what it held; half done, serve refuses", async () => {
+    const root = tempDir();
+    const dir = path.join(root, "data");
+    const backup = path.join(root, "backup.db");
+    const db = path.join(dir, "portrait.db");
+    const first = serve(dir, undefined, [], { PORTRAIT_BOOTSTRAP_SECRET_KEY: KEY });
+    await started(first);
+    const url = urlOf(first) as string;
+    await ingest(url, "before-backup", 10);
+    const made = await cli.run(["backup", backup, "--data-dir", dir]);
+    expect(made.code).toBe(0);
+    const backupHash = sha(backup);
+    for (let i = 0; i < 5; i++) await ingest(url, `after-backup-${i}`, 1000);
+    // A crash: the old store's WAL and shared-memory files stay beside it.
+    first.child.kill("SIGKILL");
+    await first.code;
+    expect(statSync(`${db}-wal`).size).toBeGreaterThan(0);
+
+    // Half done: the old store removed, its WAL left, the copy not yet in place. serve names the files and creates nothing.
+    rmSync(db);
+    const half = serve(dir);
+    expect(await half.code).toBe(1);
+    expect(half.output().trim().split("\n")).toHaveLength(1);
+    expect(half.output()).toContain(`portrait: ${db} is missing but ${db}-wal is there`);
+    expect(half.output()).toContain(`delete ${db}-wal and ${db}-shm, then copy the backup in as ${db}`);
+    expect(existsSync(db)).toBe(false);
+
+    // The README's steps: delete the two files, copy (not move) the backup in.
+    rmSync(`${db}-wal`, { force: true });
+    rmSync(`${db}-shm`, { force: true });
+    copyFileSync(backup, db);
+    const restored = serve(dir);
+    try {
+      await started(restored);
+      const at = /Portrait listening on (\S+)/.exec(restored.output())?.[1] as string;
+      expect(await profilesOf(at, "before-backup")).toBe(1);
+      expect(await profilesOf(at, "after-backup-0")).toBe(0);
+      await ingest(at, "after-restore", 10);
+      expect(await profilesOf(at, "after-restore")).toBe(1);
+    } finally {
+      await stop(restored);
+    }
+    const check = await cli.run(["accounts", "list", "--data-dir", dir]);
+    expect(check.code).toBe(0);
+    expect(sha(backup)).toBe(backupHash);
+  }, 120_000);
 });

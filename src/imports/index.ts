@@ -50,6 +50,8 @@ export function createImports(
       // data directory, and one may be receiving an upload now: only those untouched for a day.
       const removed = await service.removeAbandonedUploads(store.dialect === "sqlite" ? 0 : 24 * 3600_000);
       if (removed > 0) logger?.info({ removed }, "imports: removed uploads cut off by an earlier process");
+      // Before the runner claims anything: an import whose upload is gone ends `failed` (SQLite) or is named (PostgreSQL).
+      await runner.failLostUploads();
       runner.start();
       const port = config.sftpPort;
       if (port === null) return;

@@ -114,6 +114,56 @@ export class ImportRunner {
     this.timer.unref();
   }
 
+  /**
+   * At start: imports left `queued` or `running` whose upload is not in the data directory (a store restored from a
+   * backup, which holds no uploads; a file removed by hand) would never run, and would count as unfinished for good.
+   *
+   * SQLite (`reclaimOnStart`): the data directory is the store's own, and an upload is in place before its import row
+   * exists and removed only after it ended, so a missing file is lost for good. Each such import no live worker holds
+   * is claimed (a claim is refused while another worker heartbeats it) and ended `failed`, with an error naming the
+   * file, logged, and counted by the observer.
+   * PostgreSQL: nodes with separate data directories each hold their own uploads (docs/scaling.md), so a file missing
+   * here may be in another node's directory, waiting for it: it is never failed, only warned about.
+   * Returns the ids of the imports failed.
+   */
+  async failLostUploads(): Promise<string[]> {
+    const failed: string[] = [];
+    const now = Date.now();
+    const staleBefore = Math.max(now - this.claimTimeoutMs, this.opts.reclaimOnStart ? this.startedAt : 0);
+    for (const row of await this.store.imports.listUnfinished()) {
+      if (existsSync(this.filePath(row))) continue;
+      const where = { importId: row.id, accountId: row.accountId, file: this.filePath(row) };
+      if (!this.opts.reclaimOnStart) {
+        const live = row.claimedBy !== null && (row.heartbeatAt ?? 0) >= staleBefore;
+        if (!live) {
+          this.opts.logger?.warn(
+            where,
+            `import ${row.id} is ${row.status} but its upload is not in this node's data directory: it runs on ` +
+              "the node whose directory holds it; if no node holds it (a restored database), upload the file again",
+          );
+        }
+        continue;
+      }
+      const error =
+        `the uploaded file is missing (${row.filePath} in the data directory; a store restored from a backup has ` +
+        "no uploads): the import cannot go on; upload the file again";
+      const claimed = await this.store.imports.claimImport(row.accountId, row.id, this.opts.workerId, now, staleBefore);
+      if (!claimed) continue;
+      await this.store.imports.finishImport(
+        row.accountId,
+        row.id,
+        this.opts.workerId,
+        { status: "failed", error },
+        now,
+      );
+      this.opts.observer?.finished(row.kind, "failed");
+      this.opts.logger?.warn(where, `import ${row.id} failed: its upload is missing, so it cannot resume`);
+      await this.writeResults(row.accountId, row.id);
+      failed.push(row.id);
+    }
+    return failed;
+  }
+
   /** Stops between batches; an import in progress keeps its checkpoint and is resumed by the next start. */
   async stop(): Promise<void> {
     this.stopped = true;

@@ -62,6 +62,19 @@ export function checkGivenKey(kind: KeyKind, key: string): void {
   if (problem !== null) throw new PortraitError("INVALID_VALUE", `a ${kind} key ${problem}`, "key");
 }
 
+/**
+ * Control characters (C0, DEL, C1): a tab or a newline in a name splits the CLI's tab-separated listings (`accounts
+ * list`, `keys list`) across columns and lines, and no name needs one.
+ */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+
+function controlMessage(what: string, name: string): string {
+  const at = name.search(CONTROL);
+  const code = name.charCodeAt(at).toString(16).toUpperCase().padStart(4, "0");
+  return `${what} must not hold control characters (tab, newline…): U+${code} at position ${at + 1}`;
+}
+
 export class Accounts {
   private readonly cache = new Map<string, { at: number; auth: AuthenticatedKey }>();
 
@@ -73,6 +86,9 @@ export class Accounts {
   async create(name: string, keys: { secretKey?: string; publicKey?: string } = {}, id?: string): Promise<NewAccount> {
     if (typeof name !== "string" || name.trim() === "" || name.length > 200) {
       throw new PortraitError("INVALID_VALUE", "an account name is 1-200 characters", "name");
+    }
+    if (CONTROL.test(name)) {
+      throw new PortraitError("INVALID_VALUE", controlMessage("an account name", name), "name");
     }
     // Every given key is checked before anything is written: a refused key must not leave an account without keys.
     if (keys.secretKey !== undefined) checkGivenKey("secret", keys.secretKey);
@@ -95,6 +111,9 @@ export class Accounts {
     }
     if (typeof name !== "string" || name.length === 0 || name.length > 200) {
       throw new PortraitError("INVALID_VALUE", "name must be a string of 1-200 characters", "name");
+    }
+    if (CONTROL.test(name)) {
+      throw new PortraitError("INVALID_VALUE", controlMessage("a key name", name), "name");
     }
     if (given !== undefined) checkGivenKey(kind, given);
     const key = given ?? generateKey(kind);

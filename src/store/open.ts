@@ -40,6 +40,16 @@ async function openSqlite(opts: OpenStoreOptions, from: string): Promise<Store> 
       `no Portrait store at ${file} (${named}start \`portrait serve\` once to create it, or pass --data-dir)`,
     );
   }
+  // A `-wal` without its database: a restore half done (the old store removed, the copy not yet in place). Opening
+  // would create an empty portrait.db and replay the old store's WAL into it, and a first start on that would make a
+  // new account `default` beside what the WAL held. Exact: SQLite never leaves a WAL without its database file.
+  const wal = `${file}-wal`;
+  if (!existsSync(file) && existsSync(wal)) {
+    throw new Error(
+      `${file} is missing but ${wal} is there (a restore half done?): to restore a backup, delete ${wal} and ` +
+        `${file}-shm, then copy the backup in as ${file}; to start a new store, delete both files (${from})`,
+    );
+  }
   try {
     makeDirectory(dir);
   } catch (error) {
@@ -49,9 +59,16 @@ async function openSqlite(opts: OpenStoreOptions, from: string): Promise<Store> 
   try {
     store = SqliteStore.open(file, { cacheMb: opts.sqliteCacheMb });
   } catch (error) {
-    throw new Error(`cannot open the SQLite store ${file} (${reasonOf(error)}; ${from})`);
+    throw (
+      busyError(error, file, from) ?? new Error(`cannot open the SQLite store ${file} (${reasonOf(error)}; ${from})`)
+    );
   }
-  await store.migrate();
+  try {
+    await store.migrate();
+  } catch (error) {
+    await store.close().catch(() => undefined);
+    throw busyError(error, file, from) ?? error;
+  }
   return store;
 }
 
@@ -180,6 +197,19 @@ function serverOf(url: string): string {
 }
 
 /** An error's message on one line, or its code when the message is empty (an AggregateError of refused addresses). */
+/**
+ * SQLITE_BUSY past the busy timeout: another process holds the store's write lock. Said as such (the store is fine,
+ * and so is the flag that named it: retry), or null for another error.
+ */
+function busyError(error: unknown, file: string, from: string): Error | null {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code !== "SQLITE_BUSY" && code !== "SQLITE_LOCKED") return null;
+  return new Error(
+    `the SQLite store ${file} is busy: another process has held its write lock for 5 s (an sqlite3 shell with an ` +
+      `open transaction, a backup tool that locks); nothing was done, run the command again once it lets go (${code}; ${from})`,
+  );
+}
+
 function reasonOf(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
   const code = (error as { code?: string }).code;
