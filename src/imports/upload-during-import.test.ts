@@ -1,7 +1,8 @@
 /**
  * An upload while another account's import runs (SQLite, whose transactions run on the event loop): each turn of the
  * loop then holds one import batch, and an upload that moved one socket read per turn crawled at ≈ 1 MB/s (CLI audit
- * F5). It now moves several MB a turn: a 16 MB upload takes well under the 16 s it took.
+ * F5). It now moves several MB a turn. Counted in turns, not timed (speed belongs to the bench): at one 64 KB read a
+ * turn, a 16 MB upload lasts ≥ 250 turns, as many import batches, the whole of this import; now a few.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Accounts } from "../pipeline/accounts.js";
@@ -25,7 +26,7 @@ async function upload(key: string, body: string | Uint8Array): Promise<{ status:
 }
 
 describe("uploads while an import runs", () => {
-  it("go at several MB/s, not one socket read per import batch", async () => {
+  it("move several MB per turn of the event loop, not one socket read per import batch", async () => {
     const rows = Array.from({ length: 150_000 }, (_, i) => `u${i}@example.com,User ${i},${i % 97}`);
     const running = await upload(SECRET, `Email,Name,Points\n${rows.join("\n")}\n`);
     expect(running.status).toBe(202);
@@ -36,14 +37,12 @@ describe("uploads while an import runs", () => {
     const other = await new Accounts(s.server.store).create("other");
     const line = "x".repeat(99);
     const big = new TextEncoder().encode(`Email\n${Array.from({ length: 160_000 }, () => line).join("\n")}\n`);
-    const t0 = performance.now();
+    const before = (await s.api("GET", `/v1/imports/${running.id}`)).body.rows as number;
     const uploaded = await upload(other.secretKey, big);
-    const seconds = (performance.now() - t0) / 1000;
     expect(uploaded.status).toBe(202);
     const during = (await s.api("GET", `/v1/imports/${running.id}`)).body;
-    // Only meaningful while the import still ran: the whole upload then shared the loop with its batches.
+    // The running import moved on by a few batches while the upload came in, not by its whole length.
     expect(during.status).toBe("running");
-    const mbPerSecond = big.length / 1e6 / seconds;
-    expect(mbPerSecond, `${mbPerSecond.toFixed(1)} MB/s`).toBeGreaterThan(4);
+    expect(during.rows - before).toBeLessThan(rows.length / 3);
   }, 120_000);
 });
