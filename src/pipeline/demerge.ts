@@ -103,11 +103,7 @@ export async function undoMerge(uow: UnitOfWork, ids: IdSource, now: number, mer
   ] as const) {
     marker.systemEvent(profileId, "Profile Demerged", now, { "Merge ID": mergeId, "Other Profile": other });
   }
-  await tx.insertEvents(accountId, marker.systemEvents);
-  for (const e of marker.systemEvents) {
-    const state = await uow.load(e.profileId);
-    if (state) uow.put({ ...state, stats: { ...state.stats, events: state.stats.events + 1 } });
-  }
+  await marker.writeSystemEvents();
 
   const skipped: DemergeResult["skipped"] = [];
   // Those of the two who were identified before the merge: a replayed login must not make them orphans (RecordScope).
