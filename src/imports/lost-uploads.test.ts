@@ -12,6 +12,7 @@ import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { createMetrics } from "../api/metrics.js";
 import type { ImportRow } from "../store/import-store.js";
+import { queuedImportRow } from "../test-support/imports.js";
 import { type Harness, makeHarness } from "../test-support/portrait.js";
 import { storesUnderTest } from "../test-support/postgres.js";
 import { createImports } from "./index.js";
@@ -26,32 +27,12 @@ afterEach(async () => {
 });
 
 function importRow(h: Harness, id: string, over: Partial<ImportRow>): ImportRow {
-  return {
-    accountId: h.account.id,
-    id,
-    kind: "profiles",
-    format: "csv",
-    status: "queued",
-    source: "api",
+  return queuedImportRow(h.account.id, id, {
     fileName: "customers.csv",
     filePath: path.join("imports", id),
-    sha256: "0".repeat(64),
-    bytes: 10,
-    options: {},
-    header: null,
-    rows: 0,
-    processed: 0,
-    failed: 0,
-    bytesRead: 0,
-    lastRow: 0,
-    error: null,
     createdAt: Date.now() - 60_000,
-    startedAt: null,
-    finishedAt: null,
-    claimedBy: null,
-    heartbeatAt: null,
     ...over,
-  } as ImportRow;
+  });
 }
 
 function logged(): { logger: pino.Logger; lines: () => Array<Record<string, unknown>> } {

@@ -4,6 +4,7 @@
  * redaction inside the deleting transaction (SEMANTICS §10).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { queuedImportRow } from "../test-support/imports.js";
 import { type Harness, makeHarness } from "../test-support/portrait.js";
 import { storesUnderTest } from "../test-support/postgres.js";
 import type { ImportRow } from "./import-store.js";
@@ -13,31 +14,13 @@ let n = 0;
 
 function importRow(accountId: string, createdAt: number): ImportRow {
   n++;
-  return {
-    accountId,
-    id: `${n.toString(16).padStart(8, "0")}${"0".repeat(24)}`,
-    kind: "profiles",
-    format: "csv",
-    status: "queued",
-    source: "api",
-    fileName: "people.csv",
+  return queuedImportRow(accountId, `${n.toString(16).padStart(8, "0")}${"0".repeat(24)}`, {
     filePath: `imports/${n}`,
     sha256: "a".repeat(64),
     bytes: 100,
     options: { mapping: { mail: "Email" } },
-    header: null,
-    rows: 0,
-    processed: 0,
-    failed: 0,
-    bytesRead: 0,
-    lastRow: 0,
-    error: null,
     createdAt,
-    startedAt: null,
-    finishedAt: null,
-    claimedBy: null,
-    heartbeatAt: null,
-  };
+  });
 }
 
 describe.each(stores)("%s import store", (kind) => {

@@ -1,4 +1,5 @@
-/** Helpers for import tests: upload a file to a test server and wait for its import to finish. */
+/** Helpers for import tests: upload a file to a test server and wait for its import to finish; import rows. */
+import type { ImportRow } from "../store/import-store.js";
 import { SECRET, type TestServer } from "./server.js";
 
 // biome-ignore lint/suspicious/noExplicitAny: tests read response bodies of every shape
@@ -50,4 +51,34 @@ export async function failuresCsv(ts: TestServer, id: string): Promise<string> {
   });
   if (res.status !== 200) throw new Error(`failures.csv → ${res.status}`);
   return res.text();
+}
+
+/** A queued import row as the service inserts one, for tests below the service; `over` sets what a test is about. */
+export function queuedImportRow(accountId: string, id: string, over: Partial<ImportRow> = {}): ImportRow {
+  return {
+    accountId,
+    id,
+    kind: "profiles",
+    format: "csv",
+    status: "queued",
+    source: "api",
+    fileName: "people.csv",
+    filePath: `imports/${id}`,
+    sha256: "0".repeat(64),
+    bytes: 10,
+    options: {},
+    header: null,
+    rows: 0,
+    processed: 0,
+    failed: 0,
+    bytesRead: 0,
+    lastRow: 0,
+    error: null,
+    createdAt: Date.now(),
+    startedAt: null,
+    finishedAt: null,
+    claimedBy: null,
+    heartbeatAt: null,
+    ...over,
+  };
 }
