@@ -282,26 +282,33 @@ describe("portrait import: the server", () => {
     expect(result.stdout).toMatch(new RegExp(`^import ${queued?.[1]} done in [\\d.]+ s: 1 row, 1 processed, 0 failed`));
   }, 60_000);
 
+  /** `portrait import FILE` against `url`, sent `signal` once its stderr shows `when`: its exit code and stderr. */
+  async function signalled(
+    csv: string,
+    url: string,
+    when: RegExp,
+    signal: NodeJS.Signals,
+  ): Promise<{ code: number | null; stderr: string }> {
+    const child = cli.spawn(["import", csv, "--kind", "profiles", "--key", SECRET, "--url", url]);
+    let stderr = "";
+    child.stderr?.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    await expect.poll(() => stderr, { timeout: 20_000 }).toMatch(when);
+    child.kill(signal);
+    const [code] = (await once(child, "exit")) as [number | null];
+    return { code, stderr };
+  }
+
   it("on Ctrl-C after the upload, says the import goes on and how to follow it, exit 130", async () => {
     const fake = await fakeServer(neverEnding);
     try {
-      const child = cli.spawn([
-        "import",
+      const { code, stderr } = await signalled(
         file("c.csv", "Email\nc@x.io\n"),
-        "--kind",
-        "profiles",
-        "--key",
-        SECRET,
-        "--url",
         fake.url,
-      ]);
-      let stderr = "";
-      child.stderr?.on("data", (chunk: Buffer) => {
-        stderr += chunk.toString();
-      });
-      await expect.poll(() => stderr, { timeout: 20_000 }).toMatch(/import imp_fake queued\n/);
-      child.kill("SIGINT");
-      const [code] = (await once(child, "exit")) as [number | null];
+        /import imp_fake queued\n/,
+        "SIGINT",
+      );
       expect(code).toBe(130);
       expect(stderr).toMatch(
         new RegExp(
@@ -325,36 +332,18 @@ describe("portrait import: the server", () => {
         ["SIGTERM", 143],
         ["SIGINT", 130],
       ] as const) {
-        const child = cli.spawn(["import", big, "--kind", "profiles", "--key", SECRET, "--url", stalled.url]);
-        let stderr = "";
-        child.stderr?.on("data", (chunk: Buffer) => {
-          stderr += chunk.toString();
-        });
-        await expect.poll(() => stderr, { timeout: 20_000 }).toMatch(/uploading big\.csv/);
-        child.kill(signal);
-        const [code] = (await once(child, "exit")) as [number | null];
+        const { code, stderr } = await signalled(big, stalled.url, /uploading big\.csv/, signal);
         expect(code).toBe(expected);
         expect(stderr).toMatch(
           new RegExp(`portrait: upload of big\\.csv abandoned \\(${signal}\\); nothing was imported\\n$`),
         );
       }
-      const child = cli.spawn([
-        "import",
+      const { code, stderr } = await signalled(
         file("t.csv", "Email\nt@x.io\n"),
-        "--kind",
-        "profiles",
-        "--key",
-        SECRET,
-        "--url",
         fake.url,
-      ]);
-      let stderr = "";
-      child.stderr?.on("data", (chunk: Buffer) => {
-        stderr += chunk.toString();
-      });
-      await expect.poll(() => stderr, { timeout: 20_000 }).toMatch(/import imp_fake queued\n/);
-      child.kill("SIGTERM");
-      const [code] = (await once(child, "exit")) as [number | null];
+        /import imp_fake queued\n/,
+        "SIGTERM",
+      );
       expect(code).toBe(143);
       expect(stderr).toMatch(/portrait: stopped watching; import imp_fake continues on the server \(GET .*\)\n$/);
     } finally {
