@@ -16,7 +16,7 @@ export function addExportCommand(program: Command, access: StoreAccess = storeAc
   )
     .option("--profile <id>", "a profile id: prints the same JSON as GET /v1/profiles/{id}/export")
     .option("--segment <id>", "a saved segment id: writes the same CSV as GET /v1/segments/{id}/export.csv")
-    .option("--account <id>", "account id", "default")
+    .option("--account <id>", "account id, or its name", "default")
     .action(async (opts: StoreOptions & { profile?: string; segment?: string; account: string }) => {
       if ((opts.profile === undefined) === (opts.segment === undefined)) {
         throw new CliError("INVALID_VALUE", "give --profile ID or --segment ID (one of them)");

@@ -528,7 +528,7 @@ export function addImportCommands(
 
   const storeOptions = (cmd: Command) =>
     cmd
-      .option("--account <id>", "account id", "default")
+      .option("--account <id>", "account id, or its name", "default")
       .option("--data-dir <dir>", "SQLite data directory (default: $PORTRAIT_DATA_DIR or ./data)")
       .option("--database-url <url>", "PostgreSQL URL (default: $PORTRAIT_DATABASE_URL)")
       .option("--json", "print JSON");

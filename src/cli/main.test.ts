@@ -489,6 +489,43 @@ describe("operator commands on a store", () => {
     expectOneLineError(await inStore("accounts", "create", "   "), /INVALID_VALUE: an account name must not be blank/);
   });
 
+  it("account names are unique without case, and --account takes a name where no account has that id", async () => {
+    const made = JSON.parse((await inStore("accounts", "create", "Named Corp", "--json")).stdout);
+    expectOneLineError(
+      await inStore("accounts", "create", "  named corp "),
+      new RegExp(`^portrait: ACCOUNT_EXISTS: an account named Named Corp exists already \\(id ${made.id}\\)\n`),
+    );
+    const names = (JSON.parse((await inStore("accounts", "list", "--json")).stdout) as Array<{ name: string }>).map(
+      (a) => a.name.toLowerCase(),
+    );
+    expect(names.filter((n) => n === "named corp")).toHaveLength(1);
+
+    // By name, in any case: the key lands on that account, not on default.
+    const key = JSON.parse(
+      (await inStore("keys", "create", "--account", "NAMED CORP", "--name", "k", "--json")).stdout,
+    );
+    const listed = JSON.parse((await inStore("keys", "list", "--account", made.id, "--json")).stdout) as Array<{
+      id: string;
+    }>;
+    expect(listed.map((k) => k.id)).toContain(key.id);
+    const onDefault = JSON.parse((await inStore("keys", "list", "--json")).stdout) as Array<{ id: string }>;
+    expect(onDefault.map((k) => k.id)).not.toContain(key.id);
+
+    // Two accounts with one name (a store from before the rule): the name alone is refused, the id still works.
+    const store = await openStore({ dataDir: dir, databaseUrl: null });
+    let twin: string;
+    try {
+      twin = (await new Accounts(store).create("Named Corp")).account.id;
+    } finally {
+      await store.close();
+    }
+    expectOneLineError(
+      await inStore("keys", "list", "--account", "named corp"),
+      new RegExp(`^portrait: AMBIGUOUS_ACCOUNT: 2 accounts are named named corp: give the id of one \\(.*${twin}`),
+    );
+    expect((await inStore("keys", "list", "--account", twin)).code).toBe(0);
+  });
+
   it("keys print the API's fields, and revoke answers as DELETE /v1/keys/{id} does", async () => {
     const created = JSON.parse((await inStore("keys", "create", "--kind", "public", "--name", "web", "--json")).stdout);
     // POST /v1/keys: the key's view and the key, shown once.

@@ -19,7 +19,7 @@ import { CliError } from "./cli-error.js";
 import { addExportCommand } from "./export.js";
 import { addImportCommands } from "./import.js";
 import { addSegmentCommands } from "./segment.js";
-import { accountOf, type StoreOptions, withStore, withStoreOptions } from "./store-access.js";
+import { accountOf, type StoreOptions, sameAccountName, withStore, withStoreOptions } from "./store-access.js";
 
 function print(value: unknown, json: boolean | undefined, text: () => string): void {
   if (json) {
@@ -109,6 +109,10 @@ export function buildCli(): Command {
               "and prints its keys and dashboard login",
           );
         }
+        const taken = (await store.listAccounts()).find((a) => sameAccountName(a.name, name));
+        if (taken) {
+          throw new CliError("ACCOUNT_EXISTS", `an account named ${taken.name} exists already (id ${taken.id})`);
+        }
         const { Accounts } = await import("../pipeline/accounts.js");
         const created = await new Accounts(store).create(name);
         const out = { id: created.account.id, name, secretKey: created.secretKey, publicKey: created.publicKey };
@@ -151,7 +155,7 @@ export function buildCli(): Command {
 
   const keys = program.command("keys").description("manage API keys");
   withStoreOptions(keys.command("create").description("create a key (shown once)"))
-    .option("--account <id>", "account id", "default")
+    .option("--account <id>", "account id, or its name", "default")
     .option("--kind <kind>", "secret or public", "secret")
     .option("--name <name>", "a name to recognise it by", "cli")
     .option("--json", "print JSON")
@@ -166,7 +170,7 @@ export function buildCli(): Command {
       });
     });
   withStoreOptions(keys.command("list").description("list keys"))
-    .option("--account <id>", "account id", "default")
+    .option("--account <id>", "account id, or its name", "default")
     .option("--json", "print JSON")
     .action(async (opts: StoreOptions & { account: string; json?: boolean }) => {
       await withStore(opts, async (store) => {
@@ -181,7 +185,7 @@ export function buildCli(): Command {
       });
     });
   withStoreOptions(keys.command("revoke <id>").description("revoke a key (a revoked key stays revoked: exit 0)"))
-    .option("--account <id>", "account id", "default")
+    .option("--account <id>", "account id, or its name", "default")
     .option("--json", "print JSON")
     .action(async (id: string, opts: StoreOptions & { account: string; json?: boolean }) => {
       await withStore(opts, async (store) => {
@@ -198,7 +202,7 @@ export function buildCli(): Command {
     });
 
   withStoreOptions(program.command("find").description("find a person by an identity"))
-    .option("--account <id>", "account id", "default")
+    .option("--account <id>", "account id, or its name", "default")
     .option("--email <email>")
     .option("--identity <identity>")
     .option("--phone <phone>")

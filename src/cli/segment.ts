@@ -11,7 +11,7 @@ export function addSegmentCommands(program: Command, access: StoreAccess = store
   const segment = program.command("segment").description("find people by criteria (segments)");
   withStoreOptions(segment.command("count").description("count the profiles a condition matches (exact)"))
     .requiredOption("--where <json>", 'a segment condition, e.g. \'{"property": "Plan", "op": "eq", "value": "pro"}\'')
-    .option("--account <id>", "account id", "default")
+    .option("--account <id>", "account id, or its name", "default")
     .option("--json", "print JSON")
     .action(async (opts: StoreOptions & { where: string; account: string; json?: boolean }) => {
       let where: unknown;

@@ -29,11 +29,28 @@ export async function withStore<T>(opts: StoreOptions, fn: (store: Store) => Pro
   }
 }
 
-export async function accountOf(store: Store, id: string | undefined): Promise<Account> {
-  const accountId = id ?? "default";
-  const account = await store.getAccount(accountId);
-  if (!account) throw new CliError("UNKNOWN_ACCOUNT", `no account ${accountId}; see \`portrait accounts list\``);
-  return account;
+/**
+ * The account an operator command acts on: `--account` names it by id, or by its name when no account has that id
+ * (names are unique, compared without case; a store from before that rule may hold two, which then need the id).
+ */
+export async function accountOf(store: Store, given: string | undefined): Promise<Account> {
+  const wanted = given ?? "default";
+  const byId = await store.getAccount(wanted);
+  if (byId) return byId;
+  const named = (await store.listAccounts()).filter((a) => sameAccountName(a.name, wanted));
+  if (named.length === 1) return named[0] as Account;
+  if (named.length > 1) {
+    throw new CliError(
+      "AMBIGUOUS_ACCOUNT",
+      `${named.length} accounts are named ${wanted}: give the id of one (${named.map((a) => a.id).join(", ")})`,
+    );
+  }
+  throw new CliError("UNKNOWN_ACCOUNT", `no account ${wanted}; see \`portrait accounts list\``);
+}
+
+/** Account names differ only when they differ beyond case: `Acme` and `acme` would be told apart by nobody. */
+export function sameAccountName(a: string, b: string): boolean {
+  return a.toLowerCase() === b.toLowerCase();
 }
 
 /** What a command module needs of the store; a test may hand in its own (an in-process server's store). */
