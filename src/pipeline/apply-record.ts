@@ -215,6 +215,9 @@ async function applyEvent(scope: RecordScope, record: EventRecord): Promise<Reco
   if (record.name === "Charged") {
     const chargedId = record.properties["Charged ID"];
     if (chargedId !== undefined && !(await uow.tx.claimChargedId(uow.accountId, profileId, String(chargedId)))) {
+      // Journalled all the same: on a merged person the duplicate may be another side's purchase, which an undo
+      // replays onto that side (SEMANTICS §7), where it is no duplicate.
+      scope.touched.add(profileId);
       return { profileId, outcome: "duplicate" };
     }
     amount = typeof record.properties.Amount === "number" ? record.properties.Amount : 0;

@@ -176,6 +176,35 @@ describe.each(stores)("%s store", (store) => {
       expect(await codeOf(h.portrait.undoMerge(h.account, mergeId))).toBe("ALREADY_UNDONE");
     });
 
+    it("undo replays a purchase that was a duplicate only because of the merge onto the side it came through", async () => {
+      const t = await person("dt", { Identity: "t" }, 1);
+      const s = await person("ds", { Identity: "s" }, 2);
+      const { mergeId } = await h.portrait.merge(h.account, t, s);
+      const charged = (deviceId: string, at: number) =>
+        h.ingest({
+          type: "event",
+          deviceId,
+          name: "Charged",
+          ts: ts(at),
+          properties: { Amount: 30, "Charged ID": "o2" },
+        });
+      expect((await charged("ds", 3)).results[0]?.outcome).toBe("stored");
+      expect((await charged("dt", 4)).results[0]?.outcome).toBe("duplicate");
+      // A true retry on one side stays a duplicate after the undo as well.
+      expect((await charged("ds", 5)).results[0]?.outcome).toBe("duplicate");
+
+      const undone = await h.portrait.undoMerge(h.account, mergeId);
+      expect(undone.unapplied ?? []).toEqual([]);
+      for (const id of [t, s]) {
+        const p = await h.portrait.requireProfile(h.account, id);
+        expect(p.type, id).toBe("customer");
+        expect(p.stats.revenue, id).toBe(30);
+        const timeline = await h.portrait.timeline(h.account, id, { limit: 50 });
+        const when = new Date(ts(id === t ? 4 : 3) * 1000).toISOString();
+        expect(timeline.events.filter((e) => e.name === "Charged").map((e) => e.ts), id).toEqual([when]);
+      }
+    });
+
     it("undo never makes a person identified before the merge an orphan, though someone took their only value since", async () => {
       const a = await person("dA", { Identity: "a" }, 1);
       await h.ingest({ type: "event", deviceId: "dA", name: "A-own", ts: ts(2) });
