@@ -201,7 +201,10 @@ describe.each(stores)("%s store", (store) => {
         expect(p.stats.revenue, id).toBe(30);
         const timeline = await h.portrait.timeline(h.account, id, { limit: 50 });
         const when = new Date(ts(id === t ? 4 : 3) * 1000).toISOString();
-        expect(timeline.events.filter((e) => e.name === "Charged").map((e) => e.ts), id).toEqual([when]);
+        expect(
+          timeline.events.filter((e) => e.name === "Charged").map((e) => e.ts),
+          id,
+        ).toEqual([when]);
       }
     });
 

@@ -259,6 +259,8 @@ function boundaryProfiles(today: string, now: number): ProfileState[] {
     const birthday = `${String(Number(y) - years).padStart(4, "0")}-${m}-${d}`;
     for (const shift of [-1, 0, 1]) add({ DOB: { v: shiftDay(birthday, shift), t: "date", ts: 1 } });
   }
+  // Placeholder birth dates of CRM data, and the ends of the calendar.
+  for (const v of ["1900-01-01", "0001-01-01", "9999-12-31"]) add({ DOB: { v, t: "date", ts: 1 } });
   add({ DOB: { v: "2024-02-29", t: "date", ts: 1 } });
   add({ DOB: { v: "2000-02-29", t: "date", ts: 1 } });
   add({ DOB: { v: "not a date", t: "date", ts: 1 } });
@@ -348,6 +350,13 @@ function boundaryConditions(today: string): Json[] {
     `${dobDays[0]}T22:59:59Z`,
     "2000-02-29",
     "2000-03-01",
+    "1900-01-01",
+    "1900-06-01",
+    "1900-12-30",
+    "0001-01-01",
+    "9999-12-31",
+    "$D_253402300798",
+    "$D_-2208988800",
   ];
   for (const op of ["eq", "neq", "gt", "gte", "lt", "lte", "before", "after"]) {
     for (const value of dobTexts) out.push({ property: "DOB", op, value });

@@ -83,8 +83,11 @@ export function integerRange(r: InstantRange): { lo: number | null; hi: number |
 /** Before the first and after the last `YYYY-MM-DD` text: the ends of calendar-date comparisons. */
 export const BEFORE_ALL_DAYS = "0000-00-00";
 export const AFTER_ALL_DAYS = "9999-99-99";
-/** 0001-01-01 and 9999-12-31 (UTC) with two days to spare for any timezone offset. */
-const FIRST_DAY_MS = Date.UTC(1, 0, 1) - 2 * DAY_MS;
+/**
+ * 0001-01-01 and 9999-12-31 (UTC) with two days to spare for any timezone offset. Not `Date.UTC(1, 0, 1)`: that
+ * reads year 1 as 1901, which made every bound up to 1900-12-30 "before all days" (DOB eq 1900-01-01 found nobody).
+ */
+const FIRST_DAY_MS = new Date(0).setUTCFullYear(1, 0, 1) - 2 * DAY_MS;
 const LAST_DAY_MS = Date.UTC(9999, 11, 31) + 2 * DAY_MS;
 
 function pad(n: number, width: number): string {
@@ -112,7 +115,8 @@ export function firstDayFrom(ms: number, timezone: string): string {
   for (let offset = -1; offset <= 2; offset++) {
     const [y, m, d] = addDays(year, month, day, offset);
     const midnight = zonedWallClockToEpoch({ year: y, month: m, day: d, hour: 0, minute: 0, second: 0 }, timezone);
-    if (midnight >= ms) return dayText(y, m, d);
+    // A day past 9999-12-31 has no YYYY-MM-DD text ("10000-01-01" would sort before "2000-…").
+    if (midnight >= ms) return y > 9999 ? AFTER_ALL_DAYS : dayText(y, m, d);
   }
   throw new Error(`firstDayFrom: no midnight at or after ${ms} in ${timezone}`);
 }
