@@ -9,6 +9,7 @@ import {
   countEvent,
   foldActivity,
   isCountOnlyEvent,
+  roundMoney,
 } from "./activity.js";
 import { newProfileState } from "./profile.js";
 import type { ProfileState, RecordContext } from "./types.js";
@@ -161,5 +162,20 @@ describe("activity deltas", () => {
     expect(applyActivity(countEvent(state, "Charged", 12), 30, undefined)).not.toEqual(
       applyActivityDelta(state, foldActivity(undefined, 30)),
     );
+  });
+});
+
+describe("lifetime revenue", () => {
+  it("keeps millionths for ordinary amounts and stays at the largest double instead of overflowing", () => {
+    expect(roundMoney(0.1 + 0.2)).toBe(0.3);
+    expect(roundMoney(12_345_678_901.5)).toBe(12_345_678_901.5);
+    let state = newProfileState("p", 1, 1);
+    for (const amount of [1e308, 1e308, 5]) {
+      state = countEvent(state, "Charged", amount);
+      expect(Number.isFinite(state.stats.revenue)).toBe(true);
+    }
+    expect(state.stats.revenue).toBe(Number.MAX_VALUE);
+    expect(JSON.parse(JSON.stringify(state.stats)).revenue).toBe(Number.MAX_VALUE);
+    expect(countEvent(newProfileState("q", 1, 1), "Charged", 2e302).stats.revenue).toBe(2e302);
   });
 });

@@ -77,8 +77,14 @@ export function countEvent(state: ProfileState, name: string, amount: number): P
   };
 }
 
-/** Keeps revenue free of binary-fraction drift (0.1 + 0.2) for the amounts people actually charge. */
+/**
+ * Keeps revenue free of binary-fraction drift (0.1 + 0.2) for the amounts people actually charge. Past 9e9 there are
+ * no millionths a double could keep, and n × 1e6 would overflow near 1.8e302: such a sum is kept as it is, and one
+ * beyond the largest double stays at it, since JSON has no Infinity (the revenue became null, and the next Charged
+ * counted from 0 again).
+ */
 export function roundMoney(n: number): number {
+  if (Math.abs(n) >= 9e9) return Math.min(n, Number.MAX_VALUE);
   return Math.round(n * 1e6) / 1e6;
 }
 

@@ -215,6 +215,51 @@ describe.each(stores)(
       // ≈ 8 s alone on PostgreSQL; several times that when the whole suite shares two cores.
     }, 180_000);
 
+    it("sums and averages beyond the largest double answer as the evaluator does (Infinity), not fail", async () => {
+      const accountId = await freshAccount();
+      const charged = (Amount: number, n: number): Subject["events"][number] => ({
+        profileId: "",
+        seq: 0,
+        id: `e-${n}`,
+        name: "Charged",
+        ts: ARB_NOW - n * 1000,
+        properties: { Amount },
+        deviceId: null,
+        platform: null,
+      });
+      const written: Subject[] = [];
+      for (const amounts of [
+        [1e308, 1e308, 5],
+        [-1e308, -1e308],
+        [1e308, 4],
+      ]) {
+        const subject: Subject = {
+          state: newProfileState("x", ARB_NOW - 1000, 1),
+          events: amounts.map((a, i) => charged(a, i + 1)),
+          documents: [],
+          devices: [],
+        };
+        written.push(await writeSubject(store, accountId, subject, 0, subject));
+      }
+      const wheres: Json[] = [
+        { did: "Charged", sum: { property: "Amount", op: "gte", value: 1 } },
+        { did: "Charged", sum: { property: "Amount", op: "lt", value: -1 } },
+        { did: "Charged", avg: { property: "Amount", op: "lt", value: 10 } },
+        { did: "Charged", avg: { property: "Amount", op: "gt", value: 1e307 } },
+        { didNot: "Charged", sum: { property: "Amount", op: "between", value: [0, 1e308] } },
+      ];
+      for (const where of wheres) {
+        const c = parseCondition(where, ARB_PARSE_OPTIONS);
+        const expected = written
+          .filter((s) => isMember(c, s, CTX))
+          .map((s) => s.state.id)
+          .sort();
+        await underEveryPlan(kind, async (plan) => {
+          expect(await allPages(store, accountId, c, 10), JSON.stringify(where) + plan).toEqual(expected);
+        });
+      }
+    });
+
     it("streams the members in id order", async () => {
       await fc.assert(
         fc.asyncProperty(subjects, arbConditionJson({ maxDepth: 3 }), async (list, where) => {

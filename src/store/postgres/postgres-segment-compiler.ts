@@ -573,7 +573,8 @@ export class PostgresSegmentCompiler {
     // The week bounds let the name index (account_id, name, week, seq) skip to the window; the exact window follows.
     const inWindow = and([matching, ...(c.window ? [this.weeks(c.window), this.window("e.ts", c.window)] : [])]);
     const count = "count(*)";
-    const sum = (a: Aggregate) => `coalesce(sum(${this.eventNumber(a.path)}), 0)`;
+    // portrait_fsum: sum(float8) that overflows to Infinity instead of failing the query (schema version 10).
+    const sum = (a: Aggregate) => `coalesce(portrait_fsum(${this.eventNumber(a.path)}), 0)`;
     const groupPasses = and([
       c.count ? `${count} ${SQL_OP[c.count.op]} ${this.param(c.count.value, "bigint")}` : `${count} >= 1`,
       c.sum ? this.aggregate(c.sum, sum(c.sum)) : TRUE,

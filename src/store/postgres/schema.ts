@@ -365,6 +365,24 @@ export const MIGRATIONS: readonly Migration[] = [
         FOR EACH STATEMENT EXECUTE FUNCTION portrait_devices_deleted();
     `,
   },
+  // Segment sums and averages of event values add doubles as SQLite and the evaluator do, one after another, but a
+  // total beyond the largest double is Infinity, as there, where PostgreSQL's own sum(float8) raises "value out of
+  // range" and failed every such segment of the account. Two halves of a sum that could overflow cannot; doubling
+  // their sum back is exact when the total fits.
+  {
+    version: 10,
+    sql: `
+      CREATE FUNCTION portrait_fadd(a float8, b float8) RETURNS float8
+        LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+        SELECT CASE
+          WHEN abs(a) < 8.98846567431158e307 AND abs(b) < 8.98846567431158e307 THEN a + b
+          WHEN abs(a / 2 + b / 2) >= 8.98846567431158e307 THEN sign(a / 2 + b / 2) * 'Infinity'::float8
+          ELSE (a / 2 + b / 2) * 2
+        END
+      $$;
+      CREATE AGGREGATE portrait_fsum(float8) (SFUNC = portrait_fadd, STYPE = float8, PARALLEL = SAFE);
+    `,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.reduce((latest, m) => Math.max(latest, m.version), 0);
