@@ -299,8 +299,10 @@ async function restore(uow: UnitOfWork, mergedId: string, snap: ProfileSnapshot,
   const id = snap.state.id;
   const unapplied: UndoUnapplied[] = [];
   let state = underCurrentSettings(snap.state, uow.account.settings);
-  for (const [key, values] of Object.entries(state.identities) as Array<[IdentityKey, { value: string }[]]>) {
-    for (const v of values) {
+  // In the account's key order, not the snapshot's: PostgreSQL's jsonb keeps object keys in its own order, and the
+  // unapplied list came out differently on the two stores.
+  for (const key of uow.account.settings.identityKeys) {
+    for (const v of state.identities[key] ?? []) {
       // Released by the merge (a limit) or since, then given to someone: a value is never taken from a live person.
       if ((await tx.claimIdentity(accountId, key, v.value, id)) === id) continue;
       state = withoutIdentityValue(state, key, v.value);

@@ -176,6 +176,20 @@ describe.each(stores)("%s store", (store) => {
       expect(await codeOf(h.portrait.undoMerge(h.account, mergeId))).toBe("ALREADY_UNDONE");
     });
 
+    it("undo lists the values it could not give back in the account's identity key order, on every store", async () => {
+      await h.settings({ identityKeys: ["Identity", "Email"], identityLimits: { Identity: 1, Email: 1 } });
+      const t = await person("dT", { Identity: "uT", Email: "t@x.io" }, 10);
+      // Email first: the source's snapshot holds its keys in this order on SQLite, and jsonb's order on PostgreSQL.
+      const s = await person("dS", { Email: "s@x.io", Identity: "uS" }, 1);
+      const { mergeId } = await h.portrait.merge(h.account, t, s);
+      await person("dX", { Email: "s@x.io", Identity: "uS" }, 20);
+      const undone = await h.portrait.undoMerge(h.account, mergeId);
+      expect(undone.unapplied?.map((u) => [u.profileId, u.key, u.value])).toEqual([
+        [s, "Identity", "uS"],
+        [s, "Email", "s@x.io"],
+      ]);
+    });
+
     it("undo replays a purchase that was a duplicate only because of the merge onto the side it came through", async () => {
       const t = await person("dt", { Identity: "t" }, 1);
       const s = await person("ds", { Identity: "s" }, 2);
