@@ -5,16 +5,18 @@
  * imports after it.
  */
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import Database from "better-sqlite3";
 import { parse } from "csv-parse/sync";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runImport } from "../../test-support/imports.js";
+import { Accounts } from "../../pipeline/accounts.js";
+import { queuedImportRow, runImport } from "../../test-support/imports.js";
 import { createTestDatabase, storesUnderTest, type TestDatabase } from "../../test-support/postgres.js";
 import { fillRichStore, type RichStore } from "../../test-support/rich-store.js";
 import { SECRET, startTestServer, type TestServer } from "../../test-support/server.js";
+import { SqliteStore } from "../sqlite/sqlite-store.js";
 import { type CopySummary, copyStore } from "./copy-store.js";
 import { POSTGRES_TABLES } from "./tables.js";
 
@@ -24,6 +26,7 @@ const postgres = (await storesUnderTest()).includes("postgres");
 type AnyBody = any;
 
 let dir: string;
+let postgresDir: string | undefined;
 let db: TestDatabase;
 let rich: RichStore;
 let summary: CopySummary;
@@ -39,9 +42,9 @@ function fingerprint(): string {
   return `${createHash("sha256").update(readFileSync(file)).digest("hex")} wal ${walBytes.length}`;
 }
 
-/** Rows of the SQLite store, read directly. */
+/** Rows of the SQLite store as it was copied (the servers change it afterwards), read directly. */
 function sqliteRows<T>(sql: string): T[] {
-  const sqlite = new Database(path.join(dir, "portrait.db"), { readonly: true });
+  const sqlite = new Database(path.join(dir, "copied.db"), { readonly: true });
   try {
     return sqlite.prepare<[], T>(sql).all();
   } finally {
@@ -139,6 +142,29 @@ async function sameTimeline(id: string, key = SECRET, normalise: Normalise = asI
   return events;
 }
 
+/**
+ * An import uploaded and not yet run when the server stopped: its row queued, its file waiting in imports/. In an
+ * account of its own, so that what each server makes of it after the copy (new people, drawn ids) stays out of the
+ * comparisons of the other accounts.
+ */
+const QUEUED_IMPORT = "f".repeat(32);
+let queuedAccountKey: string;
+
+async function queueImport(dataDir: string): Promise<void> {
+  const csv = "Identity,Plan\nu-queued,team\nu-queued-2,free\n";
+  writeFileSync(path.join(dataDir, "imports", QUEUED_IMPORT), csv);
+  const store = SqliteStore.open(path.join(dataDir, "portrait.db"));
+  try {
+    const created = await new Accounts(store).create("imports at the move");
+    queuedAccountKey = created.secretKey;
+    await store.imports.insertImport(
+      queuedImportRow(created.account.id, QUEUED_IMPORT, { bytes: csv.length, createdAt: Date.now() - 60_000 }),
+    );
+  } finally {
+    await store.close();
+  }
+}
+
 describe.skipIf(!postgres)("copy-store, SQLite to PostgreSQL", () => {
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), "portrait-copy-"));
@@ -149,13 +175,19 @@ describe.skipIf(!postgres)("copy-store, SQLite to PostgreSQL", () => {
       // The procedure: stop the server first.
       await first.close();
     }
+    await queueImport(dir);
     db = (await createTestDatabase())!;
     fingerprints.push(fingerprint());
     summary = await copyStore({ dataDir: dir, to: db.url });
     fingerprints.push(fingerprint());
+    // The server stopped cleanly, so the database file holds everything (its WAL, if any, is empty).
+    cpSync(path.join(dir, "portrait.db"), path.join(dir, "copied.db"));
+    // PostgreSQL's node keeps import uploads in its data directory: a copy of this one (the procedure keeps the same
+    // directory; here each server has its own, so that they do not both run the queued import on one file).
+    postgresDir = mkdtempSync(path.join(tmpdir(), "portrait-copy-pg-"));
+    cpSync(path.join(dir, "imports"), path.join(postgresDir, "imports"), { recursive: true });
     onSqlite = await startTestServer({ PORTRAIT_DATA_DIR: dir });
-    // The same data directory: PostgreSQL's node keeps import uploads there.
-    onPostgres = await startTestServer({ PORTRAIT_DATA_DIR: dir, PORTRAIT_DATABASE_URL: db.url });
+    onPostgres = await startTestServer({ PORTRAIT_DATA_DIR: postgresDir, PORTRAIT_DATABASE_URL: db.url });
   }, 120_000);
 
   afterAll(async () => {
@@ -163,6 +195,7 @@ describe.skipIf(!postgres)("copy-store, SQLite to PostgreSQL", () => {
     await onPostgres?.close();
     await db?.drop();
     rmSync(dir, { recursive: true, force: true });
+    if (postgresDir) rmSync(postgresDir, { recursive: true, force: true });
   });
 
   it("reads the source without writing it, and fills and verifies every table", () => {
@@ -177,7 +210,7 @@ describe.skipIf(!postgres)("copy-store, SQLite to PostgreSQL", () => {
       if (t.how === "copied" && t.table !== "meta") expect(t.rows, t.table).toBe(count(t.table));
     }
     const rows = Object.fromEntries(summary.tables.map((t) => [t.table, t.rows]));
-    expect(rows).toMatchObject({ profiles: count("profiles"), events: count("events"), merges: 2, imports: 2 });
+    expect(rows).toMatchObject({ profiles: count("profiles"), events: count("events"), merges: 2, imports: 3 });
     expect(rows.segment_values).toBe(count("segment_values"));
     expect(rows.merge_journal).toBeGreaterThan(0);
     expect(rows.import_failures).toBeGreaterThan(0);
@@ -187,6 +220,26 @@ describe.skipIf(!postgres)("copy-store, SQLite to PostgreSQL", () => {
     const [left] = sqliteRows<{ seq: number }>("SELECT max(seq) AS seq FROM events");
     expect(highest!.seq).toBeGreaterThan(left!.seq);
     expect(summary.sequences.find((s) => s.table === "events")?.next).toBe(highest!.seq + 1);
+  });
+
+  it("runs the import that was queued at the move, as SQLite does", async () => {
+    const wait = async (server: TestServer) => {
+      for (;;) {
+        const r = await call(server, "GET", `/v1/imports/${QUEUED_IMPORT}`, undefined, queuedAccountKey);
+        if (r.body.status === "done" || r.body.status === "failed") return r.body;
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+    };
+    const [a, b] = [await wait(onSqlite), await wait(onPostgres)];
+    expect(a).toMatchObject({ status: "done", processed: 2, failed: 0 });
+    const moment = ["startedAt", "finishedAt"];
+    expect(without(b, moment)).toEqual(without(a, moment));
+    // The people it made were made after the copy, with ids and times of their own on each server.
+    const person = async (server: TestServer) =>
+      (await call(server, "GET", "/v1/profiles?identity=u-queued", undefined, queuedAccountKey)).body.profiles[0];
+    const [p, q] = [await person(onSqlite), await person(onPostgres)];
+    expect(q.properties).toEqual(p.properties);
+    expect(p.properties.Plan).toBe("team");
   });
 
   it("answers alike for every profile: the profile, its timeline page by page, its export and documents", async () => {

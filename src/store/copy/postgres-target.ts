@@ -45,7 +45,7 @@ export class PostgresTarget {
       await client.connect();
     } catch (error) {
       await client.end().catch(() => undefined);
-      throw new CopyError("TARGET_UNREACHABLE", connectionError(error, where, from).message);
+      throw new CopyError("CANNOT_CONNECT", connectionError(error, where, from).message);
     }
     const target = new PostgresTarget(client, where);
     try {

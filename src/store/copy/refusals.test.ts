@@ -141,11 +141,7 @@ describe.skipIf(!postgres)("copy-store refuses", () => {
     old.close();
     await refused({ dataDir: older, to: db.url }, "UNKNOWN_SCHEMA_VERSION", /version 7, older .* accounts list/);
     const unreachable = "postgres://postgres@127.0.0.1:1/portrait";
-    await refused(
-      { dataDir: source, to: unreachable },
-      "TARGET_UNREACHABLE",
-      /cannot reach PostgreSQL at 127\.0\.0\.1:1/,
-    );
+    await refused({ dataDir: source, to: unreachable }, "CANNOT_CONNECT", /cannot reach PostgreSQL at 127\.0\.0\.1:1/);
     expect(await contents(db.url)).toEqual({});
   });
 });
@@ -169,7 +165,7 @@ describe.skipIf(!postgres)("a copy that fails half-way leaves the target empty",
     expect(await contents(db.url)).toEqual({});
   });
 
-  it("when PostgreSQL itself refuses a row (U+0000 in a text column)", async () => {
+  it("when a text column holds U+0000, found before it is sent", async () => {
     const dir = sourceCopy();
     const file = new Database(path.join(dir, "portrait.db"));
     file.prepare("UPDATE identities SET value = 'u-' || char(0) || '-5000' WHERE value = 'u-5000'").run();
@@ -178,7 +174,21 @@ describe.skipIf(!postgres)("a copy that fails half-way leaves the target empty",
     await refused(
       { dataDir: dir, to: db.url },
       "UNSTORABLE_ROW",
-      /PostgreSQL refused a row while writing identities: invalid byte sequence .*nothing was copied/,
+      /^identities default \/ Identity \/ "u-\\u0000-5000": its value holds the character U\+0000/,
+    );
+    expect(await contents(db.url)).toEqual({});
+  });
+
+  it("when PostgreSQL itself refuses a row (an event's properties that are not JSON)", async () => {
+    const dir = sourceCopy();
+    const file = new Database(path.join(dir, "portrait.db"));
+    file.prepare(`UPDATE events SET properties = '{"Page": ' WHERE seq = 17000`).run();
+    file.close();
+    const db = await database();
+    await refused(
+      { dataDir: dir, to: db.url },
+      "COPY_FAILED",
+      /^invalid input syntax for type json .*while writing events; nothing was copied \(the transaction was rolled back\)$/,
     );
     expect(await contents(db.url)).toEqual({});
   });

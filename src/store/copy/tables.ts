@@ -200,10 +200,12 @@ export const TABLE_COPIES: readonly TableCopy[] = [
   sameColumns("charged_ids", [text("account_id"), text("profile_id"), text("charged_id")], "1, 2, 3", 3),
   {
     table: "events",
-    // In seq order, the table's rowid order, which SQLite reads without a sort. profile_pk becomes the profile's
-    // account and id: PostgreSQL keys events by them.
+    // In the order of PostgreSQL's primary key (account, profile, ts, seq), so that its inserts append to the index
+    // instead of landing all over it (1.2M events inserted inside PostgreSQL: 15 s in that order, its sort included,
+    // against 19 s in seq order); SQLite reads them so without sorting, each profile's events from its timeline index
+    // (3.4 against 4.3 s for seq order). profile_pk becomes the profile's account and id, PostgreSQL's key.
     select: `SELECT e.seq, p.account_id, p.id, e.id, e.name, e.ts, e.properties, e.device_id, e.platform
-      FROM events e JOIN profiles p ON p.pk = e.profile_pk ORDER BY e.seq`,
+      FROM profiles p JOIN events e ON e.profile_pk = p.pk ORDER BY p.account_id, p.id, e.ts, e.seq`,
     count: "SELECT count(*) FROM events e JOIN profiles p ON p.pk = e.profile_pk",
     columns: [
       bigint("seq"),
