@@ -15,7 +15,7 @@ import { Accounts } from "../../pipeline/accounts.js";
 import { queuedImportRow, runImport } from "../../test-support/imports.js";
 import { createTestDatabase, storesUnderTest, type TestDatabase } from "../../test-support/postgres.js";
 import { fillRichStore, type RichStore } from "../../test-support/rich-store.js";
-import { SECRET, startTestServer, type TestServer } from "../../test-support/server.js";
+import { PUBLIC, SECRET, startTestServer, type TestServer } from "../../test-support/server.js";
 import { SqliteStore } from "../sqlite/sqlite-store.js";
 import { type CopySummary, copyStore } from "./copy-store.js";
 import { POSTGRES_TABLES } from "./tables.js";
@@ -26,6 +26,8 @@ const postgres = (await storesUnderTest()).includes("postgres");
 type AnyBody = any;
 
 let dir: string;
+/** The dashboard login the first start made. */
+let dashboardPassword: string;
 let postgresDir: string | undefined;
 let db: TestDatabase;
 let rich: RichStore;
@@ -169,6 +171,7 @@ describe.skipIf(!postgres)("copy-store, SQLite to PostgreSQL", () => {
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), "portrait-copy-"));
     const first = await startTestServer({ PORTRAIT_DATA_DIR: dir });
+    dashboardPassword = first.server.firstRun?.dashboardPassword ?? "";
     try {
       rich = await fillRichStore(first);
     } finally {
@@ -351,10 +354,18 @@ describe.skipIf(!postgres)("copy-store, SQLite to PostgreSQL", () => {
     ).toBe(12);
   });
 
-  it("knows the keys: the live ones authenticate, the revoked one does not", async () => {
+  it("knows the keys and logins: the live ones authenticate, the revoked one does not", async () => {
     expect((await call(onPostgres, "GET", "/v1/account", undefined, rich.secretKey)).status).toBe(200);
     expect((await call(onPostgres, "GET", "/v1/account", undefined, rich.revokedKey)).status).toBe(401);
     await same("GET", "/v1/account", undefined, rich.revokedKey);
+    // The public key, with the account's public properties.
+    const sdk = await same("GET", `/v1/sdk/profile?key=${PUBLIC}&deviceId=d-lurker`);
+    expect(sdk).toMatchObject({ properties: { Name: "Ana", Plan: "pro" } });
+    for (const server of [onSqlite, onPostgres]) {
+      const logins = new Accounts(server.server.store);
+      expect(await logins.checkDashboardUser("admin", dashboardPassword)).toBe("default");
+      expect(await logins.checkDashboardUser("admin", "wrong")).toBeNull();
+    }
   });
 
   it("puts a new event after the copied ones, and makes and undoes new merges and imports alike", async () => {
