@@ -17,7 +17,10 @@ import { openStore } from "../open.js";
 import { MIGRATIONS } from "../sqlite/schema.js";
 import { CopyError } from "./copy-error.js";
 import { type CopyStoreOptions, copyStore } from "./copy-store.js";
+import { PostgresTarget } from "./postgres-target.js";
+import { SqliteSource } from "./sqlite-source.js";
 import { POSTGRES_TABLES } from "./tables.js";
+import { verifyCopy } from "./verify.js";
 
 const postgres = (await storesUnderTest()).includes("postgres");
 
@@ -220,6 +223,30 @@ describe.skipIf(!postgres)("a copy that fails half-way leaves the target empty",
       "STORE_IN_USE",
       /written or opened by another process during the copy/,
     );
+    expect(await contents(db.url)).toEqual({});
+  });
+});
+
+describe.skipIf(!postgres)("the verification", () => {
+  it("refuses a target that does not hold what the source gave (VERIFY_FAILED), before anything commits", async () => {
+    const db = await database();
+    const { source: sqlite } = SqliteSource.open(source);
+    const target = await PostgresTarget.open(db.url, "--to");
+    try {
+      await target.migrate();
+      const ctx = { source: sqlite, target, progress: () => undefined };
+      // Nothing was copied: every count and the activity totals disagree.
+      const claimed = { table: "profiles", from: "profiles", how: "translated" as const, rows: 6_000, seconds: 0 };
+      const error = await verifyCopy(ctx, [{ ...claimed, expected: 6_000 }]).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(CopyError);
+      expect((error as CopyError).code).toBe("VERIFY_FAILED");
+      expect((error as Error).message).toMatch(
+        /^the copy does not match the source: profiles holds 0 rows, 6000 expected; profile activity/,
+      );
+    } finally {
+      await target.close();
+      sqlite.close();
+    }
     expect(await contents(db.url)).toEqual({});
   });
 });
