@@ -170,7 +170,8 @@ async function queueImport(dataDir: string): Promise<void> {
 describe.skipIf(!postgres)("copy-store, SQLite to PostgreSQL", () => {
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), "portrait-copy-"));
-    const first = await startTestServer({ PORTRAIT_DATA_DIR: dir });
+    // With the SFTP drop point, whose host key the store keeps (meta).
+    const first = await startTestServer({ PORTRAIT_DATA_DIR: dir, PORTRAIT_SFTP_PORT: "0" });
     dashboardPassword = first.server.firstRun?.dashboardPassword ?? "";
     try {
       rich = await fillRichStore(first);
@@ -189,8 +190,12 @@ describe.skipIf(!postgres)("copy-store, SQLite to PostgreSQL", () => {
     // directory; here each server has its own, so that they do not both run the queued import on one file).
     postgresDir = mkdtempSync(path.join(tmpdir(), "portrait-copy-pg-"));
     cpSync(path.join(dir, "imports"), path.join(postgresDir, "imports"), { recursive: true });
-    onSqlite = await startTestServer({ PORTRAIT_DATA_DIR: dir });
-    onPostgres = await startTestServer({ PORTRAIT_DATA_DIR: postgresDir, PORTRAIT_DATABASE_URL: db.url });
+    onSqlite = await startTestServer({ PORTRAIT_DATA_DIR: dir, PORTRAIT_SFTP_PORT: "0" });
+    onPostgres = await startTestServer({
+      PORTRAIT_DATA_DIR: postgresDir,
+      PORTRAIT_DATABASE_URL: db.url,
+      PORTRAIT_SFTP_PORT: "0",
+    });
   }, 120_000);
 
   afterAll(async () => {
@@ -218,6 +223,7 @@ describe.skipIf(!postgres)("copy-store, SQLite to PostgreSQL", () => {
     expect(rows.merge_journal).toBeGreaterThan(0);
     expect(rows.import_failures).toBeGreaterThan(0);
     expect(rows.email_hashes).toBeGreaterThan(0);
+    expect(rows.meta).toBeGreaterThan(0);
     // The deleted person's events were the newest: the sequence continues past the high-water, not past max(seq).
     const [highest] = sqliteRows<{ seq: number }>("SELECT max(seq) AS seq FROM event_seq_high_water");
     const [left] = sqliteRows<{ seq: number }>("SELECT max(seq) AS seq FROM events");
@@ -354,13 +360,17 @@ describe.skipIf(!postgres)("copy-store, SQLite to PostgreSQL", () => {
     ).toBe(12);
   });
 
-  it("knows the keys and logins: the live ones authenticate, the revoked one does not", async () => {
+  it("knows the keys, logins and SFTP host key: the live ones authenticate, the revoked one does not", async () => {
     expect((await call(onPostgres, "GET", "/v1/account", undefined, rich.secretKey)).status).toBe(200);
     expect((await call(onPostgres, "GET", "/v1/account", undefined, rich.revokedKey)).status).toBe(401);
     await same("GET", "/v1/account", undefined, rich.revokedKey);
     // The public key, with the account's public properties.
     const sdk = await same("GET", `/v1/sdk/profile?key=${PUBLIC}&deviceId=d-lurker`);
     expect(sdk).toMatchObject({ properties: { Name: "Ana", Plan: "pro" } });
+    // The SFTP host key: clients that trusted it before the move still do.
+    const hostKey = await onSqlite.server.store.getMeta("sftp.hostKey");
+    expect(hostKey).toMatch(/PRIVATE KEY/);
+    expect(await onPostgres.server.store.getMeta("sftp.hostKey")).toBe(hostKey);
     for (const server of [onSqlite, onPostgres]) {
       const logins = new Accounts(server.server.store);
       expect(await logins.checkDashboardUser("admin", dashboardPassword)).toBe("default");
