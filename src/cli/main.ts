@@ -1,6 +1,7 @@
 /**
  * The `portrait` command. `serve` runs the server; the operator commands (accounts, keys, find, segment, export) open
- * the same store directly, which is safe while a server runs on it (SQLite WAL, or PostgreSQL). Only `serve` creates
+ * the same store directly, which is safe while a server runs on it (SQLite WAL, or PostgreSQL). `copy-store` moves a
+ * SQLite store into PostgreSQL and wants its server stopped (copy-store.ts). Only `serve` creates
  * a store: its first start creates the account `default` and prints its keys, which an operator command run first
  * would have prevented (an account existed, so no first run).
  */
@@ -16,6 +17,7 @@ import { normaliseIdentityValue } from "../engine/properties/values.js";
 import { IDENTITY_KEYS, type IdentityKey } from "../engine/types.js";
 import { apiKeyView } from "../pipeline/accounts.js";
 import { CliError } from "./cli-error.js";
+import { addCopyStoreCommand } from "./copy-store.js";
 import { addExportCommand } from "./export.js";
 import { addImportCommands } from "./import.js";
 import { addSegmentCommands } from "./segment.js";
@@ -228,6 +230,7 @@ export function buildCli(): Command {
   addImportCommands(program, withStore, accountOf);
   addSegmentCommands(program);
   addExportCommand(program);
+  addCopyStoreCommand(program);
   return program;
 }
 

@@ -165,7 +165,7 @@ export const UNREACHABLE = new Set([
   "ETIMEDOUT",
 ]);
 
-function connectionError(error: unknown, where: string, from: string): Error {
+export function connectionError(error: unknown, where: string, from: string): Error {
   const code = (error as { code?: string }).code;
   const reason = reasonOf(error);
   // node-postgres' words when connectionTimeoutMillis ran out (a client's, a pool's).
@@ -186,7 +186,7 @@ function connectionError(error: unknown, where: string, from: string): Error {
 }
 
 /** `host:port/database` of a PostgreSQL URL: what a message may show of it (never the user's password). */
-function serverOf(url: string): string {
+export function serverOf(url: string): string {
   try {
     const u = new URL(url);
     const database = decodeURIComponent(u.pathname.replace(/^\//, ""));

@@ -119,7 +119,12 @@ async function query<R extends pg.QueryResultRow>(
 
 /** Text jsonb refuses (U+0000, unpaired surrogates) becomes U+FFFD: a failure report must store any row. */
 function storableJson(value: unknown): string {
-  return JSON.stringify(value).replace(/(?<!\\)((?:\\\\)*)\\u(?:0000|d[89a-f][0-9a-f]{2})/gi, "$1\\ufffd");
+  return storableJsonText(JSON.stringify(value));
+}
+
+/** `storableJson` for JSON text as JSON.stringify wrote it (a failure report's row copied from SQLite, store/copy/). */
+export function storableJsonText(text: string): string {
+  return text.replace(/(?<!\\)((?:\\\\)*)\\u(?:0000|d[89a-f][0-9a-f]{2})/gi, "$1\\ufffd");
 }
 
 /**

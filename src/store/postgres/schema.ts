@@ -388,7 +388,7 @@ export const MIGRATIONS: readonly Migration[] = [
 export const LATEST_VERSION = MIGRATIONS.reduce((latest, m) => Math.max(latest, m.version), 0);
 
 /** The advisory lock that serialises migrations across processes: "portrait" in ASCII, as a bigint. */
-const MIGRATION_LOCK = "8101528128837405044";
+export const MIGRATION_LOCK = "8101528128837405044";
 
 /** Applies the pending migrations in one transaction; returns the versions applied (none when up to date). */
 export async function migrate(pool: pg.Pool, now: () => number = Date.now): Promise<number[]> {
@@ -396,32 +396,7 @@ export async function migrate(pool: pg.Pool, now: () => number = Date.now): Prom
   try {
     await client.query("BEGIN");
     try {
-      // Held until COMMIT: a second process waits here, then finds the migrations applied.
-      await client.query(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`);
-      await client.query(`
-        CREATE TABLE IF NOT EXISTS schema_migrations (
-          version    integer PRIMARY KEY,
-          applied_at bigint NOT NULL
-        )
-      `);
-      const rows = await client.query<{ version: number }>("SELECT version FROM schema_migrations");
-      const applied = new Set(rows.rows.map((r) => r.version));
-      const newest = Math.max(0, ...applied);
-      if (newest > LATEST_VERSION) {
-        throw new Error(
-          `The database is at schema version ${newest}, newer than this Portrait knows (${LATEST_VERSION}); upgrade Portrait.`,
-        );
-      }
-      const done: number[] = [];
-      for (const migration of MIGRATIONS) {
-        if (applied.has(migration.version)) continue;
-        await client.query(migration.sql);
-        await client.query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)", [
-          migration.version,
-          now(),
-        ]);
-        done.push(migration.version);
-      }
+      const done = await migrateInTransaction(client, now);
       await client.query("COMMIT");
       return done;
     } catch (error) {
@@ -431,4 +406,38 @@ export async function migrate(pool: pg.Pool, now: () => number = Date.now): Prom
   } finally {
     client.release();
   }
+}
+
+/**
+ * `migrate` inside a transaction the caller opened and ends: the copy from SQLite (store/copy/) creates the schema in
+ * the transaction that fills it, so that a copy that fails leaves the database as it found it, without even the tables.
+ */
+export async function migrateInTransaction(client: pg.ClientBase, now: () => number = Date.now): Promise<number[]> {
+  // Held until the caller's COMMIT: a second process waits here, then finds the migrations applied.
+  await client.query(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`);
+  await client.query(`
+    CREATE TABLE IF NOT EXISTS schema_migrations (
+      version    integer PRIMARY KEY,
+      applied_at bigint NOT NULL
+    )
+  `);
+  const rows = await client.query<{ version: number }>("SELECT version FROM schema_migrations");
+  const applied = new Set(rows.rows.map((r) => r.version));
+  const newest = Math.max(0, ...applied);
+  if (newest > LATEST_VERSION) {
+    throw new Error(
+      `The database is at schema version ${newest}, newer than this Portrait knows (${LATEST_VERSION}); upgrade Portrait.`,
+    );
+  }
+  const done: number[] = [];
+  for (const migration of MIGRATIONS) {
+    if (applied.has(migration.version)) continue;
+    await client.query(migration.sql);
+    await client.query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)", [
+      migration.version,
+      now(),
+    ]);
+    done.push(migration.version);
+  }
+  return done;
 }
