@@ -799,6 +799,38 @@ describe.each(stores)("%s store", (store) => {
       expect(await runImport(s, "profiles", "")).toMatchObject({ status: "failed", rows: 0 });
     });
 
+    it("fails a CSV wider than 1,024 columns at its header, and refuses an NDJSON line of more than 32,768 keys as a row", async () => {
+      const header = ["Email", ...Array.from({ length: 1100 }, (_, i) => `c${i}`)].join(",");
+      const wide = await runImport(
+        s,
+        "profiles",
+        `${header}
+wide@x.io,${Array(1100).fill("1").join(",")}
+`,
+      );
+      expect(wide).toMatchObject({ status: "failed", rows: 0, processed: 0, failed: 0 });
+      expect(wide.error).toBe(
+        "the CSV header cannot be used: the header has 1101 columns, more than 1024, the most a CSV import may have (a record holds at most 256 custom properties)",
+      );
+      expect(await profileBy("email=wide@x.io")).toBeNull();
+      const keys = Object.fromEntries(Array.from({ length: 40_000 }, (_, i) => [`k${i}`, 1]));
+      const r = await runImport(
+        s,
+        "profiles",
+        ndjson(
+          { identity: { Email: "manykeys@x.io" }, properties: { Nested: keys } },
+          { identity: { Email: "fewkeys@x.io" }, properties: { Name: "Few" } },
+        ),
+        "application/x-ndjson",
+      );
+      expect(r).toMatchObject({ status: "done", rows: 2, processed: 1, failed: 1 });
+      expect(await failuresCsv(s, r.id)).toContain(
+        "INVALID_RECORD: the line has 40004 keys, more than 32768, the most one NDJSON line may hold: it is not read",
+      );
+      expect(await profileBy("email=manykeys@x.io")).toBeNull();
+      expect((await profileBy("email=fewkeys@x.io"))?.properties.Name).toBe("Few");
+    });
+
     it("refuses an over-long NDJSON line as one row and goes on; a huge CSV row fails the file", async () => {
       const long = JSON.stringify({ identity: { Email: "long@x.io" }, properties: { Note: "x".repeat(1_100_000) } });
       const r = await runImport(
