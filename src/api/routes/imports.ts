@@ -133,7 +133,7 @@ export function importRoutes({ imports }: AppDeps & { imports: ImportService }, 
           } catch (e) {
             throw unreadableMultipart(e);
           }
-          if (!part || part.fieldname !== "file") {
+          if (part?.fieldname !== "file") {
             throw new PortraitError(
               "INVALID_BODY",
               'a multipart import needs the file in a field named "file"',
