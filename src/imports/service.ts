@@ -86,6 +86,11 @@ export class ImportService {
     private readonly opts: { dataDir: string; maxBytes: number },
   ) {}
 
+  /** PORTRAIT_IMPORT_MAX_BYTES: the largest import file. */
+  get maxBytes(): number {
+    return this.opts.maxBytes;
+  }
+
   /**
    * Removes the `.part` files of uploads cut off by a process that died (kill -9, a crash): up to 10 GB each, of
    * people's data, which nothing else would ever remove. Only those untouched for `idleMs`: on PostgreSQL another

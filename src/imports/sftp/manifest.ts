@@ -43,7 +43,7 @@ export type ManifestOutcome =
   | { ok: true; manifest: Manifest }
   | {
       ok: false;
-      code: "INVALID_MANIFEST" | "MISSING_FILE" | "INCOMPLETE_FILE";
+      code: "INVALID_MANIFEST" | "MISSING_FILE" | "INCOMPLETE_FILE" | "PAYLOAD_TOO_LARGE";
       message: string;
       fileName: string | null;
     };
