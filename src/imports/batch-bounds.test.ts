@@ -8,6 +8,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import type { ImportRow } from "../store/import-store.js";
 import { queuedImportRow } from "../test-support/imports.js";
 import { type Harness, makeHarness } from "../test-support/portrait.js";
 import { ImportRunner, type RunnerOptions } from "./runner.js";
@@ -21,7 +22,12 @@ afterEach(async () => {
 });
 
 /** Runs one import of `text` and returns the rows of each step, as the runner reports them. */
-async function steps(text: string, format: "csv" | "ndjson", opts: Partial<RunnerOptions>): Promise<number[]> {
+async function steps(
+  text: string,
+  format: "csv" | "ndjson",
+  opts: Partial<RunnerOptions>,
+  over: Partial<ImportRow> = {},
+): Promise<number[]> {
   harness = await makeHarness();
   const h = harness;
   const dataDir = mkdtempSync(path.join(tmpdir(), "portrait-batch-bounds-"));
@@ -29,7 +35,9 @@ async function steps(text: string, format: "csv" | "ndjson", opts: Partial<Runne
   mkdirSync(path.join(dataDir, "imports"));
   const id = "e".repeat(32);
   writeFileSync(path.join(dataDir, "imports", id), text);
-  await h.store.imports.insertImport(queuedImportRow(h.account.id, id, { format, bytes: Buffer.byteLength(text) }));
+  await h.store.imports.insertImport(
+    queuedImportRow(h.account.id, id, { format, bytes: Buffer.byteLength(text), ...over }),
+  );
   const seen: number[] = [];
   const runner = new ImportRunner(h.portrait, {
     dataDir,
@@ -58,5 +66,15 @@ describe("import steps are cut by size as well as by rows", () => {
     expect(await steps(`${header}\n${rows.join("\n")}\n`, "csv", {})).toEqual([263, 37]);
     const lines = Array.from({ length: 5 }, (_, i) => JSON.stringify({ identity: { Email: `j${i}@x.io` } }));
     expect(await steps(`${lines.join("\n")}\n`, "ndjson", { batchCells: 2 })).toEqual([2, 2, 1]);
+  });
+});
+
+describe("an SFTP column mapping", () => {
+  it("renames only the columns it names: a column called constructor or toString is read as itself", async () => {
+    const csv = "mail,constructor,toString\nmapped@x.io,1,2\n";
+    expect(await steps(csv, "csv", {}, { options: { mapping: { mail: "Email" } } })).toEqual([1]);
+    const h = harness as Harness;
+    const row = await h.store.imports.getImport(h.account.id, "e".repeat(32));
+    expect(row).toMatchObject({ status: "done", processed: 1, failed: 0 });
   });
 });

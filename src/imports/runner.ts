@@ -331,7 +331,9 @@ export class ImportRunner {
         if (row.format === "csv" && src.row === 0) {
           if (src.problem) throw new HeaderError(src.problem);
           const source = src.data as string[];
-          const header = source.map((h) => row.options.mapping?.[h.trim()] ?? h);
+          // Own keys only: a column named `constructor` or `toString` is not renamed to Object.prototype's function.
+          const mapping = row.options.mapping;
+          const header = source.map((h) => (mapping && Object.hasOwn(mapping, h.trim()) ? mapping[h.trim()] : h) ?? h);
           if (row.header === null) await this.store.imports.setHeader(account.id, row.id, source);
           // Messages name the columns as the file (and the failure report's header) has them.
           mapper = row.kind === "events" ? new EventRowMapper(header, source) : new ProfileRowMapper(header, source);
