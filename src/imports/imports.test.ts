@@ -707,6 +707,76 @@ describe.each(stores)("%s store", (store) => {
       expect((await profileBy("email=mp@x.io")).properties.Name).toBe("Multi");
     });
 
+    it("refuses a second file part (400 naming file) and too many fields (413 saying so); nothing is imported", async () => {
+      const before = (await s.api("GET", "/v1/imports?limit=1000")).body.imports.length;
+      const post = (form: FormData, query = "") =>
+        fetch(`${s.url}/v1/imports?kind=profiles${query}`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${SECRET}` },
+          body: form,
+        });
+      for (const second of ["file", "other"]) {
+        const two = new FormData();
+        two.append("file", new Blob(["Email\ntwo1@x.io\n"], { type: "text/csv" }), "one.csv");
+        two.append(second, new Blob(["Email\ntwo2@x.io\n"], { type: "text/csv" }), "two.csv");
+        const res = await post(two);
+        expect(res.status, second).toBe(400);
+        expect(await res.json()).toEqual({
+          error: {
+            code: "INVALID_BODY",
+            field: "file",
+            message: 'a multipart import takes one file, in the field "file": this body has more than one file part',
+          },
+        });
+      }
+      const fields = new FormData();
+      for (let i = 0; i < 50; i++) fields.append(`f${i}`, "x");
+      fields.append("file", new Blob(["Email\nfields@x.io\n"], { type: "text/csv" }), "f.csv");
+      const many = await post(fields);
+      expect(many.status).toBe(413);
+      expect(await many.json()).toEqual({
+        error: {
+          code: "PAYLOAD_TOO_LARGE",
+          field: "file",
+          message: 'a multipart import takes its "file" part and at most 10 other fields: this body has more parts',
+        },
+      });
+      expect((await s.api("GET", "/v1/imports?limit=1000")).body.imports.length).toBe(before);
+      expect(await profileBy("email=two1@x.io")).toBeNull();
+      // One file with a few fields around it is still an import.
+      const fine = new FormData();
+      fine.append("note", "x");
+      fine.append("file", new Blob(["Email\nfine-mp@x.io\n"], { type: "text/csv" }), "fine.csv");
+      fine.append("after", "y");
+      const ok = await post(fine);
+      expect(ok.status).toBe(202);
+      expect(await waitForImport(s, ((await ok.json()) as { id: string }).id)).toMatchObject({ processed: 1 });
+    });
+
+    it("refuses ?charset= given twice, naming it (raw and multipart)", async () => {
+      for (const query of ["&charset=utf-8&charset=utf-8", "&charset=utf-8&charset=latin1"]) {
+        const raw = await fetch(`${s.url}/v1/imports?kind=profiles${query}`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${SECRET}`, "content-type": "text/csv" },
+          body: "Email\ntwice@x.io\n",
+        });
+        expect(raw.status).toBe(400);
+        expect(await raw.json()).toEqual({
+          error: { code: "INVALID_VALUE", field: "charset", message: "charset must be given once" },
+        });
+        const form = new FormData();
+        form.append("file", new Blob(["Email\ntwice@x.io\n"], { type: "text/csv" }), "t.csv");
+        const res = await fetch(`${s.url}/v1/imports?kind=profiles${query}`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${SECRET}` },
+          body: form,
+        });
+        expect(res.status).toBe(400);
+        expect(((await res.json()) as { error: { field: string } }).error.field).toBe("charset");
+      }
+      expect(await profileBy("email=twice@x.io")).toBeNull();
+    });
+
     it("refuses a broken multipart body with 400, and nothing of it is kept", async () => {
       const post = (body: string, contentType: string) =>
         fetch(`${s.url}/v1/imports?kind=profiles`, {
@@ -797,6 +867,38 @@ describe.each(stores)("%s store", (store) => {
       expect(await runImport(s, "profiles", "Email,Born<qq/ww>\na@x.io,1\n")).toMatchObject({ status: "failed" });
       expect(await runImport(s, "events", "Email,Name\na@x.io,x\n")).toMatchObject({ status: "failed" });
       expect(await runImport(s, "profiles", "")).toMatchObject({ status: "failed", rows: 0 });
+    });
+
+    it("fails a CSV wider than 1,024 columns at its header, and refuses an NDJSON line of more than 32,768 keys as a row", async () => {
+      const header = ["Email", ...Array.from({ length: 1100 }, (_, i) => `c${i}`)].join(",");
+      const wide = await runImport(
+        s,
+        "profiles",
+        `${header}
+wide@x.io,${Array(1100).fill("1").join(",")}
+`,
+      );
+      expect(wide).toMatchObject({ status: "failed", rows: 0, processed: 0, failed: 0 });
+      expect(wide.error).toBe(
+        "the CSV header cannot be used: the header has 1101 columns, more than 1024, the most a CSV import may have (a record holds at most 256 custom properties)",
+      );
+      expect(await profileBy("email=wide@x.io")).toBeNull();
+      const keys = Object.fromEntries(Array.from({ length: 40_000 }, (_, i) => [`k${i}`, 1]));
+      const r = await runImport(
+        s,
+        "profiles",
+        ndjson(
+          { identity: { Email: "manykeys@x.io" }, properties: { Nested: keys } },
+          { identity: { Email: "fewkeys@x.io" }, properties: { Name: "Few" } },
+        ),
+        "application/x-ndjson",
+      );
+      expect(r).toMatchObject({ status: "done", rows: 2, processed: 1, failed: 1 });
+      expect(await failuresCsv(s, r.id)).toContain(
+        "INVALID_RECORD: the line has 40004 keys, more than 32768, the most one NDJSON line may hold: it is not read",
+      );
+      expect(await profileBy("email=manykeys@x.io")).toBeNull();
+      expect((await profileBy("email=fewkeys@x.io"))?.properties.Name).toBe("Few");
     });
 
     it("refuses an over-long NDJSON line as one row and goes on; a huge CSV row fails the file", async () => {

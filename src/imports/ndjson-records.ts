@@ -13,7 +13,43 @@ import type { ImportHandle } from "../store/import-store.js";
 import { handleOf, type MappedRow } from "./csv-records.js";
 import { refusingWith } from "./row-refusal.js";
 
+/**
+ * Most object members (keys at any depth) one NDJSON line may hold: above what any valid record holds (256
+ * properties; a Charged of 100 items × 256 properties is about 26k; a 64 KB document fewer). A 1 MB line of 96k
+ * keys became a 10 MB object, and 1,000 of them a batch of gigabytes: such a line is refused before it is parsed.
+ */
+export const MAX_LINE_KEYS = 32 * 1024;
+
+/**
+ * The keys of a JSON text (its `:` outside strings) when they are more than `limit`, else null, counted without
+ * parsing it. A line too short to hold more than `limit` keys (each takes at least 4 characters, `"":0,`) is not
+ * scanned.
+ */
+export function jsonKeysOver(line: string, limit: number): number | null {
+  if (line.length <= 4 * limit) return null;
+  let keys = 0;
+  for (let i = 0; i < line.length; i++) {
+    const c = line.charCodeAt(i);
+    if (c === 0x22) {
+      // Skips the string: to its closing quote, past escaped characters.
+      for (i++; i < line.length; i++) {
+        const d = line.charCodeAt(i);
+        if (d === 0x5c) i++;
+        else if (d === 0x22) break;
+      }
+    } else if (c === 0x3a) keys++;
+  }
+  return keys > limit ? keys : null;
+}
+
 function parseLine(line: string): Record<string, unknown> {
+  const keys = jsonKeysOver(line, MAX_LINE_KEYS);
+  if (keys !== null) {
+    throw new PortraitError(
+      "INVALID_RECORD",
+      `the line has ${keys} keys, more than ${MAX_LINE_KEYS}, the most one NDJSON line may hold: it is not read`,
+    );
+  }
   let value: unknown;
   try {
     value = JSON.parse(line);

@@ -92,6 +92,56 @@ describe("CSV reader", () => {
   });
 });
 
+describe("CSV reader, wide rows", () => {
+  it("names a header of more columns than the limit as a problem, and keeps only the first cells of a wider row", async () => {
+    const header = Array.from({ length: 12 }, (_, i) => `c${i}`).join(",");
+    const wide = Array.from({ length: 5000 }, () => "1").join(",");
+    const rows = await all(
+      readCsv(
+        chunked(
+          `${header}
+x,y
+${wide}
+`,
+          1000,
+        ),
+        1 << 20,
+        10,
+      ),
+    );
+    expect(rows.map((r) => [r.row, r.problem])).toEqual([
+      [
+        0,
+        "the header has 12 columns, more than 10, the most a CSV import may have (a record holds at most 256 custom properties)",
+      ],
+      [1, undefined],
+      [
+        2,
+        "the row has 5000 cells, more than 10, the most a CSV row may have: only its first 10 are kept in this report",
+      ],
+    ]);
+    expect(rows[0]?.data).toHaveLength(10);
+    expect(rows[2]?.data).toEqual(Array.from({ length: 10 }, () => "1"));
+  });
+
+  it("reads a header of exactly the limit, 1,024 columns by default", async () => {
+    const header = Array.from({ length: 1024 }, (_, i) => `c${i}`);
+    const rows = await all(
+      readCsv(
+        chunked(
+          `${header.join(",")}
+${header.join(",")},extra
+`,
+          4096,
+        ),
+      ),
+    );
+    expect(rows[0]).toMatchObject({ row: 0, data: header });
+    expect(rows[0]?.problem).toBeUndefined();
+    expect(rows[1]?.problem).toMatch(/^the row has 1025 cells, more than 1024/);
+  });
+});
+
 describe("NDJSON reader", () => {
   it("numbers lines, skips blank ones, strips CR and a BOM, and keeps a last line without newline", async () => {
     const rows = await all(readNdjson(chunked('\uFEFF{"a":1}\r\n\n  \n{"b":"é"}\n{"c":3}')));

@@ -31,6 +31,14 @@ export class ReadError extends Error {}
 /** Longest CSV record or NDJSON line: far above any valid record (documents are ≤ 64 KB, properties ≤ 512 chars). */
 export const MAX_ROW_BYTES = 1024 * 1024;
 
+/**
+ * Most cells one CSV row may have (the header included): a record holds at most 256 custom properties (and the
+ * handle, system and `.operation` columns beside them), so a wider file cannot be a valid import. Checked as each
+ * row is read, before any record is built from it: a header of 100k columns used to become 1,000-row batches of
+ * 100k-key records (gigabytes) and crash the server, again at every restart as the import resumed.
+ */
+export const MAX_CSV_CELLS = 1024;
+
 /** How much of a read the CSV parser gets at once, so that the rows waiting to be taken stay few. */
 const PARSE_SLICE_BYTES = 64 * 1024;
 
@@ -53,7 +61,11 @@ interface PushParser {
  * CSV: the header first (row 0), then the data rows. The parser is driven chunk by chunk rather than piped: as a
  * stream, an error at the end of a chunk would destroy it and drop the rows parsed before the error.
  */
-export async function* readCsv(stream: Readable, maxRowBytes = MAX_ROW_BYTES): AsyncGenerator<SourceRow> {
+export async function* readCsv(
+  stream: Readable,
+  maxRowBytes = MAX_ROW_BYTES,
+  maxCells = MAX_CSV_CELLS,
+): AsyncGenerator<SourceRow> {
   const parser = new Parser({
     bom: true,
     relax_column_count: true,
@@ -70,7 +82,9 @@ export async function* readCsv(stream: Readable, maxRowBytes = MAX_ROW_BYTES): A
   const push = (record: string[]) => {
     const end = parser.info.bytes;
     const source: SourceRow = { row: 0, data: record, bytesRead: end };
-    if (utf8?.invalid(recordStart, end)) notUtf8(source);
+    const invalid = utf8?.invalid(recordStart, end);
+    if (record.length > maxCells) tooWide(source, record, row + records.length === 0, maxCells);
+    else if (invalid) notUtf8(source);
     recordStart = end;
     records.push(source);
   };
@@ -136,6 +150,18 @@ function notUtf8(source: SourceRow): void {
     "the row is not valid UTF-8: declare the file's charset (Content-Type: text/csv; charset=windows-1252, or ?charset=)";
   const cell = (source.data as string[]).findIndex((c) => c.includes("\uFFFD"));
   if (cell >= 0) source.problemCell = cell;
+}
+
+/**
+ * A row of more cells than any record can use: only its first `maxCells` are kept (for the report; the header's
+ * refusal fails the import), and the problem names the count and the limit.
+ */
+function tooWide(source: SourceRow, record: string[], header: boolean, maxCells: number): void {
+  const count = record.length;
+  record.length = maxCells;
+  source.problem = header
+    ? `the header has ${count} columns, more than ${maxCells}, the most a CSV import may have (a record holds at most 256 custom properties)`
+    : `the row has ${count} cells, more than ${maxCells}, the most a CSV row may have: only its first ${maxCells} are kept in this report`;
 }
 
 const NEWLINE = 0x0a;

@@ -44,12 +44,23 @@ export interface RunnerOptions {
    * (SQLite: only) writer longer, which live API requests would wait for.
    */
   batchSize?: number;
+  /**
+   * A step is also cut once its rows hold this many characters of text (default 4 Mi: CSV cells, NDJSON lines) or
+   * this many cells (default 256k, CSV), so that 1,000 rows of about 1 MB (or of 1,024 cells) never wait in memory
+   * together, each with the record built from it.
+   */
+  batchChars?: number;
+  batchCells?: number;
   /** SQLite has one server process: claims left by the previous process are free at start, without waiting. */
   reclaimOnStart?: boolean;
   logger?: Logger;
   /** Told of each step's rows and of each import's end (GET /metrics counts them). */
   observer?: ImportObserver;
 }
+
+/** What one step may hold besides its row count (RunnerOptions.batchChars, batchCells). */
+export const MAX_BATCH_CHARS = 4 * 1024 * 1024;
+export const MAX_BATCH_CELLS = 256 * 1024;
 
 export interface ImportObserver {
   rows(kind: ImportRow["kind"], processed: number, failed: number): void;
@@ -91,6 +102,8 @@ export class ImportRunner {
   private readonly loops = new Map<string, Promise<void>>();
   private readonly claimTimeoutMs: number;
   private readonly batchSize: number;
+  private readonly batchChars: number;
+  private readonly batchCells: number;
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
   private readonly startedAt = Date.now();
@@ -101,6 +114,8 @@ export class ImportRunner {
   ) {
     this.claimTimeoutMs = opts.claimTimeoutMs ?? 15_000;
     this.batchSize = Math.max(1, opts.batchSize ?? 1000);
+    this.batchChars = Math.max(1, opts.batchChars ?? MAX_BATCH_CHARS);
+    this.batchCells = Math.max(1, opts.batchCells ?? MAX_BATCH_CELLS);
   }
 
   private get store() {
@@ -268,6 +283,9 @@ export class ImportRunner {
     const source = row.format === "csv" ? readCsv(stream) : readNdjson(stream);
     let mapper: ProfileRowMapper | EventRowMapper | null = null;
     let batch: PendingRow[] = [];
+    // What the rows of the batch hold: a step is cut by size as well as by count (RunnerOptions.batchChars).
+    let batchChars = 0;
+    let batchCells = 0;
     let emailHashesReady = false;
     // Rebuilt once per run, when a line first needs it (docs/semantics.md Imports).
     const ensureEmailHashes = async () => {
@@ -280,6 +298,8 @@ export class ImportRunner {
       if (batch.length === 0) return;
       const rows = batch;
       batch = [];
+      batchChars = 0;
+      batchCells = 0;
       // Let the server answer what arrived meanwhile. With a synchronous store every await below settles as a
       // microtask, so without this the import kept the event loop until the file stream next read from disk: live
       // requests waited seconds (p99 7.4 s at 100k rows; now about one batch's transaction).
@@ -311,7 +331,9 @@ export class ImportRunner {
         if (row.format === "csv" && src.row === 0) {
           if (src.problem) throw new HeaderError(src.problem);
           const source = src.data as string[];
-          const header = source.map((h) => row.options.mapping?.[h.trim()] ?? h);
+          // Own keys only: a column named `constructor` or `toString` is not renamed to Object.prototype's function.
+          const mapping = row.options.mapping;
+          const header = source.map((h) => (mapping && Object.hasOwn(mapping, h.trim()) ? mapping[h.trim()] : h) ?? h);
           if (row.header === null) await this.store.imports.setHeader(account.id, row.id, source);
           // Messages name the columns as the file (and the failure report's header) has them.
           mapper = row.kind === "events" ? new EventRowMapper(header, source) : new ProfileRowMapper(header, source);
@@ -319,7 +341,16 @@ export class ImportRunner {
         }
         if (src.row <= progress.lastRow) continue;
         batch.push(this.mapRow(row, src, mapper, ctx));
-        if (batch.length >= this.batchSize) await flush();
+        if (typeof src.data === "string") {
+          batchChars += src.data.length;
+          batchCells += 1;
+        } else {
+          for (const cell of src.data) batchChars += cell.length;
+          batchCells += src.data.length;
+        }
+        if (batch.length >= this.batchSize || batchChars >= this.batchChars || batchCells >= this.batchCells) {
+          await flush();
+        }
       }
       await flush();
       if (row.format === "csv" && mapper === null) return { error: "the CSV file is empty: it needs a header row" };

@@ -86,6 +86,11 @@ export class ImportService {
     private readonly opts: { dataDir: string; maxBytes: number },
   ) {}
 
+  /** PORTRAIT_IMPORT_MAX_BYTES: the largest import file. */
+  get maxBytes(): number {
+    return this.opts.maxBytes;
+  }
+
   /**
    * Removes the `.part` files of uploads cut off by a process that died (kill -9, a crash): up to 10 GB each, of
    * people's data, which nothing else would ever remove. Only those untouched for `idleMs`: on PostgreSQL another
@@ -105,8 +110,12 @@ export class ImportService {
     return removed;
   }
 
-  /** Streams `body` to disk, then records the import as queued and wakes the runner. */
-  async create(account: Account, body: Readable, spec: NewImport, isTruncated?: () => boolean): Promise<ImportRow> {
+  /**
+   * Streams `body` to disk, then records the import as queued and wakes the runner. `complete`, when given, is
+   * awaited once the file is stored and before the import is recorded: it throws to refuse the upload (a multipart
+   * part cut at the size limit, a second file part after it).
+   */
+  async create(account: Account, body: Readable, spec: NewImport, complete?: () => Promise<void>): Promise<ImportRow> {
     const id = randomBytes(16).toString("hex");
     const dir = path.join(this.opts.dataDir, "imports");
     await mkdir(dir, { recursive: true });
@@ -134,9 +143,7 @@ export class ImportService {
       // (socket → file write → its completion → the next read): ≈ 1 MB/s. With room for a few MB the socket is
       // read as far as the kernel holds (libuv reads up to 32 × 64 KB a turn) and the file written in few large writes.
       await pipeline(body, meter, createWriteStream(part, { highWaterMark: UPLOAD_BUFFER_BYTES }));
-      if (isTruncated?.()) {
-        throw tooLargeImport(max);
-      }
+      await complete?.();
       await rename(part, path.join(dir, id));
     } catch (e) {
       await rm(part, { force: true });

@@ -167,6 +167,16 @@ export interface ImportStore {
   profilesNamedBy(accountId: string, handles: readonly ImportHandle[]): Promise<ImportHandleOwner[]>;
   /** Failure rows in row order after `afterRow`. */
   listFailures(accountId: string, importId: string, afterRow: number, limit: number): Promise<ImportFailure[]>;
+  /**
+   * The stored size (bytes of the row's data and description) of each failure row after `afterRow`, in row order,
+   * without reading the rows into memory: the failure report pages by bytes with it.
+   */
+  failureSizes(
+    accountId: string,
+    importId: string,
+    afterRow: number,
+    limit: number,
+  ): Promise<Array<{ row: number; bytes: number }>>;
 
   insertSftpKey(key: SftpKeyRow): Promise<void>;
   listSftpKeys(accountId: string): Promise<SftpKeyRow[]>;

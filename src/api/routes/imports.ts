@@ -12,12 +12,31 @@ import { PortraitError } from "../../engine/errors.js";
 import { assertStorableText } from "../../engine/text.js";
 import { charsetOf, charsetParam } from "../../imports/charset.js";
 import { importView } from "../../imports/runner.js";
-import { formatFor, type ImportService, parseKind } from "../../imports/service.js";
+import { formatFor, type ImportService, parseKind, tooLargeImport } from "../../imports/service.js";
 import type { AppDeps } from "../app.js";
 import { file, json, pageQuery, refusals } from "../openapi/responses.js";
 
+/** The multipart limits of an import body: its one `file` part, and a few fields beside it (ignored). */
+const MULTIPART_FIELDS = 10;
+
 function unreadableMultipart(e: unknown): unknown {
-  if (e instanceof PortraitError || (e as { statusCode?: number }).statusCode === 413) return e;
+  if (e instanceof PortraitError) return e;
+  const code = (e as { code?: string }).code;
+  if (code === "FST_FILES_LIMIT") {
+    return new PortraitError(
+      "INVALID_BODY",
+      'a multipart import takes one file, in the field "file": this body has more than one file part',
+      "file",
+    );
+  }
+  if (code === "FST_FIELDS_LIMIT" || code === "FST_PARTS_LIMIT") {
+    return new PortraitError(
+      "PAYLOAD_TOO_LARGE",
+      `a multipart import takes its "file" part and at most ${MULTIPART_FIELDS} other fields: this body has more parts`,
+      "file",
+    );
+  }
+  if ((e as { statusCode?: number }).statusCode === 413) return e;
   const reason = e instanceof Error ? e.message : String(e);
   return new PortraitError("INVALID_BODY", `the multipart body could not be read: ${reason}`, "file");
 }
@@ -33,7 +52,9 @@ function partContentType(mimetype: string, filename: string): string {
 export function importRoutes({ imports }: AppDeps & { imports: ImportService }, maxBytes: number) {
   return async (app: FastifyInstance) => {
     app.removeAllContentTypeParsers();
-    await app.register(multipart, { limits: { fileSize: maxBytes, files: 1, fields: 10, parts: 11 } });
+    await app.register(multipart, {
+      limits: { fileSize: maxBytes, files: 1, fields: MULTIPART_FIELDS, parts: MULTIPART_FIELDS + 1 },
+    });
     const passStream = (_req: unknown, payload: unknown, done: (err: Error | null, body?: unknown) => void) =>
       done(null, payload);
     app.addContentTypeParser(["text/csv", "application/x-ndjson", "application/ndjson"], passStream);
@@ -96,17 +117,19 @@ export function importRoutes({ imports }: AppDeps & { imports: ImportService }, 
       },
       async (request, reply) => {
         const kind = parseKind(request.query.kind);
+        const declaredCharset = givenOnce(request.query.charset, "charset");
         let body: Readable;
         let contentType: string | undefined;
         let fileName: string | null = null;
-        let truncated: (() => boolean) | undefined;
+        let complete: (() => Promise<void>) | undefined;
         // A multipart body that breaks off or has no boundary is the client's fault: 400, not 500.
         let multipart = false;
         if (request.isMultipart()) {
           multipart = true;
-          let part: Awaited<ReturnType<typeof request.file>>;
+          const files = request.files();
+          let part: Awaited<ReturnType<typeof files.next>>["value"];
           try {
-            part = await request.file();
+            part = (await files.next()).value;
           } catch (e) {
             throw unreadableMultipart(e);
           }
@@ -117,10 +140,21 @@ export function importRoutes({ imports }: AppDeps & { imports: ImportService }, 
               "file",
             );
           }
-          body = part.file;
-          contentType = partContentType(part.mimetype, part.filename);
-          fileName = part.filename || null;
-          truncated = () => part.file.truncated;
+          const file = part;
+          body = file.file;
+          contentType = partContentType(file.mimetype, file.filename);
+          fileName = file.filename || null;
+          // Once the file is stored, and before the import is recorded: the rest of the body is read to its end,
+          // so that a second file part (which the import would silently leave out) is refused, naming `file`.
+          complete = async () => {
+            if (file.file.truncated) throw tooLargeImport(maxBytes);
+            try {
+              const next = await files.next();
+              if (!next.done) throw unreadableMultipart({ code: "FST_FILES_LIMIT" });
+            } catch (e) {
+              throw unreadableMultipart(e);
+            }
+          };
         } else {
           body = request.body as Readable;
           contentType = request.headers["content-type"];
@@ -129,13 +163,13 @@ export function importRoutes({ imports }: AppDeps & { imports: ImportService }, 
         let row: Awaited<ReturnType<ImportService["create"]>>;
         try {
           const format = formatFor(kind, contentType);
-          const charset = charsetOf(charsetParam(contentType) ?? request.query.charset);
+          const charset = charsetOf(charsetParam(contentType) ?? declaredCharset);
           const options = charset === null ? {} : { charset };
           row = await imports.create(
             request.account,
             body,
             { kind, format, source: "api", fileName, options },
-            truncated,
+            complete,
           );
         } catch (e) {
           // The rest of a refused upload is not read: the connection closes after the answer instead.
@@ -199,6 +233,12 @@ export function importRoutes({ imports }: AppDeps & { imports: ImportService }, 
       },
     );
   };
+}
+
+/** A query parameter that may be given at most once (`?charset=a&charset=b` is refused, naming it). */
+function givenOnce(raw: unknown, name: string): string | undefined {
+  if (raw === undefined || typeof raw === "string") return raw;
+  throw new PortraitError("INVALID_VALUE", `${name} must be given once`, name);
 }
 
 /** `?fileName=` of a raw upload: a name to show, 1-255 characters of storable text, else refused naming it. */

@@ -125,4 +125,14 @@ describe("readManifest", () => {
     const ok = await outcomeOf({ fileName: "crm.csv", kind: "profiles", columns: { mail: "Email" } });
     expect(ok.ok && (await columnsMismatch(ok.manifest))).toBeNull();
   });
+
+  it("keeps a source column named __proto__ as a column, so that it is refused when the file lacks it", async () => {
+    // As a file holds it: JSON text, where "__proto__" is a key like any other.
+    const proto = await outcomeOf('{"fileName": "crm.csv", "kind": "profiles", "columns": {"__proto__": "Email"}}');
+    if (!proto.ok) throw new Error(proto.message);
+    expect(Object.keys(proto.manifest.mapping ?? {})).toEqual(["__proto__"]);
+    expect(await columnsMismatch(proto.manifest)).toBe(
+      'columns.__proto__: crm.csv has no column "__proto__" (its columns: mail, points)',
+    );
+  });
 });

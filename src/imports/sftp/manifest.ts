@@ -43,7 +43,7 @@ export type ManifestOutcome =
   | { ok: true; manifest: Manifest }
   | {
       ok: false;
-      code: "INVALID_MANIFEST" | "MISSING_FILE" | "INCOMPLETE_FILE";
+      code: "INVALID_MANIFEST" | "MISSING_FILE" | "INCOMPLETE_FILE" | "PAYLOAD_TOO_LARGE";
       message: string;
       fileName: string | null;
     };
@@ -63,7 +63,9 @@ function formatOf(fileName: string): ImportFormat | null {
 
 function mappingOf(columns: unknown): Record<string, string> | string {
   if (!isPlainObject(columns)) return "columns must be an object of source column → name or {name, type}";
-  const out: Record<string, string> = {};
+  // Without a prototype: a source column named `__proto__` is an own key like any other (an assignment to it on a
+  // plain object changed nothing, so it was neither applied nor refused), and checked against the header as they are.
+  const out: Record<string, string> = Object.create(null);
   for (const [source, target] of Object.entries(columns)) {
     if (typeof target === "string" && target.trim() !== "") {
       out[source] = target;

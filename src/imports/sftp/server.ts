@@ -16,6 +16,7 @@ import { type FileHandle, mkdir, open, readdir, rename, rm, rmdir, stat, writeFi
 import path from "node:path";
 import type { Logger } from "pino";
 import ssh2 from "ssh2";
+import { PortraitError } from "../../engine/errors.js";
 import type { Store } from "../../store/store.js";
 import type { ImportService } from "../service.js";
 import { columnsMismatch } from "./header.js";
@@ -59,8 +60,15 @@ function readableKey(key: string): boolean {
 }
 
 type Handle =
-  | { kind: "file"; file: FileHandle; virtual: string; writing: boolean }
-  | { kind: "dir"; virtual: string; done: boolean };
+  | { kind: "file"; file: FileHandle; virtual: string; writing: boolean; overLimit?: boolean }
+  | { kind: "dir"; virtual: string; entries: Promise<ssh2.FileEntry[]> | null; sent: number };
+
+/**
+ * Names per SSH_FXP_NAME answer to READDIR (then the next READDIR gets the next ones, and EOF after the last): one
+ * answer of a folder's every entry was over OpenSSH's 256 KB packet limit past about 2,200 files ("Received message
+ * too long"), and the folder could no longer be listed. 200 names with their long names stay far under it.
+ */
+export const READDIR_CHUNK = 200;
 
 function attrsOf(s: FileInfo) {
   return {
@@ -295,6 +303,16 @@ export class SftpDropPoint {
       const h = handles.get(id.toString("hex"));
       if (h?.kind !== "file") return sftp.status(reqId, STATUS_CODE.FAILURE, "Bad handle");
       run(reqId, async () => {
+        // No file over PORTRAIT_IMPORT_MAX_BYTES is taken (an import refuses it anyway): the write that passes the
+        // limit is refused, and the file left one byte over it, so that a manifest naming it is refused for its size
+        // (PAYLOAD_TOO_LARGE) instead of importing the part received.
+        const max = this.opts.imports.maxBytes;
+        if (h.writing && (h.overLimit || offset + data.length > max)) {
+          if (!h.overLimit) await h.file.truncate(max + 1);
+          h.overLimit = true;
+          sftp.status(reqId, STATUS_CODE.FAILURE, tooLargeMessage(max));
+          return;
+        }
         await h.file.write(data, 0, data.length, offset);
         sftp.status(reqId, STATUS_CODE.OK);
       });
@@ -328,15 +346,14 @@ export class SftpDropPoint {
       run(reqId, async () => {
         if (!(await stat(real(v))).isDirectory())
           throw Object.assign(new Error("not a directory"), { code: "ENOTDIR" });
-        sftp.handle(reqId, newHandle({ kind: "dir", virtual: v, done: false }));
+        sftp.handle(reqId, newHandle({ kind: "dir", virtual: v, entries: null, sent: 0 }));
       });
     });
     sftp.on("READDIR", (reqId, id) => {
       const h = handles.get(id.toString("hex"));
       if (h?.kind !== "dir") return sftp.status(reqId, STATUS_CODE.FAILURE, "Bad handle");
-      if (h.done) return sftp.status(reqId, STATUS_CODE.EOF);
-      h.done = true;
-      run(reqId, async () => {
+      // The folder is read at the first READDIR, and handed out READDIR_CHUNK names at a time.
+      h.entries ??= (async () => {
         const names = await readdir(real(h.virtual));
         const infos = new Map<string, FileInfo>();
         for (const name of names) {
@@ -351,13 +368,15 @@ export class SftpDropPoint {
           const report = await reportOf(path.posix.join(h.virtual, reportName));
           if (report) infos.set(reportName, await this.reports.info(report));
         }
-        const entries = [...infos].map(([name, s]) => ({
-          filename: name,
-          longname: longname(name, s),
-          attrs: attrsOf(s),
-        }));
-        if (entries.length === 0) sftp.status(reqId, STATUS_CODE.EOF);
-        else sftp.name(reqId, entries);
+        return [...infos].map(([name, s]) => ({ filename: name, longname: longname(name, s), attrs: attrsOf(s) }));
+      })();
+      const entries = h.entries;
+      run(reqId, async () => {
+        const all = await entries;
+        const chunk = all.slice(h.sent, h.sent + READDIR_CHUNK);
+        h.sent += chunk.length;
+        if (chunk.length === 0) sftp.status(reqId, STATUS_CODE.EOF);
+        else sftp.name(reqId, chunk);
       });
     });
     sftp.on("REMOVE", (reqId, p) => {
@@ -463,6 +482,16 @@ export class SftpDropPoint {
           fileName: outcome.manifest.fileName,
         };
       }
+      const max = this.opts.imports.maxBytes;
+      const size = (await stat(outcome.manifest.dataPath).catch(() => null))?.size ?? 0;
+      if (size > max) {
+        return {
+          ok: false,
+          code: "PAYLOAD_TOO_LARGE",
+          message: `${outcome.manifest.fileName} is ${size > max + 1 ? `${size} bytes` : "over the limit"}: ${tooLargeMessage(max)}`,
+          fileName: outcome.manifest.fileName,
+        };
+      }
       // Only now: the header of a file still being written may not be there yet.
       const mismatch = await columnsMismatch(outcome.manifest);
       if (mismatch !== null) {
@@ -493,18 +522,34 @@ export class SftpDropPoint {
     // A refusal of an earlier manifest of this name no longer holds: its import's result will be the file's.
     await rm(path.join(root, dir, `${manifestName}.result.json`), { force: true });
     const m: Manifest = outcome.manifest;
-    await this.opts.imports.create(account, createReadStream(m.dataPath), {
-      kind: m.kind,
-      format: m.format,
-      source: "sftp",
-      fileName: m.fileName,
-      options: {
-        ...(m.mapping && { mapping: m.mapping }),
-        resultDir: path.dirname(m.dataPath),
-        resultName: path.basename(m.dataPath),
-      },
-    });
+    try {
+      await this.opts.imports.create(account, createReadStream(m.dataPath), {
+        kind: m.kind,
+        format: m.format,
+        source: "sftp",
+        fileName: m.fileName,
+        options: {
+          ...(m.mapping && { mapping: m.mapping }),
+          resultDir: path.dirname(m.dataPath),
+          resultName: path.basename(m.dataPath),
+        },
+      });
+    } catch (e) {
+      // A refusal of the file (one grown past the limit since it was measured) is the manifest's result, as any
+      // refusal: it used to vanish into a log line, and the manifest was tried again, silently, at every start.
+      if (!(e instanceof PortraitError)) throw e;
+      await writeResult(path.join(root, dir), manifestName, {
+        status: "failed",
+        manifest: manifestName,
+        fileName: m.fileName,
+        error: { code: e.code, message: e.message },
+      });
+    }
   }
+}
+
+function tooLargeMessage(max: number): string {
+  return `an import file is at most ${max} bytes (PORTRAIT_IMPORT_MAX_BYTES)`;
 }
 
 /** Written aside and renamed into place, so that a client polling for it never reads half of it. */

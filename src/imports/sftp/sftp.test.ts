@@ -4,7 +4,16 @@
  * account's folder, path traversal, a manifest naming a missing file, a malformed manifest.
  */
 import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { type AddressInfo, connect, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -537,6 +546,66 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
     const kept = JSON.parse(readFileSync(path.join(folder("default"), "red.csv.result.json"), "utf8"));
     expect(kept).toMatchObject({ status: "done", failed: 2 });
     expect(kept.failuresFile).toBeUndefined();
+  });
+
+  it("lists a folder of thousands of files, a few hundred names per answer (OpenSSH's packet limit)", async () => {
+    const many = path.join(folder("default"), "many");
+    mkdirSync(many, { recursive: true });
+    const names = Array.from({ length: 3000 }, (_, i) => `m${String(i).padStart(4, "0")}-${"x".repeat(40)}.csv`);
+    for (const name of names) writeFileSync(path.join(many, name), "Email\n");
+    // `ls -l` sends the long names too: 3,000 of them were about 360 KB in one answer, over the client's 256 KB.
+    const r = await sftp("default", key, ["ls -1 many", "ls -l many"]);
+    expect(r.stderr).not.toMatch(/too long/);
+    expect(r.code).toBe(0);
+    const [short, long] = r.stdout.split(/^sftp> ls -l many$/m) as [string, string];
+    expect(
+      short
+        .split("\n")
+        .filter((l) => l.startsWith("many/m"))
+        .map((l) => path.posix.basename(l.trim())),
+    ).toEqual(names);
+    expect(long.split("\n").filter((l) => /[ /]m\d{4}-x+\.csv$/.test(l))).toHaveLength(3000);
+  });
+
+  it("refuses a file over PORTRAIT_IMPORT_MAX_BYTES: its upload past the limit, and its manifest with a result", async () => {
+    const small = await startTestServer({ PORTRAIT_SFTP_PORT: "0", PORTRAIT_IMPORT_MAX_BYTES: "1000" });
+    try {
+      const smallPort = small.server.imports.sftp?.port ?? 0;
+      expect(
+        (await small.api("POST", "/v1/sftp/keys", { name: "k", publicKey: readFileSync(`${key}.pub`, "utf8") })).status,
+      ).toBe(201);
+      const root = path.join(small.dir, "sftp", "default");
+      writeFileSync(path.join(work, "big.csv"), `Email,Note\n${"big@x.io,aaaaaaaaaaaaaaaaaaaa\n".repeat(150)}`);
+      writeFileSync(path.join(work, "big.csv.manifest"), JSON.stringify({ fileName: "big.csv", kind: "profiles" }));
+      const put = await sftp("default", key, ["-put big.csv", "put big.csv.manifest"], [], smallPort);
+      expect(put.stderr).toMatch(/at most 1000 bytes|Failure/);
+      // Taken up to the limit and one byte more, so that no manifest imports the part received.
+      expect(statSync(path.join(root, "big.csv")).size).toBe(1001);
+      const refused = JSON.parse(await waitForFile(path.join(root, "big.csv.manifest.result.json")));
+      expect(refused).toEqual({
+        status: "failed",
+        manifest: "big.csv.manifest",
+        fileName: "big.csv",
+        error: {
+          code: "PAYLOAD_TOO_LARGE",
+          message: "big.csv is over the limit: an import file is at most 1000 bytes (PORTRAIT_IMPORT_MAX_BYTES)",
+        },
+      });
+      // A file that came another way (put there before the limit was lowered): its size is named.
+      writeFileSync(path.join(root, "direct.csv"), `Email\n${"d@x.io\n".repeat(500)}`);
+      writeFileSync(path.join(work, "direct.manifest"), JSON.stringify({ fileName: "direct.csv", kind: "profiles" }));
+      expect((await sftp("default", key, ["put direct.manifest"], [], smallPort)).code).toBe(0);
+      const direct = JSON.parse(await waitForFile(path.join(root, "direct.manifest.result.json")));
+      expect(direct.error).toEqual({
+        code: "PAYLOAD_TOO_LARGE",
+        message: "direct.csv is 3506 bytes: an import file is at most 1000 bytes (PORTRAIT_IMPORT_MAX_BYTES)",
+      });
+      // Handled for good: not noted for the next start, and no import was created.
+      expect(await new PendingManifests(path.join(small.dir, "sftp", ".manifests")).left()).toEqual([]);
+      expect((await small.api("GET", "/v1/imports")).body.imports).toEqual([]);
+    } finally {
+      await small.close();
+    }
   });
 
   it("keeps its host key in the store across restarts", async () => {

@@ -71,6 +71,8 @@ const SQL = {
     ON CONFLICT DO NOTHING`,
   listFailures: `SELECT row_number AS "row", data, description FROM import_failures
     WHERE account_id = $1 AND import_id = $2 AND row_number > $3 ORDER BY row_number LIMIT $4`,
+  failureSizes: `SELECT row_number AS "row", COALESCE(octet_length(data::text), 0) + octet_length(description) AS bytes
+    FROM import_failures WHERE account_id = $1 AND import_id = $2 AND row_number > $3 ORDER BY row_number LIMIT $4`,
   insertSftpKey: `INSERT INTO sftp_keys (account_id, id, name, algorithm, public_key, fingerprint, created_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7)`,
   listSftpKeys: `SELECT ${SFTP_KEY_COLUMNS} FROM sftp_keys WHERE account_id = $1 ORDER BY created_at, id`,
@@ -294,6 +296,21 @@ export class PostgresImports implements ImportStore {
       [accountId, importId, afterRow, limit],
     );
     return result.rows.map((r) => ({ ...r, handles: [] }));
+  }
+
+  async failureSizes(
+    accountId: string,
+    importId: string,
+    afterRow: number,
+    limit: number,
+  ): Promise<Array<{ row: number; bytes: number }>> {
+    const result = await query<{ row: number | string; bytes: number | string }>(this.pool, "failureSizes", [
+      accountId,
+      importId,
+      afterRow,
+      limit,
+    ]);
+    return result.rows.map((r) => ({ row: Number(r.row), bytes: Number(r.bytes) }));
   }
 
   async insertSftpKey(k: SftpKeyRow): Promise<void> {

@@ -126,6 +126,11 @@ function prepare(db: Database.Database) {
       `SELECT row_number AS row, data, description FROM import_failures
        WHERE account_id = ? AND import_id = ? AND row_number > ? ORDER BY row_number LIMIT ?`,
     ),
+    // octet_length reads a value's size from its record header, not the value itself.
+    failureSizes: row<[string, string, number, number], { row: number; bytes: number }>(
+      `SELECT row_number AS row, COALESCE(octet_length(data), 0) + octet_length(description) AS bytes
+       FROM import_failures WHERE account_id = ? AND import_id = ? AND row_number > ? ORDER BY row_number LIMIT ?`,
+    ),
     insertSftpKey: run<[string, string, string, string, string, string, number]>(
       `INSERT INTO sftp_keys (account_id, id, name, algorithm, public_key, fingerprint, created_at)
        VALUES (?, ?, ?, ?, ?, ?, ?)`,
@@ -340,6 +345,15 @@ export class SqliteImports implements ImportStore {
       description: r.description,
       handles: [],
     }));
+  }
+
+  async failureSizes(
+    accountId: string,
+    importId: string,
+    afterRow: number,
+    limit: number,
+  ): Promise<Array<{ row: number; bytes: number }>> {
+    return this.readSql.failureSizes.all(accountId, importId, afterRow, limit);
   }
 
   async insertSftpKey(k: SftpKeyRow): Promise<void> {
