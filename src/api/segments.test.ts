@@ -175,6 +175,27 @@ describe.each(stores)("segments over HTTP on %s", (store) => {
     });
   });
 
+  it("refuses a condition value nested thousands of levels deep with INVALID_SEGMENT, not a stack overflow (500)", async () => {
+    const deep = `${"[".repeat(5000)}1${"]".repeat(5000)}`;
+    const cases: Array<[string, string, string]> = [
+      ["/v1/segments/query", `{"where":{"property":"City","op":"eq","value":${deep}}}`, "where.value"],
+      ["/v1/segments/query", `{"where":{"property":"City","op":"in","value":["Paris",${deep}]}}`, "where.value[1]"],
+      [
+        "/v1/segments/query",
+        `{"where":{"did":"Charged","where":{"property":"Amount","op":"eq","value":${deep}}}}`,
+        "where.where.value",
+      ],
+      ["/v1/segments", `{"name":"deep","where":{"property":"City","op":"eq","value":${deep}}}`, "where.value"],
+    ];
+    for (const [path, body, field] of cases) {
+      const r = await s.api("POST", path, body);
+      expect(r.status, field).toBe(400);
+      expect(r.body.error.code).toBe("INVALID_SEGMENT");
+      expect(r.body.error.field.startsWith(`${field}[0]`), r.body.error.field).toBe(true);
+      expect(r.body.error.message).toContain("64 levels");
+    }
+  });
+
   it("treats SQL-looking names and values as data", async () => {
     const hostile = ["x'); DROP TABLE profiles; --", 'Plan" OR 1=1 --', "a\\b", "$.props", "'", '"', "%", "_"];
     for (const property of hostile) {

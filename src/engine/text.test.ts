@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { PortraitError } from "./errors.js";
+import { PortraitError, show } from "./errors.js";
 import { assertStorableText, compareCodePoints, MAX_JSON_DEPTH } from "./text.js";
 
 function codeAndField(input: unknown): [string, string | undefined] | null {
@@ -131,5 +131,15 @@ describe("compareCodePoints", () => {
       }),
       { numRuns: 2000 },
     );
+  });
+});
+
+describe("show (values in messages)", () => {
+  it("describes a value nested too deep for JSON.stringify without overflowing the stack", () => {
+    let deep: unknown = 1;
+    for (let i = 0; i < 100_000; i++) deep = [deep];
+    expect(show(deep)).toBe("[…]");
+    expect(show({ a: deep })).toBe("{…}");
+    expect(show([1, [2]])).toBe("[1,[2]]");
   });
 });

@@ -96,21 +96,25 @@ export class Segments {
 
   /** Parses a `where` for the account (its timezone, its registered types); text the stores cannot hold is refused. */
   private async parse(account: Account, where: unknown, root: string): Promise<Condition> {
+    // First: the parser and its messages recurse into values, so a value nested thousands of levels deep overflowed
+    // the stack (a 500); nothing valid nests past MAX_JSON_DEPTH.
+    try {
+      assertStorableText(where, root);
+    } catch (e) {
+      if (!(e instanceof PortraitError)) throw e;
+      throw invalid(
+        e.code === "NESTING_TOO_DEEP" ? e.message : `${e.message} (SQL stores cannot hold it)`,
+        e.field ?? root,
+      );
+    }
     const types = this.portrait.types;
     await types.ensure(account.id);
-    const condition = parseCondition(where, {
+    return parseCondition(where, {
       timezone: account.settings.timezone,
       types: (path) => types.get(account.id, "profile", path),
       eventTypes: (event, path) => types.get(account.id, `event:${event}`, path),
       root,
     });
-    try {
-      assertStorableText(where, root);
-    } catch (e) {
-      if (e instanceof PortraitError) throw invalid(`${e.message} (SQL stores cannot hold it)`, e.field ?? root);
-      throw e;
-    }
-    return condition;
   }
 
   /**
