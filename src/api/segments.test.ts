@@ -196,6 +196,15 @@ describe.each(stores)("segments over HTTP on %s", (store) => {
     }
   });
 
+  it("answers startsWith with a value of a million characters (no match), not a stack overflow (500)", async () => {
+    for (const value of ["x".repeat(200_000), `${"é".repeat(500_000)}😀`.repeat(2)]) {
+      const r = await query({ property: "Name", op: "startsWith", value });
+      expect(r.status, JSON.stringify(r.body).slice(0, 300)).toBe(200);
+      expect(r.body.count).toBe(0);
+    }
+    expect(await count({ property: "Name", op: "startsWith", value: "An" })).toBeGreaterThan(0);
+  });
+
   it("treats SQL-looking names and values as data", async () => {
     const hostile = ["x'); DROP TABLE profiles; --", 'Plan" OR 1=1 --', "a\\b", "$.props", "'", '"', "%", "_"];
     for (const property of hostile) {
