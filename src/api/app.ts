@@ -10,6 +10,7 @@ import type { Portrait } from "../pipeline/portrait.js";
 import { authHook } from "./auth.js";
 import { errorBody, errorHandler, NOSNIFF, statusOf, tooLongIdError } from "./errors.js";
 import { answerExpectContinue } from "./expect-continue.js";
+import { contentEncodingRefusal, decodeJsonBody } from "./json-body.js";
 import { type Metrics, metricsPlugin } from "./metrics.js";
 import { documentRoute, swaggerOptions } from "./openapi/document.js";
 import { json } from "./openapi/responses.js";
@@ -138,6 +139,20 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   // fastify reads text/plain as a string by default; only the SDK routes take it (routes/sdk.ts), elsewhere it is 415.
   app.removeContentTypeParser("text/plain");
+  // JSON bodies are UTF-8 (json-body.ts): read as bytes and decoded strictly, then parsed by fastify's own parser
+  // (its __proto__ and constructor.prototype guard included).
+  const parseJson = app.getDefaultJsonParser("error", "error");
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "buffer" }, (request, body, done) => {
+    let text: string;
+    try {
+      text = decodeJsonBody(request, body as Buffer);
+    } catch (e) {
+      done(e as Error, undefined);
+      return;
+    }
+    parseJson(request, text, done);
+  });
 
   const routes: Array<{ method: string; url: string }> = [];
   ROUTES.set(app, routes);
@@ -170,6 +185,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   }
   limitBodyTime(app, deps.jsonBodyTimeoutMs ?? 60_000);
   app.addHook("onRequest", authHook(deps.accounts));
+  // A compressed request body is not decoded here: refused before anything reads it (json-body.ts).
+  app.addHook("onRequest", async (request) => {
+    const refusal = contentEncodingRefusal(request);
+    if (refusal !== null) throw refusal;
+  });
   // Path parameters are ids and names the stores keep or look up: PostgreSQL refuses NUL and broken UTF-16 in text.
   app.addHook("preValidation", async (request) => {
     assertStorableText(request.params);
