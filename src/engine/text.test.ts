@@ -25,6 +25,22 @@ describe("assertStorableText", () => {
   });
   it("refuses numbers JSON.parse made infinite, naming the path", () => {
     expect(codeAndField(JSON.parse('{"doc":{"big":[1,1e400]}}'))).toEqual(["INVALID_VALUE", "doc.big[1]"]);
+    // The message says what is known of the number sent (its sign), not always "1e400".
+    const message = (json: string) => {
+      try {
+        assertStorableText(JSON.parse(json));
+      } catch (e) {
+        return (e as Error).message;
+      }
+      return null;
+    };
+    expect(message('{"n":1e309}')).toBe(
+      "numbers must be finite: got a number above 1.7976931348623157e+308, beyond a double",
+    );
+    expect(message('{"n":-1e309}')).toBe(
+      "numbers must be finite: got a number below -1.7976931348623157e+308, beyond a double",
+    );
+    expect(message('{"n":{"$incr":1e999}}')).not.toContain("1e400");
     expect(codeAndField({ n: 1.7976931348623157e308, m: -0 })).toBeNull();
   });
   it("refuses a __proto__ key anywhere, as JSON.parse makes it (an own key), naming the path", () => {
