@@ -14,8 +14,13 @@ describe("configuration from the environment", () => {
   });
 
   it("refuses a timeout no timer can hold (over 2^31 - 1 ms, which node would run after 1 ms), naming the variable", () => {
-    for (const name of ["PORTRAIT_JSON_BODY_TIMEOUT_MS", "PORTRAIT_IMPORT_CLAIM_TIMEOUT_MS"]) {
-      const key = name === "PORTRAIT_JSON_BODY_TIMEOUT_MS" ? "jsonBodyTimeoutMs" : "importClaimTimeoutMs";
+    const keys = {
+      PORTRAIT_JSON_BODY_TIMEOUT_MS: "jsonBodyTimeoutMs",
+      PORTRAIT_IMPORT_CLAIM_TIMEOUT_MS: "importClaimTimeoutMs",
+      PORTRAIT_HTTP_HEADERS_TIMEOUT_MS: "httpHeadersTimeoutMs",
+      PORTRAIT_SFTP_LOGIN_GRACE_MS: "sftpLoginGraceMs",
+    } as const;
+    for (const [name, key] of Object.entries(keys)) {
       expect(configFromEnv({ [name]: "2147483647" })[key]).toBe(2147483647);
       for (const bad of ["2147483648", "99999999999999"]) {
         expect(() => configFromEnv({ [name]: bad })).toThrow(

@@ -19,6 +19,13 @@ export interface Config {
   importClaimTimeoutMs: number;
   /** A JSON request body must have arrived this long after its headers (PORTRAIT_JSON_BODY_TIMEOUT_MS, 60 s). */
   jsonBodyTimeoutMs: number;
+  /**
+   * A connection's request headers must have arrived this long after it opened, or after its previous request
+   * ended (PORTRAIT_HTTP_HEADERS_TIMEOUT_MS, 30 s): a connection that sends nothing, or trickles its headers, is cut.
+   */
+  httpHeadersTimeoutMs: number;
+  /** An SFTP connection must have logged in this long after it opened (PORTRAIT_SFTP_LOGIN_GRACE_MS, 30 s). */
+  sftpLoginGraceMs: number;
   /** What chose the store, named in the store's error messages (openStore). */
   storeFrom: StoreLocation["from"];
 }
@@ -99,6 +106,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): Config {
     sftpPort: env.PORTRAIT_SFTP_PORT ? portNumber(env.PORTRAIT_SFTP_PORT, "PORTRAIT_SFTP_PORT") : null,
     importClaimTimeoutMs: milliseconds(env, "PORTRAIT_IMPORT_CLAIM_TIMEOUT_MS", 15_000),
     jsonBodyTimeoutMs: milliseconds(env, "PORTRAIT_JSON_BODY_TIMEOUT_MS", 60_000),
+    httpHeadersTimeoutMs: milliseconds(env, "PORTRAIT_HTTP_HEADERS_TIMEOUT_MS", 30_000),
+    sftpLoginGraceMs: milliseconds(env, "PORTRAIT_SFTP_LOGIN_GRACE_MS", 30_000),
     sqliteCacheMb: env.PORTRAIT_SQLITE_CACHE_MB ? positive(env, "PORTRAIT_SQLITE_CACHE_MB", 0) : undefined,
   };
 }

@@ -139,6 +139,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     imports: imports.service,
     importMaxBytes: config.importMaxBytes,
     jsonBodyTimeoutMs: config.jsonBodyTimeoutMs,
+    headersTimeoutMs: config.httpHeadersTimeoutMs,
     ready: () => started,
     stopping: () => refusing,
   });

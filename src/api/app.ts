@@ -10,6 +10,7 @@ import type { Portrait } from "../pipeline/portrait.js";
 import { authHook } from "./auth.js";
 import { errorBody, errorHandler, NOSNIFF, statusOf, tooLongIdError } from "./errors.js";
 import { answerExpectContinue } from "./expect-continue.js";
+import { contentEncodingRefusal, decodeJsonBody } from "./json-body.js";
 import { type Metrics, metricsPlugin } from "./metrics.js";
 import { documentRoute, swaggerOptions } from "./openapi/document.js";
 import { json } from "./openapi/responses.js";
@@ -69,6 +70,11 @@ export interface AppDeps {
   importMaxBytes?: number;
   /** How long a JSON body may take to arrive (slow-bodies.ts); default 60 s: 5 MB at about 100 KB/s. */
   jsonBodyTimeoutMs?: number;
+  /**
+   * How long a connection may take to send a request's headers, counted from its opening (or from its previous
+   * request's end); default 30 s. A connection that sends nothing, or trickles its headers, is cut after it.
+   */
+  headersTimeoutMs?: number;
   /** Requests slower than this are logged at info (request-log.ts; default 1 s). */
   slowRequestMs?: number;
   /** False while the server is still starting (the first run's account and keys not yet made); default: ready. */
@@ -81,7 +87,16 @@ export interface AppDeps {
 }
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const headersTimeout = deps.headersTimeoutMs ?? 30_000;
   const app = Fastify({
+    // Node's own deadline for request headers, which also cuts a connection that sends nothing at all (F4 of the
+    // hostile-input audit: 20k idle sockets used up the file descriptors). fastify sets node's `requestTimeout` to 0
+    // (bodies: slow-bodies.ts, imports stream for hours), and node then derives `headersTimeout` as 0 too, unless it
+    // is given here. Connections are checked every quarter of it (30 s at most), so one is cut within 1.25× of it.
+    http: {
+      headersTimeout,
+      connectionsCheckingInterval: Math.max(50, Math.min(30_000, Math.floor(headersTimeout / 4))),
+    },
     loggerInstance: typeof deps.logger === "object" ? deps.logger : undefined,
     logger: typeof deps.logger === "boolean" ? deps.logger : undefined,
     bodyLimit: JSON_BODY_LIMIT,
@@ -124,6 +139,20 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   // fastify reads text/plain as a string by default; only the SDK routes take it (routes/sdk.ts), elsewhere it is 415.
   app.removeContentTypeParser("text/plain");
+  // JSON bodies are UTF-8 (json-body.ts): read as bytes and decoded strictly, then parsed by fastify's own parser
+  // (its __proto__ and constructor.prototype guard included).
+  const parseJson = app.getDefaultJsonParser("error", "error");
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "buffer" }, (request, body, done) => {
+    let text: string;
+    try {
+      text = decodeJsonBody(request, body as Buffer);
+    } catch (e) {
+      done(e as Error, undefined);
+      return;
+    }
+    parseJson(request, text, done);
+  });
 
   const routes: Array<{ method: string; url: string }> = [];
   ROUTES.set(app, routes);
@@ -156,6 +185,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   }
   limitBodyTime(app, deps.jsonBodyTimeoutMs ?? 60_000);
   app.addHook("onRequest", authHook(deps.accounts));
+  // A compressed request body is not decoded here: refused before anything reads it (json-body.ts).
+  app.addHook("onRequest", async (request) => {
+    const refusal = contentEncodingRefusal(request);
+    if (refusal !== null) throw refusal;
+  });
   // Path parameters are ids and names the stores keep or look up: PostgreSQL refuses NUL and broken UTF-16 in text.
   app.addHook("preValidation", async (request) => {
     assertStorableText(request.params);
@@ -205,6 +239,29 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 /** What node's HTTP parser refused, answered in the error shape (a raw response: there is no request to reply to). */
 function answerClientError(error: NodeJS.ErrnoException, socket: import("node:net").Socket): void {
   if (!socket.writable) return;
+  if (error.code === "ERR_HTTP_REQUEST_TIMEOUT") {
+    // Headers not in by the deadline (buildApp's headersTimeout): a connection that sent nothing is closed without a
+    // word, one that began a request is told why.
+    if (socket.bytesRead === 0) {
+      socket.destroy();
+      return;
+    }
+    const body = JSON.stringify(
+      errorBody(
+        new PortraitError(
+          "INVALID_REQUEST",
+          "the request's headers did not arrive in time: the connection is closed; send them at once",
+        ),
+      ),
+    );
+    socket.end(
+      "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json; charset=utf-8\r\n" +
+        `Content-Length: ${Buffer.byteLength(body)}\r\n${NOSNIFF[0]}: ${NOSNIFF[1]}\r\nConnection: close\r\n\r\n${body}`,
+    );
+    // The server's sockets stay half open until the client ends its side, which a hostile one never does.
+    setTimeout(() => socket.destroy(), 2_000).unref();
+    return;
+  }
   const tooLarge = error.code === "HPE_HEADER_OVERFLOW";
   const status = tooLarge ? 431 : 400;
   const body = JSON.stringify(

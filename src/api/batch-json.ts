@@ -8,6 +8,7 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { PortraitError } from "../engine/errors.js";
 import { emptyJsonBody, invalidJsonBody } from "./errors.js";
+import { decodeJsonBody } from "./json-body.js";
 
 export function parseBatchJson(text: string): unknown {
   if (text === "") throw emptyJsonBody();
@@ -28,10 +29,10 @@ export function acceptBatchJson(app: FastifyInstance, type: string, bodyLimit: n
   if (app.hasContentTypeParser(type)) app.removeContentTypeParser(type);
   app.addContentTypeParser(
     type,
-    { parseAs: "string", bodyLimit },
-    (_request: FastifyRequest, text: string | Buffer, done: (err: Error | null, body?: unknown) => void) => {
+    { parseAs: "buffer", bodyLimit },
+    (request: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void) => {
       try {
-        done(null, parseBatchJson(String(text)));
+        done(null, parseBatchJson(decodeJsonBody(request, body as Buffer)));
       } catch (e) {
         done(e as Error);
       }

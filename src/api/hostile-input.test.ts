@@ -325,6 +325,107 @@ describe.each(stores)("%s store", (store) => {
     });
   });
 
+  describe("body bytes: UTF-8 only, nothing compressed (audit F12, F13)", () => {
+    /** A request with these exact bytes as its body. */
+    async function raw(method: string, path: string, body: Buffer, headers: Record<string, string> = {}) {
+      const res = await fetch(s.url + path, {
+        method,
+        headers: { authorization: `Bearer ${SECRET}`, "content-type": "application/json", ...headers },
+        body: new Uint8Array(body),
+      });
+      const text = await res.text();
+      return { status: res.status, text, body: text ? JSON.parse(text) : null };
+    }
+    const bytes = (...parts: Array<string | number[]>) =>
+      Buffer.concat(parts.map((p) => (typeof p === "string" ? Buffer.from(p) : Buffer.from(p))));
+
+    it("refuses a body that is not UTF-8 with INVALID_JSON, on batch and other JSON routes, and stores nothing", async () => {
+      const prefix = '{"records":[{"type":"profile","deviceId":"bad-utf8","properties":{"Name":"';
+      const ingest = bytes(prefix, [0xff, 0xfe, 0xc3, 0x28], '"}}]}');
+      for (const [path, type] of [
+        ["/v1/ingest", "application/json"],
+        [`/v1/sdk/batch?key=${PUBLIC}`, "text/plain"],
+      ] as const) {
+        const r = await raw("POST", path, ingest, { "content-type": type });
+        expect(r.status, path).toBe(400);
+        expect(r.body.error).toMatchObject({
+          code: "INVALID_JSON",
+          message: expect.stringContaining("not valid UTF-8"),
+        });
+        expect(r.body.error.message).toContain(`offset ${prefix.length}`);
+      }
+      expect((await s.api("GET", "/v1/profiles?deviceId=bad-utf8")).body.profiles).toEqual([]);
+      for (const bad of [
+        [0xed, 0xa0, 0x80],
+        [0xc0, 0x80],
+      ]) {
+        const r = await raw("PATCH", `/v1/profiles/${known}`, bytes('{"Name":"', bad, '"}'));
+        expect(r.status).toBe(400);
+        expect(r.body.error.code).toBe("INVALID_JSON");
+      }
+      await expectUntouched();
+      // Valid UTF-8 beyond ASCII is read as it was.
+      const ok = await raw(
+        "POST",
+        "/v1/ingest",
+        bytes('{"records":[{"type":"profile","deviceId":"good-utf8","properties":{"Name":"Zoë 😀"}}]}'),
+      );
+      expect(ok.body.status).toBe("success");
+      const [stored] = (await s.api("GET", "/v1/profiles?deviceId=good-utf8")).body.profiles;
+      expect(stored.properties.Name).toBe("Zoë 😀");
+    });
+
+    it("refuses a declared charset other than UTF-8 with 415, and takes utf-8 however it is spelt", async () => {
+      const body = (name: string) => Buffer.from(`{"Name":"${name}"}`, "latin1");
+      for (const charset of ["iso-8859-1", "latin1", "utf-16", "bogus"]) {
+        const r = await raw("PATCH", `/v1/profiles/${known}`, body("Zoë"), {
+          "content-type": `application/json; charset=${charset}`,
+        });
+        expect(r.status, charset).toBe(415);
+        expect(r.body.error).toMatchObject({
+          code: "UNSUPPORTED_MEDIA_TYPE",
+          message: expect.stringContaining(charset),
+        });
+      }
+      const batch = Buffer.from('{"records":[]}');
+      const latin = await raw("POST", "/v1/ingest", batch, { "content-type": "application/json; charset=ISO-8859-1" });
+      expect(latin.status).toBe(415);
+      await expectUntouched();
+      for (const charset of ["utf-8", "UTF-8", "utf8", '"utf-8"']) {
+        const r = await raw("POST", "/v1/ingest", batch, { "content-type": `application/json; charset=${charset}` });
+        expect(r.status, charset).toBe(200);
+      }
+    });
+
+    it("refuses a compressed body with 415 naming Content-Encoding, never quoting its bytes, imports included", async () => {
+      const { gzipSync } = await import("node:zlib");
+      const zipped = gzipSync(Buffer.from('{"records":[{"type":"event","deviceId":"gz","name":"E"}]}'));
+      for (const encoding of ["gzip", "deflate", "br", "x-bogus", "identity, gzip"]) {
+        const r = await raw("POST", "/v1/ingest", zipped, { "content-encoding": encoding });
+        expect(r.status, encoding).toBe(415);
+        expect(r.body.error).toMatchObject({
+          code: "UNSUPPORTED_MEDIA_TYPE",
+          message: expect.stringContaining("Content-Encoding"),
+        });
+        expect(r.text).not.toMatch(/\\u00(1f|8b)/i);
+      }
+      const plain = await raw("POST", "/v1/ingest", Buffer.from('{"records":[]}'), { "content-encoding": "x-bogus" });
+      expect(plain.status).toBe(415);
+      const identity = await raw("POST", "/v1/ingest", Buffer.from('{"records":[]}'), {
+        "content-encoding": "identity",
+      });
+      expect(identity.status).toBe(200);
+      const before = (await s.api("GET", "/v1/imports")).body;
+      const upload = await raw("POST", "/v1/imports?kind=profiles", gzipSync(Buffer.from("Email\nz@x.io\n")), {
+        "content-type": "text/csv",
+        "content-encoding": "gzip",
+      });
+      expect(upload.status).toBe(415);
+      expect(upload.body.error.message).toContain("Content-Encoding");
+      expect((await s.api("GET", "/v1/imports")).body).toEqual(before);
+    });
+  });
+
   describe("profile endpoints", () => {
     it("finds nobody by a value with NUL, while the searches that run beside it find theirs", async () => {
       const searches = await Promise.all([

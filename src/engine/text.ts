@@ -16,6 +16,8 @@ export const MAX_JSON_DEPTH = 64;
 interface Fault {
   kind: "key" | "value" | "depth" | "number";
   steps: Array<string | number>;
+  /** A number JSON.parse made -Infinity (its digits are gone; only its sign is known). */
+  negative?: boolean;
 }
 
 export function assertStorableText(input: unknown, field = ""): void {
@@ -34,8 +36,13 @@ export function assertStorableText(input: unknown, field = ""): void {
     );
   }
   if (fault.kind === "number") {
-    // JSON.parse reads 1e400 as Infinity, which JSON.stringify would store as null.
-    throw new PortraitError("INVALID_VALUE", "numbers must be finite (1e400 is beyond a double)", path || undefined);
+    // JSON.parse reads 1e400 as Infinity, which JSON.stringify would store as null. The digits sent are gone by now:
+    // the message says what is known of them (the sign, and that the magnitude is past the largest double).
+    throw new PortraitError(
+      "INVALID_VALUE",
+      `numbers must be finite: got a number ${fault.negative ? "below -" : "above "}${Number.MAX_VALUE}, beyond a double`,
+      path || undefined,
+    );
   }
   if (fault.kind === "depth") {
     throw new PortraitError("NESTING_TOO_DEEP", `JSON must not nest more than ${MAX_JSON_DEPTH} levels`, path);
@@ -53,7 +60,9 @@ export function assertStorableText(input: unknown, field = ""): void {
  */
 function faultIn(input: unknown, depth = 0): Fault | null {
   if (typeof input === "string") return UNSTORABLE.test(input) ? { kind: "value", steps: [] } : null;
-  if (typeof input === "number") return Number.isFinite(input) ? null : { kind: "number", steps: [] };
+  if (typeof input === "number") {
+    return Number.isFinite(input) ? null : { kind: "number", steps: [], negative: input < 0 };
+  }
   if (typeof input !== "object" || input === null) return null;
   if (depth === MAX_JSON_DEPTH) return { kind: "depth", steps: [] };
   if (Array.isArray(input)) {

@@ -23,7 +23,8 @@ export interface Imports {
 
 export function createImports(
   portrait: Portrait,
-  config: Pick<Config, "dataDir" | "importMaxBytes" | "importClaimTimeoutMs" | "sftpPort" | "host">,
+  config: Pick<Config, "dataDir" | "importMaxBytes" | "importClaimTimeoutMs" | "sftpPort" | "host"> &
+    Partial<Pick<Config, "sftpLoginGraceMs">>,
   logger?: Logger,
   observer?: ImportObserver,
 ): Imports {
@@ -63,6 +64,7 @@ export function createImports(
         dataDir: config.dataDir,
         port,
         host: config.host,
+        ...(config.sftpLoginGraceMs !== undefined && { loginGraceMs: config.sftpLoginGraceMs }),
         ...(logger && { logger }),
       });
       await imports.sftp.start();

@@ -85,7 +85,7 @@ export async function applyProperties(
 
   const applied = applyPropertyOps(state.props, kept, ts, { get: (path) => uow.typeOf("profile", path) });
   for (const r of applied.registrations) {
-    const winner = await uow.register("profile", r.path, r.type, r.change ?? false);
+    const winner = await uow.register("profile", r.path, r.type, r.change ?? false, r.path);
     if (winner !== r.type) {
       throw new PortraitError("TYPE_MISMATCH", `${r.path} is a ${winner}, got a ${r.type}`, r.path);
     }

@@ -202,7 +202,7 @@ async function applyEvent(scope: RecordScope, record: EventRecord): Promise<Reco
             ? "boolean"
             : "object";
     const known = uow.typeOf(scopeName, key);
-    const winner = known ?? (await uow.register(scopeName, key, type));
+    const winner = known ?? (await uow.register(scopeName, key, type, false, `properties.${key}`));
     if (winner !== type) {
       throw new PortraitError(
         "TYPE_MISMATCH",

@@ -96,21 +96,25 @@ export class Segments {
 
   /** Parses a `where` for the account (its timezone, its registered types); text the stores cannot hold is refused. */
   private async parse(account: Account, where: unknown, root: string): Promise<Condition> {
+    // First: the parser and its messages recurse into values, so a value nested thousands of levels deep overflowed
+    // the stack (a 500); nothing valid nests past MAX_JSON_DEPTH.
+    try {
+      assertStorableText(where, root);
+    } catch (e) {
+      if (!(e instanceof PortraitError)) throw e;
+      throw invalid(
+        e.code === "NESTING_TOO_DEEP" ? e.message : `${e.message} (SQL stores cannot hold it)`,
+        e.field ?? root,
+      );
+    }
     const types = this.portrait.types;
     await types.ensure(account.id);
-    const condition = parseCondition(where, {
+    return parseCondition(where, {
       timezone: account.settings.timezone,
       types: (path) => types.get(account.id, "profile", path),
       eventTypes: (event, path) => types.get(account.id, `event:${event}`, path),
       root,
     });
-    try {
-      assertStorableText(where, root);
-    } catch (e) {
-      if (e instanceof PortraitError) throw invalid(`${e.message} (SQL stores cannot hold it)`, e.field ?? root);
-      throw e;
-    }
-    return condition;
   }
 
   /**
@@ -318,10 +322,25 @@ function exportRow(
   const cells = [state.id, profileType(state)];
   for (const key of identityKeys) {
     const values = state.identities[key as keyof ProfileState["identities"]] ?? [];
-    cells.push(values[values.length - 1]?.value ?? "");
+    cells.push(inertCell(values[values.length - 1]?.value ?? ""));
   }
-  for (const path of properties) cells.push(cellOf(propertyAt(state, path, account, now)));
+  for (const path of properties) cells.push(inertCell(cellOf(propertyAt(state, path, account, now))));
   return cells;
+}
+
+/** What a spreadsheet reads as the start of a formula (OWASP "CSV injection"), tab and carriage return included. */
+const FORMULA_START = /^[=+\-@\t\r]/;
+/** A cell that is a number as written (`-5`, `+33612345678`, `1e-7`): a spreadsheet reads a number, never a formula. */
+const NUMBER_TEXT = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+
+/**
+ * A cell a spreadsheet will not run (hostile-input audit F14: values written with the public key, such as
+ * `=HYPERLINK(…)`, came out as formulas for whoever opened the export): text that starts like a formula gets a
+ * leading `'`, which spreadsheets read as "text" and do not show. Numbers, and text that is a number as written
+ * (an E.164 phone), are left as they are (docs/semantics.md "Saved segments and results").
+ */
+export function inertCell(text: string): string {
+  return FORMULA_START.test(text) && !NUMBER_TEXT.test(text) ? `'${text}` : text;
 }
 
 /** A registered path's value: a top-level key (dates as ISO-8601, Age derived), or a leaf of a nested object. */

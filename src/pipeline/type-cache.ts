@@ -8,6 +8,17 @@
 import type { ValueType } from "../engine/types.js";
 import type { Store, StoreReader, TypeScope } from "../store/store.js";
 
+/**
+ * How many property paths an account may register (docs/semantics.md "Registered properties"): far more than a real
+ * account uses, few enough that what a public-key holder can register (the hostile-input audit's 250k junk keys made
+ * every segment export 511 MB) stays small. Counted from this process's registry (see UnitOfWork.register).
+ */
+export const MAX_PROFILE_PATHS = 2_000;
+/** Property paths per event name. */
+export const MAX_EVENT_PATHS = 2_000;
+/** Event names that have properties registered (an event without properties registers nothing, and is not counted). */
+export const MAX_EVENT_NAMES = 10_000;
+
 interface Registry {
   /** The store's types revision this registry was loaded at (or later: see `ensure`). */
   revision: number;
@@ -42,6 +53,17 @@ export class TypeCache {
   set(accountId: string, scope: TypeScope, path: string, type: ValueType): void {
     const registry = this.accounts.get(accountId);
     if (registry) put(registry.scopes, scope, path, type);
+  }
+
+  /** How many paths `scope` has registered (as this process's registry knows them). */
+  count(accountId: string, scope: TypeScope): number {
+    return this.accounts.get(accountId)?.scopes.get(scope)?.size ?? 0;
+  }
+
+  /** How many event names have paths registered. */
+  eventNames(accountId: string): number {
+    const scopes = this.accounts.get(accountId)?.scopes;
+    return scopes ? scopes.size - (scopes.has("profile") ? 1 : 0) : 0;
   }
 
   /** All registered profile property paths, sorted (the segment CSV export columns). */

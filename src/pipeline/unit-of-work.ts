@@ -7,10 +7,11 @@
  * never both: loading it folds the pending events into its state.
  */
 import { type ActivityDelta, applyActivityDelta, foldActivity, restampHolds } from "../engine/activity.js";
+import { PortraitError } from "../engine/errors.js";
 import type { Account, ProfileState, ValueType } from "../engine/types.js";
 import type { StoreTx, TypeScope } from "../store/store.js";
 import type { Clock } from "./clock.js";
-import type { TypeCache } from "./type-cache.js";
+import { MAX_EVENT_NAMES, MAX_EVENT_PATHS, MAX_PROFILE_PATHS, type TypeCache } from "./type-cache.js";
 
 export class UnitOfWork {
   private readonly states = new Map<string, ProfileState>();
@@ -23,6 +24,10 @@ export class UnitOfWork {
   private undoActivity: Map<string, ActivityDelta | undefined> | null = null;
   private pendingTypes = new Map<string, ValueType>();
   private undoTypes: string[] | null = null;
+  /** Paths registered in this transaction that were new, per scope (the registry's counts before commit). */
+  private readonly newPaths = new Map<TypeScope, number>();
+  /** Per-record undo log of `newPaths`: the scopes whose count the record raised. */
+  private undoNewPaths: TypeScope[] | null = null;
 
   constructor(
     readonly tx: StoreTx,
@@ -102,14 +107,69 @@ export class UnitOfWork {
     return pending ?? this.types.get(this.account.id, scope, path);
   }
 
-  /** Registers a type (first writer wins across processes; a loser sees the winner's type). */
-  async register(scope: TypeScope, path: string, type: ValueType, change = false): Promise<ValueType> {
+  /**
+   * Registers a type (first writer wins across processes; a loser sees the winner's type). A client's new path
+   * (`field` given: the record's field it came from) is refused with TOO_MANY_PROPERTIES when the account has
+   * registered as many as it may (type-cache.ts); Portrait's own properties (Timezone, is_test_user) pass no field and
+   * are always registered. The counts are this process's registry plus this transaction's registrations: another
+   * process's registrations are seen once this one reloads its registry (at its start, or when a type changes), so
+   * several processes writing new paths at once can overshoot a limit, by what each registers before it reloads.
+   */
+  async register(scope: TypeScope, path: string, type: ValueType, change = false, field?: string): Promise<ValueType> {
     const k = `${scope}\u0000${path}`;
+    const isNew = !change && this.typeOf(scope, path) === undefined;
+    if (isNew && field !== undefined) this.checkRoom(scope, path, field);
     if (change) await this.tx.changeType(this.account.id, scope, path, type);
     const winner = change ? type : await this.tx.registerType(this.account.id, scope, path, type);
     this.undoTypes?.push(k);
     this.pendingTypes.set(k, winner);
+    if (isNew) {
+      this.newPaths.set(scope, (this.newPaths.get(scope) ?? 0) + 1);
+      this.undoNewPaths?.push(scope);
+    }
     return winner;
+  }
+
+  private registered(scope: TypeScope): number {
+    return this.types.count(this.account.id, scope) + (this.newPaths.get(scope) ?? 0);
+  }
+
+  private checkRoom(scope: TypeScope, path: string, field: string): void {
+    const count = this.registered(scope);
+    if (scope === "profile") {
+      if (count >= MAX_PROFILE_PATHS) {
+        throw new PortraitError(
+          "TOO_MANY_PROPERTIES",
+          `the account has ${MAX_PROFILE_PATHS} profile properties, the most it may have: ${path} would be one more ` +
+            "(remove the property from the record, or use a key the account has)",
+          field,
+        );
+      }
+      return;
+    }
+    const name = scope.slice("event:".length);
+    if (count >= MAX_EVENT_PATHS) {
+      throw new PortraitError(
+        "TOO_MANY_PROPERTIES",
+        `event ${name} has ${MAX_EVENT_PATHS} properties in this account, the most an event name may have: ${path} ` +
+          "would be one more (remove the property from the record, or use a key the event has)",
+        field,
+      );
+    }
+    if (count > 0) return;
+    let names = this.types.eventNames(this.account.id);
+    for (const [s, n] of this.newPaths) {
+      if (s !== "profile" && n > 0 && this.types.count(this.account.id, s) === 0) names++;
+    }
+    if (names >= MAX_EVENT_NAMES) {
+      throw new PortraitError(
+        "TOO_MANY_PROPERTIES",
+        `the account has ${MAX_EVENT_NAMES} event names with properties, the most it may have: event ${name} cannot ` +
+          "register its property " +
+          `${path} (send it without properties, or use an event name the account has)`,
+        field,
+      );
+    }
   }
 
   /** Runs one record atomically: on failure the store and this working set are as before it. */
@@ -117,6 +177,7 @@ export class UnitOfWork {
     this.undo = new Map();
     this.undoActivity = new Map();
     this.undoTypes = [];
+    this.undoNewPaths = [];
     try {
       return await this.tx.savepoint(fn);
     } catch (e) {
@@ -129,11 +190,13 @@ export class UnitOfWork {
         else this.activity.delete(id);
       }
       for (const k of this.undoTypes) this.pendingTypes.delete(k);
+      for (const scope of this.undoNewPaths) this.newPaths.set(scope, (this.newPaths.get(scope) ?? 1) - 1);
       throw e;
     } finally {
       this.undo = null;
       this.undoActivity = null;
       this.undoTypes = null;
+      this.undoNewPaths = null;
     }
   }
 
@@ -189,6 +252,7 @@ export class UnitOfWork {
       this.types.set(this.account.id, scope, path, type);
     }
     this.pendingTypes.clear();
+    this.newPaths.clear();
   }
 }
 

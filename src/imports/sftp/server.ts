@@ -13,6 +13,7 @@
 import { randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { type FileHandle, mkdir, open, readdir, rename, rm, rmdir, stat, writeFile } from "node:fs/promises";
+import { createServer, type Server, type Socket } from "node:net";
 import path from "node:path";
 import type { Logger } from "pino";
 import ssh2 from "ssh2";
@@ -102,13 +103,22 @@ export interface SftpServerOptions {
    * socket, hours later. Dropped, its upload is abandoned (INCOMPLETE_FILE) and the queue moves on.
    */
   keepaliveMs?: number;
+  /**
+   * How long a connection may take from its opening to a successful login (OpenSSH's LoginGraceTime, 120 s there);
+   * default 30 s, plenty for a key login. A connection that sends nothing, only its banner, or keeps failing to log
+   * in is dropped after it: each holds a socket and ssh2's buffers, and before login nobody is known to own it.
+   */
+  loginGraceMs?: number;
 }
 
 /** SSH keepalives left unanswered before a connection is dropped. */
 const KEEPALIVE_COUNT_MAX = 3;
 
 export class SftpDropPoint {
-  private server: ssh2.Server | null = null;
+  /** The TCP listener: it starts each connection's login grace timer, then hands the socket to ssh2. */
+  private server: Server | null = null;
+  /** Each connection's login grace timer, cleared once it logged in. */
+  private readonly graceTimers = new WeakMap<Socket, NodeJS.Timeout>();
   /** Per account, its manifests in the order they finished uploading (SEMANTICS §11 SFTP). */
   private readonly manifests = new Map<string, Promise<void>>();
   private readonly clients = new Set<ssh2.Connection>();
@@ -133,12 +143,21 @@ export class SftpDropPoint {
       } as ssh2.ServerConfig,
       (client) => this.onClient(client),
     );
-    this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(this.opts.port, this.opts.host, () => resolve());
+    // ssh2 sees a connection only once the client's banner arrived: a socket that sends nothing would never reach
+    // onClient. The grace time runs from the accept.
+    const listener = createServer((socket) => {
+      const grace = setTimeout(() => socket.destroy(), this.opts.loginGraceMs ?? 30_000);
+      grace.unref();
+      this.graceTimers.set(socket, grace);
+      socket.once("close", () => clearTimeout(grace));
+      server.injectSocket(socket);
     });
-    const address = server.address();
+    this.server = listener;
+    await new Promise<void>((resolve, reject) => {
+      listener.once("error", reject);
+      listener.listen(this.opts.port, this.opts.host, () => resolve());
+    });
+    const address = listener.address();
     this.port = typeof address === "object" && address ? address.port : this.opts.port;
     // Manifests an earlier process received and never handled (it was killed): handled now, in their order.
     for (const left of await this.pending.left()) this.enqueueManifest(left.accountId, left.virtual, left);
@@ -163,10 +182,11 @@ export class SftpDropPoint {
   private onClient(client: ssh2.Connection): void {
     this.clients.add(client);
     let accountId: string | null = null;
+    const sock = () => (client as unknown as { _sock?: Socket })._sock;
     client.on("error", (err: Error & { level?: string }) => {
       // ssh2 answers unanswered keepalives with end(): a FIN to a peer that is gone, so the socket (and with it the
       // connection's open write handles) would stay until the kernel gave up. Nobody is there to finish politely.
-      if (err.level === "client-timeout") (client as unknown as { _sock?: { destroy(): void } })._sock?.destroy();
+      if (err.level === "client-timeout") sock()?.destroy();
     });
     client.on("close", () => this.clients.delete(client));
     client.on("authentication", (ctx) => {
@@ -185,6 +205,8 @@ export class SftpDropPoint {
       );
     });
     client.on("ready", () => {
+      const socket = sock();
+      if (socket) clearTimeout(this.graceTimers.get(socket as Socket));
       client.on("session", (acceptSession) => {
         const session = acceptSession();
         session.on("sftp", (acceptSftp) => {

@@ -476,6 +476,36 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
     }
   });
 
+  it("drops connections that do not log in within the login grace time, and keeps one that logged in", async () => {
+    // A drop point of its own on the same store, with a login grace of 300 ms instead of 30 s.
+    const quick = new SftpDropPoint({
+      store: s.server.store,
+      imports: s.server.imports.service,
+      dataDir: s.dir,
+      port: 0,
+      host: "127.0.0.1",
+      loginGraceMs: 300,
+    });
+    const quickPort = await quick.start();
+    const closed = (socket: Socket) => new Promise<void>((resolve) => socket.on("close", () => resolve()));
+    try {
+      // One sends nothing at all; one sends only its SSH banner (the audit's 1,000 of those stayed open).
+      const silent = connect(quickPort, "127.0.0.1");
+      const banner = connect(quickPort, "127.0.0.1");
+      for (const socket of [silent, banner]) {
+        socket.on("error", () => undefined);
+        socket.resume(); // read, so that the server's close is seen
+      }
+      banner.write("SSH-2.0-OpenSSH_9.6\r\n");
+      await Promise.all([closed(silent), closed(banner)]);
+      // A session that logged in is not cut by the grace time: it outlives it several times over.
+      const r = await sftp("default", key, ["!sleep 1.5", "ls"], [], quickPort);
+      expect(r.code).toBe(0);
+    } finally {
+      await quick.stop();
+    }
+  });
+
   it("handles at start the manifests a killed process received and never handled, in their order", async () => {
     // As a process killed with two manifests queued leaves them: the data files whole, the manifests noted.
     const root = folder("default");
