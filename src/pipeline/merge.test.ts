@@ -1,8 +1,11 @@
 /** SEMANTICS §7: conflicts under both merge policies, explicit merges, and undo that truly restores both people. */
+import pg from "pg";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { PortraitError } from "../engine/errors.js";
+import { PostgresStore } from "../store/postgres/postgres-store.js";
 import { type Harness, makeHarness } from "../test-support/portrait.js";
 import { storesUnderTest } from "../test-support/postgres.js";
+import { Portrait } from "./portrait.js";
 
 let h: Harness;
 
@@ -24,6 +27,15 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
     throw e;
   }
   return "no error";
+}
+
+/** Polls until `reached` holds: a state to wait for (a lock waiter, a queued request), not a time. */
+async function until(reached: () => Promise<boolean>): Promise<void> {
+  for (let tries = 0; tries < 2_000; tries++) {
+    if (await reached()) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error("the state waited for never came");
 }
 
 /** Everything a person is, for before/after comparisons. */
@@ -551,6 +563,91 @@ describe.each(stores)("%s store", (store) => {
       const [released] = await h.portrait.findProfiles(h.account, { kind: "identity", key: "Email", value: "a1@x.io" });
       expect(released).toBeUndefined();
     });
+  });
+
+  // SEMANTICS §7: "only the latest merge touching either profile can be undone".
+  describe("the latest merge", () => {
+    const identitiesOf = async (id: string) =>
+      [(await h.portrait.requireProfile(h.account, id)).identities.Identity].flat().sort();
+
+    it("is the one written last, though another process whose clock is behind stamped it earlier", async () => {
+      await h.settings({ identityLimits: { Identity: 5 } });
+      const [x, y, z] = [
+        await person("x", { Identity: "x" }),
+        await person("y", { Identity: "y" }),
+        await person("z", { Identity: "z" }),
+      ];
+      // A second process on the same store, its clock 10 s behind this one's.
+      const behind = new Portrait(h.store, { now: () => h.clock.now() - 10_000 });
+      const m1 = await h.portrait.merge(h.account, x, y);
+      const m2 = await behind.merge(h.account, x, z);
+      // The export lists them in the order they were written, whatever their createdAt.
+      expect((await h.portrait.exportProfile(h.account, x)).merges).toMatchObject([
+        { id: m1.mergeId },
+        { id: m2.mergeId },
+      ]);
+
+      expect(await codeOf(h.portrait.undoMerge(h.account, m1.mergeId))).toBe("MERGE_NOT_UNDOABLE");
+      // Undoing m2 restores x as it was after m1: with y's identity, which an undo of m2's snapshot taken before m1
+      // would have lost.
+      await h.portrait.undoMerge(h.account, m2.mergeId);
+      expect(await identitiesOf(x)).toEqual(["x", "y"]);
+      expect(await identitiesOf(z)).toEqual(["z"]);
+      await h.portrait.undoMerge(h.account, m1.mergeId);
+      expect(await identitiesOf(x)).toEqual(["x"]);
+      expect(await identitiesOf(y)).toEqual(["y"]);
+    });
+
+    it.runIf(store === "postgres")(
+      "is the one written last, though the other was asked for first and then waited for a connection",
+      async () => {
+        // The audit's repro: node 1's pool is full of writes waiting for a row lock someone holds, so a merge sent there
+        // takes its time, then waits; a merge into the same target through node 2, asked for later, is written first.
+        const counted = async (deviceId: string, n: number) =>
+          (await h.ingest({ type: "profile", deviceId, properties: { n: { $incr: n } } })).results[0]!.profileId!;
+        const [x, y, z, w] = [
+          await counted("x", 1),
+          await counted("y", 2),
+          await counted("z", 4),
+          await counted("w", 0),
+        ];
+        const url = h.databaseUrl!;
+        const node1 = await PostgresStore.connect(url, { max: 2, concurrentWriters: 1 });
+        const holder = new pg.Client({ connectionString: url });
+        await holder.connect();
+        try {
+          await holder.query("BEGIN");
+          await holder.query("SELECT id FROM profiles WHERE id = $1 FOR UPDATE", [w]);
+          const held = [1, 2].map(() => node1.write(h.account.id, (tx) => tx.lockProfile(h.account.id, w)));
+          await until(async () => {
+            // Inside a transaction the activity view is read once and kept: cleared to see it as it is now.
+            await holder.query("SELECT pg_stat_clear_snapshot()");
+            const { rows } = await holder.query(
+              "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            );
+            return rows[0].n === 2;
+          });
+          const m1 = new Portrait(node1, h.clock).merge(h.account, x, y);
+          await until(async () => node1.connections().waiting === 1);
+          h.clock.advance(1_000);
+          const m2 = await h.portrait.merge(h.account, x, z);
+          await holder.query("ROLLBACK");
+          await Promise.all(held);
+          const { mergeId } = await m1;
+          expect((await h.portrait.requireProfile(h.account, x)).properties.n).toBe(7);
+
+          // m1 was written last: only it can be undone, and its undo gives y back and leaves x with z.
+          expect(await codeOf(h.portrait.undoMerge(h.account, m2.mergeId))).toBe("MERGE_NOT_UNDOABLE");
+          const undone = await h.portrait.undoMerge(h.account, mergeId);
+          expect([undone.target.properties.n, undone.source.properties.n]).toEqual([5, 2]);
+          const then = await h.portrait.undoMerge(h.account, m2.mergeId);
+          expect([then.target.properties.n, then.source.properties.n]).toEqual([1, 4]);
+        } finally {
+          await holder.end();
+          await node1.close();
+        }
+      },
+    );
   });
 
   // SEMANTICS §9: at most 20 excluded profiles, counting only those that can be placed in a control group.

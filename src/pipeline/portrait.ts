@@ -476,9 +476,8 @@ export class Portrait {
     for (const id of [profile.id, ...tombstones]) {
       for (const m of await r.listMergesTouching(account.id, id)) merges.set(m.id, m);
     }
-    const history = [...merges.values()].sort(
-      (x, y) => x.createdAt - y.createdAt || x.eventSeqAtMerge - y.eventSeqAtMerge,
-    );
+    // In the order they were written (MergeRow.seq), oldest first: the order that decides which one is the latest.
+    const history = [...merges.values()].sort((x, y) => x.seq - y.seq);
     const state = await r.getProfile(account.id, profile.id);
     if (!state) throw new PortraitError("UNKNOWN_PROFILE", `profile ${profileId} does not exist`, "id");
     const undoable = history.filter((m) => m.undoneAt === null);

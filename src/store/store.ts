@@ -71,7 +71,15 @@ export interface MergeRow {
   id: string;
   targetId: string;
   sourceId: string;
+  /** When the merge was asked for, by the clock of the process that ran it: shown, never used to order merges. */
   createdAt: number;
+  /**
+   * The order merges were written in, given by the store when the merge row is inserted (PostgreSQL: a sequence;
+   * SQLite: the rowid). A merge inserts its row while it holds both profiles' locks, so of two merges touching one
+   * profile the one that committed later has the higher seq, whatever the clocks of the processes that ran them say
+   * and however long either waited before it began (SEMANTICS §7 "the latest merge").
+   */
+  seq: number;
   undoneAt: number | null;
   /** Highest event seq of the account when the merge happened: events above it were written after. */
   eventSeqAtMerge: number;
@@ -82,6 +90,9 @@ export interface MergeRow {
   /** Seqs of the source's events dropped as repeated Charged IDs (kept aside so undo can restore them). */
   droppedEvents: StoredEvent[];
 }
+
+/** A merge as the pipeline writes it: the store gives it its seq. */
+export type NewMerge = Omit<MergeRow, "seq">;
 
 export interface EventPage {
   events: StoredEvent[];
@@ -164,7 +175,7 @@ export interface StoreReader {
    */
   revisions(accountId: string): Promise<AccountRevisions>;
   getMerge(accountId: string, mergeId: string): Promise<MergeRow | null>;
-  /** Merges whose source or target is this profile, newest first. */
+  /** Merges whose source or target is this profile, the last written first (by seq, not by createdAt). */
   listMergesTouching(accountId: string, profileId: string): Promise<MergeRow[]>;
   /** Excluded profiles that use one of the account's slots (SEMANTICS §9): live ones that are no orphan. */
   countControlGroupExcluded(accountId: string): Promise<number>;
@@ -324,7 +335,7 @@ export interface StoreTx extends StoreReader {
   /** Replaces the account's settings and moves its settings revision. */
   updateSettings(accountId: string, settings: AccountSettings): Promise<void>;
 
-  insertMerge(accountId: string, merge: MergeRow): Promise<void>;
+  insertMerge(accountId: string, merge: NewMerge): Promise<void>;
   markMergeUndone(accountId: string, mergeId: string, at: number): Promise<void>;
   appendJournal(accountId: string, mergeId: string, record: AnyRecord): Promise<void>;
   listJournal(accountId: string, mergeId: string): Promise<AnyRecord[]>;

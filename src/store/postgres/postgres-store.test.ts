@@ -9,7 +9,7 @@ import { deferred } from "../../test-support/deferred.js";
 import { createTestDatabase, type TestDatabase } from "../../test-support/postgres.js";
 import { describeStoreConformance } from "../conformance/conformance.js";
 import { blankProfile, fullProfile, newAccount, newId } from "../conformance/fixtures.js";
-import type { BatchHandles, MergeRow, Store } from "../store.js";
+import type { BatchHandles, NewMerge, Store } from "../store.js";
 import { PooledReader, PostgresStore, SQL } from "./postgres-store.js";
 import { LATEST_VERSION, MIGRATIONS } from "./schema.js";
 
@@ -672,7 +672,7 @@ describe.skipIf(conformanceDb === null)("PostgreSQL", () => {
       await store.createAccount(account);
       const [kept, after] = [blankProfile(), blankProfile()];
       const snapshot = { state: kept, devices: [], userAccounts: [], documents: [], chargedIds: [], orphans: [] };
-      const merge: MergeRow = {
+      const merge: NewMerge = {
         id: newId(),
         targetId: kept.id,
         sourceId: after.id,

@@ -66,6 +66,7 @@ import type {
   DeletedCounts,
   EventPage,
   MergeRow,
+  NewMerge,
   PageOptions,
   ProfileActivity,
   ProfileCard,
@@ -132,6 +133,7 @@ interface MergeTableRow {
   targetId: string;
   sourceId: string;
   createdAt: number;
+  seq: number;
   undoneAt: number | null;
   data: MergeData;
 }
@@ -291,7 +293,7 @@ const DOCUMENT_COLUMNS = `compartment_id AS "compartmentId", user_account_id AS 
   profile_id AS "profileId", body, created_at AS "createdAt", updated_at AS "updatedAt"`;
 const API_KEY_COLUMNS = `id, account_id AS "accountId", kind, name, hash, prefix, created_at AS "createdAt",
   revoked_at AS "revokedAt"`;
-const MERGE_COLUMNS = `id, target_id AS "targetId", source_id AS "sourceId", created_at AS "createdAt",
+const MERGE_COLUMNS = `id, target_id AS "targetId", source_id AS "sourceId", created_at AS "createdAt", seq,
   undone_at AS "undoneAt", data`;
 
 /**
@@ -560,10 +562,13 @@ export const SQL = {
   insertMerge: `INSERT INTO merges (account_id, id, target_id, source_id, created_at, undone_at, data)
     VALUES ($1, $2, $3, $4, $5, $6, $7)`,
   getMerge: `SELECT ${MERGE_COLUMNS} FROM merges WHERE account_id = $1 AND id = $2`,
-  // Each side uses its own index (a BitmapOr); seq breaks ties of created_at in insertion order.
+  // Each side uses its own index (a BitmapOr). The last written first: seq is drawn from the merges' identity sequence
+  // when the row is inserted, after the merge has locked both profiles, so between merges touching one profile it is
+  // the order they committed in (MergeRow.seq). created_at is the time each request began on its own node's clock: a
+  // merge that waited for a connection or a lock, or ran on a node whose clock is behind, would sort wrongly by it.
   listMergesTouching: `SELECT ${MERGE_COLUMNS} FROM merges
     WHERE account_id = $1 AND (target_id = $2 OR source_id = $2)
-    ORDER BY created_at DESC, seq DESC`,
+    ORDER BY seq DESC`,
   markMergeUndone: "UPDATE merges SET undone_at = $1 WHERE account_id = $2 AND id = $3",
   appendJournal: "INSERT INTO merge_journal (account_id, merge_id, record) VALUES ($1, $2, $3)",
   listJournal: "SELECT record FROM merge_journal WHERE account_id = $1 AND merge_id = $2 ORDER BY seq",
@@ -679,6 +684,7 @@ function toMerge(row: MergeTableRow): MergeRow {
     targetId: row.targetId,
     sourceId: row.sourceId,
     createdAt: row.createdAt,
+    seq: row.seq,
     undoneAt: row.undoneAt,
     eventSeqAtMerge: data.eventSeqAtMerge,
     target: data.target,
@@ -2287,7 +2293,7 @@ class PostgresTx extends PostgresReader implements StoreTx {
     if (result.rowCount === 0) throw new Error(`updateSettings: no account ${accountId}.`);
   }
 
-  async insertMerge(accountId: string, merge: MergeRow): Promise<void> {
+  async insertMerge(accountId: string, merge: NewMerge): Promise<void> {
     const data: MergeData = {
       eventSeqAtMerge: merge.eventSeqAtMerge,
       target: merge.target,

@@ -45,6 +45,7 @@ import type {
   DeletedCounts,
   EventPage,
   MergeRow,
+  NewMerge,
   PageOptions,
   ProfileActivity,
   ProfileCard,
@@ -107,6 +108,7 @@ interface MergeTableRow {
   targetId: string;
   sourceId: string;
   createdAt: number;
+  seq: number;
   undoneAt: number | null;
   data: string;
 }
@@ -122,7 +124,7 @@ const DOCUMENT_COLUMNS = `compartment_id AS compartmentId, user_account_id AS us
   body, created_at AS createdAt, updated_at AS updatedAt`;
 const API_KEY_COLUMNS = `id, account_id AS accountId, kind, name, hash, prefix, created_at AS createdAt,
   revoked_at AS revokedAt`;
-const MERGE_COLUMNS = `id, target_id AS targetId, source_id AS sourceId, created_at AS createdAt,
+const MERGE_COLUMNS = `id, target_id AS targetId, source_id AS sourceId, created_at AS createdAt, rowid AS seq,
   undone_at AS undoneAt, data`;
 
 /** Every statement of the adapter, prepared once when the store opens. */
@@ -447,7 +449,8 @@ function prepareStatements(db: Database.Database) {
     getMerge: row<[string, string], MergeTableRow>(
       `SELECT ${MERGE_COLUMNS} FROM merges WHERE account_id = ? AND id = ?`,
     ),
-    // The union lets each side use its own index; rowid breaks ties of created_at in insertion order.
+    // The union lets each side use its own index. The last written first: the rowid is the insertion order (one above
+    // the highest in the table, and writers run one at a time), so it is the order merges committed in (MergeRow.seq).
     listMergesTouching: row<[{ accountId: string; profileId: string }], MergeTableRow>(
       `SELECT ${MERGE_COLUMNS} FROM merges
        WHERE rowid IN (
@@ -455,7 +458,7 @@ function prepareStatements(db: Database.Database) {
          UNION ALL
          SELECT rowid FROM merges WHERE account_id = @accountId AND source_id = @profileId
        )
-       ORDER BY created_at DESC, rowid DESC`,
+       ORDER BY rowid DESC`,
     ),
     markMergeUndone: run<[number, string, string]>("UPDATE merges SET undone_at = ? WHERE account_id = ? AND id = ?"),
     appendJournal: run<{ accountId: string; mergeId: string; record: string }>(
@@ -563,6 +566,7 @@ function toMerge(row: MergeTableRow): MergeRow {
     targetId: row.targetId,
     sourceId: row.sourceId,
     createdAt: row.createdAt,
+    seq: row.seq,
     undoneAt: row.undoneAt,
     eventSeqAtMerge: data.eventSeqAtMerge,
     target: data.target,
@@ -1384,7 +1388,7 @@ class SqliteTx extends SqliteReader implements StoreTx {
     }
   }
 
-  async insertMerge(accountId: string, merge: MergeRow): Promise<void> {
+  async insertMerge(accountId: string, merge: NewMerge): Promise<void> {
     const data: MergeData = {
       eventSeqAtMerge: merge.eventSeqAtMerge,
       target: merge.target,
