@@ -650,6 +650,40 @@ describe.each(stores)("%s store", (store) => {
     );
   });
 
+  describe("answers", () => {
+    /** Runs `landing` right after the next write transaction commits, before its caller hears of that. */
+    function afterNextCommit(landing: () => Promise<unknown>): void {
+      const write = h.store.write.bind(h.store);
+      h.store.write = async (accountId, fn) => {
+        h.store.write = write;
+        const result = await write(accountId, fn);
+        await landing();
+        return result;
+      };
+    }
+
+    it("an undo answers both people as it restored them, though one is deleted right after it commits", async () => {
+      const a = await person("a", { Identity: "u-a" });
+      const b = await person("b", { Identity: "u-b" });
+      const { mergeId } = await h.portrait.merge(h.account, a, b);
+      afterNextCommit(() => h.portrait.deleteProfile(h.account, b));
+      const undone = await h.portrait.undoMerge(h.account, mergeId);
+      expect([undone.target.id, undone.target.identities]).toEqual([a, { Identity: "u-a" }]);
+      expect([undone.source.id, undone.source.identities]).toEqual([b, { Identity: "u-b" }]);
+      // The delete did land after it.
+      expect(await h.portrait.getProfile(h.account, b)).toBeNull();
+    });
+
+    it("a merge answers the merged person, though they are deleted right after it commits", async () => {
+      const a = await person("a", { Identity: "u-a" });
+      const b = await person("b", { Email: "b@x.io" });
+      afterNextCommit(() => h.portrait.deleteProfile(h.account, a));
+      const merged = await h.portrait.merge(h.account, a, b);
+      expect([merged.profile.id, merged.profile.identities]).toEqual([a, { Identity: "u-a", Email: "b@x.io" }]);
+      expect(await h.portrait.getProfile(h.account, a)).toBeNull();
+    });
+  });
+
   // SEMANTICS §9: at most 20 excluded profiles, counting only those that can be placed in a control group.
   describe("control-group exclusions", () => {
     const exclude = (id: string) => h.portrait.setFlags(h.account, id, { controlGroupExcluded: true });

@@ -338,7 +338,7 @@ export class Portrait {
     sourceId: string,
   ): Promise<{ mergeId: string; profile: ProfileView }> {
     const now = this.clock.now();
-    const mergeId = await this.transact(account, async (uow) => {
+    return this.transact(account, async (uow) => {
       const scope = new RecordScope(uow, this.ids, now);
       // SEMANTICS §7 names tombstones among what cannot be merged: a stale id must not merge its target silently
       // (the general rule that a tombstone's id acts on its target gives way to this one; docs/semantics.md).
@@ -348,10 +348,8 @@ export class Portrait {
       if (!source) throw new PortraitError("UNKNOWN_PROFILE", `sourceId ${sourceId} is not a profile`, "sourceId");
       const result = await mergeProfiles(scope, target.id, source.id);
       await scope.writeSystemEvents();
-      return result.mergeId;
+      return { mergeId: result.mergeId, profile: await this.committedView(uow, result.target.id, now) };
     });
-    const merge = await this.store.reader.getMerge(account.id, mergeId);
-    return { mergeId, profile: await this.requireProfile(account, merge?.targetId ?? targetId) };
   }
 
   /** Both people as restored, and (only when there is some) what of them the undo left with others. */
@@ -360,12 +358,26 @@ export class Portrait {
     mergeId: string,
   ): Promise<{ target: ProfileView; source: ProfileView; unapplied?: UndoUnapplied[] }> {
     const now = this.clock.now();
-    const result = await this.transact(account, (uow) => undoMerge(uow, this.ids, now, mergeId));
-    return {
-      target: await this.requireProfile(account, result.targetId),
-      source: await this.requireProfile(account, result.sourceId),
-      ...(result.unapplied.length > 0 && { unapplied: result.unapplied }),
-    };
+    return this.transact(account, async (uow) => {
+      const result = await undoMerge(uow, this.ids, now, mergeId);
+      return {
+        target: await this.committedView(uow, result.targetId, now),
+        source: await this.committedView(uow, result.sourceId, now),
+        ...(result.unapplied.length > 0 && { unapplied: result.unapplied }),
+      };
+    });
+  }
+
+  /**
+   * The answer of a merge or an undo: a profile as the transaction leaves it, read inside it (its writes flushed;
+   * the profile stays locked until COMMIT). Read after COMMIT, a delete landing in between made a committed undo
+   * answer 404 UNKNOWN_PROFILE, telling its client it had failed.
+   */
+  private async committedView(uow: UnitOfWork, profileId: string, now: number): Promise<ProfileView> {
+    await uow.flushAndForget();
+    const card = await uow.tx.getProfileCard(uow.accountId, { profileId });
+    if (!card) throw new Error(`profile ${profileId} is gone inside the transaction that wrote it`);
+    return profileView(uow.account, card, now);
   }
 
   async deleteProfile(account: Account, profileId: string): Promise<DeletedCounts> {
