@@ -3,6 +3,7 @@ import pg from "pg";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { PortraitError } from "../engine/errors.js";
 import { PostgresStore } from "../store/postgres/postgres-store.js";
+import { deferred } from "../test-support/deferred.js";
 import { type Harness, makeHarness } from "../test-support/portrait.js";
 import { storesUnderTest } from "../test-support/postgres.js";
 import { Portrait } from "./portrait.js";
@@ -695,6 +696,85 @@ describe.each(stores)("%s store", (store) => {
       for (const id of ids) await exclude(id);
       return ids;
     }
+
+    /**
+     * `first` through this process, held after it has counted and written, before its COMMIT; meanwhile `second`
+     * through another process (a second store on the database), until it ends or waits for a lock; then `first`
+     * commits. Their outcomes (error codes, or "no error") and the answer of `second`.
+     */
+    async function atOnce<T>(first: () => Promise<unknown>, second: (other: Portrait) => Promise<T>) {
+      const store = await PostgresStore.connect(h.databaseUrl!, { max: 2, concurrentWriters: 1 });
+      const watcher = new pg.Client({ connectionString: h.databaseUrl! });
+      await watcher.connect();
+      try {
+        const counted = deferred();
+        const held = deferred();
+        const write = h.store.write.bind(h.store);
+        h.store.write = (accountId, fn) => {
+          h.store.write = write;
+          return write(accountId, async (tx) => {
+            const value = await fn(tx);
+            counted.resolve();
+            await held.promise;
+            return value;
+          });
+        };
+        const one = codeOf(first());
+        await counted.promise;
+        let answer: T | undefined;
+        let settled = false;
+        const two = codeOf(
+          second(new Portrait(store, h.clock)).then((value) => {
+            answer = value;
+          }),
+        );
+        void two.finally(() => {
+          settled = true;
+        });
+        await until(async () => {
+          if (settled) return true;
+          const { rows } = await watcher.query(
+            "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+          );
+          return rows[0].n > 0;
+        });
+        held.resolve();
+        return { codes: [await one, await two], answer };
+      } finally {
+        await watcher.end();
+        await store.close();
+      }
+    }
+
+    it.runIf(store === "postgres")("holds against two exclusions at once through two processes", async () => {
+      await excludedPeople(19, "ex");
+      const [p, q] = [await person("p", { Identity: "p" }), await person("q", { Identity: "q" })];
+      // The other process's exclusion of q must not count 19 as well while p's is being written.
+      const { codes } = await atOnce(
+        () => exclude(p),
+        (other) => other.setFlags(h.account, q, { controlGroupExcluded: true }),
+      );
+      expect(codes).toEqual(["no error", "CONTROL_GROUP_EXCLUSION_LIMIT"]);
+      expect(await excludedCount()).toBe(20);
+    });
+
+    it.runIf(store === "postgres")("holds against an exclusion and an undo at once through two processes", async () => {
+      const [t, s] = (await excludedPeople(19, "ex")) as [string, string];
+      const { mergeId } = await h.portrait.merge(h.account, t, s);
+      expect(await excludedCount()).toBe(18);
+      const p = await person("p", { Identity: "p" });
+      await exclude(await person("o", { Identity: "o" }));
+      // p's exclusion takes the 20th slot; the undo, which would give s its slot back, must count it.
+      const { codes, answer } = await atOnce(
+        () => exclude(p),
+        (other) => other.undoMerge(h.account, mergeId),
+      );
+      expect(codes).toEqual(["no error", "no error"]);
+      expect(answer?.unapplied).toEqual([
+        { profileId: s, key: "controlGroupExcluded", value: "true", code: "CONTROL_GROUP_EXCLUSION_LIMIT" },
+      ]);
+      expect(await excludedCount()).toBe(20);
+    });
 
     it("an undo that would pass the limit leaves the source not excluded and says so", async () => {
       const [t, s] = (await excludedPeople(20, "ex")) as [string, string];

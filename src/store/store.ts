@@ -332,6 +332,14 @@ export interface StoreTx extends StoreReader {
    * the old settings.
    */
   lockAccount(accountId: string): Promise<void>;
+  /**
+   * Holds the account's control-group exclusions until COMMIT (SEMANTICS §9: the limit is counted, then written): a
+   * transaction that may exclude a profile, or bring an excluded one back, takes this first, and one that comes
+   * second waits for the first to commit, then counts what it wrote. Taken before any profile lock, so that nobody
+   * waits for it while holding a lock its holder may need (docs/scaling.md, "Lock order"). PostgreSQL: an advisory
+   * lock of its own; SQLite: writers run one at a time already.
+   */
+  lockControlGroupExclusions(accountId: string): Promise<void>;
   /** Replaces the account's settings and moves its settings revision. */
   updateSettings(accountId: string, settings: AccountSettings): Promise<void>;
 

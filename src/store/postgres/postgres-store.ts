@@ -408,7 +408,8 @@ export const SQL = {
       (SELECT pg_advisory_xact_lock_shared(hashtextextended($2, 0))) account
     ORDER BY h`,
   // An account-wide lock, exclusively, by name: the account's handles lock in place of handle locks, for a transaction
-  // that would hold too many; the account's settings lock for a settings change (lockAccount).
+  // that would hold too many; the account's settings lock for a settings change (lockAccount); its control-group
+  // exclusions lock (lockControlGroupExclusions).
   holdAccountLock: "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
   // The account's settings lock shared, then its revisions (PostgresTx.revisions): every write transaction that checks
   // its records against the settings.
@@ -788,6 +789,8 @@ class HandleLocks {
 
 /** The name of the account's settings lock (hashed as handleName). */
 const settingsLockName = (accountId: string) => JSON.stringify(["settings", accountId]);
+/** The name of the account's control-group exclusions lock (StoreTx.lockControlGroupExclusions). */
+const exclusionsLockName = (accountId: string) => JSON.stringify(["control-group-exclusions", accountId]);
 
 /** The lock names of devices and identity values. */
 function handleNames(
@@ -2286,6 +2289,17 @@ class PostgresTx extends PostgresReader implements StoreTx {
     if (this.settingsHold === "shared") throw new Error("lockAccount must come first in its transaction.");
     await run(this.reads, "holdAccountLock", [settingsLockName(accountId)]);
     this.settingsHold = "exclusive";
+  }
+
+  /**
+   * SEMANTICS §9's limit is a count, then a write: at READ COMMITTED two transactions each counted 19 and both excluded
+   * (25 of 26 at once, in the audit). An advisory lock of the account's, exclusive until COMMIT: the second waits,
+   * and its count, a new statement, sees what the first committed. Sent as a read (it opens no savepoint): taken
+   * again inside a savepoint that rolls back, only that taking goes with it.
+   */
+  async lockControlGroupExclusions(accountId: string): Promise<void> {
+    this.check(accountId);
+    await run(this.reads, "holdAccountLock", [exclusionsLockName(accountId)]);
   }
 
   async updateSettings(accountId: string, settings: AccountSettings): Promise<void> {

@@ -1382,6 +1382,11 @@ class SqliteTx extends SqliteReader implements StoreTx {
     this.use(accountId);
   }
 
+  /** Writers run one at a time (BEGIN IMMEDIATE, across processes too): a count stays true until COMMIT. */
+  async lockControlGroupExclusions(accountId: string): Promise<void> {
+    this.use(accountId);
+  }
+
   async updateSettings(accountId: string, settings: AccountSettings): Promise<void> {
     if (this.forWrite(accountId).updateAccountSettings.run(JSON.stringify(settings), accountId).changes === 0) {
       throw new Error(`updateSettings: no account ${accountId}.`);
