@@ -27,7 +27,10 @@
  *   exclusively at its first hold the next time, so it cannot lose that way twice). That is safe because a transaction
  *   function keeps all its state inside the run (the pipeline builds a fresh UnitOfWork, and its results, per run: see
  *   Portrait.transact and Portrait.ingest) and the retry sees a fresh world. Correctness still comes from the
- *   constraints and locks; the retry only repeats work that PostgreSQL refused to finish.
+ *   constraints and locks; the retry only repeats work that PostgreSQL refused to finish. A function that loses every
+ *   run ends with the last one's error, which the API answers 503 UNAVAILABLE (nothing applied: api/errors.ts). Each
+ *   deadlock costs its victim deadlock_timeout, so locks are taken in one order where the code can (a prefetch takes
+ *   every profile lock it knows of in one ordered statement: docs/scaling.md "Lock order").
  * - `reader` runs each read on any pooled connection outside a transaction, so it sees committed data only.
  * - The one thing remembered across transactions is which profile a count-only event's device belongs to
  *   (DeviceOwners), and it is checked at every use against the owner's handles revision, which a trigger moves with
@@ -423,7 +426,9 @@ export const SQL = {
   // count-only events need nothing more from; with the context too when some of them carry context (peekContext).
   prefetchHandlesWithStatus: prefetchHandles(PROFILE_STATUS),
   prefetchHandlesWithContext: prefetchHandles(STATUS_COLUMNS),
-  prefetchProfiles: `SELECT id, state, ${ACTIVITY} FROM profiles WHERE account_id = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE`,
+  // With each row's address as locked (its newest version's): where a count-only event's activity update goes.
+  prefetchProfiles: `SELECT id, ctid::text AS row, state, ${ACTIVITY} FROM profiles
+    WHERE account_id = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE`,
   // StoreTx.peekProfile: no lock, only what decides where an event may be added (prefetch reads it with the handles).
   peekProfile: `SELECT ${STATUS_COLUMNS} FROM profiles WHERE account_id = $1 AND id = $2`,
   peekProfiles: `SELECT id, ${STATUS_COLUMNS} FROM profiles WHERE account_id = $1 AND id = ANY($2::text[])`,
@@ -1590,13 +1595,34 @@ class PostgresTx extends PostgresReader implements StoreTx {
     }
     for (const [key, owner] of before.identities) (countOnlyIdentities.has(key) ? unlocked : profileIds).add(owner);
     for (const id of profileIds) unlocked.delete(id);
+    // A group that locks profiles here locks the count-only events' owners with them, in the same statement: every
+    // profile lock it knows it will take, in one pass in id order. Left to the activity update at its end, they were
+    // a second ordered pass, and two ordered passes are not one order: two groups sharing people deadlocked, each
+    // holding one person from here and waiting for the other at its activity update (an event on B's device with
+    // an $incr on A, against the reverse: the concurrency audit, F2). A group of count-only events alone locks
+    // nothing here and keeps its one ordered lock, at its end, in the activity update (B1).
+    const countOnlyLocked = new Set<string>();
+    if (profileIds.size > 0) {
+      for (const id of unlocked) {
+        profileIds.add(id);
+        countOnlyLocked.add(id);
+      }
+      unlocked.clear();
+    }
     const locked = new Set<string>();
     if (profileIds.size > 0) {
-      const states = await rows<StateRow & { id: string }>(db, "prefetchProfiles", [accountId, [...profileIds]]);
+      const ids = [...profileIds];
+      const states = await rows<StateRow & { id: string; row: string }>(db, "prefetchProfiles", [accountId, ids]);
       this.dropSeqs();
       for (const row of states) {
         locked.add(row.id);
-        this.known.profiles.set(row.id, stateOf(row));
+        const state = stateOf(row);
+        this.known.profiles.set(row.id, state);
+        // Its count-only events are added at the address it was locked at (addActivity), with no statement of their own.
+        if (countOnlyLocked.has(row.id)) {
+          const status = { mergedInto: state.mergedInto, journalMergeId: state.journalMergeId };
+          this.known.statuses.set(row.id, { row: row.row, status, context: contextStatusOf(state) });
+        }
       }
     }
     const unread: string[] = [];
