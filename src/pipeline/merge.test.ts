@@ -3,6 +3,7 @@ import pg from "pg";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { PortraitError } from "../engine/errors.js";
 import { PostgresStore } from "../store/postgres/postgres-store.js";
+import type { StoreReader } from "../store/store.js";
 import { deferred } from "../test-support/deferred.js";
 import { type Harness, makeHarness } from "../test-support/portrait.js";
 import { storesUnderTest } from "../test-support/postgres.js";
@@ -816,6 +817,44 @@ describe.each(stores)("%s store", (store) => {
         { profileId: s, key: "controlGroupExcluded", value: "true", code: "CONTROL_GROUP_EXCLUSION_LIMIT" },
       ]);
       expect(await excludedCount()).toBe(20);
+    });
+  });
+
+  // SEMANTICS §10: "as one JSON document".
+  describe("export", () => {
+    it("is one snapshot: an event written while it reads is in none of it or all of it", async () => {
+      const a = await person("a", { Identity: "u-a" });
+      await h.ingest({ type: "event", deviceId: "a", name: "Viewed", ts: ts(5) });
+      const before = (await h.portrait.requireProfile(h.account, a)).stats.events;
+      // The moment the export first reads events, wherever it reads them, another event of a's is written first.
+      let landed = false;
+      const hooked = <R extends StoreReader>(r: R): R => {
+        const listEvents = r.listEvents.bind(r);
+        r.listEvents = async (...args) => {
+          if (!landed) {
+            landed = true;
+            expect((await h.ingest({ type: "event", deviceId: "a", name: "Viewed", ts: ts(6) })).processed).toBe(1);
+          }
+          return listEvents(...args);
+        };
+        return r;
+      };
+      const { reader, snapshot } = h.store;
+      const listEvents = reader.listEvents;
+      hooked(reader);
+      const snapshotOf = snapshot.bind(h.store);
+      h.store.snapshot = (accountId, fn) => snapshotOf(accountId, (r) => fn(hooked(r)));
+      let exported: { profile: { stats: { events: number } }; events: Array<{ anonymous: boolean }> };
+      try {
+        exported = (await h.portrait.exportProfile(h.account, a)) as typeof exported;
+      } finally {
+        reader.listEvents = listEvents;
+        h.store.snapshot = snapshot;
+      }
+      expect(landed).toBe(true);
+      expect(exported.profile.stats.events).toBe(before);
+      expect(exported.events.filter((e) => !e.anonymous)).toHaveLength(before);
+      expect((await h.portrait.requireProfile(h.account, a)).stats.events).toBe(before + 1);
     });
   });
 

@@ -18,7 +18,16 @@ import type {
   StoredEvent,
   UserAccountRef,
 } from "../engine/types.js";
-import type { DeletedCounts, MergeRow, ProfileLookup, ProfileSnapshot, Store, TimelineEvent } from "../store/store.js";
+import type {
+  DeletedCounts,
+  MergeRow,
+  ProfileLookup,
+  ProfileSnapshot,
+  SnapshotReader,
+  Store,
+  StoreReader,
+  TimelineEvent,
+} from "../store/store.js";
 import { type Accounts, validateSettings } from "./accounts.js";
 import { applyRecord } from "./apply-record.js";
 import { batchHandles } from "./batch-handles.js";
@@ -384,32 +393,32 @@ export class Portrait {
     return this.transact(account, (uow) => deleteProfile(uow, profileId));
   }
 
-  /** The live profile an id names (a tombstone's id reads as its target), or null. */
-  async getProfile(account: Account, profileId: string): Promise<ProfileView | null> {
-    return this.viewOf(account, { profileId });
+  /** The live profile an id names (a tombstone's id reads as its target), or null. `r`: where to read it. */
+  async getProfile(account: Account, profileId: string, r = this.store.reader): Promise<ProfileView | null> {
+    return this.viewOf(account, { profileId }, r);
   }
 
   /** The view of the live profile a look-up names: a tombstone's id reads as its target. */
-  private async viewOf(account: Account, lookup: ProfileLookup): Promise<ProfileView | null> {
-    let card = await this.store.reader.getProfileCard(account.id, lookup);
+  private async viewOf(account: Account, lookup: ProfileLookup, r = this.store.reader): Promise<ProfileView | null> {
+    let card = await r.getProfileCard(account.id, lookup);
     if (card?.state.mergedInto) {
       // A tombstone (rare): follow the merges on the profile rows alone, then read the live one's card.
-      const live = await this.liveState(account, card.state.mergedInto);
-      card = live ? await this.store.reader.getProfileCard(account.id, { profileId: live.id }) : null;
+      const live = await this.liveState(account, card.state.mergedInto, r);
+      card = live ? await r.getProfileCard(account.id, { profileId: live.id }) : null;
     }
     return card ? profileView(account, card, this.clock.now()) : null;
   }
 
-  private async liveState(account: Account, profileId: string): Promise<ProfileState | null> {
-    let state = await this.store.reader.getProfile(account.id, profileId);
+  private async liveState(account: Account, profileId: string, r = this.store.reader): Promise<ProfileState | null> {
+    let state = await r.getProfile(account.id, profileId);
     for (let hops = 0; state?.mergedInto && hops < 64; hops++) {
-      state = await this.store.reader.getProfile(account.id, state.mergedInto);
+      state = await r.getProfile(account.id, state.mergedInto);
     }
     return state;
   }
 
-  async requireProfile(account: Account, profileId: string): Promise<ProfileView> {
-    const view = await this.getProfile(account, profileId);
+  async requireProfile(account: Account, profileId: string, r = this.store.reader): Promise<ProfileView> {
+    const view = await this.getProfile(account, profileId, r);
     if (!view) throw new PortraitError("UNKNOWN_PROFILE", `profile ${profileId} does not exist`, "id");
     return view;
   }
@@ -464,11 +473,16 @@ export class Portrait {
 
   /** Every stored fact about a person as one document (SEMANTICS §10). */
   async exportProfile(account: Account, profileId: string): Promise<Record<string, unknown>> {
-    const profile = await this.requireProfile(account, profileId);
-    const r = this.store.reader;
-    const members = await this.transactRead(account, profile.id);
+    // One snapshot for all its reads: read one after another as things stood at each read, a write committed in
+    // between made the document disagree with itself (stats.events against the events listed: the audit, F4).
+    return this.store.snapshot(account.id, (r) => this.exportFrom(r, account, profileId));
+  }
+
+  private async exportFrom(r: SnapshotReader, account: Account, profileId: string): Promise<Record<string, unknown>> {
+    const profile = await this.requireProfile(account, profileId, r);
+    const members = await household(r, account.id, profile.id);
     const orphans = await r.listOrphans(account.id, profile.id);
-    const events = await this.allEvents(account, [profile.id, ...orphans]);
+    const events = await allEvents(r, account.id, [profile.id, ...orphans]);
     const now = this.clock.now();
     const orphanViews: ProfileView[] = [];
     // SEMANTICS §10: the orphans' documents go with the person on delete, so they are the person's data.
@@ -493,13 +507,8 @@ export class Portrait {
     const state = await r.getProfile(account.id, profile.id);
     if (!state) throw new PortraitError("UNKNOWN_PROFILE", `profile ${profileId} does not exist`, "id");
     const undoable = history.filter((m) => m.undoneAt === null);
-    // The journals are read in a transaction: the Store reads them only there (the undo's own path).
     const journals = new Map<string, AnyRecord[]>();
-    if (undoable.length > 0) {
-      await this.transact(account, async ({ tx }) => {
-        for (const m of undoable) journals.set(m.id, await tx.listJournal(account.id, m.id));
-      });
-    }
+    for (const m of undoable) journals.set(m.id, await r.listJournal(account.id, m.id));
     return {
       exportedAt: iso(now),
       profile,
@@ -534,21 +543,6 @@ export class Portrait {
     };
   }
 
-  private async transactRead(account: Account, profileId: string): Promise<string[]> {
-    return this.transact(account, (uow) => household(uow, profileId));
-  }
-
-  private async allEvents(account: Account, profileIds: string[]): Promise<StoredEvent[]> {
-    const out: StoredEvent[] = [];
-    let before: { ts: number; seq: number } | null = null;
-    for (;;) {
-      const page = await this.store.reader.listEvents(account.id, profileIds, { before, limit: 1000 });
-      out.push(...page.events);
-      if (!page.next) return out;
-      before = page.next;
-    }
-  }
-
   async getDocument(account: Account, profileId: string, ref: UserAccountRef): Promise<Record<string, JsonValue>> {
     const profile = await this.requireProfile(account, profileId);
     const doc = await this.store.reader.getDocument(account.id, ref);
@@ -564,6 +558,18 @@ export class Portrait {
   async listDocuments(account: Account, profileId: string): Promise<ProfileDocument[]> {
     const profile = await this.requireProfile(account, profileId);
     return this.store.reader.listDocuments(account.id, profile.id);
+  }
+}
+
+/** Every event of some profiles, newest first, page after page. */
+async function allEvents(r: StoreReader, accountId: string, profileIds: string[]): Promise<StoredEvent[]> {
+  const out: StoredEvent[] = [];
+  let before: { ts: number; seq: number } | null = null;
+  for (;;) {
+    const page = await r.listEvents(accountId, profileIds, { before, limit: 1000 });
+    out.push(...page.events);
+    if (!page.next) return out;
+    before = page.next;
   }
 }
 

@@ -188,6 +188,12 @@ export interface StoreReader {
   maxEventSeq(accountId: string): Promise<number>;
 }
 
+/** Reads that all see the store as it was at one moment (Store.snapshot). */
+export interface SnapshotReader extends StoreReader {
+  /** The records journalled into a merge since it happened, oldest first (as StoreTx.listJournal). */
+  listJournal(accountId: string, mergeId: string): Promise<AnyRecord[]>;
+}
+
 /** A change to what processes cache of an account (Store.watchAccounts). */
 /** What another process changed; `all`: changes may have been missed (a lost connection), forget every cached one. */
 export type AccountChange =
@@ -407,4 +413,11 @@ export interface Store {
   readonly segments: SegmentStore;
   /** One transaction, scoped to one account. */
   write<T>(accountId: string, fn: (tx: StoreTx) => Promise<T>): Promise<T>;
+  /**
+   * Runs `fn` with reads of one account that all see the store as it was at one moment: none of them sees a write that
+   * another misses, whatever commits meanwhile (a profile export, SEMANTICS §10 "as one JSON document"). It takes no
+   * lock: writers go on. PostgreSQL: one REPEATABLE READ, READ ONLY transaction; SQLite: a read transaction on a
+   * connection of its own (WAL keeps its snapshot while the writer commits).
+   */
+  snapshot<T>(accountId: string, fn: (reader: SnapshotReader) => Promise<T>): Promise<T>;
 }

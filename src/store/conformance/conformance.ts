@@ -30,6 +30,7 @@ import type {
   ProfileCard,
   ProfileLookup,
   ProfileSnapshot,
+  SnapshotReader,
   Store,
   StoreReader,
   StoreTx,
@@ -1535,6 +1536,62 @@ export function describeStoreConformance(
           identities: 0,
           devices: 0,
         });
+      });
+    });
+
+    describe("snapshots", () => {
+      it("reads the store as it was at its first read, whatever commits meanwhile, and writers do not wait", async () => {
+        const accountId = await freshAccount();
+        const p = fullProfile();
+        const [target, source] = [blankProfile(), blankProfile()];
+        const m = merge(target.id, source.id, T0);
+        const journalled = profileRecord("dev-j", T0 + 1, "first");
+        await store.write(accountId, async (tx) => {
+          await tx.insertProfile(accountId, p);
+          await tx.insertEvents(accountId, [event(p.id, T0)]);
+          await tx.insertMerge(accountId, m);
+          await tx.appendJournal(accountId, m.id, journalled);
+        });
+        const seen = await store.snapshot(accountId, async (r) => {
+          const before = await r.getProfile(accountId, p.id);
+          // Committed while the snapshot is open: a writer does not wait for it.
+          await store.write(accountId, async (tx) => {
+            await tx.insertEvents(accountId, [event(p.id, T0 + 1)]);
+            await tx.updateProfile(accountId, { ...p, bucket: p.bucket + 1 });
+            await tx.insertProfile(accountId, { ...blankProfile(), orphanOf: p.id });
+            await tx.appendJournal(accountId, m.id, profileRecord("dev-j", T0 + 2, "second"));
+          });
+          return {
+            before,
+            after: await r.getProfile(accountId, p.id),
+            events: (await r.listEvents(accountId, [p.id], { limit: 10 })).events.length,
+            orphans: await r.listOrphans(accountId, p.id),
+            journal: await r.listJournal(accountId, m.id),
+          };
+        });
+        expect(seen.after).toEqual(seen.before);
+        expect(seen.events).toBe(1);
+        expect(seen.orphans).toEqual([]);
+        expect(seen.journal).toEqual([journalled]);
+        // Outside it, every write is there.
+        expect((await store.reader.getProfile(accountId, p.id))?.bucket).toBe(p.bucket + 1);
+        expect((await store.reader.listEvents(accountId, [p.id], { limit: 10 })).events).toHaveLength(2);
+      });
+
+      it("serves the account it was opened for, and only while its function runs", async () => {
+        const [a, b] = [await freshAccount(), await freshAccount()];
+        let kept: SnapshotReader | undefined;
+        expect(
+          await store.snapshot(a, async (r) => {
+            kept = r;
+            await expect(r.getProfile(b, newId())).rejects.toThrow();
+            return r.getProfile(a, newId());
+          }),
+        ).toBeNull();
+        await expect(kept!.getProfile(a, newId())).rejects.toThrow();
+        // A function that throws ends the snapshot with its error, and the store goes on.
+        await expect(store.snapshot(a, async () => Promise.reject(new Error("boom")))).rejects.toThrow("boom");
+        expect(await store.snapshot(a, (r) => r.listOrphans(a, newId()))).toEqual([]);
       });
     });
 

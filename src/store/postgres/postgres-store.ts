@@ -75,6 +75,7 @@ import type {
   ProfileCard,
   ProfileLookup,
   ProfileStatus,
+  SnapshotReader,
   Store,
   StoreReader,
   StoreTx,
@@ -957,6 +958,38 @@ class PostgresReader implements StoreReader {
 
   async maxEventSeq(accountId: string): Promise<number> {
     return (await first<{ seq: number | null }>(this.db(accountId), "maxEventSeq", [accountId]))?.seq ?? 0;
+  }
+}
+
+/**
+ * The reader handed to one `snapshot()` function: its reads run in one REPEATABLE READ transaction on one connection,
+ * so all of them see the snapshot its first statement took. Unusable once that function has returned.
+ */
+class PostgresSnapshot extends PostgresReader implements SnapshotReader {
+  private open = true;
+
+  constructor(
+    client: pg.PoolClient,
+    private readonly accountId: string,
+  ) {
+    super(client);
+  }
+
+  close(): void {
+    this.open = false;
+  }
+
+  protected override db(accountId: string): Queryable {
+    if (!this.open) throw new Error("This snapshot has ended; use its reader inside snapshot() only.");
+    if (accountId !== this.accountId) {
+      throw new Error(`A snapshot of account ${this.accountId} cannot read account ${accountId}.`);
+    }
+    return super.db(accountId);
+  }
+
+  async listJournal(accountId: string, mergeId: string): Promise<AnyRecord[]> {
+    const found = await rows<{ record: AnyRecord }>(this.db(accountId), "listJournal", [accountId, mergeId]);
+    return found.map((r) => r.record);
   }
 }
 
@@ -2720,6 +2753,27 @@ export class PostgresStore implements Store {
       // exclusively at its first hold, holding nothing shared that the winner could be waiting for (HandleLocks).
       if (outcome.upgraded) handlesExclusive = true;
       await backOff(attempt);
+    }
+  }
+
+  async snapshot<T>(accountId: string, fn: (reader: SnapshotReader) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    const reader = new PostgresSnapshot(client, accountId);
+    let broken: Error | undefined;
+    try {
+      // The snapshot is taken by the first statement after BEGIN and kept by every later one. Nothing is locked.
+      await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+      const value = await fn(reader);
+      await client.query("COMMIT");
+      return value;
+    } catch (error) {
+      await client.query("ROLLBACK").catch((e: Error) => {
+        broken = e;
+      });
+      throw error;
+    } finally {
+      reader.close();
+      client.release(broken);
     }
   }
 

@@ -51,6 +51,7 @@ import type {
   ProfileCard,
   ProfileLookup,
   ProfileStatus,
+  SnapshotReader,
   Store,
   StoreReader,
   StoreTx,
@@ -602,7 +603,7 @@ class ProfileKeyHints {
   }
 }
 
-/** FIFO turn-taking for write transactions on the single connection. */
+/** FIFO turn-taking on one connection: write transactions on the writer's, snapshots on theirs. */
 class WriteQueue {
   private busy = false;
   private readonly waiting: Array<() => void> = [];
@@ -1538,6 +1539,12 @@ export class SqliteStore implements Store {
   private readonly hints = new ProfileKeyHints(PROFILE_KEY_HINTS);
   private readonly lookups = new CommittedLookups();
   private readonly queue = new WriteQueue();
+  /**
+   * The connection snapshots read on (Store.snapshot), opened at the first: its read transaction must not hold the
+   * reader's connection, whose other reads would then see the snapshot too. Snapshots take turns on it.
+   */
+  private snapshotDb: { db: Database.Database; sql: Statements } | null = null;
+  private readonly snapshotTurns = new WriteQueue();
   private readonly savepoints: SavepointStatements[] = [];
   private closed = false;
 
@@ -1614,13 +1621,16 @@ export class SqliteStore implements Store {
   async close(): Promise<void> {
     if (this.closed) return;
     await this.queue.acquire();
+    await this.snapshotTurns.acquire();
     try {
       if (!this.closed) {
+        this.snapshotDb?.db.close();
         this.readDb?.close();
         this.db.close();
       }
       this.closed = true;
     } finally {
+      this.snapshotTurns.release();
       this.queue.release();
     }
   }
@@ -1703,6 +1713,36 @@ export class SqliteStore implements Store {
     }
   }
 
+  async snapshot<T>(accountId: string, fn: (reader: SnapshotReader) => Promise<T>): Promise<T> {
+    // An in-memory store has one connection: the snapshot takes the writers' turn (nothing can write meanwhile).
+    const own = this.readDb !== null;
+    await (own ? this.snapshotTurns : this.queue).acquire();
+    try {
+      if (this.closed) throw new Error("The store is closed.");
+      const { db, sql } = own ? this.openSnapshotDb() : { db: this.db, sql: this.sql };
+      const reader = new SqliteSnapshot(sql, this.hints, accountId);
+      // Deferred: the read transaction's snapshot is taken by its first read and kept until COMMIT (WAL).
+      db.exec("BEGIN");
+      try {
+        return await fn(reader);
+      } finally {
+        reader.close();
+        if (db.inTransaction) db.exec("COMMIT");
+      }
+    } finally {
+      (own ? this.snapshotTurns : this.queue).release();
+    }
+  }
+
+  private openSnapshotDb(): { db: Database.Database; sql: Statements } {
+    if (this.snapshotDb === null) {
+      const db = new Database(this.db.name, { readonly: true });
+      db.pragma("busy_timeout = 5000");
+      this.snapshotDb = { db, sql: prepareStatements(db) };
+    }
+    return this.snapshotDb;
+  }
+
   /** Runs `fn` in its own transaction, in turn with `write()` (the import bookkeeping's writes). */
   private async exclusive<T>(fn: () => T): Promise<T> {
     await this.queue.acquire();
@@ -1725,6 +1765,37 @@ export class SqliteStore implements Store {
       this.savepoints[depth] = statements;
     }
     return statements;
+  }
+}
+
+/** The reader handed to one `snapshot()` function: the statements of a connection inside one read transaction. */
+class SqliteSnapshot extends SqliteReader implements SnapshotReader {
+  private open = true;
+
+  constructor(
+    sql: Statements,
+    hints: ProfileKeyHints,
+    private readonly accountId: string,
+  ) {
+    super(sql, hints);
+  }
+
+  close(): void {
+    this.open = false;
+  }
+
+  protected override use(accountId: string): Statements {
+    if (!this.open) throw new Error("This snapshot has ended; use its reader inside snapshot() only.");
+    if (accountId !== this.accountId) {
+      throw new Error(`A snapshot of account ${this.accountId} cannot read account ${accountId}.`);
+    }
+    return this.sql;
+  }
+
+  async listJournal(accountId: string, mergeId: string): Promise<AnyRecord[]> {
+    return this.use(accountId)
+      .listJournal.all(accountId, mergeId)
+      .map((record) => JSON.parse(record));
   }
 }
 
