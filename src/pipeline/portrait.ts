@@ -148,7 +148,8 @@ export class Portrait {
       // Inside the transaction: what another process changed since the last one is what this one's records meet.
       const revisions = await tx.revisions(account.id);
       await this.types.ensure(account.id, tx, revisions.types);
-      uow = new UnitOfWork(tx, await this.currentAccount(account, revisions.settings), this.types, this.clock);
+      const current = await this.currentAccount(account, revisions.settings, (id) => tx.getAccount(id));
+      uow = new UnitOfWork(tx, current, this.types, this.clock);
       const value = await fn(uow);
       await uow.flush();
       return value;
@@ -161,12 +162,18 @@ export class Portrait {
    * The account as of settings revision `revision`: the one known here, or read again when another is newer. Inside
    * a write transaction, which holds the account's settings lock (StoreTx.revisions), no change can commit in
    * between; outside one, a change committed in between leaves a row newer than its revision, which only costs a
-   * read more next time.
+   * read more next time. `read`: where the row is read, the transaction's own connection inside one (a read on the
+   * pool there waited for a connection that the other transactions doing the same held: a burst of writes on a node
+   * that had not read the settings yet, or just after a change, stalled 10 s and answered 503).
    */
-  private async currentAccount(account: Account, revision: number): Promise<Account> {
+  private async currentAccount(
+    account: Account,
+    revision: number,
+    read: (accountId: string) => Promise<Account | null> = (id) => this.store.getAccount(id),
+  ): Promise<Account> {
     const known = this.current.get(account.id);
     if (known?.revision === revision) return known.account;
-    const fresh = (await this.store.getAccount(account.id)) ?? account;
+    const fresh = (await read(account.id)) ?? account;
     this.current.set(account.id, { revision, account: fresh });
     return fresh;
   }

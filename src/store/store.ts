@@ -346,6 +346,12 @@ export interface StoreTx extends StoreReader {
    * lock of its own; SQLite: writers run one at a time already.
    */
   lockControlGroupExclusions(accountId: string): Promise<void>;
+  /**
+   * The account as this transaction reads it (Portrait.transact reads its settings when their revision moved). On the
+   * transaction's own connection: a read through the store's pool from inside a transaction waits for a free
+   * connection, and when every connection is held by a transaction doing the same, none comes (PostgreSQL).
+   */
+  getAccount(accountId: string): Promise<Account | null>;
   /** Replaces the account's settings and moves its settings revision. */
   updateSettings(accountId: string, settings: AccountSettings): Promise<void>;
 

@@ -2341,6 +2341,11 @@ class PostgresTx extends PostgresReader implements StoreTx {
     return held ?? { types: 0, settings: 0 };
   }
 
+  async getAccount(accountId: string): Promise<Account | null> {
+    const row = await first<AccountRow>(this.db(accountId), "getAccount", [accountId]);
+    return row === undefined ? null : toAccount(row);
+  }
+
   async lockAccount(accountId: string): Promise<void> {
     this.check(accountId);
     if (this.settingsHold === "exclusive") return;

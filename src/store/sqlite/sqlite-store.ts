@@ -1378,6 +1378,11 @@ class SqliteTx extends SqliteReader implements StoreTx {
     if (sql.changeType.run(type, accountId, scope, path).changes > 0) sql.bumpTypesRevision.run(accountId);
   }
 
+  async getAccount(accountId: string): Promise<Account | null> {
+    const row = this.use(accountId).getAccount.get(accountId);
+    return row === undefined ? null : toAccount(row);
+  }
+
   /** Writers run one at a time (BEGIN IMMEDIATE, across processes too): this transaction already holds the account. */
   async lockAccount(accountId: string): Promise<void> {
     this.use(accountId);
