@@ -570,8 +570,9 @@ export const SQL = {
     VALUES ($1, $2, $3, $4, $5, $6, $7)`,
   getMerge: `SELECT ${MERGE_COLUMNS} FROM merges WHERE account_id = $1 AND id = $2`,
   // Each side uses its own index (a BitmapOr). The last written first: seq is drawn from the merges' identity sequence
-  // when the row is inserted, after the merge has locked both profiles, so between merges touching one profile it is
-  // the order they committed in (MergeRow.seq). created_at is the time each request began on its own node's clock: a
+  // (CACHE 1, its default: a value drawn later is higher, whatever the session) when the row is inserted, after the
+  // merge has locked both profiles, so between merges touching one profile it is the order they committed in
+  // (MergeRow.seq). created_at is the time each request began on its own node's clock: a
   // merge that waited for a connection or a lock, or ran on a node whose clock is behind, would sort wrongly by it.
   listMergesTouching: `SELECT ${MERGE_COLUMNS} FROM merges
     WHERE account_id = $1 AND (target_id = $2 OR source_id = $2)
