@@ -36,6 +36,9 @@ describe("fastify's and node's errors as the contract's", () => {
       error("connect ECONNREFUSED 127.0.0.1:5432", "ECONNREFUSED"),
       error("Connection terminated unexpectedly"),
       error("timeout exceeded when trying to connect"),
+      // A write transaction that lost every run to concurrent ones: rolled back each time, nothing applied.
+      error("deadlock detected", "40P01"),
+      error("could not serialize access due to concurrent update", "40001"),
     ]) {
       expect(storeUnavailable(temporary), temporary.message).toBe(true);
       expect(toPortraitError(temporary as FastifyError)).toMatchObject({ code: "UNAVAILABLE" });

@@ -27,15 +27,18 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
 
 /**
  * Store errors that say "not now" rather than "not this": SQLite's write lock held past the busy timeout by another
- * process, PostgreSQL out of connections, starting up, shutting down or out of reach. The request was not applied and
- * the same request may succeed in a moment, which is what 503 and Retry-After tell a client (SDKs and load balancers
- * retry on them; a 500 means retrying will not help).
+ * process, PostgreSQL out of connections, starting up, shutting down or out of reach, or a write transaction that
+ * lost to concurrent ones every time `write()` ran it (a deadlock or a serialization failure, MAX_ATTEMPTS times). The
+ * request was not applied and the same request may succeed in a moment, which is what 503 and Retry-After tell a client
+ * (SDKs and load balancers retry on them; a 500 means retrying will not help).
  */
 const STORE_UNAVAILABLE_CODES = new Set([
   "SQLITE_BUSY",
   "SQLITE_BUSY_SNAPSHOT",
   "SQLITE_BUSY_RECOVERY",
   "SQLITE_BUSY_TIMEOUT",
+  "40P01", // deadlock_detected: rolled back, lost again each time write() ran it again
+  "40001", // serialization_failure: the same (PostgresTx.refuseForRerun raises it too)
   "53300", // too_many_connections
   "57P01", // admin_shutdown
   "57P02", // crash_shutdown

@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Account } from "../engine/types.js";
+import { PostgresStore } from "../store/postgres/postgres-store.js";
 import { deferred } from "../test-support/deferred.js";
 import { type Harness, makeHarness } from "../test-support/portrait.js";
 import { storesUnderTest } from "../test-support/postgres.js";
@@ -140,5 +141,32 @@ describe.each(stores)("settings changed by another process (%s)", (kind) => {
     // And the next transaction of the other process sees the new settings.
     const zone = await other.transact(cached, async (uow) => uow.account.settings.timezone);
     expect(zone).toBe("Europe/Paris");
+  });
+});
+
+describe.each(stores.filter((kind) => kind === "postgres"))("a burst of writes on a cold process (%s)", (kind) => {
+  let h: Harness;
+
+  beforeAll(async () => {
+    h = await makeHarness({}, kind);
+  });
+  afterAll(() => h.close());
+
+  it("reads the settings in each write's own transaction: it never waits for a connection the burst holds", async () => {
+    const created = await h.ingest(
+      { type: "profile", identity: { Identity: "cold-a" }, properties: { n: 1 } },
+      { type: "profile", identity: { Identity: "cold-b" }, properties: { n: 1 } },
+    );
+    const ids = created.results.map((r) => r.profileId!);
+    // A process that has not read the account's settings yet (just started, or just told of a change), with as many
+    // writes at once as its pool has connections: each holds one, then reads the settings.
+    const pool = await PostgresStore.connect(h.databaseUrl!, { max: 2, concurrentWriters: 1 });
+    try {
+      const cold = new Portrait(pool, h.clock);
+      const patched = await Promise.all(ids.map((id) => cold.patchProfile(h.account, id, { n: 2 })));
+      expect(patched.map((p) => p.properties.n)).toEqual([2, 2]);
+    } finally {
+      await pool.close();
+    }
   });
 });

@@ -260,6 +260,9 @@ async function applyToken(scope: RecordScope, record: TokenRecord): Promise<Reco
  */
 async function applyFlags(scope: RecordScope, record: FlagsRecord): Promise<RecordResult> {
   const { uow } = scope;
+  // The limit is counted, then written: an exclusion holds the account's exclusions until COMMIT, taken before the
+  // profile's lock (StoreTx.lockControlGroupExclusions). An undo that replays this record holds them already.
+  if (record.controlGroupExcluded) await uow.tx.lockControlGroupExclusions(uow.accountId);
   const { state } = await resolveTarget(scope, record);
   let next: ProfileState = { ...state, flags: { ...state.flags }, updatedAt: scope.now };
   if (record.test !== undefined) {

@@ -11,7 +11,8 @@ export const CONTROL_GROUP_EXCLUSION_LIMIT = 20;
 
 /**
  * For a profile that came back and counts again: while the account is over the limit, the latest of `comeBack`
- * (in the order given) that is excluded, live and no orphan is left not excluded, and said so.
+ * (in the order given) that is excluded, live and no orphan is left not excluded, and said so. The caller holds the
+ * account's exclusions (StoreTx.lockControlGroupExclusions), so the count stays true until COMMIT.
  */
 export async function keepExclusionLimit(uow: UnitOfWork, comeBack: string[]): Promise<UndoUnapplied[]> {
   const unapplied: UndoUnapplied[] = [];

@@ -4,10 +4,12 @@
  * be the one of applying its records one at a time.
  */
 import fc from "fast-check";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Account } from "../engine/types.js";
 import { type Harness, makeHarness } from "../test-support/portrait.js";
 import { storesUnderTest } from "../test-support/postgres.js";
+import { Portrait } from "./portrait.js";
 import type { ProfileView } from "./views.js";
 
 const stores = await storesUnderTest();
@@ -15,6 +17,23 @@ const DEVICES = ["d0", "d1", "d2"];
 const at = (s: number) => 1_790_000_000 + s;
 
 type Input = Record<string, unknown>;
+
+/** Polls until `reached` holds: a state to wait for (a lock waiter, a step taken), not a time. */
+async function until(reached: () => Promise<boolean>): Promise<void> {
+  for (let tries = 0; tries < 2_000; tries++) {
+    if (await reached()) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error("the state waited for never came");
+}
+
+/** Sessions of this client's database waiting for a lock now. */
+async function lockWaiters(client: pg.Client): Promise<number> {
+  const { rows } = await client.query(
+    "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+  );
+  return rows[0].n;
+}
 
 /** A person as the API shows them, without what is drawn at random (ids, the bucket). */
 function strip(view: ProfileView) {
@@ -236,4 +255,57 @@ describe.each(stores)("%s store", (store) => {
       lastSeen: new Date(at(150) * 1000).toISOString(),
     });
   });
+
+  it.runIf(store === "postgres")(
+    "two groups sharing people, each adding events to one and writing the other, wait for each other: no deadlock",
+    async () => {
+      // The concurrency audit's F2: each group locked the person it writes at its start (prefetch) and the person its
+      // count-only event goes to at its end (the activity update): A then B against B then A, a deadlock every time.
+      const account = await freshAccount();
+      const login = (deviceId: string, Identity: string) => ({ type: "login", deviceId, properties: { Identity } });
+      await h.portrait.ingest(account, { records: [login("d0", "a"), login("d1", "b")] });
+      const personOf = async (who: string) =>
+        (await h.portrait.findProfiles(account, { kind: "identity", key: "Identity", value: who }))[0]!;
+      const eventsBefore = (await personOf("a")).stats.events;
+      const other = new Portrait(h.store, h.clock);
+      const watcher = new pg.Client({ connectionString: h.databaseUrl! });
+      await watcher.connect();
+      const write = h.store.write.bind(h.store);
+      let runs = 0;
+      let prefetched = 0;
+      try {
+        // Each group's first run waits after its prefetch until the other's has prefetched too, or waits for a lock.
+        h.store.write = (accountId, fn) =>
+          write(accountId, async (tx) => {
+            const first = ++runs <= 2;
+            const prefetch = tx.prefetch!.bind(tx);
+            tx.prefetch = async (id, handles) => {
+              await prefetch(id, handles);
+              if (!first) return;
+              prefetched++;
+              await until(async () => prefetched === 2 || (await lockWaiters(watcher)) > 0);
+            };
+            return fn(tx);
+          });
+        const group = (portrait: Portrait, eventOn: string, incrementOf: string) =>
+          portrait.ingest(account, {
+            records: [
+              { type: "event", deviceId: eventOn, name: "Ping", ts: at(300) },
+              { type: "profile", identity: { Identity: incrementOf }, properties: { n: { $incr: 1 } } },
+            ],
+          });
+        const results = await Promise.all([group(h.portrait, "d1", "a"), group(other, "d0", "b")]);
+        expect(results.map((r) => r.unprocessed)).toEqual([[], []]);
+        // Neither lost a deadlock and ran again.
+        expect(runs).toBe(2);
+        for (const who of ["a", "b"]) {
+          const person = await personOf(who);
+          expect([who, person.properties.n, person.stats.events]).toEqual([who, 1, eventsBefore + 1]);
+        }
+      } finally {
+        h.store.write = write;
+        await watcher.end();
+      }
+    },
+  );
 });

@@ -60,6 +60,10 @@ export async function undoMerge(uow: UnitOfWork, ids: IdSource, now: number, mer
   const { tx, accountId } = uow;
   const named = await tx.getMerge(accountId, mergeId);
   if (!named) throw new PortraitError("UNKNOWN_MERGE", `merge ${mergeId} does not exist`, "mergeId");
+  // SEMANTICS §9: the undo may bring excluded people back (both sides, a visitor handed back, a replayed exclusion),
+  // and counts the limit for them: it holds the account's exclusions first, before any profile lock, as an exclusion
+  // does (StoreTx.lockControlGroupExclusions).
+  await tx.lockControlGroupExclusions(accountId);
   // Both people locked first, as a merge and every write to them lock them: then no write, merge or other undo can
   // commit between the checks and the journal read below and this undo (each of those waits, or this one does).
   await uow.load(named.targetId);

@@ -1,8 +1,13 @@
 /** SEMANTICS §7: conflicts under both merge policies, explicit merges, and undo that truly restores both people. */
+import pg from "pg";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { PortraitError } from "../engine/errors.js";
+import { PostgresStore } from "../store/postgres/postgres-store.js";
+import type { StoreReader } from "../store/store.js";
+import { deferred } from "../test-support/deferred.js";
 import { type Harness, makeHarness } from "../test-support/portrait.js";
 import { storesUnderTest } from "../test-support/postgres.js";
+import { Portrait } from "./portrait.js";
 
 let h: Harness;
 
@@ -24,6 +29,15 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
     throw e;
   }
   return "no error";
+}
+
+/** Polls until `reached` holds: a state to wait for (a lock waiter, a queued request), not a time. */
+async function until(reached: () => Promise<boolean>): Promise<void> {
+  for (let tries = 0; tries < 2_000; tries++) {
+    if (await reached()) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error("the state waited for never came");
 }
 
 /** Everything a person is, for before/after comparisons. */
@@ -599,6 +613,125 @@ describe.each(stores)("%s store", (store) => {
     });
   });
 
+  // SEMANTICS §7: "only the latest merge touching either profile can be undone".
+  describe("the latest merge", () => {
+    const identitiesOf = async (id: string) =>
+      [(await h.portrait.requireProfile(h.account, id)).identities.Identity].flat().sort();
+
+    it("is the one written last, though another process whose clock is behind stamped it earlier", async () => {
+      await h.settings({ identityLimits: { Identity: 5 } });
+      const [x, y, z] = [
+        await person("x", { Identity: "x" }),
+        await person("y", { Identity: "y" }),
+        await person("z", { Identity: "z" }),
+      ];
+      // A second process on the same store, its clock 10 s behind this one's.
+      const behind = new Portrait(h.store, { now: () => h.clock.now() - 10_000 });
+      const m1 = await h.portrait.merge(h.account, x, y);
+      const m2 = await behind.merge(h.account, x, z);
+      // The export lists them in the order they were written, whatever their createdAt.
+      expect((await h.portrait.exportProfile(h.account, x)).merges).toMatchObject([
+        { id: m1.mergeId },
+        { id: m2.mergeId },
+      ]);
+
+      expect(await codeOf(h.portrait.undoMerge(h.account, m1.mergeId))).toBe("MERGE_NOT_UNDOABLE");
+      // Undoing m2 restores x as it was after m1: with y's identity, which an undo of m2's snapshot taken before m1
+      // would have lost.
+      await h.portrait.undoMerge(h.account, m2.mergeId);
+      expect(await identitiesOf(x)).toEqual(["x", "y"]);
+      expect(await identitiesOf(z)).toEqual(["z"]);
+      await h.portrait.undoMerge(h.account, m1.mergeId);
+      expect(await identitiesOf(x)).toEqual(["x"]);
+      expect(await identitiesOf(y)).toEqual(["y"]);
+    });
+
+    it.runIf(store === "postgres")(
+      "is the one written last, though the other was asked for first and then waited for a connection",
+      async () => {
+        // The audit's repro: node 1's pool is full of writes waiting for a row lock someone holds, so a merge sent there
+        // takes its time, then waits; a merge into the same target through node 2, asked for later, is written first.
+        const counted = async (deviceId: string, n: number) =>
+          (await h.ingest({ type: "profile", deviceId, properties: { n: { $incr: n } } })).results[0]!.profileId!;
+        const [x, y, z, w] = [
+          await counted("x", 1),
+          await counted("y", 2),
+          await counted("z", 4),
+          await counted("w", 0),
+        ];
+        const url = h.databaseUrl!;
+        const node1 = await PostgresStore.connect(url, { max: 2, concurrentWriters: 1 });
+        const holder = new pg.Client({ connectionString: url });
+        await holder.connect();
+        try {
+          await holder.query("BEGIN");
+          await holder.query("SELECT id FROM profiles WHERE id = $1 FOR UPDATE", [w]);
+          const held = [1, 2].map(() => node1.write(h.account.id, (tx) => tx.lockProfile(h.account.id, w)));
+          await until(async () => {
+            // Inside a transaction the activity view is read once and kept: cleared to see it as it is now.
+            await holder.query("SELECT pg_stat_clear_snapshot()");
+            const { rows } = await holder.query(
+              "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            );
+            return rows[0].n === 2;
+          });
+          const m1 = new Portrait(node1, h.clock).merge(h.account, x, y);
+          await until(async () => node1.connections().waiting === 1);
+          h.clock.advance(1_000);
+          const m2 = await h.portrait.merge(h.account, x, z);
+          await holder.query("ROLLBACK");
+          await Promise.all(held);
+          const { mergeId } = await m1;
+          expect((await h.portrait.requireProfile(h.account, x)).properties.n).toBe(7);
+
+          // m1 was written last: only it can be undone, and its undo gives y back and leaves x with z.
+          expect(await codeOf(h.portrait.undoMerge(h.account, m2.mergeId))).toBe("MERGE_NOT_UNDOABLE");
+          const undone = await h.portrait.undoMerge(h.account, mergeId);
+          expect([undone.target.properties.n, undone.source.properties.n]).toEqual([5, 2]);
+          const then = await h.portrait.undoMerge(h.account, m2.mergeId);
+          expect([then.target.properties.n, then.source.properties.n]).toEqual([1, 4]);
+        } finally {
+          await holder.end();
+          await node1.close();
+        }
+      },
+    );
+  });
+
+  describe("answers", () => {
+    /** Runs `landing` right after the next write transaction commits, before its caller hears of that. */
+    function afterNextCommit(landing: () => Promise<unknown>): void {
+      const write = h.store.write.bind(h.store);
+      h.store.write = async (accountId, fn) => {
+        h.store.write = write;
+        const result = await write(accountId, fn);
+        await landing();
+        return result;
+      };
+    }
+
+    it("an undo answers both people as it restored them, though one is deleted right after it commits", async () => {
+      const a = await person("a", { Identity: "u-a" });
+      const b = await person("b", { Identity: "u-b" });
+      const { mergeId } = await h.portrait.merge(h.account, a, b);
+      afterNextCommit(() => h.portrait.deleteProfile(h.account, b));
+      const undone = await h.portrait.undoMerge(h.account, mergeId);
+      expect([undone.target.id, undone.target.identities]).toEqual([a, { Identity: "u-a" }]);
+      expect([undone.source.id, undone.source.identities]).toEqual([b, { Identity: "u-b" }]);
+      // The delete did land after it.
+      expect(await h.portrait.getProfile(h.account, b)).toBeNull();
+    });
+
+    it("a merge answers the merged person, though they are deleted right after it commits", async () => {
+      const a = await person("a", { Identity: "u-a" });
+      const b = await person("b", { Email: "b@x.io" });
+      afterNextCommit(() => h.portrait.deleteProfile(h.account, a));
+      const merged = await h.portrait.merge(h.account, a, b);
+      expect([merged.profile.id, merged.profile.identities]).toEqual([a, { Identity: "u-a", Email: "b@x.io" }]);
+      expect(await h.portrait.getProfile(h.account, a)).toBeNull();
+    });
+  });
+
   // SEMANTICS §9: at most 20 excluded profiles, counting only those that can be placed in a control group.
   describe("control-group exclusions", () => {
     const exclude = (id: string) => h.portrait.setFlags(h.account, id, { controlGroupExcluded: true });
@@ -610,6 +743,85 @@ describe.each(stores)("%s store", (store) => {
       for (const id of ids) await exclude(id);
       return ids;
     }
+
+    /**
+     * `first` through this process, held after it has counted and written, before its COMMIT; meanwhile `second`
+     * through another process (a second store on the database), until it ends or waits for a lock; then `first`
+     * commits. Their outcomes (error codes, or "no error") and the answer of `second`.
+     */
+    async function atOnce<T>(first: () => Promise<unknown>, second: (other: Portrait) => Promise<T>) {
+      const store = await PostgresStore.connect(h.databaseUrl!, { max: 2, concurrentWriters: 1 });
+      const watcher = new pg.Client({ connectionString: h.databaseUrl! });
+      await watcher.connect();
+      try {
+        const counted = deferred();
+        const held = deferred();
+        const write = h.store.write.bind(h.store);
+        h.store.write = (accountId, fn) => {
+          h.store.write = write;
+          return write(accountId, async (tx) => {
+            const value = await fn(tx);
+            counted.resolve();
+            await held.promise;
+            return value;
+          });
+        };
+        const one = codeOf(first());
+        await counted.promise;
+        let answer: T | undefined;
+        let settled = false;
+        const two = codeOf(
+          second(new Portrait(store, h.clock)).then((value) => {
+            answer = value;
+          }),
+        );
+        void two.finally(() => {
+          settled = true;
+        });
+        await until(async () => {
+          if (settled) return true;
+          const { rows } = await watcher.query(
+            "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+          );
+          return rows[0].n > 0;
+        });
+        held.resolve();
+        return { codes: [await one, await two], answer };
+      } finally {
+        await watcher.end();
+        await store.close();
+      }
+    }
+
+    it.runIf(store === "postgres")("holds against two exclusions at once through two processes", async () => {
+      await excludedPeople(19, "ex");
+      const [p, q] = [await person("p", { Identity: "p" }), await person("q", { Identity: "q" })];
+      // The other process's exclusion of q must not count 19 as well while p's is being written.
+      const { codes } = await atOnce(
+        () => exclude(p),
+        (other) => other.setFlags(h.account, q, { controlGroupExcluded: true }),
+      );
+      expect(codes).toEqual(["no error", "CONTROL_GROUP_EXCLUSION_LIMIT"]);
+      expect(await excludedCount()).toBe(20);
+    });
+
+    it.runIf(store === "postgres")("holds against an exclusion and an undo at once through two processes", async () => {
+      const [t, s] = (await excludedPeople(19, "ex")) as [string, string];
+      const { mergeId } = await h.portrait.merge(h.account, t, s);
+      expect(await excludedCount()).toBe(18);
+      const p = await person("p", { Identity: "p" });
+      await exclude(await person("o", { Identity: "o" }));
+      // p's exclusion takes the 20th slot; the undo, which would give s its slot back, must count it.
+      const { codes, answer } = await atOnce(
+        () => exclude(p),
+        (other) => other.undoMerge(h.account, mergeId),
+      );
+      expect(codes).toEqual(["no error", "no error"]);
+      expect(answer?.unapplied).toEqual([
+        { profileId: s, key: "controlGroupExcluded", value: "true", code: "CONTROL_GROUP_EXCLUSION_LIMIT" },
+      ]);
+      expect(await excludedCount()).toBe(20);
+    });
 
     it("an undo that would pass the limit leaves the source not excluded and says so", async () => {
       const [t, s] = (await excludedPeople(20, "ex")) as [string, string];
@@ -651,6 +863,44 @@ describe.each(stores)("%s store", (store) => {
         { profileId: s, key: "controlGroupExcluded", value: "true", code: "CONTROL_GROUP_EXCLUSION_LIMIT" },
       ]);
       expect(await excludedCount()).toBe(20);
+    });
+  });
+
+  // SEMANTICS §10: "as one JSON document".
+  describe("export", () => {
+    it("is one snapshot: an event written while it reads is in none of it or all of it", async () => {
+      const a = await person("a", { Identity: "u-a" });
+      await h.ingest({ type: "event", deviceId: "a", name: "Viewed", ts: ts(5) });
+      const before = (await h.portrait.requireProfile(h.account, a)).stats.events;
+      // The moment the export first reads events, wherever it reads them, another event of a's is written first.
+      let landed = false;
+      const hooked = <R extends StoreReader>(r: R): R => {
+        const listEvents = r.listEvents.bind(r);
+        r.listEvents = async (...args) => {
+          if (!landed) {
+            landed = true;
+            expect((await h.ingest({ type: "event", deviceId: "a", name: "Viewed", ts: ts(6) })).processed).toBe(1);
+          }
+          return listEvents(...args);
+        };
+        return r;
+      };
+      const { reader, snapshot } = h.store;
+      const listEvents = reader.listEvents;
+      hooked(reader);
+      const snapshotOf = snapshot.bind(h.store);
+      h.store.snapshot = (accountId, fn) => snapshotOf(accountId, (r) => fn(hooked(r)));
+      let exported: { profile: { stats: { events: number } }; events: Array<{ anonymous: boolean }> };
+      try {
+        exported = (await h.portrait.exportProfile(h.account, a)) as typeof exported;
+      } finally {
+        reader.listEvents = listEvents;
+        h.store.snapshot = snapshot;
+      }
+      expect(landed).toBe(true);
+      expect(exported.profile.stats.events).toBe(before);
+      expect(exported.events.filter((e) => !e.anonymous)).toHaveLength(before);
+      expect((await h.portrait.requireProfile(h.account, a)).stats.events).toBe(before + 1);
     });
   });
 

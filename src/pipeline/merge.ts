@@ -4,7 +4,7 @@
  */
 import { assertMergeable, mergeStates, tombstoneOf } from "../engine/merge.js";
 import type { ProfileState, ProfileStats, StoredEvent } from "../engine/types.js";
-import type { MergeRow, ProfileSnapshot } from "../store/store.js";
+import type { NewMerge, ProfileSnapshot } from "../store/store.js";
 import type { RecordScope } from "./record-scope.js";
 import type { UnitOfWork } from "./unit-of-work.js";
 
@@ -84,7 +84,7 @@ export async function mergeProfiles(scope: RecordScope, targetId: string, source
     if (orphan) uow.put({ ...orphan, orphanOf: targetId });
   }
 
-  const row: MergeRow = {
+  const row: NewMerge = {
     id: mergeId,
     targetId,
     sourceId,

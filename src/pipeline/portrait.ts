@@ -18,7 +18,16 @@ import type {
   StoredEvent,
   UserAccountRef,
 } from "../engine/types.js";
-import type { DeletedCounts, MergeRow, ProfileLookup, ProfileSnapshot, Store, TimelineEvent } from "../store/store.js";
+import type {
+  DeletedCounts,
+  MergeRow,
+  ProfileLookup,
+  ProfileSnapshot,
+  SnapshotReader,
+  Store,
+  StoreReader,
+  TimelineEvent,
+} from "../store/store.js";
 import { type Accounts, validateSettings } from "./accounts.js";
 import { applyRecord } from "./apply-record.js";
 import { batchHandles } from "./batch-handles.js";
@@ -139,7 +148,8 @@ export class Portrait {
       // Inside the transaction: what another process changed since the last one is what this one's records meet.
       const revisions = await tx.revisions(account.id);
       await this.types.ensure(account.id, tx, revisions.types);
-      uow = new UnitOfWork(tx, await this.currentAccount(account, revisions.settings), this.types, this.clock);
+      const current = await this.currentAccount(account, revisions.settings, (id) => tx.getAccount(id));
+      uow = new UnitOfWork(tx, current, this.types, this.clock);
       const value = await fn(uow);
       await uow.flush();
       return value;
@@ -152,12 +162,18 @@ export class Portrait {
    * The account as of settings revision `revision`: the one known here, or read again when another is newer. Inside
    * a write transaction, which holds the account's settings lock (StoreTx.revisions), no change can commit in
    * between; outside one, a change committed in between leaves a row newer than its revision, which only costs a
-   * read more next time.
+   * read more next time. `read`: where the row is read, the transaction's own connection inside one (a read on the
+   * pool there waited for a connection that the other transactions doing the same held: a burst of writes on a node
+   * that had not read the settings yet, or just after a change, stalled 10 s and answered 503).
    */
-  private async currentAccount(account: Account, revision: number): Promise<Account> {
+  private async currentAccount(
+    account: Account,
+    revision: number,
+    read: (accountId: string) => Promise<Account | null> = (id) => this.store.getAccount(id),
+  ): Promise<Account> {
     const known = this.current.get(account.id);
     if (known?.revision === revision) return known.account;
-    const fresh = (await this.store.getAccount(account.id)) ?? account;
+    const fresh = (await read(account.id)) ?? account;
     this.current.set(account.id, { revision, account: fresh });
     return fresh;
   }
@@ -338,7 +354,7 @@ export class Portrait {
     sourceId: string,
   ): Promise<{ mergeId: string; profile: ProfileView }> {
     const now = this.clock.now();
-    const mergeId = await this.transact(account, async (uow) => {
+    return this.transact(account, async (uow) => {
       const scope = new RecordScope(uow, this.ids, now);
       // SEMANTICS §7 names tombstones among what cannot be merged: a stale id must not merge its target silently
       // (the general rule that a tombstone's id acts on its target gives way to this one; docs/semantics.md).
@@ -348,10 +364,8 @@ export class Portrait {
       if (!source) throw new PortraitError("UNKNOWN_PROFILE", `sourceId ${sourceId} is not a profile`, "sourceId");
       const result = await mergeProfiles(scope, target.id, source.id);
       await scope.writeSystemEvents();
-      return result.mergeId;
+      return { mergeId: result.mergeId, profile: await this.committedView(uow, result.target.id, now) };
     });
-    const merge = await this.store.reader.getMerge(account.id, mergeId);
-    return { mergeId, profile: await this.requireProfile(account, merge?.targetId ?? targetId) };
   }
 
   /** Both people as restored, and (only when there is some) what of them the undo left with others. */
@@ -360,44 +374,58 @@ export class Portrait {
     mergeId: string,
   ): Promise<{ target: ProfileView; source: ProfileView; unapplied?: UndoUnapplied[] }> {
     const now = this.clock.now();
-    const result = await this.transact(account, (uow) => undoMerge(uow, this.ids, now, mergeId));
-    return {
-      target: await this.requireProfile(account, result.targetId),
-      source: await this.requireProfile(account, result.sourceId),
-      ...(result.unapplied.length > 0 && { unapplied: result.unapplied }),
-    };
+    return this.transact(account, async (uow) => {
+      const result = await undoMerge(uow, this.ids, now, mergeId);
+      return {
+        target: await this.committedView(uow, result.targetId, now),
+        source: await this.committedView(uow, result.sourceId, now),
+        ...(result.unapplied.length > 0 && { unapplied: result.unapplied }),
+      };
+    });
+  }
+
+  /**
+   * The answer of a merge or an undo: a profile as the transaction leaves it, read inside it (its writes flushed;
+   * the profile stays locked until COMMIT). Read after COMMIT, a delete landing in between made a committed undo
+   * answer 404 UNKNOWN_PROFILE, telling its client it had failed.
+   */
+  private async committedView(uow: UnitOfWork, profileId: string, now: number): Promise<ProfileView> {
+    await uow.flushAndForget();
+    const card = await uow.tx.getProfileCard(uow.accountId, { profileId });
+    if (!card) throw new Error(`profile ${profileId} is gone inside the transaction that wrote it`);
+    return profileView(uow.account, card, now);
   }
 
   async deleteProfile(account: Account, profileId: string): Promise<DeletedCounts> {
     return this.transact(account, (uow) => deleteProfile(uow, profileId));
   }
 
-  /** The live profile an id names (a tombstone's id reads as its target), or null. */
-  async getProfile(account: Account, profileId: string): Promise<ProfileView | null> {
-    return this.viewOf(account, { profileId });
+  /** The live profile an id names (a tombstone's id reads as its target), or null. `r`: where to read it. */
+  async getProfile(account: Account, profileId: string, r = this.store.reader): Promise<ProfileView | null> {
+    return this.viewOf(account, { profileId }, r);
   }
 
   /** The view of the live profile a look-up names: a tombstone's id reads as its target. */
-  private async viewOf(account: Account, lookup: ProfileLookup): Promise<ProfileView | null> {
-    let card = await this.store.reader.getProfileCard(account.id, lookup);
+  private async viewOf(account: Account, lookup: ProfileLookup, r = this.store.reader): Promise<ProfileView | null> {
+    let card = await r.getProfileCard(account.id, lookup);
     if (card?.state.mergedInto) {
       // A tombstone (rare): follow the merges on the profile rows alone, then read the live one's card.
-      const live = await this.liveState(account, card.state.mergedInto);
-      card = live ? await this.store.reader.getProfileCard(account.id, { profileId: live.id }) : null;
+      const live = await this.liveState(account, card.state.mergedInto, r);
+      card = live ? await r.getProfileCard(account.id, { profileId: live.id }) : null;
     }
     return card ? profileView(account, card, this.clock.now()) : null;
   }
 
-  private async liveState(account: Account, profileId: string): Promise<ProfileState | null> {
-    let state = await this.store.reader.getProfile(account.id, profileId);
+  private async liveState(account: Account, profileId: string, r = this.store.reader): Promise<ProfileState | null> {
+    let state = await r.getProfile(account.id, profileId);
     for (let hops = 0; state?.mergedInto && hops < 64; hops++) {
-      state = await this.store.reader.getProfile(account.id, state.mergedInto);
+      state = await r.getProfile(account.id, state.mergedInto);
     }
     return state;
   }
 
-  async requireProfile(account: Account, profileId: string): Promise<ProfileView> {
-    const view = await this.getProfile(account, profileId);
+  async requireProfile(account: Account, profileId: string, r = this.store.reader): Promise<ProfileView> {
+    const view = await this.getProfile(account, profileId, r);
     if (!view) throw new PortraitError("UNKNOWN_PROFILE", `profile ${profileId} does not exist`, "id");
     return view;
   }
@@ -452,11 +480,16 @@ export class Portrait {
 
   /** Every stored fact about a person as one document (SEMANTICS §10). */
   async exportProfile(account: Account, profileId: string): Promise<Record<string, unknown>> {
-    const profile = await this.requireProfile(account, profileId);
-    const r = this.store.reader;
-    const members = await this.transactRead(account, profile.id);
+    // One snapshot for all its reads: read one after another as things stood at each read, a write committed in
+    // between made the document disagree with itself (stats.events against the events listed: the audit, F4).
+    return this.store.snapshot(account.id, (r) => this.exportFrom(r, account, profileId));
+  }
+
+  private async exportFrom(r: SnapshotReader, account: Account, profileId: string): Promise<Record<string, unknown>> {
+    const profile = await this.requireProfile(account, profileId, r);
+    const members = await household(r, account.id, profile.id);
     const orphans = await r.listOrphans(account.id, profile.id);
-    const events = await this.allEvents(account, [profile.id, ...orphans]);
+    const events = await allEvents(r, account.id, [profile.id, ...orphans]);
     const now = this.clock.now();
     const orphanViews: ProfileView[] = [];
     // SEMANTICS §10: the orphans' documents go with the person on delete, so they are the person's data.
@@ -476,19 +509,13 @@ export class Portrait {
     for (const id of [profile.id, ...tombstones]) {
       for (const m of await r.listMergesTouching(account.id, id)) merges.set(m.id, m);
     }
-    const history = [...merges.values()].sort(
-      (x, y) => x.createdAt - y.createdAt || x.eventSeqAtMerge - y.eventSeqAtMerge,
-    );
+    // In the order they were written (MergeRow.seq), oldest first: the order that decides which one is the latest.
+    const history = [...merges.values()].sort((x, y) => x.seq - y.seq);
     const state = await r.getProfile(account.id, profile.id);
     if (!state) throw new PortraitError("UNKNOWN_PROFILE", `profile ${profileId} does not exist`, "id");
     const undoable = history.filter((m) => m.undoneAt === null);
-    // The journals are read in a transaction: the Store reads them only there (the undo's own path).
     const journals = new Map<string, AnyRecord[]>();
-    if (undoable.length > 0) {
-      await this.transact(account, async ({ tx }) => {
-        for (const m of undoable) journals.set(m.id, await tx.listJournal(account.id, m.id));
-      });
-    }
+    for (const m of undoable) journals.set(m.id, await r.listJournal(account.id, m.id));
     return {
       exportedAt: iso(now),
       profile,
@@ -523,21 +550,6 @@ export class Portrait {
     };
   }
 
-  private async transactRead(account: Account, profileId: string): Promise<string[]> {
-    return this.transact(account, (uow) => household(uow, profileId));
-  }
-
-  private async allEvents(account: Account, profileIds: string[]): Promise<StoredEvent[]> {
-    const out: StoredEvent[] = [];
-    let before: { ts: number; seq: number } | null = null;
-    for (;;) {
-      const page = await this.store.reader.listEvents(account.id, profileIds, { before, limit: 1000 });
-      out.push(...page.events);
-      if (!page.next) return out;
-      before = page.next;
-    }
-  }
-
   async getDocument(account: Account, profileId: string, ref: UserAccountRef): Promise<Record<string, JsonValue>> {
     const profile = await this.requireProfile(account, profileId);
     const doc = await this.store.reader.getDocument(account.id, ref);
@@ -553,6 +565,18 @@ export class Portrait {
   async listDocuments(account: Account, profileId: string): Promise<ProfileDocument[]> {
     const profile = await this.requireProfile(account, profileId);
     return this.store.reader.listDocuments(account.id, profile.id);
+  }
+}
+
+/** Every event of some profiles, newest first, page after page. */
+async function allEvents(r: StoreReader, accountId: string, profileIds: string[]): Promise<StoredEvent[]> {
+  const out: StoredEvent[] = [];
+  let before: { ts: number; seq: number } | null = null;
+  for (;;) {
+    const page = await r.listEvents(accountId, profileIds, { before, limit: 1000 });
+    out.push(...page.events);
+    if (!page.next) return out;
+    before = page.next;
   }
 }
 

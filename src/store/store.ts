@@ -71,7 +71,15 @@ export interface MergeRow {
   id: string;
   targetId: string;
   sourceId: string;
+  /** When the merge was asked for, by the clock of the process that ran it: shown, never used to order merges. */
   createdAt: number;
+  /**
+   * The order merges were written in, given by the store when the merge row is inserted (PostgreSQL: a sequence;
+   * SQLite: the rowid). A merge inserts its row while it holds both profiles' locks, so of two merges touching one
+   * profile the one that committed later has the higher seq, whatever the clocks of the processes that ran them say
+   * and however long either waited before it began (SEMANTICS §7 "the latest merge").
+   */
+  seq: number;
   undoneAt: number | null;
   /** Highest event seq of the account when the merge happened: events above it were written after. */
   eventSeqAtMerge: number;
@@ -82,6 +90,9 @@ export interface MergeRow {
   /** Seqs of the source's events dropped as repeated Charged IDs (kept aside so undo can restore them). */
   droppedEvents: StoredEvent[];
 }
+
+/** A merge as the pipeline writes it: the store gives it its seq. */
+export type NewMerge = Omit<MergeRow, "seq">;
 
 export interface EventPage {
   events: StoredEvent[];
@@ -164,7 +175,7 @@ export interface StoreReader {
    */
   revisions(accountId: string): Promise<AccountRevisions>;
   getMerge(accountId: string, mergeId: string): Promise<MergeRow | null>;
-  /** Merges whose source or target is this profile, newest first. */
+  /** Merges whose source or target is this profile, the last written first (by seq, not by createdAt). */
   listMergesTouching(accountId: string, profileId: string): Promise<MergeRow[]>;
   /** Excluded profiles that use one of the account's slots (SEMANTICS §9): live ones that are no orphan. */
   countControlGroupExcluded(accountId: string): Promise<number>;
@@ -175,6 +186,12 @@ export interface StoreReader {
   listProfileIds(accountId: string, afterId: string | null, limit: number): Promise<string[]>;
   /** Highest event seq in the account (0 when none). */
   maxEventSeq(accountId: string): Promise<number>;
+}
+
+/** Reads that all see the store as it was at one moment (Store.snapshot). */
+export interface SnapshotReader extends StoreReader {
+  /** The records journalled into a merge since it happened, oldest first (as StoreTx.listJournal). */
+  listJournal(accountId: string, mergeId: string): Promise<AnyRecord[]>;
 }
 
 /** A change to what processes cache of an account (Store.watchAccounts). */
@@ -321,10 +338,24 @@ export interface StoreTx extends StoreReader {
    * the old settings.
    */
   lockAccount(accountId: string): Promise<void>;
+  /**
+   * Holds the account's control-group exclusions until COMMIT (SEMANTICS §9: the limit is counted, then written): a
+   * transaction that may exclude a profile, or bring an excluded one back, takes this first, and one that comes
+   * second waits for the first to commit, then counts what it wrote. Taken before any profile lock, so that nobody
+   * waits for it while holding a lock its holder may need (docs/scaling.md, "Lock order"). PostgreSQL: an advisory
+   * lock of its own; SQLite: writers run one at a time already.
+   */
+  lockControlGroupExclusions(accountId: string): Promise<void>;
+  /**
+   * The account as this transaction reads it (Portrait.transact reads its settings when their revision moved). On the
+   * transaction's own connection: a read through the store's pool from inside a transaction waits for a free
+   * connection, and when every connection is held by a transaction doing the same, none comes (PostgreSQL).
+   */
+  getAccount(accountId: string): Promise<Account | null>;
   /** Replaces the account's settings and moves its settings revision. */
   updateSettings(accountId: string, settings: AccountSettings): Promise<void>;
 
-  insertMerge(accountId: string, merge: MergeRow): Promise<void>;
+  insertMerge(accountId: string, merge: NewMerge): Promise<void>;
   markMergeUndone(accountId: string, mergeId: string, at: number): Promise<void>;
   appendJournal(accountId: string, mergeId: string, record: AnyRecord): Promise<void>;
   listJournal(accountId: string, mergeId: string): Promise<AnyRecord[]>;
@@ -388,4 +419,11 @@ export interface Store {
   readonly segments: SegmentStore;
   /** One transaction, scoped to one account. */
   write<T>(accountId: string, fn: (tx: StoreTx) => Promise<T>): Promise<T>;
+  /**
+   * Runs `fn` with reads of one account that all see the store as it was at one moment: none of them sees a write that
+   * another misses, whatever commits meanwhile (a profile export, SEMANTICS §10 "as one JSON document"). It takes no
+   * lock: writers go on. PostgreSQL: one REPEATABLE READ, READ ONLY transaction; SQLite: a read transaction on a
+   * connection of its own (WAL keeps its snapshot while the writer commits).
+   */
+  snapshot<T>(accountId: string, fn: (reader: SnapshotReader) => Promise<T>): Promise<T>;
 }

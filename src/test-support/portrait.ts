@@ -21,6 +21,8 @@ export interface Harness {
   accounts: Accounts;
   account: Account;
   clock: { now(): number; set(ms: number): void; advance(ms: number): void };
+  /** The database of a harness made on `"postgres"`, for a second store on it (another process); else null. */
+  databaseUrl: string | null;
   /** Ingest records and return the batch result. */
   ingest(...records: unknown[]): ReturnType<Portrait["ingest"]>;
   settings(patch: Partial<AccountSettings>): Promise<void>;
@@ -65,6 +67,7 @@ export async function makeHarness(
     accounts,
     account: created.account,
     clock,
+    databaseUrl: database?.url ?? null,
     ingest: (...records) => portrait.ingest(h.account, { records }),
     async settings(patch) {
       h.account = await portrait.updateSettings(accounts, h.account, patch);

@@ -25,11 +25,12 @@ import { DEFAULT_SETTINGS } from "../../engine/types.js";
 import type {
   ApiKeyRow,
   BatchHandles,
-  MergeRow,
+  NewMerge,
   PageOptions,
   ProfileCard,
   ProfileLookup,
   ProfileSnapshot,
+  SnapshotReader,
   Store,
   StoreReader,
   StoreTx,
@@ -83,7 +84,7 @@ function snapshot(state: ProfileState, extra: Partial<ProfileSnapshot> = {}): Pr
   return { state, devices: [], userAccounts: [], documents: [], chargedIds: [], orphans: [], ...extra };
 }
 
-function merge(targetId: string, sourceId: string, createdAt: number, extra: Partial<MergeRow> = {}): MergeRow {
+function merge(targetId: string, sourceId: string, createdAt: number, extra: Partial<NewMerge> = {}): NewMerge {
   return {
     id: newId(),
     targetId,
@@ -1337,27 +1338,39 @@ export function describeStoreConformance(
           droppedEvents: [dropped],
         });
         await store.write(accountId, (tx) => tx.insertMerge(accountId, row));
-        expect(await store.reader.getMerge(accountId, row.id)).toEqual(row);
+        const stored = await store.reader.getMerge(accountId, row.id);
+        expect(stored).toEqual({ ...row, seq: expect.any(Number) });
         expect(await store.reader.getMerge(accountId, newId())).toBeNull();
 
         await store.write(accountId, (tx) => tx.markMergeUndone(accountId, row.id, T0 + 500));
-        expect(await store.reader.getMerge(accountId, row.id)).toEqual({ ...row, undoneAt: T0 + 500 });
+        expect(await store.reader.getMerge(accountId, row.id)).toEqual({ ...stored, undoneAt: T0 + 500 });
       });
 
-      it("lists the merges touching a profile newest first, ties in insertion order", async () => {
+      it("lists the merges touching a profile in the order they were written, the last first, whatever createdAt says", async () => {
+        // SEMANTICS §7 "the latest merge": createdAt is when each request began, on its own process's clock; a merge
+        // that waited for a connection, or ran on a node whose clock is behind, can be written after one that says
+        // it is newer. The store's seq is the order of writing.
         const accountId = await freshAccount();
         const [a, b, c, d] = [newId(), newId(), newId(), newId()];
-        const m1 = merge(a, b, T0 + 1000);
-        const m2 = merge(c, a, T0 + 2000);
+        const m1 = merge(a, b, T0 + 3000);
+        const m2 = merge(c, a, T0 + 1000);
         const m3 = merge(a, d, T0 + 2000);
-        const m4 = merge(c, d, T0 + 3000);
+        const m4 = merge(c, d, T0 + 1000);
         await store.write(accountId, async (tx) => {
-          for (const m of [m1, m2, m3, m4]) await tx.insertMerge(accountId, m);
+          for (const m of [m1, m2]) await tx.insertMerge(accountId, m);
         });
-        expect(await store.reader.listMergesTouching(accountId, a)).toEqual([m3, m2, m1]);
-        expect(await store.reader.listMergesTouching(accountId, b)).toEqual([m1]);
-        expect((await store.reader.listMergesTouching(accountId, d)).map((m) => m.id)).toEqual([m4.id, m3.id]);
-        expect(await store.reader.listMergesTouching(accountId, newId())).toEqual([]);
+        await store.write(accountId, async (tx) => {
+          for (const m of [m3, m4]) await tx.insertMerge(accountId, m);
+        });
+        const touching = async (id: string) => (await store.reader.listMergesTouching(accountId, id)).map((m) => m.id);
+        expect(await touching(a)).toEqual([m3.id, m2.id, m1.id]);
+        expect(await touching(b)).toEqual([m1.id]);
+        expect(await touching(c)).toEqual([m4.id, m2.id]);
+        expect(await touching(d)).toEqual([m4.id, m3.id]);
+        expect(await touching(newId())).toEqual([]);
+        const seqs = (await store.reader.listMergesTouching(accountId, a)).map((m) => m.seq);
+        expect(seqs).toEqual([...seqs].sort((x, y) => y - x));
+        expect(await store.reader.listMergesTouching(accountId, b)).toEqual([{ ...m1, seq: expect.any(Number) }]);
       });
 
       it("keeps each merge's journal in append order and deletes merges touching a profile with their journals", async () => {
@@ -1366,7 +1379,7 @@ export function describeStoreConformance(
         const m1 = merge(a, b, T0);
         const m2 = merge(c, a, T0 + 1);
         const m3 = merge(c, newId(), T0 + 2);
-        const records = (m: MergeRow) =>
+        const records = (m: NewMerge) =>
           Array.from({ length: 12 }, (_, i) => profileRecord(`dev-${m.id}`, T0 + i, `n${i}`));
         await store.write(accountId, async (tx) => {
           for (const m of [m1, m2, m3]) await tx.insertMerge(accountId, m);
@@ -1382,7 +1395,7 @@ export function describeStoreConformance(
 
         await store.write(accountId, (tx) => tx.deleteMergesTouching(accountId, b));
         expect(await store.reader.getMerge(accountId, m1.id)).toBeNull();
-        expect(await store.reader.listMergesTouching(accountId, a)).toEqual([m2]);
+        expect((await store.reader.listMergesTouching(accountId, a)).map((m) => m.id)).toEqual([m2.id]);
         await store.write(accountId, async (tx) => {
           expect(await tx.listJournal(accountId, m1.id)).toEqual([]);
           expect(await tx.listJournal(accountId, m2.id)).toEqual(records(m2));
@@ -1390,7 +1403,7 @@ export function describeStoreConformance(
 
         await store.write(accountId, (tx) => tx.deleteMergesTouching(accountId, a));
         expect(await store.reader.getMerge(accountId, m2.id)).toBeNull();
-        expect(await store.reader.getMerge(accountId, m3.id)).toEqual(m3);
+        expect(await store.reader.getMerge(accountId, m3.id)).toEqual({ ...m3, seq: expect.any(Number) });
         await store.write(accountId, async (tx) => {
           expect(await tx.listJournal(accountId, m2.id)).toEqual([]);
           expect(await tx.listJournal(accountId, m3.id)).toEqual(records(m3));
@@ -1523,6 +1536,62 @@ export function describeStoreConformance(
           identities: 0,
           devices: 0,
         });
+      });
+    });
+
+    describe("snapshots", () => {
+      it("reads the store as it was at its first read, whatever commits meanwhile, and writers do not wait", async () => {
+        const accountId = await freshAccount();
+        const p = fullProfile();
+        const [target, source] = [blankProfile(), blankProfile()];
+        const m = merge(target.id, source.id, T0);
+        const journalled = profileRecord("dev-j", T0 + 1, "first");
+        await store.write(accountId, async (tx) => {
+          await tx.insertProfile(accountId, p);
+          await tx.insertEvents(accountId, [event(p.id, T0)]);
+          await tx.insertMerge(accountId, m);
+          await tx.appendJournal(accountId, m.id, journalled);
+        });
+        const seen = await store.snapshot(accountId, async (r) => {
+          const before = await r.getProfile(accountId, p.id);
+          // Committed while the snapshot is open: a writer does not wait for it.
+          await store.write(accountId, async (tx) => {
+            await tx.insertEvents(accountId, [event(p.id, T0 + 1)]);
+            await tx.updateProfile(accountId, { ...p, bucket: p.bucket + 1 });
+            await tx.insertProfile(accountId, { ...blankProfile(), orphanOf: p.id });
+            await tx.appendJournal(accountId, m.id, profileRecord("dev-j", T0 + 2, "second"));
+          });
+          return {
+            before,
+            after: await r.getProfile(accountId, p.id),
+            events: (await r.listEvents(accountId, [p.id], { limit: 10 })).events.length,
+            orphans: await r.listOrphans(accountId, p.id),
+            journal: await r.listJournal(accountId, m.id),
+          };
+        });
+        expect(seen.after).toEqual(seen.before);
+        expect(seen.events).toBe(1);
+        expect(seen.orphans).toEqual([]);
+        expect(seen.journal).toEqual([journalled]);
+        // Outside it, every write is there.
+        expect((await store.reader.getProfile(accountId, p.id))?.bucket).toBe(p.bucket + 1);
+        expect((await store.reader.listEvents(accountId, [p.id], { limit: 10 })).events).toHaveLength(2);
+      });
+
+      it("serves the account it was opened for, and only while its function runs", async () => {
+        const [a, b] = [await freshAccount(), await freshAccount()];
+        let kept: SnapshotReader | undefined;
+        expect(
+          await store.snapshot(a, async (r) => {
+            kept = r;
+            await expect(r.getProfile(b, newId())).rejects.toThrow();
+            return r.getProfile(a, newId());
+          }),
+        ).toBeNull();
+        await expect(kept!.getProfile(a, newId())).rejects.toThrow();
+        // A function that throws ends the snapshot with its error, and the store goes on.
+        await expect(store.snapshot(a, async () => Promise.reject(new Error("boom")))).rejects.toThrow("boom");
+        expect(await store.snapshot(a, (r) => r.listOrphans(a, newId()))).toEqual([]);
       });
     });
 
@@ -2155,7 +2224,7 @@ export function describeStoreConformance(
         expect(await r.getDocument(a, ref)).not.toBeNull();
         expect(await r.listChargedIds(a, id)).toEqual(["shared-order"]);
         expect(await r.listTypes(a)).toEqual([{ scope: "profile", path: "Plan", type: "string" }]);
-        expect(await r.getMerge(a, m.id)).toEqual(m);
+        expect(await r.getMerge(a, m.id)).toEqual({ ...m, seq: expect.any(Number) });
         expect(await r.countControlGroupExcluded(a)).toBe(1);
         expect(await r.maxEventSeq(a)).toBe(seqs[1]);
         expect((await r.listEvents(a, [id], { limit: 10 })).events.map((e) => e.seq)).toEqual([seqs[1], seqs[0]]);

@@ -327,4 +327,24 @@ describe.skipIf(db === null)("two portrait serve processes on one PostgreSQL", (
       expect(profiles[0].properties.n).toBe(102);
     }
   });
+
+  it("excludes at most 20 profiles from control groups though 26 exclusions come at once through both nodes", async () => {
+    // SEMANTICS §9, a count then a write: each exclusion holds the account's exclusions lock until it commits.
+    const created = await api(0, "POST", "/v1/ingest", {
+      records: Array.from({ length: 26 }, (_, i) => ({
+        type: "profile",
+        identity: { Identity: `excluded-${i}` },
+        properties: { n: i },
+      })),
+    });
+    const ids: string[] = created.body.results.map((r: { profileId: string }) => r.profileId);
+    const answers = await Promise.all(
+      ids.map((id, i) => api(i, "PUT", `/v1/profiles/${id}/control-group-exclusion`, { excluded: true })),
+    );
+    const codes = answers.map((a) => (a.status === 200 ? "ok" : a.body.error?.code));
+    expect(codes.filter((c) => c === "ok")).toHaveLength(20);
+    expect(codes.filter((c) => c === "CONTROL_GROUP_EXCLUSION_LIMIT")).toHaveLength(6);
+    const excluded = await api(1, "POST", "/v1/segments/query", { where: { controlGroupExcluded: true } });
+    expect(excluded.body.count).toBe(20);
+  });
 });

@@ -27,7 +27,10 @@
  *   exclusively at its first hold the next time, so it cannot lose that way twice). That is safe because a transaction
  *   function keeps all its state inside the run (the pipeline builds a fresh UnitOfWork, and its results, per run: see
  *   Portrait.transact and Portrait.ingest) and the retry sees a fresh world. Correctness still comes from the
- *   constraints and locks; the retry only repeats work that PostgreSQL refused to finish.
+ *   constraints and locks; the retry only repeats work that PostgreSQL refused to finish. A function that loses every
+ *   run ends with the last one's error, which the API answers 503 UNAVAILABLE (nothing applied: api/errors.ts). Each
+ *   deadlock costs its victim deadlock_timeout, so locks are taken in one order where the code can (a prefetch takes
+ *   every profile lock it knows of in one ordered statement: docs/scaling.md "Lock order").
  * - `reader` runs each read on any pooled connection outside a transaction, so it sees committed data only.
  * - The one thing remembered across transactions is which profile a count-only event's device belongs to
  *   (DeviceOwners), and it is checked at every use against the owner's handles revision, which a trigger moves with
@@ -66,11 +69,13 @@ import type {
   DeletedCounts,
   EventPage,
   MergeRow,
+  NewMerge,
   PageOptions,
   ProfileActivity,
   ProfileCard,
   ProfileLookup,
   ProfileStatus,
+  SnapshotReader,
   Store,
   StoreReader,
   StoreTx,
@@ -132,6 +137,7 @@ interface MergeTableRow {
   targetId: string;
   sourceId: string;
   createdAt: number;
+  seq: number;
   undoneAt: number | null;
   data: MergeData;
 }
@@ -291,7 +297,7 @@ const DOCUMENT_COLUMNS = `compartment_id AS "compartmentId", user_account_id AS 
   profile_id AS "profileId", body, created_at AS "createdAt", updated_at AS "updatedAt"`;
 const API_KEY_COLUMNS = `id, account_id AS "accountId", kind, name, hash, prefix, created_at AS "createdAt",
   revoked_at AS "revokedAt"`;
-const MERGE_COLUMNS = `id, target_id AS "targetId", source_id AS "sourceId", created_at AS "createdAt",
+const MERGE_COLUMNS = `id, target_id AS "targetId", source_id AS "sourceId", created_at AS "createdAt", seq,
   undone_at AS "undoneAt", data`;
 
 /**
@@ -406,7 +412,8 @@ export const SQL = {
       (SELECT pg_advisory_xact_lock_shared(hashtextextended($2, 0))) account
     ORDER BY h`,
   // An account-wide lock, exclusively, by name: the account's handles lock in place of handle locks, for a transaction
-  // that would hold too many; the account's settings lock for a settings change (lockAccount).
+  // that would hold too many; the account's settings lock for a settings change (lockAccount); its control-group
+  // exclusions lock (lockControlGroupExclusions).
   holdAccountLock: "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
   // The account's settings lock shared, then its revisions (PostgresTx.revisions): every write transaction that checks
   // its records against the settings.
@@ -420,7 +427,9 @@ export const SQL = {
   // count-only events need nothing more from; with the context too when some of them carry context (peekContext).
   prefetchHandlesWithStatus: prefetchHandles(PROFILE_STATUS),
   prefetchHandlesWithContext: prefetchHandles(STATUS_COLUMNS),
-  prefetchProfiles: `SELECT id, state, ${ACTIVITY} FROM profiles WHERE account_id = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE`,
+  // With each row's address as locked (its newest version's): where a count-only event's activity update goes.
+  prefetchProfiles: `SELECT id, ctid::text AS row, state, ${ACTIVITY} FROM profiles
+    WHERE account_id = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE`,
   // StoreTx.peekProfile: no lock, only what decides where an event may be added (prefetch reads it with the handles).
   peekProfile: `SELECT ${STATUS_COLUMNS} FROM profiles WHERE account_id = $1 AND id = $2`,
   peekProfiles: `SELECT id, ${STATUS_COLUMNS} FROM profiles WHERE account_id = $1 AND id = ANY($2::text[])`,
@@ -560,10 +569,14 @@ export const SQL = {
   insertMerge: `INSERT INTO merges (account_id, id, target_id, source_id, created_at, undone_at, data)
     VALUES ($1, $2, $3, $4, $5, $6, $7)`,
   getMerge: `SELECT ${MERGE_COLUMNS} FROM merges WHERE account_id = $1 AND id = $2`,
-  // Each side uses its own index (a BitmapOr); seq breaks ties of created_at in insertion order.
+  // Each side uses its own index (a BitmapOr). The last written first: seq is drawn from the merges' identity sequence
+  // (CACHE 1, its default: a value drawn later is higher, whatever the session) when the row is inserted, after the
+  // merge has locked both profiles, so between merges touching one profile it is the order they committed in
+  // (MergeRow.seq). created_at is the time each request began on its own node's clock: a
+  // merge that waited for a connection or a lock, or ran on a node whose clock is behind, would sort wrongly by it.
   listMergesTouching: `SELECT ${MERGE_COLUMNS} FROM merges
     WHERE account_id = $1 AND (target_id = $2 OR source_id = $2)
-    ORDER BY created_at DESC, seq DESC`,
+    ORDER BY seq DESC`,
   markMergeUndone: "UPDATE merges SET undone_at = $1 WHERE account_id = $2 AND id = $3",
   appendJournal: "INSERT INTO merge_journal (account_id, merge_id, record) VALUES ($1, $2, $3)",
   listJournal: "SELECT record FROM merge_journal WHERE account_id = $1 AND merge_id = $2 ORDER BY seq",
@@ -679,6 +692,7 @@ function toMerge(row: MergeTableRow): MergeRow {
     targetId: row.targetId,
     sourceId: row.sourceId,
     createdAt: row.createdAt,
+    seq: row.seq,
     undoneAt: row.undoneAt,
     eventSeqAtMerge: data.eventSeqAtMerge,
     target: data.target,
@@ -782,6 +796,8 @@ class HandleLocks {
 
 /** The name of the account's settings lock (hashed as handleName). */
 const settingsLockName = (accountId: string) => JSON.stringify(["settings", accountId]);
+/** The name of the account's control-group exclusions lock (StoreTx.lockControlGroupExclusions). */
+const exclusionsLockName = (accountId: string) => JSON.stringify(["control-group-exclusions", accountId]);
 
 /** The lock names of devices and identity values. */
 function handleNames(
@@ -943,6 +959,38 @@ class PostgresReader implements StoreReader {
 
   async maxEventSeq(accountId: string): Promise<number> {
     return (await first<{ seq: number | null }>(this.db(accountId), "maxEventSeq", [accountId]))?.seq ?? 0;
+  }
+}
+
+/**
+ * The reader handed to one `snapshot()` function: its reads run in one REPEATABLE READ transaction on one connection,
+ * so all of them see the snapshot its first statement took. Unusable once that function has returned.
+ */
+class PostgresSnapshot extends PostgresReader implements SnapshotReader {
+  private open = true;
+
+  constructor(
+    client: pg.PoolClient,
+    private readonly accountId: string,
+  ) {
+    super(client);
+  }
+
+  close(): void {
+    this.open = false;
+  }
+
+  protected override db(accountId: string): Queryable {
+    if (!this.open) throw new Error("This snapshot has ended; use its reader inside snapshot() only.");
+    if (accountId !== this.accountId) {
+      throw new Error(`A snapshot of account ${this.accountId} cannot read account ${accountId}.`);
+    }
+    return super.db(accountId);
+  }
+
+  async listJournal(accountId: string, mergeId: string): Promise<AnyRecord[]> {
+    const found = await rows<{ record: AnyRecord }>(this.db(accountId), "listJournal", [accountId, mergeId]);
+    return found.map((r) => r.record);
   }
 }
 
@@ -1581,13 +1629,34 @@ class PostgresTx extends PostgresReader implements StoreTx {
     }
     for (const [key, owner] of before.identities) (countOnlyIdentities.has(key) ? unlocked : profileIds).add(owner);
     for (const id of profileIds) unlocked.delete(id);
+    // A group that locks profiles here locks the count-only events' owners with them, in the same statement: every
+    // profile lock it knows it will take, in one pass in id order. Left to the activity update at its end, they were
+    // a second ordered pass, and two ordered passes are not one order: two groups sharing people deadlocked, each
+    // holding one person from here and waiting for the other at its activity update (an event on B's device with
+    // an $incr on A, against the reverse: the concurrency audit, F2). A group of count-only events alone locks
+    // nothing here and keeps its one ordered lock, at its end, in the activity update (B1).
+    const countOnlyLocked = new Set<string>();
+    if (profileIds.size > 0) {
+      for (const id of unlocked) {
+        profileIds.add(id);
+        countOnlyLocked.add(id);
+      }
+      unlocked.clear();
+    }
     const locked = new Set<string>();
     if (profileIds.size > 0) {
-      const states = await rows<StateRow & { id: string }>(db, "prefetchProfiles", [accountId, [...profileIds]]);
+      const ids = [...profileIds];
+      const states = await rows<StateRow & { id: string; row: string }>(db, "prefetchProfiles", [accountId, ids]);
       this.dropSeqs();
       for (const row of states) {
         locked.add(row.id);
-        this.known.profiles.set(row.id, stateOf(row));
+        const state = stateOf(row);
+        this.known.profiles.set(row.id, state);
+        // Its count-only events are added at the address it was locked at (addActivity), with no statement of their own.
+        if (countOnlyLocked.has(row.id)) {
+          const status = { mergedInto: state.mergedInto, journalMergeId: state.journalMergeId };
+          this.known.statuses.set(row.id, { row: row.row, status, context: contextStatusOf(state) });
+        }
       }
     }
     const unread: string[] = [];
@@ -2273,6 +2342,11 @@ class PostgresTx extends PostgresReader implements StoreTx {
     return held ?? { types: 0, settings: 0 };
   }
 
+  async getAccount(accountId: string): Promise<Account | null> {
+    const row = await first<AccountRow>(this.db(accountId), "getAccount", [accountId]);
+    return row === undefined ? null : toAccount(row);
+  }
+
   async lockAccount(accountId: string): Promise<void> {
     this.check(accountId);
     if (this.settingsHold === "exclusive") return;
@@ -2282,12 +2356,23 @@ class PostgresTx extends PostgresReader implements StoreTx {
     this.settingsHold = "exclusive";
   }
 
+  /**
+   * SEMANTICS §9's limit is a count, then a write: at READ COMMITTED two transactions each counted 19 and both excluded
+   * (25 of 26 at once, in the audit). An advisory lock of the account's, exclusive until COMMIT: the second waits,
+   * and its count, a new statement, sees what the first committed. Sent as a read (it opens no savepoint): taken
+   * again inside a savepoint that rolls back, only that taking goes with it.
+   */
+  async lockControlGroupExclusions(accountId: string): Promise<void> {
+    this.check(accountId);
+    await run(this.reads, "holdAccountLock", [exclusionsLockName(accountId)]);
+  }
+
   async updateSettings(accountId: string, settings: AccountSettings): Promise<void> {
     const result = await run(this.forWrite(accountId), "updateAccountSettings", [json(settings), accountId]);
     if (result.rowCount === 0) throw new Error(`updateSettings: no account ${accountId}.`);
   }
 
-  async insertMerge(accountId: string, merge: MergeRow): Promise<void> {
+  async insertMerge(accountId: string, merge: NewMerge): Promise<void> {
     const data: MergeData = {
       eventSeqAtMerge: merge.eventSeqAtMerge,
       target: merge.target,
@@ -2674,6 +2759,27 @@ export class PostgresStore implements Store {
       // exclusively at its first hold, holding nothing shared that the winner could be waiting for (HandleLocks).
       if (outcome.upgraded) handlesExclusive = true;
       await backOff(attempt);
+    }
+  }
+
+  async snapshot<T>(accountId: string, fn: (reader: SnapshotReader) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    const reader = new PostgresSnapshot(client, accountId);
+    let broken: Error | undefined;
+    try {
+      // The snapshot is taken by the first statement after BEGIN and kept by every later one. Nothing is locked.
+      await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+      const value = await fn(reader);
+      await client.query("COMMIT");
+      return value;
+    } catch (error) {
+      await client.query("ROLLBACK").catch((e: Error) => {
+        broken = e;
+      });
+      throw error;
+    } finally {
+      reader.close();
+      client.release(broken);
     }
   }
 

@@ -45,11 +45,13 @@ import type {
   DeletedCounts,
   EventPage,
   MergeRow,
+  NewMerge,
   PageOptions,
   ProfileActivity,
   ProfileCard,
   ProfileLookup,
   ProfileStatus,
+  SnapshotReader,
   Store,
   StoreReader,
   StoreTx,
@@ -107,6 +109,7 @@ interface MergeTableRow {
   targetId: string;
   sourceId: string;
   createdAt: number;
+  seq: number;
   undoneAt: number | null;
   data: string;
 }
@@ -122,7 +125,7 @@ const DOCUMENT_COLUMNS = `compartment_id AS compartmentId, user_account_id AS us
   body, created_at AS createdAt, updated_at AS updatedAt`;
 const API_KEY_COLUMNS = `id, account_id AS accountId, kind, name, hash, prefix, created_at AS createdAt,
   revoked_at AS revokedAt`;
-const MERGE_COLUMNS = `id, target_id AS targetId, source_id AS sourceId, created_at AS createdAt,
+const MERGE_COLUMNS = `id, target_id AS targetId, source_id AS sourceId, created_at AS createdAt, rowid AS seq,
   undone_at AS undoneAt, data`;
 
 /** Every statement of the adapter, prepared once when the store opens. */
@@ -447,7 +450,8 @@ function prepareStatements(db: Database.Database) {
     getMerge: row<[string, string], MergeTableRow>(
       `SELECT ${MERGE_COLUMNS} FROM merges WHERE account_id = ? AND id = ?`,
     ),
-    // The union lets each side use its own index; rowid breaks ties of created_at in insertion order.
+    // The union lets each side use its own index. The last written first: the rowid is the insertion order (one above
+    // the highest in the table, and writers run one at a time), so it is the order merges committed in (MergeRow.seq).
     listMergesTouching: row<[{ accountId: string; profileId: string }], MergeTableRow>(
       `SELECT ${MERGE_COLUMNS} FROM merges
        WHERE rowid IN (
@@ -455,7 +459,7 @@ function prepareStatements(db: Database.Database) {
          UNION ALL
          SELECT rowid FROM merges WHERE account_id = @accountId AND source_id = @profileId
        )
-       ORDER BY created_at DESC, rowid DESC`,
+       ORDER BY rowid DESC`,
     ),
     markMergeUndone: run<[number, string, string]>("UPDATE merges SET undone_at = ? WHERE account_id = ? AND id = ?"),
     appendJournal: run<{ accountId: string; mergeId: string; record: string }>(
@@ -563,6 +567,7 @@ function toMerge(row: MergeTableRow): MergeRow {
     targetId: row.targetId,
     sourceId: row.sourceId,
     createdAt: row.createdAt,
+    seq: row.seq,
     undoneAt: row.undoneAt,
     eventSeqAtMerge: data.eventSeqAtMerge,
     target: data.target,
@@ -598,7 +603,7 @@ class ProfileKeyHints {
   }
 }
 
-/** FIFO turn-taking for write transactions on the single connection. */
+/** FIFO turn-taking on one connection: write transactions on the writer's, snapshots on theirs. */
 class WriteQueue {
   private busy = false;
   private readonly waiting: Array<() => void> = [];
@@ -1373,8 +1378,18 @@ class SqliteTx extends SqliteReader implements StoreTx {
     if (sql.changeType.run(type, accountId, scope, path).changes > 0) sql.bumpTypesRevision.run(accountId);
   }
 
+  async getAccount(accountId: string): Promise<Account | null> {
+    const row = this.use(accountId).getAccount.get(accountId);
+    return row === undefined ? null : toAccount(row);
+  }
+
   /** Writers run one at a time (BEGIN IMMEDIATE, across processes too): this transaction already holds the account. */
   async lockAccount(accountId: string): Promise<void> {
+    this.use(accountId);
+  }
+
+  /** Writers run one at a time (BEGIN IMMEDIATE, across processes too): a count stays true until COMMIT. */
+  async lockControlGroupExclusions(accountId: string): Promise<void> {
     this.use(accountId);
   }
 
@@ -1384,7 +1399,7 @@ class SqliteTx extends SqliteReader implements StoreTx {
     }
   }
 
-  async insertMerge(accountId: string, merge: MergeRow): Promise<void> {
+  async insertMerge(accountId: string, merge: NewMerge): Promise<void> {
     const data: MergeData = {
       eventSeqAtMerge: merge.eventSeqAtMerge,
       target: merge.target,
@@ -1529,6 +1544,12 @@ export class SqliteStore implements Store {
   private readonly hints = new ProfileKeyHints(PROFILE_KEY_HINTS);
   private readonly lookups = new CommittedLookups();
   private readonly queue = new WriteQueue();
+  /**
+   * The connection snapshots read on (Store.snapshot), opened at the first: its read transaction must not hold the
+   * reader's connection, whose other reads would then see the snapshot too. Snapshots take turns on it.
+   */
+  private snapshotDb: { db: Database.Database; sql: Statements } | null = null;
+  private readonly snapshotTurns = new WriteQueue();
   private readonly savepoints: SavepointStatements[] = [];
   private closed = false;
 
@@ -1605,13 +1626,16 @@ export class SqliteStore implements Store {
   async close(): Promise<void> {
     if (this.closed) return;
     await this.queue.acquire();
+    await this.snapshotTurns.acquire();
     try {
       if (!this.closed) {
+        this.snapshotDb?.db.close();
         this.readDb?.close();
         this.db.close();
       }
       this.closed = true;
     } finally {
+      this.snapshotTurns.release();
       this.queue.release();
     }
   }
@@ -1694,6 +1718,36 @@ export class SqliteStore implements Store {
     }
   }
 
+  async snapshot<T>(accountId: string, fn: (reader: SnapshotReader) => Promise<T>): Promise<T> {
+    // An in-memory store has one connection: the snapshot takes the writers' turn (nothing can write meanwhile).
+    const own = this.readDb !== null;
+    await (own ? this.snapshotTurns : this.queue).acquire();
+    try {
+      if (this.closed) throw new Error("The store is closed.");
+      const { db, sql } = own ? this.openSnapshotDb() : { db: this.db, sql: this.sql };
+      const reader = new SqliteSnapshot(sql, this.hints, accountId);
+      // Deferred: the read transaction's snapshot is taken by its first read and kept until COMMIT (WAL).
+      db.exec("BEGIN");
+      try {
+        return await fn(reader);
+      } finally {
+        reader.close();
+        if (db.inTransaction) db.exec("COMMIT");
+      }
+    } finally {
+      (own ? this.snapshotTurns : this.queue).release();
+    }
+  }
+
+  private openSnapshotDb(): { db: Database.Database; sql: Statements } {
+    if (this.snapshotDb === null) {
+      const db = new Database(this.db.name, { readonly: true });
+      db.pragma("busy_timeout = 5000");
+      this.snapshotDb = { db, sql: prepareStatements(db) };
+    }
+    return this.snapshotDb;
+  }
+
   /** Runs `fn` in its own transaction, in turn with `write()` (the import bookkeeping's writes). */
   private async exclusive<T>(fn: () => T): Promise<T> {
     await this.queue.acquire();
@@ -1716,6 +1770,37 @@ export class SqliteStore implements Store {
       this.savepoints[depth] = statements;
     }
     return statements;
+  }
+}
+
+/** The reader handed to one `snapshot()` function: the statements of a connection inside one read transaction. */
+class SqliteSnapshot extends SqliteReader implements SnapshotReader {
+  private open = true;
+
+  constructor(
+    sql: Statements,
+    hints: ProfileKeyHints,
+    private readonly accountId: string,
+  ) {
+    super(sql, hints);
+  }
+
+  close(): void {
+    this.open = false;
+  }
+
+  protected override use(accountId: string): Statements {
+    if (!this.open) throw new Error("This snapshot has ended; use its reader inside snapshot() only.");
+    if (accountId !== this.accountId) {
+      throw new Error(`A snapshot of account ${this.accountId} cannot read account ${accountId}.`);
+    }
+    return this.sql;
+  }
+
+  async listJournal(accountId: string, mergeId: string): Promise<AnyRecord[]> {
+    return this.use(accountId)
+      .listJournal.all(accountId, mergeId)
+      .map((record) => JSON.parse(record));
   }
 }
 
