@@ -24,7 +24,11 @@ const CHUNK_BYTES = 8 * 1024 * 1024;
  */
 const JSONB_UNSAFE = /(?<!\\)(?:\\\\)*\\u(?:0000|d[89a-f])/i;
 
+/** Text a message shows quoted (JSON) rather than raw: control characters and surrogates. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what a message must not print raw
+const UNPRINTABLE = /[\u0000-\u001f]|[\uD800-\uDFFF]/;
 /** Text that PostgreSQL cannot hold: U+0000, or a UTF-16 surrogate without its other half. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: U+0000 is what PostgreSQL cannot hold
 const UNSTORABLE_TEXT = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /** The INSERT of one chunk of `table` (see the header); an `identity` column is given its copied values. */
@@ -108,6 +112,6 @@ export class RowChunk {
 export function describeRow(row: readonly unknown[], key: number): string {
   return row
     .slice(0, key)
-    .map((v) => (typeof v === "string" && /[\u0000-\u001f]|[\uD800-\uDFFF]/.test(v) ? JSON.stringify(v) : String(v)))
+    .map((v) => (typeof v === "string" && UNPRINTABLE.test(v) ? JSON.stringify(v) : String(v)))
     .join(" / ");
 }
