@@ -2,15 +2,13 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { parseCondition } from "../../engine/segment/parse.js";
 import { blankProfile, newAccount, newId } from "../conformance/fixtures.js";
 import { describeSegmentConformance } from "../conformance/segments.js";
-import { prefixEnd as postgresPrefixEnd } from "../postgres/postgres-segment-compiler.js";
 import type { Store } from "../store.js";
 import { MIGRATIONS } from "./schema.js";
-import { prefixEnd, SqliteSegmentCompiler } from "./sqlite-segment-compiler.js";
+import { SqliteSegmentCompiler } from "./sqlite-segment-compiler.js";
 import { SqliteStore } from "./sqlite-store.js";
 
 const directories = new WeakMap<Store, string>();
@@ -237,38 +235,6 @@ describe("SQLite segments on a file", () => {
       }
     } finally {
       await store.close();
-    }
-  });
-});
-
-describe("prefixEnd (startsWith's upper bound, both compilers)", () => {
-  /** The smallest string above every string starting with `s`, by its definition on code points. */
-  function reference(s: string): string | null {
-    const points = Array.from(s, (c) => c.codePointAt(0) as number);
-    while (points.length > 0 && points[points.length - 1] === 0x10ffff) points.pop();
-    const last = points.pop();
-    if (last === undefined) return null;
-    return (
-      points.map((p) => String.fromCodePoint(p)).join("") + String.fromCodePoint(last === 0xd7ff ? 0xe000 : last + 1)
-    );
-  }
-
-  it("is the next string in code point order, past U+10FFFF and the surrogate gap", () => {
-    for (const f of [prefixEnd, postgresPrefixEnd]) {
-      expect(f("abc")).toBe("abd");
-      expect(f("a\u{10FFFF}\u{10FFFF}")).toBe("b");
-      expect(f("\u{10FFFF}")).toBeNull();
-      expect(f("")).toBeNull();
-      expect(f("a\uD7FF")).toBe("a\uE000");
-      expect(f("a😀")).toBe("a😁");
-      fc.assert(fc.property(fc.string({ unit: "grapheme" }), (s) => f(s) === reference(s)));
-    }
-  });
-
-  it("takes a value of millions of characters (it spread every code point into one call, a stack overflow)", () => {
-    for (const f of [prefixEnd, postgresPrefixEnd]) {
-      const long = "é".repeat(3_000_000);
-      expect(f(long)).toBe(`${"é".repeat(2_999_999)}ê`);
     }
   });
 });
