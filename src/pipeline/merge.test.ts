@@ -730,6 +730,20 @@ describe.each(stores)("%s store", (store) => {
       expect([merged.profile.id, merged.profile.identities]).toEqual([a, { Identity: "u-a", Email: "b@x.io" }]);
       expect(await h.portrait.getProfile(h.account, a)).toBeNull();
     });
+
+    it("a PATCH and a flag change answer the person as written, though deleted right after the commit", async () => {
+      const a = await person("a", { Identity: "u-a" });
+      afterNextCommit(() => h.portrait.deleteProfile(h.account, a));
+      const patched = await h.portrait.patchProfile(h.account, a, { Plan: "pro" });
+      expect([patched.id, patched.properties.Plan]).toEqual([a, "pro"]);
+      expect(await h.portrait.getProfile(h.account, a)).toBeNull();
+
+      const b = await person("b", { Identity: "u-b" });
+      afterNextCommit(() => h.portrait.deleteProfile(h.account, b));
+      const flagged = await h.portrait.setFlags(h.account, b, { test: true });
+      expect([flagged.id, flagged.properties.is_test_user]).toEqual([b, "Yes"]);
+      expect(await h.portrait.getProfile(h.account, b)).toBeNull();
+    });
   });
 
   // SEMANTICS §9: at most 20 excluded profiles, counting only those that can be placed in a control group.

@@ -301,8 +301,27 @@ export class Portrait {
    * fault, so its refusal names the field `id`, as GET and DELETE on the same path do, not the record's `profileId`.
    */
   async applyAtPath(account: Account, record: AnyRecord): Promise<RecordResult> {
+    return this.atPath(record, () => this.apply(account, record));
+  }
+
+  /**
+   * `applyAtPath`, answered with the profile as the record's transaction leaves it (committedView): read after
+   * COMMIT, a delete landing in between made a committed PATCH answer 404.
+   */
+  private async applyAtPathAndView(account: Account, record: AnyRecord): Promise<ProfileView> {
+    const now = this.clock.now();
+    return this.atPath(record, () =>
+      this.transact(account, async (uow) => {
+        const result = await uow.atomically(() => applyRecord(new RecordScope(uow, this.ids, now), record));
+        const handle = record.handle.kind === "profile" ? record.handle.profileId : "";
+        return this.committedView(uow, result.profileId ?? handle, now);
+      }),
+    );
+  }
+
+  private async atPath<T>(record: AnyRecord, work: () => Promise<T>): Promise<T> {
     try {
-      return await this.apply(account, record);
+      return await work();
     } catch (e) {
       if (e instanceof PortraitError && e.code === "UNKNOWN_PROFILE" && e.field === "profileId") {
         const id = record.handle.kind === "profile" ? record.handle.profileId : "";
@@ -317,13 +336,12 @@ export class Portrait {
     assertStorableText(body);
     const properties = parsePropertySet(body, { timezone: account.settings.timezone, now });
     try {
-      const result = await this.applyAtPath(account, {
+      return await this.applyAtPathAndView(account, {
         type: "profile",
         ts: now,
         handle: { kind: "profile", profileId },
         properties,
       });
-      return await this.requireProfile(account, result.profileId ?? profileId);
     } catch (e) {
       // The PATCH body is the property set itself: its errors name the key, not `properties.key`.
       if (e instanceof PortraitError && e.field?.startsWith("properties.")) {
@@ -339,13 +357,12 @@ export class Portrait {
     flags: { test?: boolean; controlGroupExcluded?: boolean },
   ): Promise<ProfileView> {
     const now = this.clock.now();
-    const result = await this.applyAtPath(account, {
+    return this.applyAtPathAndView(account, {
       type: "flags",
       ts: now,
       handle: { kind: "profile", profileId },
       ...flags,
     });
-    return this.requireProfile(account, result.profileId ?? profileId);
   }
 
   async merge(
