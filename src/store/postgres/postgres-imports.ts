@@ -16,6 +16,7 @@ import {
   type ImportStore,
   type SftpKeyRow,
 } from "../import-store.js";
+import { inTransaction } from "./in-transaction.js";
 
 const IMPORT_COLUMNS = `account_id AS "accountId", id, kind, format, status, source, file_name AS "fileName",
   file_path AS "filePath", sha256, bytes, options, header, rows, processed, failed, bytes_read AS "bytesRead",
@@ -150,22 +151,8 @@ export async function redactImportData(
 export class PostgresImports implements ImportStore {
   constructor(private readonly pool: pg.Pool) {}
 
-  private async transaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    let broken: Error | undefined;
-    try {
-      await client.query("BEGIN");
-      const value = await fn(client);
-      await client.query("COMMIT");
-      return value;
-    } catch (error) {
-      await client.query("ROLLBACK").catch((e: Error) => {
-        broken = e;
-      });
-      throw error;
-    } finally {
-      client.release(broken);
-    }
+  private transaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    return inTransaction(this.pool, "BEGIN", fn);
   }
 
   async insertImport(r: ImportRow): Promise<void> {

@@ -25,6 +25,7 @@ import type {
   SegmentStore,
 } from "../segment-store.js";
 import { ACTIVITY, type StateRow, stateOf } from "./activity-columns.js";
+import { inTransaction } from "./in-transaction.js";
 import { PostgresSegmentCompiler } from "./postgres-segment-compiler.js";
 
 /**
@@ -343,23 +344,11 @@ export class PostgresSegments implements SegmentStore {
   constructor(private readonly pool: pg.Pool) {}
 
   /** Runs `fn` on one connection in a read-only transaction set up for segment queries. */
-  private async reading<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    let broken: Error | undefined;
-    try {
-      await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+  private reading<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    return inTransaction(this.pool, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", async (client) => {
       await client.query(QUERY_SETTINGS);
-      const result = await fn(client);
-      await client.query("COMMIT");
-      return result;
-    } catch (error) {
-      await client.query("ROLLBACK").catch((e: Error) => {
-        broken = e;
-      });
-      throw error;
-    } finally {
-      client.release(broken);
-    }
+      return fn(client);
+    });
   }
 
   private compile(accountId: string, condition: Condition, ctx: EvaluateContext) {
@@ -438,22 +427,8 @@ export class PostgresSegments implements SegmentStore {
   // Saved segments
 
   /** Runs `fn` in a read-write transaction of its own. */
-  private async writing<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    let broken: Error | undefined;
-    try {
-      await client.query("BEGIN ISOLATION LEVEL READ COMMITTED");
-      const result = await fn(client);
-      await client.query("COMMIT");
-      return result;
-    } catch (error) {
-      await client.query("ROLLBACK").catch((e: Error) => {
-        broken = e;
-      });
-      throw error;
-    } finally {
-      client.release(broken);
-    }
+  private writing<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    return inTransaction(this.pool, "BEGIN ISOLATION LEVEL READ COMMITTED", fn);
   }
 
   async insertSegment(accountId: string, segment: SavedSegment, refs: readonly string[]): Promise<InsertSegmentResult> {

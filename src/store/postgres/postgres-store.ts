@@ -87,6 +87,7 @@ import type {
 import { ACTIVITY, type ActivityRow, activitySqlOf, type StateRow, stateOf } from "./activity-columns.js";
 import { PG_CONNECT_TIMEOUT_MS } from "./connect-timeout.js";
 import { DeviceOwners, type RememberedDevice } from "./device-owners.js";
+import { inTransaction } from "./in-transaction.js";
 import { PostgresImports, redactImportData } from "./postgres-imports.js";
 import { IndexRowColumns, PostgresSegments, segmentIndex } from "./postgres-segments.js";
 import { migrate } from "./schema.js";
@@ -2763,24 +2764,15 @@ export class PostgresStore implements Store {
   }
 
   async snapshot<T>(accountId: string, fn: (reader: SnapshotReader) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    const reader = new PostgresSnapshot(client, accountId);
-    let broken: Error | undefined;
-    try {
-      // The snapshot is taken by the first statement after BEGIN and kept by every later one. Nothing is locked.
-      await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-      const value = await fn(reader);
-      await client.query("COMMIT");
-      return value;
-    } catch (error) {
-      await client.query("ROLLBACK").catch((e: Error) => {
-        broken = e;
-      });
-      throw error;
-    } finally {
-      reader.close();
-      client.release(broken);
-    }
+    // The snapshot is taken by the first statement after BEGIN and kept by every later one. Nothing is locked.
+    return inTransaction(this.pool, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", async (client) => {
+      const reader = new PostgresSnapshot(client, accountId);
+      try {
+        return await fn(reader);
+      } finally {
+        reader.close();
+      }
+    });
   }
 
   /** One run of a write function in its own transaction: committed with its value, or rolled back with its error. */
