@@ -290,10 +290,20 @@ export class Portrait {
 
   /** One record from the profile API (PATCH, flags, documents): atomic, errors thrown. */
   async apply(account: Account, record: AnyRecord): Promise<RecordResult> {
+    return this.applyThen(account, record, async (_uow, result) => result);
+  }
+
+  /** One record in a transaction of its own, then `answer` from what it did, in the same transaction. */
+  private async applyThen<T>(
+    account: Account,
+    record: AnyRecord,
+    answer: (uow: UnitOfWork, result: RecordResult, now: number) => Promise<T>,
+  ): Promise<T> {
     const now = this.clock.now();
-    return this.transact(account, (uow) =>
-      uow.atomically(() => applyRecord(new RecordScope(uow, this.ids, now), record)),
-    );
+    return this.transact(account, async (uow) => {
+      const result = await uow.atomically(() => applyRecord(new RecordScope(uow, this.ids, now), record));
+      return answer(uow, result, now);
+    });
   }
 
   /**
@@ -309,13 +319,9 @@ export class Portrait {
    * COMMIT, a delete landing in between made a committed PATCH answer 404.
    */
   private async applyAtPathAndView(account: Account, record: AnyRecord): Promise<ProfileView> {
-    const now = this.clock.now();
+    const handle = record.handle.kind === "profile" ? record.handle.profileId : "";
     return this.atPath(record, () =>
-      this.transact(account, async (uow) => {
-        const result = await uow.atomically(() => applyRecord(new RecordScope(uow, this.ids, now), record));
-        const handle = record.handle.kind === "profile" ? record.handle.profileId : "";
-        return this.committedView(uow, result.profileId ?? handle, now);
-      }),
+      this.applyThen(account, record, (uow, result, now) => this.committedView(uow, result.profileId ?? handle, now)),
     );
   }
 
