@@ -16,6 +16,7 @@ import { availableParallelism, loadavg } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { summariseProfiles } from "./lib/cpu-profile.js";
+import { describeServer } from "./lib/postgres.js";
 import { REPO_ROOT } from "./lib/processes.js";
 import {
   type BenchContext,
@@ -46,6 +47,8 @@ interface ResultRow {
   store: StoreKind;
   /** 1-minute load average when the scenario ended: on a shared machine, above the core count means noise. */
   load1: number;
+  /** On PostgreSQL: its version and the settings that move the figures (describeServer). */
+  server?: string;
 }
 
 function usage(message: string): never {
@@ -177,6 +180,9 @@ async function main(): Promise<void> {
   if (skipped.length > 0) {
     process.stdout.write(`skipped (not on ${store}): ${skipped.map((s) => s.name).join(" ")}\n`);
   }
+  // A PostgreSQL figure means little without the server's settings (its buffers above all): they head the output.
+  const server = store === "postgres" ? await describeServer() : null;
+  if (server) process.stdout.write(`${server}\n`);
 
   const started = performance.now();
   const memo = new Map<string, unknown>();
@@ -230,7 +236,8 @@ async function main(): Promise<void> {
   }
 
   const out = path.join(REPO_ROOT, "bench", "results.json");
-  writeFileSync(out, `${JSON.stringify(rows, null, 2)}\n`);
+  const described = server ? rows.map((row) => ({ ...row, server: server.split("\n")[0] })) : rows;
+  writeFileSync(out, `${JSON.stringify(described, null, 2)}\n`);
   printTable(rows);
   const seconds = (performance.now() - started) / 1000;
   process.stdout.write(

@@ -30,3 +30,35 @@ export async function freshDatabase(ctx: BenchContext, name: string): Promise<st
   url.pathname = `/${db}`;
   return url.toString();
 }
+
+/** The server settings that move B8's figures most, as one line of the bench's header. */
+const SETTINGS = ["shared_buffers", "max_wal_size", "synchronous_commit", "autovacuum"] as const;
+
+/**
+ * Below this `shared_buffers`, B1 at full size (100k devices, ≈ 3M events written) no longer holds the events' primary
+ * key, profiles and devices in PostgreSQL's buffers: backends then read and evict pages themselves, which measured
+ * 26.1k–27.0k against 30.4k–31.9k events/s at 1 GB (docs/scaling.md, "Server settings").
+ */
+const WORKING_SET_BYTES = 1024 ** 3;
+
+/** `PostgreSQL 15.20: shared_buffers 1GB, …`, and a warning when the buffers are below B1 full's working set. */
+export async function describeServer(): Promise<string> {
+  const admin = new pg.Client({ connectionString: ADMIN_URL });
+  await admin.connect();
+  try {
+    const shown = SETTINGS.map((name, i) => `current_setting('${name}') AS s${i}`).join(", ");
+    const row = (
+      await admin.query<Record<string, string>>(
+        `SELECT current_setting('server_version') AS version,
+          pg_size_bytes(current_setting('shared_buffers'))::float8 AS buffers, ${shown}`,
+      )
+    ).rows[0]!;
+    const line = `PostgreSQL ${row.version}: ${SETTINGS.map((name, i) => `${name} ${row[`s${i}`]}`).join(", ")}`;
+    return Number(row.buffers) < WORKING_SET_BYTES
+      ? `${line}\nnote: shared_buffers is below 1GB, under B1 full's working set: that figure then measures the ` +
+          "server's page traffic more than Portrait (docs/scaling.md, Server settings)"
+      : line;
+  } finally {
+    await admin.end();
+  }
+}
