@@ -707,6 +707,40 @@ describe.each(stores)("%s store", (store) => {
       expect((await profileBy("email=mp@x.io")).properties.Name).toBe("Multi");
     });
 
+    it("refuses a multipart file name it cannot keep, naming file, and imports nothing", async () => {
+      const before = (await s.api("GET", "/v1/imports?limit=1000")).body.imports.length;
+      // Raw bytes: FormData would escape what this sends as it is. A name past 80 KB is also cut by the part's
+      // header limit, with its Content-Type after it: it answered 415 "got text/plain".
+      const send = (name: string) =>
+        fetch(`${s.url}/v1/imports?kind=profiles`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${SECRET}`, "content-type": "multipart/form-data; boundary=b0undary" },
+          body: Buffer.concat([
+            Buffer.from('--b0undary\r\nContent-Disposition: form-data; name="file"; filename="'),
+            Buffer.from(name, "utf8"),
+            Buffer.from('"\r\nContent-Type: text/csv\r\n\r\nEmail\nnamed-part@x.io\n\r\n--b0undary--\r\n'),
+          ]),
+        });
+      const refusals: Array<[string, string]> = [
+        ["a\u0000b.csv", "the file part's filename must not contain NUL characters"],
+        [`${"x".repeat(252)}.csv`, "the file part's filename must be at most 255 characters: it has 256"],
+        [`${"x".repeat(100_000)}.csv`, "the file part's filename must be at most 255 characters: it has"],
+      ];
+      for (const [name, message] of refusals) {
+        const res = await send(name);
+        const body = (await res.json()) as { error: { code: string; field: string; message: string } };
+        expect(res.status, name.slice(0, 20)).toBe(400);
+        expect(body.error).toMatchObject({ code: "INVALID_VALUE", field: "file" });
+        expect(body.error.message.startsWith(message), body.error.message).toBe(true);
+      }
+      expect((await s.api("GET", "/v1/imports?limit=1000")).body.imports.length).toBe(before);
+      expect(await profileBy("email=named-part@x.io")).toBeNull();
+      const kept = await send(`${"x".repeat(251)}.csv`);
+      expect(kept.status).toBe(202);
+      const { id } = (await kept.json()) as { id: string };
+      expect(await waitForImport(s, id)).toMatchObject({ fileName: `${"x".repeat(251)}.csv`, processed: 1 });
+    });
+
     it("refuses a second file part (400 naming file) and too many fields (413 saying so); nothing is imported", async () => {
       const before = (await s.api("GET", "/v1/imports?limit=1000")).body.imports.length;
       const post = (form: FormData, query = "") =>

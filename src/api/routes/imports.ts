@@ -142,8 +142,9 @@ export function importRoutes({ imports }: AppDeps & { imports: ImportService }, 
           }
           const file = part;
           body = file.file;
+          // Before its type: a name past the part's 80 KB header limit is cut there, and its Content-Type with it.
+          fileName = partName(file.filename);
           contentType = partContentType(file.mimetype, file.filename);
-          fileName = file.filename || null;
           // Once the file is stored, and before the import is recorded: the rest of the body is read to its end,
           // so that a second file part (which the import would silently leave out) is refused, naming `file`.
           complete = async () => {
@@ -241,12 +242,38 @@ function givenOnce(raw: unknown, name: string): string | undefined {
   throw new PortraitError("INVALID_VALUE", `${name} must be given once`, name);
 }
 
+/** The longest file name an import keeps: what file systems allow, so no real file is refused. */
+const MAX_FILE_NAME = 255;
+
 /** `?fileName=` of a raw upload: a name to show, 1-255 characters of storable text, else refused naming it. */
 function uploadName(raw: unknown): string | null {
   if (raw === undefined || raw === "") return null;
-  if (typeof raw !== "string" || raw.length > 255) {
-    throw new PortraitError("INVALID_VALUE", "fileName must be given once, at most 255 characters", "fileName");
+  if (typeof raw !== "string" || raw.length > MAX_FILE_NAME) {
+    throw new PortraitError(
+      "INVALID_VALUE",
+      `fileName must be given once, at most ${MAX_FILE_NAME} characters`,
+      "fileName",
+    );
   }
   assertStorableText({ fileName: raw });
+  return raw;
+}
+
+/**
+ * A multipart file part's own `filename`, under the rule of `?fileName=`, and refused naming `file`: it was stored as
+ * sent, so a NUL in it was a 500 on PostgreSQL (text cannot hold one) and a name of 80 KB was listed with every import.
+ */
+function partName(raw: string | undefined): string | null {
+  if (!raw) return null;
+  if (raw.length > MAX_FILE_NAME) {
+    throw new PortraitError(
+      "INVALID_VALUE",
+      `the file part's filename must be at most ${MAX_FILE_NAME} characters: it has ${raw.length}`,
+      "file",
+    );
+  }
+  if (raw.includes("\0")) {
+    throw new PortraitError("INVALID_VALUE", "the file part's filename must not contain NUL characters", "file");
+  }
   return raw;
 }
