@@ -120,6 +120,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const store = await openStore(config);
   const shared = config.databaseUrl ? null : sharedDataWarning(config.dataDir);
   if (shared) logger.warn(shared);
+  for (const warning of (await store.settingsWarnings?.()) ?? []) logger.warn(warning);
   const accounts = new Accounts(store);
   // Keys revoked and settings changed through other processes reach this one's cache at once, not after its expiry.
   const stopWatching = (await store.watchAccounts?.((change) => accounts.changed(change))) ?? (async () => undefined);

@@ -407,6 +407,8 @@ export interface Store {
   backupTo?(file: string): Promise<void>;
   /** The connection pool now (GET /metrics): PostgreSQL only, SQLite has no pool. */
   connections?(): { open: number; idle: number; waiting: number; max: number };
+  /** What the operator should change in the database server's own settings, said once at start (PostgreSQL). */
+  settingsWarnings?(): Promise<string[]>;
   insertDashboardUser(user: DashboardUserRow): Promise<void>;
   findDashboardUser(username: string): Promise<DashboardUserRow | null>;
   getMeta(key: string): Promise<string | null>;

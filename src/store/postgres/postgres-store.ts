@@ -91,6 +91,7 @@ import { inTransaction } from "./in-transaction.js";
 import { PostgresImports, redactImportData } from "./postgres-imports.js";
 import { IndexRowColumns, PostgresSegments, segmentIndex } from "./postgres-segments.js";
 import { migrate } from "./schema.js";
+import { serverSettingsWarnings } from "./server-settings.js";
 import { TurnBatch } from "./turn-batch.js";
 
 /** The LISTEN/NOTIFY channel of key revocations and settings changes (PostgresStore.watchAccounts). */
@@ -2632,6 +2633,10 @@ export class PostgresStore implements Store {
   connections(): { open: number; idle: number; waiting: number; max: number } {
     const p = this.pool;
     return { open: p.totalCount, idle: p.idleCount, waiting: p.waitingCount, max: p.options.max ?? 10 };
+  }
+
+  settingsWarnings(): Promise<string[]> {
+    return serverSettingsWarnings(this.pool);
   }
 
   async migrate(): Promise<void> {
