@@ -419,7 +419,11 @@ export interface Store {
   readonly imports: ImportStore;
   /** Segment evaluation and saved segments (segment-store.ts). */
   readonly segments: SegmentStore;
-  /** One transaction, scoped to one account. */
+  /**
+   * One transaction, scoped to one account. `fn` may be run more than once, each run in a transaction of its own that
+   * is rolled back but the last: PostgreSQL runs a lost deadlock again, SQLite a transaction whose record needed a
+   * savepoint it ran without (sqlite/savepoint-policy.ts). So `fn` returns what it did rather than telling anyone else.
+   */
   write<T>(accountId: string, fn: (tx: StoreTx) => Promise<T>): Promise<T>;
   /**
    * Runs `fn` with reads of one account that all see the store as it was at one moment: none of them sees a write that

@@ -251,6 +251,56 @@ describe("SqliteStore internals", () => {
     return state.id;
   }
 
+  it("runs records without SQL savepoints, and a transaction again with them once a record fails after writing", async () => {
+    const [a, b, c] = [blankProfile(), blankProfile(), blankProfile()];
+    const exists = async (id: string) => (await store.reader.getProfile(accountId, id)) !== null;
+    let runs = 0;
+    await store.write(accountId, async (tx) => {
+      runs++;
+      for (const p of [a, b]) await tx.savepoint(() => tx.insertProfile(accountId, p));
+    });
+    expect({ runs, reruns: store.savepointReruns }).toEqual({ runs: 1, reruns: 0 });
+
+    // The second record writes, then fails; its caller swallows the error and goes on, as a batch does.
+    const [kept, lost, after] = [blankProfile(), blankProfile(), blankProfile()];
+    runs = 0;
+    const seen: unknown[] = [];
+    await store.write(accountId, async (tx) => {
+      runs++;
+      await tx.savepoint(() => tx.insertProfile(accountId, kept));
+      seen.push(
+        await tx
+          .savepoint(async () => {
+            await tx.insertProfile(accountId, lost);
+            throw new Error("refused after writing");
+          })
+          .catch((e: unknown) => (e as Error).message),
+      );
+      await tx.savepoint(() => tx.insertProfile(accountId, after));
+    });
+    // Run once without savepoints (the failure could not be taken back alone), then once with them.
+    expect(runs).toBe(2);
+    expect(seen[0]).toMatch(/runs again with them/);
+    expect(seen[1]).toBe("refused after writing");
+    expect(store.savepointReruns).toBe(1);
+    expect([await exists(kept.id), await exists(lost.id), await exists(after.id)]).toEqual([true, false, true]);
+    expect(await exists(c.id)).toBe(false);
+
+    // The next transactions take savepoints from their first run: a failing record costs no second run.
+    runs = 0;
+    await store.write(accountId, async (tx) => {
+      runs++;
+      await tx.savepoint(() => tx.insertProfile(accountId, c));
+      await tx
+        .savepoint(async () => {
+          await tx.insertProfile(accountId, blankProfile());
+          throw new Error("refused again");
+        })
+        .catch(() => undefined);
+    });
+    expect({ runs, reruns: store.savepointReruns, c: await exists(c.id) }).toEqual({ runs: 1, reruns: 1, c: true });
+  });
+
   it("shows pending events to reads inside the transaction, and commits them", async () => {
     const p = await newProfile();
     const seqs = await store.write(accountId, async (tx) => {

@@ -13,7 +13,8 @@
  *   one random insert per event, holds integers only. Callers still speak profile ids: every id → pk look-up is
  *   made within the account, and a remembered pk (ProfileKeyHints) is checked against the row before use.
  * - A transaction writes its events behind, in multi-row INSERTs, and opens SQL savepoints only when a record
- *   actually writes through SQL (SqliteTx).
+ *   actually writes through SQL (SqliteTx); most transactions open none, and run again with them only when a record
+ *   fails after writing (SavepointPolicy).
  * - A count-only event's two look-ups, its device's owner and that profile's status, are answered from what
  *   committed rows said (CommittedLookups, exact: forgotten on every write of them and on another connection's
  *   commit), and its addition skips the status check for a profile the transaction saw live.
@@ -62,6 +63,7 @@ import type {
 } from "../store.js";
 import { ACTIVITY_OF_P, JOIN_ACTIVITY } from "./activity-join.js";
 import { CommittedLookups, type KnownStatus } from "./committed-lookups.js";
+import { SavepointNeeded, SavepointPolicy } from "./savepoint-policy.js";
 import { migrate } from "./schema.js";
 import { redactImportData, SqliteImports } from "./sqlite-imports.js";
 import { SqliteSegments, segmentIndex } from "./sqlite-segments.js";
@@ -879,6 +881,8 @@ interface Frame {
   nextSeq: number | undefined;
   /** The SQL SAVEPOINT is opened only before the first SQL write inside it. */
   opened: boolean;
+  /** In a transaction without savepoints (SavepointPolicy): something was written through SQL inside this frame. */
+  wrote: boolean;
 }
 
 /**
@@ -892,6 +896,8 @@ interface Frame {
  */
 class SqliteTx extends SqliteReader implements StoreTx {
   private open = true;
+  /** Set when a record failed after writing in a run without savepoints: nothing more runs in this transaction. */
+  mustRunAgain: SavepointNeeded | null = null;
   /** Savepoints currently open, innermost last. */
   private readonly frames: Frame[] = [];
   /**
@@ -931,6 +937,8 @@ class SqliteTx extends SqliteReader implements StoreTx {
     private readonly db: Database.Database,
     private readonly accountId: string,
     private readonly savepointsAt: (depth: number) => SavepointStatements,
+    /** False: no SQL savepoint; a record that fails after writing makes the transaction run again (SavepointPolicy). */
+    private readonly savepoints: boolean,
   ) {
     super(sql, hints);
   }
@@ -980,6 +988,7 @@ class SqliteTx extends SqliteReader implements StoreTx {
   /** SEMANTICS §1: no write ever crosses accounts, so a transaction serves only the account it was opened for. */
   protected override use(accountId: string): Statements {
     if (!this.open) throw new Error("This transaction has already finished; use the store inside write() only.");
+    if (this.mustRunAgain) throw this.mustRunAgain;
     if (accountId !== this.accountId) {
       throw new Error(`A transaction of account ${this.accountId} cannot touch account ${accountId}.`);
     }
@@ -1001,6 +1010,10 @@ class SqliteTx extends SqliteReader implements StoreTx {
   }
 
   private openSavepoints(): void {
+    if (!this.savepoints) {
+      for (const frame of this.frames) frame.wrote = true;
+      return;
+    }
     for (let depth = 0; depth < this.frames.length; depth++) {
       const frame = this.frames[depth]!;
       if (frame.opened) continue;
@@ -1477,6 +1490,7 @@ class SqliteTx extends SqliteReader implements StoreTx {
       recordIdsAt: this.claimedRecordIds.length,
       nextSeq: this.nextSeq,
       opened: false,
+      wrote: false,
     };
     this.frames.push(frame);
     try {
@@ -1486,6 +1500,12 @@ class SqliteTx extends SqliteReader implements StoreTx {
       return result;
     } catch (error) {
       this.frames.length = depth;
+      // Writes that only a savepoint could take back: the whole transaction runs again, with savepoints, where the
+      // caller meets this error as it is. The mark stops a caller that swallows the error from writing or committing.
+      if (frame.wrote) {
+        this.mustRunAgain ??= new SavepointNeeded(error);
+        throw this.mustRunAgain;
+      }
       // What the savepoint added is taken back: its pending events, the seqs they took, and (in SQL) its writes.
       this.pending.length = frame.pendingAt;
       this.written = Math.min(this.written, frame.pendingAt);
@@ -1544,6 +1564,7 @@ export class SqliteStore implements Store {
   private readonly hints = new ProfileKeyHints(PROFILE_KEY_HINTS);
   private readonly lookups = new CommittedLookups();
   private readonly queue = new WriteQueue();
+  private readonly savepointPolicy = new SavepointPolicy();
   /**
    * The connection snapshots read on (Store.snapshot), opened at the first: its read transaction must not hold the
    * reader's connection, whose other reads would then see the snapshot too. Snapshots take turns on it.
@@ -1696,25 +1717,55 @@ export class SqliteStore implements Store {
 
   async write<T>(accountId: string, fn: (tx: StoreTx) => Promise<T>): Promise<T> {
     await this.queue.acquire();
-    const tx = new SqliteTx(this.sql, this.hints, this.lookups, this.db, accountId, (depth) =>
-      this.savepointStatements(depth),
+    try {
+      let savepoints = this.savepointPolicy.next();
+      for (;;) {
+        try {
+          return await this.attempt(accountId, fn, savepoints);
+        } catch (error) {
+          if (!(error instanceof SavepointNeeded) || savepoints) throw error;
+          this.savepointPolicy.ranAgain();
+          savepoints = true;
+        }
+      }
+    } finally {
+      this.queue.release();
+    }
+  }
+
+  /** Transactions run again with savepoints (SavepointPolicy) since the store opened. */
+  get savepointReruns(): number {
+    return this.savepointPolicy.reruns;
+  }
+
+  /** One run of a write function in one transaction, the writer's turn already taken. */
+  private async attempt<T>(accountId: string, fn: (tx: StoreTx) => Promise<T>, savepoints: boolean): Promise<T> {
+    const tx = new SqliteTx(
+      this.sql,
+      this.hints,
+      this.lookups,
+      this.db,
+      accountId,
+      (depth) => this.savepointStatements(depth),
+      savepoints,
     );
     try {
       this.sql.begin.run();
       this.lookups.begin(this.sql.dataVersion.get()!);
       try {
         const result = await fn(tx);
+        if (tx.mustRunAgain) throw tx.mustRunAgain;
         tx.finish();
         this.sql.commit.run();
         segmentIndex(this.db).committed(tx);
         return result;
       } catch (error) {
         if (this.db.inTransaction) this.sql.rollback.run();
-        throw error;
+        // Whatever this run ended with came after a record that must run again with savepoints: that run decides.
+        throw tx.mustRunAgain ?? error;
       }
     } finally {
       tx.close();
-      this.queue.release();
     }
   }
 
