@@ -17,9 +17,10 @@ import type { RecordScope } from "./record-scope.js";
 
 /**
  * What to do with an identity value another profile owns. `public`: refused as under `reject`, for a record sent with a
- * public key, which never merges people (records.ts viaPublicKey).
+ * public key, which never merges people (records.ts viaPublicKey). `replay`: refused the same way while an undo
+ * replays its journal under `merge`, where merging would join again the two people the undo separates.
  */
-export type ConflictMode = "reject" | "public" | "merge" | "skip";
+export type ConflictMode = "reject" | "public" | "replay" | "merge" | "skip";
 
 export interface AppliedProperties {
   state: ProfileState;
@@ -58,11 +59,13 @@ export async function applyProperties(
       scope.identityError(state.id, op.key, "IDENTITY_CONFLICT", ts);
       continue;
     }
-    if (mode === "reject" || mode === "public") {
+    if (mode !== "merge") {
       const why =
         mode === "reject"
           ? "the account's mergePolicy is reject"
-          : "a record sent with a public key never merges people (use a secret key)";
+          : mode === "public"
+            ? "a record sent with a public key never merges people (use a secret key)"
+            : "an undo's replay never merges people, or it would join the two it separates";
       throw new PortraitError(
         "IDENTITY_CONFLICT",
         `${op.key} ${show(value)} belongs to another profile (${owner}); ${why}`,

@@ -112,7 +112,7 @@ async function applyProfile(scope: RecordScope, record: ProfileRecord): Promise<
   const { state: target, created } = await resolveTarget(scope, record);
   // A public key is any web page's: its records never merge two people (RecordBase.viaPublicKey).
   const merges = scope.uow.account.settings.mergePolicy === "merge";
-  const mode = !merges ? "reject" : record.viaPublicKey ? "public" : "merge";
+  const mode = !merges ? "reject" : record.viaPublicKey ? "public" : scope.replay ? "replay" : "merge";
   const { state } = await underProperties(applyProperties(scope, target, record.properties, record.ts, mode));
   touch(scope, applyActivity(state, record.ts, record.context));
   // A profile created here and then merged into the owner of one of its values (mergePolicy merge) is no more: the

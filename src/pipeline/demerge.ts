@@ -131,11 +131,16 @@ export async function undoMerge(uow: UnitOfWork, ids: IdSource, now: number, mer
       await uow.atomically(async () => {
         const routed = record.type === "document" ? await routeJournalledLine(uow, record) : record;
         const result = await applyRecord(new RecordScope(uow, ids, now, true, identifiedBefore), routed);
-        // The login reached the merged person then; switched now to a third, it reached them through a value they
-        // hold now, and would move the device to them (or orphan a restored person who has no identity left).
+        // The record reached the merged person then; it goes to one of the two now, or nowhere. A login switched to
+        // a third reached them through a value they hold now, and would move the device to them (or orphan a restored
+        // person who has no identity left). A record whose handle names nobody after the restore (its value came
+        // with a record the replay skipped) would create a person nobody asked for, and a login through a restored
+        // person's device would take the device to them (the audit of 2026-11-25).
         const two = result.profileId === merge.targetId || result.profileId === merge.sourceId;
-        if (record.type === "login" && result.outcome === "switched" && !two) {
-          throw new PortraitError("IDENTITY_CONFLICT", "the login now reaches another person", "properties");
+        if (result.profileId !== null && !two) {
+          throw record.type === "login"
+            ? new PortraitError("IDENTITY_CONFLICT", "the login now reaches another person", "properties")
+            : new PortraitError("UNKNOWN_PROFILE", "the record now reaches neither of the two people", "handle");
         }
       });
       replayed++;

@@ -490,6 +490,62 @@ describe.each(stores)("%s store", (store) => {
       expect((await h.portrait.requireProfile(h.account, n)).devices).toEqual([]);
     });
 
+    it("under mergePolicy merge, a replayed record that conflicts is left out: the undo never merges the two again", async () => {
+      await h.settings({ mergePolicy: "merge" });
+      const profileVia = async (deviceId: string, at: number, properties: Record<string, unknown>) =>
+        (await h.ingest({ type: "profile", deviceId, ts: ts(at), properties })).results[0]?.profileId as string;
+      const t = await profileVia("dT", 10, { Identity: "t" });
+      const s = await profileVia("dS", 20, { Email: "s@x.io" });
+      const { mergeId } = await h.portrait.merge(h.account, t, s);
+      // The merged person holds t already: no conflict then. Replayed through dS onto s, t is T's: a conflict.
+      expect(await profileVia("dS", 30, { Identity: "t", Plan: "pro" })).toBe(t);
+
+      const undone = await h.portrait.undoMerge(h.account, mergeId);
+      expect(undone.source).toMatchObject({ id: s, mergedInto: null, identities: { Email: "s@x.io" } });
+      expect(undone.target).toMatchObject({ id: t, mergedInto: null, identities: { Identity: "t" } });
+      expect(undone.unapplied).toEqual([
+        { profileId: s, key: "profile", value: "dS", code: "RECORD_NOT_REPLAYED", reason: "IDENTITY_CONFLICT" },
+      ]);
+      // As the next reads say: two people, and no merge but the one undone.
+      expect((await h.portrait.requireProfile(h.account, s)).mergedInto).toBeNull();
+      expect(await h.store.reader.listMergesTouching(h.account.id, s)).toEqual([
+        expect.objectContaining({ id: mergeId, undoneAt: expect.any(Number) }),
+      ]);
+    });
+
+    it("a replayed record whose handle names nobody after the restore creates nobody and takes no device", async () => {
+      const s = await person("d1", { Identity: "u2" }, 1);
+      const t = (await h.ingest({ type: "profile", identity: { Email: "e1@x.io" }, ts: ts(2), properties: {} }))
+        .results[0]?.profileId as string;
+      const { mergeId } = await h.portrait.merge(h.account, t, s);
+      // Both reach the merged person: the PATCH gives it u1, then a login through S's device and a purchase come
+      // through u1. Replayed, the PATCH conflicts (e1 is T's again), so u1 is nobody's.
+      await h.portrait.patchProfile(h.account, s, { Identity: "u1", Email: "e1@x.io" });
+      const login = await h.ingest({ type: "login", deviceId: "d1", ts: ts(20), properties: { Identity: "u1" } });
+      expect(login.results[0]).toMatchObject({ profileId: t, outcome: "appended" });
+      const charged = await h.ingest({
+        type: "event",
+        identity: { Identity: "u1" },
+        id: "order-1",
+        name: "Charged",
+        ts: ts(21),
+        properties: { Amount: 30 },
+      });
+      expect(charged.results[0]).toMatchObject({ profileId: t, outcome: "stored" });
+
+      const undone = await h.portrait.undoMerge(h.account, mergeId);
+      expect(undone.source).toMatchObject({ id: s, devices: ["d1"], identities: { Identity: "u2" } });
+      expect(await h.store.reader.findProfileByIdentity(h.account.id, "Identity", "u1")).toBeNull();
+      expect((await h.store.reader.findDevice(h.account.id, "d1"))?.profileId).toBe(s);
+      // Each is named, none vanished.
+      expect(undone.unapplied?.map((u) => [u.key, u.code, u.reason])).toEqual([
+        ["profile", "RECORD_NOT_REPLAYED", "IDENTITY_CONFLICT"],
+        ["login", "RECORD_NOT_REPLAYED", "IDENTITY_CONFLICT"],
+        ["event", "RECORD_NOT_REPLAYED", "UNKNOWN_PROFILE"],
+      ]);
+      expect((await h.portrait.requireProfile(h.account, t)).stats).toMatchObject({ revenue: 0 });
+    });
+
     it("an undo racing writes to the merged person loses none of them; racing undos of one merge: one wins", async () => {
       const t = await person("t", { Identity: "u-t" });
       const s = await person("s", { Identity: "u-s" });
