@@ -52,8 +52,15 @@ export function mergeStates(
     union[key] = list;
     keys.add(key);
   }
-  const identities = trim(target.identities, union, keys, limits);
   const props = mergeProperties(target.props, source.props);
+  // A key whose property the merge decided is a `$delete` (one side deleted it after the other side's values were
+  // written) keeps no value: an identity value is also the property of its name (SEMANTICS §2), and a value older
+  // than its key's delete is gone on one profile too. Kept, lookups found a value that segments and exports did not.
+  for (const key of Object.keys(union) as IdentityKey[]) {
+    const entry = props[key];
+    if (entry !== undefined && entry.v === undefined) delete union[key];
+  }
+  const identities = trim(target.identities, union, keys, limits);
 
   const min = (a: number | null, b: number | null) => (a === null ? b : b === null ? a : Math.min(a, b));
   const max = (a: number | null, b: number | null) => (a === null ? b : b === null ? a : Math.max(a, b));

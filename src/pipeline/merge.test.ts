@@ -144,6 +144,28 @@ describe.each(stores)("%s store", (store) => {
       );
     });
 
+    it("a value older than the other side's delete of its key goes with the merge: identities and properties agree", async () => {
+      for (const swapped of [false, true]) {
+        const tag = swapped ? "b" : "a";
+        const profileVia = async (deviceId: string, at: number, properties: Record<string, unknown>) =>
+          (await h.ingest({ type: "profile", deviceId, ts: ts(at), properties })).results[0]?.profileId as string;
+        const a = await profileVia(`dA-${tag}`, 10, { Identity: `u0-${tag}`, Name: "A" });
+        await profileVia(`dA-${tag}`, 100, { Identity: { $delete: true } });
+        const b = await profileVia(`dB-${tag}`, 50, { Identity: `u1-${tag}`, Name: "B" });
+        const [target, source] = swapped ? [b, a] : [a, b];
+        const { mergeId, profile } = await h.portrait.merge(h.account, target, source);
+        expect(profile.identities).toEqual({});
+        expect(profile.properties.Identity).toBeUndefined();
+        expect(await h.store.reader.findProfileByIdentity(h.account.id, "Identity", `u1-${tag}`)).toBeNull();
+        // The undo gives the value back to the side it came from.
+        const undone = await h.portrait.undoMerge(h.account, mergeId);
+        const restoredB = swapped ? undone.target : undone.source;
+        expect(restoredB.identities).toEqual({ Identity: `u1-${tag}` });
+        expect(restoredB.properties.Identity).toBe(`u1-${tag}`);
+        expect(await h.store.reader.findProfileByIdentity(h.account.id, "Identity", `u1-${tag}`)).toBe(b);
+      }
+    });
+
     it("merge combines by per-key ts, sums counters, unions sets; undo restores both people exactly", async () => {
       const a = await person("a", { Identity: "u-a", Name: "Old", Points: { $incr: 5 }, Tags: ["x"] }, 1);
       await h.ingest({
