@@ -52,7 +52,11 @@ export async function applyDocument(
       record.bodyField ?? "user_profile",
     );
   }
-  const createdAt = existing?.createdAt ?? scope.now;
+  // The record's ts is when it came (the request, or the import batch): an undo's replay then writes the document
+  // again as it was written, not at the undo's time (a document created once kept moving its $creation_ts with
+  // every undo).
+  const at = record.ts;
+  const createdAt = existing?.createdAt ?? at;
   // §8: a replace (force_replace, PUT) keeps the system fields. The ids stay as stored, a client's own values
   // included, unless the new document gives them itself (stored as given); they used to be re-derived from the
   // line, losing what an earlier write had stored. (The merges keep them with the rest of the stored document.)
@@ -69,9 +73,9 @@ export async function applyDocument(
     ...kept,
     ...merged,
     $creation_ts: createdAt,
-    $last_modified_ts: scope.now,
+    $last_modified_ts: at,
   };
-  const doc: ProfileDocument = { ...ref, profileId: profile.id, body, createdAt, updatedAt: scope.now };
+  const doc: ProfileDocument = { ...ref, profileId: profile.id, body, createdAt, updatedAt: at };
   await uow.tx.putDocument(uow.accountId, doc);
   return doc;
 }

@@ -144,6 +144,32 @@ describe.each(stores)("%s store", (store) => {
       );
     });
 
+    it("an undo writes a document that came after the merge back with its own times, not the undo's", async () => {
+      const t = await person("docT", { Identity: "doc-t" }, 1);
+      const s = await person("docS", { Identity: "doc-s" }, 2);
+      const { mergeId } = await h.portrait.merge(h.account, t, s);
+      h.clock.advance(1_000);
+      const written = h.clock.now();
+      const ref = { compartmentId: "crm", userAccountId: "crm-9" };
+      await h.portrait.applyAtPath(h.account, {
+        type: "document",
+        ts: written,
+        handle: { kind: "profile", profileId: s },
+        ...ref,
+        mode: "put",
+        body: { plan: "gold" },
+      });
+      h.clock.advance(60_000);
+      const undone = await h.portrait.undoMerge(h.account, mergeId);
+      expect(undone.unapplied).toBeUndefined();
+      // Written through the source's id: the source's again, as it was written.
+      expect(await h.portrait.getDocument(h.account, s, ref)).toMatchObject({
+        plan: "gold",
+        $creation_ts: written,
+        $last_modified_ts: written,
+      });
+    });
+
     it("a value older than the other side's delete of its key goes with the merge: identities and properties agree", async () => {
       for (const swapped of [false, true]) {
         const tag = swapped ? "b" : "a";

@@ -55,7 +55,7 @@ export function documentRoutes({ portrait }: AppDeps) {
         const r = docRef(request.params);
         await portrait.applyAtPath(request.account, {
           type: "document",
-          ts: Date.now(),
+          ts: portrait.clock.now(),
           handle: { kind: "profile", profileId: id },
           ...r,
           mode: "put",
@@ -93,7 +93,7 @@ export function documentRoutes({ portrait }: AppDeps) {
         await portrait.getDocument(request.account, id, r);
         await portrait.applyAtPath(request.account, {
           type: "document",
-          ts: Date.now(),
+          ts: portrait.clock.now(),
           handle: { kind: "profile", profileId: id },
           ...r,
           mode: "delete",
