@@ -80,8 +80,8 @@ export async function applyProperties(
       kept.push(op);
       continue;
     }
+    // The record is journalled into the merge it causes, as every later one: its undo replays it (docs/semantics.md).
     const merged = await mergeProfiles(scope, live.id, state.id);
-    scope.createdMerges.add(merged.mergeId);
     state = merged.target;
     kept.push(op);
   }

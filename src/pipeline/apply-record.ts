@@ -66,7 +66,7 @@ async function finishRecord(scope: RecordScope, record: AnyRecord): Promise<void
     const state = await uow.load(id);
     if (state?.props.Timezone !== undefined) await registerWrittenByPortrait(scope, "Timezone");
     const mergeId = state?.journalMergeId;
-    if (mergeId && !scope.createdMerges.has(mergeId)) journals.add(mergeId);
+    if (mergeId) journals.add(mergeId);
   }
   if (journals.size === 0) return;
   const journalled =

@@ -561,6 +561,25 @@ describe.each(stores)("%s store", (store) => {
       ]);
     });
 
+    it("the record that caused a merge is replayed by its undo like any later one, and named when it cannot be", async () => {
+      await h.settings({ mergePolicy: "merge" });
+      const a = (await h.ingest({ type: "profile", identity: { Identity: "ca" }, ts: ts(1), properties: {} }))
+        .results[0]?.profileId as string;
+      const viaB = (properties: Record<string, unknown>, at: number, id?: string) =>
+        h.ingest({ type: "profile", deviceId: "cdB", ts: ts(at), properties, ...(id && { id }) });
+      const b = (await viaB({ Email: "cb@x.io" }, 2)).results[0]?.profileId as string;
+      const caused = await viaB({ Identity: "ca", Plan: "pro", Pts: { $incr: 5 } }, 3, "rec-1");
+      expect(caused.results[0]).toMatchObject({ profileId: a, outcome: "updated" });
+      const [merge] = await h.store.reader.listMergesTouching(h.account.id, a);
+
+      // Replayed onto b, whose device it came through, its Identity is a's again: left out, and said so.
+      const undone = await h.portrait.undoMerge(h.account, merge!.id);
+      expect(undone.source.properties.Plan).toBeUndefined();
+      expect(undone.unapplied).toEqual([
+        { profileId: b, key: "profile", value: "cdB", code: "RECORD_NOT_REPLAYED", reason: "IDENTITY_CONFLICT" },
+      ]);
+    });
+
     it("a replayed record whose handle names nobody after the restore creates nobody and takes no device", async () => {
       const s = await person("d1", { Identity: "u2" }, 1);
       const t = (await h.ingest({ type: "profile", identity: { Email: "e1@x.io" }, ts: ts(2), properties: {} }))

@@ -20,8 +20,6 @@ export class RecordScope {
   readonly systemEvents: NewEvent[] = [];
   /** Profiles the record changed: each one's undoable merge journals the record (SEMANTICS §7). */
   readonly touched = new Set<string>();
-  /** Merges this record caused; it is never journalled into them (replaying it would merge again). */
-  readonly createdMerges = new Set<string>();
   /** A login that moved its device: the profile it moved from, journalled with the record (LoginRecord.deviceFrom). */
   deviceFrom: string | null = null;
   /**
