@@ -259,7 +259,7 @@ export function arbDocumentJson(): fc.Arbitrary<{ [k: string]: Json }> {
   return fc
     .tuple(
       fc.constantFrom("1606", "default", "2000"),
-      fc.constantFrom("newsletter.subscribed", "score", "tags", "name", "$creation_ts", "missing"),
+      fc.constantFrom("newsletter.subscribed", "score", "tags", "items", "name", "$creation_ts", "missing"),
       arbTest("any", ["x", "y", "Ana", "A", "", "ｚ", "𝒫"]),
     )
     .map(([compartment, property, t]) => ({ property, compartment, ...t }));
@@ -477,6 +477,8 @@ function arbDocuments(profileId: string): fc.Arbitrary<ProfileDocument[]> {
       newsletter: fc.record({ subscribed: fc.boolean() }, { requiredKeys: [] }),
       score: fc.constantFrom(0, 5, 10, 100),
       tags: fc.uniqueArray(fc.constantFrom("x", "y", "z"), { maxLength: 2 }),
+      // Arrays with no scalar element exist, as objects do, and hold no value (mediarithmics lists of objects).
+      items: fc.constantFrom<JsonValue>([], [{ sku: "s1" }], [{ sku: "s1" }, "x"], [[1]]),
       name: fc.constantFrom("Ana", "ana", "Bo", "𝒫"),
       $creation_ts: arbInstant,
     },

@@ -355,7 +355,7 @@ describe("identity properties, system fields and documents", () => {
     documents: [
       ["1606", { newsletter_options: { subscribed: true }, tags: ["x", "y"], $creation_ts: NOW - DAY }],
       ["1606", { newsletter_options: { subscribed: false } }],
-      ["2000", { score: 5 }],
+      ["2000", { score: 5, items: [{ sku: "s1" }], none: [] }],
     ],
   });
   it("identity values are properties", () => {
@@ -390,6 +390,12 @@ describe("identity properties, system fields and documents", () => {
     expect(doc("$creation_ts", "1606", "withinLast", { days: 2 })).toBe(true);
     expect(doc("$creation_ts", "1606", "after", "2024-11-20")).toBe(false);
     expect(doc("score", "9999", "notExists")).toBe(true);
+    // An array with no scalar element is set, as an object is: it exists, holds no value (segments audit 2026-11-25).
+    for (const key of ["items", "none"]) {
+      expect(doc(key, "2000", "exists"), key).toBe(true);
+      expect(doc(key, "2000", "notExists"), key).toBe(false);
+      expect(doc(key, "2000", "eq", "s1"), key).toBe(false);
+    }
   });
 });
 

@@ -108,6 +108,15 @@ function fromJson(v: unknown, numbersAreDates: boolean): Value | undefined {
   return a === undefined ? undefined : { shape: "one", atom: a };
 }
 
+/**
+ * A document's value as conditions read it: numbers are dates too, and an array with no scalar element (`[]`, a list
+ * of objects, common in mediarithmics documents) is set, as an object is: it exists and holds no value. (A profile's
+ * emptied multi-value has no key at all, SEMANTICS §4, and nested profile objects hold no arrays.)
+ */
+function documentValue(v: unknown): Value | undefined {
+  return Array.isArray(v) ? (fromJson(v, true) ?? { shape: "object" }) : fromJson(v, true);
+}
+
 /** Follows `path` into nested objects; undefined when a step is missing or not an object. */
 function walk(root: unknown, path: readonly string[]): unknown {
   let cur = root;
@@ -329,7 +338,7 @@ class Evaluator {
       case "document":
         return documents
           .filter((d) => d.compartmentId === target.compartment)
-          .map((d) => fromJson(walk(d.body, target.path), true));
+          .map((d) => documentValue(walk(d.body, target.path)));
       case "profile": {
         const [key, ...rest] = target.path as [string, ...string[]];
         const entry = own(state.props, key);

@@ -542,10 +542,7 @@ export class PostgresSegmentCompiler {
             THEN EXISTS (SELECT 1 FROM jsonb_array_elements(${leaf}) e(v) WHERE ${test}) ELSE false END)`;
     const test =
       t.op === "exists"
-        ? or([
-            `jsonb_typeof(${leaf}) IN ('object', 'string', 'number', 'boolean')`,
-            element(`jsonb_typeof(e.v) IN ${SCALAR}`),
-          ])
+        ? `jsonb_typeof(${leaf}) IN ('object', 'array', 'string', 'number', 'boolean')`
         : or([scalar(leaf, true), element(scalar("e.v", false))]);
     if (test === FALSE) return FALSE;
     return `p.id IN (SELECT d.profile_id FROM documents d WHERE d.account_id = ${this.accountParam}

@@ -566,12 +566,7 @@ export class SqliteSegmentCompiler {
     };
     const leafTest =
       t.op === "exists"
-        ? or([
-            `${leaf}.type = 'object'`,
-            scalar(leaf, true),
-            `${leaf}.type = 'array' AND EXISTS (SELECT 1 FROM json_each(${leaf}.value) e
-              WHERE e.type IN ('text', 'integer', 'real', 'true', 'false'))`,
-          ])
+        ? or([`${leaf}.type IN ('object', 'array')`, scalar(leaf, true)])
         : or([scalar(leaf, true), this.anyElement(leaf, scalar("e", false))]);
     if (leafTest === FALSE) return FALSE;
     conds.push(leafTest);
