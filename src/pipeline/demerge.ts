@@ -8,7 +8,7 @@ import { removeIdentityKey, trim } from "../engine/identity/identities.js";
 import { withoutIdentityValue } from "../engine/merge.js";
 import { hasIdentity } from "../engine/profile.js";
 import type { AnyRecord } from "../engine/records.js";
-import type { AccountSettings, DeviceRow, IdentityKey, ProfileState } from "../engine/types.js";
+import type { AccountSettings, DeviceRow, IdentityKey, ProfileState, StoredEvent } from "../engine/types.js";
 import type { MergeRow, ProfileSnapshot } from "../store/store.js";
 import { applyRecord } from "./apply-record.js";
 import type { IdSource } from "./clock.js";
@@ -85,7 +85,7 @@ export async function undoMerge(uow: UnitOfWork, ids: IdSource, now: number, mer
   const journal = await tx.listJournal(accountId, mergeId);
   await uow.flush();
   const away = await awayFromMerged(uow, merge, journal);
-  await clearMergedProfile(uow, merge);
+  const laterUndos = await clearMergedProfile(uow, merge);
   const before = new Set([...merge.target.devices, ...merge.source.devices].map((d) => d.deviceId));
   // Like the merged person's own, devices first seen after the merge are absent when the replay starts.
   for (const deviceId of away.devices.keys()) if (!before.has(deviceId)) await tx.deleteDevice(accountId, deviceId);
@@ -107,6 +107,8 @@ export async function undoMerge(uow: UnitOfWork, ids: IdSource, now: number, mer
   ] as const) {
     marker.systemEvent(profileId, "Profile Demerged", now, { "Merge ID": mergeId, "Other Profile": other });
   }
+  // Undos of later merges wrote theirs on the merged person; no journalled record brings them back.
+  for (const e of laterUndos) marker.systemEvent(merge.targetId, e.name, e.ts, e.properties);
   await marker.writeSystemEvents();
 
   const skipped: DemergeResult["skipped"] = [];
@@ -264,12 +266,19 @@ async function heldInPlace<H>(
   return found;
 }
 
-/** Removes what the merged profile holds now; the snapshots and the journal rebuild it. */
-async function clearMergedProfile(uow: UnitOfWork, merge: MergeRow): Promise<void> {
+/**
+ * Removes what the merged profile holds now; the snapshots and the journal rebuild it. Returns the `Profile Demerged`
+ * events that undos of later merges wrote on it (it was the source of one, say), which nothing else rebuilds: until
+ * 2026-11-25 they vanished (merge audit).
+ */
+async function clearMergedProfile(uow: UnitOfWork, merge: MergeRow): Promise<StoredEvent[]> {
   const { tx, accountId } = uow;
   const current = await uow.load(merge.targetId);
   if (!current) throw new PortraitError("UNKNOWN_PROFILE", `profile ${merge.targetId} no longer exists`, "mergeId");
   const after = (await tx.listEventSeqs(accountId, merge.targetId)).filter((s) => s > merge.eventSeqAtMerge);
+  const laterUndos = (await tx.listEventsBySeq(accountId, after)).filter(
+    (e) => e.name === "Profile Demerged" && e.properties["Merge ID"] !== merge.id,
+  );
   await tx.deleteEvents(accountId, after);
   for (const [key, values] of Object.entries(current.identities)) {
     for (const v of values ?? []) await tx.releaseIdentity(accountId, key as IdentityKey, v.value, current.id);
@@ -283,6 +292,7 @@ async function clearMergedProfile(uow: UnitOfWork, merge: MergeRow): Promise<voi
   for (const ref of await tx.listUserAccounts(accountId, current.id)) await tx.releaseUserAccount(accountId, ref);
   for (const doc of await tx.listDocuments(accountId, current.id)) await tx.deleteDocument(accountId, doc);
   await tx.releaseChargedIds(accountId, current.id);
+  return laterUndos;
 }
 
 /**

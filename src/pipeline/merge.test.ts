@@ -144,6 +144,21 @@ describe.each(stores)("%s store", (store) => {
       );
     });
 
+    it("undoing an older merge keeps the Profile Demerged that a later merge's undo wrote on the person", async () => {
+      const a = await person("pdA", { Identity: "pd-a" }, 1);
+      const b = await person("pdB", { Identity: "pd-b" }, 2);
+      const c = await person("pdC", { Identity: "pd-c" }, 3);
+      const m1 = (await h.portrait.merge(h.account, b, a)).mergeId;
+      const m2 = (await h.portrait.merge(h.account, c, b)).mergeId;
+      await h.portrait.undoMerge(h.account, m2);
+      await h.portrait.undoMerge(h.account, m1);
+      const events = (await h.portrait.timeline(h.account, b, { limit: 100 })).events;
+      const demerged = events.filter((e) => e.name === "Profile Demerged").map((e) => e.properties["Merge ID"]);
+      expect(demerged.sort()).toEqual([m1, m2].sort());
+      // Counted, as every event is.
+      expect((await h.portrait.requireProfile(h.account, b)).stats.events).toBe(events.length);
+    });
+
     it("an undo writes a document that came after the merge back with its own times, not the undo's", async () => {
       const t = await person("docT", { Identity: "doc-t" }, 1);
       const s = await person("docS", { Identity: "doc-s" }, 2);
