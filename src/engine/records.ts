@@ -62,6 +62,11 @@ export interface EventRecord extends RecordBase {
   type: "event";
   name: string;
   properties: Record<string, EventPropertyValue>;
+  /**
+   * Only in a merge's journal: the id Portrait gave the stored event when the record came without one, so that an
+   * undo's replay stores it under the same id (SEMANTICS §7). Never an idempotency key: `id` is.
+   */
+  storedId?: string;
 }
 
 export interface TokenRecord extends RecordBase {

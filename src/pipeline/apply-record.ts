@@ -70,7 +70,11 @@ async function finishRecord(scope: RecordScope, record: AnyRecord): Promise<void
   }
   if (journals.size === 0) return;
   const journalled =
-    record.type === "login" && scope.deviceFrom !== null ? { ...record, deviceFrom: scope.deviceFrom } : record;
+    record.type === "login" && scope.deviceFrom !== null
+      ? { ...record, deviceFrom: scope.deviceFrom }
+      : record.type === "event" && scope.storedEventId !== null
+        ? { ...record, storedId: scope.storedEventId }
+        : record;
   for (const mergeId of journals) await uow.tx.appendJournal(uow.accountId, mergeId, journalled);
 }
 
@@ -223,10 +227,12 @@ async function applyEvent(scope: RecordScope, record: EventRecord): Promise<Reco
     amount = typeof record.properties.Amount === "number" ? record.properties.Amount : 0;
   }
   const deviceId = record.handle.kind === "device" ? record.handle.deviceId : null;
+  const id = record.id ?? record.storedId ?? scope.ids.eventId();
+  if (record.id === undefined) scope.storedEventId = id;
   await uow.tx.insertEvents(uow.accountId, [
     {
       profileId,
-      id: record.id ?? scope.ids.eventId(),
+      id,
       name: record.name,
       ts: record.ts,
       properties: record.properties,

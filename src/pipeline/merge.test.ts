@@ -144,6 +144,22 @@ describe.each(stores)("%s store", (store) => {
       );
     });
 
+    it("an undo stores a replayed event that came without an id under the id it was given, not a new one", async () => {
+      const t = await person("idT", { Identity: "id-t" }, 1);
+      const s = await person("idS", { Identity: "id-s" }, 2);
+      const { mergeId } = await h.portrait.merge(h.account, t, s);
+      await h.ingest({ type: "event", deviceId: "idS", name: "Viewed", ts: ts(10), properties: { Page: "home" } });
+      const viewed = async (id: string) =>
+        (await h.portrait.timeline(h.account, id, { limit: 100 })).events.filter((e) => e.name === "Viewed");
+      const [given] = await viewed(t);
+      expect(given?.id).toEqual(expect.any(String));
+
+      await h.portrait.undoMerge(h.account, mergeId);
+      // Replayed through the source's device: the source's again, with the id its timeline showed before.
+      expect((await viewed(s)).map((e) => e.id)).toEqual([given!.id]);
+      expect(await viewed(t)).toEqual([]);
+    });
+
     it("undoing an older merge keeps the Profile Demerged that a later merge's undo wrote on the person", async () => {
       const a = await person("pdA", { Identity: "pd-a" }, 1);
       const b = await person("pdB", { Identity: "pd-b" }, 2);

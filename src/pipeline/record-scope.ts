@@ -22,6 +22,8 @@ export class RecordScope {
   readonly touched = new Set<string>();
   /** A login that moved its device: the profile it moved from, journalled with the record (LoginRecord.deviceFrom). */
   deviceFrom: string | null = null;
+  /** The id given to an event the record stored without a client id, journalled with it (EventRecord.storedId). */
+  storedEventId: string | null = null;
   /**
    * The device and platform of the record being applied: the Identity Set and Identity Error events it causes store
    * them like the record's own events would (SEMANTICS §11 "Every event stores its deviceId and platform").
