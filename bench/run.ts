@@ -182,7 +182,7 @@ async function main(): Promise<void> {
   }
   // A PostgreSQL figure means little without the server's settings (its buffers above all): they head the output.
   const server = store === "postgres" ? await describeServer() : null;
-  if (server) process.stdout.write(`${server}\n`);
+  if (server) process.stdout.write(`${server.settings}\n${server.note ? `${server.note}\n` : ""}`);
 
   const started = performance.now();
   const memo = new Map<string, unknown>();
@@ -236,7 +236,7 @@ async function main(): Promise<void> {
   }
 
   const out = path.join(REPO_ROOT, "bench", "results.json");
-  const described = server ? rows.map((row) => ({ ...row, server: server.split("\n")[0] })) : rows;
+  const described = server ? rows.map((row) => ({ ...row, server: server.settings })) : rows;
   writeFileSync(out, `${JSON.stringify(described, null, 2)}\n`);
   printTable(rows);
   const seconds = (performance.now() - started) / 1000;

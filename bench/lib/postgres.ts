@@ -41,8 +41,11 @@ const SETTINGS = ["shared_buffers", "max_wal_size", "synchronous_commit", "autov
  */
 const WORKING_SET_BYTES = 1024 ** 3;
 
-/** `PostgreSQL 15.20: shared_buffers 1GB, …`, and a warning when the buffers are below B1 full's working set. */
-export async function describeServer(): Promise<string> {
+/**
+ * `PostgreSQL 15.20: shared_buffers 1GB, …` (`settings`), and a `note` when the buffers are below B1 full's working
+ * set, else null.
+ */
+export async function describeServer(): Promise<{ settings: string; note: string | null }> {
   const admin = new pg.Client({ connectionString: ADMIN_URL });
   await admin.connect();
   try {
@@ -53,11 +56,14 @@ export async function describeServer(): Promise<string> {
           pg_size_bytes(current_setting('shared_buffers'))::float8 AS buffers, ${shown}`,
       )
     ).rows[0]!;
-    const line = `PostgreSQL ${row.version}: ${SETTINGS.map((name, i) => `${name} ${row[`s${i}`]}`).join(", ")}`;
-    return Number(row.buffers) < WORKING_SET_BYTES
-      ? `${line}\nnote: shared_buffers is below 1GB, under B1 full's working set: that figure then measures the ` +
-          "server's page traffic more than Portrait (docs/scaling.md, Server settings)"
-      : line;
+    return {
+      settings: `PostgreSQL ${row.version}: ${SETTINGS.map((name, i) => `${name} ${row[`s${i}`]}`).join(", ")}`,
+      note:
+        Number(row.buffers) < WORKING_SET_BYTES
+          ? "note: shared_buffers is below 1GB, under B1 full's working set: that figure then measures the server's " +
+            "page traffic more than Portrait (docs/scaling.md, Server settings)"
+          : null,
+    };
   } finally {
     await admin.end();
   }

@@ -15,14 +15,16 @@ const RUNS_WITH_SAVEPOINTS = 16;
 
 /** A record failed after writing in a run without SQL savepoints: the transaction must run again with them. */
 export class SavepointNeeded extends Error {
-  constructor(readonly refusal: unknown) {
-    super("a record failed after writing, in a transaction without savepoints: it runs again with them");
+  constructor(refusal: unknown) {
+    super("a record failed after writing, in a transaction without savepoints: it runs again with them", {
+      cause: refusal,
+    });
   }
 }
 
 export class SavepointPolicy {
   private withSavepoints = 0;
-  /** How many transactions had to run again (tests, and the reader of a profile). */
+  /** How many transactions had to run again (SqliteStore.savepointReruns). */
   reruns = 0;
 
   /** Whether the next transaction's first run takes SQL savepoints. */
