@@ -22,7 +22,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Accounts } from "../../pipeline/accounts.js";
 import { SECRET, startTestServer, type TestServer } from "../../test-support/server.js";
 import { PendingManifests } from "./pending-manifests.js";
-import { hostKey, longname, SftpDropPoint } from "./server.js";
+import { hostKey, longname, SftpDropPoint, type SftpServerOptions } from "./server.js";
 
 const hasSftp = (() => {
   try {
@@ -143,6 +143,18 @@ async function waitForSize(file: string, bytes: number, timeoutMs = 20_000): Pro
 
 function folder(accountId: string): string {
   return path.join(s.dir, "sftp", accountId);
+}
+
+/** Another drop point on the test server's store and data directory (its timing options its own), not started. */
+function dropPointBeside(timing: Pick<SftpServerOptions, "keepaliveMs" | "loginGraceMs"> = {}): SftpDropPoint {
+  return new SftpDropPoint({
+    store: s.server.store,
+    imports: s.server.imports.service,
+    dataDir: s.dir,
+    port: 0,
+    host: "127.0.0.1",
+    ...timing,
+  });
 }
 
 /** Waits for a result file, whole: the runner writes it in place, so it may be seen half written. */
@@ -448,14 +460,7 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
 
   it("drops a connection that went silent mid-upload, so its manifest is answered INCOMPLETE_FILE, not held", async () => {
     // A drop point of its own on the same store, asking quiet connections every 200 ms instead of every 15 s.
-    const quick = new SftpDropPoint({
-      store: s.server.store,
-      imports: s.server.imports.service,
-      dataDir: s.dir,
-      port: 0,
-      host: "127.0.0.1",
-      keepaliveMs: 200,
-    });
+    const quick = dropPointBeside({ keepaliveMs: 200 });
     const quickPort = await quick.start();
     const relay = await freezingRelay(quickPort);
     const rows = Array.from({ length: 10_000 }, (_, i) => `gone${i}@x.io,Gone ${i}\n`).join("");
@@ -478,14 +483,7 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
 
   it("drops connections that do not log in within the login grace time, and keeps one that logged in", async () => {
     // A drop point of its own on the same store, with a login grace of 300 ms instead of 30 s.
-    const quick = new SftpDropPoint({
-      store: s.server.store,
-      imports: s.server.imports.service,
-      dataDir: s.dir,
-      port: 0,
-      host: "127.0.0.1",
-      loginGraceMs: 300,
-    });
+    const quick = dropPointBeside({ loginGraceMs: 300 });
     const quickPort = await quick.start();
     const closed = (socket: Socket) => new Promise<void>((resolve) => socket.on("close", () => resolve()));
     try {
@@ -518,13 +516,7 @@ describe.skipIf(!hasSftp)("SFTP drop point (OpenSSH sftp client)", () => {
     const pending = new PendingManifests(path.join(s.dir, "sftp", ".manifests"));
     await pending.add("default", "left1.csv.manifest");
     await pending.add("default", "left2.manifest");
-    const next = new SftpDropPoint({
-      store: s.server.store,
-      imports: s.server.imports.service,
-      dataDir: s.dir,
-      port: 0,
-      host: "127.0.0.1",
-    });
+    const next = dropPointBeside();
     await next.start();
     try {
       const done = JSON.parse(await waitForFile(path.join(root, "left1.csv.result.json")));
